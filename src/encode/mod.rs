@@ -1,0 +1,1 @@
+//! Encoders: pixels to Gaussians.

@@ -1,0 +1,65 @@
+//! The crate's error type: one enum with a variant per fault class.
+//!
+//! Whose fault it is decides the variant: a malformed file is [`Error::Format`], a request the
+//! caller got wrong is [`Error::InvalidParameter`], a well-formed request that would exceed the
+//! configured [`Limits`](crate::Limits) is [`Error::LimitsExceeded`], and I/O is [`Error::Io`].
+
+use crate::format::FormatError;
+
+/// Result alias used throughout the crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// Everything that can go wrong in gsimg.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The `.gsi` bytes are malformed, truncated or corrupted.
+    #[error("invalid .gsi file: {0}")]
+    Format(#[from] FormatError),
+
+    /// The caller passed an argument outside its valid range.
+    #[error("invalid {name}: {reason}")]
+    InvalidParameter {
+        /// The parameter's name, e.g. `"scale"`.
+        name: &'static str,
+        /// What is wrong with it, including the accepted range.
+        reason: String,
+    },
+
+    /// A well-formed input or request would exceed a configured limit.
+    #[error("{what} is {value}, over the limit of {limit}")]
+    LimitsExceeded {
+        /// What was measured, e.g. `"output pixel count"`.
+        what: &'static str,
+        /// The requested amount.
+        value: u64,
+        /// The configured maximum.
+        limit: u64,
+    },
+
+    /// An input image could not be read or decoded.
+    #[error("cannot read input image: {0}")]
+    InputImage(String),
+
+    /// An output image could not be encoded.
+    #[error("cannot write output image: {0}")]
+    OutputImage(String),
+
+    /// A neural encoder model or the ONNX Runtime library could not be loaded or run.
+    #[error("{0}")]
+    Model(String),
+
+    /// The CUDA renderer is unavailable or failed.
+    #[error("CUDA: {0}")]
+    Cuda(String),
+
+    /// An I/O error from the operating system.
+    #[error("I/O error: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl Error {
+    pub(crate) fn invalid(name: &'static str, reason: impl Into<String>) -> Self {
+        Error::InvalidParameter { name, reason: reason.into() }
+    }
+}

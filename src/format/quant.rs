@@ -1,0 +1,134 @@
+//! Quantization and dequantization of Gaussians (§5), and the colour model (§4.1).
+
+use super::header::{AttrQuant, ColorModel, Header};
+use crate::splat::Gaussian;
+
+/// A Gaussian as stored: its cell and one code per stream (§7.2 order: x, y, σ₁, σ₂, θ, then
+/// up to four channels).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Quantized {
+    /// Cell row (first, so that sorting gives raster order).
+    pub cell_y: u32,
+    /// Cell column.
+    pub cell_x: u32,
+    /// Codes in the order y, x, σ₁, σ₂, θ, c₀..c₃ (y first so sorting is raster order).
+    pub codes: [u16; 9],
+}
+
+/// Index of each attribute in [`Quantized::codes`].
+pub(crate) const CODE_Y: usize = 0;
+pub(crate) const CODE_X: usize = 1;
+pub(crate) const CODE_S1: usize = 2;
+pub(crate) const CODE_S2: usize = 3;
+pub(crate) const CODE_ROT: usize = 4;
+pub(crate) const CODE_CH: usize = 5;
+
+/// The stream order of §7.2 as indices into [`Quantized::codes`].
+pub(crate) fn stream_code_index(stream: usize) -> usize {
+    match stream {
+        0 => CODE_X,
+        1 => CODE_Y,
+        s => s,
+    }
+}
+
+fn unit(q: &AttrQuant, code: u16) -> f64 {
+    if q.bits == 0 { 0.0 } else { code as f64 / q.max_code() as f64 }
+}
+
+fn ranged(q: &AttrQuant, code: u16) -> f64 {
+    q.min as f64 + (q.max as f64 - q.min as f64) * unit(q, code)
+}
+
+fn code_for(q: &AttrQuant, v: f64) -> u16 {
+    let span = q.max as f64 - q.min as f64;
+    if q.bits == 0 || span <= 0.0 || v.is_nan() {
+        return 0;
+    }
+    ((v - q.min as f64) / span * q.max_code() as f64).round().clamp(0.0, q.max_code() as f64) as u16
+}
+
+/// §4.1: full-range BT.601 RGB → (Y, Cb, Cr), Cb and Cr centred on 0.
+pub fn rgb_to_ycbcr(c: [f64; 3]) -> [f64; 3] {
+    let [r, g, b] = c;
+    [
+        0.299 * r + 0.587 * g + 0.114 * b,
+        -0.168_736 * r - 0.331_264 * g + 0.5 * b,
+        0.5 * r - 0.418_688 * g - 0.081_312 * b,
+    ]
+}
+
+/// §4.1: the inverse of [`rgb_to_ycbcr`], as a decoder computes it.
+pub fn ycbcr_to_rgb(c: [f64; 3]) -> [f64; 3] {
+    let [y, cb, cr] = c;
+    [y + 1.402 * cr, y - 0.344_136 * cb - 0.714_136 * cr, y + 1.772 * cb]
+}
+
+/// §5: the Gaussian a stored record decodes to.
+pub fn dequantize(h: &Header, q: &Quantized) -> Gaussian {
+    let g = h.cell_size as f64;
+    let pos = |cell: u32, code: u16| {
+        let steps = (1u32 << h.position.bits) as f64;
+        ((cell as f64 + (code as f64 + 0.5) / steps) * g) as f32
+    };
+    let scale = |code: u16| ranged(&h.scale, code).exp2() as f32;
+    let rotation = std::f64::consts::PI * q.codes[CODE_ROT] as f64 / (1u32 << h.rotation.bits) as f64;
+    let mut ch = [0f64; 4];
+    for (i, cq) in h.channels.iter().enumerate() {
+        ch[i] = ranged(cq, q.codes[CODE_CH + i]);
+    }
+    if h.color_model == ColorModel::YCbCr {
+        let rgb = ycbcr_to_rgb([ch[0], ch[1], ch[2]]);
+        ch[..3].copy_from_slice(&rgb);
+    }
+    Gaussian {
+        x: pos(q.cell_x, q.codes[CODE_X]),
+        y: pos(q.cell_y, q.codes[CODE_Y]),
+        scale: [scale(q.codes[CODE_S1]), scale(q.codes[CODE_S2])],
+        rotation: rotation as f32,
+        color: ch.map(|v| v as f32),
+    }
+}
+
+/// §5: the nearest stored record for a Gaussian (positions clamped into the cell grid, values
+/// clamped into the quantizer ranges).
+pub fn quantize(h: &Header, gs: &Gaussian) -> Quantized {
+    let (cells_x, cells_y) = h.cells();
+    let g = h.cell_size as f64;
+    let steps = (1u32 << h.position.bits) as f64;
+    let pos = |v: f32, cells: u64| -> (u32, u16) {
+        let u = (v as f64 / g).clamp(0.0, cells as f64);
+        let cell = (u.floor() as u64).min(cells - 1);
+        let frac = (u - cell as f64).clamp(0.0, 1.0);
+        let code = ((frac * steps).floor()).clamp(0.0, steps - 1.0) as u16;
+        (cell as u32, code)
+    };
+    let (cell_x, qx) = pos(gs.x, cells_x);
+    let (cell_y, qy) = pos(gs.y, cells_y);
+    let log_scale = |s: f32| code_for(&h.scale, (s as f64).log2());
+    let pi = std::f64::consts::PI;
+    let rsteps = (1u32 << h.rotation.bits) as f64;
+    let rot = (gs.rotation as f64).rem_euclid(pi);
+    let qrot = ((rot / pi * rsteps).round() as u64 % (rsteps as u64)) as u16;
+    let mut ch = gs.color.map(|v| v as f64);
+    if h.color_model == ColorModel::YCbCr {
+        let ycc = rgb_to_ycbcr([ch[0], ch[1], ch[2]]);
+        ch[..3].copy_from_slice(&ycc);
+    }
+    let mut codes = [0u16; 9];
+    codes[CODE_X] = qx;
+    codes[CODE_Y] = qy;
+    codes[CODE_S1] = log_scale(gs.scale[0]);
+    codes[CODE_S2] = log_scale(gs.scale[1]);
+    codes[CODE_ROT] = qrot;
+    for (i, cq) in h.channels.iter().enumerate() {
+        codes[CODE_CH + i] = code_for(cq, ch[i]);
+    }
+    Quantized { cell_y, cell_x, codes }
+}
+
+/// §6: how far (native pixels) a Gaussian's 3σ bounding box reaches from its centre.
+pub fn reach(g: &Gaussian) -> f64 {
+    let (xx, _, yy) = g.covariance();
+    3.0 * xx.max(yy).sqrt()
+}

@@ -1,0 +1,385 @@
+//! Reading `.gsi` files (§2–§8): whole files, or only the tiles a region needs.
+
+use std::io::{Read, Seek, SeekFrom};
+
+use byteorder::{ByteOrder, LittleEndian as LE};
+use rayon::prelude::*;
+
+use super::consts::*;
+use super::error::{FormatError, FormatErrorKind, Location, tag_str};
+use super::header::Header;
+use super::metadata::Metadata;
+use super::quant::{dequantize, reach};
+use super::section;
+use super::tile::{self, TileCells};
+use crate::render::Viewport;
+use crate::render::project::PREFILTER_VARIANCE;
+use crate::splat::{Gaussian, SplatImage};
+use crate::{Error, Limits, Result};
+
+/// §6: a tile's decompressed size may be at most this many times its compressed size (the
+/// largest expansion a zstd frame can encode is below it).
+pub const MAX_EXPANSION: u64 = 32_768;
+
+/// Random-access bytes: a slice in memory or a seekable file.
+pub trait Source {
+    /// Total length in bytes.
+    fn len(&self) -> u64;
+    /// Fills `buf` from `offset`; the caller guarantees `offset + buf.len() <= len()`.
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+}
+
+impl Source for &[u8] {
+    fn len(&self) -> u64 {
+        <[u8]>::len(self) as u64
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        buf.copy_from_slice(&self[offset as usize..offset as usize + buf.len()]);
+        Ok(())
+    }
+}
+
+/// A [`Source`] over any `Read + Seek` (a file), whose length is taken once when opened.
+#[derive(Debug)]
+pub struct SeekSource<R> {
+    inner: R,
+    len: u64,
+}
+
+impl<R: Read + Seek> SeekSource<R> {
+    /// Wraps `inner`, measuring its length.
+    pub fn new(mut inner: R) -> std::io::Result<Self> {
+        let len = inner.seek(SeekFrom::End(0))?;
+        Ok(SeekSource { inner, len })
+    }
+}
+
+impl<R: Read + Seek> Source for SeekSource<R> {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        self.inner.seek(SeekFrom::Start(offset))?;
+        self.inner.read_exact(buf)
+    }
+}
+
+/// One entry of the tile index (§6).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TileEntry {
+    /// Gaussians in the tile.
+    pub count: u32,
+    /// Payload length of the tile's `TILE` section.
+    pub payload_len: u32,
+    /// Decompressed length of its data.
+    pub raw_len: u32,
+    /// How far its Gaussians reach outside it, native pixels ([`REACH_UNBOUNDED`]: anywhere).
+    pub reach: u16,
+    /// File offset of its `TILE` section.
+    pub offset: u64,
+}
+
+/// A section as seen while reading: tag, offset, payload length.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SectionInfo {
+    /// The tag.
+    pub tag: [u8; 4],
+    /// File offset of the section's first byte.
+    pub offset: u64,
+    /// Payload bytes (the section takes 12 more).
+    pub payload_len: u64,
+}
+
+/// A `.gsi` file opened for reading: the header, metadata and tile index are parsed and
+/// checked; tiles are read on demand.
+#[derive(Debug)]
+pub struct Decoder<S> {
+    src: S,
+    limits: Limits,
+    header: Header,
+    metadata: Metadata,
+    index: Vec<TileEntry>,
+    sections: Vec<SectionInfo>,
+    end_offset: u64,
+}
+
+fn err(kind: FormatErrorKind, location: Location) -> Error {
+    FormatError::new(kind, location).into()
+}
+
+impl<S: Source> Decoder<S> {
+    /// Opens `src`: reads the signature, `HEAD`, any metadata and the tile index (§2.4).
+    pub fn new(mut src: S, limits: Limits) -> Result<Self> {
+        let len = src.len();
+        let mut sig = [0u8; 8];
+        let n = len.min(8) as usize;
+        src.read_at(0, &mut sig[..n])?;
+        if sig[..n] != SIGNATURE[..n] {
+            return Err(err(FormatErrorKind::BadSignature, Location::Signature));
+        }
+        if n < 8 {
+            return Err(err(FormatErrorKind::Truncated { needed: 8, available: n as u64 }, Location::Signature));
+        }
+        let mut sections = Vec::new();
+        let mut pos = 8u64;
+        let (info, head) = read_section(&mut src, pos, &limits, None)?;
+        if info.tag != TAG_HEAD {
+            return Err(unexpected(info.tag, None, "HEAD"));
+        }
+        let header = Header::parse(&head, &limits)?;
+        sections.push(info);
+        pos += section::total_len(info.payload_len);
+        let mut metadata = Metadata::default();
+        let index_payload = loop {
+            let (info, payload) = read_section(&mut src, pos, &limits, None)?;
+            sections.push(info);
+            pos += section::total_len(info.payload_len);
+            match info.tag {
+                TAG_TIDX => break payload,
+                TAG_META => metadata = Metadata::parse(&payload, &limits)?,
+                t if is_critical(t) => {
+                    return Err(if [TAG_HEAD, TAG_TILE, TAG_GEND].contains(&t) {
+                        unexpected(t, None, "TIDX or an ancillary section")
+                    } else {
+                        err(FormatErrorKind::UnknownCriticalSection, Location::Section { tag: t, tile: None })
+                    });
+                }
+                _ => {} // §2.3: unknown ancillary sections are skipped.
+            }
+        };
+        let index = parse_index(&header, &index_payload, pos, &limits)?;
+        let end_offset = index.last().map_or(pos, |e| e.offset + section::total_len(e.payload_len as u64));
+        Ok(Decoder { src, limits, header, metadata, index, sections, end_offset })
+    }
+
+    /// The header.
+    pub fn header(&self) -> &Header {
+        &self.header
+    }
+
+    /// The metadata.
+    pub fn metadata(&self) -> &Metadata {
+        &self.metadata
+    }
+
+    /// The tile index.
+    pub fn index(&self) -> &[TileEntry] {
+        &self.index
+    }
+
+    /// The sections read so far (header, metadata, index).
+    pub fn sections(&self) -> &[SectionInfo] {
+        &self.sections
+    }
+
+    /// Reads, checks and decodes tile `t` (§7).
+    pub fn decode_tile(&mut self, t: u32) -> Result<Vec<Gaussian>> {
+        let payload = self.read_tile_payload(t)?;
+        decode_tile_payload(&self.header, &self.index, t, &payload)
+    }
+
+    fn read_tile_payload(&mut self, t: u32) -> Result<Vec<u8>> {
+        let e = *self.index.get(t as usize).ok_or_else(|| Error::invalid("tile", format!("{t} of {}", self.index.len())))?;
+        let (info, payload) = read_section(&mut self.src, e.offset, &self.limits, Some(t))?;
+        if info.tag != TAG_TILE {
+            return Err(unexpected(info.tag, Some(t), "TILE"));
+        }
+        if info.payload_len != e.payload_len as u64 {
+            return Err(err(
+                FormatErrorKind::InvalidField {
+                    field: "section length",
+                    reason: format!("{} bytes, the tile index says {}", info.payload_len, e.payload_len),
+                },
+                Location::Section { tag: TAG_TILE, tile: Some(t) },
+            ));
+        }
+        Ok(payload)
+    }
+
+    /// Decodes every tile and checks the end of the file (§2.4): the whole picture.
+    pub fn decode_all(&mut self) -> Result<SplatImage> {
+        let tiles: Vec<u32> = (0..self.index.len() as u32).collect();
+        let image = self.decode_tiles(&tiles)?;
+        let (info, _) = read_section(&mut self.src, self.end_offset, &self.limits, None)?;
+        if info.tag != TAG_GEND || info.payload_len != 0 {
+            return Err(unexpected(info.tag, None, "an empty GEND"));
+        }
+        let end = self.end_offset + section::total_len(0);
+        if self.src.len() > end {
+            return Err(err(FormatErrorKind::TrailingData { bytes: self.src.len() - end }, Location::Offset(end)));
+        }
+        Ok(image)
+    }
+
+    /// Decodes the tiles `tiles` (in the order given) into one picture.
+    pub fn decode_tiles(&mut self, tiles: &[u32]) -> Result<SplatImage> {
+        let payloads = tiles.iter().map(|&t| Ok((t, self.read_tile_payload(t)?))).collect::<Result<Vec<_>>>()?;
+        let (header, index) = (&self.header, &self.index);
+        let decoded = payloads
+            .par_iter()
+            .map(|(t, p)| decode_tile_payload(header, index, *t, p))
+            .collect::<Result<Vec<_>>>()?;
+        let h = &self.header;
+        SplatImage::new(h.width, h.height, h.layout, decoded.into_iter().flatten().collect())
+    }
+
+    /// The tiles whose Gaussians can reach `viewport`'s region (§6), in file order.
+    pub fn tiles_for(&self, viewport: &Viewport) -> Vec<u32> {
+        let h = &self.header;
+        let (sx, sy) = (viewport.width as f64 / h.width as f64, viewport.height as f64 / h.height as f64);
+        let r = viewport.region;
+        // Output-space margin added to a native reach: the prefilter's 3σ plus one pixel.
+        let pad = 3.0 * PREFILTER_VARIANCE.sqrt() + 1.0;
+        let g = h.cell_size as f64;
+        (0..self.index.len() as u32)
+            .filter(|&t| {
+                let e = &self.index[t as usize];
+                if e.count == 0 {
+                    return false;
+                }
+                if e.reach == REACH_UNBOUNDED {
+                    return true;
+                }
+                let c = TileCells::of(h, t as u64);
+                let reach = e.reach as f64;
+                let x0 = (c.cx0 as f64 * g - reach) * sx - pad;
+                let x1 = ((c.cx0 + c.cw) as f64 * g + reach) * sx + pad;
+                let y0 = (c.cy0 as f64 * g - reach) * sy - pad;
+                let y1 = ((c.cy0 + c.ch) as f64 * g + reach) * sy + pad;
+                x1 >= r.x as f64 && x0 <= (r.x + r.width) as f64 && y1 >= r.y as f64 && y0 <= (r.y + r.height) as f64
+            })
+            .collect()
+    }
+
+    /// Decodes only the tiles `viewport` needs: rendering the result at `viewport` gives the
+    /// same pixels as rendering the whole picture.
+    pub fn decode_region(&mut self, viewport: &Viewport) -> Result<SplatImage> {
+        let tiles = self.tiles_for(viewport);
+        self.decode_tiles(&tiles)
+    }
+}
+
+fn unexpected(tag: [u8; 4], tile: Option<u32>, expected: &'static str) -> Error {
+    err(FormatErrorKind::UnexpectedSection { expected }, Location::Section { tag, tile })
+}
+
+/// Reads the section at `pos`, checking its length against the file and the limits and its
+/// CRC-32 (§2.3).
+fn read_section<S: Source>(src: &mut S, pos: u64, limits: &Limits, tile: Option<u32>) -> Result<(SectionInfo, Vec<u8>)> {
+    let len = src.len();
+    let avail = len.saturating_sub(pos);
+    if avail < 8 {
+        let mut tag = [0u8; 4];
+        let n = avail.min(4) as usize;
+        src.read_at(pos, &mut tag[..n])?;
+        let location = if n == 4 { Location::Section { tag, tile } } else { Location::Offset(pos) };
+        return Err(err(FormatErrorKind::Truncated { needed: 12, available: avail }, location));
+    }
+    let mut head = [0u8; 8];
+    src.read_at(pos, &mut head)?;
+    let (tag, plen) = section::read_tag_len(&head);
+    let loc = Location::Section { tag, tile };
+    limits.check("section size (bytes)", plen as u64, limits.max_section_bytes)?;
+    let total = section::total_len(plen as u64);
+    if avail < total {
+        return Err(err(FormatErrorKind::Truncated { needed: total, available: avail }, loc));
+    }
+    let mut payload = vec![0u8; plen as usize];
+    src.read_at(pos + 8, &mut payload)?;
+    let mut crc = [0u8; 4];
+    src.read_at(pos + 8 + plen as u64, &mut crc)?;
+    let stored = u32::from_le_bytes(crc);
+    let computed = section::crc(tag, &payload);
+    if stored != computed {
+        return Err(err(FormatErrorKind::ChecksumMismatch { stored, computed }, loc));
+    }
+    Ok((SectionInfo { tag, offset: pos, payload_len: plen as u64 }, payload))
+}
+
+/// Parses and checks the `TIDX` payload (§6); `first_tile` is the offset of the first `TILE`.
+fn parse_index(h: &Header, p: &[u8], first_tile: u64, limits: &Limits) -> Result<Vec<TileEntry>> {
+    let tiles = h.tile_count();
+    let bad = |tile: Option<u32>, field: &'static str, reason: String| {
+        err(FormatErrorKind::InvalidField { field, reason }, Location::Section { tag: TAG_TIDX, tile })
+    };
+    if p.len() as u64 != tiles * TIDX_ENTRY_LEN as u64 {
+        return Err(bad(None, "length", format!("{} bytes, {tiles} tiles need {}", p.len(), tiles * TIDX_ENTRY_LEN as u64)));
+    }
+    let mut index = Vec::with_capacity(tiles as usize);
+    let mut offset = first_tile;
+    let mut total = 0u64;
+    for (t, e) in p.chunks_exact(TIDX_ENTRY_LEN).enumerate() {
+        let t32 = t as u32;
+        let entry = TileEntry {
+            count: LE::read_u32(e),
+            payload_len: LE::read_u32(&e[4..]),
+            raw_len: LE::read_u32(&e[8..]),
+            reach: LE::read_u16(&e[12..]),
+            offset,
+        };
+        if entry.payload_len < 4 {
+            return Err(bad(Some(t32), "payload length", format!("{} (a tile payload has at least 4 bytes)", entry.payload_len)));
+        }
+        let cells = TileCells::of(h, t as u64);
+        let max_raw = tile::max_raw_len(h, &cells, entry.count as u64)
+            .min(MAX_EXPANSION * (entry.payload_len as u64 - 4));
+        if entry.raw_len as u64 > max_raw || (entry.raw_len as u64) < cells.count() {
+            return Err(bad(
+                Some(t32),
+                "raw length",
+                format!("{} bytes for {} Gaussians in {} cells (allowed: {} to {max_raw})", entry.raw_len, entry.count, cells.count(), cells.count()),
+            ));
+        }
+        limits.check("tile data size (bytes)", entry.raw_len as u64, limits.max_section_bytes)?;
+        total += entry.count as u64;
+        offset += section::total_len(entry.payload_len as u64);
+        index.push(entry);
+    }
+    if total != h.gaussian_count {
+        return Err(bad(None, "Gaussian counts", format!("tiles hold {total}, the header says {}", h.gaussian_count)));
+    }
+    Ok(index)
+}
+
+/// Checks a `TILE` payload's tile number, decompresses it and decodes its Gaussians (§7).
+fn decode_tile_payload(h: &Header, index: &[TileEntry], t: u32, payload: &[u8]) -> Result<Vec<Gaussian>> {
+    let loc = Location::Section { tag: TAG_TILE, tile: Some(t) };
+    let e = &index[t as usize];
+    let number = LE::read_u32(payload);
+    if number != t {
+        return Err(err(
+            FormatErrorKind::InvalidField { field: "tile number", reason: format!("{number}, expected {t}") },
+            loc,
+        ));
+    }
+    let raw = zstd::bulk::decompress(&payload[4..], e.raw_len as usize)
+        .map_err(|x| err(FormatErrorKind::Decompression(x.to_string()), loc))?;
+    if raw.len() != e.raw_len as usize {
+        return Err(err(
+            FormatErrorKind::Decompression(format!("{} bytes, the tile index says {}", raw.len(), e.raw_len)),
+            loc,
+        ));
+    }
+    let cells = TileCells::of(h, t as u64);
+    let qs = tile::decode(h, t, &cells, &raw, e.count as u64)?;
+    let gs: Vec<Gaussian> = qs.iter().map(|q| dequantize(h, q)).collect();
+    if e.reach != REACH_UNBOUNDED {
+        if let Some(g) = gs.iter().find(|g| reach(g) > e.reach as f64) {
+            return Err(err(
+                FormatErrorKind::InvalidField {
+                    field: "reach",
+                    reason: format!("a Gaussian reaches {:.1} pixels, the index says {}", reach(g), e.reach),
+                },
+                Location::Section { tag: TAG_TIDX, tile: Some(t) },
+            ));
+        }
+    }
+    Ok(gs)
+}
+
+/// Human-readable tag, for reports.
+pub fn tag_name(tag: [u8; 4]) -> String {
+    tag_str(tag)
+}

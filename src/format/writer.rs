@@ -1,0 +1,224 @@
+//! Writing `.gsi` files (§2–§8).
+
+use rayon::prelude::*;
+
+use super::consts::*;
+use super::header::{AttrQuant, ColorModel, Header, Packing, Predictor};
+use super::metadata::Metadata;
+use super::quant::{Quantized, dequantize, quantize, reach, rgb_to_ycbcr};
+use super::section;
+use super::tile::{self, TileCells};
+use crate::splat::SplatImage;
+use crate::{Error, Result};
+
+/// How to quantize and lay out a file. `Default` is the compact setting of the analytic encoder.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WriteOptions {
+    /// Side of a position cell in native pixels (§5.1), 1 to 65535.
+    pub cell_size: u16,
+    /// Side of a tile in cells (§6); `None` picks about 4096 Gaussians per tile.
+    pub tile_cells: Option<u16>,
+    /// Bits of each position offset inside its cell (0 to 16).
+    pub position_bits: u8,
+    /// Bits of each log2 standard deviation (0 to 16).
+    pub scale_bits: u8,
+    /// Range of log2 standard deviations; `None` takes the data's.
+    pub scale_range: Option<(f32, f32)>,
+    /// Bits of the rotation (0 to 16).
+    pub rotation_bits: u8,
+    /// Bits of each stored channel (0 to 16), in stored order (Y, Cb, Cr, A under YCbCr).
+    pub channel_bits: [u8; 4],
+    /// Range of each stored channel; `None` takes the data's.
+    pub channel_ranges: Option<[(f32, f32); 4]>,
+    /// Store colour as YCbCr (colour layouts only).
+    pub color_model: ColorModel,
+    /// Predict scales and channels from the previous Gaussian (§4.3).
+    pub predict_values: bool,
+    /// Symbol layout of every stream.
+    pub packing: Packing,
+    /// zstd level (1 to 22).
+    pub zstd_level: i32,
+    /// Metadata to store.
+    pub metadata: Metadata,
+}
+
+impl Default for WriteOptions {
+    fn default() -> Self {
+        WriteOptions {
+            cell_size: 8,
+            tile_cells: None,
+            position_bits: 5,
+            scale_bits: 6,
+            scale_range: None,
+            rotation_bits: 6,
+            channel_bits: [8, 6, 6, 8],
+            channel_ranges: None,
+            color_model: ColorModel::YCbCr,
+            predict_values: true,
+            packing: Packing::Bits,
+            zstd_level: 19,
+            metadata: Metadata::default(),
+        }
+    }
+}
+
+/// An encoded file and the picture a reader will decode from it.
+#[derive(Debug, Clone)]
+pub struct Encoded {
+    /// The `.gsi` bytes.
+    pub bytes: Vec<u8>,
+    /// Exactly what [`read`](super::read) returns for these bytes.
+    pub image: SplatImage,
+    /// The header written.
+    pub header: Header,
+}
+
+fn range_of(values: impl Iterator<Item = f64>, bound: f32) -> (f32, f32) {
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    if lo > hi {
+        return (0.0, 0.0);
+    }
+    // Round outwards to f32 so every value stays inside the stored range.
+    let lo = (lo as f32).max(-bound);
+    let hi = (hi as f32).min(bound);
+    (lo, hi.max(lo))
+}
+
+/// Builds the header `write` would use for `image`.
+pub fn plan_header(image: &SplatImage, opts: &WriteOptions) -> Result<Header> {
+    let layout = image.layout();
+    let nc = layout.channels();
+    if opts.cell_size == 0 {
+        return Err(Error::invalid("cell size", "0 (allowed: 1 to 65535)"));
+    }
+    let bits = [opts.position_bits, opts.scale_bits, opts.rotation_bits].into_iter().chain(opts.channel_bits);
+    if bits.clone().any(|b| b > MAX_BITS) {
+        return Err(Error::invalid("bits", format!("{:?}: each at most {MAX_BITS}", bits.collect::<Vec<_>>())));
+    }
+    if !(1..=22).contains(&opts.zstd_level) {
+        return Err(Error::invalid("zstd level", format!("{} (allowed: 1 to 22)", opts.zstd_level)));
+    }
+    let color_model = if layout.is_color() { opts.color_model } else { ColorModel::Identity };
+    let gs = image.gaussians();
+    let scale_range = opts.scale_range.unwrap_or_else(|| {
+        range_of(gs.iter().flat_map(|g| g.scale).map(|s| (s as f64).log2()), MAX_LOG2_SCALE)
+    });
+    let stored = |g: &crate::Gaussian| -> [f64; 4] {
+        let mut c = g.color.map(|v| v as f64);
+        if color_model == ColorModel::YCbCr {
+            let y = rgb_to_ycbcr([c[0], c[1], c[2]]);
+            c[..3].copy_from_slice(&y);
+        }
+        c
+    };
+    let value_predictor = if opts.predict_values { Predictor::Previous } else { Predictor::None };
+    let channels = (0..nc)
+        .map(|i| {
+            let (min, max) = match opts.channel_ranges {
+                Some(r) => r[i],
+                None => range_of(gs.iter().map(|g| stored(g)[i]), MAX_CHANNEL_VALUE),
+            };
+            AttrQuant { bits: opts.channel_bits[i], predictor: value_predictor, packing: opts.packing, min, max }
+        })
+        .collect();
+    let g = opts.cell_size as u64;
+    let tile_cells = match opts.tile_cells {
+        Some(t) => t,
+        None => {
+            // About 4096 Gaussians per tile, tiles of 64 to 1024 pixels.
+            let area = image.width() as f64 * image.height() as f64;
+            let side = (area * 4096.0 / gs.len().max(1) as f64).sqrt().clamp(64.0, 1024.0);
+            ((side / g as f64).round() as u64).clamp(1, u16::MAX as u64) as u16
+        }
+    };
+    let tile_cells = tile_cells.max((16u64.div_ceil(g)) as u16);
+    Ok(Header {
+        version_minor: VERSION_MINOR,
+        width: image.width(),
+        height: image.height(),
+        layout,
+        color_model,
+        cell_size: opts.cell_size,
+        tile_cells,
+        gaussian_count: gs.len() as u64,
+        position: AttrQuant { packing: opts.packing, ..AttrQuant::fixed(opts.position_bits) },
+        scale: AttrQuant {
+            bits: opts.scale_bits,
+            predictor: value_predictor,
+            packing: opts.packing,
+            min: scale_range.0,
+            max: scale_range.1,
+        },
+        rotation: AttrQuant { packing: opts.packing, ..AttrQuant::fixed(opts.rotation_bits) },
+        channels,
+    })
+}
+
+/// Quantizes `image` under `header` and groups its records by tile, in the canonical order of
+/// §7.3. Returns one sorted list per tile.
+pub(crate) fn quantize_tiles(image: &SplatImage, header: &Header) -> Vec<Vec<Quantized>> {
+    let (tiles_x, _) = header.tiles();
+    let tc = header.tile_cells as u64;
+    let mut qs: Vec<(u64, Quantized)> = image
+        .gaussians()
+        .par_iter()
+        .map(|g| {
+            let q = quantize(header, g);
+            ((q.cell_y as u64 / tc) * tiles_x + q.cell_x as u64 / tc, q)
+        })
+        .collect();
+    qs.par_sort_unstable();
+    let mut tiles = vec![Vec::new(); header.tile_count() as usize];
+    for (t, q) in qs {
+        tiles[t as usize].push(q);
+    }
+    tiles
+}
+
+/// Encodes `image` as a `.gsi` file.
+pub fn write(image: &SplatImage, opts: &WriteOptions) -> Result<Encoded> {
+    let header = plan_header(image, opts)?;
+    let tiles = quantize_tiles(image, &header);
+    struct Done {
+        payload: Vec<u8>,
+        raw_len: u32,
+        reach: u16,
+        gaussians: Vec<crate::Gaussian>,
+    }
+    let done: Vec<Done> = tiles
+        .par_iter()
+        .enumerate()
+        .map(|(t, qs)| {
+            let cells = TileCells::of(&header, t as u64);
+            let raw = tile::encode(&header, &cells, qs);
+            let gaussians: Vec<_> = qs.iter().map(|q| dequantize(&header, q)).collect();
+            let max_reach = gaussians.iter().map(reach).fold(0.0f64, f64::max).ceil();
+            let reach = if max_reach < REACH_UNBOUNDED as f64 { max_reach as u16 } else { REACH_UNBOUNDED };
+            let mut payload = (t as u32).to_le_bytes().to_vec();
+            payload.extend(zstd::bulk::compress(&raw, opts.zstd_level).map_err(Error::Io)?);
+            Ok(Done { payload, raw_len: raw.len() as u32, reach, gaussians })
+        })
+        .collect::<Result<_>>()?;
+
+    let mut out = SIGNATURE.to_vec();
+    section::push(&mut out, TAG_HEAD, &header.to_bytes());
+    if !opts.metadata.is_empty() {
+        section::push(&mut out, TAG_META, &opts.metadata.to_bytes());
+    }
+    let mut index = Vec::with_capacity(done.len() * TIDX_ENTRY_LEN);
+    for (d, qs) in done.iter().zip(&tiles) {
+        index.extend_from_slice(&(qs.len() as u32).to_le_bytes());
+        index.extend_from_slice(&(d.payload.len() as u32).to_le_bytes());
+        index.extend_from_slice(&d.raw_len.to_le_bytes());
+        index.extend_from_slice(&d.reach.to_le_bytes());
+        index.extend_from_slice(&[0, 0]);
+    }
+    section::push(&mut out, TAG_TIDX, &index);
+    for d in &done {
+        section::push(&mut out, TAG_TILE, &d.payload);
+    }
+    section::push(&mut out, TAG_GEND, &[]);
+    let gaussians = done.into_iter().flat_map(|d| d.gaussians).collect();
+    let image = SplatImage::new(image.width(), image.height(), image.layout(), gaussians)?;
+    Ok(Encoded { bytes: out, image, header })
+}

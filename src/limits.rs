@@ -1,0 +1,71 @@
+//! Resource limits, checked before any allocation that a file or a request controls.
+
+/// Upper bounds on what a file or a render request may make gsimg allocate or compute.
+///
+/// Every limit is checked *before* the allocation or the work it guards, so a tiny hostile file
+/// that claims huge dimensions or counts is refused at once. The defaults suit an image viewer on
+/// a desktop machine; tighten them for untrusted input on small devices (the fuzz targets do).
+/// `format-spec.md` §9 lists the same limits.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Maximum native width and height of an image, in pixels. Default: 65,535.
+    pub max_dimension: u32,
+    /// Maximum native pixel count (width × height). Default: 2^28 (268 megapixels).
+    pub max_native_pixels: u64,
+    /// Maximum number of Gaussians in one image. Default: 2^26 (67 million).
+    pub max_gaussians: u64,
+    /// Maximum size of one section's payload, and of one tile's decompressed data, in bytes.
+    /// Default: 2^30 (1 GiB).
+    pub max_section_bytes: u64,
+    /// Maximum number of pixels in one render's output region. Default: 2^28 (16384 × 16384).
+    pub max_output_pixels: u64,
+    /// Maximum width or height of the virtual full output a region is cut from. Default: 2^20.
+    pub max_output_dimension: u32,
+    /// Maximum Gaussian–pixel evaluations of one render (the sum of the Gaussians' clipped
+    /// bounding-box areas), so a file of huge overlapping Gaussians cannot hang the caller.
+    /// Default: 2^38 (minutes of CPU time; milliseconds on a GPU).
+    pub max_render_work: u64,
+    /// Maximum bytes of memory one decode or render may allocate for Gaussians and their
+    /// per-tile lists. Default: 2^32 (4 GiB).
+    pub max_memory_bytes: u64,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Limits {
+            max_dimension: 65_535,
+            max_native_pixels: 1 << 28,
+            max_gaussians: 1 << 26,
+            max_section_bytes: 1 << 30,
+            max_output_pixels: 1 << 28,
+            max_output_dimension: 1 << 20,
+            max_render_work: 1 << 38,
+            max_memory_bytes: 1 << 32,
+        }
+    }
+}
+
+impl Limits {
+    /// Limits with no practical bound (for trusted input and tests). Arithmetic still cannot
+    /// overflow: every field stays below 2^62.
+    pub fn unlimited() -> Self {
+        Limits {
+            max_dimension: u32::MAX,
+            max_native_pixels: 1 << 62,
+            max_gaussians: 1 << 62,
+            max_section_bytes: u32::MAX as u64,
+            max_output_pixels: 1 << 62,
+            max_output_dimension: u32::MAX,
+            max_render_work: 1 << 62,
+            max_memory_bytes: 1 << 62,
+        }
+    }
+
+    pub(crate) fn check(&self, what: &'static str, value: u64, limit: u64) -> crate::Result<()> {
+        if value > limit {
+            Err(crate::Error::LimitsExceeded { what, value, limit })
+        } else {
+            Ok(())
+        }
+    }
+}

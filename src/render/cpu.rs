@@ -1,0 +1,249 @@
+//! The CPU renderer: the reference implementation of `format-spec.md` §3, tiled and parallel.
+//!
+//! The output region is cut into tiles of `TILE_W × TILE_H` pixels. Each Gaussian is listed in
+//! every tile its 3σ bounding box touches (no cap per tile); tile rows render in parallel with
+//! rayon, and inside a tile every pixel adds its Gaussians in file order, so the result does not
+//! depend on the thread count or on where the region starts: a region render is bit-for-bit the
+//! crop of the full render.
+
+use rayon::prelude::*;
+
+use super::project::{CUTOFF_Q, MIN_WEIGHT_SUM, Projected, project, row_span};
+use super::{Frame, Sample, Viewport};
+use crate::splat::SplatImage;
+use crate::{Limits, Result};
+
+const TILE_W: i64 = 64;
+const TILE_H: i64 = 32;
+/// Most tile-list entries held at once (4 bytes each); larger renders go in groups of tile rows.
+const MAX_LIST_ENTRIES: u64 = 1 << 24;
+
+/// Renders `viewport` of `image` on the CPU.
+pub fn render_cpu<T: Sample>(image: &SplatImage, viewport: &Viewport, limits: &Limits) -> Result<Frame<T>> {
+    viewport.validate(limits)?;
+    let r = viewport.region;
+    let nc = image.layout().channels();
+    let region = [r.x as i64, r.y as i64, r.x as i64 + r.width as i64 - 1, r.y as i64 + r.height as i64 - 1];
+    let projected = project_all(image, viewport, region, limits)?;
+    let mut data = vec![T::default(); r.pixels() as usize * nc];
+    let ctx = Ctx { projected: &projected, region, nc };
+    match nc {
+        1 => ctx.render::<T, 1>(&mut data),
+        2 => ctx.render::<T, 2>(&mut data),
+        3 => ctx.render::<T, 3>(&mut data),
+        _ => ctx.render::<T, 4>(&mut data),
+    }
+    Ok(Frame { width: r.width, height: r.height, channels: nc, data })
+}
+
+/// Projects every Gaussian, keeps those touching `region` with their boxes clipped to it, and
+/// checks the memory and work limits.
+pub(crate) fn project_all(
+    image: &SplatImage,
+    viewport: &Viewport,
+    region: [i64; 4],
+    limits: &Limits,
+) -> Result<Vec<Projected>> {
+    let (sx, sy) = viewport.scale_factors(image);
+    let gaussians = image.gaussians();
+    limits.check(
+        "render memory (bytes)",
+        gaussians.len() as u64 * std::mem::size_of::<Projected>() as u64,
+        limits.max_memory_bytes,
+    )?;
+    let projected: Vec<Projected> = gaussians
+        .par_iter()
+        .with_min_len(4096)
+        .filter_map(|g| {
+            let mut p = project(g, sx, sy);
+            let b = &mut p.bbox;
+            b[0] = b[0].max(region[0]);
+            b[1] = b[1].max(region[1]);
+            b[2] = b[2].min(region[2]);
+            b[3] = b[3].min(region[3]);
+            (b[0] <= b[2] && b[1] <= b[3]).then_some(p)
+        })
+        .collect();
+    let work: u64 = projected
+        .iter()
+        .map(|p| ((p.bbox[2] - p.bbox[0] + 1) as u64).saturating_mul((p.bbox[3] - p.bbox[1] + 1) as u64))
+        .fold(0u64, |a, b| a.saturating_add(b));
+    limits.check("render work (Gaussian-pixel evaluations)", work, limits.max_render_work)?;
+    Ok(projected)
+}
+
+struct Ctx<'a> {
+    projected: &'a [Projected],
+    region: [i64; 4],
+    nc: usize,
+}
+
+impl Ctx<'_> {
+    fn tiles_x(&self) -> i64 {
+        (self.region[2] - self.region[0]) / TILE_W + 1
+    }
+
+    fn tiles_y(&self) -> i64 {
+        (self.region[3] - self.region[1]) / TILE_H + 1
+    }
+
+    /// Tile column and row spans (inclusive) of a projected Gaussian.
+    fn tile_span(&self, p: &Projected) -> [i64; 4] {
+        [
+            (p.bbox[0] - self.region[0]) / TILE_W,
+            (p.bbox[1] - self.region[1]) / TILE_H,
+            (p.bbox[2] - self.region[0]) / TILE_W,
+            (p.bbox[3] - self.region[1]) / TILE_H,
+        ]
+    }
+
+    fn render<T: Sample, const C: usize>(&self, out: &mut [T]) {
+        let (tx, ty) = (self.tiles_x(), self.tiles_y());
+        let width = (self.region[2] - self.region[0] + 1) as usize;
+        // Entries per tile row, to group rows so the lists stay under MAX_LIST_ENTRIES.
+        let mut row_entries = vec![0u64; ty as usize];
+        for p in self.projected {
+            let s = self.tile_span(p);
+            for e in &mut row_entries[s[1] as usize..=s[3] as usize] {
+                *e += (s[2] - s[0] + 1) as u64;
+            }
+        }
+        let band = width * TILE_H as usize * self.nc;
+        let mut row0 = 0i64;
+        let mut bands = out.chunks_mut(band);
+        while row0 < ty {
+            let mut row1 = row0 + 1;
+            let mut total = row_entries[row0 as usize];
+            while row1 < ty && total + row_entries[row1 as usize] <= MAX_LIST_ENTRIES {
+                total += row_entries[row1 as usize];
+                row1 += 1;
+            }
+            let group_bands: Vec<&mut [T]> = bands.by_ref().take((row1 - row0) as usize).collect();
+            if total > MAX_LIST_ENTRIES {
+                // One tile row with more entries than the cap: list each tile on its own.
+                let out_band = group_bands.into_iter().next().expect("one band per tile row");
+                self.render_row_unlisted::<T, C>(row0, tx, out_band);
+            } else {
+                self.render_group::<T, C>(row0, row1, tx, group_bands);
+            }
+            row0 = row1;
+        }
+    }
+
+    /// Renders tile rows `row0..row1` from shared per-tile lists built in one pass.
+    fn render_group<T: Sample, const C: usize>(&self, row0: i64, row1: i64, tx: i64, bands: Vec<&mut [T]>) {
+        let ntiles = ((row1 - row0) * tx) as usize;
+        let mut offsets = vec![0u32; ntiles + 1];
+        let clip = |s: [i64; 4]| (s[1].max(row0), s[3].min(row1 - 1));
+        for p in self.projected {
+            let s = self.tile_span(p);
+            let (r0, r1) = clip(s);
+            for row in r0..=r1 {
+                for col in s[0]..=s[2] {
+                    offsets[((row - row0) * tx + col) as usize + 1] += 1;
+                }
+            }
+        }
+        for i in 0..ntiles {
+            offsets[i + 1] += offsets[i];
+        }
+        let mut fill = offsets.clone();
+        let mut lists = vec![0u32; offsets[ntiles] as usize];
+        for (gi, p) in self.projected.iter().enumerate() {
+            let s = self.tile_span(p);
+            let (r0, r1) = clip(s);
+            for row in r0..=r1 {
+                for col in s[0]..=s[2] {
+                    let t = ((row - row0) * tx + col) as usize;
+                    lists[fill[t] as usize] = gi as u32;
+                    fill[t] += 1;
+                }
+            }
+        }
+        bands.into_par_iter().enumerate().for_each(|(k, band)| {
+            let row = row0 + k as i64;
+            let mut acc = vec![0f32; (TILE_W * TILE_H) as usize * (C + 1)];
+            for col in 0..tx {
+                let t = (k as i64 * tx + col) as usize;
+                let list = &lists[offsets[t] as usize..offsets[t + 1] as usize];
+                self.render_tile::<T, C>(col, row, list.iter().map(|&i| &self.projected[i as usize]), &mut acc, band);
+            }
+        });
+    }
+
+    /// Renders one tile row whose lists would be too large, finding each tile's Gaussians by a
+    /// scan of all of them (slow, but bounded in memory; only hostile files get here).
+    fn render_row_unlisted<T: Sample, const C: usize>(&self, row: i64, tx: i64, band: &mut [T]) {
+        let mut acc = vec![0f32; (TILE_W * TILE_H) as usize * (C + 1)];
+        for col in 0..tx {
+            let hits = self.projected.iter().filter(|p| {
+                let s = self.tile_span(p);
+                s[0] <= col && col <= s[2] && s[1] <= row && row <= s[3]
+            });
+            self.render_tile::<T, C>(col, row, hits, &mut acc, band);
+        }
+    }
+
+    /// Blends the Gaussians of tile (`col`, `row`) and writes the tile into its band of rows.
+    fn render_tile<'p, T: Sample, const C: usize>(
+        &self,
+        col: i64,
+        row: i64,
+        gaussians: impl Iterator<Item = &'p Projected>,
+        acc: &mut [f32],
+        band: &mut [T],
+    ) {
+        let x0 = self.region[0] + col * TILE_W;
+        let y0 = self.region[1] + row * TILE_H;
+        let x1 = (x0 + TILE_W - 1).min(self.region[2]);
+        let y1 = (y0 + TILE_H - 1).min(self.region[3]);
+        let tw = (x1 - x0 + 1) as usize;
+        acc.fill(0.0);
+        for p in gaussians {
+            for y in p.bbox[1].max(y0)..=p.bbox[3].min(y1) {
+                let (lo, hi) = row_span(p, y);
+                let (lo, hi) = (lo.max(x0), hi.min(x1));
+                if lo > hi {
+                    continue;
+                }
+                let base = ((y - y0) as usize * TILE_W as usize + (lo - x0) as usize) * (C + 1);
+                let dy = (y as f32 + 0.5) - p.my;
+                blend_span::<C>(p, lo, hi, dy, &mut acc[base..base + (hi - lo + 1) as usize * (C + 1)]);
+            }
+        }
+        let width = (self.region[2] - self.region[0] + 1) as usize;
+        for y in 0..=(y1 - y0) as usize {
+            let dst0 = (y * width + (x0 - self.region[0]) as usize) * C;
+            let dst = &mut band[dst0..dst0 + tw * C];
+            let src = &acc[y * TILE_W as usize * (C + 1)..][..tw * (C + 1)];
+            for (d, s) in dst.chunks_exact_mut(C).zip(src.chunks_exact(C + 1)) {
+                let den = s[C].max(MIN_WEIGHT_SUM);
+                for c in 0..C {
+                    d[c] = T::from_value(s[c] / den);
+                }
+            }
+        }
+    }
+}
+
+/// Adds one Gaussian's weighted colour to pixels `lo..=hi` of a row (§3.4).
+#[inline]
+fn blend_span<const C: usize>(p: &Projected, lo: i64, hi: i64, dy: f32, acc: &mut [f32]) {
+    let [a, b, c] = p.conic;
+    let bdy2 = 2.0 * b * dy;
+    let cdy2 = c * dy * dy;
+    let mut x = lo;
+    for px in acc.chunks_exact_mut(C + 1) {
+        let dx = (x as f32 + 0.5) - p.mx;
+        let q = a * dx * dx + bdy2 * dx + cdy2;
+        if q <= CUTOFF_Q {
+            let w = p.amp * (-0.5 * q).exp();
+            for k in 0..C {
+                px[k] += w * p.color[k];
+            }
+            px[C] += w;
+        }
+        x += 1;
+    }
+    debug_assert_eq!(x, hi + 1);
+}

@@ -1,0 +1,142 @@
+//! Rendering a [`SplatImage`] at any output size, scale or region.
+//!
+//! A render is described by a [`Viewport`]: the size of a virtual full output (the whole image
+//! scaled to `width × height`, x and y scales independent) and the rectangle of it to produce.
+//! The region of a render is bit-for-bit the same as the same rectangle cropped from the full
+//! render. `format-spec.md` §3 is the normative rule; [`project`] holds the per-Gaussian math.
+
+mod cpu;
+pub mod project;
+
+use crate::splat::SplatImage;
+use crate::{Error, Limits, Result};
+
+pub use cpu::render_cpu;
+
+/// A rectangle of output pixels: columns `x .. x + width`, rows `y .. y + height`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Region {
+    /// Left column.
+    pub x: u32,
+    /// Top row.
+    pub y: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+impl Region {
+    /// Number of pixels.
+    pub fn pixels(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+}
+
+/// What to render: the full output size the image is scaled to, and the part of it to produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Viewport {
+    /// Width of the virtual full output, in pixels.
+    pub width: u32,
+    /// Height of the virtual full output, in pixels.
+    pub height: u32,
+    /// The rectangle of the full output to render.
+    pub region: Region,
+}
+
+impl Viewport {
+    /// The whole image at `width × height`.
+    pub fn full(width: u32, height: u32) -> Self {
+        Viewport { width, height, region: Region { x: 0, y: 0, width, height } }
+    }
+
+    /// The whole image scaled by `scale` (rounded to whole pixels, at least 1).
+    pub fn scaled(native_width: u32, native_height: u32, scale: f64) -> Result<Self> {
+        Self::scaled_xy(native_width, native_height, scale, scale)
+    }
+
+    /// The whole image scaled by `sx` horizontally and `sy` vertically.
+    pub fn scaled_xy(native_width: u32, native_height: u32, sx: f64, sy: f64) -> Result<Self> {
+        let dim = |n: u32, s: f64, name| {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(Error::invalid(name, format!("{s} must be a positive finite number")));
+            }
+            let v = (n as f64 * s).round().max(1.0);
+            if v > u32::MAX as f64 {
+                return Err(Error::invalid(name, format!("{s} gives an output over 2^32 pixels wide")));
+            }
+            Ok(v as u32)
+        };
+        Ok(Self::full(dim(native_width, sx, "scale")?, dim(native_height, sy, "scale")?))
+    }
+
+    /// The same full output, restricted to `region`.
+    pub fn with_region(mut self, region: Region) -> Self {
+        self.region = region;
+        self
+    }
+
+    /// Checks the viewport against the image and the limits.
+    pub fn validate(&self, limits: &Limits) -> Result<()> {
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::invalid("output size", format!("{}x{}: both must be at least 1", self.width, self.height)));
+        }
+        let r = &self.region;
+        if r.width == 0 || r.height == 0 {
+            return Err(Error::invalid("region", format!("{}x{}: empty", r.width, r.height)));
+        }
+        if r.x as u64 + r.width as u64 > self.width as u64 || r.y as u64 + r.height as u64 > self.height as u64 {
+            return Err(Error::invalid(
+                "region",
+                format!(
+                    "{},{} {}x{} reaches outside the {}x{} output",
+                    r.x, r.y, r.width, r.height, self.width, self.height
+                ),
+            ));
+        }
+        limits.check("output width", self.width as u64, limits.max_output_dimension as u64)?;
+        limits.check("output height", self.height as u64, limits.max_output_dimension as u64)?;
+        limits.check("output pixel count", r.pixels(), limits.max_output_pixels)?;
+        Ok(())
+    }
+
+    /// Horizontal and vertical scale factors from `image`'s native size.
+    pub fn scale_factors(&self, image: &SplatImage) -> (f64, f64) {
+        (self.width as f64 / image.width() as f64, self.height as f64 / image.height() as f64)
+    }
+}
+
+/// A rendered picture: `width × height` pixels of `channels` interleaved samples, rows top to
+/// bottom, no padding.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Frame<T> {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Samples per pixel (1 to 4, the image's [`ChannelLayout`](crate::ChannelLayout) order).
+    pub channels: usize,
+    /// `width * height * channels` samples.
+    pub data: Vec<T>,
+}
+
+/// An output sample type: f32 in [0, 1] before clamping, or u8.
+pub trait Sample: Copy + Default + Send + Sync + 'static {
+    /// Converts a blended channel value (§3.4) to this type (§3.5 for 8-bit).
+    fn from_value(v: f32) -> Self;
+}
+
+impl Sample for f32 {
+    #[inline]
+    fn from_value(v: f32) -> Self {
+        v
+    }
+}
+
+impl Sample for u8 {
+    #[inline]
+    fn from_value(v: f32) -> Self {
+        // §3.5: round half up after clamping to [0, 1]; NaN cannot occur (denominator ≥ 2^-40).
+        (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+    }
+}
