@@ -1,0 +1,418 @@
+"""PyTorch renderers of `format-spec.md` §3 (the normative rendering rule of `.gsi` files).
+
+Two renderers live here:
+
+(a) `reference_render`: any list of Gaussians (x, y, σ1, σ2, θ, c_1..c_C) in native pixels, every
+    Gaussian against every output pixel, in float64. Slow; used by tests and fixtures only.
+
+(b) `render_anchored` (with `project` and `splat`): the fast, differentiable renderer used in
+    training, for *grid-anchored* fields. Gaussians sit on a grid of anchor cells of side `cell`
+    native pixels, K Gaussians per cell, each centre within `o_max` (per axis) of its cell's
+    centre and each σ ≤ `sigma_max`. An output pixel gathers only the Gaussians of the
+    (2R+1)² cells around the cell its centre falls in. `window_radius` picks R so that no
+    Gaussian outside that window can have q ≤ 9 at the pixel: then (b) equals (a) up to float
+    rounding (tested in `test_gsrender.py`).
+
+The window bound. Take the x axis (y is the same with sy). A Gaussian of cell column g has its
+centre at x ≥ (g + ½)·cell − o_max... ≤ (g + ½)·cell + o_max. A pixel whose centre (mapped to
+native coordinates) lies in cell column g + R + 1 or beyond is at native distance
+    d ≥ (g + R + 1)·cell − (g + ½)·cell − o_max = (R + ½)·cell − o_max
+from it. In output pixels the q ≤ 9 ellipse of the Gaussian reaches at most 3·sqrt(Σ'xx) along x,
+with Σ'xx = sx²·Σxx + λ ≤ sx²·σ_max² + λ (λ = 1/12), i.e. 3·sqrt(σ_max² + λ/sx²) native pixels.
+So the pixel is outside the ellipse (q > 9) whenever
+
+    3 · sqrt(σ_max² + λ / s²) < (R + ½) · cell − o_max        (s = sx for x, sy for y)
+
+At s ≥ 1 the left side is largest at s = 1: σ'² = σ_max² + 1/12 and 3σ' < R + ½ − o_max for a
+unit cell. `window_radius` takes the smallest R that satisfies this with a small margin (for
+rounding of the pixel → cell mapping), separately usable at any scale, downscales included.
+
+The per-Gaussian math follows `src/render/project.rs`: Σ = R(θ)·diag(σ1², σ2²)·R(θ)ᵀ,
+Σ' = S Σ S + λI, a = sx·sy·σ1·σ2 / sqrt(det Σ'), conic Q = Σ'⁻¹, pixel centres at (u + ½, v + ½),
+w = a·exp(−q/2) for q ≤ 9, value = Σ w c / max(Σ w, 2⁻⁴⁰).
+
+Backends of `splat`: a Triton kernel pair (forward, and a Gaussian-centric backward that needs no
+atomics) when the tensors are on a GPU and Triton is importable (or when TRITON_INTERPRET=1 and
+GSRENDER_BACKEND=triton, for CPU checks of the kernels); otherwise plain PyTorch gathers with
+autograd. `GSRENDER_BACKEND=torch|triton` forces one.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+
+import numpy as np
+import torch
+
+LAMBDA = 1.0 / 12.0  # prefilter variance, output px² (§3.3)
+CUTOFF_Q = 9.0  # 3σ cutoff (§3.4)
+MIN_WEIGHT_SUM = 2.0 ** -40  # §3.4
+WINDOW_MARGIN = 1e-3  # native px of slack in the window bound, against rounding
+
+try:  # Triton is optional: the CPU development machine may lack it.
+    import triton
+    import triton.language as tl
+
+    HAVE_TRITON = True
+except Exception:  # pragma: no cover
+    HAVE_TRITON = False
+
+
+# ------------------------------------------------------------------------------------------------
+# (a) the float64 reference
+# ------------------------------------------------------------------------------------------------
+def reference_render(gaussians, width: int, height: int, out_w: int, out_h: int) -> np.ndarray:
+    """Renders a list of Gaussians by the letter of §3, in float64.
+
+    gaussians: array [n, 5 + C] of (x, y, σ1, σ2, θ, c_1..c_C) in native pixels / radians.
+    Returns [out_h, out_w, C] float64.
+    """
+    g = np.asarray(gaussians, dtype=np.float64)
+    n, cols = g.shape
+    nc = cols - 5
+    sx, sy = out_w / width, out_h / height
+    x, y, s1, s2, th = (g[:, i] for i in range(5))
+    c, s = np.cos(th), np.sin(th)
+    v1, v2 = s1 * s1, s2 * s2
+    sxx = v1 * c * c + v2 * s * s
+    syy = v1 * s * s + v2 * c * c
+    sxy = (v1 - v2) * s * c
+    oxx = sx * sx * sxx + LAMBDA
+    oyy = sy * sy * syy + LAMBDA
+    oxy = sx * sy * sxy
+    det = oxx * oyy - oxy * oxy
+    amp = np.sqrt((sx * sy * s1 * s2) ** 2 / det)
+    qa, qb, qc = oyy / det, -oxy / det, oxx / det
+    mx, my = sx * x, sy * y
+    px = np.arange(out_w, dtype=np.float64) + 0.5
+    py = np.arange(out_h, dtype=np.float64) + 0.5
+    num = np.zeros((out_h, out_w, nc))
+    den = np.zeros((out_h, out_w))
+    chunk = max(1, int(4e6 // max(1, out_w * out_h)))
+    for k0 in range(0, n, chunk):
+        sl = slice(k0, min(n, k0 + chunk))
+        dx = px[None, None, :] - mx[sl, None, None]
+        dy = py[None, :, None] - my[sl, None, None]
+        q = qa[sl, None, None] * dx * dx + 2 * qb[sl, None, None] * dx * dy + qc[sl, None, None] * dy * dy
+        w = np.where(q <= CUTOFF_Q, amp[sl, None, None] * np.exp(-0.5 * q), 0.0)
+        den += w.sum(0)
+        num += np.einsum("kyx,kc->yxc", w, g[sl, 5:])
+    return num / np.maximum(den, MIN_WEIGHT_SUM)[..., None]
+
+
+# ------------------------------------------------------------------------------------------------
+# (b) the training renderer
+# ------------------------------------------------------------------------------------------------
+def window_radius(cell: float, o_max: float, sigma_max: float, scale: float) -> int:
+    """Smallest R with 3·sqrt(σ_max² + λ/scale²) + o_max + margin < (R + ½)·cell (see module doc)."""
+    reach = 3.0 * math.sqrt(sigma_max ** 2 + LAMBDA / (scale * scale)) + o_max + WINDOW_MARGIN
+    return max(0, math.floor(reach / cell - 0.5) + 1)
+
+
+def project(x, y, s1, s2, theta, sx: float, sy: float):
+    """§3.2–3.3 for tensors of any (equal) shape: native-pixel Gaussians → output-pixel centre,
+    conic and amplitude. Returns (mx, my, A, B, Cq, amp), differentiable.
+
+    det Σ' is computed as det(SΣS) + λ·tr(SΣS) + λ², equal to Σ'xx Σ'yy − Σ'xy² but free of
+    cancellation for thin Gaussians in float32.
+    """
+    c, s = torch.cos(theta), torch.sin(theta)
+    v1, v2 = s1 * s1, s2 * s2
+    sxx = v1 * c * c + v2 * s * s
+    syy = v1 * s * s + v2 * c * c
+    sxy = (v1 - v2) * s * c
+    oxx = (sx * sx) * sxx + LAMBDA
+    oyy = (sy * sy) * syy + LAMBDA
+    oxy = (sx * sy) * sxy
+    d0 = (sx * sy) * s1 * s2  # sqrt det(SΣS)
+    det = d0 * d0 + LAMBDA * ((sx * sx) * sxx + (sy * sy) * syy) + LAMBDA * LAMBDA
+    amp = d0 * torch.rsqrt(det)
+    return sx * x, sy * y, oyy / det, -oxy / det, oxx / det, amp
+
+
+def cell_index(n_out: int, n_native: int, cell: float, device) -> torch.Tensor:
+    """Cell (along one axis) of each output pixel centre: floor(((u + ½)·n_native/n_out)/cell)."""
+    u = np.arange(n_out, dtype=np.float64)
+    idx = np.floor((u + 0.5) * (n_native / n_out) / cell).astype(np.int64)
+    return torch.from_numpy(idx).to(device)
+
+
+def _splat_torch(geom, col, cx, cy, R: int):
+    """Plain PyTorch splat (autograd-differentiable). geom [B,K,6,Hg,Wg], col [B,K,C,Hg,Wg]."""
+    B, K, _, Hg, Wg = geom.shape
+    C = col.shape[2]
+    Ho, Wo = cy.numel(), cx.numel()
+    dt = geom.dtype
+    px = (torch.arange(Wo, device=geom.device, dtype=dt) + 0.5).view(1, 1, 1, Wo)
+    py = (torch.arange(Ho, device=geom.device, dtype=dt) + 0.5).view(1, 1, Ho, 1)
+    num = torch.zeros(B, C, Ho, Wo, device=geom.device, dtype=dt)
+    den = torch.zeros(B, 1, Ho, Wo, device=geom.device, dtype=dt)
+    allp = torch.cat([geom, col], 2)  # [B, K, 6 + C, Hg, Wg]
+    for j in range(-R, R + 1):
+        gy = cy + j
+        oky = (gy >= 0) & (gy < Hg)
+        rows = allp.index_select(3, gy.clamp(0, Hg - 1))
+        for i in range(-R, R + 1):
+            gx = cx + i
+            okx = (gx >= 0) & (gx < Wg)
+            p = rows.index_select(4, gx.clamp(0, Wg - 1))  # [B, K, 6 + C, Ho, Wo]
+            ok = (oky.view(Ho, 1) & okx.view(1, Wo)).view(1, 1, Ho, Wo)
+            dx = px - p[:, :, 0]
+            dy = py - p[:, :, 1]
+            q = p[:, :, 2] * dx * dx + 2 * p[:, :, 3] * dx * dy + p[:, :, 4] * dy * dy
+            w = torch.where(ok & (q <= CUTOFF_Q), p[:, :, 5] * torch.exp(-0.5 * q), torch.zeros_like(q))
+            den = den + w.sum(1, keepdim=True)
+            num = num + (w.unsqueeze(2) * p[:, :, 6:]).sum(1)
+    return num / den.clamp_min(MIN_WEIGHT_SUM)
+
+
+if HAVE_TRITON:
+
+    @triton.jit
+    def _splat_fwd_kernel(geom, col, cx, cy, out, dsum, K, Hg, Wg, Ho, Wo,
+                          C: tl.constexpr, R: tl.constexpr, BLOCK: tl.constexpr):
+        pid = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+        npix = Ho * Wo
+        m = offs < npix
+        v = offs // Wo
+        u = offs % Wo
+        gx0 = tl.load(cx + u, mask=m, other=0).to(tl.int32)
+        gy0 = tl.load(cy + v, mask=m, other=0).to(tl.int32)
+        px = u.to(tl.float32) + 0.5
+        py = v.to(tl.float32) + 0.5
+        hw = Hg * Wg
+        a0 = tl.zeros([BLOCK], tl.float32)
+        a1 = tl.zeros([BLOCK], tl.float32)
+        a2 = tl.zeros([BLOCK], tl.float32)
+        a3 = tl.zeros([BLOCK], tl.float32)
+        den = tl.zeros([BLOCK], tl.float32)
+        for k in tl.range(0, K):
+            gb = geom + (b * K + k) * 6 * hw
+            cb = col + (b * K + k) * C * hw
+            for j in tl.static_range(2 * R + 1):
+                gy = gy0 + (j - R)
+                oky = m & (gy >= 0) & (gy < Hg)
+                for i in tl.static_range(2 * R + 1):
+                    gx = gx0 + (i - R)
+                    ok = oky & (gx >= 0) & (gx < Wg)
+                    idx = gy * Wg + gx
+                    mx = tl.load(gb + idx, mask=ok, other=0.0)
+                    my = tl.load(gb + hw + idx, mask=ok, other=0.0)
+                    qa = tl.load(gb + 2 * hw + idx, mask=ok, other=0.0)
+                    qb = tl.load(gb + 3 * hw + idx, mask=ok, other=0.0)
+                    qc = tl.load(gb + 4 * hw + idx, mask=ok, other=0.0)
+                    amp = tl.load(gb + 5 * hw + idx, mask=ok, other=0.0)
+                    dx = px - mx
+                    dy = py - my
+                    q = qa * dx * dx + 2.0 * qb * dx * dy + qc * dy * dy
+                    w = tl.where(ok & (q <= 9.0), amp * tl.exp(-0.5 * q), 0.0)
+                    den += w
+                    a0 += w * tl.load(cb + idx, mask=ok, other=0.0)
+                    if C > 1:
+                        a1 += w * tl.load(cb + hw + idx, mask=ok, other=0.0)
+                    if C > 2:
+                        a2 += w * tl.load(cb + 2 * hw + idx, mask=ok, other=0.0)
+                    if C > 3:
+                        a3 += w * tl.load(cb + 3 * hw + idx, mask=ok, other=0.0)
+        dm = tl.maximum(den, 9.094947017729282e-13)  # 2^-40
+        ob = out + b * C * npix
+        tl.store(ob + offs, a0 / dm, mask=m)
+        if C > 1:
+            tl.store(ob + npix + offs, a1 / dm, mask=m)
+        if C > 2:
+            tl.store(ob + 2 * npix + offs, a2 / dm, mask=m)
+        if C > 3:
+            tl.store(ob + 3 * npix + offs, a3 / dm, mask=m)
+        tl.store(dsum + b * npix + offs, den, mask=m)
+
+    @triton.jit
+    def _splat_bwd_kernel(geom, col, gn, gd, rlo, rhi, clo, chi, ggeom, gcol, K, Hg, Wg, Ho, Wo,
+                          MR, MC, C: tl.constexpr, BLOCK: tl.constexpr):
+        # One lane per Gaussian: loops over the output pixels whose window contains its cell and
+        # accumulates its own gradient (no atomics). gn = dL/dN_c = g_c / D, gd = dL/dD.
+        pid = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)
+        hw = Hg * Wg
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+        m = offs < K * hw
+        k = offs // hw
+        idx = offs % hw
+        gy = idx // Wg
+        gx = idx % Wg
+        gb = geom + (b * K + k) * 6 * hw + idx
+        cb = col + (b * K + k) * C * hw + idx
+        mx = tl.load(gb, mask=m, other=0.0)
+        my = tl.load(gb + hw, mask=m, other=0.0)
+        qa = tl.load(gb + 2 * hw, mask=m, other=0.0)
+        qb = tl.load(gb + 3 * hw, mask=m, other=0.0)
+        qc = tl.load(gb + 4 * hw, mask=m, other=0.0)
+        amp = tl.load(gb + 5 * hw, mask=m, other=0.0)
+        c0 = tl.load(cb, mask=m, other=0.0)
+        c1 = tl.load(cb + hw, mask=m & (C > 1), other=0.0)
+        c2 = tl.load(cb + 2 * hw, mask=m & (C > 2), other=0.0)
+        c3 = tl.load(cb + 3 * hw, mask=m & (C > 3), other=0.0)
+        r0 = tl.load(rlo + gy, mask=m, other=0)
+        r1 = tl.load(rhi + gy, mask=m, other=-1)
+        u0 = tl.load(clo + gx, mask=m, other=0)
+        u1 = tl.load(chi + gx, mask=m, other=-1)
+        g_mx = tl.zeros([BLOCK], tl.float32)
+        g_my = tl.zeros([BLOCK], tl.float32)
+        g_a = tl.zeros([BLOCK], tl.float32)
+        g_b = tl.zeros([BLOCK], tl.float32)
+        g_c = tl.zeros([BLOCK], tl.float32)
+        g_amp = tl.zeros([BLOCK], tl.float32)
+        g0 = tl.zeros([BLOCK], tl.float32)
+        g1 = tl.zeros([BLOCK], tl.float32)
+        g2 = tl.zeros([BLOCK], tl.float32)
+        g3 = tl.zeros([BLOCK], tl.float32)
+        npix = Ho * Wo
+        gnb = gn + b * C * npix
+        gdb = gd + b * npix
+        for r in tl.range(0, MR):
+            v = r0 + r
+            okr = m & (v <= r1)
+            dy = v.to(tl.float32) + 0.5 - my
+            for cc in tl.range(0, MC):
+                u = u0 + cc
+                ok = okr & (u <= u1)
+                dx = u.to(tl.float32) + 0.5 - mx
+                q = qa * dx * dx + 2.0 * qb * dx * dy + qc * dy * dy
+                ins = ok & (q <= 9.0)
+                e = tl.where(ins, tl.exp(-0.5 * q), 0.0)
+                w = amp * e
+                p = v * Wo + u
+                n0 = tl.load(gnb + p, mask=ins, other=0.0)
+                dldw = tl.load(gdb + p, mask=ins, other=0.0) + n0 * c0
+                g0 += n0 * w
+                if C > 1:
+                    n1 = tl.load(gnb + npix + p, mask=ins, other=0.0)
+                    dldw += n1 * c1
+                    g1 += n1 * w
+                if C > 2:
+                    n2 = tl.load(gnb + 2 * npix + p, mask=ins, other=0.0)
+                    dldw += n2 * c2
+                    g2 += n2 * w
+                if C > 3:
+                    n3 = tl.load(gnb + 3 * npix + p, mask=ins, other=0.0)
+                    dldw += n3 * c3
+                    g3 += n3 * w
+                g_amp += dldw * e
+                dq = -0.5 * dldw * w
+                g_a += dq * dx * dx
+                g_b += dq * 2.0 * dx * dy
+                g_c += dq * dy * dy
+                g_mx -= dq * 2.0 * (qa * dx + qb * dy)
+                g_my -= dq * 2.0 * (qb * dx + qc * dy)
+        ob = ggeom + (b * K + k) * 6 * hw + idx
+        tl.store(ob, g_mx, mask=m)
+        tl.store(ob + hw, g_my, mask=m)
+        tl.store(ob + 2 * hw, g_a, mask=m)
+        tl.store(ob + 3 * hw, g_b, mask=m)
+        tl.store(ob + 4 * hw, g_c, mask=m)
+        tl.store(ob + 5 * hw, g_amp, mask=m)
+        oc = gcol + (b * K + k) * C * hw + idx
+        tl.store(oc, g0, mask=m)
+        if C > 1:
+            tl.store(oc + hw, g1, mask=m)
+        if C > 2:
+            tl.store(oc + 2 * hw, g2, mask=m)
+        if C > 3:
+            tl.store(oc + 3 * hw, g3, mask=m)
+
+
+def _pixel_ranges(idx: torch.Tensor, n_grid: int, R: int):
+    """For each grid line g: first and last output line whose cell is within R of g."""
+    g = torch.arange(n_grid, device=idx.device, dtype=idx.dtype)
+    lo = torch.searchsorted(idx, g - R, right=False)
+    hi = torch.searchsorted(idx, g + R, right=True) - 1
+    span = int((hi - lo + 1).clamp_min(0).max().item()) if n_grid else 0
+    return lo.to(torch.int32).contiguous(), hi.to(torch.int32).contiguous(), span
+
+
+class _SplatTriton(torch.autograd.Function):
+    BLOCK_F = 128
+    BLOCK_B = 64
+
+    @staticmethod
+    def forward(ctx, geom, col, cx, cy, R):
+        B, K, _, Hg, Wg = geom.shape
+        C = col.shape[2]
+        Ho, Wo = cy.numel(), cx.numel()
+        geom = geom.float().contiguous()
+        col = col.float().contiguous()
+        cx32 = cx.to(torch.int32).contiguous()
+        cy32 = cy.to(torch.int32).contiguous()
+        out = torch.empty(B, C, Ho, Wo, device=geom.device, dtype=torch.float32)
+        den = torch.empty(B, Ho, Wo, device=geom.device, dtype=torch.float32)
+        grid = (triton.cdiv(Ho * Wo, _SplatTriton.BLOCK_F), B)
+        _splat_fwd_kernel[grid](geom, col, cx32, cy32, out, den, K, Hg, Wg, Ho, Wo,
+                                C=C, R=R, BLOCK=_SplatTriton.BLOCK_F)
+        ctx.save_for_backward(geom, col, cx, cy, out, den)
+        ctx.R = R
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        geom, col, cx, cy, out, den = ctx.saved_tensors
+        R = ctx.R
+        B, K, _, Hg, Wg = geom.shape
+        C = col.shape[2]
+        Ho, Wo = cy.numel(), cx.numel()
+        gout = gout.float().contiguous()
+        dm = den.clamp_min(MIN_WEIGHT_SUM).unsqueeze(1)
+        gn = (gout / dm).contiguous()
+        gd = (-(gn * out).sum(1) * (den >= MIN_WEIGHT_SUM)).contiguous()
+        rlo, rhi, mr = _pixel_ranges(cy, Hg, R)
+        clo, chi, mc = _pixel_ranges(cx, Wg, R)
+        ggeom = torch.empty_like(geom)
+        gcol = torch.empty_like(col)
+        grid = (triton.cdiv(K * Hg * Wg, _SplatTriton.BLOCK_B), B)
+        _splat_bwd_kernel[grid](geom, col, gn, gd, rlo, rhi, clo, chi, ggeom, gcol, K, Hg, Wg, Ho, Wo,
+                                mr, mc, C=C, BLOCK=_SplatTriton.BLOCK_B)
+        return ggeom, gcol, None, None, None
+
+
+def splat_backend(device) -> str:
+    forced = os.environ.get("GSRENDER_BACKEND")
+    if forced:
+        return forced
+    if HAVE_TRITON and torch.device(device).type == "cuda":
+        return "triton"
+    return "torch"
+
+
+def splat(geom, col, cx, cy, R: int):
+    """Normalized splat of grid-anchored, projected Gaussians (§3.4).
+
+    geom: [B, K, 6, Hg, Wg] = (mx, my, A, B, Cq, amp) in output pixels (from `project`);
+    col: [B, K, C, Hg, Wg]; cx [Wo], cy [Ho]: cell of each output column/row (`cell_index`);
+    R: window radius in cells. Returns [B, C, Ho, Wo].
+    """
+    if splat_backend(geom.device) == "triton":
+        return _SplatTriton.apply(geom, col, cx, cy, R)
+    return _splat_torch(geom, col, cx, cy, R)
+
+
+def render_anchored(x, y, s1, s2, theta, col, width: int, height: int, out_w: int, out_h: int,
+                    cell: float, o_max: float, sigma_max: float, amp_scale=None):
+    """Renders a grid-anchored field at out_w × out_h (§3, exactly; see the module doc).
+
+    x, y: absolute centres in native pixels, s1, s2 (σ, native px), theta: [B, K, Hg, Wg];
+    col: [B, K, C, Hg, Wg]. Gaussian (k, gy, gx) must lie within o_max per axis of the centre of
+    cell (gy, gx) (side `cell`) and have σ ≤ sigma_max. amp_scale (optional, [B, K, Hg, Wg])
+    multiplies the weights: 1 keeps a Gaussian, 0 removes it (presence gates).
+    Returns [B, C, out_h, out_w] in the dtype of the inputs (float32 or float64).
+    """
+    sx, sy = out_w / width, out_h / height
+    R = max(window_radius(cell, o_max, sigma_max, sx), window_radius(cell, o_max, sigma_max, sy))
+    mx, my, qa, qb, qc, amp = project(x, y, s1, s2, theta, sx, sy)
+    if amp_scale is not None:
+        amp = amp * amp_scale
+    geom = torch.stack([mx, my, qa, qb, qc, amp], 2)
+    dev = geom.device
+    cx = cell_index(out_w, width, cell, dev)
+    cy = cell_index(out_h, height, cell, dev)
+    return splat(geom, col, cx, cy, R)
