@@ -123,3 +123,20 @@ def test_triton_matches_torch(C, size):
     # geometry gradients can be large (conic terms); compare relative to their scale
     scale = g1.abs().amax(dim=(0, 1, 3, 4), keepdim=True).clamp_min(1e-6)
     assert ((g1 - g2).abs() / scale).max() < 1e-4
+
+
+def test_fixtures_match_reference():
+    """tests/fixtures/torch_render/case_N.bin (made by make_fixture.py) hold renders within 1e-5 of
+    the float64 reference for the Gaussians they list."""
+    from pathlib import Path
+
+    from make_fixture import read_case
+
+    d = Path(__file__).resolve().parents[2] / "tests/fixtures/torch_render"
+    files = sorted(d.glob("case_*.bin"))
+    assert len(files) >= 3
+    for p in files:
+        W, H, Wo, Ho, rec, img = read_case(p)
+        assert p.stat().st_size <= 200_000
+        ref = gr.reference_render(rec.astype(np.float64), W, H, Wo, Ho)
+        assert np.abs(img - ref).max() <= 1e-5, p.name
