@@ -1,0 +1,368 @@
+"""Resumable training of gsimg's encoders (models.py) on the GPU machine, in time-boxed chunks.
+
+    PYTHONUNBUFFERED=1 python models/train/train.py --model upscale --data data/pack \
+        --resume models/ckpt/upscale.pt --out $OUT/upscale --minutes 9
+
+Each call trains for --minutes of wall time (data loading, steps and validation included; final
+evaluation, checkpointing excluded), then writes under --out:
+  <model>.pt      weights (fp32), EMA weights (fp32), step, RNG states, config, compact's λ;
+  <model>_opt.pt  Adam moments (bf16, to keep the files small; resuming works without it too);
+  <model>.log     one JSON line per log interval / validation.
+The learning-rate schedule (warm-up, cosine to zero) is over --total-steps, fixed at the first
+call, so later calls continue one schedule. Validation uses data/val only.
+
+Data: every image under --data (png/webp/jpg/jpeg/bmp, also inside .tar/.tar.gz archives, or
+uint8 arrays in .npz/.npy files), split into train/val by a path component named "val"
+(anything else is training data). The images live on the GPU as uint8; patches are cut, flipped,
+transposed and rescaled there.
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import json
+import math
+import os
+import random
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models as M  # noqa: E402
+
+IMG_EXT = (".png", ".webp", ".jpg", ".jpeg", ".bmp")
+
+
+# ------------------------------------------------------------------------------------------------
+# data
+# ------------------------------------------------------------------------------------------------
+def _decode(b: bytes) -> np.ndarray:
+    im = Image.open(io.BytesIO(b))
+    return np.asarray(im.convert("RGB"), dtype=np.uint8)
+
+
+def load_images(root: str):
+    """Returns ({'train': [HxWx3 uint8], 'val': [...]}, names)."""
+    out = {"train": [], "val": []}
+    names = {"train": [], "val": []}
+
+    def add(path: str, arr):
+        split = "val" if "val" in Path(path).parts or "/val/" in path or path.startswith("val/") else "train"
+        out[split].append(arr)
+        names[split].append(path)
+
+    for p in sorted(Path(root).rglob("*")):
+        if p.is_dir():
+            continue
+        s = str(p.relative_to(root))
+        low = s.lower()
+        if low.endswith(IMG_EXT):
+            add(s, _decode(p.read_bytes()))
+        elif low.endswith((".tar", ".tar.gz", ".tgz", ".tar.zst")):
+            with tarfile.open(p) as tf:
+                for m in sorted(tf.getmembers(), key=lambda m: m.name):
+                    if m.isfile() and m.name.lower().endswith(IMG_EXT):
+                        add(m.name, _decode(tf.extractfile(m).read()))
+        elif low.endswith(".npz"):
+            z = np.load(p, allow_pickle=False)
+            for k in sorted(z.files):
+                a = z[k]
+                if a.dtype == np.uint8 and a.ndim == 3 and a.shape[-1] == 3:
+                    add(f"{s}/{k}", a)
+        elif low.endswith(".npy"):
+            a = np.load(p, allow_pickle=False)
+            if a.dtype == np.uint8 and a.ndim == 3 and a.shape[-1] == 3:
+                add(s, a)
+    return out, names
+
+
+class Patches:
+    """Random training patches from GPU-resident uint8 images."""
+
+    def __init__(self, images, device, gen: torch.Generator):
+        self.imgs = [torch.from_numpy(a).to(device).permute(2, 0, 1).contiguous() for a in images]
+        self.sizes = [(t.shape[1], t.shape[2]) for t in self.imgs]
+        self.w = torch.tensor([h * w for h, w in self.sizes], dtype=torch.float64)  # by area
+        self.gen = gen
+        self.device = device
+
+    def crops(self, n: int, size: int, zoom_max: float = 1.0) -> torch.Tensor:
+        """n crops of size × size in [0, 1] (float32). With zoom_max > 1 a crop of up to
+        zoom_max·size is cut and antialias-downscaled to size (multi-scale data), per batch."""
+        z = 1.0 if zoom_max <= 1.0 else float(torch.empty(1).uniform_(1.0, zoom_max, generator=self.gen))
+        src = int(round(size * z))
+        idx = torch.multinomial(self.w, n, replacement=True, generator=self.gen).tolist()
+        out = []
+        for i in idx:
+            h, w = self.sizes[i]
+            s = min(src, h, w)
+            y = int(torch.randint(0, h - s + 1, (1,), generator=self.gen))
+            x = int(torch.randint(0, w - s + 1, (1,), generator=self.gen))
+            c = self.imgs[i][:, y:y + s, x:x + s]
+            if s != src:
+                c = F.interpolate(c[None].float(), size=(src, src), mode="bicubic", align_corners=False)[0]
+            out.append(c.float())
+        b = torch.stack(out) / 255.0
+        if src != size:
+            b = F.interpolate(b, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
+        # flips and transposition (the 8 symmetries of the square), per batch
+        t = int(torch.randint(0, 8, (1,), generator=self.gen))
+        if t & 1:
+            b = b.flip(3)
+        if t & 2:
+            b = b.flip(2)
+        if t & 4:
+            b = b.transpose(2, 3)
+        return b.clamp(0, 1).contiguous()
+
+
+def downscale(hr: torch.Tensor, h: int, w: int) -> torch.Tensor:
+    """Antialiased bicubic downscale, rounded to 8 bits (the LR images of training and eval)."""
+    lr = F.interpolate(hr, size=(h, w), mode="bicubic", antialias=True, align_corners=False)
+    return torch.round(lr.clamp(0, 1) * 255.0) / 255.0
+
+
+def psnr(a, b, peak=1.0):
+    mse = F.mse_loss(a, b).item()
+    return 10 * math.log10(peak * peak / max(mse, 1e-12))
+
+
+def center_crop(a: np.ndarray, s: int) -> np.ndarray:
+    h, w = a.shape[:2]
+    s = min(s, h, w)
+    y, x = (h - s) // 2, (w - s) // 2
+    return a[y:y + s, x:x + s]
+
+
+# ------------------------------------------------------------------------------------------------
+# validation (data/val only)
+# ------------------------------------------------------------------------------------------------
+@torch.no_grad()
+def validate_upscale(model, val, device, scales=(2, 3, 4), crop=192):
+    res = {}
+    hrs = [torch.from_numpy(center_crop(a, crop)).permute(2, 0, 1)[None].float().div(255).to(device) for a in val]
+    for s in scales:
+        ps, pb = [], []
+        for hr in hrs:
+            h, w = hr.shape[2] // s * s, hr.shape[3] // s * s
+            hr_ = hr[:, :, :h, :w]
+            lr = downscale(hr_, h // s, w // s)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                raw = model.raw(lr)
+            sr = model.render(model.field(lr, raw), w, h).clamp(0, 1)
+            bic = F.interpolate(lr, size=(h, w), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
+            ps.append(psnr(sr, hr_))
+            pb.append(psnr(bic, hr_))
+        res[f"val_x{s}"] = round(float(np.mean(ps)), 3)
+        res[f"bicubic_x{s}"] = round(float(np.mean(pb)), 3)
+    return res
+
+
+@torch.no_grad()
+def validate_compact(model, val, device, crop=256):
+    ps, pres = [], []
+    for a in val:
+        c = center_crop(a, crop)
+        h, w = c.shape[0] // 8 * 8, c.shape[1] // 8 * 8
+        img = torch.from_numpy(c[:h, :w]).permute(2, 0, 1)[None].float().div(255).to(device)
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            raw = model.raw(img)
+        q = model.quantize(model.field(img, raw))
+        rec = model.render(q, w, h, w, h).clamp(0, 1)
+        ps.append(psnr(torch.round(rec * 255) / 255, img))
+        pres.append(q[:, :, 8].mean().item())
+    bits = model.cfg.bits_per_gaussian()
+    p = float(np.mean(pres))
+    return {"val_psnr": round(float(np.mean(ps)), 3), "presence": round(p, 4),
+            "raw_bpp": round(p * model.cfg.per_cell * bits / model.cfg.cell ** 2, 4)}
+
+
+# ------------------------------------------------------------------------------------------------
+# training
+# ------------------------------------------------------------------------------------------------
+def lr_at(step, base, warmup, total):
+    if step < warmup:
+        return base * (step + 1) / warmup
+    t = min(1.0, (step - warmup) / max(1, total - warmup))
+    return base * 0.5 * (1 + math.cos(math.pi * t))
+
+
+def save(path_dir: Path, name: str, model, ema, opt, state: dict):
+    path_dir.mkdir(parents=True, exist_ok=True)
+    ck = {"kind": model.kind, "config": M.config_dict(model), "model": model.state_dict(),
+          "ema": ema.state_dict(), **state}
+    torch.save(ck, path_dir / f"{name}.pt")
+    osd = opt.state_dict()
+    for s in osd["state"].values():
+        for k in ("exp_avg", "exp_avg_sq"):
+            if k in s:
+                s[k] = s[k].to(torch.bfloat16)
+    torch.save(osd, path_dir / f"{name}_opt.pt")
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--model", choices=["upscale", "compact"], required=True)
+    ap.add_argument("--data", default="data/pack")
+    ap.add_argument("--resume", default="")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--minutes", type=float, default=9.0)
+    ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: time only)")
+    ap.add_argument("--total-steps", type=int, default=0, help="schedule length (first call only)")
+    ap.add_argument("--lr", type=float, default=0)
+    ap.add_argument("--batch", type=int, default=0)
+    ap.add_argument("--patch", type=int, default=0, help="input patch side")
+    ap.add_argument("--warmup", type=int, default=1000)
+    ap.add_argument("--ema", type=float, default=0.999)
+    ap.add_argument("--val-every", type=int, default=2000)
+    ap.add_argument("--log-every", type=int, default=200)
+    ap.add_argument("--target-presence", type=float, default=0.25, help="compact: mean presence aimed at")
+    ap.add_argument("--config", default="{}", help="JSON model config (first call only)")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args()
+    t_start = time.time()
+
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    torch.backends.cudnn.benchmark = True
+    torch.backends.cuda.matmul.allow_tf32 = True
+    torch.backends.cudnn.allow_tf32 = True
+
+    ck = torch.load(args.resume, map_location="cpu", weights_only=False) if args.resume and Path(args.resume).exists() else None
+    kind = args.model
+    cfg = ck["config"] if ck else json.loads(args.config)
+    model = M.build(kind, cfg).to(device)
+    ema = M.build(kind, cfg).to(device)
+    defaults = {"upscale": dict(lr=4e-4, batch=32, patch=48, total=200_000),
+                "compact": dict(lr=3e-4, batch=16, patch=128, total=120_000)}[kind]
+    base_lr = args.lr or (ck or {}).get("base_lr") or defaults["lr"]
+    batch = args.batch or (ck or {}).get("batch") or defaults["batch"]
+    patch = args.patch or (ck or {}).get("patch") or defaults["patch"]
+    total = (ck or {}).get("total_steps") or args.total_steps or defaults["total"]
+    opt = torch.optim.Adam(model.parameters(), lr=base_lr, betas=(0.9, 0.99))
+    step, lam = 0, 0.0
+    gen = torch.Generator()
+    if ck:
+        model.load_state_dict(ck["model"])
+        ema.load_state_dict(ck["ema"])
+        step = ck["step"]
+        lam = ck.get("lambda", 0.0)
+        gen.set_state(ck["rng_gen"])
+        torch.set_rng_state(ck["rng_torch"])
+        op = Path(args.resume).with_name(Path(args.resume).stem + "_opt.pt")
+        if op.exists():
+            osd = torch.load(op, map_location="cpu", weights_only=False)
+            for s in osd["state"].values():
+                for k in ("exp_avg", "exp_avg_sq"):
+                    if k in s:
+                        s[k] = s[k].float()
+            opt.load_state_dict(osd)
+        print(f"resumed {args.resume} at step {step} (optimizer state: {op.exists()})")
+    else:
+        gen.manual_seed(args.seed)
+        torch.manual_seed(args.seed)
+        ema.load_state_dict(model.state_dict())
+    for p in ema.parameters():
+        p.requires_grad_(False)
+    model.train()
+    ema.eval()
+    nparams = sum(p.numel() for p in model.parameters())
+
+    imgs, names = load_images(args.data)
+    if not imgs["val"]:  # no val split shipped: hold out every 10th image
+        imgs["val"] = imgs["train"][::10]
+        del imgs["train"][::10]
+    data = Patches(imgs["train"], device, gen)
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    logf = open(out_dir / f"{kind}.log", "a")
+
+    def log(d):
+        d = {"kind": kind, "step": step, "t": round(time.time() - t_start, 1), **d}
+        print(json.dumps(d))
+        logf.write(json.dumps(d) + "\n")
+        logf.flush()
+
+    log({"event": "start", "params": nparams, "train_images": len(imgs["train"]), "val_images": len(imgs["val"]),
+         "train_mpix": round(sum(a.shape[0] * a.shape[1] for a in imgs["train"]) / 1e6, 2),
+         "batch": batch, "patch": patch, "base_lr": base_lr, "total_steps": total, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+         "config": M.config_dict(model)})
+
+    ema_params = list(ema.parameters())
+    model_params = list(model.parameters())
+    budget = args.minutes * 60
+    t_loop = time.time()
+    acc, n_acc, t_last, steps_this_call = 0.0, 0, time.time(), 0
+    while True:
+        if time.time() - t_start > budget or (args.max_steps and steps_this_call >= args.max_steps):
+            break
+        lr = lr_at(step, base_lr, args.warmup, total)
+        for g in opt.param_groups:
+            g["lr"] = lr
+        extra = {}
+        if kind == "upscale":
+            # scale: U(1, 4) mostly, U(4, 8) one batch in five
+            s = float(torch.empty(1).uniform_(4.0, 8.0, generator=gen)) if torch.rand(1, generator=gen) < 0.2 \
+                else float(torch.empty(1).uniform_(1.0, 4.0, generator=gen))
+            hr_side = max(patch, int(round(patch * s)))
+            hr = data.crops(batch, hr_side, zoom_max=2.0)
+            lr_img = downscale(hr, patch, patch)
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                raw = model.raw(lr_img)
+            out = model.render(model.field(lr_img, raw), hr_side, hr_side)
+            loss = F.l1_loss(out, hr)
+        else:
+            img = data.crops(batch, patch, zoom_max=2.0)
+            img = torch.round(img * 255) / 255
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+                raw = model.raw(img)
+            field = model.field(img, raw)
+            q = model.quantize(field)
+            out = model.render(q, patch, patch, patch, patch)
+            l1 = F.l1_loss(out, img)
+            pres = field[:, :, 8].mean()
+            hard = (field[:, :, 8] >= 0.5).float().mean().item()
+            loss = l1 + lam * pres
+            # dual ascent on λ towards the target mean presence (hard gates)
+            lam = max(0.0, lam + 2e-4 * (hard - args.target_presence))
+            extra = {"l1": l1.item(), "presence": hard, "lambda": lam}
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model_params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            torch._foreach_lerp_(ema_params, model_params, 1.0 - args.ema)
+        step += 1
+        steps_this_call += 1
+        acc += loss.item() if step % 10 == 0 else 0.0
+        n_acc += 1 if step % 10 == 0 else 0
+        if step % args.log_every == 0:
+            now = time.time()
+            log({"loss": round(acc / max(1, n_acc), 5), "lr": lr, "it_s": round(args.log_every / (now - t_last), 2),
+                 **{k: round(v, 5) for k, v in extra.items()}})
+            acc, n_acc, t_last = 0.0, 0, now
+        if step % args.val_every == 0:
+            ema.eval()
+            v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)
+            log({"event": "val", **v})
+            t_last = time.time()
+    train_s = time.time() - t_loop
+    v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)
+    log({"event": "val", "final": True, **v})
+    save(out_dir, kind, model, ema, opt, {"step": step, "lambda": lam, "rng_gen": gen.get_state(),
+                                          "rng_torch": torch.get_rng_state(), "base_lr": base_lr, "batch": batch,
+                                          "patch": patch, "total_steps": total})
+    log({"event": "end", "steps_this_call": steps_this_call, "train_seconds": round(train_s, 1),
+         "it_s_mean": round(steps_this_call / max(1e-9, train_s), 2),
+         "max_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else 0})
+
+
+if __name__ == "__main__":
+    main()
