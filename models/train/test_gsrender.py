@@ -12,12 +12,14 @@ import math
 import os
 import sys
 
-os.environ.setdefault("TRITON_INTERPRET", "1")
+import torch  # noqa: E402  (does not import Triton)
+
+if not torch.cuda.is_available():
+    os.environ.setdefault("TRITON_INTERPRET", "1")
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
-import torch  # noqa: E402
 
 import gsrender as gr  # noqa: E402
 
