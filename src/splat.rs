@@ -105,7 +105,10 @@ impl SplatImage {
         gaussians: Vec<Gaussian>,
     ) -> Result<Self> {
         if width == 0 || height == 0 {
-            return Err(Error::invalid("size", format!("{width}x{height}: both must be at least 1")));
+            return Err(Error::invalid(
+                "size",
+                format!("{width}x{height}: both must be at least 1"),
+            ));
         }
         let nc = layout.channels();
         for (i, g) in gaussians.iter().enumerate() {
@@ -120,7 +123,12 @@ impl SplatImage {
                 ));
             }
         }
-        Ok(SplatImage { width, height, layout, gaussians })
+        Ok(SplatImage {
+            width,
+            height,
+            layout,
+            gaussians,
+        })
     }
 
     /// Native width in pixels.

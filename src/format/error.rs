@@ -22,7 +22,9 @@ impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             Location::Signature => write!(f, "the signature"),
-            Location::Section { tag, tile: Some(t) } => write!(f, "section {} (tile {t})", tag_str(*tag)),
+            Location::Section { tag, tile: Some(t) } => {
+                write!(f, "section {} (tile {t})", tag_str(*tag))
+            }
             Location::Section { tag, tile: None } => write!(f, "section {}", tag_str(*tag)),
             Location::Offset(o) => write!(f, "byte offset {o}"),
         }
@@ -31,7 +33,13 @@ impl fmt::Display for Location {
 
 pub(crate) fn tag_str(tag: [u8; 4]) -> String {
     tag.iter()
-        .map(|&b| if b.is_ascii_graphic() { (b as char).to_string() } else { format!("\\x{b:02x}") })
+        .map(|&b| {
+            if b.is_ascii_graphic() {
+                (b as char).to_string()
+            } else {
+                format!("\\x{b:02x}")
+            }
+        })
         .collect()
 }
 
@@ -114,21 +122,34 @@ impl fmt::Display for FormatError {
         match &self.kind {
             FormatErrorKind::BadSignature => write!(f, "not a .gsi file (bad signature)"),
             FormatErrorKind::Truncated { needed, available } => {
-                write!(f, "truncated in {loc}: it needs {needed} bytes, {available} remain")
+                write!(
+                    f,
+                    "truncated in {loc}: it needs {needed} bytes, {available} remain"
+                )
             }
             FormatErrorKind::ChecksumMismatch { stored, computed } => {
-                write!(f, "corrupted {loc}: CRC-32 is {computed:08x}, the file says {stored:08x}")
+                write!(
+                    f,
+                    "corrupted {loc}: CRC-32 is {computed:08x}, the file says {stored:08x}"
+                )
             }
             FormatErrorKind::UnsupportedVersion { major, minor } => {
-                write!(f, "unsupported version {major}.{minor} (this reader reads 1.x)")
+                write!(
+                    f,
+                    "unsupported version {major}.{minor} (this reader reads 1.x)"
+                )
             }
             FormatErrorKind::UnknownCriticalSection => write!(f, "unknown critical {loc}"),
             FormatErrorKind::UnexpectedSection { expected } => {
                 write!(f, "unexpected {loc}: expected {expected}")
             }
-            FormatErrorKind::InvalidField { field, reason } => write!(f, "invalid {field} in {loc}: {reason}"),
+            FormatErrorKind::InvalidField { field, reason } => {
+                write!(f, "invalid {field} in {loc}: {reason}")
+            }
             FormatErrorKind::Decompression(msg) => write!(f, "cannot decompress {loc}: {msg}"),
-            FormatErrorKind::TrailingData { bytes } => write!(f, "{bytes} bytes of trailing data after GEND"),
+            FormatErrorKind::TrailingData { bytes } => {
+                write!(f, "{bytes} bytes of trailing data after GEND")
+            }
         }
     }
 }

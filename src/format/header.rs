@@ -52,7 +52,13 @@ pub struct AttrQuant {
 impl AttrQuant {
     /// A quantizer with no range (positions and rotations, whose ranges are fixed by §5).
     pub fn fixed(bits: u8) -> Self {
-        AttrQuant { bits, predictor: Predictor::None, packing: Packing::Bits, min: 0.0, max: 0.0 }
+        AttrQuant {
+            bits,
+            predictor: Predictor::None,
+            packing: Packing::Bits,
+            min: 0.0,
+            max: 0.0,
+        }
     }
 
     /// Largest code, `2^bits - 1`.
@@ -102,7 +108,10 @@ impl Header {
     /// Position cells across and down.
     pub fn cells(&self) -> (u64, u64) {
         let g = self.cell_size as u64;
-        ((self.width as u64).div_ceil(g), (self.height as u64).div_ceil(g))
+        (
+            (self.width as u64).div_ceil(g),
+            (self.height as u64).div_ceil(g),
+        )
     }
 
     /// Tiles across and down.
@@ -125,7 +134,13 @@ impl Header {
 
     /// The attribute quantizers in stream order (§7.2): x, y, σ₁, σ₂, θ, channels.
     pub fn streams(&self) -> Vec<AttrQuant> {
-        let mut v = vec![self.position, self.position, self.scale, self.scale, self.rotation];
+        let mut v = vec![
+            self.position,
+            self.position,
+            self.scale,
+            self.scale,
+            self.rotation,
+        ];
         v.extend_from_slice(&self.channels);
         v
     }
@@ -155,7 +170,9 @@ impl Header {
         LE::write_u16(&mut b[14..], self.cell_size);
         LE::write_u16(&mut b[16..], self.tile_cells);
         LE::write_u64(&mut b[20..], self.gaussian_count);
-        let quants = [self.position, self.scale, self.rotation].into_iter().chain(self.channels.iter().copied());
+        let quants = [self.position, self.scale, self.rotation]
+            .into_iter()
+            .chain(self.channels.iter().copied());
         for (i, q) in quants.enumerate() {
             let r = &mut b[HEAD_FIXED_LEN + i * QUANT_LEN..][..QUANT_LEN];
             r[0] = q.bits;
@@ -175,19 +192,32 @@ impl Header {
 
     /// Parses and validates a `HEAD` payload (§4) against the spec and `limits`.
     pub fn parse(p: &[u8], limits: &Limits) -> Result<Header> {
-        let loc = Location::Section { tag: TAG_HEAD, tile: None };
+        let loc = Location::Section {
+            tag: TAG_HEAD,
+            tile: None,
+        };
         let bad = |field: &'static str, reason: String| -> Error {
             FormatError::new(FormatErrorKind::InvalidField { field, reason }, loc).into()
         };
         if p.len() < 2 {
-            return Err(bad("length", format!("{} bytes, a header has at least {HEAD_FIXED_LEN}", p.len())));
+            return Err(bad(
+                "length",
+                format!("{} bytes, a header has at least {HEAD_FIXED_LEN}", p.len()),
+            ));
         }
         let (major, minor) = (p[0], p[1]);
         if major != VERSION_MAJOR {
-            return Err(FormatError::new(FormatErrorKind::UnsupportedVersion { major, minor }, loc).into());
+            return Err(FormatError::new(
+                FormatErrorKind::UnsupportedVersion { major, minor },
+                loc,
+            )
+            .into());
         }
         if p.len() < HEAD_FIXED_LEN {
-            return Err(bad("length", format!("{} bytes, a header has at least {HEAD_FIXED_LEN}", p.len())));
+            return Err(bad(
+                "length",
+                format!("{} bytes, a header has at least {HEAD_FIXED_LEN}", p.len()),
+            ));
         }
         let width = LE::read_u32(&p[4..]);
         let height = LE::read_u32(&p[8..]);
@@ -205,19 +235,31 @@ impl Header {
         let nc = layout.channels();
         let expected = HEAD_FIXED_LEN + QUANT_LEN * (3 + nc);
         if p.len() < expected || (minor <= VERSION_MINOR && p.len() != expected) {
-            return Err(bad("length", format!("{} bytes, expected {expected} for {nc} channels", p.len())));
+            return Err(bad(
+                "length",
+                format!("{} bytes, expected {expected} for {nc} channels", p.len()),
+            ));
         }
         if width == 0 || height == 0 {
-            return Err(bad("size", format!("{width}x{height}: both must be at least 1")));
+            return Err(bad(
+                "size",
+                format!("{width}x{height}: both must be at least 1"),
+            ));
         }
         limits.check("image width", width as u64, limits.max_dimension as u64)?;
         limits.check("image height", height as u64, limits.max_dimension as u64)?;
-        limits.check("native pixel count", width as u64 * height as u64, limits.max_native_pixels)?;
+        limits.check(
+            "native pixel count",
+            width as u64 * height as u64,
+            limits.max_native_pixels,
+        )?;
         limits.check("Gaussian count", gaussian_count, limits.max_gaussians)?;
         if cell_size == 0 || tile_cells == 0 || (cell_size as u64 * tile_cells as u64) < 16 {
             return Err(bad(
                 "tiling",
-                format!("cell size {cell_size}, tile {tile_cells} cells: both >= 1 and a tile >= 16 pixels"),
+                format!(
+                    "cell size {cell_size}, tile {tile_cells} cells: both >= 1 and a tile >= 16 pixels"
+                ),
             ));
         }
         let mut quants = Vec::with_capacity(3 + nc);
@@ -245,7 +287,10 @@ impl Header {
                 max: LE::read_f32(&r[8..]),
             };
             if q.bits > MAX_BITS {
-                return Err(bad(name, format!("{} bits (allowed: 0 to {MAX_BITS})", q.bits)));
+                return Err(bad(
+                    name,
+                    format!("{} bits (allowed: 0 to {MAX_BITS})", q.bits),
+                ));
             }
             let bound = match i {
                 0 | 2 => 0.0,
@@ -257,7 +302,10 @@ impl Header {
             if !(in_range(q.min) && in_range(q.max) && q.min <= q.max) {
                 return Err(bad(
                     name,
-                    format!("range [{}, {}]: needs min <= max within ±{bound}", q.min, q.max),
+                    format!(
+                        "range [{}, {}]: needs min <= max within ±{bound}",
+                        q.min, q.max
+                    ),
                 ));
             }
             quants.push(q);

@@ -31,7 +31,9 @@ impl Metadata {
         };
         if let Some(icc) = &self.icc_profile {
             let mut v = (icc.len() as u32).to_le_bytes().to_vec();
-            v.extend_from_slice(&zstd::bulk::compress(icc, 19).expect("compressing to memory cannot fail"));
+            v.extend_from_slice(
+                &zstd::bulk::compress(icc, 19).expect("compressing to memory cannot fail"),
+            );
             entry(META_ICC, &v);
         }
         if let Some(o) = self.orientation {
@@ -44,8 +46,14 @@ impl Metadata {
     pub fn parse(p: &[u8], limits: &Limits) -> Result<Metadata> {
         let bad = |reason: String| -> crate::Error {
             FormatError::new(
-                FormatErrorKind::InvalidField { field: "metadata", reason },
-                Location::Section { tag: TAG_META, tile: None },
+                FormatErrorKind::InvalidField {
+                    field: "metadata",
+                    reason,
+                },
+                Location::Section {
+                    tag: TAG_META,
+                    tile: None,
+                },
             )
             .into()
         };
@@ -58,7 +66,9 @@ impl Metadata {
             let key = p[pos];
             let len = LE::read_u32(&p[pos + 1..]) as usize;
             pos += 5;
-            let value = p.get(pos..pos + len).ok_or_else(|| bad(format!("entry {key} of {len} bytes is cut short")))?;
+            let value = p
+                .get(pos..pos + len)
+                .ok_or_else(|| bad(format!("entry {key} of {len} bytes is cut short")))?;
             pos += len;
             match key {
                 META_ICC => {
@@ -70,13 +80,20 @@ impl Metadata {
                     let icc = zstd::bulk::decompress(&value[4..], n as usize)
                         .map_err(|e| bad(format!("ICC profile does not decompress: {e}")))?;
                     if icc.len() as u64 != n {
-                        return Err(bad(format!("ICC profile is {} bytes, the entry says {n}", icc.len())));
+                        return Err(bad(format!(
+                            "ICC profile is {} bytes, the entry says {n}",
+                            icc.len()
+                        )));
                     }
                     m.icc_profile = Some(icc);
                 }
                 META_ORIENTATION => match value {
                     [o @ 1..=8] => m.orientation = Some(*o),
-                    _ => return Err(bad(format!("orientation {value:?} (allowed: one byte, 1 to 8)"))),
+                    _ => {
+                        return Err(bad(format!(
+                            "orientation {value:?} (allowed: one byte, 1 to 8)"
+                        )));
+                    }
                 },
                 _ => {}
             }

@@ -39,7 +39,11 @@ pub struct GsiFile {
 pub fn read(bytes: &[u8], limits: &Limits) -> Result<GsiFile> {
     let mut d = Decoder::new(bytes, *limits)?;
     let image = d.decode_all()?;
-    Ok(GsiFile { header: d.header().clone(), metadata: d.metadata().clone(), image })
+    Ok(GsiFile {
+        header: d.header().clone(),
+        metadata: d.metadata().clone(),
+        image,
+    })
 }
 
 /// Where the bytes of a file go: per section kind, and per attribute stream (each stream of
@@ -74,14 +78,24 @@ pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysi
         add(s.tag, s.payload_len + consts::SECTION_OVERHEAD as u64);
     }
     for e in d.index() {
-        add(consts::TAG_TILE, e.payload_len as u64 + consts::SECTION_OVERHEAD as u64);
+        add(
+            consts::TAG_TILE,
+            e.payload_len as u64 + consts::SECTION_OVERHEAD as u64,
+        );
     }
     add(consts::TAG_GEND, consts::SECTION_OVERHEAD as u64);
     let n = file.gaussian_count().max(1) as f64;
-    let mut names: Vec<String> = ["cell counts", "position x", "position y", "scale 1", "scale 2", "rotation"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let mut names: Vec<String> = [
+        "cell counts",
+        "position x",
+        "position y",
+        "scale 1",
+        "scale 2",
+        "rotation",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
     let ch_names: &[&str] = match (h.layout.channels(), h.color_model) {
         (1, _) => &["gray"],
         (2, _) => &["gray", "alpha"],
@@ -120,7 +134,11 @@ pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysi
         .zip(raw_bits.iter().zip(&packed_bits))
         .map(|(name, (r, p))| (name, r / n, p / n))
         .collect();
-    Ok(Analysis { file_bytes: bytes.len() as u64, sections, streams })
+    Ok(Analysis {
+        file_bytes: bytes.len() as u64,
+        sections,
+        streams,
+    })
 }
 
 impl SplatImage {

@@ -33,7 +33,11 @@ pub(crate) fn stream_code_index(stream: usize) -> usize {
 }
 
 fn unit(q: &AttrQuant, code: u16) -> f64 {
-    if q.bits == 0 { 0.0 } else { code as f64 / q.max_code() as f64 }
+    if q.bits == 0 {
+        0.0
+    } else {
+        code as f64 / q.max_code() as f64
+    }
 }
 
 fn ranged(q: &AttrQuant, code: u16) -> f64 {
@@ -45,7 +49,9 @@ fn code_for(q: &AttrQuant, v: f64) -> u16 {
     if q.bits == 0 || span <= 0.0 || v.is_nan() {
         return 0;
     }
-    ((v - q.min as f64) / span * q.max_code() as f64).round().clamp(0.0, q.max_code() as f64) as u16
+    ((v - q.min as f64) / span * q.max_code() as f64)
+        .round()
+        .clamp(0.0, q.max_code() as f64) as u16
 }
 
 /// §4.1: full-range BT.601 RGB → (Y, Cb, Cr), Cb and Cr centred on 0.
@@ -61,7 +67,11 @@ pub fn rgb_to_ycbcr(c: [f64; 3]) -> [f64; 3] {
 /// §4.1: the inverse of [`rgb_to_ycbcr`], as a decoder computes it.
 pub fn ycbcr_to_rgb(c: [f64; 3]) -> [f64; 3] {
     let [y, cb, cr] = c;
-    [y + 1.402 * cr, y - 0.344_136 * cb - 0.714_136 * cr, y + 1.772 * cb]
+    [
+        y + 1.402 * cr,
+        y - 0.344_136 * cb - 0.714_136 * cr,
+        y + 1.772 * cb,
+    ]
 }
 
 /// §5: the Gaussian a stored record decodes to.
@@ -72,7 +82,8 @@ pub fn dequantize(h: &Header, q: &Quantized) -> Gaussian {
         ((cell as f64 + (code as f64 + 0.5) / steps) * g) as f32
     };
     let scale = |code: u16| ranged(&h.scale, code).exp2() as f32;
-    let rotation = std::f64::consts::PI * q.codes[CODE_ROT] as f64 / (1u32 << h.rotation.bits) as f64;
+    let rotation =
+        std::f64::consts::PI * q.codes[CODE_ROT] as f64 / (1u32 << h.rotation.bits) as f64;
     let mut ch = [0f64; 4];
     for (i, cq) in h.channels.iter().enumerate() {
         ch[i] = ranged(cq, q.codes[CODE_CH + i]);
@@ -124,7 +135,11 @@ pub fn quantize(h: &Header, gs: &Gaussian) -> Quantized {
     for (i, cq) in h.channels.iter().enumerate() {
         codes[CODE_CH + i] = code_for(cq, ch[i]);
     }
-    Quantized { cell_y, cell_x, codes }
+    Quantized {
+        cell_y,
+        cell_x,
+        codes,
+    }
 }
 
 /// §6: how far (native pixels) a Gaussian's 3σ bounding box reaches from its centre.

@@ -120,7 +120,13 @@ impl<S: Source> Decoder<S> {
             return Err(err(FormatErrorKind::BadSignature, Location::Signature));
         }
         if n < 8 {
-            return Err(err(FormatErrorKind::Truncated { needed: 8, available: n as u64 }, Location::Signature));
+            return Err(err(
+                FormatErrorKind::Truncated {
+                    needed: 8,
+                    available: n as u64,
+                },
+                Location::Signature,
+            ));
         }
         let mut sections = Vec::new();
         let mut pos = 8u64;
@@ -143,15 +149,28 @@ impl<S: Source> Decoder<S> {
                     return Err(if [TAG_HEAD, TAG_TILE, TAG_GEND].contains(&t) {
                         unexpected(t, None, "TIDX or an ancillary section")
                     } else {
-                        err(FormatErrorKind::UnknownCriticalSection, Location::Section { tag: t, tile: None })
+                        err(
+                            FormatErrorKind::UnknownCriticalSection,
+                            Location::Section { tag: t, tile: None },
+                        )
                     });
                 }
                 _ => {} // §2.3: unknown ancillary sections are skipped.
             }
         };
         let index = parse_index(&header, &index_payload, pos, &limits)?;
-        let end_offset = index.last().map_or(pos, |e| e.offset + section::total_len(e.payload_len as u64));
-        Ok(Decoder { src, limits, header, metadata, index, sections, end_offset })
+        let end_offset = index
+            .last()
+            .map_or(pos, |e| e.offset + section::total_len(e.payload_len as u64));
+        Ok(Decoder {
+            src,
+            limits,
+            header,
+            metadata,
+            index,
+            sections,
+            end_offset,
+        })
     }
 
     /// The header.
@@ -181,7 +200,10 @@ impl<S: Source> Decoder<S> {
     }
 
     fn read_tile_payload(&mut self, t: u32) -> Result<Vec<u8>> {
-        let e = *self.index.get(t as usize).ok_or_else(|| Error::invalid("tile", format!("{t} of {}", self.index.len())))?;
+        let e = *self
+            .index
+            .get(t as usize)
+            .ok_or_else(|| Error::invalid("tile", format!("{t} of {}", self.index.len())))?;
         let (info, payload) = read_section(&mut self.src, e.offset, &self.limits, Some(t))?;
         if info.tag != TAG_TILE {
             return Err(unexpected(info.tag, Some(t), "TILE"));
@@ -190,9 +212,15 @@ impl<S: Source> Decoder<S> {
             return Err(err(
                 FormatErrorKind::InvalidField {
                     field: "section length",
-                    reason: format!("{} bytes, the tile index says {}", info.payload_len, e.payload_len),
+                    reason: format!(
+                        "{} bytes, the tile index says {}",
+                        info.payload_len, e.payload_len
+                    ),
                 },
-                Location::Section { tag: TAG_TILE, tile: Some(t) },
+                Location::Section {
+                    tag: TAG_TILE,
+                    tile: Some(t),
+                },
             ));
         }
         Ok(payload)
@@ -208,27 +236,43 @@ impl<S: Source> Decoder<S> {
         }
         let end = self.end_offset + section::total_len(0);
         if self.src.len() > end {
-            return Err(err(FormatErrorKind::TrailingData { bytes: self.src.len() - end }, Location::Offset(end)));
+            return Err(err(
+                FormatErrorKind::TrailingData {
+                    bytes: self.src.len() - end,
+                },
+                Location::Offset(end),
+            ));
         }
         Ok(image)
     }
 
     /// Decodes the tiles `tiles` (in the order given) into one picture.
     pub fn decode_tiles(&mut self, tiles: &[u32]) -> Result<SplatImage> {
-        let payloads = tiles.iter().map(|&t| Ok((t, self.read_tile_payload(t)?))).collect::<Result<Vec<_>>>()?;
+        let payloads = tiles
+            .iter()
+            .map(|&t| Ok((t, self.read_tile_payload(t)?)))
+            .collect::<Result<Vec<_>>>()?;
         let (header, index) = (&self.header, &self.index);
         let decoded = payloads
             .par_iter()
             .map(|(t, p)| decode_tile_payload(header, index, *t, p))
             .collect::<Result<Vec<_>>>()?;
         let h = &self.header;
-        SplatImage::new(h.width, h.height, h.layout, decoded.into_iter().flatten().collect())
+        SplatImage::new(
+            h.width,
+            h.height,
+            h.layout,
+            decoded.into_iter().flatten().collect(),
+        )
     }
 
     /// The tiles whose Gaussians can reach `viewport`'s region (§6), in file order.
     pub fn tiles_for(&self, viewport: &Viewport) -> Vec<u32> {
         let h = &self.header;
-        let (sx, sy) = (viewport.width as f64 / h.width as f64, viewport.height as f64 / h.height as f64);
+        let (sx, sy) = (
+            viewport.width as f64 / h.width as f64,
+            viewport.height as f64 / h.height as f64,
+        );
         let r = viewport.region;
         // Output-space margin added to a native reach: the prefilter's 3σ plus one pixel.
         let pad = 3.0 * PREFILTER_VARIANCE.sqrt() + 1.0;
@@ -248,7 +292,10 @@ impl<S: Source> Decoder<S> {
                 let x1 = ((c.cx0 + c.cw) as f64 * g + reach) * sx + pad;
                 let y0 = (c.cy0 as f64 * g - reach) * sy - pad;
                 let y1 = ((c.cy0 + c.ch) as f64 * g + reach) * sy + pad;
-                x1 >= r.x as f64 && x0 <= (r.x + r.width) as f64 && y1 >= r.y as f64 && y0 <= (r.y + r.height) as f64
+                x1 >= r.x as f64
+                    && x0 <= (r.x + r.width) as f64
+                    && y1 >= r.y as f64
+                    && y0 <= (r.y + r.height) as f64
             })
             .collect()
     }
@@ -262,29 +309,57 @@ impl<S: Source> Decoder<S> {
 }
 
 fn unexpected(tag: [u8; 4], tile: Option<u32>, expected: &'static str) -> Error {
-    err(FormatErrorKind::UnexpectedSection { expected }, Location::Section { tag, tile })
+    err(
+        FormatErrorKind::UnexpectedSection { expected },
+        Location::Section { tag, tile },
+    )
 }
 
 /// Reads the section at `pos`, checking its length against the file and the limits and its
 /// CRC-32 (§2.3).
-fn read_section<S: Source>(src: &mut S, pos: u64, limits: &Limits, tile: Option<u32>) -> Result<(SectionInfo, Vec<u8>)> {
+fn read_section<S: Source>(
+    src: &mut S,
+    pos: u64,
+    limits: &Limits,
+    tile: Option<u32>,
+) -> Result<(SectionInfo, Vec<u8>)> {
     let len = src.len();
     let avail = len.saturating_sub(pos);
     if avail < 8 {
         let mut tag = [0u8; 4];
         let n = avail.min(4) as usize;
         src.read_at(pos, &mut tag[..n])?;
-        let location = if n == 4 { Location::Section { tag, tile } } else { Location::Offset(pos) };
-        return Err(err(FormatErrorKind::Truncated { needed: 12, available: avail }, location));
+        let location = if n == 4 {
+            Location::Section { tag, tile }
+        } else {
+            Location::Offset(pos)
+        };
+        return Err(err(
+            FormatErrorKind::Truncated {
+                needed: 12,
+                available: avail,
+            },
+            location,
+        ));
     }
     let mut head = [0u8; 8];
     src.read_at(pos, &mut head)?;
     let (tag, plen) = section::read_tag_len(&head);
     let loc = Location::Section { tag, tile };
-    limits.check("section size (bytes)", plen as u64, limits.max_section_bytes)?;
+    limits.check(
+        "section size (bytes)",
+        plen as u64,
+        limits.max_section_bytes,
+    )?;
     let total = section::total_len(plen as u64);
     if avail < total {
-        return Err(err(FormatErrorKind::Truncated { needed: total, available: avail }, loc));
+        return Err(err(
+            FormatErrorKind::Truncated {
+                needed: total,
+                available: avail,
+            },
+            loc,
+        ));
     }
     let mut payload = vec![0u8; plen as usize];
     src.read_at(pos + 8, &mut payload)?;
@@ -293,19 +368,43 @@ fn read_section<S: Source>(src: &mut S, pos: u64, limits: &Limits, tile: Option<
     let stored = u32::from_le_bytes(crc);
     let computed = section::crc(tag, &payload);
     if stored != computed {
-        return Err(err(FormatErrorKind::ChecksumMismatch { stored, computed }, loc));
+        return Err(err(
+            FormatErrorKind::ChecksumMismatch { stored, computed },
+            loc,
+        ));
     }
-    Ok((SectionInfo { tag, offset: pos, payload_len: plen as u64 }, payload))
+    Ok((
+        SectionInfo {
+            tag,
+            offset: pos,
+            payload_len: plen as u64,
+        },
+        payload,
+    ))
 }
 
 /// Parses and checks the `TIDX` payload (§6); `first_tile` is the offset of the first `TILE`.
 fn parse_index(h: &Header, p: &[u8], first_tile: u64, limits: &Limits) -> Result<Vec<TileEntry>> {
     let tiles = h.tile_count();
     let bad = |tile: Option<u32>, field: &'static str, reason: String| {
-        err(FormatErrorKind::InvalidField { field, reason }, Location::Section { tag: TAG_TIDX, tile })
+        err(
+            FormatErrorKind::InvalidField { field, reason },
+            Location::Section {
+                tag: TAG_TIDX,
+                tile,
+            },
+        )
     };
     if p.len() as u64 != tiles * TIDX_ENTRY_LEN as u64 {
-        return Err(bad(None, "length", format!("{} bytes, {tiles} tiles need {}", p.len(), tiles * TIDX_ENTRY_LEN as u64)));
+        return Err(bad(
+            None,
+            "length",
+            format!(
+                "{} bytes, {tiles} tiles need {}",
+                p.len(),
+                tiles * TIDX_ENTRY_LEN as u64
+            ),
+        ));
     }
     let mut index = Vec::with_capacity(tiles as usize);
     let mut offset = first_tile;
@@ -320,7 +419,14 @@ fn parse_index(h: &Header, p: &[u8], first_tile: u64, limits: &Limits) -> Result
             offset,
         };
         if entry.payload_len < 4 {
-            return Err(bad(Some(t32), "payload length", format!("{} (a tile payload has at least 4 bytes)", entry.payload_len)));
+            return Err(bad(
+                Some(t32),
+                "payload length",
+                format!(
+                    "{} (a tile payload has at least 4 bytes)",
+                    entry.payload_len
+                ),
+            ));
         }
         let cells = TileCells::of(h, t as u64);
         let max_raw = tile::max_raw_len(h, &cells, entry.count as u64)
@@ -329,28 +435,53 @@ fn parse_index(h: &Header, p: &[u8], first_tile: u64, limits: &Limits) -> Result
             return Err(bad(
                 Some(t32),
                 "raw length",
-                format!("{} bytes for {} Gaussians in {} cells (allowed: {} to {max_raw})", entry.raw_len, entry.count, cells.count(), cells.count()),
+                format!(
+                    "{} bytes for {} Gaussians in {} cells (allowed: {} to {max_raw})",
+                    entry.raw_len,
+                    entry.count,
+                    cells.count(),
+                    cells.count()
+                ),
             ));
         }
-        limits.check("tile data size (bytes)", entry.raw_len as u64, limits.max_section_bytes)?;
+        limits.check(
+            "tile data size (bytes)",
+            entry.raw_len as u64,
+            limits.max_section_bytes,
+        )?;
         total += entry.count as u64;
         offset += section::total_len(entry.payload_len as u64);
         index.push(entry);
     }
     if total != h.gaussian_count {
-        return Err(bad(None, "Gaussian counts", format!("tiles hold {total}, the header says {}", h.gaussian_count)));
+        return Err(bad(
+            None,
+            "Gaussian counts",
+            format!("tiles hold {total}, the header says {}", h.gaussian_count),
+        ));
     }
     Ok(index)
 }
 
 /// Checks a `TILE` payload's tile number, decompresses it and decodes its Gaussians (§7).
-fn decode_tile_payload(h: &Header, index: &[TileEntry], t: u32, payload: &[u8]) -> Result<Vec<Gaussian>> {
-    let loc = Location::Section { tag: TAG_TILE, tile: Some(t) };
+fn decode_tile_payload(
+    h: &Header,
+    index: &[TileEntry],
+    t: u32,
+    payload: &[u8],
+) -> Result<Vec<Gaussian>> {
+    let loc = Location::Section {
+        tag: TAG_TILE,
+        tile: Some(t),
+    };
     let e = &index[t as usize];
     let number = LE::read_u32(payload);
     if number != t {
         return Err(err(
-            FormatErrorKind::InvalidField { field: "tile number", reason: format!("{number}, expected {t}") },
+            FormatErrorKind::InvalidField {
+                field: "tile number",
+                reason: format!("{number}, expected {t}"),
+            },
             loc,
         ));
     }
@@ -358,7 +489,11 @@ fn decode_tile_payload(h: &Header, index: &[TileEntry], t: u32, payload: &[u8]) 
         .map_err(|x| err(FormatErrorKind::Decompression(x.to_string()), loc))?;
     if raw.len() != e.raw_len as usize {
         return Err(err(
-            FormatErrorKind::Decompression(format!("{} bytes, the tile index says {}", raw.len(), e.raw_len)),
+            FormatErrorKind::Decompression(format!(
+                "{} bytes, the tile index says {}",
+                raw.len(),
+                e.raw_len
+            )),
             loc,
         ));
     }
@@ -370,9 +505,16 @@ fn decode_tile_payload(h: &Header, index: &[TileEntry], t: u32, payload: &[u8]) 
             return Err(err(
                 FormatErrorKind::InvalidField {
                     field: "reach",
-                    reason: format!("a Gaussian reaches {:.1} pixels, the index says {}", reach(g), e.reach),
+                    reason: format!(
+                        "a Gaussian reaches {:.1} pixels, the index says {}",
+                        reach(g),
+                        e.reach
+                    ),
                 },
-                Location::Section { tag: TAG_TIDX, tile: Some(t) },
+                Location::Section {
+                    tag: TAG_TIDX,
+                    tile: Some(t),
+                },
             ));
         }
     }

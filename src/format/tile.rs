@@ -105,7 +105,11 @@ pub fn encode(h: &Header, cells: &TileCells, gs: &[Quantized]) -> Vec<u8> {
             write_varint(&mut out, (k - start) as u32);
         }
     }
-    debug_assert_eq!(k, gs.len(), "Gaussians outside the tile or not in cell order");
+    debug_assert_eq!(
+        k,
+        gs.len(),
+        "Gaussians outside the tile or not in cell order"
+    );
     for (s, q) in h.streams().iter().enumerate() {
         let ci = stream_code_index(s);
         let mut prev = 0u16;
@@ -138,9 +142,26 @@ pub fn encode(h: &Header, cells: &TileCells, gs: &[Quantized]) -> Vec<u8> {
 
 /// Decodes a tile's raw bytes into `n` stored Gaussians (§7.1–7.2), checking every count and
 /// length.
-pub fn decode(h: &Header, tile: u32, cells: &TileCells, raw: &[u8], n: u64) -> Result<Vec<Quantized>> {
-    let loc = Location::Section { tag: TAG_TILE, tile: Some(tile) };
-    let bad = |reason: String| FormatError::new(FormatErrorKind::InvalidField { field: "tile data", reason }, loc);
+pub fn decode(
+    h: &Header,
+    tile: u32,
+    cells: &TileCells,
+    raw: &[u8],
+    n: u64,
+) -> Result<Vec<Quantized>> {
+    let loc = Location::Section {
+        tag: TAG_TILE,
+        tile: Some(tile),
+    };
+    let bad = |reason: String| {
+        FormatError::new(
+            FormatErrorKind::InvalidField {
+                field: "tile data",
+                reason,
+            },
+            loc,
+        )
+    };
     let mut pos = 0usize;
     let mut out: Vec<Quantized> = Vec::with_capacity(n as usize);
     for cy in cells.cy0..cells.cy0 + cells.ch {
@@ -148,7 +169,9 @@ pub fn decode(h: &Header, tile: u32, cells: &TileCells, raw: &[u8], n: u64) -> R
             let mut v: u64 = 0;
             let mut shift = 0;
             loop {
-                let byte = *raw.get(pos).ok_or_else(|| bad("cell counts end early".into()))?;
+                let byte = *raw
+                    .get(pos)
+                    .ok_or_else(|| bad("cell counts end early".into()))?;
                 pos += 1;
                 v |= ((byte & 0x7f) as u64) << shift;
                 if byte & 0x80 == 0 {
@@ -160,20 +183,33 @@ pub fn decode(h: &Header, tile: u32, cells: &TileCells, raw: &[u8], n: u64) -> R
                 }
             }
             if out.len() as u64 + v > n {
-                return Err(bad(format!("cell counts add up to more than the index's {n} Gaussians")).into());
+                return Err(bad(format!(
+                    "cell counts add up to more than the index's {n} Gaussians"
+                ))
+                .into());
             }
             for _ in 0..v {
-                out.push(Quantized { cell_y: cy, cell_x: cx, codes: [0; 9] });
+                out.push(Quantized {
+                    cell_y: cy,
+                    cell_x: cx,
+                    codes: [0; 9],
+                });
             }
         }
     }
     if out.len() as u64 != n {
-        return Err(bad(format!("cell counts add up to {}, the index says {n}", out.len())).into());
+        return Err(bad(format!(
+            "cell counts add up to {}, the index says {n}",
+            out.len()
+        ))
+        .into());
     }
     for (s, q) in h.streams().iter().enumerate() {
         let ci = stream_code_index(s);
         let len = q.stream_len(n) as usize;
-        let data = raw.get(pos..pos + len).ok_or_else(|| bad(format!("attribute stream {s} ends early")))?;
+        let data = raw
+            .get(pos..pos + len)
+            .ok_or_else(|| bad(format!("attribute stream {s} ends early")))?;
         pos += len;
         let mut prev = 0u16;
         let mut put = |g: &mut Quantized, sym: u32| -> Result<()> {
@@ -190,14 +226,20 @@ pub fn decode(h: &Header, tile: u32, cells: &TileCells, raw: &[u8], n: u64) -> R
                 let b = q.bits as usize;
                 let bits = data.view_bits::<Msb0>();
                 for (i, g) in out.iter_mut().enumerate() {
-                    let sym = if b == 0 { 0 } else { bits[i * b..(i + 1) * b].load_be::<u32>() };
+                    let sym = if b == 0 {
+                        0
+                    } else {
+                        bits[i * b..(i + 1) * b].load_be::<u32>()
+                    };
                     put(g, sym)?;
                 }
             }
             Packing::Bytes => {
                 let nb = (q.bits as usize).div_ceil(8);
                 for (i, g) in out.iter_mut().enumerate() {
-                    let sym = data[i * nb..(i + 1) * nb].iter().fold(0u32, |a, &b| (a << 8) | b as u32);
+                    let sym = data[i * nb..(i + 1) * nb]
+                        .iter()
+                        .fold(0u32, |a, &b| (a << 8) | b as u32);
                     put(g, sym)?;
                 }
             }
@@ -217,7 +259,13 @@ mod tests {
     fn zigzag_prediction_round_trips_at_every_width() {
         for bits in 1..=10u8 {
             for predictor in [Predictor::None, Predictor::Previous] {
-                let q = AttrQuant { bits, predictor, packing: Packing::Bits, min: 0.0, max: 0.0 };
+                let q = AttrQuant {
+                    bits,
+                    predictor,
+                    packing: Packing::Bits,
+                    min: 0.0,
+                    max: 0.0,
+                };
                 let m = 1u32 << bits;
                 for prev in (0..m).step_by(((m / 16).max(1)) as usize) {
                     for code in 0..m {

@@ -26,8 +26,12 @@ pub struct WriteOptions {
     pub scale_range: Option<(f32, f32)>,
     /// Bits of the rotation (0 to 16).
     pub rotation_bits: u8,
-    /// Bits of each stored channel (0 to 16), in stored order (Y, Cb, Cr, A under YCbCr).
-    pub channel_bits: [u8; 4],
+    /// Bits of the gray or Y channel, and of each of R, G, B when stored as RGB (0 to 16).
+    pub luma_bits: u8,
+    /// Bits of Cb and Cr under the YCbCr colour model (0 to 16).
+    pub chroma_bits: u8,
+    /// Bits of the alpha channel (0 to 16).
+    pub alpha_bits: u8,
     /// Range of each stored channel; `None` takes the data's.
     pub channel_ranges: Option<[(f32, f32); 4]>,
     /// Store colour as YCbCr (colour layouts only).
@@ -51,7 +55,9 @@ impl Default for WriteOptions {
             scale_bits: 6,
             scale_range: None,
             rotation_bits: 6,
-            channel_bits: [8, 6, 6, 8],
+            luma_bits: 8,
+            chroma_bits: 6,
+            alpha_bits: 8,
             channel_ranges: None,
             color_model: ColorModel::YCbCr,
             predict_values: true,
@@ -74,7 +80,9 @@ pub struct Encoded {
 }
 
 fn range_of(values: impl Iterator<Item = f64>, bound: f32) -> (f32, f32) {
-    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| (lo.min(v), hi.max(v)));
+    let (lo, hi) = values.fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+        (lo.min(v), hi.max(v))
+    });
     if lo > hi {
         return (0.0, 0.0);
     }
@@ -91,17 +99,38 @@ pub fn plan_header(image: &SplatImage, opts: &WriteOptions) -> Result<Header> {
     if opts.cell_size == 0 {
         return Err(Error::invalid("cell size", "0 (allowed: 1 to 65535)"));
     }
-    let bits = [opts.position_bits, opts.scale_bits, opts.rotation_bits].into_iter().chain(opts.channel_bits);
+    let bits = [
+        opts.position_bits,
+        opts.scale_bits,
+        opts.rotation_bits,
+        opts.luma_bits,
+        opts.chroma_bits,
+        opts.alpha_bits,
+    ]
+    .into_iter();
     if bits.clone().any(|b| b > MAX_BITS) {
-        return Err(Error::invalid("bits", format!("{:?}: each at most {MAX_BITS}", bits.collect::<Vec<_>>())));
+        return Err(Error::invalid(
+            "bits",
+            format!("{:?}: each at most {MAX_BITS}", bits.collect::<Vec<_>>()),
+        ));
     }
     if !(1..=22).contains(&opts.zstd_level) {
-        return Err(Error::invalid("zstd level", format!("{} (allowed: 1 to 22)", opts.zstd_level)));
+        return Err(Error::invalid(
+            "zstd level",
+            format!("{} (allowed: 1 to 22)", opts.zstd_level),
+        ));
     }
-    let color_model = if layout.is_color() { opts.color_model } else { ColorModel::Identity };
+    let color_model = if layout.is_color() {
+        opts.color_model
+    } else {
+        ColorModel::Identity
+    };
     let gs = image.gaussians();
     let scale_range = opts.scale_range.unwrap_or_else(|| {
-        range_of(gs.iter().flat_map(|g| g.scale).map(|s| (s as f64).log2()), MAX_LOG2_SCALE)
+        range_of(
+            gs.iter().flat_map(|g| g.scale).map(|s| (s as f64).log2()),
+            MAX_LOG2_SCALE,
+        )
     });
     let stored = |g: &crate::Gaussian| -> [f64; 4] {
         let mut c = g.color.map(|v| v as f64);
@@ -111,14 +140,31 @@ pub fn plan_header(image: &SplatImage, opts: &WriteOptions) -> Result<Header> {
         }
         c
     };
-    let value_predictor = if opts.predict_values { Predictor::Previous } else { Predictor::None };
+    let value_predictor = if opts.predict_values {
+        Predictor::Previous
+    } else {
+        Predictor::None
+    };
     let channels = (0..nc)
         .map(|i| {
             let (min, max) = match opts.channel_ranges {
                 Some(r) => r[i],
                 None => range_of(gs.iter().map(|g| stored(g)[i]), MAX_CHANNEL_VALUE),
             };
-            AttrQuant { bits: opts.channel_bits[i], predictor: value_predictor, packing: opts.packing, min, max }
+            let bits = if layout.has_alpha() && i == nc - 1 {
+                opts.alpha_bits
+            } else if color_model == ColorModel::YCbCr && i > 0 {
+                opts.chroma_bits
+            } else {
+                opts.luma_bits
+            };
+            AttrQuant {
+                bits,
+                predictor: value_predictor,
+                packing: opts.packing,
+                min,
+                max,
+            }
         })
         .collect();
     let g = opts.cell_size as u64;
@@ -127,7 +173,9 @@ pub fn plan_header(image: &SplatImage, opts: &WriteOptions) -> Result<Header> {
         None => {
             // About 4096 Gaussians per tile, tiles of 64 to 1024 pixels.
             let area = image.width() as f64 * image.height() as f64;
-            let side = (area * 4096.0 / gs.len().max(1) as f64).sqrt().clamp(64.0, 1024.0);
+            let side = (area * 4096.0 / gs.len().max(1) as f64)
+                .sqrt()
+                .clamp(64.0, 1024.0);
             ((side / g as f64).round() as u64).clamp(1, u16::MAX as u64) as u16
         }
     };
@@ -141,7 +189,10 @@ pub fn plan_header(image: &SplatImage, opts: &WriteOptions) -> Result<Header> {
         cell_size: opts.cell_size,
         tile_cells,
         gaussian_count: gs.len() as u64,
-        position: AttrQuant { packing: opts.packing, ..AttrQuant::fixed(opts.position_bits) },
+        position: AttrQuant {
+            packing: opts.packing,
+            ..AttrQuant::fixed(opts.position_bits)
+        },
         scale: AttrQuant {
             bits: opts.scale_bits,
             predictor: value_predictor,
@@ -149,7 +200,10 @@ pub fn plan_header(image: &SplatImage, opts: &WriteOptions) -> Result<Header> {
             min: scale_range.0,
             max: scale_range.1,
         },
-        rotation: AttrQuant { packing: opts.packing, ..AttrQuant::fixed(opts.rotation_bits) },
+        rotation: AttrQuant {
+            packing: opts.packing,
+            ..AttrQuant::fixed(opts.rotation_bits)
+        },
         channels,
     })
 }
@@ -193,10 +247,19 @@ pub fn write(image: &SplatImage, opts: &WriteOptions) -> Result<Encoded> {
             let raw = tile::encode(&header, &cells, qs);
             let gaussians: Vec<_> = qs.iter().map(|q| dequantize(&header, q)).collect();
             let max_reach = gaussians.iter().map(reach).fold(0.0f64, f64::max).ceil();
-            let reach = if max_reach < REACH_UNBOUNDED as f64 { max_reach as u16 } else { REACH_UNBOUNDED };
+            let reach = if max_reach < REACH_UNBOUNDED as f64 {
+                max_reach as u16
+            } else {
+                REACH_UNBOUNDED
+            };
             let mut payload = (t as u32).to_le_bytes().to_vec();
             payload.extend(zstd::bulk::compress(&raw, opts.zstd_level).map_err(Error::Io)?);
-            Ok(Done { payload, raw_len: raw.len() as u32, reach, gaussians })
+            Ok(Done {
+                payload,
+                raw_len: raw.len() as u32,
+                reach,
+                gaussians,
+            })
         })
         .collect::<Result<_>>()?;
 
@@ -220,5 +283,9 @@ pub fn write(image: &SplatImage, opts: &WriteOptions) -> Result<Encoded> {
     section::push(&mut out, TAG_GEND, &[]);
     let gaussians = done.into_iter().flat_map(|d| d.gaussians).collect();
     let image = SplatImage::new(image.width(), image.height(), image.layout(), gaussians)?;
-    Ok(Encoded { bytes: out, image, header })
+    Ok(Encoded {
+        bytes: out,
+        image,
+        header,
+    })
 }

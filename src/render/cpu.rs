@@ -19,21 +19,39 @@ const TILE_H: i64 = 32;
 const MAX_LIST_ENTRIES: u64 = 1 << 24;
 
 /// Renders `viewport` of `image` on the CPU.
-pub fn render_cpu<T: Sample>(image: &SplatImage, viewport: &Viewport, limits: &Limits) -> Result<Frame<T>> {
+pub fn render_cpu<T: Sample>(
+    image: &SplatImage,
+    viewport: &Viewport,
+    limits: &Limits,
+) -> Result<Frame<T>> {
     viewport.validate(limits)?;
     let r = viewport.region;
     let nc = image.layout().channels();
-    let region = [r.x as i64, r.y as i64, r.x as i64 + r.width as i64 - 1, r.y as i64 + r.height as i64 - 1];
+    let region = [
+        r.x as i64,
+        r.y as i64,
+        r.x as i64 + r.width as i64 - 1,
+        r.y as i64 + r.height as i64 - 1,
+    ];
     let projected = project_all(image, viewport, region, limits)?;
     let mut data = vec![T::default(); r.pixels() as usize * nc];
-    let ctx = Ctx { projected: &projected, region, nc };
+    let ctx = Ctx {
+        projected: &projected,
+        region,
+        nc,
+    };
     match nc {
         1 => ctx.render::<T, 1>(&mut data),
         2 => ctx.render::<T, 2>(&mut data),
         3 => ctx.render::<T, 3>(&mut data),
         _ => ctx.render::<T, 4>(&mut data),
     }
-    Ok(Frame { width: r.width, height: r.height, channels: nc, data })
+    Ok(Frame {
+        width: r.width,
+        height: r.height,
+        channels: nc,
+        data,
+    })
 }
 
 /// Projects every Gaussian, keeps those touching `region` with their boxes clipped to it, and
@@ -66,9 +84,15 @@ pub(crate) fn project_all(
         .collect();
     let work: u64 = projected
         .iter()
-        .map(|p| ((p.bbox[2] - p.bbox[0] + 1) as u64).saturating_mul((p.bbox[3] - p.bbox[1] + 1) as u64))
+        .map(|p| {
+            ((p.bbox[2] - p.bbox[0] + 1) as u64).saturating_mul((p.bbox[3] - p.bbox[1] + 1) as u64)
+        })
         .fold(0u64, |a, b| a.saturating_add(b));
-    limits.check("render work (Gaussian-pixel evaluations)", work, limits.max_render_work)?;
+    limits.check(
+        "render work (Gaussian-pixel evaluations)",
+        work,
+        limits.max_render_work,
+    )?;
     Ok(projected)
 }
 
@@ -121,7 +145,10 @@ impl Ctx<'_> {
             let group_bands: Vec<&mut [T]> = bands.by_ref().take((row1 - row0) as usize).collect();
             if total > MAX_LIST_ENTRIES {
                 // One tile row with more entries than the cap: list each tile on its own.
-                let out_band = group_bands.into_iter().next().expect("one band per tile row");
+                let out_band = group_bands
+                    .into_iter()
+                    .next()
+                    .expect("one band per tile row");
                 self.render_row_unlisted::<T, C>(row0, tx, out_band);
             } else {
                 self.render_group::<T, C>(row0, row1, tx, group_bands);
@@ -131,7 +158,13 @@ impl Ctx<'_> {
     }
 
     /// Renders tile rows `row0..row1` from shared per-tile lists built in one pass.
-    fn render_group<T: Sample, const C: usize>(&self, row0: i64, row1: i64, tx: i64, bands: Vec<&mut [T]>) {
+    fn render_group<T: Sample, const C: usize>(
+        &self,
+        row0: i64,
+        row1: i64,
+        tx: i64,
+        bands: Vec<&mut [T]>,
+    ) {
         let ntiles = ((row1 - row0) * tx) as usize;
         let mut offsets = vec![0u32; ntiles + 1];
         let clip = |s: [i64; 4]| (s[1].max(row0), s[3].min(row1 - 1));
@@ -166,7 +199,13 @@ impl Ctx<'_> {
             for col in 0..tx {
                 let t = (k as i64 * tx + col) as usize;
                 let list = &lists[offsets[t] as usize..offsets[t + 1] as usize];
-                self.render_tile::<T, C>(col, row, list.iter().map(|&i| &self.projected[i as usize]), &mut acc, band);
+                self.render_tile::<T, C>(
+                    col,
+                    row,
+                    list.iter().map(|&i| &self.projected[i as usize]),
+                    &mut acc,
+                    band,
+                );
             }
         });
     }
@@ -208,7 +247,13 @@ impl Ctx<'_> {
                 }
                 let base = ((y - y0) as usize * TILE_W as usize + (lo - x0) as usize) * (C + 1);
                 let dy = (y as f32 + 0.5) - p.my;
-                blend_span::<C>(p, lo, hi, dy, &mut acc[base..base + (hi - lo + 1) as usize * (C + 1)]);
+                blend_span::<C>(
+                    p,
+                    lo,
+                    hi,
+                    dy,
+                    &mut acc[base..base + (hi - lo + 1) as usize * (C + 1)],
+                );
             }
         }
         let width = (self.region[2] - self.region[0] + 1) as usize;

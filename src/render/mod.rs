@@ -47,7 +47,16 @@ pub struct Viewport {
 impl Viewport {
     /// The whole image at `width × height`.
     pub fn full(width: u32, height: u32) -> Self {
-        Viewport { width, height, region: Region { x: 0, y: 0, width, height } }
+        Viewport {
+            width,
+            height,
+            region: Region {
+                x: 0,
+                y: 0,
+                width,
+                height,
+            },
+        }
     }
 
     /// The whole image scaled by `scale` (rounded to whole pixels, at least 1).
@@ -59,15 +68,24 @@ impl Viewport {
     pub fn scaled_xy(native_width: u32, native_height: u32, sx: f64, sy: f64) -> Result<Self> {
         let dim = |n: u32, s: f64, name| {
             if !(s.is_finite() && s > 0.0) {
-                return Err(Error::invalid(name, format!("{s} must be a positive finite number")));
+                return Err(Error::invalid(
+                    name,
+                    format!("{s} must be a positive finite number"),
+                ));
             }
             let v = (n as f64 * s).round().max(1.0);
             if v > u32::MAX as f64 {
-                return Err(Error::invalid(name, format!("{s} gives an output over 2^32 pixels wide")));
+                return Err(Error::invalid(
+                    name,
+                    format!("{s} gives an output over 2^32 pixels wide"),
+                ));
             }
             Ok(v as u32)
         };
-        Ok(Self::full(dim(native_width, sx, "scale")?, dim(native_height, sy, "scale")?))
+        Ok(Self::full(
+            dim(native_width, sx, "scale")?,
+            dim(native_height, sy, "scale")?,
+        ))
     }
 
     /// The same full output, restricted to `region`.
@@ -79,13 +97,21 @@ impl Viewport {
     /// Checks the viewport against the image and the limits.
     pub fn validate(&self, limits: &Limits) -> Result<()> {
         if self.width == 0 || self.height == 0 {
-            return Err(Error::invalid("output size", format!("{}x{}: both must be at least 1", self.width, self.height)));
+            return Err(Error::invalid(
+                "output size",
+                format!("{}x{}: both must be at least 1", self.width, self.height),
+            ));
         }
         let r = &self.region;
         if r.width == 0 || r.height == 0 {
-            return Err(Error::invalid("region", format!("{}x{}: empty", r.width, r.height)));
+            return Err(Error::invalid(
+                "region",
+                format!("{}x{}: empty", r.width, r.height),
+            ));
         }
-        if r.x as u64 + r.width as u64 > self.width as u64 || r.y as u64 + r.height as u64 > self.height as u64 {
+        if r.x as u64 + r.width as u64 > self.width as u64
+            || r.y as u64 + r.height as u64 > self.height as u64
+        {
             return Err(Error::invalid(
                 "region",
                 format!(
@@ -94,15 +120,26 @@ impl Viewport {
                 ),
             ));
         }
-        limits.check("output width", self.width as u64, limits.max_output_dimension as u64)?;
-        limits.check("output height", self.height as u64, limits.max_output_dimension as u64)?;
+        limits.check(
+            "output width",
+            self.width as u64,
+            limits.max_output_dimension as u64,
+        )?;
+        limits.check(
+            "output height",
+            self.height as u64,
+            limits.max_output_dimension as u64,
+        )?;
         limits.check("output pixel count", r.pixels(), limits.max_output_pixels)?;
         Ok(())
     }
 
     /// Horizontal and vertical scale factors from `image`'s native size.
     pub fn scale_factors(&self, image: &SplatImage) -> (f64, f64) {
-        (self.width as f64 / image.width() as f64, self.height as f64 / image.height() as f64)
+        (
+            self.width as f64 / image.width() as f64,
+            self.height as f64 / image.height() as f64,
+        )
     }
 }
 

@@ -99,5 +99,9 @@ pub fn weight(p: &Projected, x: i64, y: i64) -> f32 {
     let dy = (y as f32 + 0.5) - p.my;
     let [a, b, c] = p.conic;
     let q = a * dx * dx + (2.0 * b * dy) * dx + c * dy * dy;
-    if q <= CUTOFF_Q { p.amp * (-0.5 * q).exp() } else { 0.0 }
+    if q <= CUTOFF_Q {
+        p.amp * (-0.5 * q).exp()
+    } else {
+        0.0
+    }
 }

@@ -1,0 +1,248 @@
+//! The analytic encoder: a classical, non-neural baseline.
+//!
+//! 1. A quadtree over the picture splits any block whose squared error against its mean colour
+//!    exceeds a threshold, from 32×32 down to 2×2 pixels; the threshold is found by bisection so
+//!    the number of leaves meets the requested Gaussian count.
+//! 2. Each leaf becomes one Gaussian at its centre, shaped by the block's gradient structure
+//!    tensor: elongated along edges, narrow across them, round in flat areas.
+//! 3. The geometry is quantized exactly as the file will store it, and the colours are fitted
+//!    by least squares to the picture under the rendering rule ([`fit`](super::fit)).
+
+use rayon::prelude::*;
+
+use super::fit::{FitOptions, fit_colors};
+use super::input::Pixels;
+use crate::format::{self, Encoded, WriteOptions};
+use crate::splat::{Gaussian, SplatImage};
+use crate::{Error, Result};
+
+const ROOT: u32 = 32;
+const MIN_BLOCK: u32 = 2;
+
+/// Settings of the analytic encoder.
+#[derive(Debug, Clone)]
+pub struct AnalyticOptions {
+    /// Target number of Gaussians per native pixel (e.g. 1/40 for a compact file).
+    pub density: f64,
+    /// σ of a Gaussian in a flat block, as a fraction of the block's side.
+    pub spread: f64,
+    /// Colour fit settings.
+    pub fit: FitOptions,
+    /// File layout and quantization.
+    pub write: WriteOptions,
+}
+
+impl Default for AnalyticOptions {
+    fn default() -> Self {
+        AnalyticOptions {
+            density: 1.0 / 40.0,
+            spread: 0.55,
+            fit: FitOptions::default(),
+            write: WriteOptions::default(),
+        }
+    }
+}
+
+impl AnalyticOptions {
+    /// Options for a quality from 1 (smallest) to 100 (largest): the Gaussian density goes
+    /// geometrically from 1/400 to 1/5 per pixel.
+    pub fn with_quality(quality: u8) -> Result<Self> {
+        if !(1..=100).contains(&quality) {
+            return Err(Error::invalid(
+                "quality",
+                format!("{quality} (allowed: 1 to 100)"),
+            ));
+        }
+        let t = (quality as f64 - 1.0) / 99.0;
+        let density = (1.0f64 / 400.0) * (80.0f64).powf(t);
+        Ok(AnalyticOptions {
+            density,
+            ..Default::default()
+        })
+    }
+}
+
+/// Sums over rectangles in O(1): per channel, values and squares.
+struct Integral {
+    w: usize,
+    nc: usize,
+    sum: Vec<f64>,
+    sq: Vec<f64>,
+}
+
+impl Integral {
+    fn new(p: &Pixels) -> Integral {
+        let (w, h, nc) = (p.width as usize, p.height as usize, p.channels());
+        let mut sum = vec![0f64; (w + 1) * (h + 1) * nc];
+        let mut sq = vec![0f64; (w + 1) * (h + 1) * nc];
+        for y in 0..h {
+            for x in 0..w {
+                for c in 0..nc {
+                    let v = p.data[(y * w + x) * nc + c] as f64;
+                    let i = ((y + 1) * (w + 1) + x + 1) * nc + c;
+                    let up = (y * (w + 1) + x + 1) * nc + c;
+                    let left = ((y + 1) * (w + 1) + x) * nc + c;
+                    let diag = (y * (w + 1) + x) * nc + c;
+                    sum[i] = v + sum[up] + sum[left] - sum[diag];
+                    sq[i] = v * v + sq[up] + sq[left] - sq[diag];
+                }
+            }
+        }
+        Integral { w, nc, sum, sq }
+    }
+
+    fn rect(&self, t: &[f64], x0: u32, y0: u32, x1: u32, y1: u32, c: usize) -> f64 {
+        let at = |x: u32, y: u32| t[(y as usize * (self.w + 1) + x as usize) * self.nc + c];
+        at(x1, y1) - at(x0, y1) - at(x1, y0) + at(x0, y0)
+    }
+
+    /// Squared error of the block against its mean, summed over channels, and the mean.
+    fn block(&self, x0: u32, y0: u32, x1: u32, y1: u32) -> (f64, [f32; 4]) {
+        let n = ((x1 - x0) * (y1 - y0)) as f64;
+        let mut sse = 0.0;
+        let mut mean = [0f32; 4];
+        for c in 0..self.nc {
+            let s = self.rect(&self.sum, x0, y0, x1, y1, c);
+            let q = self.rect(&self.sq, x0, y0, x1, y1, c);
+            sse += (q - s * s / n).max(0.0);
+            mean[c] = (s / n) as f32;
+        }
+        (sse, mean)
+    }
+}
+
+/// Quadtree leaves `[x0, y0, x1, y1)` for an error threshold.
+fn leaves(ii: &Integral, w: u32, h: u32, threshold: f64, out: &mut Vec<[u32; 4]>) {
+    fn split(ii: &Integral, b: [u32; 4], t: f64, out: &mut Vec<[u32; 4]>) {
+        let (bw, bh) = (b[2] - b[0], b[3] - b[1]);
+        if bw.max(bh) > MIN_BLOCK && ii.block(b[0], b[1], b[2], b[3]).0 > t {
+            let (mx, my) = (b[0] + bw.div_ceil(2), b[1] + bh.div_ceil(2));
+            for q in [
+                [b[0], b[1], mx, my],
+                [mx, b[1], b[2], my],
+                [b[0], my, mx, b[3]],
+                [mx, my, b[2], b[3]],
+            ] {
+                if q[0] < q[2] && q[1] < q[3] {
+                    split(ii, q, t, out);
+                }
+            }
+        } else {
+            out.push(b);
+        }
+    }
+    out.clear();
+    for y in (0..h).step_by(ROOT as usize) {
+        for x in (0..w).step_by(ROOT as usize) {
+            split(
+                ii,
+                [x, y, (x + ROOT).min(w), (y + ROOT).min(h)],
+                threshold,
+                out,
+            );
+        }
+    }
+}
+
+/// Places Gaussians (geometry and mean colours) for about `target` leaves.
+pub fn place(p: &Pixels, target: usize, spread: f64) -> Vec<Gaussian> {
+    let ii = Integral::new(p);
+    let (w, h) = (p.width, p.height);
+    let mut blocks = Vec::new();
+    // Bisection on log(threshold): more threshold, fewer leaves.
+    let (mut lo, mut hi) = (-30.0f64, 20.0f64);
+    for _ in 0..40 {
+        let mid = 0.5 * (lo + hi);
+        leaves(&ii, w, h, mid.exp(), &mut blocks);
+        if blocks.len() > target {
+            lo = mid;
+        } else {
+            hi = mid;
+        }
+    }
+    leaves(&ii, w, h, hi.exp(), &mut blocks);
+    let luma = luma_plane(p);
+    blocks
+        .par_iter()
+        .map(|b| {
+            let (_, mean) = ii.block(b[0], b[1], b[2], b[3]);
+            shape(&luma, w as usize, h as usize, *b, mean, spread)
+        })
+        .collect()
+}
+
+fn luma_plane(p: &Pixels) -> Vec<f32> {
+    let nc = p.channels();
+    p.data
+        .chunks_exact(nc)
+        .map(|px| {
+            if nc >= 3 {
+                0.299 * px[0] + 0.587 * px[1] + 0.114 * px[2]
+            } else {
+                px[0]
+            }
+        })
+        .collect()
+}
+
+/// One Gaussian for a block, oriented by the block's structure tensor.
+fn shape(luma: &[f32], w: usize, h: usize, b: [u32; 4], mean: [f32; 4], spread: f64) -> Gaussian {
+    let (mut jxx, mut jxy, mut jyy) = (0f64, 0f64, 0f64);
+    for y in b[1] as usize..b[3] as usize {
+        for x in b[0] as usize..b[2] as usize {
+            let at = |x: usize, y: usize| luma[y * w + x] as f64;
+            let gx = at((x + 1).min(w - 1), y) - at(x.saturating_sub(1), y);
+            let gy = at(x, (y + 1).min(h - 1)) - at(x, y.saturating_sub(1));
+            jxx += gx * gx;
+            jxy += gx * gy;
+            jyy += gy * gy;
+        }
+    }
+    // Eigen-decomposition of [[jxx, jxy], [jxy, jyy]]: λ1 ≥ λ2, gradient along angle φ.
+    let tr = jxx + jyy;
+    let disc = ((jxx - jyy) * (jxx - jyy) + 4.0 * jxy * jxy).sqrt();
+    let coherence = if tr > 1e-9 { disc / tr } else { 0.0 };
+    let phi = 0.5 * (2.0 * jxy).atan2(jxx - jyy);
+    let side = (((b[2] - b[0]) * (b[3] - b[1])) as f64).sqrt();
+    let base = spread * side;
+    // Along the edge (perpendicular to the gradient) longer, across it narrower.
+    let along = base * (1.0 + 0.6 * coherence);
+    let across = base * (1.0 - 0.5 * coherence);
+    Gaussian {
+        x: (b[0] + b[2]) as f32 * 0.5,
+        y: (b[1] + b[3]) as f32 * 0.5,
+        scale: [along.max(0.2) as f32, across.max(0.2) as f32],
+        rotation: (phi + std::f64::consts::FRAC_PI_2) as f32,
+        color: mean,
+    }
+}
+
+/// Encodes `pixels` into a `.gsi` file with the analytic method.
+pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
+    pixels.validate()?;
+    if !(opts.density > 0.0 && opts.density <= 4.0) {
+        return Err(Error::invalid(
+            "density",
+            format!("{} (allowed: above 0, at most 4)", opts.density),
+        ));
+    }
+    let target =
+        ((pixels.width as f64 * pixels.height as f64 * opts.density).round() as usize).max(1);
+    let mut gaussians = place(pixels, target, opts.spread);
+    // Quantize the geometry as the file will, so the colours are fitted to what is stored.
+    let draft = SplatImage::new(
+        pixels.width,
+        pixels.height,
+        pixels.layout,
+        gaussians.clone(),
+    )?;
+    let header = format::plan_header(&draft, &opts.write)?;
+    for g in gaussians.iter_mut() {
+        let color = g.color;
+        *g = format::dequantize(&header, &format::quantize(&header, g));
+        g.color = color;
+    }
+    fit_colors(pixels, &mut gaussians, &opts.fit);
+    let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gaussians)?;
+    format::write(&image, &opts.write)
+}

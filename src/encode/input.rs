@@ -1,0 +1,190 @@
+//! Reading input pictures: any format the `image` crate decodes here (PNG, JPEG, WebP, TIFF, BMP,
+//! GIF's first frame), EXIF orientation applied, ICC profile kept, into float pixels.
+
+use std::io::Cursor;
+
+use image::{DynamicImage, ImageDecoder, ImageReader};
+
+use crate::splat::ChannelLayout;
+use crate::{Error, Limits, Result};
+
+/// A picture in memory: `width × height` pixels of the layout's channels, interleaved, each in
+/// [0, 1] (sRGB-encoded values as stored, not linearized).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pixels {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Channels per pixel.
+    pub layout: ChannelLayout,
+    /// `width * height * channels` values.
+    pub data: Vec<f32>,
+}
+
+impl Pixels {
+    /// Number of channels.
+    pub fn channels(&self) -> usize {
+        self.layout.channels()
+    }
+
+    /// Checks that the buffer matches the size.
+    pub fn validate(&self) -> Result<()> {
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::invalid(
+                "image size",
+                format!("{}x{}", self.width, self.height),
+            ));
+        }
+        let n = self.width as usize * self.height as usize * self.channels();
+        if self.data.len() != n {
+            return Err(Error::invalid(
+                "pixel buffer",
+                format!("{} values, {n} expected", self.data.len()),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Builds pixels from 8-bit samples.
+    pub fn from_u8(width: u32, height: u32, layout: ChannelLayout, samples: &[u8]) -> Result<Self> {
+        let p = Pixels {
+            width,
+            height,
+            layout,
+            data: samples.iter().map(|&v| v as f32 / 255.0).collect(),
+        };
+        p.validate()?;
+        Ok(p)
+    }
+
+    /// Converts to 8-bit samples (§3.5 rounding).
+    pub fn to_u8(&self) -> Vec<u8> {
+        self.data
+            .iter()
+            .map(|&v| <u8 as crate::render::Sample>::from_value(v))
+            .collect()
+    }
+
+    /// The picture with its channels converted to `layout` (gray ↔ RGB by BT.601 luma, alpha
+    /// added as opaque or dropped).
+    pub fn to_layout(&self, layout: ChannelLayout) -> Pixels {
+        if layout == self.layout {
+            return self.clone();
+        }
+        let (ci, co) = (self.channels(), layout.channels());
+        let mut data = Vec::with_capacity(self.width as usize * self.height as usize * co);
+        for px in self.data.chunks_exact(ci) {
+            let (color, alpha): ([f32; 3], f32) = match self.layout {
+                ChannelLayout::Gray => ([px[0]; 3], 1.0),
+                ChannelLayout::GrayAlpha => ([px[0]; 3], px[1]),
+                ChannelLayout::Rgb => ([px[0], px[1], px[2]], 1.0),
+                ChannelLayout::Rgba => ([px[0], px[1], px[2]], px[3]),
+            };
+            let luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2];
+            match layout {
+                ChannelLayout::Gray => data.push(luma),
+                ChannelLayout::GrayAlpha => data.extend([luma, alpha]),
+                ChannelLayout::Rgb => data.extend(color),
+                ChannelLayout::Rgba => data.extend([color[0], color[1], color[2], alpha]),
+            }
+        }
+        Pixels {
+            width: self.width,
+            height: self.height,
+            layout,
+            data,
+        }
+    }
+}
+
+/// A decoded input file.
+#[derive(Debug, Clone)]
+pub struct LoadedImage {
+    /// The pixels, EXIF orientation already applied.
+    pub pixels: Pixels,
+    /// The embedded ICC profile, if any.
+    pub icc_profile: Option<Vec<u8>>,
+}
+
+/// Decodes an image file held in memory. Fully opaque alpha is dropped; 16-bit samples keep
+/// their precision.
+pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
+    let mut reader = ImageReader::new(Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::InputImage(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(Error::InputImage(
+            "unrecognized image format (supported: PNG, JPEG, WebP, TIFF, BMP, GIF)".into(),
+        ));
+    }
+    let mut il = image::Limits::default();
+    il.max_image_width = Some(limits.max_dimension);
+    il.max_image_height = Some(limits.max_dimension);
+    il.max_alloc = Some(
+        limits
+            .max_native_pixels
+            .saturating_mul(8)
+            .min(limits.max_memory_bytes),
+    );
+    reader.limits(il);
+    let mut decoder = reader
+        .into_decoder()
+        .map_err(|e| Error::InputImage(e.to_string()))?;
+    let (w, h) = decoder.dimensions();
+    limits.check(
+        "input pixel count",
+        w as u64 * h as u64,
+        limits.max_native_pixels,
+    )?;
+    let orientation = decoder
+        .orientation()
+        .unwrap_or(image::metadata::Orientation::NoTransforms);
+    let icc_profile = decoder.icc_profile().ok().flatten();
+    let mut img =
+        DynamicImage::from_decoder(decoder).map_err(|e| Error::InputImage(e.to_string()))?;
+    img.apply_orientation(orientation);
+    Ok(LoadedImage {
+        pixels: from_dynamic(&img),
+        icc_profile,
+    })
+}
+
+/// Converts a decoded image to float pixels, dropping alpha that is fully opaque.
+pub fn from_dynamic(img: &DynamicImage) -> Pixels {
+    let (width, height) = (img.width(), img.height());
+    let color = img.color();
+    let has_alpha = color.has_alpha();
+    let gray = !color.has_color();
+    let mut layout = match (gray, has_alpha) {
+        (true, false) => ChannelLayout::Gray,
+        (true, true) => ChannelLayout::GrayAlpha,
+        (false, false) => ChannelLayout::Rgb,
+        (false, true) => ChannelLayout::Rgba,
+    };
+    let data: Vec<f32> = match layout {
+        ChannelLayout::Gray => img.to_luma32f().into_raw(),
+        ChannelLayout::GrayAlpha => img.to_luma_alpha32f().into_raw(),
+        ChannelLayout::Rgb => img.to_rgb32f().into_raw(),
+        ChannelLayout::Rgba => img.to_rgba32f().into_raw(),
+    };
+    let mut p = Pixels {
+        width,
+        height,
+        layout,
+        data,
+    };
+    if has_alpha
+        && p.data
+            .chunks_exact(p.channels())
+            .all(|px| px[px.len() - 1] >= 1.0)
+    {
+        layout = if gray {
+            ChannelLayout::Gray
+        } else {
+            ChannelLayout::Rgb
+        };
+        p = p.to_layout(layout);
+    }
+    p
+}

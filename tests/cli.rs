@@ -1,0 +1,210 @@
+//! The `gsimg` command line, as a user runs it.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output, Stdio};
+
+use crate::common::synthetic_pixels;
+use gsimg::ChannelLayout;
+
+fn gsimg(args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_gsimg"))
+        .args(args)
+        .output()
+        .unwrap()
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("gsimg-cli-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    fn path(&self, f: &str) -> String {
+        self.0.join(f).to_string_lossy().into_owned()
+    }
+
+    fn files(&self) -> Vec<String> {
+        let mut v: Vec<String> = std::fs::read_dir(&self.0)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        v.sort();
+        v
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write_png(path: &str, w: u32, h: u32, layout: ChannelLayout) {
+    let px = synthetic_pixels(w, h, layout);
+    let bytes = px.to_u8();
+    let color = match layout {
+        ChannelLayout::Gray => image::ExtendedColorType::L8,
+        ChannelLayout::GrayAlpha => image::ExtendedColorType::La8,
+        ChannelLayout::Rgb => image::ExtendedColorType::Rgb8,
+        ChannelLayout::Rgba => image::ExtendedColorType::Rgba8,
+    };
+    image::save_buffer(path, &bytes, w, h, color).unwrap();
+}
+
+fn dims(path: &str) -> (u32, u32) {
+    image::image_dimensions(Path::new(path)).unwrap()
+}
+
+fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+#[test]
+fn encode_info_and_decode_at_sizes_and_regions() {
+    let t = TempDir::new("sizes");
+    let (input, gsi) = (t.path("in.png"), t.path("in.gsi"));
+    write_png(&input, 120, 80, ChannelLayout::Rgb);
+    let o = gsimg(&[
+        "encode",
+        &input,
+        &gsi,
+        "--method",
+        "analytic",
+        "--quality",
+        "60",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = gsimg(&["info", &gsi]);
+    let info = String::from_utf8_lossy(&o.stdout);
+    assert!(
+        o.status.success() && info.contains("120 x 80") && info.contains("bits per Gaussian"),
+        "{info}"
+    );
+    for (args, want) in [
+        (vec![], (120, 80)),
+        (vec!["--scale", "2.5"], (300, 200)),
+        (vec!["--scale", "0.5"], (60, 40)),
+        (vec!["--width", "1000"], (1000, 667)),
+        (vec!["--height", "33"], (50, 33)),
+        (vec!["--width", "77", "--height", "300"], (77, 300)),
+        (vec!["--scale", "4", "--region", "100,50,64,32"], (64, 32)),
+    ] {
+        for ext in ["png", "jpg", "webp"] {
+            let out = t.path(&format!("out.{ext}"));
+            let mut a = vec!["decode", &gsi, &out];
+            a.extend(&args);
+            let o = gsimg(&a);
+            assert!(o.status.success(), "{args:?} {ext}: {}", stderr(&o));
+            assert_eq!(dims(&out), want, "{args:?} {ext}");
+        }
+    }
+}
+
+#[test]
+fn stdin_and_stdout_work_and_gray_and_alpha_pictures_keep_their_channels() {
+    let t = TempDir::new("pipes");
+    for (layout, want) in [
+        (ChannelLayout::Gray, image::ColorType::L8),
+        (ChannelLayout::Rgba, image::ColorType::Rgba8),
+    ] {
+        let input = t.path("in.png");
+        write_png(&input, 64, 48, layout);
+        let enc = Command::new(env!("CARGO_BIN_EXE_gsimg"))
+            .args(["encode", "-", "-"])
+            .stdin(std::fs::File::open(&input).unwrap())
+            .stdout(Stdio::piped())
+            .output()
+            .unwrap();
+        assert!(enc.status.success(), "{}", stderr(&enc));
+        let gsi = t.path("piped.gsi");
+        std::fs::write(&gsi, &enc.stdout).unwrap();
+        let dec = gsimg(&["decode", &gsi, "-", "--scale", "2"]);
+        assert!(dec.status.success(), "{}", stderr(&dec));
+        let img = image::load_from_memory(&dec.stdout).unwrap();
+        assert_eq!((img.width(), img.height(), img.color()), (128, 96, want));
+    }
+}
+
+#[test]
+fn errors_are_one_line_with_conventional_exit_codes_and_leave_no_output() {
+    let t = TempDir::new("errors");
+    let not_gsi = t.path("bad.gsi");
+    std::fs::write(&not_gsi, b"this is not a gsi file").unwrap();
+    let out = t.path("out.png");
+    let cases: Vec<(Vec<String>, i32, &str)> = vec![
+        (
+            vec!["decode".into(), not_gsi.clone(), out.clone()],
+            1,
+            "not a .gsi file",
+        ),
+        (
+            vec!["decode".into(), t.path("missing.gsi"), out.clone()],
+            1,
+            "cannot read",
+        ),
+        (
+            vec!["encode".into(), not_gsi.clone(), t.path("x.gsi")],
+            1,
+            "unrecognized image format",
+        ),
+        (
+            vec!["decode".into(), not_gsi.clone(), t.path("out.bmpx")],
+            1,
+            "unsupported output format",
+        ),
+        (
+            vec![
+                "decode".into(),
+                not_gsi.clone(),
+                out.clone(),
+                "--region".into(),
+                "1,2,3".into(),
+            ],
+            2,
+            "X,Y,W,H",
+        ),
+        (
+            vec![
+                "decode".into(),
+                not_gsi.clone(),
+                out.clone(),
+                "--scale".into(),
+                "2".into(),
+                "--width".into(),
+                "5".into(),
+            ],
+            2,
+            "cannot be used with",
+        ),
+        (vec!["frobnicate".into()], 2, "unrecognized subcommand"),
+    ];
+    for (args, code, msg) in cases {
+        let o = gsimg(&args.iter().map(String::as_str).collect::<Vec<_>>());
+        let e = stderr(&o);
+        assert_eq!(o.status.code(), Some(code), "{args:?}: {e}");
+        assert!(e.contains(msg), "{args:?}: {e}");
+        if code == 1 {
+            assert_eq!(e.trim_end().lines().count(), 1, "{args:?}: {e}");
+            assert!(e.starts_with("gsimg: error: "), "{e}");
+        }
+    }
+    // Nothing written but the input: no output, no temporary files.
+    assert_eq!(t.files(), vec!["bad.gsi".to_string()]);
+
+    // A region outside the output, or an absurd size: refused with a reason.
+    let input = t.path("in.png");
+    write_png(&input, 40, 30, ChannelLayout::Rgb);
+    let gsi = t.path("in.gsi");
+    assert!(gsimg(&["encode", &input, &gsi]).status.success());
+    let o = gsimg(&["decode", &gsi, &out, "--region", "30,0,20,10"]);
+    assert!(stderr(&o).contains("reaches outside"), "{}", stderr(&o));
+    let o = gsimg(&[
+        "decode", &gsi, &out, "--width", "200000", "--height", "200000",
+    ]);
+    assert!(stderr(&o).contains("output pixel count"), "{}", stderr(&o));
+    assert!(!Path::new(&out).exists());
+}

@@ -1,0 +1,102 @@
+//! Shared helpers for the integration tests: a seeded RNG and random pictures.
+
+use gsimg::{ChannelLayout, Gaussian, SplatImage};
+
+/// SplitMix64: small, seeded, reproducible.
+pub struct Rng(u64);
+
+impl Rng {
+    pub fn new(seed: u64) -> Rng {
+        Rng(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in [lo, hi).
+    pub fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    pub fn below(&mut self, n: u64) -> u64 {
+        self.next_u64() % n
+    }
+}
+
+/// `n` random Gaussians over a `w × h` picture, σ in [smin, smax] native pixels, some centres
+/// slightly outside the picture.
+pub fn random_image(
+    rng: &mut Rng,
+    w: u32,
+    h: u32,
+    layout: ChannelLayout,
+    n: usize,
+    smin: f64,
+    smax: f64,
+) -> SplatImage {
+    let gs = (0..n)
+        .map(|_| {
+            let mut color = [0f32; 4];
+            for c in color.iter_mut().take(layout.channels()) {
+                *c = rng.range(0.0, 1.0) as f32;
+            }
+            Gaussian {
+                x: rng.range(-2.0, w as f64 + 2.0) as f32,
+                y: rng.range(-2.0, h as f64 + 2.0) as f32,
+                scale: [rng.range(smin, smax) as f32, rng.range(smin, smax) as f32],
+                rotation: rng.range(-4.0, 4.0) as f32,
+                color,
+            }
+        })
+        .collect();
+    SplatImage::new(w, h, layout, gs).unwrap()
+}
+
+/// A smooth synthetic photo-like picture for encoder tests (gradients, edges, texture).
+pub fn synthetic_pixels(w: u32, h: u32, layout: ChannelLayout) -> gsimg::encode::Pixels {
+    let nc = layout.channels();
+    let mut data = Vec::with_capacity((w * h) as usize * nc);
+    for y in 0..h {
+        for x in 0..w {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            let disc = ((fx - 0.6).powi(2) + (fy - 0.4).powi(2)).sqrt() < 0.25;
+            let stripes = ((x as f32 * 0.35).sin() * 0.5 + 0.5) * if fy > 0.75 { 1.0 } else { 0.0 };
+            let r = if disc { 0.9 } else { 0.2 + 0.6 * fx };
+            let g = 0.3 + 0.4 * fy + 0.2 * stripes;
+            let b = if disc {
+                0.1
+            } else {
+                0.5 + 0.3 * (fx * 6.0).sin() * fy
+            };
+            let a = if fx < 0.2 { 0.5 } else { 1.0 };
+            let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+            match layout {
+                ChannelLayout::Gray => data.push(luma),
+                ChannelLayout::GrayAlpha => data.extend([luma, a]),
+                ChannelLayout::Rgb => data.extend([r, g, b]),
+                ChannelLayout::Rgba => data.extend([r, g, b, a]),
+            }
+        }
+    }
+    gsimg::encode::Pixels {
+        width: w,
+        height: h,
+        layout,
+        data,
+    }
+}
+
+pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| ((*x as f64) - (*y as f64)).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (1.0 / mse.max(1e-20)).log10()
+}

@@ -1,0 +1,11 @@
+//! Integration tests through the public API, in one binary.
+
+mod common;
+
+mod cli;
+mod encode;
+mod format;
+mod malformed;
+mod render;
+mod test_vector;
+mod torch_fixture;

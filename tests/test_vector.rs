@@ -1,0 +1,62 @@
+//! The test vector of format-spec.md §10, byte for byte.
+
+use gsimg::format::{self, ColorModel, Packing, Predictor};
+use gsimg::{ChannelLayout, Limits};
+
+/// The 195 bytes printed in §10.
+pub const VECTOR: &str = "
+89 47 53 49 0D 0A 1A 0A 48 45 41 44 64 00 00 00
+01 00 00 00 10 00 00 00 08 00 00 00 03 00 08 00
+02 00 00 00 02 00 00 00 00 00 00 00 02 00 00 00
+00 00 00 00 00 00 00 00 02 00 00 00 00 00 80 BF
+00 00 00 40 02 00 00 00 00 00 00 00 00 00 00 00
+02 00 00 00 00 00 00 00 00 00 80 3F 02 00 00 00
+00 00 00 00 00 00 80 3F 02 00 00 00 00 00 00 00
+00 00 80 3F 43 8D 41 B4 54 49 44 58 10 00 00 00
+02 00 00 00 17 00 00 00 0A 00 00 00 09 00 00 00
+EE 5E 46 F2 54 49 4C 45 17 00 00 00 00 00 00 00
+28 B5 2F FD 20 0A 51 00 00 01 01 70 80 D0 20 70
+C0 20 70 FB C0 C6 0C 47 45 4E 44 00 00 00 00 D6
+DB 68 C8";
+
+pub fn vector_bytes() -> Vec<u8> {
+    VECTOR
+        .split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect()
+}
+
+#[test]
+fn the_spec_test_vector_decodes_as_the_spec_says() {
+    let bytes = vector_bytes();
+    assert_eq!(bytes.len(), 195);
+    let file = format::read(&bytes, &Limits::default()).unwrap();
+    let h = &file.header;
+    assert_eq!(
+        (h.width, h.height, h.layout, h.color_model),
+        (16, 8, ChannelLayout::Rgb, ColorModel::Identity)
+    );
+    assert_eq!(
+        (h.cell_size, h.tile_cells, h.gaussian_count, h.tile_count()),
+        (8, 2, 2, 1)
+    );
+    for q in h.streams() {
+        assert_eq!(
+            (q.bits, q.predictor, q.packing),
+            (2, Predictor::None, Packing::Bits)
+        );
+    }
+    assert_eq!((h.scale.min, h.scale.max), (-1.0, 2.0));
+    let g = file.image.gaussians();
+    assert_eq!(g.len(), 2);
+    // §10: first Gaussian, cell (0, 0), codes x 1, y 2, σ 3 0, θ 1, colour 3 0 1.
+    assert_eq!((g[0].x, g[0].y), (3.0, 5.0));
+    assert_eq!(g[0].scale, [4.0, 0.5]);
+    assert_eq!(g[0].rotation, std::f32::consts::FRAC_PI_4);
+    assert_eq!(&g[0].color[..3], &[1.0, 0.0, (1.0f64 / 3.0) as f32]);
+    // Second Gaussian, cell (1, 0), codes x 3, y 0, σ 1 2, θ 3, colour 0 2 3.
+    assert_eq!((g[1].x, g[1].y), (15.0, 1.0));
+    assert_eq!(g[1].scale, [1.0, 2.0]);
+    assert_eq!(g[1].rotation, (3.0 * std::f64::consts::PI / 4.0) as f32);
+    assert_eq!(&g[1].color[..3], &[0.0, (2.0f64 / 3.0) as f32, 1.0]);
+}
