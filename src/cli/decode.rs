@@ -1,0 +1,146 @@
+//! `gsimg decode`: a `.gsi` file to a picture at any size or region.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result, bail};
+use clap::Args;
+
+use super::io::{OutFormat, encode_image, read_input, write_output};
+use gsimg::{Frame, Limits, Region, Viewport, format, render};
+
+/// Render a .gsi file to a picture at any size or region.
+#[derive(Args)]
+pub struct DecodeArgs {
+    /// Input .gsi file, or - for stdin.
+    input: PathBuf,
+    /// Output picture (.png, .jpg, .webp), or - for stdout (with --format).
+    output: PathBuf,
+    #[command(flatten)]
+    size: SizeArgs,
+    /// Render only this rectangle of the output: X,Y,W,H in output pixels.
+    #[arg(long, value_parser = parse_region)]
+    region: Option<Region>,
+    /// Output format (default: from the output file's extension; PNG for stdout).
+    #[arg(long, value_enum)]
+    format: Option<OutFormat>,
+}
+
+/// The output size: a scale, or a width and/or height (aspect ratio kept when one is missing).
+#[derive(Args, Clone, Copy)]
+pub struct SizeArgs {
+    /// Scale factor of the output (any positive real, e.g. 2.5); default 1.
+    #[arg(long, conflicts_with_all = ["width", "height"])]
+    pub scale: Option<f64>,
+    /// Output width in pixels (height follows the aspect ratio unless given).
+    #[arg(long)]
+    pub width: Option<u32>,
+    /// Output height in pixels (width follows the aspect ratio unless given).
+    #[arg(long)]
+    pub height: Option<u32>,
+}
+
+impl SizeArgs {
+    /// The full output for a picture of `w × h` native pixels.
+    pub fn viewport(&self, w: u32, h: u32) -> Result<Viewport> {
+        Ok(match (self.scale, self.width, self.height) {
+            (Some(s), _, _) => Viewport::scaled(w, h, s)?,
+            (None, Some(ow), Some(oh)) => Viewport::full(ow, oh),
+            (None, Some(ow), None) => Viewport::full(ow, aspect(h, ow, w)?),
+            (None, None, Some(oh)) => Viewport::full(aspect(w, oh, h)?, oh),
+            (None, None, None) => Viewport::full(w, h),
+        })
+    }
+}
+
+fn parse_region(s: &str) -> Result<Region, String> {
+    let v: Vec<u32> = s
+        .split(',')
+        .map(|p| p.trim().parse::<u32>())
+        .collect::<Result<_, _>>()
+        .map_err(|_| format!("'{s}': expected X,Y,W,H as four whole numbers"))?;
+    match v[..] {
+        [x, y, width, height] if width > 0 && height > 0 => Ok(Region {
+            x,
+            y,
+            width,
+            height,
+        }),
+        [_, _, _, _] => Err(format!("'{s}': width and height must be at least 1")),
+        _ => Err(format!("'{s}': expected X,Y,W,H as four whole numbers")),
+    }
+}
+
+/// `other × new / old`, rounded, at least 1.
+fn aspect(other: u32, new: u32, old: u32) -> Result<u32> {
+    let v = (other as f64 * new as f64 / old as f64).round().max(1.0);
+    if v > u32::MAX as f64 {
+        bail!("the output size {new} gives an aspect-preserving size over 2^32");
+    }
+    Ok(v as u32)
+}
+
+pub fn run(args: DecodeArgs, limits: &Limits) -> Result<()> {
+    let fmt = match args.format {
+        Some(f) => f,
+        None if args.output.as_os_str() == "-" => OutFormat::Png,
+        None => OutFormat::from_path(&args.output)?,
+    };
+    let bytes = read_input(&args.input)?;
+    let name = || args.input.display().to_string();
+    let mut decoder = format::Decoder::new(&bytes[..], *limits).with_context(name)?;
+    let h = decoder.header().clone();
+    let mut view = args.size.viewport(h.width, h.height)?;
+    if let Some(r) = args.region {
+        view = view.with_region(r);
+    }
+    view.validate(limits)?;
+    let image = if args.region.is_some() {
+        decoder.decode_region(&view)
+    } else {
+        decoder.decode_all()
+    }
+    .with_context(name)?;
+    let frame: Frame<u8> = render::render_cpu(&image, &view, limits)?;
+    let meta = decoder.metadata();
+    let encoded = write_frame(fmt, frame, meta.orientation, meta.icc_profile.as_deref())?;
+    write_output(&args.output, &encoded)
+}
+
+/// Encodes a rendered frame, applying an EXIF orientation (1 to 8) first.
+pub fn write_frame(
+    fmt: OutFormat,
+    frame: Frame<u8>,
+    orientation: Option<u8>,
+    icc: Option<&[u8]>,
+) -> Result<Vec<u8>> {
+    use image::metadata::Orientation;
+    let Some(o) = orientation
+        .and_then(Orientation::from_exif)
+        .filter(|o| *o != Orientation::NoTransforms)
+    else {
+        return encode_image(
+            fmt,
+            frame.width,
+            frame.height,
+            frame.channels,
+            &frame.data,
+            icc,
+        );
+    };
+    let (w, h, c) = (frame.width, frame.height, frame.channels);
+    let mut img: image::DynamicImage = match c {
+        1 => image::GrayImage::from_raw(w, h, frame.data).map(Into::into),
+        2 => image::GrayAlphaImage::from_raw(w, h, frame.data).map(Into::into),
+        3 => image::RgbImage::from_raw(w, h, frame.data).map(Into::into),
+        _ => image::RgbaImage::from_raw(w, h, frame.data).map(Into::into),
+    }
+    .context("internal error: frame size mismatch")?;
+    img.apply_orientation(o);
+    let bytes = match c {
+        1 => img.to_luma8().into_raw(),
+        2 => img.to_luma_alpha8().into_raw(),
+        3 => img.to_rgb8().into_raw(),
+        _ => img.to_rgba8().into_raw(),
+    };
+    encode_image(fmt, img.width(), img.height(), c, &bytes, icc)
+}

@@ -1,0 +1,76 @@
+//! `gsimg info`: what a `.gsi` file holds and where its bytes go.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+
+use super::io::read_input;
+use gsimg::{Limits, format};
+
+/// Describe a .gsi file: size, channels, Gaussians, bytes per section and per attribute.
+#[derive(Args)]
+pub struct InfoArgs {
+    /// Input .gsi file, or - for stdin.
+    input: PathBuf,
+}
+
+pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
+    let bytes = read_input(&args.input)?;
+    let a =
+        format::analyze(&bytes, limits, 19).with_context(|| args.input.display().to_string())?;
+    let d = format::Decoder::new(&bytes[..], *limits)?;
+    let h = d.header();
+    let n = h.gaussian_count;
+    let pixels = h.width as f64 * h.height as f64;
+    println!("file:        {}", args.input.display());
+    println!("version:     1.{}", h.version_minor);
+    println!("size:        {} x {} native pixels", h.width, h.height);
+    println!(
+        "channels:    {:?} ({:?} colour model)",
+        h.layout, h.color_model
+    );
+    println!("gaussians:   {n} ({:.4} per pixel)", n as f64 / pixels);
+    let (tx, ty) = h.tiles();
+    println!(
+        "tiling:      cell {} px, tile {} px, {} x {} tiles",
+        h.cell_size,
+        h.tile_size(),
+        tx,
+        ty
+    );
+    println!(
+        "file size:   {} bytes, {:.4} bits per pixel, {:.2} bits per Gaussian",
+        a.file_bytes,
+        a.file_bytes as f64 * 8.0 / pixels,
+        a.file_bytes as f64 * 8.0 / n.max(1) as f64
+    );
+    if let Some(o) = d.metadata().orientation {
+        println!("orientation: {o}");
+    }
+    if let Some(icc) = &d.metadata().icc_profile {
+        println!("icc profile: {} bytes", icc.len());
+    }
+    println!("\nsections:    tag   count      bytes");
+    for (tag, count, b) in &a.sections {
+        println!("             {tag:<5} {count:>5} {b:>10}");
+    }
+    println!("\nattribute      bits  raw bits/G  zstd bits/G (each stream alone)");
+    let streams = h.streams();
+    for (i, (name, raw, packed)) in a.streams.iter().enumerate() {
+        let bits = if i == 0 {
+            "-".to_string()
+        } else {
+            streams[i - 1].bits.to_string()
+        };
+        println!("  {name:<12} {bits:>5} {raw:>11.2} {packed:>12.2}");
+    }
+    let raw: f64 = a.streams.iter().map(|s| s.1).sum();
+    let packed: f64 = a.streams.iter().map(|s| s.2).sum();
+    println!(
+        "  {:<12} {:>5} {raw:>11.2} {packed:>12.2}",
+        "total",
+        h.bits_per_gaussian()
+    );
+    Ok(())
+}
