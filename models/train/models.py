@@ -134,7 +134,7 @@ class UpscaleNet(nn.Module):
         c = self.cfg
         return {"gsimg.kind": "upscale", "gsimg.cell": "1", "gsimg.per_cell": "4", "gsimg.multiple": "1",
                 "gsimg.offset_max": repr(0.25 + c.sub_offset),
-                "gsimg.scale_min": repr(c.log2_sigma_min), "gsimg.scale_max": repr(c.log2_sigma_max)}
+                "gsimg.log2_sigma_range": f"{c.log2_sigma_min!r},{c.log2_sigma_max!r}"}
 
 
 # ------------------------------------------------------------------------------------------------

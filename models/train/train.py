@@ -200,11 +200,10 @@ def save(path_dir: Path, name: str, model, ema, opt, state: dict):
     ck = {"kind": model.kind, "config": M.config_dict(model), "model": model.state_dict(),
           "ema": ema.state_dict(), **state}
     torch.save(ck, path_dir / f"{name}.pt")
-    osd = opt.state_dict()
-    for s in osd["state"].values():
-        for k in ("exp_avg", "exp_avg_sq"):
-            if k in s:
-                s[k] = s[k].to(torch.bfloat16)
+    osd = opt.state_dict()  # its per-parameter dicts are the live ones: copy, don't modify
+    osd = {"param_groups": osd["param_groups"],
+           "state": {i: {k: (v.to(torch.bfloat16) if k in ("exp_avg", "exp_avg_sq") else v) for k, v in st.items()}
+                     for i, st in osd["state"].items()}}
     torch.save(osd, path_dir / f"{name}_opt.pt")
 
 
@@ -227,6 +226,7 @@ def main():
     ap.add_argument("--target-presence", type=float, default=0.25, help="compact: mean presence aimed at")
     ap.add_argument("--config", default="{}", help="JSON model config (first call only)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--save-every-min", type=float, default=3.0, help="intermediate checkpoints")
     args = ap.parse_args()
     t_start = time.time()
 
@@ -247,7 +247,7 @@ def main():
     patch = args.patch or (ck or {}).get("patch") or defaults["patch"]
     total = (ck or {}).get("total_steps") or args.total_steps or defaults["total"]
     opt = torch.optim.Adam(model.parameters(), lr=base_lr, betas=(0.9, 0.99))
-    step, lam = 0, 0.0
+    step, lam, rewarm_from = 0, 0.0, None
     gen = torch.Generator()
     if ck:
         model.load_state_dict(ck["model"])
@@ -264,6 +264,8 @@ def main():
                     if k in s:
                         s[k] = s[k].float()
             opt.load_state_dict(osd)
+        else:  # fresh Adam moments: ramp the learning rate up again over --warmup/2 steps
+            rewarm_from = step
         print(f"resumed {args.resume} at step {step} (optimizer state: {op.exists()})")
     else:
         gen.manual_seed(args.seed)
@@ -276,6 +278,8 @@ def main():
     nparams = sum(p.numel() for p in model.parameters())
 
     imgs, names = load_images(args.data)
+    if not imgs["train"]:
+        sys.exit(f"no training images under {args.data}")
     if not imgs["val"]:  # no val split shipped: hold out every 10th image
         imgs["val"] = imgs["train"][::10]
         del imgs["train"][::10]
@@ -295,6 +299,12 @@ def main():
          "batch": batch, "patch": patch, "base_lr": base_lr, "total_steps": total, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
          "config": M.config_dict(model)})
 
+    def save_state():
+        save(out_dir, kind, model, ema, opt, {"step": step, "lambda": lam, "rng_gen": gen.get_state(),
+                                              "rng_torch": torch.get_rng_state(), "base_lr": base_lr,
+                                              "batch": batch, "patch": patch, "total_steps": total})
+
+    t_saved = time.time()
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
     budget = args.minutes * 60
@@ -304,6 +314,11 @@ def main():
         if time.time() - t_start > budget or (args.max_steps and steps_this_call >= args.max_steps):
             break
         lr = lr_at(step, base_lr, args.warmup, total)
+        if rewarm_from is not None:
+            lr *= min(1.0, (step - rewarm_from + 1) / max(1, args.warmup // 2))
+        if time.time() - t_saved > args.save_every_min * 60:
+            save_state()
+            t_saved = time.time()
         for g in opt.param_groups:
             g["lr"] = lr
         extra = {}
@@ -356,9 +371,7 @@ def main():
     train_s = time.time() - t_loop
     v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)
     log({"event": "val", "final": True, **v})
-    save(out_dir, kind, model, ema, opt, {"step": step, "lambda": lam, "rng_gen": gen.get_state(),
-                                          "rng_torch": torch.get_rng_state(), "base_lr": base_lr, "batch": batch,
-                                          "patch": patch, "total_steps": total})
+    save_state()
     log({"event": "end", "steps_this_call": steps_this_call, "train_seconds": round(train_s, 1),
          "it_s_mean": round(steps_this_call / max(1e-9, train_s), 2),
          "max_mem_gib": round(torch.cuda.max_memory_allocated() / 2**30, 2) if device.type == "cuda" else 0})

@@ -1,0 +1,98 @@
+"""Set5 / Set14 super-resolution evaluation of the upscale model (evaluation only: never used to
+choose checkpoints or hyper-parameters).
+
+    .venv/bin/python models/train/eval_sr.py models/ckpt/upscale.pt --bench ../shared/bench
+
+Protocol: HR cropped to a multiple of the scale; LR by antialiased bicubic downscaling
+(torch.nn.functional.interpolate(mode='bicubic', antialias=True), the Keys kernel a = -0.5 like
+MATLAB's imresize) rounded to 8 bits; output rounded to 8 bits; PSNR on Y (BT.601, 16-235:
+Y = 16 + 65.481 R + 128.553 G + 24.966 B for R, G, B in [0, 1]) with `scale` pixels shaved on each
+side; mean over the images of a set. Bicubic upscaling of the same LR (same interpolate call) is
+measured alongside. Uses the EMA weights; renders with the training renderer (b).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import os
+import sys
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import models as M  # noqa: E402
+
+
+def y_channel(x: torch.Tensor) -> torch.Tensor:
+    """[1, 3, H, W] in [0, 1] → Y in [16, 235] (float64)."""
+    x = x.double()
+    return 16.0 + 65.481 * x[:, 0] + 128.553 * x[:, 1] + 24.966 * x[:, 2]
+
+
+def y_psnr(sr, hr, shave):
+    a = y_channel(sr)[..., shave:-shave, shave:-shave]
+    b = y_channel(hr)[..., shave:-shave, shave:-shave]
+    mse = float(((a - b) ** 2).mean())
+    return 10 * math.log10(255.0 ** 2 / mse)
+
+
+def q8(x):
+    return torch.round(x.clamp(0, 1) * 255) / 255
+
+
+@torch.no_grad()
+def upscale(model, lr, w, h):
+    dev = lr.device
+    with torch.autocast("cuda", dtype=torch.bfloat16, enabled=dev.type == "cuda"):
+        raw = model.raw(lr)
+    return model.render(model.field(lr, raw), w, h)
+
+
+def evaluate(model, bench: Path, device, sets=("set5", "set14"), scales=(2, 3, 4)):
+    res = {}
+    for name in sets:
+        files = sorted((bench / name).glob("*.png"))
+        for s in scales:
+            pm, pb = [], []
+            for f in files:
+                a = np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8)
+                h, w = a.shape[0] // s * s, a.shape[1] // s * s
+                hr = torch.from_numpy(a[:h, :w]).permute(2, 0, 1)[None].float().div(255).to(device)
+                lr = q8(F.interpolate(hr, size=(h // s, w // s), mode="bicubic", antialias=True, align_corners=False))
+                sr = q8(upscale(model, lr, w, h))
+                bic = q8(F.interpolate(lr, size=(h, w), mode="bicubic", antialias=True, align_corners=False))
+                pm.append(y_psnr(sr, hr, s))
+                pb.append(y_psnr(bic, hr, s))
+            res[f"{name}_x{s}"] = round(float(np.mean(pm)), 3)
+            res[f"{name}_x{s}_bicubic"] = round(float(np.mean(pb)), 3)
+            print(f"{name} x{s}: model {np.mean(pm):.3f} dB, bicubic {np.mean(pb):.3f} dB", flush=True)
+    return res
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("ckpt")
+    ap.add_argument("--bench", default=str(Path(__file__).resolve().parents[3] / "shared" / "bench"))
+    ap.add_argument("--scales", default="2,3,4")
+    ap.add_argument("--json", default="")
+    args = ap.parse_args()
+    device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
+    model = M.build(ck["kind"], ck["config"])
+    model.load_state_dict(ck["ema"])
+    model = model.to(device).eval()
+    res = evaluate(model, Path(args.bench), device, scales=tuple(int(s) for s in args.scales.split(",")))
+    res["step"] = ck["step"]
+    print(json.dumps(res))
+    if args.json:
+        Path(args.json).write_text(json.dumps(res) + "\n")
+
+
+if __name__ == "__main__":
+    main()
