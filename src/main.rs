@@ -31,6 +31,7 @@ enum Command {
     Encode(cli::encode::EncodeArgs),
     Decode(cli::decode::DecodeArgs),
     Info(cli::info::InfoArgs),
+    Upscale(cli::upscale::UpscaleArgs),
 }
 
 fn main() -> ExitCode {
@@ -59,5 +60,6 @@ fn run(command: Command) -> Result<()> {
         Command::Encode(a) => cli::encode::run(a, &limits),
         Command::Decode(a) => cli::decode::run(a, &limits),
         Command::Info(a) => cli::info::run(a, &limits),
+        Command::Upscale(a) => cli::upscale::run(a, &limits),
     }
 }

@@ -197,8 +197,12 @@ def lr_at(step, base, warmup, total):
 
 def save(path_dir: Path, name: str, model, ema, opt, state: dict):
     path_dir.mkdir(parents=True, exist_ok=True)
-    ck = {"kind": model.kind, "config": M.config_dict(model), "model": model.state_dict(),
-          "ema": ema.state_dict(), **state}
+    # EMA weights exactly (fp32: the released model); the raw training weights as a bf16 difference
+    # from them, which keeps the file at 6 bytes per parameter (it travels to the GPU machine).
+    e = ema.state_dict()
+    delta = {k: (v.float() - e[k].float()).to(torch.bfloat16) if v.is_floating_point() else v
+             for k, v in model.state_dict().items()}
+    ck = {"kind": model.kind, "config": M.config_dict(model), "ema": e, "model_delta": delta, **state}
     torch.save(ck, path_dir / f"{name}.pt")
     osd = opt.state_dict()  # its per-parameter dicts are the live ones: copy, don't modify
     osd = {"param_groups": osd["param_groups"],
@@ -226,6 +230,8 @@ def main():
     ap.add_argument("--target-presence", type=float, default=0.25, help="compact: mean presence aimed at")
     ap.add_argument("--config", default="{}", help="JSON model config (first call only)")
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--anneal", action="store_true",
+                    help="last call: cosine from the current learning rate to 0 over this call's time")
     ap.add_argument("--save-every-min", type=float, default=3.0, help="intermediate checkpoints")
     args = ap.parse_args()
     t_start = time.time()
@@ -250,8 +256,12 @@ def main():
     step, lam, rewarm_from = 0, 0.0, None
     gen = torch.Generator()
     if ck:
-        model.load_state_dict(ck["model"])
         ema.load_state_dict(ck["ema"])
+        if "model" in ck:
+            model.load_state_dict(ck["model"])
+        else:
+            model.load_state_dict({k: (ck["ema"][k].float() + d.float()) if d.is_floating_point() else d
+                                   for k, d in ck["model_delta"].items()})
         step = ck["step"]
         lam = ck.get("lambda", 0.0)
         gen.set_state(ck["rng_gen"])
@@ -305,6 +315,7 @@ def main():
                                               "batch": batch, "patch": patch, "total_steps": total})
 
     t_saved = time.time()
+    anneal_from = None
     ema_params = list(ema.parameters())
     model_params = list(model.parameters())
     budget = args.minutes * 60
@@ -314,6 +325,11 @@ def main():
         if time.time() - t_start > budget or (args.max_steps and steps_this_call >= args.max_steps):
             break
         lr = lr_at(step, base_lr, args.warmup, total)
+        if args.anneal:
+            if anneal_from is None:
+                anneal_from = (lr, time.time(), budget - (time.time() - t_start))
+            lr0, ta, tspan = anneal_from
+            lr = lr0 * 0.5 * (1 + math.cos(math.pi * min(1.0, (time.time() - ta) / max(1.0, tspan))))
         if rewarm_from is not None:
             lr *= min(1.0, (step - rewarm_from + 1) / max(1, args.warmup // 2))
         if time.time() - t_saved > args.save_every_min * 60:

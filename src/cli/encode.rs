@@ -1,13 +1,19 @@
-//! `gsimg encode`: a picture to a `.gsi` file.
+//! `gsimg encode`: a picture to a `.gsi` file, with the encoder network (by default, when a
+//! model is found) or the analytic encoder. Also the options and progress display shared with
+//! `gsimg upscale`.
 
+use std::io::IsTerminal;
 use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
-use anyhow::{Context, Result};
+use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
 use super::io::{read_input, write_output};
 use gsimg::Limits;
 use gsimg::encode::analytic::{self, AnalyticOptions};
+use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
 #[derive(Args)]
@@ -16,39 +22,175 @@ pub struct EncodeArgs {
     input: PathBuf,
     /// Output .gsi file, or - for stdout.
     output: PathBuf,
-    /// Encoder to use.
-    #[arg(long, value_enum, default_value_t = Method::Analytic)]
-    method: Method,
-    /// Quality from 1 (smallest file) to 100.
+    /// Encoder to use (default: network when a compact model is found, else analytic).
+    #[arg(long, value_enum)]
+    method: Option<Method>,
+    /// Quality from 1 (smallest file) to 100. With the compact network model it sets the
+    /// presence threshold to 1 - Q/100 (50: the trained operating point; higher keeps more
+    /// Gaussians); with the analytic encoder, the Gaussian density.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
-    /// Gaussians per native pixel (overrides --quality), e.g. 0.025.
+    /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.
     #[arg(long)]
     density: Option<f64>,
+    #[command(flatten)]
+    net: NetworkArgs,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Method {
+    /// Encoder network (ONNX model) run by ONNX Runtime.
+    Network,
     /// Classical encoder: quadtree placement, structure-tensor shapes, least-squares colours.
     Analytic,
 }
 
+/// Options of the encoder network, shared by `encode` and `upscale`.
+#[derive(Args, Clone)]
+pub struct NetworkArgs {
+    /// The ONNX model (default: models/<compact|upscale>.onnx next to the executable, else in
+    /// the source tree gsimg was built from).
+    #[arg(long)]
+    pub model: Option<PathBuf>,
+    /// Where the network runs: auto (CUDA if ONNX Runtime has it and it works, else CPU), cpu,
+    /// or cuda (an error if unavailable).
+    #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
+    pub device: DeviceArg,
+    /// The ONNX Runtime library (libonnxruntime.so.1.x) to use, before ORT_DYLIB_PATH and the
+    /// automatic search.
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
+}
+
+/// `--device` values.
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum DeviceArg {
+    /// CUDA if available, else CPU.
+    Auto,
+    /// The CPU.
+    Cpu,
+    /// CUDA, or an error.
+    Cuda,
+}
+
+impl NetworkArgs {
+    /// Network options for a model of `kind` (used when --model is not given).
+    pub fn options(&self, kind: ModelKind, progress: &TermProgress) -> NetworkOptions {
+        let mut o = NetworkOptions::default()
+            .with_kind(kind)
+            .with_device(match self.device {
+                DeviceArg::Auto => Device::Auto,
+                DeviceArg::Cpu => Device::Cpu,
+                DeviceArg::Cuda => Device::Cuda,
+            })
+            .with_ort_library(self.ort_lib.clone())
+            .with_threads(rayon::current_num_threads())
+            .with_progress(Some(progress.sink()));
+        if let Some(m) = &self.model {
+            o = o.with_model(m);
+        }
+        o
+    }
+}
+
+/// A one-line percentage on stderr for work longer than a second, only when stderr is a
+/// terminal.
+#[derive(Clone)]
+pub struct TermProgress {
+    state: Arc<Mutex<(Instant, bool)>>,
+    label: &'static str,
+    enabled: bool,
+}
+
+impl TermProgress {
+    pub fn new(label: &'static str) -> TermProgress {
+        TermProgress {
+            state: Arc::new(Mutex::new((Instant::now(), false))),
+            label,
+            enabled: std::io::stderr().is_terminal(),
+        }
+    }
+
+    /// Reports `done` of `total` steps.
+    pub fn update(&self, done: usize, total: usize) {
+        if !self.enabled || total == 0 {
+            return;
+        }
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.0.elapsed().as_secs_f64() >= 1.0 {
+            eprint!("\rgsimg: {} {:>3}%", self.label, done * 100 / total);
+            s.1 = true;
+        }
+    }
+
+    /// A callback for the library.
+    pub fn sink(&self) -> network::ProgressSink {
+        let me = self.clone();
+        Arc::new(move |d, t| me.update(d, t))
+    }
+
+    /// Clears the line if anything was shown.
+    pub fn finish(&self) {
+        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
+        if s.1 {
+            eprint!("\r\x1b[K");
+            s.1 = false;
+        }
+    }
+}
+
 pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
+    let method = match args.method {
+        Some(m) => m,
+        None if args.net.model.is_some() => Method::Network,
+        None if args.density.is_some() => Method::Analytic,
+        None => match network::locate_model(ModelKind::Compact) {
+            Ok(_) => Method::Network,
+            Err(e) => {
+                eprintln!("gsimg: {e}; using the analytic encoder");
+                Method::Analytic
+            }
+        },
+    };
+    if method == Method::Network && args.density.is_some() {
+        bail!("--density applies to the analytic encoder only (use --quality with the network)");
+    }
     let bytes = read_input(&args.input)?;
     let loaded = gsimg::encode::load_image(&bytes, limits)
         .with_context(|| args.input.display().to_string())?;
-    let mut opts = match args.method {
-        Method::Analytic => AnalyticOptions::with_quality(args.quality)?,
-    };
-    if let Some(d) = args.density {
-        opts.density = d;
-    }
-    opts.write.metadata.icc_profile = loaded.icc_profile;
-    let encoded = analytic::encode(&loaded.pixels, &opts)?;
-    write_output(&args.output, &encoded.bytes)?;
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
+    let (encoded, how) = match method {
+        Method::Analytic => {
+            let mut opts = AnalyticOptions::with_quality(args.quality)?;
+            if let Some(d) = args.density {
+                opts.density = d;
+            }
+            opts.write.metadata.icc_profile = loaded.icc_profile;
+            (analytic::encode(&loaded.pixels, &opts)?, "analytic".to_string())
+        }
+        Method::Network => {
+            let progress = TermProgress::new("encoding");
+            let encoder = args
+                .net
+                .options(ModelKind::Compact, &progress)
+                .with_quality(args.quality)?
+                .build()?;
+            let mut wo = encoder.write_options(loaded.pixels.layout);
+            wo.metadata.icc_profile = loaded.icc_profile;
+            let encoded = encoder.encode_with(&loaded.pixels, &wo);
+            progress.finish();
+            let how = format!(
+                "network {} ({}), {}",
+                encoder.model_path().display(),
+                encoder.info().version,
+                encoder.provider()
+            );
+            (encoded?, how)
+        }
+    };
+    write_output(&args.output, &encoded.bytes)?;
     eprintln!(
-        "gsimg: {}x{} -> {} Gaussians, {} bytes, {:.3} bpp",
+        "gsimg: {}x{} -> {} Gaussians, {} bytes, {:.3} bpp ({how})",
         loaded.pixels.width,
         loaded.pixels.height,
         encoded.image.gaussian_count(),

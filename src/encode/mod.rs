@@ -4,5 +4,13 @@
 pub mod analytic;
 pub mod fit;
 mod input;
+pub mod network;
+#[cfg(feature = "onnx")]
+mod onnx;
+#[cfg(not(feature = "onnx"))]
+#[path = "onnx_stub.rs"]
+mod onnx;
+pub mod ort_lib;
 
 pub use input::{LoadedImage, Pixels, from_dynamic, load_image};
+pub use network::{Device, ModelInfo, ModelKind, NetworkEncoder, NetworkOptions, Provider};

@@ -1,0 +1,1039 @@
+//! The neural encoder: a picture to Gaussians with an encoder network run by ONNX Runtime.
+//!
+//! This file holds everything but the runtime ([`onnx`](super::onnx) is the only file that
+//! touches `ort`): the model contract and its checks, pre-processing (channels, padding, tiles),
+//! post-processing (the network's field to [`Gaussian`]s), alpha, and the file quantizers.
+//!
+//! # The model contract
+//!
+//! - input `image`, float32 `[1, 3, H, W]`: RGB in [0, 1], sRGB values as stored (not
+//!   linearized); H and W are multiples of `gsimg.multiple` (the picture is padded to one by
+//!   repeating its last row and column);
+//! - output `gaussians`, float32 `[1, K, 9, H/c, W/c]`: for Gaussian k of cell (i, j) (cell
+//!   (i, j) covers x in [i·c, (i+1)·c), y in [j·c, (j+1)·c)): 0 dx, 1 dy = offset of the centre
+//!   from the cell's centre in input pixels; 2 log2σ₁, 3 log2σ₂ in input pixels; 4 θ radians;
+//!   5, 6, 7 R, G, B; 8 presence in [0, 1] (below the threshold, 0.5 by default, the Gaussian is
+//!   dropped);
+//! - metadata `gsimg.kind` (`upscale` | `compact`), `gsimg.cell` (c), `gsimg.per_cell` (K),
+//!   `gsimg.multiple`, `gsimg.receptive_field` (context pixels each side a cell depends on),
+//!   `gsimg.version`; for `compact` the file quantizers it was trained with: `gsimg.pos_bits`,
+//!   `gsimg.scale_bits`, `gsimg.scale_min`, `gsimg.scale_max` (log2 σ), `gsimg.rot_bits`,
+//!   `gsimg.color_bits` (`Y,Cb,Cr`), `gsimg.color_min`, `gsimg.color_max` (comma-separated
+//!   YCbCr ranges). An `upscale` model may give `gsimg.scale_min`/`gsimg.scale_max` too.
+//!
+//! # Tiles
+//!
+//! Pictures larger than [`NetworkOptions::max_tile_pixels`] run in tiles: each tile's core is a
+//! rectangle of whole cells (a multiple of `gsimg.multiple` pixels), its window the core plus a
+//! margin of at least `gsimg.receptive_field` pixels on each side (clipped to the padded
+//! picture), and each Gaussian is taken from the tile whose core holds its anchor cell. Every
+//! kept cell then sees exactly the context it sees untiled, so tiling changes the result only by
+//! floating-point summation order (no seams), and memory is bounded by the window size.
+//!
+//! # Channels
+//!
+//! Gray pictures go in as RGB (the gray value in each channel) and come out as the luma of the
+//! network's colours. Alpha is not seen by the network: each Gaussian's alpha is fitted by least
+//! squares to the picture's alpha under the rendering rule ([`fit`](super::fit)), on the
+//! geometry the file stores.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::fit::{FitOptions, fit_colors};
+use super::input::Pixels;
+use super::onnx::{ModelDecl, OnnxModel, TensorDecl};
+use super::ort_lib::{FoundLibrary, LibrarySearch};
+use crate::format::consts::{MAX_CHANNEL_VALUE, MAX_LOG2_SCALE};
+use crate::format::{self, ColorModel, Encoded, WriteOptions};
+use crate::splat::{ChannelLayout, Gaussian, SplatImage};
+use crate::{Error, Result};
+
+/// Which device runs the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    /// CUDA when the ONNX Runtime library has it and it works, else the CPU.
+    #[default]
+    Auto,
+    /// The CPU execution provider.
+    Cpu,
+    /// The CUDA execution provider, or an error.
+    Cuda,
+}
+
+/// The execution provider that actually ran the network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Provider {
+    /// `CPUExecutionProvider`.
+    Cpu,
+    /// `CUDAExecutionProvider`.
+    Cuda,
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Provider::Cpu => "CPUExecutionProvider",
+            Provider::Cuda => "CUDAExecutionProvider",
+        })
+    }
+}
+
+/// The two operating points of the encoder network.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ModelKind {
+    /// Dense field for super-resolution (`models/upscale.onnx`).
+    Upscale,
+    /// Few Gaussians, trained through the file's quantizers (`models/compact.onnx`).
+    Compact,
+}
+
+impl ModelKind {
+    /// The model's file name in a `models/` folder.
+    pub fn file_name(self) -> &'static str {
+        match self {
+            ModelKind::Upscale => "upscale.onnx",
+            ModelKind::Compact => "compact.onnx",
+        }
+    }
+
+    fn name(self) -> &'static str {
+        match self {
+            ModelKind::Upscale => "upscale",
+            ModelKind::Compact => "compact",
+        }
+    }
+}
+
+/// The file quantizers a compact model was trained with (§5 of the format).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Quantizers {
+    /// Bits of each position offset inside its cell.
+    pub position_bits: u8,
+    /// Bits of each log2 σ.
+    pub scale_bits: u8,
+    /// Range of log2 σ (input pixels).
+    pub scale_range: (f32, f32),
+    /// Bits of the rotation.
+    pub rotation_bits: u8,
+    /// Bits of Y, Cb, Cr.
+    pub color_bits: [u8; 3],
+    /// Lower ends of the Y, Cb, Cr ranges.
+    pub color_min: [f32; 3],
+    /// Upper ends of the Y, Cb, Cr ranges.
+    pub color_max: [f32; 3],
+}
+
+/// What a model file says about itself (its `gsimg.*` metadata), checked.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelInfo {
+    /// Operating point.
+    pub kind: ModelKind,
+    /// Side c of a cell in input pixels.
+    pub cell: u32,
+    /// Gaussians per cell, K.
+    pub per_cell: u32,
+    /// Input sides must be multiples of this.
+    pub multiple: u32,
+    /// Context pixels on each side one cell's output depends on.
+    pub receptive_field: u32,
+    /// The model's version string.
+    pub version: String,
+    /// The file quantizers (compact models).
+    pub quantizers: Option<Quantizers>,
+    /// The range of log2 σ the model produces, when it says.
+    pub scale_range: Option<(f32, f32)>,
+}
+
+fn meta_err(key: &str, why: impl std::fmt::Display) -> Error {
+    Error::Model(format!("metadata `{key}` {why}"))
+}
+
+impl ModelInfo {
+    /// Reads and checks the `gsimg.*` metadata.
+    pub fn from_metadata(meta: &BTreeMap<String, String>) -> Result<ModelInfo> {
+        let get = |key: &str| -> Result<&str> {
+            meta.get(key).map(|s| s.trim()).ok_or_else(|| {
+                let have: Vec<&str> = meta.keys().map(|k| k.as_str()).collect();
+                meta_err(
+                    key,
+                    format!(
+                        "is missing (the model has {}): not a gsimg encoder model, or exported \
+                         without its metadata",
+                        if have.is_empty() {
+                            "no metadata".to_string()
+                        } else {
+                            format!("only {}", have.join(", "))
+                        }
+                    ),
+                )
+            })
+        };
+        fn num<T: std::str::FromStr>(key: &str, v: &str) -> Result<T> {
+            v.parse()
+                .map_err(|_| meta_err(key, format!("is `{v}`, not a number of the right kind")))
+        }
+        fn list<T: std::str::FromStr + Copy>(key: &str, v: &str) -> Result<[T; 3]> {
+            let items: Vec<T> = v
+                .split(',')
+                .map(|p| num(key, p.trim()))
+                .collect::<Result<_>>()?;
+            <[T; 3]>::try_from(items)
+                .map_err(|_| meta_err(key, format!("is `{v}`: expected three comma-separated values")))
+        }
+        let positive = |key: &str, lo: u32, hi: u32| -> Result<u32> {
+            let v: u32 = num(key, get(key)?)?;
+            if !(lo..=hi).contains(&v) {
+                return Err(meta_err(key, format!("is {v}, outside {lo}..={hi}")));
+            }
+            Ok(v)
+        };
+        let kind = match get("gsimg.kind")? {
+            "upscale" => ModelKind::Upscale,
+            "compact" => ModelKind::Compact,
+            other => {
+                return Err(meta_err(
+                    "gsimg.kind",
+                    format!("is `{other}` (expected upscale or compact)"),
+                ));
+            }
+        };
+        let cell = positive("gsimg.cell", 1, 256)?;
+        let per_cell = positive("gsimg.per_cell", 1, 4096)?;
+        let multiple = positive("gsimg.multiple", 1, 4096)?;
+        if multiple % cell != 0 {
+            return Err(meta_err(
+                "gsimg.multiple",
+                format!("is {multiple}, not a multiple of gsimg.cell = {cell}"),
+            ));
+        }
+        let receptive_field = positive("gsimg.receptive_field", 0, 4096)?;
+        let version = get("gsimg.version")?.to_string();
+        let range = |lo_key: &str, hi_key: &str| -> Result<Option<(f32, f32)>> {
+            match (meta.get(lo_key), meta.get(hi_key)) {
+                (Some(lo), Some(hi)) => {
+                    let (lo, hi): (f32, f32) = (num(lo_key, lo.trim())?, num(hi_key, hi.trim())?);
+                    if !(lo.is_finite() && hi.is_finite() && lo <= hi)
+                        || lo.abs().max(hi.abs()) > MAX_LOG2_SCALE
+                    {
+                        return Err(meta_err(lo_key, format!("/ {hi_key}: bad range {lo}..{hi}")));
+                    }
+                    Ok(Some((lo, hi)))
+                }
+                _ => Ok(None),
+            }
+        };
+        let scale_range = range("gsimg.scale_min", "gsimg.scale_max")?;
+        let bits = |key: &str| -> Result<u8> {
+            let v: u8 = num(key, get(key)?)?;
+            if v > format::consts::MAX_BITS {
+                return Err(meta_err(key, format!("is {v}, over 16 bits")));
+            }
+            Ok(v)
+        };
+        let quantizers = match kind {
+            ModelKind::Upscale => None,
+            ModelKind::Compact => {
+                let color_bits: [u8; 3] = list("gsimg.color_bits", get("gsimg.color_bits")?)?;
+                if color_bits[1] != color_bits[2] || color_bits.iter().any(|&b| b > 16) {
+                    return Err(meta_err(
+                        "gsimg.color_bits",
+                        format!(
+                            "is {color_bits:?}: Cb and Cr need the same number of bits (at most 16)"
+                        ),
+                    ));
+                }
+                let color_min: [f32; 3] = list("gsimg.color_min", get("gsimg.color_min")?)?;
+                let color_max: [f32; 3] = list("gsimg.color_max", get("gsimg.color_max")?)?;
+                if (0..3).any(|i| {
+                    !(color_min[i].is_finite() && color_max[i].is_finite())
+                        || color_min[i] > color_max[i]
+                        || color_min[i].abs().max(color_max[i].abs()) > MAX_CHANNEL_VALUE
+                }) {
+                    return Err(meta_err(
+                        "gsimg.color_min",
+                        format!("/ gsimg.color_max: bad ranges {color_min:?}..{color_max:?}"),
+                    ));
+                }
+                Some(Quantizers {
+                    position_bits: bits("gsimg.pos_bits")?,
+                    scale_bits: bits("gsimg.scale_bits")?,
+                    scale_range: scale_range.ok_or_else(|| {
+                        meta_err("gsimg.scale_min", "and gsimg.scale_max are required for compact")
+                    })?,
+                    rotation_bits: bits("gsimg.rot_bits")?,
+                    color_bits,
+                    color_min,
+                    color_max,
+                })
+            }
+        };
+        Ok(ModelInfo {
+            kind,
+            cell,
+            per_cell,
+            multiple,
+            receptive_field,
+            version,
+            quantizers,
+            scale_range,
+        })
+    }
+
+    /// The margin of a tile's window around its core: the receptive field, rounded up to a
+    /// whole `multiple` so windows stay aligned with the cell grid.
+    pub fn tile_margin(&self) -> u32 {
+        self.receptive_field.div_ceil(self.multiple) * self.multiple
+    }
+}
+
+/// Checks the declared inputs and outputs against the contract.
+fn check_io(decl: &ModelDecl, info: &ModelInfo) -> Result<()> {
+    let describe = |t: &[TensorDecl]| {
+        t.iter()
+            .map(|d| format!("{} {:?}", d.name, d.shape))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    let [input] = &decl.inputs[..] else {
+        return Err(Error::Model(format!(
+            "expected one input `image` [1, 3, H, W], the model has {}",
+            describe(&decl.inputs)
+        )));
+    };
+    let dim_ok = |d: i64, want: i64| d == want || d < 0;
+    if input.name != "image"
+        || input.is_f32 != Some(true)
+        || input.shape.len() != 4
+        || !dim_ok(input.shape[0], 1)
+        || !dim_ok(input.shape[1], 3)
+    {
+        return Err(Error::Model(format!(
+            "expected one float32 input `image` [1, 3, H, W], the model has {}",
+            describe(&decl.inputs)
+        )));
+    }
+    let Some(out) = decl.outputs.iter().find(|o| o.name == "gaussians") else {
+        return Err(Error::Model(format!(
+            "expected an output `gaussians` [1, K, 9, H/c, W/c], the model has {}",
+            describe(&decl.outputs)
+        )));
+    };
+    if out.is_f32 != Some(true)
+        || out.shape.len() != 5
+        || !dim_ok(out.shape[0], 1)
+        || !dim_ok(out.shape[1], info.per_cell as i64)
+        || !dim_ok(out.shape[2], 9)
+    {
+        return Err(Error::Model(format!(
+            "expected a float32 output `gaussians` [1, K = {}, 9, H/c, W/c], the model declares {:?}",
+            info.per_cell, out.shape
+        )));
+    }
+    Ok(())
+}
+
+/// Where the default model of `kind` is looked for: `models/` next to the executable, then the
+/// source tree's `models/` (known at build time).
+pub fn model_candidates(kind: ModelKind) -> Vec<PathBuf> {
+    let mut v = Vec::new();
+    if let Some(dir) = std::env::current_exe()
+        .ok()
+        .and_then(|e| e.parent().map(Path::to_path_buf))
+    {
+        v.push(dir.join("models").join(kind.file_name()));
+    }
+    v.push(
+        Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("models")
+            .join(kind.file_name()),
+    );
+    v
+}
+
+/// The default model of `kind`, or an error naming every path tried.
+pub fn locate_model(kind: ModelKind) -> Result<PathBuf> {
+    let c = model_candidates(kind);
+    c.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
+        Error::Model(format!(
+            "no {} model found (tried {}); pass one with --model PATH{}",
+            kind.name(),
+            c.iter()
+                .map(|p| p.display().to_string())
+                .collect::<Vec<_>>()
+                .join(", "),
+            if kind == ModelKind::Compact {
+                ", or use --method analytic"
+            } else {
+                ""
+            }
+        ))
+    })
+}
+
+/// A sink for one-line status messages (fetching ONNX Runtime, the provider that ran).
+pub type MessageSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A progress callback: (tiles done, tiles in all).
+pub type ProgressSink = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// Settings of the network encoder. `Default` + `with_*`, checked by [`NetworkOptions::build`].
+#[derive(Clone)]
+pub struct NetworkOptions {
+    /// The model file; `None` looks for the default model of [`NetworkOptions::kind`].
+    pub model: Option<PathBuf>,
+    /// Which default model to look for when no file is given.
+    pub kind: ModelKind,
+    /// Where the network runs.
+    pub device: Device,
+    /// An explicit ONNX Runtime library, tried before anything else.
+    pub ort_library: Option<PathBuf>,
+    /// Where else ONNX Runtime is looked for (`None`: from the environment).
+    pub library_search: Option<LibrarySearch>,
+    /// Gaussians whose presence is below this are dropped (0.5: as trained).
+    pub presence_threshold: f32,
+    /// Largest network input (padded pixels) run in one piece; larger pictures go in tiles.
+    pub max_tile_pixels: u64,
+    /// Force tiles with cores of this side (pixels, rounded up to the model's multiple).
+    pub tile_size: Option<u32>,
+    /// ONNX Runtime's intra-op threads on the CPU (0: its default, all cores).
+    pub threads: usize,
+    /// Status messages (`None`: silent). Default: stderr, prefixed `gsimg: `.
+    pub messages: Option<MessageSink>,
+    /// Progress over tiles (`None`: none).
+    pub progress: Option<ProgressSink>,
+    /// The least-squares fit of alpha.
+    pub alpha_fit: FitOptions,
+}
+
+impl std::fmt::Debug for NetworkOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkOptions")
+            .field("model", &self.model)
+            .field("kind", &self.kind)
+            .field("device", &self.device)
+            .field("ort_library", &self.ort_library)
+            .field("presence_threshold", &self.presence_threshold)
+            .field("max_tile_pixels", &self.max_tile_pixels)
+            .field("tile_size", &self.tile_size)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        NetworkOptions {
+            model: None,
+            kind: ModelKind::Compact,
+            device: Device::Auto,
+            ort_library: None,
+            library_search: None,
+            presence_threshold: 0.5,
+            max_tile_pixels: 1 << 21,
+            tile_size: None,
+            threads: 0,
+            messages: Some(Arc::new(|m: &str| eprintln!("gsimg: {m}"))),
+            progress: None,
+            alpha_fit: FitOptions {
+                clamp: (0.0, 1.0),
+                ..FitOptions::default()
+            },
+        }
+    }
+}
+
+impl NetworkOptions {
+    /// Uses this model file.
+    pub fn with_model(mut self, path: impl Into<PathBuf>) -> Self {
+        self.model = Some(path.into());
+        self
+    }
+    /// Looks for the default model of this kind when no file is given.
+    pub fn with_kind(mut self, kind: ModelKind) -> Self {
+        self.kind = kind;
+        self
+    }
+    /// Runs on this device.
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+    /// Tries this ONNX Runtime library first.
+    pub fn with_ort_library(mut self, path: Option<PathBuf>) -> Self {
+        self.ort_library = path;
+        self
+    }
+    /// Searches for ONNX Runtime this way instead of from the environment.
+    pub fn with_library_search(mut self, search: LibrarySearch) -> Self {
+        self.library_search = Some(search);
+        self
+    }
+    /// Sets the presence threshold (0 to 1).
+    pub fn with_presence_threshold(mut self, t: f32) -> Self {
+        self.presence_threshold = t;
+        self
+    }
+    /// Quality 1 to 100 for a compact model: the presence threshold is `1 − quality/100`, so
+    /// 50 is the trained operating point (0.5), higher keeps more Gaussians, lower fewer.
+    pub fn with_quality(mut self, quality: u8) -> Result<Self> {
+        if !(1..=100).contains(&quality) {
+            return Err(Error::invalid(
+                "quality",
+                format!("{quality} (allowed: 1 to 100)"),
+            ));
+        }
+        self.presence_threshold = 1.0 - quality as f32 / 100.0;
+        Ok(self)
+    }
+    /// Runs inputs up to this many (padded) pixels in one piece.
+    pub fn with_max_tile_pixels(mut self, n: u64) -> Self {
+        self.max_tile_pixels = n;
+        self
+    }
+    /// Forces tiles with cores of this side.
+    pub fn with_tile_size(mut self, side: Option<u32>) -> Self {
+        self.tile_size = side;
+        self
+    }
+    /// ONNX Runtime's CPU threads (0: all cores).
+    pub fn with_threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+    /// Where status messages go (`None`: nowhere).
+    pub fn with_messages(mut self, sink: Option<MessageSink>) -> Self {
+        self.messages = sink;
+        self
+    }
+    /// Where progress goes.
+    pub fn with_progress(mut self, sink: Option<ProgressSink>) -> Self {
+        self.progress = sink;
+        self
+    }
+
+    /// Checks the options, finds the model and ONNX Runtime, opens the model on the device and
+    /// checks it against the contract.
+    pub fn build(self) -> Result<NetworkEncoder> {
+        if !(0.0..=1.0).contains(&self.presence_threshold) {
+            return Err(Error::invalid(
+                "presence threshold",
+                format!("{} (allowed: 0 to 1)", self.presence_threshold),
+            ));
+        }
+        if self.max_tile_pixels < 64 * 64 {
+            return Err(Error::invalid(
+                "max tile pixels",
+                format!("{} (allowed: at least 4096)", self.max_tile_pixels),
+            ));
+        }
+        if self.tile_size == Some(0) {
+            return Err(Error::invalid("tile size", "0 (allowed: at least 1)"));
+        }
+        let path = match &self.model {
+            Some(p) => p.clone(),
+            None => locate_model(self.kind)?,
+        };
+        let search = self
+            .library_search
+            .clone()
+            .unwrap_or_else(LibrarySearch::from_env)
+            .with_explicit(self.ort_library.clone());
+        let sink = self.messages.clone();
+        let say = move |m: &str| {
+            if let Some(s) = &sink {
+                s(m)
+            }
+        };
+        let info_cell = std::sync::OnceLock::new();
+        let validate = |decl: &ModelDecl| -> Result<(usize, usize)> {
+            let info = ModelInfo::from_metadata(&decl.metadata)?;
+            check_io(decl, &info)?;
+            let side = 64usize.div_ceil(info.multiple as usize) * info.multiple as usize;
+            let _ = info_cell.set(info);
+            Ok((side, side))
+        };
+        let model = OnnxModel::open(&path, self.device, &search, self.threads, &validate, &say)?;
+        let info = info_cell
+            .into_inner()
+            .ok_or_else(|| Error::Model("internal error: model not validated".into()))?;
+        if let Some(why) = &model.fallback_reason {
+            say(&format!("CUDA not used ({why}); running on the CPU"));
+        }
+        Ok(NetworkEncoder {
+            opts: self,
+            model,
+            info,
+            path,
+        })
+    }
+}
+
+/// A loaded encoder network, ready to encode pictures.
+pub struct NetworkEncoder {
+    opts: NetworkOptions,
+    model: OnnxModel,
+    info: ModelInfo,
+    path: PathBuf,
+}
+
+/// What one run of the network produced.
+#[derive(Debug, Clone)]
+pub struct NetworkOutput {
+    /// The Gaussians (continuous, not quantized), alpha fitted if the picture has alpha.
+    pub image: SplatImage,
+    /// The execution provider that ran.
+    pub provider: Provider,
+    /// Network runs (tiles).
+    pub tiles: usize,
+    /// Seconds in the network runs.
+    pub network_seconds: f64,
+    /// Seconds in all.
+    pub total_seconds: f64,
+}
+
+/// One tile: its core and window, `[x0, y0, x1, y1)` in padded-picture pixels.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Tile {
+    /// The pixels whose cells this tile keeps.
+    pub core: [u32; 4],
+    /// The pixels the network sees.
+    pub window: [u32; 4],
+}
+
+/// Cuts a padded picture of `wp × hp` pixels (multiples of `multiple`) into tiles.
+pub fn plan_tiles(
+    wp: u32,
+    hp: u32,
+    multiple: u32,
+    margin: u32,
+    max_pixels: u64,
+    core_side: Option<u32>,
+) -> Vec<Tile> {
+    let m = multiple.max(1);
+    let round_up = |v: u32| v.div_ceil(m) * m;
+    let (tx, ty) = match core_side {
+        Some(s) => (round_up(s).min(wp), round_up(s).min(hp)),
+        None if wp as u64 * hp as u64 <= max_pixels => (wp, hp),
+        None => {
+            // The largest square window within the budget, then cores evened out.
+            let side = ((max_pixels as f64).sqrt() as u32).saturating_sub(2 * margin);
+            let side = (side / m * m).max(m);
+            let even = |total: u32| {
+                let n = total.div_ceil(side);
+                round_up(total.div_ceil(n))
+            };
+            (even(wp), even(hp))
+        }
+    };
+    let mut tiles = Vec::new();
+    for y0 in (0..hp).step_by(ty as usize) {
+        for x0 in (0..wp).step_by(tx as usize) {
+            let (x1, y1) = ((x0 + tx).min(wp), (y0 + ty).min(hp));
+            tiles.push(Tile {
+                core: [x0, y0, x1, y1],
+                window: [
+                    x0.saturating_sub(margin),
+                    y0.saturating_sub(margin),
+                    (x1 + margin).min(wp),
+                    (y1 + margin).min(hp),
+                ],
+            });
+        }
+    }
+    tiles
+}
+
+impl NetworkEncoder {
+    /// The model's metadata.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The model file.
+    pub fn model_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The execution provider the network runs on.
+    pub fn provider(&self) -> Provider {
+        self.model.provider
+    }
+
+    /// Why CUDA was allowed but not used, if it was not.
+    pub fn cuda_fallback_reason(&self) -> Option<&str> {
+        self.model.fallback_reason.as_deref()
+    }
+
+    /// The ONNX Runtime library in use.
+    pub fn library(&self) -> &FoundLibrary {
+        &self.model.library
+    }
+
+    /// The tiles a `width × height` picture is run in.
+    pub fn tiles_for(&self, width: u32, height: u32) -> Vec<Tile> {
+        let m = self.info.multiple;
+        plan_tiles(
+            width.div_ceil(m) * m,
+            height.div_ceil(m) * m,
+            m,
+            self.info.tile_margin(),
+            self.opts.max_tile_pixels,
+            self.opts.tile_size,
+        )
+    }
+
+    /// Runs the network over `pixels` and returns its Gaussians (not quantized), alpha fitted.
+    pub fn gaussians(&self, pixels: &Pixels) -> Result<NetworkOutput> {
+        let mut out = self.field(pixels)?;
+        if pixels.layout.has_alpha() {
+            let mut gs = out.image.into_gaussians();
+            fit_alpha(pixels, &mut gs, &self.opts.alpha_fit);
+            out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+        }
+        Ok(out)
+    }
+
+    /// The network's Gaussians, alpha not yet fitted (the alpha channel holds the nearest
+    /// pixel's alpha).
+    fn field(&self, pixels: &Pixels) -> Result<NetworkOutput> {
+        pixels.validate()?;
+        let start = Instant::now();
+        let (w, h) = (pixels.width, pixels.height);
+        let info = &self.info;
+        let (c, k) = (info.cell, info.per_cell as usize);
+        let tiles = self.tiles_for(w, h);
+        let mut gaussians = Vec::new();
+        let mut network_seconds = 0.0;
+        for (t, tile) in tiles.iter().enumerate() {
+            let [wx0, wy0, wx1, wy1] = tile.window;
+            let (ww, wh) = ((wx1 - wx0) as usize, (wy1 - wy0) as usize);
+            let input = tile_input(pixels, tile.window);
+            let (hc, wc) = (wh / c as usize, ww / c as usize);
+            let run_start = Instant::now();
+            self.model.run(&input, wh, ww, &mut |shape, data| {
+                let want = [1, k as i64, 9, hc as i64, wc as i64];
+                if shape != want || data.len() != k * 9 * hc * wc {
+                    return Err(Error::Model(format!(
+                        "model {}: output `gaussians` has shape {shape:?} for a {ww}x{wh} input; \
+                         the contract (gsimg.cell = {c}, gsimg.per_cell = {k}) needs {want:?}",
+                        self.path.display()
+                    )));
+                }
+                network_seconds += run_start.elapsed().as_secs_f64();
+                decode_cells(
+                    pixels,
+                    data,
+                    (hc, wc),
+                    tile,
+                    info,
+                    self.opts.presence_threshold,
+                    &mut gaussians,
+                )
+            })?;
+            if let Some(p) = &self.opts.progress {
+                p(t + 1, tiles.len());
+            }
+        }
+        let image = SplatImage::new(w, h, pixels.layout, gaussians)?;
+        Ok(NetworkOutput {
+            image,
+            provider: self.model.provider,
+            tiles: tiles.len(),
+            network_seconds,
+            total_seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The file layout and quantizers this model's Gaussians are written with: a compact model's
+    /// own (cell size c, its bits and ranges, YCbCr); for an upscale model a fine setting (cell
+    /// 1 px, positions 6 bits, log2 σ 8 bits, rotation 8 bits, Y/Cb/Cr 10/8/8 bits, ranges from
+    /// the data), which costs well under 0.05 dB on an upscale (BENCHMARKS.md).
+    pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
+        let mut wo = WriteOptions {
+            alpha_bits: 8,
+            color_model: ColorModel::YCbCr,
+            ..WriteOptions::default()
+        };
+        match &self.info.quantizers {
+            Some(q) => {
+                wo.cell_size = self.info.cell as u16;
+                wo.position_bits = q.position_bits;
+                wo.scale_bits = q.scale_bits;
+                wo.scale_range = Some(q.scale_range);
+                wo.rotation_bits = q.rotation_bits;
+                wo.luma_bits = q.color_bits[0];
+                wo.chroma_bits = q.color_bits[1];
+                let mut ranges = [(0.0, 1.0); 4];
+                if layout.is_color() {
+                    for (i, r) in ranges.iter_mut().take(3).enumerate() {
+                        *r = (q.color_min[i], q.color_max[i]);
+                    }
+                } else {
+                    ranges[0] = (q.color_min[0], q.color_max[0]);
+                }
+                if layout.has_alpha() {
+                    ranges[layout.channels() - 1] = (0.0, 1.0);
+                }
+                wo.channel_ranges = Some(ranges);
+            }
+            None => {
+                wo.cell_size = self.info.cell.clamp(1, u16::MAX as u32) as u16;
+                wo.position_bits = 6;
+                wo.scale_bits = 8;
+                wo.scale_range = self.info.scale_range;
+                wo.rotation_bits = 8;
+                wo.luma_bits = 10;
+                wo.chroma_bits = 8;
+                wo.channel_ranges = None;
+            }
+        }
+        wo
+    }
+
+    /// Encodes `pixels` into a `.gsi` file with [`NetworkEncoder::write_options`].
+    pub fn encode(&self, pixels: &Pixels) -> Result<Encoded> {
+        self.encode_with(pixels, &self.write_options(pixels.layout))
+    }
+
+    /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added).
+    /// Alpha is fitted on the geometry as the file stores it.
+    pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
+        let out = self.field(pixels)?;
+        let mut gs = out.image.into_gaussians();
+        if pixels.layout.has_alpha() {
+            let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
+            let header = format::plan_header(&draft, opts)?;
+            let mut stored: Vec<Gaussian> = gs
+                .iter()
+                .map(|g| format::dequantize(&header, &format::quantize(&header, g)))
+                .collect();
+            // Fit alpha to the stored geometry, keep the network's (unquantized) colours.
+            fit_alpha(pixels, &mut stored, &self.opts.alpha_fit);
+            let a = pixels.channels() - 1;
+            for (g, s) in gs.iter_mut().zip(&stored) {
+                *g = Gaussian {
+                    color: g.color,
+                    ..*s
+                };
+                g.color[a] = s.color[a];
+            }
+        }
+        let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+        format::write(&image, opts)
+    }
+}
+
+/// The network input for a window of the padded picture: planar RGB, the picture's last row
+/// and column repeated into the padding, gray replicated, alpha left out.
+fn tile_input(p: &Pixels, window: [u32; 4]) -> Vec<f32> {
+    let [x0, y0, x1, y1] = window;
+    let (ww, wh) = ((x1 - x0) as usize, (y1 - y0) as usize);
+    let nc = p.channels();
+    let color = p.layout.is_color();
+    let mut out = vec![0f32; 3 * ww * wh];
+    let plane = ww * wh;
+    for yy in 0..wh {
+        let sy = (y0 as usize + yy).min(p.height as usize - 1);
+        let row = &p.data[sy * p.width as usize * nc..(sy + 1) * p.width as usize * nc];
+        for xx in 0..ww {
+            let sx = (x0 as usize + xx).min(p.width as usize - 1);
+            let px = &row[sx * nc..sx * nc + nc];
+            let i = yy * ww + xx;
+            if color {
+                out[i] = px[0];
+                out[plane + i] = px[1];
+                out[2 * plane + i] = px[2];
+            } else {
+                out[i] = px[0];
+                out[plane + i] = px[0];
+                out[2 * plane + i] = px[0];
+            }
+        }
+    }
+    out
+}
+
+/// Turns the network output of one tile's window into Gaussians: only cells inside the tile's
+/// core and the picture, present ones, centres clamped into the picture.
+fn decode_cells(
+    p: &Pixels,
+    data: &[f32],
+    (hc, wc): (usize, usize),
+    tile: &Tile,
+    info: &ModelInfo,
+    threshold: f32,
+    out: &mut Vec<Gaussian>,
+) -> Result<()> {
+    let c = info.cell;
+    let k = info.per_cell as usize;
+    let (w, h) = (p.width, p.height);
+    let [cx0, cy0, cx1, cy1] = tile.core.map(|v| v / c);
+    let (wx0, wy0) = (tile.window[0] / c, tile.window[1] / c);
+    let cells_x = cx1.min(w.div_ceil(c));
+    let cells_y = cy1.min(h.div_ceil(c));
+    let nc = p.channels();
+    let plane = hc * wc;
+    let at = |kk: usize, q: usize, i: usize| data[(kk * 9 + q) * plane + i];
+    for gy in cy0..cells_y {
+        for gx in cx0..cells_x {
+            let i = (gy - wy0) as usize * wc + (gx - wx0) as usize;
+            for kk in 0..k {
+                let presence = at(kk, 8, i);
+                // NaN presence drops the Gaussian too.
+                if !(presence >= threshold) {
+                    continue;
+                }
+                let v: [f32; 8] = std::array::from_fn(|q| at(kk, q, i));
+                if v.iter().any(|x| !x.is_finite()) {
+                    return Err(Error::Model(format!(
+                        "the network produced a non-finite value for Gaussian {kk} of cell \
+                         ({gx}, {gy}): {v:?}"
+                    )));
+                }
+                let x = ((gx as f32 + 0.5) * c as f32 + v[0]).clamp(0.0, w as f32);
+                let y = ((gy as f32 + 0.5) * c as f32 + v[1]).clamp(0.0, h as f32);
+                let s = |l: f32| l.clamp(-MAX_LOG2_SCALE, MAX_LOG2_SCALE).exp2();
+                let ch = |v: f32| v.clamp(-MAX_CHANNEL_VALUE, MAX_CHANNEL_VALUE);
+                let mut color = [0f32; 4];
+                if p.layout.is_color() {
+                    color[..3].copy_from_slice(&[ch(v[5]), ch(v[6]), ch(v[7])]);
+                } else {
+                    color[0] = ch(0.299 * v[5] + 0.587 * v[6] + 0.114 * v[7]);
+                }
+                if p.layout.has_alpha() {
+                    // A first guess (the nearest pixel's alpha), refined by the fit.
+                    let px = (x as u32).min(w - 1) as usize;
+                    let py = (y as u32).min(h - 1) as usize;
+                    color[nc - 1] = p.data[(py * w as usize + px) * nc + nc - 1];
+                }
+                out.push(Gaussian {
+                    x,
+                    y,
+                    scale: [s(v[2]), s(v[3])],
+                    rotation: v[4],
+                    color,
+                });
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Fits each Gaussian's alpha (the last channel) by least squares to the picture's alpha.
+fn fit_alpha(p: &Pixels, gs: &mut [Gaussian], opts: &FitOptions) {
+    let nc = p.channels();
+    let alpha: Vec<f32> = p.data.chunks_exact(nc).map(|px| px[nc - 1]).collect();
+    let (lo, hi) = alpha
+        .iter()
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+    if lo == hi {
+        // Uniform alpha: exact without a fit.
+        for g in gs.iter_mut() {
+            g.color[nc - 1] = lo;
+        }
+        return;
+    }
+    let plane = Pixels {
+        width: p.width,
+        height: p.height,
+        layout: ChannelLayout::Gray,
+        data: alpha,
+    };
+    let mut tmp: Vec<Gaussian> = gs
+        .iter()
+        .map(|g| {
+            let mut t = *g;
+            t.color = [g.color[nc - 1], 0.0, 0.0, 0.0];
+            t
+        })
+        .collect();
+    fit_colors(&plane, &mut tmp, opts);
+    for (g, t) in gs.iter_mut().zip(&tmp) {
+        g.color[nc - 1] = t.color[0].clamp(0.0, 1.0);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    const COMPACT: &[(&str, &str)] = &[
+        ("gsimg.kind", "compact"),
+        ("gsimg.cell", "8"),
+        ("gsimg.per_cell", "4"),
+        ("gsimg.multiple", "8"),
+        ("gsimg.receptive_field", "50"),
+        ("gsimg.version", "1"),
+        ("gsimg.pos_bits", "5"),
+        ("gsimg.scale_bits", "5"),
+        ("gsimg.scale_min", "-2.0"),
+        ("gsimg.scale_max", "2.25"),
+        ("gsimg.rot_bits", "5"),
+        ("gsimg.color_bits", "8,6,6"),
+        ("gsimg.color_min", "0.0,-0.5,-0.5"),
+        ("gsimg.color_max", "1.0,0.5,0.5"),
+    ];
+
+    #[test]
+    fn metadata_parses_and_rejects() {
+        let info = ModelInfo::from_metadata(&meta(COMPACT)).unwrap();
+        assert_eq!(info.kind, ModelKind::Compact);
+        assert_eq!(info.tile_margin(), 56);
+        let q = info.quantizers.unwrap();
+        assert_eq!(q.color_bits, [8, 6, 6]);
+        assert_eq!(q.scale_range, (-2.0, 2.25));
+        for (key, value, needle) in [
+            ("gsimg.cell", "zero", "gsimg.cell"),
+            ("gsimg.kind", "superres", "upscale or compact"),
+            ("gsimg.multiple", "12", "not a multiple"),
+            ("gsimg.color_bits", "8,6", "three"),
+            ("gsimg.color_bits", "8,6,5", "same number"),
+        ] {
+            let mut m = meta(COMPACT);
+            m.insert(key.into(), value.into());
+            let e = ModelInfo::from_metadata(&m).unwrap_err().to_string();
+            assert!(e.contains(needle), "{key}={value}: {e}");
+        }
+        let mut m = meta(COMPACT);
+        m.remove("gsimg.rot_bits");
+        let e = ModelInfo::from_metadata(&m).unwrap_err().to_string();
+        assert!(e.contains("gsimg.rot_bits") && e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn tiles_cover_once_and_align() {
+        for (wp, hp, m, margin, max, side) in [
+            (768, 512, 8, 56, 1 << 21, None),
+            (6000, 4000, 8, 56, 1 << 20, None),
+            (1000, 333, 1, 35, 1 << 16, None),
+            (64, 40, 8, 8, 1 << 20, Some(16)),
+        ] {
+            let tiles = plan_tiles(wp, hp, m, margin, max, side);
+            let mut covered = vec![0u8; (wp * hp) as usize];
+            for t in &tiles {
+                let [x0, y0, x1, y1] = t.core;
+                assert!(x0 % m == 0 && y0 % m == 0 && t.window[0] % m == 0 && t.window[1] % m == 0);
+                assert!(t.window[2] % m == 0 && t.window[3] % m == 0);
+                assert!((t.window[2] - t.window[0]) as u64 * (t.window[3] - t.window[1]) as u64 <= max.max(((wp*hp) as u64).min(max)) || side.is_some());
+                for y in y0..y1 {
+                    for x in x0..x1 {
+                        covered[(y * wp + x) as usize] += 1;
+                    }
+                }
+                assert!(x0 - t.window[0] >= margin.min(x0) && t.window[2] - x1 >= margin.min(wp - x1));
+            }
+            assert!(covered.iter().all(|&c| c == 1), "{wp}x{hp}");
+        }
+        assert_eq!(plan_tiles(768, 512, 8, 56, 1 << 21, None).len(), 1);
+    }
+}

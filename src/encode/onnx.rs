@@ -1,0 +1,296 @@
+//! Running an encoder network through ONNX Runtime: the only file that imports `ort`.
+//!
+//! The library is opened once per process ([`ort_lib`](super::ort_lib) finds it, `ort::init_from`
+//! loads it, with an absolute path); a session is created per model, on the CUDA execution
+//! provider when asked for (`Device::Cuda`) or allowed (`Device::Auto`) and the library has it,
+//! on the CPU provider otherwise. CUDA is declared working only after a warm-up run succeeded
+//! (cuDNN loads lazily, at the first convolution); with `Device::Auto` any CUDA failure falls back
+//! to the CPU provider with a message saying why.
+//!
+//! On the GPU machine, select the CUDA build of ONNX Runtime with `ORT_DYLIB_PATH` (see the
+//! README's "GPU" section): its folder must also hold `libonnxruntime_providers_shared.so` and
+//! `libonnxruntime_providers_cuda.so`, which ONNX Runtime looks for next to itself.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use ort::ep::{self, ExecutionProvider};
+use ort::session::Session;
+use ort::value::TensorRef;
+
+use super::network::{Device, Provider};
+use super::ort_lib::{self, FoundLibrary, LibrarySearch};
+use crate::{Error, Result};
+
+/// The process's ONNX Runtime: the library (loaded once, never unloaded) and its environment.
+struct Runtime {
+    library: FoundLibrary,
+    env: ort::environment::Environment,
+}
+
+static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
+
+fn model_err(context: &str, e: impl std::fmt::Display) -> Error {
+    Error::Model(format!("{context}: {e}"))
+}
+
+/// Loads ONNX Runtime once per process. A later call that explicitly asks for another library
+/// is an error (a process can hold one ONNX Runtime only).
+fn runtime(search: &LibrarySearch, say: &dyn Fn(&str)) -> Result<Arc<Runtime>> {
+    let mut guard = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(rt) = guard.as_ref() {
+        for wanted in [&search.explicit, &search.env_path].into_iter().flatten() {
+            let wanted = std::path::absolute(wanted).unwrap_or_else(|_| wanted.clone());
+            let same = match (wanted.canonicalize(), rt.library.path.canonicalize()) {
+                (Ok(a), Ok(b)) => a == b,
+                _ => wanted == rt.library.path,
+            };
+            if !same {
+                return Err(Error::Model(format!(
+                    "ONNX Runtime is already loaded in this process from {}; cannot switch to {}",
+                    rt.library.path.display(),
+                    wanted.display()
+                )));
+            }
+            // Only the first explicit request counts (the explicit path hides ORT_DYLIB_PATH).
+            break;
+        }
+        return Ok(rt.clone());
+    }
+    let probe = |p: &Path| ort::util::probe(p);
+    let library = ort_lib::locate(search, &probe, say)?;
+    let env = ort::init_from(&library.path)
+        .map_err(|e| model_err("cannot load ONNX Runtime", e))?
+        .with_name("gsimg")
+        .build()
+        .map_err(|e| model_err("cannot start ONNX Runtime", e))?;
+    let rt = Arc::new(Runtime { library, env });
+    *guard = Some(rt.clone());
+    Ok(rt)
+}
+
+/// Declared type and shape of a model input or output (`-1` for a dynamic dimension).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TensorDecl {
+    pub name: String,
+    /// `None` when the value is not a tensor; `Some(true)` when it holds float32.
+    pub is_f32: Option<bool>,
+    pub shape: Vec<i64>,
+}
+
+/// What a model file declares, read before anything runs.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelDecl {
+    pub inputs: Vec<TensorDecl>,
+    pub outputs: Vec<TensorDecl>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+/// An open model session.
+pub(crate) struct OnnxModel {
+    session: Mutex<Session>,
+    pub provider: Provider,
+    pub library: FoundLibrary,
+    /// Why CUDA was not used, when it was allowed but fell back.
+    pub fallback_reason: Option<String>,
+}
+
+fn declare(outlets: &[ort::value::Outlet]) -> Vec<TensorDecl> {
+    outlets
+        .iter()
+        .map(|o| TensorDecl {
+            name: o.name().to_string(),
+            is_f32: o
+                .dtype()
+                .tensor_type()
+                .map(|t| t == ort::value::TensorElementType::Float32),
+            shape: o
+                .dtype()
+                .tensor_shape()
+                .map(|s| s.iter().copied().collect())
+                .unwrap_or_default(),
+        })
+        .collect()
+}
+
+fn read_decl(session: &Session) -> Result<ModelDecl> {
+    let meta = session
+        .metadata()
+        .map_err(|e| model_err("cannot read the model's metadata", e))?;
+    let mut metadata = BTreeMap::new();
+    for key in meta
+        .custom_keys()
+        .map_err(|e| model_err("cannot read the model's metadata", e))?
+    {
+        if let Some(v) = meta.custom(&key) {
+            metadata.insert(key, v);
+        }
+    }
+    Ok(ModelDecl {
+        inputs: declare(session.inputs()),
+        outputs: declare(session.outputs()),
+        metadata,
+    })
+}
+
+/// What the caller checks before a session is used: the model's declaration, turned into the
+/// size of a warm-up input (height, width), or an error if the model is unusable.
+pub(crate) type Validate<'a> = &'a dyn Fn(&ModelDecl) -> Result<(usize, usize)>;
+
+impl OnnxModel {
+    /// Opens `model` on `device`. `validate` checks the declaration and names the warm-up size.
+    pub fn open(
+        model: &Path,
+        device: Device,
+        search: &LibrarySearch,
+        threads: usize,
+        validate: Validate<'_>,
+        say: &dyn Fn(&str),
+    ) -> Result<OnnxModel> {
+        if !model.is_file() {
+            return Err(Error::Model(format!(
+                "model {}: {}",
+                model.display(),
+                if model.exists() {
+                    "not a file"
+                } else {
+                    "no such file"
+                }
+            )));
+        }
+        let rt = runtime(search, say)?;
+        let ctx = |what: &str| format!("model {}: {what}", model.display());
+        let cpu_session = || -> Result<Session> {
+            let r = (|| -> ort::Result<Session> {
+                let mut b = Session::builder(&rt.env)?;
+                if threads > 0 {
+                    b = b.with_intra_threads(threads)?;
+                }
+                b.commit_from_file(model)
+            })();
+            r.map_err(|e| model_err(&ctx("cannot load it as an ONNX model"), e))
+        };
+        let mut fallback_reason = None;
+        if device != Device::Cpu {
+            match Self::try_cuda(&rt, model, validate) {
+                Ok(session) => {
+                    return Ok(OnnxModel {
+                        session: Mutex::new(session),
+                        provider: Provider::Cuda,
+                        library: rt.library.clone(),
+                        fallback_reason: None,
+                    });
+                }
+                Err(CudaFailure::Model(e)) => return Err(e),
+                Err(CudaFailure::Unavailable(why)) => {
+                    if device == Device::Cuda {
+                        return Err(Error::Model(format!(
+                            "--device cuda: the CUDA execution provider cannot run: {why} \
+                             (ONNX Runtime {} from {}); for the GPU build set ORT_DYLIB_PATH to \
+                             onnxruntime-gpu's libonnxruntime.so (with its providers next to it), \
+                             or use --device cpu",
+                            rt.library.minor,
+                            rt.library.path.display()
+                        )));
+                    }
+                    // A CPU-only library is the normal case, not worth a message.
+                    if !why.starts_with(NOT_BUILT) {
+                        fallback_reason = Some(why);
+                    }
+                }
+            }
+        }
+        let session = cpu_session()?;
+        let decl = read_decl(&session)?;
+        validate(&decl).map_err(|e| prefix(e, &ctx("")))?;
+        Ok(OnnxModel {
+            session: Mutex::new(session),
+            provider: Provider::Cpu,
+            library: rt.library.clone(),
+            fallback_reason,
+        })
+    }
+
+    fn try_cuda(
+        rt: &Runtime,
+        model: &Path,
+        validate: Validate<'_>,
+    ) -> std::result::Result<Session, CudaFailure> {
+        let unavailable = |e: &dyn std::fmt::Display| CudaFailure::Unavailable(e.to_string());
+        match ep::CUDA::is_available() {
+            Ok(true) => {}
+            Ok(false) => {
+                return Err(CudaFailure::Unavailable(NOT_BUILT.into()));
+            }
+            Err(e) => return Err(unavailable(&e)),
+        }
+        let cuda = ep::CUDA::default().with_device_id(0).build().error_on_failure();
+        let session = (|| -> ort::Result<Session> {
+            Session::builder(&rt.env)?
+                .with_execution_providers([cuda])?
+                .commit_from_file(model)
+        })()
+        .map_err(|e| unavailable(&e))?;
+        let decl = read_decl(&session).map_err(CudaFailure::Model)?;
+        let (h, w) = validate(&decl).map_err(|e| {
+            CudaFailure::Model(prefix(e, &format!("model {}: ", model.display())))
+        })?;
+        let mut session = session;
+        // cuDNN and the kernels load at the first run: warm up before trusting CUDA.
+        let zeros = vec![0f32; 3 * h * w];
+        run_raw(&mut session, &zeros, h, w, &mut |_, _| Ok(()))
+            .map_err(|e| CudaFailure::Unavailable(format!("warm-up run failed: {e}")))?;
+        Ok(session)
+    }
+
+    /// Runs the network on one planar RGB image `[3, h, w]` and hands the `gaussians` output
+    /// (shape, values) to `f` without copying it.
+    pub fn run(
+        &self,
+        image: &[f32],
+        h: usize,
+        w: usize,
+        f: &mut dyn FnMut(&[i64], &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
+        run_raw(&mut session, image, h, w, f)
+    }
+}
+
+const NOT_BUILT: &str = "this ONNX Runtime library was built without the CUDA execution provider";
+
+enum CudaFailure {
+    /// The model itself is wrong: no point trying the CPU.
+    Model(Error),
+    /// CUDA cannot run here.
+    Unavailable(String),
+}
+
+fn prefix(e: Error, p: &str) -> Error {
+    match e {
+        Error::Model(m) if !p.is_empty() => Error::Model(format!("{p}{m}")),
+        e => e,
+    }
+}
+
+fn run_raw(
+    session: &mut Session,
+    image: &[f32],
+    h: usize,
+    w: usize,
+    f: &mut dyn FnMut(&[i64], &[f32]) -> Result<()>,
+) -> Result<()> {
+    let input = TensorRef::from_array_view(([1usize, 3, h, w], image))
+        .map_err(|e| model_err("cannot build the input tensor", e))?;
+    let outputs = session
+        .run(ort::inputs!["image" => input])
+        .map_err(|e| model_err(&format!("the network failed on a {w}x{h} input"), e))?;
+    let out = outputs
+        .get("gaussians")
+        .ok_or_else(|| Error::Model("the network has no output named `gaussians`".into()))?;
+    let (shape, data) = out
+        .try_extract_tensor::<f32>()
+        .map_err(|e| model_err("the `gaussians` output is not a float32 tensor", e))?;
+    f(shape, data)
+}

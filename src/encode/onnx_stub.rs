@@ -1,0 +1,61 @@
+//! Stand-in for `onnx.rs` when gsimg is built without the `onnx` feature: the same items, every
+//! attempt to open a model an [`Error::Model`].
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use super::network::{Device, Provider};
+use super::ort_lib::{FoundLibrary, LibrarySearch};
+use crate::{Error, Result};
+
+/// Declared type and shape of a model input or output.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TensorDecl {
+    pub name: String,
+    pub is_f32: Option<bool>,
+    pub shape: Vec<i64>,
+}
+
+/// What a model file declares.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelDecl {
+    pub inputs: Vec<TensorDecl>,
+    pub outputs: Vec<TensorDecl>,
+    pub metadata: BTreeMap<String, String>,
+}
+
+pub(crate) type Validate<'a> = &'a dyn Fn(&ModelDecl) -> Result<(usize, usize)>;
+
+/// Never constructed without the `onnx` feature.
+pub(crate) struct OnnxModel {
+    pub provider: Provider,
+    pub library: FoundLibrary,
+    pub fallback_reason: Option<String>,
+}
+
+impl OnnxModel {
+    pub fn open(
+        _model: &Path,
+        _device: Device,
+        _search: &LibrarySearch,
+        _threads: usize,
+        _validate: Validate<'_>,
+        _say: &dyn Fn(&str),
+    ) -> Result<OnnxModel> {
+        Err(Error::Model(
+            "this gsimg was built without the `onnx` feature: the network encoder is unavailable \
+             (rebuild with `--features onnx`, or use --method analytic)"
+                .into(),
+        ))
+    }
+
+    pub fn run(
+        &self,
+        _image: &[f32],
+        _h: usize,
+        _w: usize,
+        _f: &mut dyn FnMut(&[i64], &[f32]) -> Result<()>,
+    ) -> Result<()> {
+        Err(Error::Model("built without the `onnx` feature".into()))
+    }
+}
