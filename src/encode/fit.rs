@@ -9,7 +9,7 @@
 use rayon::prelude::*;
 
 use super::input::Pixels;
-use crate::render::project::{CUTOFF_Q, Projected, project, row_span};
+use crate::render::project::{Projected, project, row_span, weight};
 use crate::splat::Gaussian;
 
 /// Side of a fitting chunk in native pixels.
@@ -55,14 +55,11 @@ impl Weights {
             let start = pix.len();
             for y in p.bbox[1].max(rect[1])..=p.bbox[3].min(rect[3] - 1) {
                 let (lo, hi) = row_span(p, y);
-                let dy = (y as f32 + 0.5) - p.my;
                 for x in lo.max(rect[0])..=hi.min(rect[2] - 1) {
-                    let dx = (x as f32 + 0.5) - p.mx;
-                    let [a, b, c] = p.conic;
-                    let q = a * dx * dx + (2.0 * b * dy) * dx + c * dy * dy;
-                    if q <= CUTOFF_Q {
+                    let wt = weight(p, x, y);
+                    if wt > 0.0 {
                         pix.push(((y - rect[1]) * width + (x - rect[0])) as u32);
-                        w.push(p.amp * (-0.5 * q).exp());
+                        w.push(wt);
                     }
                 }
             }

@@ -8,6 +8,7 @@
 
 use rayon::prelude::*;
 
+use super::fastexp::exp_neg_half;
 use super::project::{CUTOFF_Q, MIN_WEIGHT_SUM, Projected, project, row_span};
 use super::{Frame, Sample, Viewport};
 use crate::splat::SplatImage;
@@ -15,6 +16,8 @@ use crate::{Limits, Result};
 
 const TILE_W: i64 = 64;
 const TILE_H: i64 = 32;
+/// Pixels computed together in the weight loop.
+const LANES: usize = 8;
 /// Most tile-list entries held at once (4 bytes each); larger renders go in groups of tile rows.
 const MAX_LIST_ENTRIES: u64 = 1 << 24;
 
@@ -195,7 +198,7 @@ impl Ctx<'_> {
         }
         bands.into_par_iter().enumerate().for_each(|(k, band)| {
             let row = row0 + k as i64;
-            let mut acc = vec![0f32; (TILE_W * TILE_H) as usize * (C + 1)];
+            let mut acc = vec![0f32; ((TILE_W * TILE_H) as usize + LANES) * (C + 1)];
             for col in 0..tx {
                 let t = (k as i64 * tx + col) as usize;
                 let list = &lists[offsets[t] as usize..offsets[t + 1] as usize];
@@ -213,7 +216,7 @@ impl Ctx<'_> {
     /// Renders one tile row whose lists would be too large, finding each tile's Gaussians by a
     /// scan of all of them (slow, but bounded in memory; only hostile files get here).
     fn render_row_unlisted<T: Sample, const C: usize>(&self, row: i64, tx: i64, band: &mut [T]) {
-        let mut acc = vec![0f32; (TILE_W * TILE_H) as usize * (C + 1)];
+        let mut acc = vec![0f32; ((TILE_W * TILE_H) as usize + LANES) * (C + 1)];
         for col in 0..tx {
             let hits = self.projected.iter().filter(|p| {
                 let s = self.tile_span(p);
@@ -223,8 +226,42 @@ impl Ctx<'_> {
         }
     }
 
-    /// Blends the Gaussians of tile (`col`, `row`) and writes the tile into its band of rows.
+    /// Blends the Gaussians of tile (`col`, `row`) and writes the tile into its band of rows,
+    /// with 256-bit vectors where the processor has AVX2 (the same operations per pixel, so the
+    /// same result: Rust never fuses a multiply and an add on its own).
     fn render_tile<'p, T: Sample, const C: usize>(
+        &self,
+        col: i64,
+        row: i64,
+        gaussians: impl Iterator<Item = &'p Projected>,
+        acc: &mut [f32],
+        band: &mut [T],
+    ) {
+        #[cfg(target_arch = "x86_64")]
+        if std::arch::is_x86_feature_detected!("avx2") {
+            // SAFETY: the processor supports AVX2, checked just above.
+            unsafe { self.render_tile_avx2::<T, C>(col, row, gaussians, acc, band) };
+            return;
+        }
+        self.render_tile_impl::<T, C>(col, row, gaussians, acc, band)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2")]
+    fn render_tile_avx2<'p, T: Sample, const C: usize>(
+        &self,
+        col: i64,
+        row: i64,
+        gaussians: impl Iterator<Item = &'p Projected>,
+        acc: &mut [f32],
+        band: &mut [T],
+    ) {
+        self.render_tile_impl::<T, C>(col, row, gaussians, acc, band)
+    }
+
+    /// The body of [`Self::render_tile`]. `acc` holds `C + 1` planes of `TILE_W × TILE_H` sums: one per channel, then the weights.
+    #[inline(always)]
+    fn render_tile_impl<'p, T: Sample, const C: usize>(
         &self,
         col: i64,
         row: i64,
@@ -237,7 +274,10 @@ impl Ctx<'_> {
         let x1 = (x0 + TILE_W - 1).min(self.region[2]);
         let y1 = (y0 + TILE_H - 1).min(self.region[3]);
         let tw = (x1 - x0 + 1) as usize;
+        // Each plane has LANES floats of slack after its last row for the padded spans.
+        let plane = (TILE_W * TILE_H) as usize + LANES;
         acc.fill(0.0);
+        let mut weights = [0f32; TILE_W as usize + LANES];
         for p in gaussians {
             for y in p.bbox[1].max(y0)..=p.bbox[3].min(y1) {
                 let (lo, hi) = row_span(p, y);
@@ -245,50 +285,59 @@ impl Ctx<'_> {
                 if lo > hi {
                     continue;
                 }
-                let base = ((y - y0) as usize * TILE_W as usize + (lo - x0) as usize) * (C + 1);
-                let dy = (y as f32 + 0.5) - p.my;
-                blend_span::<C>(
-                    p,
-                    lo,
-                    hi,
-                    dy,
-                    &mut acc[base..base + (hi - lo + 1) as usize * (C + 1)],
-                );
+                // Whole lanes: the weights past the span are zeroed, and adding +0.0 to a sum
+                // of non-negative terms leaves it unchanged, so the padding is exact.
+                let n = (hi - lo + 1) as usize;
+                let padded = n.div_ceil(LANES) * LANES;
+                let w = &mut weights[..padded];
+                span_weights(p, lo, y, w);
+                w[n..].fill(0.0);
+                let base = (y - y0) as usize * TILE_W as usize + (lo - x0) as usize;
+                for c in 0..C {
+                    let color = p.color[c];
+                    for (a, &wi) in acc[c * plane + base..][..padded].iter_mut().zip(w.iter()) {
+                        *a += wi * color;
+                    }
+                }
+                for (a, &wi) in acc[C * plane + base..][..padded].iter_mut().zip(w.iter()) {
+                    *a += wi;
+                }
             }
         }
         let width = (self.region[2] - self.region[0] + 1) as usize;
         for y in 0..=(y1 - y0) as usize {
             let dst0 = (y * width + (x0 - self.region[0]) as usize) * C;
             let dst = &mut band[dst0..dst0 + tw * C];
-            let src = &acc[y * TILE_W as usize * (C + 1)..][..tw * (C + 1)];
-            for (d, s) in dst.chunks_exact_mut(C).zip(src.chunks_exact(C + 1)) {
-                let den = s[C].max(MIN_WEIGHT_SUM);
+            let r = y * TILE_W as usize;
+            for (i, d) in dst.chunks_exact_mut(C).enumerate() {
+                let den = acc[C * plane + r + i].max(MIN_WEIGHT_SUM);
                 for c in 0..C {
-                    d[c] = T::from_value(s[c] / den);
+                    d[c] = T::from_value(acc[c * plane + r + i] / den);
                 }
             }
         }
     }
 }
 
-/// Adds one Gaussian's weighted colour to pixels `lo..=hi` of a row (§3.4).
-#[inline]
-fn blend_span<const C: usize>(p: &Projected, lo: i64, hi: i64, dy: f32, acc: &mut [f32]) {
+/// The weights (§3.4) of one Gaussian at pixels `lo, lo + 1, ...` of row `y`, 0 outside the
+/// 3σ ellipse, for whole groups of [`LANES`] pixels (`out.len()` is a multiple of it). The same
+/// arithmetic as [`super::project::weight`], in a loop that vectorizes.
+#[inline(always)]
+fn span_weights(p: &Projected, lo: i64, y: i64, out: &mut [f32]) {
     let [a, b, c] = p.conic;
-    let bdy2 = 2.0 * b * dy;
-    let cdy2 = c * dy * dy;
-    let mut x = lo;
-    for px in acc.chunks_exact_mut(C + 1) {
-        let dx = (x as f32 + 0.5) - p.mx;
-        let q = a * dx * dx + bdy2 * dx + cdy2;
-        if q <= CUTOFF_Q {
-            let w = p.amp * (-0.5 * q).exp();
-            for k in 0..C {
-                px[k] += w * p.color[k];
-            }
-            px[C] += w;
+    let dy = (y as f32 + 0.5) - p.my;
+    let bdy = 2.0 * b * dy;
+    let cdy = c * dy * dy;
+    // Pixel centres lo + 0.5, lo + 1.5, ...: exact in binary32 below 2^23.
+    const OFFSETS: [f32; LANES] = [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0];
+    let x0 = lo as f32 + 0.5;
+    for (k, lane) in out.chunks_exact_mut(LANES).enumerate() {
+        let base = x0 + (k * LANES) as f32;
+        for l in 0..LANES {
+            let dx = (base + OFFSETS[l]) - p.mx;
+            let q = a * dx * dx + bdy * dx + cdy;
+            let e = p.amp * exp_neg_half(q);
+            lane[l] = if q <= CUTOFF_Q { e } else { 0.0 };
         }
-        x += 1;
     }
-    debug_assert_eq!(x, hi + 1);
 }

@@ -6,6 +6,7 @@
 //! render. `format-spec.md` §3 is the normative rule; [`project`] holds the per-Gaussian math.
 
 mod cpu;
+mod fastexp;
 pub mod project;
 
 use crate::splat::SplatImage;

@@ -92,7 +92,7 @@ pub fn row_span(p: &Projected, y: i64) -> (i64, i64) {
 }
 
 /// The weight of `p` at the centre of output pixel `(x, y)`: `amp · exp(-q/2)` when `q ≤ 9`,
-/// else 0 — the reference evaluation, in f32.
+/// else 0 — the reference evaluation, in f32 (the renderers compute exactly this).
 #[inline]
 pub fn weight(p: &Projected, x: i64, y: i64) -> f32 {
     let dx = (x as f32 + 0.5) - p.mx;
