@@ -6,6 +6,7 @@ mod cli;
 mod encode;
 mod format;
 mod malformed;
+mod onnx;
 mod render;
 mod test_vector;
 mod torch_fixture;

@@ -1,0 +1,521 @@
+//! The network encoder through ONNX Runtime, with the tiny dummy models of
+//! `tests/fixtures/onnx/` (CPU provider).
+//!
+//! ONNX Runtime is found or fetched (pip, once per user) as gsimg does it for users. When it
+//! cannot be had (no network, no pip) these tests print why and pass, unless the environment
+//! variable `GSIMG_REQUIRE_ORT` is set (as `.ci/run` does), in which case they fail.
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Arc, Mutex, OnceLock};
+
+use crate::common::{Rng, psnr, synthetic_pixels};
+use gsimg::encode::network::{
+    MessageSink, ModelKind, NetworkEncoder, NetworkOptions, Provider, plan_tiles,
+};
+use gsimg::encode::ort_lib::{LibrarySearch, LibrarySource};
+use gsimg::encode::{Device, Pixels};
+use gsimg::{ChannelLayout, Frame, Limits, SplatImage, Viewport, format, render};
+
+fn fixture(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fixtures/onnx")
+        .join(name)
+}
+
+fn quiet() -> Option<MessageSink> {
+    None
+}
+
+/// The ONNX Runtime library this process uses, or `None` (after printing why) when it cannot
+/// be had and `GSIMG_REQUIRE_ORT` is unset.
+fn ort_library() -> Option<PathBuf> {
+    static LIB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
+    let r = LIB.get_or_init(|| {
+        NetworkOptions::default()
+            .with_model(fixture("dummy_upscale.onnx"))
+            .with_device(Device::Cpu)
+            .build()
+            .map(|e| e.library().path.clone())
+            .map_err(|e| e.to_string())
+    });
+    match r {
+        Ok(p) => Some(p.clone()),
+        Err(e) if std::env::var_os("GSIMG_REQUIRE_ORT").is_none() => {
+            eprintln!("SKIPPED (ONNX Runtime unavailable; set GSIMG_REQUIRE_ORT to fail): {e}");
+            None
+        }
+        Err(e) => panic!("ONNX Runtime is required (GSIMG_REQUIRE_ORT is set): {e}"),
+    }
+}
+
+fn encoder(model: &str, f: impl FnOnce(NetworkOptions) -> NetworkOptions) -> NetworkEncoder {
+    let o = NetworkOptions::default()
+        .with_model(fixture(model))
+        .with_device(Device::Cpu)
+        .with_messages(quiet());
+    f(o).build().unwrap()
+}
+
+fn render_f32(image: &SplatImage, w: u32, h: u32) -> Frame<f32> {
+    render::render_cpu(image, &Viewport::full(w, h), &Limits::default()).unwrap()
+}
+
+/// A 512×512 photo-like texture: smooth shading, hard edges, fine noise, stripes at several
+/// frequencies and orientations.
+fn textured(w: u32, h: u32, layout: ChannelLayout) -> Pixels {
+    let mut rng = Rng::new(7);
+    let nc = layout.channels();
+    let mut data = Vec::with_capacity((w * h) as usize * nc);
+    for y in 0..h {
+        for x in 0..w {
+            let (fx, fy) = (x as f32 / w as f32, y as f32 / h as f32);
+            let n = rng.range(-0.06, 0.06) as f32;
+            let stripes = (0.5 + 0.5 * ((x as f32 * 0.9 + y as f32 * 0.4).sin())) * 0.3;
+            let rings = (((fx - 0.3).hypot(fy - 0.6) * 60.0).sin() * 0.5 + 0.5) * 0.25;
+            let block = if (x / 37 + y / 53) % 2 == 0 { 0.2 } else { 0.0 };
+            let r = (0.2 + 0.5 * fx + stripes + n).clamp(0.0, 1.0);
+            let g = (0.1 + 0.4 * fy + rings + block + n).clamp(0.0, 1.0);
+            let b = (0.6 - 0.3 * fx * fy + block - n).clamp(0.0, 1.0);
+            let a = (0.3 + 0.7 * fx).min(if fy > 0.5 { 1.0 } else { 0.6 });
+            let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+            match layout {
+                ChannelLayout::Gray => data.push(luma),
+                ChannelLayout::GrayAlpha => data.extend([luma, a]),
+                ChannelLayout::Rgb => data.extend([r, g, b]),
+                ChannelLayout::Rgba => data.extend([r, g, b, a]),
+            }
+        }
+    }
+    Pixels {
+        width: w,
+        height: h,
+        layout,
+        data,
+    }
+}
+
+fn channel(data: &[f32], nc: usize, c: usize) -> Vec<f32> {
+    data.iter().skip(c).step_by(nc).copied().collect()
+}
+
+#[test]
+fn dummy_upscale_field_renders_the_picture() {
+    if ort_library().is_none() {
+        return;
+    }
+    let e = encoder("dummy_upscale.onnx", |o| o);
+    assert_eq!(e.provider(), Provider::Cpu);
+    assert_eq!(e.info().kind, ModelKind::Upscale);
+    assert_eq!((e.info().cell, e.info().per_cell, e.info().receptive_field), (1, 4, 2));
+    let px = synthetic_pixels(61, 37, ChannelLayout::Rgb);
+    let out = e.gaussians(&px).unwrap();
+    assert_eq!(out.image.gaussian_count(), 4 * 61 * 37);
+    assert_eq!((out.tiles, out.provider), (1, Provider::Cpu));
+    // Anchors: pixel centre ± 0.25 px; σ = 2^-1.3; θ = 0.4.
+    let g = out.image.gaussians()[0];
+    assert!((g.x - 0.25).abs() < 1e-5 && (g.y - 0.25).abs() < 1e-5, "{g:?}");
+    assert!((g.scale[0] - (-1.3f32).exp2()).abs() < 1e-5 && (g.rotation - 0.4).abs() < 1e-6);
+    let f = render_f32(&out.image, 61, 37);
+    let p = psnr(&f.data, &px.data);
+    assert!(p > 28.0, "render of the dummy field vs the input: {p:.2} dB");
+}
+
+#[test]
+fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
+    if ort_library().is_none() {
+        return;
+    }
+    let px = synthetic_pixels(100, 70, ChannelLayout::Rgb);
+    let cells = 100usize.div_ceil(8) * 70usize.div_ceil(8);
+    let e = encoder("dummy_compact.onnx", |o| o);
+    let enc = e.encode(&px).unwrap();
+    let h = &enc.header;
+    assert_eq!(h.cell_size, 8);
+    assert_eq!((h.position.bits, h.scale.bits, h.rotation.bits), (5, 5, 5));
+    assert_eq!((h.scale.min, h.scale.max), (-2.0, 2.25));
+    let bits: Vec<u8> = h.channels.iter().map(|c| c.bits).collect();
+    assert_eq!(bits, [8, 6, 6]);
+    assert_eq!((h.channels[1].min, h.channels[1].max), (-0.5, 0.5));
+    assert_eq!(h.color_model, format::ColorModel::YCbCr);
+    // Presence 0.9, 0.8, 0.7, 0.6: all kept at the default threshold 0.5.
+    assert_eq!(enc.image.gaussian_count(), 4 * cells);
+    let file = format::read(&enc.bytes, &Limits::default()).unwrap();
+    assert_eq!(file.image, enc.image);
+    let p = psnr(&render_f32(&file.image, 100, 70).data, &px.data);
+    assert!(p > 22.0, "compact dummy: {p:.2} dB");
+    // Quality 25 → threshold 0.75: two of four per cell.
+    let e25 = encoder("dummy_compact.onnx", |o| o.with_quality(25).unwrap());
+    assert_eq!(e25.encode(&px).unwrap().image.gaussian_count(), 2 * cells);
+    // Every centre clamped into the picture (the file then rounds it within its cell).
+    assert!(
+        e.gaussians(&px)
+            .unwrap()
+            .image
+            .gaussians()
+            .iter()
+            .all(|g| (0.0..=100.0).contains(&g.x) && (0.0..=70.0).contains(&g.y))
+    );
+}
+
+/// Tiled and untiled runs give the same Gaussians up to float summation order.
+#[test]
+fn tiled_equals_untiled() {
+    if ort_library().is_none() {
+        return;
+    }
+    let px = textured(512, 512, ChannelLayout::Rgb);
+    for (model, tile) in [("dummy_upscale.onnx", 96), ("dummy_compact.onnx", 120)] {
+        let whole = encoder(model, |o| o.with_max_tile_pixels(1 << 24));
+        let tiled = encoder(model, |o| o.with_tile_size(Some(tile)));
+        assert_eq!(whole.tiles_for(512, 512).len(), 1);
+        assert!(tiled.tiles_for(512, 512).len() >= 16);
+        let a = whole.gaussians(&px).unwrap();
+        let b = tiled.gaussians(&px).unwrap();
+        assert_eq!(a.image.gaussian_count(), b.image.gaussian_count(), "{model}");
+        let key = |g: &gsimg::Gaussian| ((g.y * 64.0) as i64, (g.x * 64.0) as i64);
+        let mut ga = a.image.gaussians().to_vec();
+        let mut gb = b.image.gaussians().to_vec();
+        ga.sort_by_key(key);
+        gb.sort_by_key(key);
+        let mut worst = 0f32;
+        for (x, y) in ga.iter().zip(&gb) {
+            let d = [
+                x.x - y.x,
+                x.y - y.y,
+                x.scale[0] - y.scale[0],
+                x.scale[1] - y.scale[1],
+                x.rotation - y.rotation,
+                x.color[0] - y.color[0],
+                x.color[1] - y.color[1],
+                x.color[2] - y.color[2],
+            ];
+            worst = d.iter().fold(worst, |m, v| m.max(v.abs()));
+        }
+        // Stated bound: 1e-5 per parameter (f32 summation order only).
+        assert!(worst <= 1e-5, "{model}: tiled vs untiled max |diff| {worst}");
+        let fa = render_f32(&a.image, 512, 512);
+        let fb = render_f32(&b.image, 512, 512);
+        let max = fa
+            .data
+            .iter()
+            .zip(&fb.data)
+            .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+        assert!(max <= 1e-4, "{model}: renders differ by {max}");
+    }
+}
+
+#[test]
+fn gray_input_gives_gray_output() {
+    if ort_library().is_none() {
+        return;
+    }
+    let px = synthetic_pixels(48, 40, ChannelLayout::Gray);
+    for model in ["dummy_upscale.onnx", "dummy_compact.onnx"] {
+        let e = encoder(model, |o| o);
+        let enc = e.encode(&px).unwrap();
+        assert_eq!(enc.image.layout(), ChannelLayout::Gray);
+        let f = render_f32(&enc.image, 48, 40);
+        assert_eq!(f.channels, 1);
+        let p = psnr(&f.data, &px.data);
+        assert!(p > 22.0, "{model}: gray {p:.2} dB");
+    }
+}
+
+#[test]
+fn rgba_alpha_survives_the_round_trip() {
+    if ort_library().is_none() {
+        return;
+    }
+    for (model, layout) in [
+        ("dummy_compact.onnx", ChannelLayout::Rgba),
+        ("dummy_upscale.onnx", ChannelLayout::Rgba),
+        ("dummy_compact.onnx", ChannelLayout::GrayAlpha),
+    ] {
+        let px = textured(96, 80, layout);
+        let nc = layout.channels();
+        let e = encoder(model, |o| o);
+        let enc = e.encode(&px).unwrap();
+        let file = format::read(&enc.bytes, &Limits::default()).unwrap();
+        assert_eq!(file.image.layout(), layout);
+        let f = render_f32(&file.image, 96, 80);
+        let (got, want) = (channel(&f.data, nc, nc - 1), channel(&px.data, nc, nc - 1));
+        let p = psnr(&got, &want);
+        assert!(p > 30.0, "{model} {layout:?}: alpha {p:.2} dB");
+        // Flat opaque and half-transparent areas come back within 8-bit rounding.
+        let at = |x: usize, y: usize| (got[y * 96 + x], want[y * 96 + x]);
+        for (x, y) in [(90, 75), (40, 10)] {
+            let (g, w) = at(x, y);
+            assert!((g - w).abs() < 0.02, "{model} {layout:?} alpha at ({x},{y}): {g} vs {w}");
+        }
+        // The continuous field (upscale path) too.
+        let out = e.gaussians(&px).unwrap();
+        let f = render_f32(&out.image, 96, 80);
+        let p = psnr(&channel(&f.data, nc, nc - 1), &want);
+        assert!(p > 30.0, "{model} {layout:?}: field alpha {p:.2} dB");
+    }
+}
+
+fn model_error(path: &Path) -> String {
+    match NetworkOptions::default()
+        .with_model(path)
+        .with_device(Device::Cpu)
+        .with_messages(quiet())
+        .build()
+    {
+        Ok(_) => panic!("{} was accepted", path.display()),
+        Err(e) => e.to_string(),
+    }
+}
+
+#[test]
+fn bad_models_give_clear_errors() {
+    if ort_library().is_none() {
+        return;
+    }
+    let missing = fixture("does_not_exist.onnx");
+    let e = model_error(&missing);
+    assert!(e.contains("does_not_exist.onnx") && e.contains("no such file"), "{e}");
+
+    let dir = std::env::temp_dir().join(format!("gsimg-onnx-bad-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let junk = dir.join("junk.onnx");
+    std::fs::write(&junk, b"this is not an ONNX model, just text").unwrap();
+    let e = model_error(&junk);
+    assert!(e.contains("junk.onnx") && e.contains("cannot load it as an ONNX model"), "{e}");
+    let _ = std::fs::remove_dir_all(&dir);
+
+    let e = model_error(&fixture("no_metadata.onnx"));
+    assert!(e.contains("gsimg.kind") && e.contains("missing"), "{e}");
+    let e = model_error(&fixture("wrong_shape.onnx"));
+    assert!(e.contains("gaussians") && e.contains("[1, K = 4, 9"), "{e}");
+    let e = model_error(&fixture("bad_values.onnx"));
+    assert!(e.contains("K = 3"), "{e}");
+}
+
+#[test]
+fn options_are_validated() {
+    let e = NetworkOptions::default()
+        .with_presence_threshold(1.5)
+        .build()
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("presence threshold"), "{e}");
+    assert!(NetworkOptions::default().with_quality(0).is_err());
+    let e = NetworkOptions::default()
+        .with_tile_size(Some(0))
+        .build()
+        .err()
+        .unwrap();
+    assert!(e.to_string().contains("tile size"), "{e}");
+}
+
+#[test]
+fn tiles_for_a_24_megapixel_photo_are_bounded() {
+    // 6000×4000 with the compact model's geometry (multiple 8, margin 56): every window within
+    // the pixel budget, so memory does not grow with the picture.
+    let tiles = plan_tiles(6000, 4000, 8, 56, 1 << 21, None);
+    assert!(tiles.len() >= 12);
+    for t in &tiles {
+        let [x0, y0, x1, y1] = t.window;
+        assert!(((x1 - x0) * (y1 - y0)) as u64 <= 1 << 21, "{t:?}");
+    }
+}
+
+/// The library lookup: an explicit path wins over ORT_DYLIB_PATH; a bad ORT_DYLIB_PATH is a
+/// clear error (not a silent fallback).
+#[test]
+fn library_lookup_order() {
+    let Some(lib) = ort_library() else {
+        return;
+    };
+    let quiet = |_: &str| {};
+    let probe = |p: &Path| {
+        // A fake probe is enough for the order; the real library's name gives its version.
+        p.file_name()
+            .and_then(|n| n.to_str())
+            .and_then(|n| n.split('.').nth(3))
+            .and_then(|v| v.parse().ok())
+            .filter(|_| p.exists())
+    };
+    let search = LibrarySearch {
+        explicit: Some(lib.clone()),
+        env_path: Some("/nonexistent/libonnxruntime.so.1.31.1".into()),
+        exe_dir: None,
+        cache_dir: None,
+        system: false,
+        fetch: false,
+        python: "python3".into(),
+    };
+    let found = gsimg::encode::ort_lib::locate(&search, &probe, &quiet).unwrap();
+    assert_eq!((found.source, found.path), (LibrarySource::Explicit, lib.clone()));
+    let bad = LibrarySearch {
+        explicit: None,
+        ..search
+    };
+    let e = gsimg::encode::ort_lib::locate(&bad, &probe, &quiet)
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("ORT_DYLIB_PATH") && e.contains("/nonexistent/"), "{e}");
+
+    // The same through the command line, in fresh processes.
+    let t = TempDir::new("lookup");
+    let input = t.path("in.png");
+    write_png(&input, 20, 12);
+    let model = fixture("dummy_upscale.onnx");
+    let base = [
+        "upscale",
+        input.as_str(),
+        &t.path("out.png"),
+        "--scale",
+        "2",
+        "--model",
+        model.to_str().unwrap(),
+        "--device",
+        "cpu",
+    ];
+    let o = gsimg_env(&base, &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")]);
+    assert!(!o.status.success());
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("ORT_DYLIB_PATH") && err.contains("/nonexistent/"), "{err}");
+    let mut args = base.to_vec();
+    args.extend(["--ort-lib", lib.to_str().unwrap()]);
+    let o = gsimg_env(&args, &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+}
+
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> TempDir {
+        let p = std::env::temp_dir().join(format!("gsimg-onnx-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&p);
+        std::fs::create_dir_all(&p).unwrap();
+        TempDir(p)
+    }
+
+    fn path(&self, f: &str) -> String {
+        self.0.join(f).to_string_lossy().into_owned()
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn write_png(path: &str, w: u32, h: u32) {
+    let px = synthetic_pixels(w, h, ChannelLayout::Rgb);
+    image::save_buffer(path, &px.to_u8(), w, h, image::ExtendedColorType::Rgb8).unwrap();
+}
+
+fn gsimg_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_gsimg"));
+    c.args(args);
+    for (k, v) in env {
+        c.env(k, v);
+    }
+    c.output().unwrap()
+}
+
+#[test]
+fn cli_upscale_by_a_non_integer_factor() {
+    let Some(lib) = ort_library() else {
+        return;
+    };
+    let t = TempDir::new("upscale");
+    let input = t.path("in.png");
+    write_png(&input, 37, 23);
+    let model = fixture("dummy_upscale.onnx");
+    let lib = lib.to_string_lossy().into_owned();
+    let run = |out: &str, size: &[&str]| {
+        let mut args = vec![
+            "upscale",
+            input.as_str(),
+            out,
+            "--model",
+            model.to_str().unwrap(),
+            "--ort-lib",
+            &lib,
+        ];
+        args.extend(size);
+        let o = gsimg_env(&args, &[]);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let err = String::from_utf8_lossy(&o.stderr).into_owned();
+        assert!(err.contains("CPUExecutionProvider"), "{err}");
+        image::image_dimensions(out).unwrap()
+    };
+    // 37 × 2.5 = 92.5 → 93, 23 × 2.5 = 57.5 → 58 (rounded half away from zero).
+    assert_eq!(run(&t.path("a.png"), &["--scale", "2.5"]), (93, 58));
+    assert_eq!(run(&t.path("b.png"), &["--width", "100"]), (100, 62));
+    assert_eq!(run(&t.path("c.png"), &["--height", "46"]), (74, 46));
+    let o = gsimg_env(&["upscale", &input, &t.path("d.png")], &[]);
+    assert!(!o.status.success());
+    assert!(String::from_utf8_lossy(&o.stderr).contains("--scale"));
+}
+
+#[test]
+fn cli_encode_with_a_model_and_decode() {
+    let Some(lib) = ort_library() else {
+        return;
+    };
+    let t = TempDir::new("encode");
+    let (input, gsi, back) = (t.path("in.png"), t.path("in.gsi"), t.path("back.png"));
+    write_png(&input, 64, 40);
+    let model = fixture("dummy_compact.onnx");
+    let lib = lib.to_string_lossy().into_owned();
+    let o = gsimg_env(
+        &[
+            "encode",
+            &input,
+            &gsi,
+            "--model",
+            model.to_str().unwrap(),
+            "--ort-lib",
+            &lib,
+            "--device",
+            "cpu",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(err.contains("network") && err.contains("CPUExecutionProvider"), "{err}");
+    let o = gsimg_env(&["decode", &gsi, &back], &[]);
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(image::image_dimensions(&back).unwrap(), (64, 40));
+    // --method network with a missing model names the paths tried and suggests analytic.
+    let o = gsimg_env(
+        &[
+            "encode",
+            &input,
+            &gsi,
+            "--method",
+            "network",
+            "--model",
+            "/nonexistent/compact.onnx",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(!o.status.success() && err.contains("/nonexistent/compact.onnx"), "{err}");
+}
+
+/// Messages and progress reach the sinks.
+#[test]
+fn progress_and_messages() {
+    if ort_library().is_none() {
+        return;
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let e = encoder("dummy_compact.onnx", |o| {
+        o.with_tile_size(Some(32))
+            .with_progress(Some(Arc::new(move |d, t| s2.lock().unwrap().push((d, t)))))
+    });
+    let px = synthetic_pixels(64, 64, ChannelLayout::Rgb);
+    e.encode(&px).unwrap();
+    let seen = seen.lock().unwrap();
+    assert_eq!(*seen, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
+}
