@@ -98,7 +98,7 @@ class Patches:
         """n crops of size × size in [0, 1] (float32). With zoom_max > 1 a crop of up to
         zoom_max·size is cut and antialias-downscaled to size (multi-scale data), per batch."""
         z = 1.0 if zoom_max <= 1.0 else float(torch.empty(1).uniform_(1.0, zoom_max, generator=self.gen))
-        src = int(round(size * z))
+        src = max(size, min(int(round(size * z)), 512))  # the images' short sides are >= 512 mostly
         idx = torch.multinomial(self.w, n, replacement=True, generator=self.gen).tolist()
         out = []
         for i in idx:
