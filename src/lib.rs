@@ -22,6 +22,7 @@
 //! ```
 #![warn(missing_docs)]
 
+pub mod cuda;
 pub mod encode;
 mod error;
 pub mod format;

@@ -3,6 +3,7 @@
 mod common;
 
 mod cli;
+mod cuda;
 mod encode;
 mod format;
 mod malformed;

@@ -3,7 +3,7 @@
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
-use clap::Args;
+use clap::{Args, ValueEnum};
 
 use super::io::{OutFormat, encode_image, read_input, write_output};
 use gsimg::{Frame, Limits, Region, Viewport, format, render};
@@ -23,6 +23,62 @@ pub struct DecodeArgs {
     /// Output format (default: from the output file's extension; PNG for stdout).
     #[arg(long, value_enum)]
     format: Option<OutFormat>,
+    /// Where to render: the GPU when one is usable (auto), the CPU, or the GPU or fail (cuda).
+    #[arg(long, value_enum, default_value_t = RenderDevice::Auto)]
+    device: RenderDevice,
+}
+
+/// Where a picture is rendered.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, ValueEnum)]
+pub enum RenderDevice {
+    /// The CUDA renderer when a GPU and driver are usable, else the CPU (with a note); a GPU
+    /// failure during the render falls back to the CPU with a warning.
+    Auto,
+    /// The CPU reference renderer.
+    Cpu,
+    /// The CUDA renderer; an error when it is unavailable.
+    Cuda,
+}
+
+/// Renders `view` of `image` on `device` (see [`RenderDevice`]).
+pub fn render_frame(
+    image: &gsimg::SplatImage,
+    view: &Viewport,
+    limits: &Limits,
+    device: RenderDevice,
+) -> Result<Frame<u8>> {
+    use gsimg::cuda::CudaRenderer;
+    let on_gpu = || -> gsimg::Result<Frame<u8>> {
+        let gpu = CudaRenderer::new()?;
+        gpu.upload(image)?.render(view, limits)
+    };
+    match device {
+        RenderDevice::Cpu => Ok(render::render_cpu(image, view, limits)?),
+        RenderDevice::Cuda => on_gpu().context("rendering with --device cuda"),
+        RenderDevice::Auto => match on_gpu() {
+            Ok(frame) => Ok(frame),
+            // Requests the CPU would refuse too: report them as they are.
+            Err(e @ gsimg::Error::InvalidParameter { .. }) => Err(e.into()),
+            Err(e @ gsimg::Error::LimitsExceeded { what, .. }) if !what.contains("GPU") => {
+                Err(e.into())
+            }
+            Err(gsimg::Error::Cuda(why)) if !gsimg::cuda::BUILT_WITH_CUDA || no_device(&why) => {
+                eprintln!("gsimg: note: rendering on the CPU (no usable GPU: {why})");
+                Ok(render::render_cpu(image, view, limits)?)
+            }
+            Err(e) => {
+                eprintln!("gsimg: warning: the GPU render failed ({e}); rendering on the CPU");
+                Ok(render::render_cpu(image, view, limits)?)
+            }
+        },
+    }
+}
+
+/// Whether a CUDA error only says that there is no usable device (a note, not a warning).
+fn no_device(why: &str) -> bool {
+    why.contains("no NVIDIA driver")
+        || why.contains("cannot open CUDA device")
+        || why.contains("compute capability")
 }
 
 /// The output size: a scale, or a width and/or height (aspect ratio kept when one is missing).
@@ -100,7 +156,7 @@ pub fn run(args: DecodeArgs, limits: &Limits) -> Result<()> {
         decoder.decode_all()
     }
     .with_context(name)?;
-    let frame: Frame<u8> = render::render_cpu(&image, &view, limits)?;
+    let frame = render_frame(&image, &view, limits, args.device)?;
     let meta = decoder.metadata();
     let encoded = write_frame(fmt, frame, meta.orientation, meta.icc_profile.as_deref())?;
     write_output(&args.output, &encoded)

@@ -1,0 +1,152 @@
+// Stage 3: per-tile rasterization (format-spec.md §3.4-3.5).
+//
+// Launch: grid = tiles_x * tiles_y blocks (tile t = blockIdx.x, row-major), RASTER_THREADS = 256
+// threads, one per pixel of the 16 x 16 tile. Warp w covers the 8 x 4 pixels at column 8 * (w % 2),
+// row 4 * (w / 2) of the tile; lane l is pixel (l % 8, l / 8) of that block, so a Gaussian whose
+// box misses the warp's 8 x 4 pixels is skipped by the whole warp at once.
+//
+// The tile's list (bin.cu) is walked in batches of RASTER_BATCH Gaussians: thread k copies the
+// k-th Gaussian of the batch into shared memory, then every thread adds the batch to its pixel
+// in list order, which is file order. Batches repeat until the list ends: no cap per tile.
+//
+// Shared memory, per batch slot (RASTER_BATCH = 256 slots, 14 KB):
+//   s_geo[k]   float4  mx, my, a, 2b
+//   s_geo2[k]  float2  c, amplitude
+//   s_box[k]   int4    bounding box (region-relative, inclusive)
+//   s_col[k]   float4  channel values
+//
+// The arithmetic is the CPU renderer's (src/render/cpu.rs blend_span) in the same order, with
+// explicit round-to-nearest intrinsics so nothing is fused: q and the sums match bit for bit, and
+// only expf (2 ulp here, libm there) can differ. A pixel evaluates a Gaussian only inside its
+// bounding box, as the CPU does.
+#include "common.cuh"
+
+template <typename T>
+struct SampleOut;
+
+// §3.5: floor(clamp(v, 0, 1) * 255 + 1/2), in binary32 as the CPU's Sample for u8.
+template <>
+struct SampleOut<unsigned char> {
+    __device__ __forceinline__ static unsigned char from(float v) {
+        const float c = fminf(fmaxf(v, 0.0f), 1.0f);
+        return (unsigned char)__float2uint_rz(__fadd_rn(__fmul_rn(c, 255.0f), 0.5f));
+    }
+};
+
+template <>
+struct SampleOut<float> {
+    __device__ __forceinline__ static float from(float v) { return v; }
+};
+
+template <int C, typename T>
+__device__ __forceinline__ void rasterize_tile(const Splat* __restrict__ splats,
+                                               const unsigned int* __restrict__ tile_vals,
+                                               const uint2* __restrict__ ranges,
+                                               const RenderStats* __restrict__ stats,
+                                               const RasterParams& p,
+                                               unsigned char* __restrict__ out) {
+    __shared__ float4 s_geo[RASTER_BATCH];
+    __shared__ float2 s_geo2[RASTER_BATCH];
+    __shared__ int4 s_box[RASTER_BATCH];
+    __shared__ float4 s_col[RASTER_BATCH];
+
+    // Over a limit: draw nothing (the whole grid returns); the host reports it.
+    if (stats->work > p.max_work || stats->pairs > p.capacity) return;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tile = blockIdx.x;
+    const int tile_x0 = (tile % p.tiles_x) * TILE_W, tile_y0 = (tile / p.tiles_x) * TILE_H;
+    // The warp's 8 x 4 pixel block and this thread's pixel, region-relative.
+    const int wx0 = tile_x0 + (warp & 1) * WARP_PX_W, wy0 = tile_y0 + (warp >> 1) * WARP_PX_H;
+    const int wx1 = wx0 + WARP_PX_W - 1, wy1 = wy0 + WARP_PX_H - 1;
+    const int px = wx0 + (lane % WARP_PX_W), py = wy0 + (lane / WARP_PX_W);
+    // Pixel centre in full-output coordinates, as the CPU: (x as f32 + 0.5).
+    const float fx = __fadd_rn((float)(p.region_x + px), 0.5f);
+    const float fy = __fadd_rn((float)(p.region_y + py), 0.5f);
+
+    float acc[C];
+#pragma unroll
+    for (int k = 0; k < C; ++k) acc[k] = 0.0f;
+    float den = 0.0f;
+
+    const uint2 range = ranges[tile];
+    for (unsigned int b = range.x; b < range.y; b += RASTER_BATCH) {
+        const unsigned int count = min(range.y - b, (unsigned int)RASTER_BATCH);
+        if ((unsigned int)tid < count) {
+            const Splat s = splats[tile_vals[b + tid]];
+            s_geo[tid] = s.geo;
+            s_geo2[tid] = make_float2(s.geo2.x, s.geo2.y);
+            s_box[tid] = s.box;
+            s_col[tid] = s.color;
+        }
+        __syncthreads();
+        for (unsigned int j = 0; j < count; ++j) {
+            const int4 box = s_box[j];
+            // Whole warp outside the box: skip without evaluating (warp-uniform branch).
+            if (box.x > wx1 || box.z < wx0 || box.y > wy1 || box.w < wy0) continue;
+            if (px < box.x || px > box.z || py < box.y || py > box.w) continue;
+            const float4 g = s_geo[j];
+            const float2 g2 = s_geo2[j];
+            const float dx = __fsub_rn(fx, g.x);
+            const float dy = __fsub_rn(fy, g.y);
+            const float bdy2 = __fmul_rn(g.w, dy);
+            const float cdy2 = __fmul_rn(__fmul_rn(g2.x, dy), dy);
+            const float q = __fadd_rn(__fadd_rn(__fmul_rn(__fmul_rn(g.z, dx), dx),
+                                                __fmul_rn(bdy2, dx)),
+                                      cdy2);
+            if (q <= CUTOFF_Q) {
+                const float w = __fmul_rn(g2.y, expf(__fmul_rn(-0.5f, q)));
+                const float4 col = s_col[j];
+                const float cv[4] = {col.x, col.y, col.z, col.w};
+#pragma unroll
+                for (int k = 0; k < C; ++k) acc[k] = __fadd_rn(acc[k], __fmul_rn(w, cv[k]));
+                den = __fadd_rn(den, w);
+            }
+        }
+        __syncthreads();
+    }
+
+    if (px >= p.region_w || py >= p.region_h) return;
+    const float d = fmaxf(den, MIN_WEIGHT_SUM);
+    float v[4];
+#pragma unroll
+    for (int k = 0; k < C; ++k) v[k] = __fdiv_rn(acc[k], d);
+    T* row = (T*)(out + (unsigned long long)py * p.out_pitch);
+    if (p.expand_rgba) {
+        // Gray -> (g, g, g), no alpha -> 1.
+        const float r = v[0];
+        const float gch = C >= 3 ? v[1] : v[0];
+        const float bch = C >= 3 ? v[2] : v[0];
+        const float a = C == 2 ? v[1] : (C == 4 ? v[3] : 1.0f);
+        T* o = row + (unsigned long long)px * 4;
+        o[0] = SampleOut<T>::from(r);
+        o[1] = SampleOut<T>::from(gch);
+        o[2] = SampleOut<T>::from(bch);
+        o[3] = SampleOut<T>::from(a);
+    } else {
+        T* o = row + (unsigned long long)px * C;
+#pragma unroll
+        for (int k = 0; k < C; ++k) o[k] = SampleOut<T>::from(v[k]);
+    }
+}
+
+// One kernel per (sample type, channel count), named like their Rust wrapper's table entries.
+#define DEFINE_RASTERIZE(NAME, C, T)                                                           \
+    extern "C" __global__ void __launch_bounds__(RASTER_THREADS)                               \
+        NAME(const Splat* __restrict__ splats,           /* [n] projected */                  \
+             const unsigned int* __restrict__ tile_vals, /* [pairs] Gaussian per entry */     \
+             const uint2* __restrict__ ranges,           /* [tiles] (start, end) */           \
+             const RenderStats* __restrict__ stats,                                           \
+             const RasterParams p,                                                            \
+             unsigned char* __restrict__ out) {          /* region_h rows of out_pitch B */   \
+        rasterize_tile<C, T>(splats, tile_vals, ranges, stats, p, out);                       \
+    }
+
+DEFINE_RASTERIZE(rasterize_u8_c1, 1, unsigned char)
+DEFINE_RASTERIZE(rasterize_u8_c2, 2, unsigned char)
+DEFINE_RASTERIZE(rasterize_u8_c3, 3, unsigned char)
+DEFINE_RASTERIZE(rasterize_u8_c4, 4, unsigned char)
+DEFINE_RASTERIZE(rasterize_f32_c1, 1, float)
+DEFINE_RASTERIZE(rasterize_f32_c2, 2, float)
+DEFINE_RASTERIZE(rasterize_f32_c3, 3, float)
+DEFINE_RASTERIZE(rasterize_f32_c4, 4, float)

@@ -1,0 +1,546 @@
+//! The public GPU types: renderer, uploaded image, device frame and end-to-end decoder.
+
+use std::marker::PhantomData;
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream, PinnedHostSlice};
+
+use super::launch::GaussianIn;
+use super::pipeline::{Plan, Target, Workspace};
+use super::runtime::{Runtime, driver_err};
+use super::{GpuSample, HostFrame, RenderInfo};
+use crate::{ChannelLayout, Error, Frame, Limits, Result, SplatImage, Viewport};
+
+/// Number of CUDA devices; 0 without an NVIDIA driver.
+pub fn device_count() -> usize {
+    super::runtime::device_count()
+}
+
+/// A CUDA device with gsimg's kernels: the entry point of the GPU renderer.
+///
+/// Creating one opens the device's primary context; the kernels are loaded (JIT-compiled by the
+/// driver, then cached by it on disk) on first use. Clones share the device.
+#[derive(Clone)]
+pub struct CudaRenderer {
+    rt: Arc<Runtime>,
+}
+
+impl std::fmt::Debug for CudaRenderer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CudaRenderer")
+            .field("device", &self.rt.name)
+            .finish()
+    }
+}
+
+impl CudaRenderer {
+    /// The first CUDA device. [`Error::Cuda`] without a driver, a GPU, or a GPU the kernels
+    /// support (compute capability 7.5 or newer).
+    pub fn new() -> Result<Self> {
+        Self::with_device(0)
+    }
+
+    /// CUDA device `ordinal`.
+    pub fn with_device(ordinal: usize) -> Result<Self> {
+        Ok(CudaRenderer {
+            rt: Runtime::new(ordinal)?,
+        })
+    }
+
+    /// The device's name, e.g. "NVIDIA H100 80GB HBM3".
+    pub fn device_name(&self) -> &str {
+        &self.rt.name
+    }
+
+    /// The device's streaming multiprocessors.
+    pub fn multiprocessors(&self) -> u32 {
+        self.rt.multiprocessors
+    }
+
+    /// Loads every kernel now rather than on the first render (the driver compiles the PTX for
+    /// this GPU on first load).
+    pub fn preload(&self) -> Result<()> {
+        for k in [
+            super::kernels::Kernel::ProjectGaussians,
+            super::kernels::Kernel::ScanBlocks,
+            super::kernels::Kernel::Rasterize(0),
+        ] {
+            self.rt.function(k)?;
+        }
+        Ok(())
+    }
+
+    /// Copies `image`'s Gaussians to the device, once, for any number of renders.
+    pub fn upload(&self, image: &SplatImage) -> Result<GpuImage> {
+        let stream = self.rt.new_stream()?;
+        let host: Vec<GaussianIn> = image.gaussians().iter().map(GaussianIn::from).collect();
+        let gaussians = if host.is_empty() {
+            // SAFETY: a one-element buffer no kernel reads (no Gaussians, no launch that does).
+            unsafe { stream.alloc::<GaussianIn>(1) }
+        } else {
+            stream.clone_htod(&host)
+        }
+        .map_err(driver_err("uploading the Gaussians"))?;
+        let ws = Workspace::new(&self.rt, stream)?;
+        Ok(GpuImage {
+            rt: self.rt.clone(),
+            gaussians,
+            n: host.len(),
+            width: image.width(),
+            height: image.height(),
+            layout: image.layout(),
+            ws,
+            out: None,
+        })
+    }
+
+    /// A `width × height` picture of `channels` samples per pixel on the device, for
+    /// [`GpuImage::render_into`].
+    pub fn alloc_frame<T: GpuSample>(
+        &self,
+        width: u32,
+        height: u32,
+        channels: usize,
+    ) -> Result<DeviceFrame<T>> {
+        if !(1..=4).contains(&channels) || width == 0 || height == 0 {
+            return Err(Error::invalid(
+                "device frame",
+                format!("{width}x{height}x{channels}: sizes must be >= 1, channels 1 to 4"),
+            ));
+        }
+        let pitch = width as u64 * channels as u64 * T::KIND.size() as u64;
+        let bytes = pitch
+            .checked_mul(height as u64)
+            .filter(|b| *b <= isize::MAX as u64)
+            .ok_or_else(|| Error::invalid("device frame", "too large"))?;
+        // SAFETY: the frame's contents are undefined until a render writes them; download()
+        // only copies bytes out, which is sound for u8 and f32 whatever they hold.
+        let buf = unsafe { self.rt.stream.alloc::<u8>(bytes as usize) }
+            .map_err(driver_err("GPU memory allocation"))?;
+        // The allocation is stream-ordered: finish it before other streams use the frame.
+        self.rt
+            .stream
+            .synchronize()
+            .map_err(driver_err("GPU memory allocation"))?;
+        Ok(DeviceFrame {
+            buf,
+            width,
+            height,
+            channels,
+            pitch,
+            rt: self.rt.clone(),
+            _sample: PhantomData,
+        })
+    }
+
+    /// An end-to-end decoder (`.gsi` bytes to RGBA8 in host memory) with its own stream and
+    /// buffers.
+    pub fn decoder(&self, limits: Limits) -> Result<CudaDecoder> {
+        let stream = self.rt.new_stream()?;
+        let ws = Workspace::new(&self.rt, stream.clone())?;
+        Ok(CudaDecoder {
+            rt: self.rt.clone(),
+            stream,
+            ws,
+            limits,
+            staging: None,
+            gaussians: None,
+            out_dev: None,
+            out_host: None,
+        })
+    }
+}
+
+/// A picture on the device, written by [`GpuImage::render_into`]: rows of `pitch_bytes()`
+/// bytes, `channels` interleaved samples per pixel.
+pub struct DeviceFrame<T: GpuSample> {
+    buf: CudaSlice<u8>,
+    width: u32,
+    height: u32,
+    channels: usize,
+    pitch: u64,
+    rt: Arc<Runtime>,
+    _sample: PhantomData<T>,
+}
+
+impl<T: GpuSample> DeviceFrame<T> {
+    /// Width in pixels.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height in pixels.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Samples per pixel.
+    pub fn channels(&self) -> usize {
+        self.channels
+    }
+
+    /// Bytes from one row to the next.
+    pub fn pitch_bytes(&self) -> u64 {
+        self.pitch
+    }
+
+    /// The device address of the first pixel (a `CUdeviceptr`), for interop with other CUDA
+    /// code in the same context (e.g. a viewer's texture upload).
+    pub fn device_ptr(&self) -> u64 {
+        use cudarc::driver::DevicePtr;
+        let (ptr, _sync) = self.buf.device_ptr(&self.rt.stream);
+        ptr
+    }
+
+    /// Copies the picture to host memory.
+    pub fn download(&self) -> Result<Frame<T>> {
+        let len = self.width as usize * self.height as usize * self.channels;
+        let mut data = vec![T::default(); len];
+        download_into(&self.rt.stream, &self.buf, &mut data)?;
+        self.rt
+            .stream
+            .synchronize()
+            .map_err(driver_err("device-to-host copy"))?;
+        Ok(Frame {
+            width: self.width,
+            height: self.height,
+            channels: self.channels,
+            data,
+        })
+    }
+}
+
+/// Enqueues a copy of the first `data.len()` samples of `buf` into `data`.
+fn download_into<T: GpuSample>(
+    stream: &Arc<CudaStream>,
+    buf: &CudaSlice<u8>,
+    data: &mut [T],
+) -> Result<()> {
+    let bytes = std::mem::size_of_val(data);
+    // SAFETY: T is u8 or f32 (GpuSample is sealed): every byte pattern is a valid value, the
+    // alignment of u8 is 1, and the byte view covers exactly `data`'s memory while `data` is
+    // mutably borrowed.
+    let dst = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, bytes) };
+    stream
+        .memcpy_dtoh(&buf.slice(..bytes), dst)
+        .map_err(driver_err("device-to-host copy"))
+}
+
+/// A [`SplatImage`] on the device, rendered at any size, zoom or region without re-uploading.
+///
+/// Renders run on the image's own stream and return when finished; the lists, counters and
+/// output buffers of one render are reused by the next.
+pub struct GpuImage {
+    rt: Arc<Runtime>,
+    gaussians: CudaSlice<GaussianIn>,
+    n: usize,
+    width: u32,
+    height: u32,
+    layout: ChannelLayout,
+    ws: Workspace,
+    /// Device output of host-frame renders.
+    out: Option<CudaSlice<u8>>,
+}
+
+impl GpuImage {
+    /// Native width.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Native height.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    /// Channel layout.
+    pub fn layout(&self) -> ChannelLayout {
+        self.layout
+    }
+
+    /// Number of Gaussians.
+    pub fn gaussian_count(&self) -> usize {
+        self.n
+    }
+
+    /// Measures each render's device time into [`RenderInfo::gpu_ms`] (two CUDA events).
+    pub fn set_timing(&mut self, on: bool) -> Result<()> {
+        self.ws.set_timing(&self.rt, on)
+    }
+
+    /// Renders `viewport` into a host frame with the image's channels, like
+    /// [`render_cpu`](crate::render::render_cpu).
+    pub fn render<T: GpuSample>(
+        &mut self,
+        viewport: &Viewport,
+        limits: &Limits,
+    ) -> Result<Frame<T>> {
+        self.render_host(viewport, limits, false).map(|(f, _)| f)
+    }
+
+    /// Renders `viewport` into a 4-channel host frame: gray is repeated into red, green and
+    /// blue, and a missing alpha is 1.
+    pub fn render_rgba<T: GpuSample>(
+        &mut self,
+        viewport: &Viewport,
+        limits: &Limits,
+    ) -> Result<Frame<T>> {
+        self.render_host(viewport, limits, true).map(|(f, _)| f)
+    }
+
+    /// [`GpuImage::render`], also returning what the render did.
+    pub fn render_with_info<T: GpuSample>(
+        &mut self,
+        viewport: &Viewport,
+        limits: &Limits,
+        rgba: bool,
+    ) -> Result<(Frame<T>, RenderInfo)> {
+        self.render_host(viewport, limits, rgba)
+    }
+
+    fn render_host<T: GpuSample>(
+        &mut self,
+        viewport: &Viewport,
+        limits: &Limits,
+        rgba: bool,
+    ) -> Result<(Frame<T>, RenderInfo)> {
+        let plan = Plan::new(self.n, (self.width, self.height), viewport, limits)?;
+        let nc = self.layout.channels();
+        let oc = if rgba { 4 } else { nc };
+        let r = viewport.region;
+        let pitch = r.width as u64 * oc as u64 * T::KIND.size() as u64;
+        let bytes = pitch * r.height as u64;
+        plan.check_memory(limits, 0, bytes)?;
+        let len = r.pixels() as usize * oc;
+        let mut data = vec![T::default(); len];
+        let stream = self.ws.stream.clone();
+        let out = ensure_bytes(&stream, &mut self.out, bytes)?;
+        let info = self.ws.render(
+            &self.rt,
+            &self.gaussians,
+            &plan,
+            nc,
+            limits,
+            Target {
+                buf: out,
+                pitch,
+                kind: T::KIND,
+                expand_rgba: rgba,
+            },
+            |s, buf| download_into(s, buf, &mut data),
+        )?;
+        Ok((
+            Frame {
+                width: r.width,
+                height: r.height,
+                channels: oc,
+                data,
+            },
+            info,
+        ))
+    }
+
+    /// Renders `viewport` into `frame`, which stays on the device. The frame must be the size of
+    /// the viewport's region, with the image's channel count or 4 (RGBA, as
+    /// [`GpuImage::render_rgba`]).
+    pub fn render_into<T: GpuSample>(
+        &mut self,
+        viewport: &Viewport,
+        limits: &Limits,
+        frame: &mut DeviceFrame<T>,
+    ) -> Result<RenderInfo> {
+        let plan = Plan::new(self.n, (self.width, self.height), viewport, limits)?;
+        let nc = self.layout.channels();
+        let r = viewport.region;
+        if frame.width != r.width || frame.height != r.height {
+            return Err(Error::invalid(
+                "device frame",
+                format!(
+                    "{}x{} for a {}x{} region",
+                    frame.width, frame.height, r.width, r.height
+                ),
+            ));
+        }
+        if frame.channels != nc && frame.channels != 4 {
+            return Err(Error::invalid(
+                "device frame",
+                format!(
+                    "{} channels for an image of {nc} (use {nc} or 4)",
+                    frame.channels
+                ),
+            ));
+        }
+        if !Arc::ptr_eq(&frame.rt, &self.rt) {
+            return Err(Error::invalid(
+                "device frame",
+                "allocated by another CudaRenderer",
+            ));
+        }
+        let rgba = frame.channels == 4 && nc != 4;
+        self.ws.render(
+            &self.rt,
+            &self.gaussians,
+            &plan,
+            nc,
+            limits,
+            Target {
+                buf: &mut frame.buf,
+                pitch: frame.pitch,
+                kind: T::KIND,
+                expand_rgba: rgba,
+            },
+            |_, _| Ok(()),
+        )
+    }
+}
+
+/// Allocates a byte buffer anew when `buf` is shorter than `len`.
+fn ensure_bytes<'a>(
+    stream: &Arc<CudaStream>,
+    buf: &'a mut Option<CudaSlice<u8>>,
+    len: u64,
+) -> Result<&'a mut CudaSlice<u8>> {
+    let len = len.max(1) as usize;
+    if buf.as_ref().is_none_or(|b| b.len() < len) {
+        *buf = None;
+        // SAFETY: output bytes are written by the rasterizer before they are copied out.
+        *buf =
+            Some(unsafe { stream.alloc::<u8>(len) }.map_err(driver_err("GPU memory allocation"))?);
+    }
+    Ok(buf.as_mut().expect("allocated above"))
+}
+
+/// `.gsi` bytes in host memory to RGBA8 in host memory, on one stream with buffers reused from
+/// one file to the next: the file is parsed and entropy-decoded on the CPU
+/// ([`format::read`](crate::format::read)), its Gaussians copied through page-locked memory,
+/// rendered, and the pixels copied back into page-locked memory the returned frame borrows.
+/// For throughput, run one decoder per CPU thread: their streams overlap on the device.
+pub struct CudaDecoder {
+    rt: Arc<Runtime>,
+    stream: Arc<CudaStream>,
+    ws: Workspace,
+    limits: Limits,
+    staging: Option<PinnedHostSlice<GaussianIn>>,
+    gaussians: Option<CudaSlice<GaussianIn>>,
+    out_dev: Option<CudaSlice<u8>>,
+    out_host: Option<PinnedHostSlice<u8>>,
+}
+
+impl CudaDecoder {
+    /// Decodes `gsi` and renders it at `viewport` (the native size when `None`) as RGBA8.
+    pub fn decode_rgba8(
+        &mut self,
+        gsi: &[u8],
+        viewport: Option<Viewport>,
+    ) -> Result<HostFrame<'_>> {
+        let file = crate::format::read(gsi, &self.limits)?;
+        let view = viewport.unwrap_or(Viewport::full(file.image.width(), file.image.height()));
+        self.render_rgba8(&file.image, &view)
+    }
+
+    /// Renders an already decoded image as RGBA8 through the decoder's buffers.
+    pub fn render_rgba8(&mut self, image: &SplatImage, view: &Viewport) -> Result<HostFrame<'_>> {
+        let limits = self.limits;
+        let plan = Plan::new(
+            image.gaussian_count(),
+            (image.width(), image.height()),
+            view,
+            &limits,
+        )?;
+        let r = view.region;
+        let pitch = r.width as u64 * 4;
+        let bytes = pitch * r.height as u64;
+        plan.check_memory(&limits, 0, bytes)?;
+        // Gaussians: host -> page-locked staging -> device.
+        let n = image.gaussian_count().max(1);
+        if self.staging.as_ref().is_none_or(|s| s.len() < n) {
+            self.staging = None;
+            let len = n + n / 4;
+            // SAFETY: page-locked, write-combined host memory (fast to fill sequentially and to
+            // copy to the device); it is filled below before the copy that reads it.
+            self.staging = Some(
+                unsafe { self.rt.ctx.alloc_pinned::<GaussianIn>(len) }
+                    .map_err(driver_err("pinned host allocation"))?,
+            );
+        }
+        let staging = self.staging.as_mut().expect("allocated above");
+        {
+            let dst = staging
+                .as_mut_slice()
+                .map_err(driver_err("pinned host memory"))?;
+            for (d, g) in dst.iter_mut().zip(image.gaussians()) {
+                *d = GaussianIn::from(g);
+            }
+        }
+        let dev = ensure_gaussians(&self.stream, &mut self.gaussians, n)?;
+        // A plain slice of the page-locked buffer: the driver still copies it by DMA,
+        // asynchronously; the buffer is not touched again before the render is waited for.
+        let src = &staging
+            .as_slice()
+            .map_err(driver_err("pinned host memory"))?[..n];
+        self.stream
+            .memcpy_htod(src, &mut dev.slice_mut(..n))
+            .map_err(driver_err("host-to-device copy"))?;
+        let out_dev = ensure_bytes(&self.stream, &mut self.out_dev, bytes)?;
+        if self
+            .out_host
+            .as_ref()
+            .is_none_or(|h| (h.len() as u64) < bytes)
+        {
+            self.out_host = None;
+            // SAFETY: page-locked host memory (flags 0: cached, fast for the CPU to read), read
+            // only after the device-to-host copy into it completed.
+            self.out_host = Some(
+                unsafe { self.rt.ctx.alloc_pinned_with_flags::<u8>(bytes as usize, 0) }
+                    .map_err(driver_err("pinned host allocation"))?,
+            );
+        }
+        let host = self.out_host.as_mut().expect("allocated above");
+        let nc = image.layout().channels();
+        self.ws.render(
+            &self.rt,
+            dev,
+            &plan,
+            nc,
+            &limits,
+            Target {
+                buf: out_dev,
+                pitch,
+                kind: super::SampleKind::U8,
+                expand_rgba: nc != 4,
+            },
+            |s, buf| {
+                s.memcpy_dtoh(&buf.slice(..bytes as usize), host)
+                    .map_err(driver_err("device-to-host copy"))
+            },
+        )?;
+        let data = self
+            .out_host
+            .as_ref()
+            .expect("allocated above")
+            .as_slice()
+            .map_err(driver_err("pinned host memory"))?;
+        Ok(HostFrame {
+            width: r.width,
+            height: r.height,
+            channels: 4,
+            data: &data[..bytes as usize],
+        })
+    }
+}
+
+fn ensure_gaussians<'a>(
+    stream: &Arc<CudaStream>,
+    buf: &'a mut Option<CudaSlice<GaussianIn>>,
+    n: usize,
+) -> Result<&'a mut CudaSlice<GaussianIn>> {
+    if buf.as_ref().is_none_or(|b| b.len() < n) {
+        *buf = None;
+        // SAFETY: written by the upload that follows before any kernel reads it.
+        *buf = Some(
+            unsafe { stream.alloc::<GaussianIn>(n + n / 4) }
+                .map_err(driver_err("GPU memory allocation"))?,
+        );
+    }
+    Ok(buf.as_mut().expect("allocated above"))
+}

@@ -1,0 +1,127 @@
+//! The kernel registry: embedded PTX per kernel file, and every kernel's module and name.
+//!
+//! The PTX in `kernels/ptx/` is generated from `kernels/*.cu` by `scripts/build-ptx.sh` (nvcc
+//! 13.0.88 from PyPI, `-arch=compute_75`) and committed, so builds need no CUDA toolkit;
+//! `kernels/ptx/MANIFEST` records the sha256 of each source and PTX file, and a CPU test
+//! (`tests/cuda.rs`) checks that it matches the sources.
+
+/// The kernel files, in pipeline order.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Module {
+    Project = 0,
+    Bin = 1,
+    Rasterize = 2,
+}
+
+pub(crate) const MODULE_COUNT: usize = 3;
+
+/// (file name, PTX text) of each module, indexed by [`Module`].
+pub const PTX_FILES: [(&str, &str); MODULE_COUNT] = [
+    ("project.ptx", include_str!("../../kernels/ptx/project.ptx")),
+    ("bin.ptx", include_str!("../../kernels/ptx/bin.ptx")),
+    (
+        "rasterize.ptx",
+        include_str!("../../kernels/ptx/rasterize.ptx"),
+    ),
+];
+
+/// Every kernel, named like its `extern "C"` function.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Kernel {
+    ProjectGaussians,
+    ScanBlocks,
+    ScanAdd,
+    EmitPairs,
+    RadixHistogram,
+    RadixScan,
+    RadixScatter,
+    TileRanges,
+    /// `rasterize_{u8,f32}_c{1..4}`: index = kind * 4 + channels - 1.
+    Rasterize(u8),
+}
+
+pub(crate) const KERNEL_COUNT: usize = 16;
+
+const RASTERIZE_NAMES: [&str; 8] = [
+    "rasterize_u8_c1",
+    "rasterize_u8_c2",
+    "rasterize_u8_c3",
+    "rasterize_u8_c4",
+    "rasterize_f32_c1",
+    "rasterize_f32_c2",
+    "rasterize_f32_c3",
+    "rasterize_f32_c4",
+];
+
+impl Kernel {
+    /// Position in the function cache.
+    pub(crate) fn index(self) -> usize {
+        match self {
+            Kernel::ProjectGaussians => 0,
+            Kernel::ScanBlocks => 1,
+            Kernel::ScanAdd => 2,
+            Kernel::EmitPairs => 3,
+            Kernel::RadixHistogram => 4,
+            Kernel::RadixScan => 5,
+            Kernel::RadixScatter => 6,
+            Kernel::TileRanges => 7,
+            Kernel::Rasterize(i) => 8 + i as usize,
+        }
+    }
+
+    pub(crate) fn name(self) -> &'static str {
+        match self {
+            Kernel::ProjectGaussians => "project_gaussians",
+            Kernel::ScanBlocks => "scan_blocks",
+            Kernel::ScanAdd => "scan_add",
+            Kernel::EmitPairs => "emit_pairs",
+            Kernel::RadixHistogram => "radix_histogram",
+            Kernel::RadixScan => "radix_scan",
+            Kernel::RadixScatter => "radix_scatter",
+            Kernel::TileRanges => "tile_ranges",
+            Kernel::Rasterize(i) => RASTERIZE_NAMES[i as usize],
+        }
+    }
+
+    pub(crate) fn module(self) -> Module {
+        match self {
+            Kernel::ProjectGaussians => Module::Project,
+            Kernel::Rasterize(_) => Module::Rasterize,
+            _ => Module::Bin,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_kernel_is_in_its_ptx() {
+        let all = [
+            Kernel::ProjectGaussians,
+            Kernel::ScanBlocks,
+            Kernel::ScanAdd,
+            Kernel::EmitPairs,
+            Kernel::RadixHistogram,
+            Kernel::RadixScan,
+            Kernel::RadixScatter,
+            Kernel::TileRanges,
+        ]
+        .into_iter()
+        .chain((0..8).map(Kernel::Rasterize));
+        let mut seen = [false; KERNEL_COUNT];
+        for k in all {
+            assert!(!seen[k.index()], "{k:?}");
+            seen[k.index()] = true;
+            let ptx = PTX_FILES[k.module() as usize].1;
+            assert!(
+                ptx.contains(&format!(".entry {}(", k.name())),
+                "{} not in {}",
+                k.name(),
+                PTX_FILES[k.module() as usize].0
+            );
+        }
+        assert!(seen.iter().all(|s| *s));
+    }
+}

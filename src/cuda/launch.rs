@@ -1,0 +1,446 @@
+//! One typed wrapper per kernel, with the argument order of its `extern "C"` signature in
+//! `kernels/*.cu`, and the `#[repr(C)]` mirrors of `kernels/common.cuh`'s structs.
+//!
+//! Each wrapper checks the buffer lengths and launch dimensions the kernel relies on before
+//! launching; the `// SAFETY:` comment on each launch states the rest.
+
+use cudarc::driver::{
+    CudaSlice, CudaStream, CudaViewMut, DeviceRepr, LaunchConfig, PushKernelArg, ValidAsZeroBits,
+};
+
+use super::kernels::Kernel;
+use super::runtime::Runtime;
+use super::runtime::driver_err;
+use crate::{Error, Result};
+
+// ---- Mirrors of kernels/common.cuh ------------------------------------------------------------
+
+/// `TILE_W`, `TILE_H`: raster tile size in output pixels.
+pub(crate) const TILE: u32 = 16;
+pub(crate) const PROJECT_THREADS: u32 = 256;
+pub(crate) const EMIT_THREADS: u32 = 256;
+pub(crate) const SCAN_THREADS: u32 = 256;
+/// `SCAN_BLOCK_ITEMS`.
+pub(crate) const SCAN_BLOCK_ITEMS: u32 = 2048;
+pub(crate) const RADIX_BITS: u32 = 8;
+pub(crate) const RADIX_BUCKETS: u32 = 1 << RADIX_BITS;
+pub(crate) const RADIX_THREADS: u32 = 256;
+pub(crate) const RADIX_SCAN_THREADS: u32 = 1024;
+pub(crate) const RANGES_THREADS: u32 = 256;
+pub(crate) const RASTER_THREADS: u32 = TILE * TILE;
+/// Largest grid x dimension.
+const MAX_GRID_X: u64 = (1 << 31) - 1;
+
+/// `struct GaussianIn`: one Gaussian as uploaded.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct GaussianIn {
+    pub x: f32,
+    pub y: f32,
+    pub scale1: f32,
+    pub scale2: f32,
+    pub rotation: f32,
+    pub color: [f32; 4],
+}
+// SAFETY: plain old data of f32 fields, laid out as the C struct.
+unsafe impl DeviceRepr for GaussianIn {}
+// SAFETY: all-zero bytes are nine 0.0 floats.
+unsafe impl ValidAsZeroBits for GaussianIn {}
+
+impl From<&crate::Gaussian> for GaussianIn {
+    fn from(g: &crate::Gaussian) -> Self {
+        GaussianIn {
+            x: g.x,
+            y: g.y,
+            scale1: g.scale[0],
+            scale2: g.scale[1],
+            rotation: g.rotation,
+            color: g.color,
+        }
+    }
+}
+
+/// `struct Splat`: 64 bytes the host only allocates.
+#[repr(C, align(16))]
+#[derive(Debug, Clone, Copy, Default)]
+pub(crate) struct Splat([u32; 16]);
+// SAFETY: plain old data.
+unsafe impl DeviceRepr for Splat {}
+
+/// `struct ProjectParams`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct ProjectParams {
+    pub sx: f64,
+    pub sy: f64,
+    pub region_x: i64,
+    pub region_y: i64,
+    pub region_w: i32,
+    pub region_h: i32,
+    pub tiles_x: i32,
+    pub tiles_y: i32,
+    pub n: u32,
+    pub pad: u32,
+}
+// SAFETY: fixed-width fields in C order without implicit padding (56 bytes, asserted below).
+unsafe impl DeviceRepr for ProjectParams {}
+
+/// `struct RasterParams`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RasterParams {
+    pub region_x: i64,
+    pub region_y: i64,
+    pub region_w: i32,
+    pub region_h: i32,
+    pub tiles_x: i32,
+    pub tiles_y: i32,
+    pub out_pitch: u64,
+    pub max_work: u64,
+    pub capacity: u32,
+    pub expand_rgba: i32,
+}
+// SAFETY: fixed-width fields in C order without implicit padding (56 bytes, asserted below).
+unsafe impl DeviceRepr for RasterParams {}
+
+/// `struct RenderStats` is 4 words on the device: work (u64, words 0–1), pairs (word 2), pad.
+pub(crate) const STATS_WORDS: usize = 4;
+pub(crate) const STATS_PAIRS_WORD: usize = 2;
+
+const _: () = {
+    assert!(std::mem::size_of::<GaussianIn>() == 36);
+    assert!(std::mem::size_of::<Splat>() == 64);
+    assert!(std::mem::size_of::<ProjectParams>() == 56);
+    assert!(std::mem::size_of::<RasterParams>() == 56);
+};
+
+// ---- Checks -------------------------------------------------------------------------------------
+
+fn need(what: &'static str, have: usize, want: u64) -> Result<()> {
+    if (have as u64) < want {
+        return Err(Error::Cuda(format!(
+            "internal error: {what} holds {have} elements, the launch needs {want}"
+        )));
+    }
+    Ok(())
+}
+
+fn grid(blocks: u64, threads: u32) -> Result<LaunchConfig> {
+    if blocks == 0 || blocks > MAX_GRID_X {
+        return Err(Error::Cuda(format!(
+            "internal error: grid of {blocks} blocks"
+        )));
+    }
+    Ok(LaunchConfig {
+        grid_dim: (blocks as u32, 1, 1),
+        block_dim: (threads, 1, 1),
+        shared_mem_bytes: 0,
+    })
+}
+
+fn blocks_for(items: u64, per_block: u32) -> u64 {
+    items.div_ceil(per_block as u64)
+}
+
+// ---- Wrappers, in pipeline order ----------------------------------------------------------------
+
+/// `project_gaussians`: one thread per Gaussian.
+pub(crate) fn project_gaussians(
+    rt: &Runtime,
+    stream: &CudaStream,
+    gaussians: &CudaSlice<GaussianIn>,
+    p: &ProjectParams,
+    splats: &mut CudaSlice<Splat>,
+    tile_counts: &mut CudaSlice<u32>,
+    stats: &mut CudaSlice<u32>,
+) -> Result<()> {
+    let n = p.n as u64;
+    need("gaussians", gaussians.len(), n)?;
+    need("splats", splats.len(), n)?;
+    need("tile_counts", tile_counts.len(), n)?;
+    need("stats", stats.len(), STATS_WORDS as u64)?;
+    if p.region_w <= 0 || p.region_h <= 0 || p.tiles_x <= 0 || p.tiles_y <= 0 {
+        return Err(Error::Cuda(format!("internal error: {p:?}")));
+    }
+    let cfg = grid(blocks_for(n, PROJECT_THREADS), PROJECT_THREADS)?;
+    let f = rt.function(Kernel::ProjectGaussians)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(gaussians)
+        .arg(p)
+        .arg(splats)
+        .arg(tile_counts)
+        .arg(stats);
+    // SAFETY: the argument list matches project_gaussians(const GaussianIn*, ProjectParams,
+    // Splat*, unsigned*, RenderStats*); every array holds at least p.n elements (checked above)
+    // and the kernel touches indices below p.n only; stats holds the 16-byte RenderStats.
+    unsafe { b.launch(cfg) }.map_err(driver_err("project_gaussians launch"))?;
+    Ok(())
+}
+
+/// `scan_blocks`: exclusive scan of `n` items per 2048-item block; block totals to `sums`.
+pub(crate) fn scan_blocks(
+    rt: &Runtime,
+    stream: &CudaStream,
+    input: &CudaSlice<u32>,
+    output: &mut CudaSlice<u32>,
+    n: u32,
+    sums: &mut CudaViewMut<'_, u32>,
+) -> Result<()> {
+    let blocks = blocks_for(n as u64, SCAN_BLOCK_ITEMS);
+    need("scan input", input.len(), n as u64)?;
+    need("scan output", output.len(), n as u64)?;
+    need("scan block sums", sums.len(), blocks)?;
+    let cfg = grid(blocks, SCAN_THREADS)?;
+    let f = rt.function(Kernel::ScanBlocks)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(input).arg(output).arg(&n).arg(sums);
+    // SAFETY: matches scan_blocks(const unsigned*, unsigned*, unsigned, unsigned*); input and
+    // output hold n items and sums one per block (checked); the kernel guards j < n.
+    unsafe { b.launch(cfg) }.map_err(driver_err("scan_blocks launch"))?;
+    Ok(())
+}
+
+/// `scan_add`: adds the scanned block totals back to each 2048-item block.
+pub(crate) fn scan_add(
+    rt: &Runtime,
+    stream: &CudaStream,
+    data: &mut CudaSlice<u32>,
+    n: u32,
+    block_offsets: &CudaSlice<u32>,
+) -> Result<()> {
+    let blocks = blocks_for(n as u64, SCAN_BLOCK_ITEMS);
+    need("scan data", data.len(), n as u64)?;
+    need("scan block offsets", block_offsets.len(), blocks)?;
+    let cfg = grid(blocks, SCAN_THREADS)?;
+    let f = rt.function(Kernel::ScanAdd)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(data).arg(&n).arg(block_offsets);
+    // SAFETY: matches scan_add(unsigned*, unsigned, const unsigned*); sizes checked above.
+    unsafe { b.launch(cfg) }.map_err(driver_err("scan_add launch"))?;
+    Ok(())
+}
+
+/// `emit_pairs`: (tile, Gaussian) pairs at each Gaussian's offset.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn emit_pairs(
+    rt: &Runtime,
+    stream: &CudaStream,
+    splats: &CudaSlice<Splat>,
+    tile_counts: &CudaSlice<u32>,
+    offsets: &CudaSlice<u32>,
+    stats: &CudaSlice<u32>,
+    n: u32,
+    tiles_x: i32,
+    keys: &mut CudaSlice<u32>,
+    vals: &mut CudaSlice<u32>,
+) -> Result<()> {
+    need("splats", splats.len(), n as u64)?;
+    need("tile_counts", tile_counts.len(), n as u64)?;
+    need("offsets", offsets.len(), n as u64)?;
+    need("stats", stats.len(), STATS_WORDS as u64)?;
+    let capacity = keys.len().min(vals.len()).min(u32::MAX as usize) as u32;
+    let cfg = grid(blocks_for(n as u64, EMIT_THREADS), EMIT_THREADS)?;
+    let f = rt.function(Kernel::EmitPairs)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(splats)
+        .arg(tile_counts)
+        .arg(offsets)
+        .arg(stats)
+        .arg(&n)
+        .arg(&capacity)
+        .arg(&tiles_x)
+        .arg(keys)
+        .arg(vals);
+    // SAFETY: matches emit_pairs(const Splat*, const unsigned*, const unsigned*, const
+    // RenderStats*, unsigned, unsigned, int, unsigned*, unsigned*). The kernel writes nothing
+    // unless stats->pairs <= capacity, and then only below offsets[i] + tile_counts[i] <=
+    // stats->pairs <= capacity = the length of keys and vals.
+    unsafe { b.launch(cfg) }.map_err(driver_err("emit_pairs launch"))?;
+    Ok(())
+}
+
+/// `radix_histogram`: per-block digit counts, digit-major, over `blocks` blocks.
+pub(crate) fn radix_histogram(
+    rt: &Runtime,
+    stream: &CudaStream,
+    keys: &CudaSlice<u32>,
+    stats: &CudaSlice<u32>,
+    shift: u32,
+    blocks: u32,
+    hist: &mut CudaSlice<u32>,
+) -> Result<()> {
+    need("stats", stats.len(), STATS_WORDS as u64)?;
+    need(
+        "radix histogram",
+        hist.len(),
+        RADIX_BUCKETS as u64 * blocks as u64,
+    )?;
+    let capacity = keys.len().min(u32::MAX as usize) as u32;
+    let cfg = grid(blocks as u64, RADIX_THREADS)?;
+    let f = rt.function(Kernel::RadixHistogram)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(keys).arg(stats).arg(&capacity).arg(&shift).arg(hist);
+    // SAFETY: matches radix_histogram(const unsigned*, const RenderStats*, unsigned, unsigned,
+    // unsigned*); keys are read below min(stats->pairs, capacity) only (0 entries when over
+    // capacity), hist holds RADIX_BUCKETS per block (checked).
+    unsafe { b.launch(cfg) }.map_err(driver_err("radix_histogram launch"))?;
+    Ok(())
+}
+
+/// `radix_scan`: exclusive scan of the first `len` histogram entries, one block.
+pub(crate) fn radix_scan(
+    rt: &Runtime,
+    stream: &CudaStream,
+    hist: &mut CudaSlice<u32>,
+    len: u32,
+) -> Result<()> {
+    need("radix histogram", hist.len(), len as u64)?;
+    let cfg = grid(1, RADIX_SCAN_THREADS)?;
+    let f = rt.function(Kernel::RadixScan)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(hist).arg(&len);
+    // SAFETY: matches radix_scan(unsigned*, unsigned); the kernel guards every index by len.
+    unsafe { b.launch(cfg) }.map_err(driver_err("radix_scan launch"))?;
+    Ok(())
+}
+
+/// `radix_scatter`: stable scatter of keys and values by digit.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn radix_scatter(
+    rt: &Runtime,
+    stream: &CudaStream,
+    keys_in: &CudaSlice<u32>,
+    vals_in: &CudaSlice<u32>,
+    keys_out: &mut CudaSlice<u32>,
+    vals_out: &mut CudaSlice<u32>,
+    stats: &CudaSlice<u32>,
+    shift: u32,
+    blocks: u32,
+    offsets: &CudaSlice<u32>,
+) -> Result<()> {
+    need("stats", stats.len(), STATS_WORDS as u64)?;
+    need(
+        "radix offsets",
+        offsets.len(),
+        RADIX_BUCKETS as u64 * blocks as u64,
+    )?;
+    let capacity = keys_in
+        .len()
+        .min(vals_in.len())
+        .min(keys_out.len())
+        .min(vals_out.len())
+        .min(u32::MAX as usize) as u32;
+    let cfg = grid(blocks as u64, RADIX_THREADS)?;
+    let f = rt.function(Kernel::RadixScatter)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(keys_in)
+        .arg(vals_in)
+        .arg(keys_out)
+        .arg(vals_out)
+        .arg(stats)
+        .arg(&capacity)
+        .arg(&shift)
+        .arg(offsets);
+    // SAFETY: matches radix_scatter(const unsigned* x2, unsigned* x2, const RenderStats*,
+    // unsigned, unsigned, const unsigned*). Entries below min(stats->pairs, capacity) are read,
+    // and each is written to a distinct position below the same bound (the offsets are an
+    // exclusive scan of this pass's histogram of those entries).
+    unsafe { b.launch(cfg) }.map_err(driver_err("radix_scatter launch"))?;
+    Ok(())
+}
+
+/// `tile_ranges`: each tile's [start, end) in the sorted keys (`ranges` cleared beforehand).
+pub(crate) fn tile_ranges(
+    rt: &Runtime,
+    stream: &CudaStream,
+    keys: &CudaSlice<u32>,
+    stats: &CudaSlice<u32>,
+    tiles: u32,
+    ranges: &mut CudaSlice<[u32; 2]>,
+) -> Result<()> {
+    need("stats", stats.len(), STATS_WORDS as u64)?;
+    need("tile ranges", ranges.len(), tiles as u64)?;
+    let capacity = keys.len().min(u32::MAX as usize) as u32;
+    let blocks = blocks_for(capacity as u64, RANGES_THREADS).clamp(1, 4096);
+    let cfg = grid(blocks, RANGES_THREADS)?;
+    let f = rt.function(Kernel::TileRanges)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(keys).arg(stats).arg(&capacity).arg(ranges);
+    // SAFETY: matches tile_ranges(const unsigned*, const RenderStats*, unsigned, uint2*); keys
+    // are read below min(stats->pairs, capacity); every key is a tile index < tiles (emit_pairs
+    // writes ty * tiles_x + tx for tiles inside the region), and ranges holds `tiles` entries.
+    unsafe { b.launch(cfg) }.map_err(driver_err("tile_ranges launch"))?;
+    Ok(())
+}
+
+/// `rasterize_{u8,f32}_c{1..4}`: one block per tile, into `out` (`p.region_h` rows of
+/// `p.out_pitch` bytes).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn rasterize(
+    rt: &Runtime,
+    stream: &CudaStream,
+    kind: super::SampleKind,
+    channels: usize,
+    splats: &CudaSlice<Splat>,
+    tile_vals: &CudaSlice<u32>,
+    ranges: &CudaSlice<[u32; 2]>,
+    stats: &CudaSlice<u32>,
+    p: &RasterParams,
+    out: &mut CudaViewMut<'_, u8>,
+) -> Result<()> {
+    if !(1..=4).contains(&channels) {
+        return Err(Error::Cuda(format!("internal error: {channels} channels")));
+    }
+    let tiles = p.tiles_x as u64 * p.tiles_y as u64;
+    need("tile ranges", ranges.len(), tiles)?;
+    need("stats", stats.len(), STATS_WORDS as u64)?;
+    if p.region_w <= 0
+        || p.region_h <= 0
+        || p.tiles_x as u64 != (p.region_w as u64).div_ceil(TILE as u64)
+        || p.tiles_y as u64 != (p.region_h as u64).div_ceil(TILE as u64)
+        || p.capacity as usize > tile_vals.len()
+    {
+        return Err(Error::Cuda(format!("internal error: {p:?}")));
+    }
+    let out_channels = if p.expand_rgba != 0 { 4 } else { channels } as u64;
+    let row_bytes = p.region_w as u64 * out_channels * kind.size() as u64;
+    if p.out_pitch < row_bytes || p.out_pitch % kind.size() as u64 != 0 {
+        return Err(Error::Cuda(format!(
+            "internal error: pitch {} for rows of {row_bytes} bytes",
+            p.out_pitch
+        )));
+    }
+    need(
+        "output",
+        out.len(),
+        p.out_pitch * (p.region_h as u64 - 1) + row_bytes,
+    )?;
+    let index = match kind {
+        super::SampleKind::U8 => 0,
+        super::SampleKind::F32 => 4,
+    } + channels as u8
+        - 1;
+    let cfg = grid(tiles, RASTER_THREADS)?;
+    let f = rt.function(Kernel::Rasterize(index))?;
+    let mut b = stream.launch_builder(f);
+    b.arg(splats)
+        .arg(tile_vals)
+        .arg(ranges)
+        .arg(stats)
+        .arg(p)
+        .arg(out);
+    // SAFETY: matches rasterize_*(const Splat*, const unsigned*, const uint2*, const
+    // RenderStats*, RasterParams, unsigned char*). The grid has one block per tile (checked
+    // against the region). The kernel draws nothing when stats->pairs > p.capacity; otherwise
+    // the ranges lie below stats->pairs <= p.capacity <= tile_vals.len(), and every value is a
+    // Gaussian index < n, the length of splats. Pixels are written only inside the region, row
+    // y at y * out_pitch, within the length checked above; f32 rows are 4-byte aligned since
+    // device allocations are 256-byte aligned and the pitch is a multiple of 4.
+    unsafe { b.launch(cfg) }.map_err(driver_err("rasterize launch"))?;
+    Ok(())
+}
+
+/// A view of the `RenderStats::pairs` word, where the top scan level writes the total.
+pub(crate) fn pairs_word(stats: &mut CudaSlice<u32>) -> CudaViewMut<'_, u32> {
+    stats.slice_mut(STATS_PAIRS_WORD..STATS_PAIRS_WORD + 1)
+}

@@ -1,0 +1,131 @@
+//! The CUDA renderer: the kernels of `kernels/` launched through `cudarc`, matching
+//! [`render_cpu`](crate::render::render_cpu) (`format-spec.md` §3.6).
+//!
+//! This module is the only place in gsimg with `unsafe` code and `cudarc` types; the rest of the
+//! crate, and callers, see gsimg's own types:
+//!
+//! - [`CudaRenderer`]: a device with the kernels loaded (created once; cheap to clone);
+//! - [`GpuImage`]: a [`SplatImage`](crate::SplatImage) uploaded once, rendered at any number of
+//!   sizes, zooms and regions without re-uploading (for image viewers), into a host
+//!   [`Frame`](crate::Frame) or a [`DeviceFrame`] that stays on the GPU;
+//! - [`CudaDecoder`]: `.gsi` bytes in host memory to RGBA8 in (pinned) host memory, reusing its
+//!   buffers from one file to the next.
+//!
+//! libcuda is loaded at run time: a build needs no CUDA toolkit, and without a driver or a GPU
+//! [`CudaRenderer::new`] returns [`Error::Cuda`](crate::Error::Cuda) (callers then use the CPU
+//! renderer). The kernels are embedded as PTX (`kernels/ptx/`, compute capability 7.5 and newer,
+//! NVIDIA driver 580 or newer); see `kernels/README.md`. Built without the `cuda` feature, the
+//! same types exist and every constructor returns `Error::Cuda("built without CUDA support")`.
+//!
+//! ```no_run
+//! # fn main() -> gsimg::Result<()> {
+//! use gsimg::cuda::CudaRenderer;
+//! let bytes = std::fs::read("photo.gsi")?;
+//! let file = gsimg::format::read(&bytes, &gsimg::Limits::default())?;
+//! let gpu = CudaRenderer::new()?;
+//! let mut image = gpu.upload(&file.image)?;
+//! for scale in [1.0, 2.5, 8.0] {
+//!     let view = gsimg::Viewport::scaled(image.width(), image.height(), scale)?;
+//!     let frame: gsimg::Frame<u8> = image.render(&view, &gsimg::Limits::default())?;
+//! #   let _ = frame;
+//! }
+//! # Ok(()) }
+//! ```
+
+use crate::render::Sample;
+
+#[cfg(feature = "cuda")]
+mod api;
+#[cfg(feature = "cuda")]
+mod kernels;
+#[cfg(feature = "cuda")]
+mod launch;
+#[cfg(feature = "cuda")]
+mod pipeline;
+#[cfg(feature = "cuda")]
+mod runtime;
+#[cfg(not(feature = "cuda"))]
+mod stub;
+
+#[cfg(feature = "cuda")]
+pub use api::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, device_count};
+#[cfg(not(feature = "cuda"))]
+pub use stub::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, device_count};
+
+/// Whether gsimg was built with the CUDA renderer (the `cuda` feature).
+pub const BUILT_WITH_CUDA: bool = cfg!(feature = "cuda");
+
+/// The PTX of each kernel file, as embedded (for tests and diagnostics).
+#[cfg(feature = "cuda")]
+pub use kernels::PTX_FILES;
+
+/// Sample types the GPU renderer writes: `u8` (§3.5) and `f32` (unclamped values, for tests).
+pub trait GpuSample: Sample + sealed::Sealed {
+    /// Which kernel family writes this type.
+    #[doc(hidden)]
+    const KIND: SampleKind;
+}
+
+impl GpuSample for u8 {
+    const KIND: SampleKind = SampleKind::U8;
+}
+
+impl GpuSample for f32 {
+    const KIND: SampleKind = SampleKind::F32;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for f32 {}
+}
+
+/// The output sample type of a kernel.
+#[doc(hidden)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SampleKind {
+    /// 8-bit samples (§3.5).
+    U8,
+    /// binary32 samples.
+    F32,
+}
+
+impl SampleKind {
+    /// Bytes per sample.
+    pub fn size(self) -> usize {
+        match self {
+            SampleKind::U8 => 1,
+            SampleKind::F32 => 4,
+        }
+    }
+}
+
+/// What one GPU render did.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RenderInfo {
+    /// Gaussian–pixel evaluations bounded by the Gaussians' clipped bounding boxes: the CPU
+    /// renderer's "render work", checked against [`Limits::max_render_work`](crate::Limits).
+    pub work: u64,
+    /// Entries of the per-tile Gaussian lists (one per Gaussian and 16 × 16 tile it touches).
+    pub tile_entries: u64,
+    /// Tiles of the region.
+    pub tiles: u64,
+    /// 1, or 2 when the tile lists outgrew their buffers and the render ran again.
+    pub attempts: u32,
+    /// Device time of the render's kernels in milliseconds, when timing is on
+    /// ([`GpuImage::set_timing`]).
+    pub gpu_ms: Option<f32>,
+}
+
+/// An 8-bit picture in host memory owned by a [`CudaDecoder`], valid until its next decode.
+#[derive(Debug, Clone, Copy)]
+pub struct HostFrame<'a> {
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+    /// Samples per pixel (4: RGBA).
+    pub channels: usize,
+    /// `width * height * channels` samples, rows top to bottom, no padding.
+    pub data: &'a [u8],
+}

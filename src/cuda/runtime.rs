@@ -1,0 +1,124 @@
+//! The device: driver detection, the CUDA context, and the lazily loaded kernel modules.
+
+use std::sync::{Arc, OnceLock};
+
+use cudarc::driver::sys::CUdevice_attribute;
+use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError};
+use cudarc::nvrtc::Ptx;
+
+use super::kernels::{KERNEL_COUNT, Kernel, MODULE_COUNT, PTX_FILES};
+use crate::{Error, Result};
+
+/// Oldest compute capability the PTX targets (`-arch=compute_75`, Turing).
+pub(crate) const MIN_COMPUTE_CAPABILITY: (i32, i32) = (7, 5);
+
+/// Maps a driver error to [`Error::Cuda`], saying what was being done.
+pub(crate) fn driver_err(what: &'static str) -> impl FnOnce(DriverError) -> Error {
+    move |e| Error::Cuda(format!("{what}: {e}"))
+}
+
+/// Whether libcuda can be loaded. Checked before any driver call: cudarc panics when a driver
+/// function is called without the library.
+pub(crate) fn driver_present() -> bool {
+    // SAFETY: only tries to dlopen libcuda under its usual names and closes it again; no CUDA
+    // function is called.
+    unsafe { cudarc::driver::sys::is_culib_present() }
+}
+
+/// Number of CUDA devices, 0 without a driver.
+pub(crate) fn device_count() -> usize {
+    if !driver_present() {
+        return 0;
+    }
+    if cudarc::driver::result::init().is_err() {
+        return 0;
+    }
+    CudaContext::device_count().map_or(0, |n| n.max(0) as usize)
+}
+
+/// A CUDA context with gsimg's kernels, shared by every object of one [`super::CudaRenderer`].
+pub(crate) struct Runtime {
+    pub(crate) ctx: Arc<CudaContext>,
+    /// Stream for allocations not tied to one image (device frames).
+    pub(crate) stream: Arc<CudaStream>,
+    pub(crate) name: String,
+    pub(crate) multiprocessors: u32,
+    modules: [OnceLock<Arc<CudaModule>>; MODULE_COUNT],
+    functions: [OnceLock<CudaFunction>; KERNEL_COUNT],
+}
+
+impl Runtime {
+    pub(crate) fn new(ordinal: usize) -> Result<Arc<Runtime>> {
+        if !driver_present() {
+            return Err(Error::Cuda(
+                "no NVIDIA driver found (libcuda.so could not be loaded)".into(),
+            ));
+        }
+        let ctx = CudaContext::new(ordinal).map_err(driver_err("cannot open CUDA device"))?;
+        // SAFETY: gsimg manages stream ordering itself: every buffer of a GpuImage or
+        // CudaDecoder is allocated, used and freed on that object's one stream, and device
+        // frames are synchronized after allocation and after each render into them (see api.rs),
+        // so the per-buffer events cudarc would otherwise record on every launch are not needed.
+        unsafe { ctx.disable_event_tracking() };
+        let (major, minor) = ctx
+            .compute_capability()
+            .map_err(driver_err("cannot query the device"))?;
+        if (major, minor) < MIN_COMPUTE_CAPABILITY {
+            return Err(Error::Cuda(format!(
+                "the GPU has compute capability {major}.{minor}; gsimg's kernels need {}.{} or newer",
+                MIN_COMPUTE_CAPABILITY.0, MIN_COMPUTE_CAPABILITY.1
+            )));
+        }
+        let name = ctx.name().map_err(driver_err("cannot query the device"))?;
+        let multiprocessors = ctx
+            .attribute(CUdevice_attribute::CU_DEVICE_ATTRIBUTE_MULTIPROCESSOR_COUNT)
+            .map_err(driver_err("cannot query the device"))?
+            .max(1) as u32;
+        let stream = ctx
+            .new_stream()
+            .map_err(driver_err("cannot create a stream"))?;
+        Ok(Arc::new(Runtime {
+            ctx,
+            stream,
+            name,
+            multiprocessors,
+            modules: Default::default(),
+            functions: Default::default(),
+        }))
+    }
+
+    /// The kernel, loading its module on first use (the driver JIT-compiles the PTX for this GPU
+    /// and caches the result on disk).
+    pub(crate) fn function(&self, k: Kernel) -> Result<&CudaFunction> {
+        let slot = &self.functions[k.index()];
+        if let Some(f) = slot.get() {
+            return Ok(f);
+        }
+        let m = k.module() as usize;
+        let module = match self.modules[m].get() {
+            Some(module) => module,
+            None => {
+                let (file, ptx) = PTX_FILES[m];
+                let module = self
+                    .ctx
+                    .load_module(Ptx::from_src(ptx))
+                    .map_err(|e| Error::Cuda(format!("cannot load kernels/ptx/{file}: {e}")))?;
+                // Another thread may have loaded it meanwhile: either copy is fine.
+                let _ = self.modules[m].set(module);
+                self.modules[m].get().expect("just set")
+            }
+        };
+        let f = module
+            .load_function(k.name())
+            .map_err(|e| Error::Cuda(format!("kernel {} not found: {e}", k.name())))?;
+        let _ = slot.set(f);
+        Ok(slot.get().expect("just set"))
+    }
+
+    /// Creates a stream of its own for one image or decoder.
+    pub(crate) fn new_stream(&self) -> Result<Arc<CudaStream>> {
+        self.ctx
+            .new_stream()
+            .map_err(driver_err("cannot create a stream"))
+    }
+}

@@ -1,0 +1,187 @@
+//! The CUDA renderer's API when gsimg is built without the `cuda` feature: the same types, whose
+//! constructors return `Error::Cuda("built without CUDA support")`.
+
+use std::convert::Infallible;
+use std::marker::PhantomData;
+
+use super::{GpuSample, HostFrame, RenderInfo};
+use crate::{ChannelLayout, Error, Frame, Limits, Result, SplatImage, Viewport};
+
+fn unsupported<T>() -> Result<T> {
+    Err(Error::Cuda("built without CUDA support".into()))
+}
+
+/// Number of CUDA devices: always 0 without the `cuda` feature.
+pub fn device_count() -> usize {
+    0
+}
+
+/// A CUDA device (unavailable: built without the `cuda` feature).
+#[derive(Debug, Clone)]
+pub struct CudaRenderer {
+    never: Infallible,
+}
+
+impl CudaRenderer {
+    /// Always [`Error::Cuda`].
+    pub fn new() -> Result<Self> {
+        unsupported()
+    }
+
+    /// Always [`Error::Cuda`].
+    pub fn with_device(_ordinal: usize) -> Result<Self> {
+        unsupported()
+    }
+
+    /// Unreachable.
+    pub fn device_name(&self) -> &str {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn multiprocessors(&self) -> u32 {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn preload(&self) -> Result<()> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn upload(&self, _image: &SplatImage) -> Result<GpuImage> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn alloc_frame<T: GpuSample>(
+        &self,
+        _width: u32,
+        _height: u32,
+        _channels: usize,
+    ) -> Result<DeviceFrame<T>> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn decoder(&self, _limits: Limits) -> Result<CudaDecoder> {
+        match self.never {}
+    }
+}
+
+/// A picture on the device (unavailable).
+pub struct DeviceFrame<T: GpuSample> {
+    never: Infallible,
+    _sample: PhantomData<T>,
+}
+
+impl<T: GpuSample> DeviceFrame<T> {
+    /// Unreachable.
+    pub fn width(&self) -> u32 {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn height(&self) -> u32 {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn channels(&self) -> usize {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn pitch_bytes(&self) -> u64 {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn device_ptr(&self) -> u64 {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn download(&self) -> Result<Frame<T>> {
+        match self.never {}
+    }
+}
+
+/// An image on the device (unavailable).
+pub struct GpuImage {
+    never: Infallible,
+}
+
+impl GpuImage {
+    /// Unreachable.
+    pub fn width(&self) -> u32 {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn height(&self) -> u32 {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn layout(&self) -> ChannelLayout {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn gaussian_count(&self) -> usize {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn set_timing(&mut self, _on: bool) -> Result<()> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn render<T: GpuSample>(&mut self, _v: &Viewport, _l: &Limits) -> Result<Frame<T>> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn render_rgba<T: GpuSample>(&mut self, _v: &Viewport, _l: &Limits) -> Result<Frame<T>> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn render_with_info<T: GpuSample>(
+        &mut self,
+        _v: &Viewport,
+        _l: &Limits,
+        _rgba: bool,
+    ) -> Result<(Frame<T>, RenderInfo)> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn render_into<T: GpuSample>(
+        &mut self,
+        _v: &Viewport,
+        _l: &Limits,
+        _frame: &mut DeviceFrame<T>,
+    ) -> Result<RenderInfo> {
+        match self.never {}
+    }
+}
+
+/// An end-to-end decoder (unavailable).
+pub struct CudaDecoder {
+    never: Infallible,
+}
+
+impl CudaDecoder {
+    /// Unreachable.
+    pub fn decode_rgba8(&mut self, _gsi: &[u8], _v: Option<Viewport>) -> Result<HostFrame<'_>> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn render_rgba8(&mut self, _i: &SplatImage, _v: &Viewport) -> Result<HostFrame<'_>> {
+        match self.never {}
+    }
+}

@@ -1,0 +1,369 @@
+//! The CUDA renderer: the committed PTX matches the kernel sources (CPU only, always run), the
+//! kernels' constants match the CPU renderer's, and — where a CUDA device is present — GPU
+//! renders match `render_cpu` (format-spec.md §3.6). Without a device the GPU tests print a
+//! note and pass; `scripts/gpu-check.sh` runs the full comparison on the GPU machine, and
+//! `scripts/cuda-emu/` runs these tests against a CPU emulation of the kernels.
+
+use std::path::{Path, PathBuf};
+
+use crate::common::{Rng, random_image};
+use gsimg::render::project::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
+use gsimg::render::render_cpu;
+use gsimg::{ChannelLayout, Error, Frame, Limits, Region, SplatImage, Viewport};
+
+fn kernels_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("kernels")
+}
+
+/// SHA-256 (FIPS 180-4), enough for a manifest check without a dependency.
+fn sha256(data: &[u8]) -> String {
+    const K: [u32; 64] = [
+        0x428a2f98, 0x71374491, 0xb5c0fbcf, 0xe9b5dba5, 0x3956c25b, 0x59f111f1, 0x923f82a4,
+        0xab1c5ed5, 0xd807aa98, 0x12835b01, 0x243185be, 0x550c7dc3, 0x72be5d74, 0x80deb1fe,
+        0x9bdc06a7, 0xc19bf174, 0xe49b69c1, 0xefbe4786, 0x0fc19dc6, 0x240ca1cc, 0x2de92c6f,
+        0x4a7484aa, 0x5cb0a9dc, 0x76f988da, 0x983e5152, 0xa831c66d, 0xb00327c8, 0xbf597fc7,
+        0xc6e00bf3, 0xd5a79147, 0x06ca6351, 0x14292967, 0x27b70a85, 0x2e1b2138, 0x4d2c6dfc,
+        0x53380d13, 0x650a7354, 0x766a0abb, 0x81c2c92e, 0x92722c85, 0xa2bfe8a1, 0xa81a664b,
+        0xc24b8b70, 0xc76c51a3, 0xd192e819, 0xd6990624, 0xf40e3585, 0x106aa070, 0x19a4c116,
+        0x1e376c08, 0x2748774c, 0x34b0bcb5, 0x391c0cb3, 0x4ed8aa4a, 0x5b9cca4f, 0x682e6ff3,
+        0x748f82ee, 0x78a5636f, 0x84c87814, 0x8cc70208, 0x90befffa, 0xa4506ceb, 0xbef9a3f7,
+        0xc67178f2,
+    ];
+    let mut h: [u32; 8] = [
+        0x6a09e667, 0xbb67ae85, 0x3c6ef372, 0xa54ff53a, 0x510e527f, 0x9b05688c, 0x1f83d9ab,
+        0x5be0cd19,
+    ];
+    let mut msg = data.to_vec();
+    msg.push(0x80);
+    while msg.len() % 64 != 56 {
+        msg.push(0);
+    }
+    msg.extend_from_slice(&((data.len() as u64) * 8).to_be_bytes());
+    for block in msg.chunks_exact(64) {
+        let mut w = [0u32; 64];
+        for i in 0..16 {
+            w[i] = u32::from_be_bytes(block[4 * i..4 * i + 4].try_into().unwrap());
+        }
+        for i in 16..64 {
+            let s0 = w[i - 15].rotate_right(7) ^ w[i - 15].rotate_right(18) ^ (w[i - 15] >> 3);
+            let s1 = w[i - 2].rotate_right(17) ^ w[i - 2].rotate_right(19) ^ (w[i - 2] >> 10);
+            w[i] = w[i - 16]
+                .wrapping_add(s0)
+                .wrapping_add(w[i - 7])
+                .wrapping_add(s1);
+        }
+        let [mut a, mut b, mut c, mut d, mut e, mut f, mut g, mut hh] = h;
+        for i in 0..64 {
+            let s1 = e.rotate_right(6) ^ e.rotate_right(11) ^ e.rotate_right(25);
+            let ch = (e & f) ^ (!e & g);
+            let t1 = hh
+                .wrapping_add(s1)
+                .wrapping_add(ch)
+                .wrapping_add(K[i])
+                .wrapping_add(w[i]);
+            let s0 = a.rotate_right(2) ^ a.rotate_right(13) ^ a.rotate_right(22);
+            let maj = (a & b) ^ (a & c) ^ (b & c);
+            let t2 = s0.wrapping_add(maj);
+            hh = g;
+            g = f;
+            f = e;
+            e = d.wrapping_add(t1);
+            d = c;
+            c = b;
+            b = a;
+            a = t1.wrapping_add(t2);
+        }
+        for (x, y) in h.iter_mut().zip([a, b, c, d, e, f, g, hh]) {
+            *x = x.wrapping_add(y);
+        }
+    }
+    h.iter().map(|x| format!("{x:08x}")).collect()
+}
+
+#[test]
+fn sha256_known_answers() {
+    assert_eq!(
+        sha256(b""),
+        "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+    );
+    assert_eq!(
+        sha256(b"abc"),
+        "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+    );
+}
+
+/// The committed PTX was built from the current sources: every `.cu`/`.cuh` and `.ptx` file is
+/// listed in kernels/ptx/MANIFEST with its sha256 (scripts/build-ptx.sh writes it).
+#[test]
+fn committed_ptx_matches_the_kernel_sources() {
+    let dir = kernels_dir();
+    let manifest = std::fs::read_to_string(dir.join("ptx/MANIFEST")).unwrap();
+    let entries: Vec<(&str, &str)> = manifest
+        .lines()
+        .filter(|l| !l.starts_with('#') && !l.trim().is_empty())
+        .map(|l| {
+            let (hash, name) = l.split_once("  ").expect("sha256sum format");
+            (name, hash)
+        })
+        .collect();
+    let mut files: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| n.ends_with(".cu") || n.ends_with(".cuh"))
+        .collect();
+    files.extend(
+        std::fs::read_dir(dir.join("ptx"))
+            .unwrap()
+            .map(|e| format!("ptx/{}", e.unwrap().file_name().into_string().unwrap()))
+            .filter(|n| n.ends_with(".ptx")),
+    );
+    files.sort();
+    let mut listed: Vec<String> = entries.iter().map(|(n, _)| n.to_string()).collect();
+    listed.sort();
+    assert_eq!(
+        files, listed,
+        "kernel files and MANIFEST differ: run scripts/build-ptx.sh"
+    );
+    for (name, hash) in entries {
+        let got = sha256(&std::fs::read(dir.join(name)).unwrap());
+        assert_eq!(
+            got, hash,
+            "kernels/{name} changed since the PTX was built: run scripts/build-ptx.sh"
+        );
+    }
+    #[cfg(feature = "cuda")]
+    for (file, ptx) in gsimg::cuda::PTX_FILES {
+        assert_eq!(
+            std::fs::read_to_string(dir.join("ptx").join(file)).unwrap(),
+            ptx,
+            "embedded {file}"
+        );
+    }
+}
+
+/// kernels/common.cuh states the rendering constants of src/render/project.rs.
+#[test]
+fn kernel_constants_match_the_cpu_renderer() {
+    let header = std::fs::read_to_string(kernels_dir().join("common.cuh")).unwrap();
+    let define = |name: &str| -> String {
+        header
+            .lines()
+            .find_map(|l| l.strip_prefix(&format!("#define {name} ")))
+            .unwrap_or_else(|| panic!("{name} not defined"))
+            .trim()
+            .to_string()
+    };
+    assert_eq!(define("PREFILTER_VARIANCE"), "(1.0 / 12.0)");
+    assert_eq!(PREFILTER_VARIANCE, 1.0 / 12.0);
+    assert_eq!(define("CUTOFF_Q"), "9.0f");
+    assert_eq!(CUTOFF_Q, 9.0);
+    assert_eq!(define("MIN_WEIGHT_SUM"), "0x1p-40f");
+    assert_eq!(MIN_WEIGHT_SUM, 2f32.powi(-40));
+    assert_eq!(define("COORD_LIMIT"), "1099511627776.0");
+}
+
+#[cfg(not(feature = "cuda"))]
+#[test]
+fn without_the_feature_the_renderer_says_so() {
+    match gsimg::cuda::CudaRenderer::new() {
+        Err(Error::Cuda(m)) => assert!(m.contains("built without CUDA support")),
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(gsimg::cuda::device_count(), 0);
+}
+
+// ---- GPU against CPU (skipped without a device) -----------------------------------------------
+
+/// The device, or `None` (with a note) when there is none.
+fn gpu() -> Option<gsimg::cuda::CudaRenderer> {
+    match gsimg::cuda::CudaRenderer::new() {
+        Ok(r) => Some(r),
+        Err(e) => {
+            eprintln!("note: no CUDA device, GPU comparison skipped ({e})");
+            None
+        }
+    }
+}
+
+/// §3.6: 8-bit samples within 1 level on ≥ 99.9% and within 2 everywhere; returns the worst
+/// difference and the count over 1.
+fn check_u8(what: &str, gpu: &Frame<u8>, cpu: &Frame<u8>) {
+    assert_eq!(
+        (gpu.width, gpu.height, gpu.channels, gpu.data.len()),
+        (cpu.width, cpu.height, cpu.channels, cpu.data.len()),
+        "{what}"
+    );
+    let mut over1 = 0usize;
+    let mut worst = 0u8;
+    for (a, b) in gpu.data.iter().zip(&cpu.data) {
+        let d = a.abs_diff(*b);
+        worst = worst.max(d);
+        over1 += (d > 1) as usize;
+    }
+    assert!(worst <= 2, "{what}: a sample differs by {worst}");
+    assert!(
+        over1 * 1000 <= cpu.data.len(),
+        "{what}: {over1} of {} samples differ by 2",
+        cpu.data.len()
+    );
+}
+
+fn check_f32(what: &str, gpu: &Frame<f32>, cpu: &Frame<f32>) {
+    assert_eq!(gpu.data.len(), cpu.data.len(), "{what}");
+    let worst = gpu
+        .data
+        .iter()
+        .zip(&cpu.data)
+        .map(|(a, b)| (a - b).abs())
+        .fold(0f32, f32::max);
+    assert!(worst <= 1e-4, "{what}: max difference {worst}");
+}
+
+fn views(img: &SplatImage) -> Vec<(String, Viewport)> {
+    let (w, h) = (img.width(), img.height());
+    let mut v = vec![
+        ("x1".to_string(), Viewport::full(w, h)),
+        ("x2.5".to_string(), Viewport::scaled(w, h, 2.5).unwrap()),
+        ("x0.37".to_string(), Viewport::scaled(w, h, 0.37).unwrap()),
+        (
+            "non-square".to_string(),
+            Viewport::full(w * 3 + 1, h * 2 - 3),
+        ),
+    ];
+    let big = Viewport::scaled(w, h, 4.0).unwrap();
+    v.push((
+        "x4 region".to_string(),
+        big.with_region(Region {
+            x: 37,
+            y: 21,
+            width: big.width - 60,
+            height: 45,
+        }),
+    ));
+    v
+}
+
+#[test]
+fn gpu_matches_cpu_on_random_images() {
+    let Some(gpu) = gpu() else { return };
+    let limits = Limits::default();
+    let mut rng = Rng::new(7);
+    for (layout, w, h, n, smax) in [
+        (ChannelLayout::Rgb, 48, 40, 300, 6.0),
+        (ChannelLayout::Rgba, 33, 27, 150, 3.0),
+        (ChannelLayout::Gray, 40, 21, 200, 12.0),
+        (ChannelLayout::GrayAlpha, 25, 30, 2600, 2.0),
+    ] {
+        let img = random_image(&mut rng, w, h, layout, n, 0.2, smax);
+        let mut dev = gpu.upload(&img).unwrap();
+        for (name, view) in views(&img) {
+            let what = format!("{layout:?} {w}x{h} n={n} {name}");
+            let cpu8: Frame<u8> = render_cpu(&img, &view, &limits).unwrap();
+            let gpu8: Frame<u8> = dev.render(&view, &limits).unwrap();
+            check_u8(&what, &gpu8, &cpu8);
+            let cpuf: Frame<f32> = render_cpu(&img, &view, &limits).unwrap();
+            let gpuf: Frame<f32> = dev.render(&view, &limits).unwrap();
+            check_f32(&what, &gpuf, &cpuf);
+        }
+    }
+}
+
+#[test]
+fn gpu_regions_rgba_device_frames_and_edge_cases() {
+    let Some(gpu) = gpu() else { return };
+    let limits = Limits::default();
+    let mut rng = Rng::new(11);
+    let img = random_image(&mut rng, 30, 20, ChannelLayout::Gray, 120, 0.3, 5.0);
+    let mut dev = gpu.upload(&img).unwrap();
+    let view = Viewport::scaled(30, 20, 3.0).unwrap();
+    // RGBA expansion: gray repeated, alpha 255.
+    let rgba: Frame<u8> = dev.render_rgba(&view, &limits).unwrap();
+    let gray: Frame<u8> = dev.render(&view, &limits).unwrap();
+    assert_eq!(rgba.channels, 4);
+    for (p, g) in rgba.data.chunks_exact(4).zip(&gray.data) {
+        assert_eq!(p, &[*g, *g, *g, 255]);
+    }
+    // A device frame gives the same bytes as a host render.
+    let mut frame = gpu.alloc_frame::<u8>(view.width, view.height, 1).unwrap();
+    let info = dev.render_into(&view, &limits, &mut frame).unwrap();
+    assert!(info.work > 0 && info.tile_entries > 0);
+    assert_eq!(frame.download().unwrap(), gray);
+    let mut wrong = gpu
+        .alloc_frame::<u8>(view.width + 1, view.height, 1)
+        .unwrap();
+    assert!(matches!(
+        dev.render_into(&view, &limits, &mut wrong),
+        Err(Error::InvalidParameter { .. })
+    ));
+    // Limits are enforced: the render work of a big zoom.
+    let tight = Limits {
+        max_render_work: 1000,
+        ..Limits::default()
+    };
+    assert!(matches!(
+        dev.render::<u8>(&view, &tight),
+        Err(Error::LimitsExceeded { .. })
+    ));
+    // No Gaussians: zeros, as the CPU.
+    let empty = SplatImage::new(9, 7, ChannelLayout::Rgb, vec![]).unwrap();
+    let mut dev_empty = gpu.upload(&empty).unwrap();
+    let f: Frame<u8> = dev_empty.render(&Viewport::full(9, 7), &limits).unwrap();
+    assert!(f.data.iter().all(|v| *v == 0));
+}
+
+#[test]
+fn gpu_tile_lists_grow_past_their_first_capacity() {
+    let Some(gpu) = gpu() else { return };
+    let limits = Limits::default();
+    let mut rng = Rng::new(3);
+    // Few, large Gaussians: many tiles each, far more entries than the first guess.
+    let img = random_image(&mut rng, 20, 20, ChannelLayout::Rgb, 30, 5.0, 9.0);
+    let mut dev = gpu.upload(&img).unwrap();
+    let view = Viewport::scaled(20, 20, 20.0).unwrap();
+    let (f, info) = dev.render_with_info::<u8>(&view, &limits, false).unwrap();
+    assert_eq!(info.attempts, 2, "{info:?}");
+    check_u8(
+        "grown lists",
+        &f,
+        &render_cpu(&img, &view, &limits).unwrap(),
+    );
+    // The next render reuses the grown lists.
+    let (_, info) = dev.render_with_info::<u8>(&view, &limits, false).unwrap();
+    assert_eq!(info.attempts, 1);
+}
+
+#[test]
+fn gpu_decoder_renders_gsi_bytes() {
+    let Some(gpu) = gpu() else { return };
+    let limits = Limits::default();
+    let mut rng = Rng::new(5);
+    let img = random_image(&mut rng, 40, 30, ChannelLayout::Rgb, 200, 0.5, 4.0);
+    let bytes = gsimg::format::write(&img, &Default::default())
+        .unwrap()
+        .bytes;
+    let decoded = gsimg::format::read(&bytes, &limits).unwrap().image;
+    let cpu: Frame<u8> = render_cpu(&decoded, &Viewport::full(40, 30), &limits).unwrap();
+    let mut dec = gpu.decoder(limits).unwrap();
+    for _ in 0..2 {
+        let f = dec.decode_rgba8(&bytes, None).unwrap();
+        assert_eq!((f.width, f.height, f.channels), (40, 30, 4));
+        let rgb: Vec<u8> = f
+            .data
+            .chunks_exact(4)
+            .flat_map(|p| {
+                assert_eq!(p[3], 255);
+                [p[0], p[1], p[2]]
+            })
+            .collect();
+        check_u8(
+            "decoder",
+            &Frame {
+                width: 40,
+                height: 30,
+                channels: 3,
+                data: rgb,
+            },
+            &cpu,
+        );
+    }
+}
