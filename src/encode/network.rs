@@ -42,6 +42,8 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use super::fit::{FitOptions, fit_colors};
 use super::input::Pixels;
 use super::onnx::{ModelDecl, OnnxModel, TensorDecl};
@@ -877,7 +879,8 @@ fn decode_cells(
     let nc = p.channels();
     let plane = hc * wc;
     let at = |kk: usize, q: usize, i: usize| data[(kk * 9 + q) * plane + i];
-    for gy in cy0..cells_y {
+    let row = |gy: u32| -> Result<Vec<Gaussian>> {
+        let mut v_out = Vec::with_capacity((cells_x.saturating_sub(cx0)) as usize * k);
         for gx in cx0..cells_x {
             let i = (gy - wy0) as usize * wc + (gx - wx0) as usize;
             for kk in 0..k {
@@ -909,7 +912,7 @@ fn decode_cells(
                     let py = (y as u32).min(h - 1) as usize;
                     color[nc - 1] = p.data[(py * w as usize + px) * nc + nc - 1];
                 }
-                out.push(Gaussian {
+                v_out.push(Gaussian {
                     x,
                     y,
                     scale: [s(v[2]), s(v[3])],
@@ -918,6 +921,15 @@ fn decode_cells(
                 });
             }
         }
+        Ok(v_out)
+    };
+    let rows: Vec<Vec<Gaussian>> = (cy0..cells_y.max(cy0))
+        .into_par_iter()
+        .map(row)
+        .collect::<Result<_>>()?;
+    out.reserve(rows.iter().map(Vec::len).sum());
+    for r in rows {
+        out.extend(r);
     }
     Ok(())
 }

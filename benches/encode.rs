@@ -1,0 +1,192 @@
+//! Network encoder speed (issue 3 §4): `cargo bench --bench encode`.
+//!
+//! For each model (compact: `encode` to a `.gsi` file; upscale: the Gaussian field `upscale`
+//! renders from) and each picture (a Kodak image at 768×512, and 1920×1080 made by resizing it),
+//! prints the median and minimum of `GSIMG_BENCH_REPS` (default 10) encodes after 2 warm-up runs,
+//! the execution provider that ran, the tiles, and the time in the network alone. Then, for the
+//! upscale model, the cost of writing its field to a file with the fine quantizers (PSNR of ×2,
+//! ×3, ×4 renders against the original, direct field vs file).
+//!
+//! Environment: `GSIMG_BENCH_MODELS` (comma-separated .onnx paths; default `models/compact.onnx`
+//! and `models/upscale.onnx`, else the dummy test models, labelled so), `GSIMG_BENCH_DEVICE`
+//! (auto | cpu | cuda, default auto), `GSIMG_BENCH_IMAGE` (default Kodak kodim01),
+//! `ORT_DYLIB_PATH` (e.g. the GPU build of ONNX Runtime).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use gsimg::encode::network::{ModelKind, NetworkEncoder, NetworkOptions};
+use gsimg::encode::{Device, Pixels};
+use gsimg::{ChannelLayout, Frame, Limits, Viewport, render};
+
+fn stats(mut t: Vec<f64>) -> (f64, f64) {
+    t.sort_by(f64::total_cmp);
+    (t[t.len() / 2], t[0])
+}
+
+fn resize(p: &Pixels, w: u32, h: u32, filter: image::imageops::FilterType) -> Pixels {
+    assert_eq!(p.layout, ChannelLayout::Rgb);
+    let img = image::Rgb32FImage::from_raw(p.width, p.height, p.data.clone()).unwrap();
+    let r = image::imageops::resize(&img, w, h, filter);
+    Pixels {
+        width: w,
+        height: h,
+        layout: ChannelLayout::Rgb,
+        data: r.into_raw(),
+    }
+}
+
+fn psnr(a: &[f32], b: &[f32]) -> f64 {
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(x, y)| (x.clamp(0.0, 1.0) as f64 - y.clamp(0.0, 1.0) as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
+    10.0 * (1.0 / mse.max(1e-20)).log10()
+}
+
+fn main() {
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let reps: usize = std::env::var("GSIMG_BENCH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(10)
+        .max(1);
+    let device = match std::env::var("GSIMG_BENCH_DEVICE").as_deref() {
+        Ok("cpu") => Device::Cpu,
+        Ok("cuda") => Device::Cuda,
+        _ => Device::Auto,
+    };
+    let models: Vec<(PathBuf, bool)> = match std::env::var("GSIMG_BENCH_MODELS") {
+        Ok(list) => list.split(',').map(|p| (PathBuf::from(p), false)).collect(),
+        Err(_) => [ModelKind::Compact, ModelKind::Upscale]
+            .into_iter()
+            .map(|k| {
+                let real = root.join("models").join(k.file_name());
+                if real.is_file() {
+                    (real, false)
+                } else {
+                    let dummy = format!("tests/fixtures/onnx/dummy_{}", k.file_name());
+                    (root.join(dummy), true)
+                }
+            })
+            .collect(),
+    };
+    let image_path = std::env::var("GSIMG_BENCH_IMAGE").map(PathBuf::from).unwrap_or_else(|_| {
+        root.join("../shared/bench/kodak/kodim01.png")
+    });
+    let bytes = std::fs::read(&image_path)
+        .unwrap_or_else(|e| panic!("{}: {e} (set GSIMG_BENCH_IMAGE)", image_path.display()));
+    let kodak = gsimg::encode::load_image(&bytes, &Limits::default())
+        .unwrap()
+        .pixels
+        .to_layout(ChannelLayout::Rgb);
+    let hd = resize(&kodak, 1920, 1080, image::imageops::FilterType::CatmullRom);
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("model name"))
+                .map(|l| l.split(':').nth(1).unwrap_or("").trim().to_string())
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    println!(
+        "encoder speed: {} threads of {cpu}; median (min) of {reps} after 2 warm-up runs",
+        rayon::current_num_threads()
+    );
+    println!(
+        "| model | picture | provider | tiles | Gaussians | encode median (min) | network alone |"
+    );
+    println!("|---|---|---|---|---|---|---|");
+    for (path, dummy) in &models {
+        let enc: NetworkEncoder = NetworkOptions::default()
+            .with_model(path)
+            .with_device(device)
+            .with_threads(rayon::current_num_threads())
+            .build()
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let kind = enc.info().kind;
+        let label = format!(
+            "{}{}",
+            path.file_name().unwrap().to_string_lossy(),
+            if *dummy { " (DUMMY test model)" } else { "" }
+        );
+        for (name, px) in [("Kodak 768×512", &kodak), ("1920×1080", &hd)] {
+            let once = || -> (f64, f64, usize, usize) {
+                let s = Instant::now();
+                let (net, tiles, n) = match kind {
+                    ModelKind::Compact => {
+                        // The whole `gsimg encode` work: network, Gaussians, file.
+                        let e = enc.encode(px).unwrap();
+                        (f64::NAN, enc.tiles_for(px.width, px.height).len(), e.image.gaussian_count())
+                    }
+                    ModelKind::Upscale => {
+                        let o = enc.gaussians(px).unwrap();
+                        (o.network_seconds, o.tiles, o.image.gaussian_count())
+                    }
+                };
+                (s.elapsed().as_secs_f64(), net, tiles, n)
+            };
+            let net_only = || -> f64 { enc.gaussians(px).unwrap().network_seconds };
+            for _ in 0..2 {
+                once();
+            }
+            let runs: Vec<(f64, f64, usize, usize)> = (0..reps).map(|_| once()).collect();
+            let nets: Vec<f64> = match kind {
+                ModelKind::Compact => (0..reps.min(5)).map(|_| net_only()).collect(),
+                ModelKind::Upscale => runs.iter().map(|r| r.1).collect(),
+            };
+            let (med, min) = stats(runs.iter().map(|r| r.0).collect());
+            let (net_med, _) = stats(nets);
+            println!(
+                "| {label} | {name} | {} | {} | {} | {:.0} ms ({:.0} ms) | {:.0} ms |",
+                enc.provider(),
+                runs[0].2,
+                runs[0].3,
+                med * 1e3,
+                min * 1e3,
+                net_med * 1e3
+            );
+        }
+        if kind == ModelKind::Upscale {
+            quantization_cost(&enc, &kodak, &label);
+        }
+    }
+}
+
+/// PSNR against the original of upscales rendered from the field directly and from the field
+/// written with the fine quantizers and read back.
+fn quantization_cost(enc: &NetworkEncoder, hr: &Pixels, label: &str) {
+    println!("\nquantization cost of writing the {label} field (fine quantizers), Kodak image:");
+    println!("| scale | PSNR field | PSNR file | cost | file bytes |");
+    println!("|---|---|---|---|---|");
+    let limits = Limits::default();
+    for s in [2u32, 3, 4] {
+        let (w, h) = (hr.width / s * s, hr.height / s * s);
+        let crop = Pixels {
+            width: w,
+            height: h,
+            layout: ChannelLayout::Rgb,
+            data: (0..h)
+                .flat_map(|y| {
+                    let row = (y * hr.width * 3) as usize;
+                    hr.data[row..row + (w * 3) as usize].to_vec()
+                })
+                .collect(),
+        };
+        let lr = resize(&crop, w / s, h / s, image::imageops::FilterType::CatmullRom);
+        let field = enc.gaussians(&lr).unwrap().image;
+        let file = enc.encode(&lr).unwrap();
+        let back = gsimg::format::read(&file.bytes, &limits).unwrap().image;
+        let view = Viewport::full(w, h);
+        let a: Frame<f32> = render::render_cpu(&field, &view, &limits).unwrap();
+        let b: Frame<f32> = render::render_cpu(&back, &view, &limits).unwrap();
+        let (pa, pb) = (psnr(&a.data, &crop.data), psnr(&b.data, &crop.data));
+        println!(
+            "| ×{s} | {pa:.3} dB | {pb:.3} dB | {:.3} dB | {} |",
+            pa - pb,
+            file.bytes.len()
+        );
+    }
+}
