@@ -1,0 +1,57 @@
+//! Rate–distortion on Kodak: `cargo bench --bench codec`.
+//!
+//! For each rate point, every image of the set is encoded, its `.gsi` bytes counted (bpp from
+//! the file size) and the file decoded and rendered at native size; RGB PSNR is computed on the
+//! 8-bit output against the 8-bit original, per image, and both are averaged over the set
+//! (CompressAI's protocol, as in `shared/notes/codec-anchors.md` §2).
+//!
+//! Environment: `GSIMG_KODAK` (folder of PNGs; default `../shared/bench/kodak`),
+//! `GSIMG_DENSITIES` (comma-separated Gaussians per pixel for the analytic encoder).
+
+use std::time::Instant;
+
+use gsimg::encode::analytic::{self, AnalyticOptions};
+use gsimg::render::render_cpu;
+use gsimg::{Frame, Limits, Viewport, format};
+
+fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
+    let mse = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
+}
+
+fn main() {
+    let dir = std::env::var("GSIMG_KODAK").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/kodak").into());
+    let mut files: Vec<_> = std::fs::read_dir(&dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e} (set GSIMG_KODAK)"))
+        .map(|e| e.unwrap().path())
+        .filter(|p| p.extension().is_some_and(|x| x == "png"))
+        .collect();
+    files.sort();
+    let densities: Vec<f64> = std::env::var("GSIMG_DENSITIES")
+        .unwrap_or_else(|_| "0.005,0.01,0.02,0.04,0.08".into())
+        .split(',')
+        .map(|s| s.trim().parse().expect("GSIMG_DENSITIES: numbers"))
+        .collect();
+    let limits = Limits::default();
+    let images: Vec<_> = files
+        .iter()
+        .map(|p| gsimg::encode::load_image(&std::fs::read(p).unwrap(), &limits).unwrap().pixels)
+        .collect();
+    println!("analytic encoder on {} images of {dir}, {} threads", images.len(), rayon::current_num_threads());
+    println!("{:>9} {:>10} {:>10} {:>9} {:>12}", "density", "Gaussians", "bpp", "PSNR", "encode s/img");
+    for d in densities {
+        let (mut bpp, mut psnr, mut gauss, mut secs) = (0.0, 0.0, 0.0, 0.0);
+        for px in &images {
+            let t = Instant::now();
+            let enc = analytic::encode(px, &AnalyticOptions { density: d, ..Default::default() }).unwrap();
+            secs += t.elapsed().as_secs_f64();
+            let file = format::read(&enc.bytes, &limits).unwrap();
+            let frame: Frame<u8> = render_cpu(&file.image, &Viewport::full(px.width, px.height), &limits).unwrap();
+            bpp += enc.bytes.len() as f64 * 8.0 / (px.width as f64 * px.height as f64);
+            psnr += psnr_u8(&frame.data, &px.to_u8());
+            gauss += file.image.gaussian_count() as f64;
+        }
+        let n = images.len() as f64;
+        println!("{d:>9.4} {:>10.0} {:>10.4} {:>9.2} {:>12.2}", gauss / n, bpp / n, psnr / n, secs / n);
+    }
+}

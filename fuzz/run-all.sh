@@ -1,0 +1,35 @@
+#!/usr/bin/env bash
+# Runs every fuzz target for a fixed time each and prints executions and crashes per target.
+#
+#   fuzz/run-all.sh [SECONDS_PER_TARGET] [JOBS]
+#
+# Needs the nightly toolchain and cargo-fuzz (`cargo install cargo-fuzz --version 0.13.2 --locked`).
+# Corpora grow in fuzz/corpus/<target> (git-ignored), seeded from fuzz/seeds/<target>; crashes
+# land in fuzz/artifacts/<target>: minimize them (`cargo +nightly fuzz tmin <target> <file>`) and
+# add them to tests/fuzz_regressions/<target>/ (see fuzz/README.md).
+set -uo pipefail
+cd "$(dirname "$0")"
+secs=${1:-60}
+jobs=${2:-1}
+targets=(parse parse_and_render region roundtrip encode_pixels model_metadata)
+cargo +nightly fuzz build --release "${targets[@]/#/}" >/dev/null 2>&1 || cargo +nightly fuzz build --release || exit 1
+printf '%-18s %14s %10s %8s\n' target executions exec/s crashes
+status=0
+for t in "${targets[@]}"; do
+    mkdir -p "corpus/$t" "artifacts/$t"
+    log=$(mktemp)
+    cargo +nightly fuzz run --release "$t" "corpus/$t" "seeds/$t" -- \
+        -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
+        -jobs="$jobs" -workers="$jobs" -print_final_stats=1 >"$log" 2>&1
+    rc=$?
+    execs=$(grep -h 'stat::number_of_executed_units' "$log" fuzz-*.log 2>/dev/null | awk '{s+=$2} END {print s+0}')
+    rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN {printf "%.0f", e/s}')
+    crashes=$(find "artifacts/$t" -type f | wc -l)
+    printf '%-18s %14s %10s %8s\n' "$t" "$execs" "$rate" "$crashes"
+    if [ $rc -ne 0 ] || [ "$crashes" -ne 0 ]; then
+        status=1
+        tail -30 "$log"
+    fi
+    rm -f "$log" fuzz-*.log
+done
+exit $status
