@@ -26,6 +26,7 @@ pub mod cuda;
 pub mod encode;
 mod error;
 pub mod format;
+pub mod fuzzing;
 mod limits;
 pub mod render;
 pub mod splat;

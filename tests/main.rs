@@ -6,6 +6,7 @@ mod cli;
 mod cuda;
 mod encode;
 mod format;
+mod fuzz_regressions;
 mod malformed;
 mod onnx;
 mod render;
