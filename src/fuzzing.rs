@@ -39,10 +39,15 @@ pub fn parse_and_render(data: &[u8]) {
         return;
     }
     let limits = limits();
-    let Ok(file) = format::read(&data[2..], &limits) else { return };
+    let Ok(file) = format::read(&data[2..], &limits) else {
+        return;
+    };
     let (w, h) = (1 + data[0] as u32 % 96, 1 + data[1] as u32 % 96);
     if let Ok(frame) = render_cpu::<f32>(&file.image, &Viewport::full(w, h), &limits) {
-        assert!(frame.data.iter().all(|v| v.is_finite()), "a rendered value is not finite");
+        assert!(
+            frame.data.iter().all(|v| v.is_finite()),
+            "a rendered value is not finite"
+        );
     }
 }
 
@@ -53,17 +58,29 @@ pub fn region(data: &[u8]) {
         return;
     }
     let limits = limits();
-    let Ok(mut dec) = Decoder::new(&data[8..], limits) else { return };
+    let Ok(dec) = Decoder::new(&data[8..], limits) else {
+        return;
+    };
     let (w, h) = (1 + data[0] as u32 % 120, 1 + data[1] as u32 % 120);
     let (x, y) = (data[2] as u32 % w, data[3] as u32 % h);
-    let r = Region { x, y, width: 1 + data[4] as u32 % (w - x), height: 1 + data[5] as u32 % (h - y) };
+    let r = Region {
+        x,
+        y,
+        width: 1 + data[4] as u32 % (w - x),
+        height: 1 + data[5] as u32 % (h - y),
+    };
     let full_view = Viewport::full(w, h);
     let view = full_view.with_region(r);
-    let Ok(part) = dec.decode_region(&view) else { return };
-    let Ok(full) = Decoder::new(&data[8..], limits).and_then(|mut d| d.decode_all()) else { return };
-    let (Ok(a), Ok(b)) =
-        (render_cpu::<f32>(&part, &view, &limits), render_cpu::<f32>(&full, &full_view, &limits))
-    else {
+    let Ok(part) = dec.decode_region(&view) else {
+        return;
+    };
+    let Ok(full) = Decoder::new(&data[8..], limits).and_then(|d| d.decode_all()) else {
+        return;
+    };
+    let (Ok(a), Ok(b)) = (
+        render_cpu::<f32>(&part, &view, &limits),
+        render_cpu::<f32>(&full, &full_view, &limits),
+    ) else {
         return;
     };
     let nc = a.channels;
@@ -72,7 +89,11 @@ pub fn region(data: &[u8]) {
             for c in 0..nc {
                 let got = a.data[((row * r.width + col) as usize) * nc + c];
                 let want = b.data[(((r.y + row) * w + r.x + col) as usize) * nc + c];
-                assert_eq!(got.to_bits(), want.to_bits(), "region {r:?} differs from the full render at {col},{row}");
+                assert_eq!(
+                    got.to_bits(),
+                    want.to_bits(),
+                    "region {r:?} differs from the full render at {col},{row}"
+                );
             }
         }
     }
@@ -85,7 +106,10 @@ pub fn roundtrip(data: &[u8]) {
         return;
     }
     let layout = ChannelLayout::from_channels(1 + data[0] as usize % 4).expect("1 to 4");
-    let (w, h) = (1 + u16::from_le_bytes([data[1], data[2]]) as u32 % 300, 1 + data[3] as u32);
+    let (w, h) = (
+        1 + u16::from_le_bytes([data[1], data[2]]) as u32 % 300,
+        1 + data[3] as u32,
+    );
     let opts = WriteOptions {
         cell_size: 1 + data[4] as u16 % 20,
         tile_cells: Some(1 + data[5] as u16 % 9),
@@ -96,7 +120,11 @@ pub fn roundtrip(data: &[u8]) {
         chroma_bits: data[10] % 17,
         alpha_bits: data[11] % 17,
         predict_values: data[6] & 0x80 != 0,
-        packing: if data[7] & 0x80 != 0 { format::Packing::Bytes } else { format::Packing::Bits },
+        packing: if data[7] & 0x80 != 0 {
+            format::Packing::Bytes
+        } else {
+            format::Packing::Bits
+        },
         zstd_level: 1,
         ..WriteOptions::default()
     };
@@ -111,10 +139,15 @@ pub fn roundtrip(data: &[u8]) {
             color: [f(&b[10..]), f(&b[12..]), f(&b[14..]), f(&b[16..])],
         })
         .collect();
-    let Ok(img) = SplatImage::new(w, h, layout, gaussians) else { return };
+    let Ok(img) = SplatImage::new(w, h, layout, gaussians) else {
+        return;
+    };
     let enc = format::write(&img, &opts).expect("writing a valid picture cannot fail");
     let file = format::read(&enc.bytes, &Limits::default()).expect("a written file must read back");
-    assert_eq!(file.image, enc.image, "the file does not read back as written");
+    assert_eq!(
+        file.image, enc.image,
+        "the file does not read back as written"
+    );
 }
 
 /// Encodes a tiny picture made from the bytes with the analytic encoder (our input handling on
@@ -127,13 +160,23 @@ pub fn encode_pixels(data: &[u8]) {
     let (w, h) = (1 + data[1] as u32 % 24, 1 + data[2] as u32 % 24);
     let density = 0.01 + (data[3] as f64 / 255.0) * 0.5;
     let n = (w * h) as usize * layout.channels();
-    let samples: Vec<u8> = (0..n).map(|i| data.get(4 + i).copied().unwrap_or(0)).collect();
+    let samples: Vec<u8> = (0..n)
+        .map(|i| data.get(4 + i).copied().unwrap_or(0))
+        .collect();
     let pixels = Pixels::from_u8(w, h, layout, &samples).expect("sizes match");
-    let enc = analytic::encode(&pixels, &AnalyticOptions { density, ..Default::default() })
-        .expect("encoding a valid picture cannot fail");
-    let file = format::read(&enc.bytes, &Limits::default()).expect("an encoded file must read back");
+    let enc = analytic::encode(
+        &pixels,
+        &AnalyticOptions {
+            density,
+            ..Default::default()
+        },
+    )
+    .expect("encoding a valid picture cannot fail");
+    let file =
+        format::read(&enc.bytes, &Limits::default()).expect("an encoded file must read back");
     assert_eq!(file.image, enc.image);
-    let frame: Frame<u8> = render_cpu(&file.image, &Viewport::full(w, h), &Limits::default()).expect("render");
+    let frame: Frame<u8> =
+        render_cpu(&file.image, &Viewport::full(w, h), &Limits::default()).expect("render");
     assert_eq!(frame.data.len(), n);
 }
 

@@ -124,7 +124,7 @@ fn region_decode_reads_fewer_tiles_and_renders_the_same_pixels() {
     };
     let enc = format::write(&img, &opts).unwrap();
     let limits = Limits::default();
-    let mut dec = Decoder::new(&enc.bytes[..], limits).unwrap();
+    let dec = Decoder::new(&enc.bytes[..], limits).unwrap();
     let full_view = Viewport::full(900, 600);
     let full: Frame<u8> = render_cpu(&enc.image, &full_view, &limits).unwrap();
     for region in [
@@ -206,7 +206,7 @@ fn region_decode_from_a_file_reads_only_what_it_needs() {
         read: read.clone(),
     })
     .unwrap();
-    let mut dec = Decoder::new(src, Limits::default()).unwrap();
+    let dec = Decoder::new(src, Limits::default()).unwrap();
     let view = Viewport::full(512, 512).with_region(Region {
         x: 10,
         y: 10,

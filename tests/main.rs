@@ -10,5 +10,6 @@ mod fuzz_regressions;
 mod malformed;
 mod onnx;
 mod render;
+mod robustness;
 mod test_vector;
 mod torch_fixture;

@@ -143,7 +143,7 @@ pub fn run(args: DecodeArgs, limits: &Limits) -> Result<()> {
     };
     let bytes = read_input(&args.input)?;
     let name = || args.input.display().to_string();
-    let mut decoder = format::Decoder::new(&bytes[..], *limits).with_context(name)?;
+    let decoder = format::Decoder::new(&bytes[..], *limits).with_context(name)?;
     let h = decoder.header().clone();
     let mut view = args.size.viewport(h.width, h.height)?;
     if let Some(r) = args.region {

@@ -18,7 +18,9 @@ pub use error::{FormatError, FormatErrorKind, Location};
 pub use header::{AttrQuant, ColorModel, Header, Packing, Predictor};
 pub use metadata::Metadata;
 pub use quant::{Quantized, dequantize, quantize, rgb_to_ycbcr, ycbcr_to_rgb};
-pub use reader::{Decoder, MAX_EXPANSION, SectionInfo, SeekSource, Source, TileEntry, tag_name};
+pub use reader::{
+    Decoder, FileSource, MAX_EXPANSION, SectionInfo, SeekSource, Source, TileEntry, tag_name,
+};
 pub use writer::{Encoded, WriteOptions, plan_header, write};
 
 use crate::splat::SplatImage;
@@ -37,7 +39,7 @@ pub struct GsiFile {
 
 /// Reads and fully checks a `.gsi` file held in memory.
 pub fn read(bytes: &[u8], limits: &Limits) -> Result<GsiFile> {
-    let mut d = Decoder::new(bytes, *limits)?;
+    let d = Decoder::new(bytes, *limits)?;
     let image = d.decode_all()?;
     Ok(GsiFile {
         header: d.header().clone(),
@@ -60,7 +62,7 @@ pub struct Analysis {
 
 /// Analyses a file's byte budget (for `gsimg info` and the spec's rationale).
 pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysis> {
-    let mut d = Decoder::new(bytes, *limits)?;
+    let d = Decoder::new(bytes, *limits)?;
     let file = d.decode_all()?;
     let h = d.header().clone();
     let mut sections: Vec<(String, u64, u64)> = Vec::new();

@@ -21,12 +21,16 @@ use crate::{Error, Limits, Result};
 /// largest expansion a zstd frame can encode is below it).
 pub const MAX_EXPANSION: u64 = 32_768;
 
-/// Random-access bytes: a slice in memory or a seekable file.
+/// Random-access bytes: a slice in memory, a file, or any `Read + Seek`.
+///
+/// Reads take `&self`, so a [`Decoder`] over a `Sync` source can be shared by threads that
+/// decode different regions at once.
 pub trait Source {
-    /// Total length in bytes.
+    /// Total length in bytes, as measured when the source was opened.
     fn len(&self) -> u64;
-    /// Fills `buf` from `offset`; the caller guarantees `offset + buf.len() <= len()`.
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+    /// Fills `buf` from `offset`; the caller guarantees `offset + buf.len() <= len()`. A source
+    /// that shrank since it was opened returns an error (`UnexpectedEof`).
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
 }
 
 impl Source for &[u8] {
@@ -34,16 +38,69 @@ impl Source for &[u8] {
         <[u8]>::len(self) as u64
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
         buf.copy_from_slice(&self[offset as usize..offset as usize + buf.len()]);
         Ok(())
     }
 }
 
-/// A [`Source`] over any `Read + Seek` (a file), whose length is taken once when opened.
+/// A file read with positional reads (`pread`): no shared cursor, no lock.
+///
+/// If the file is replaced (renamed over) while open, reads go on from the file that was
+/// opened; if it is overwritten or truncated in place, the CRCs and lengths catch it and
+/// decoding fails with an error, never a panic.
+#[derive(Debug)]
+pub struct FileSource {
+    file: std::fs::File,
+    len: u64,
+}
+
+impl FileSource {
+    /// Opens `path` for reading.
+    pub fn open(path: impl AsRef<std::path::Path>) -> std::io::Result<Self> {
+        Self::new(std::fs::File::open(path)?)
+    }
+
+    /// Wraps an open file, measuring its length.
+    pub fn new(file: std::fs::File) -> std::io::Result<Self> {
+        let len = file.metadata()?.len();
+        Ok(FileSource { file, len })
+    }
+}
+
+impl Source for FileSource {
+    fn len(&self) -> u64 {
+        self.len
+    }
+
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::FileExt::read_exact_at(&self.file, buf, offset)
+        }
+        #[cfg(windows)]
+        {
+            let mut done = 0;
+            while done < buf.len() {
+                let n = std::os::windows::fs::FileExt::seek_read(
+                    &self.file,
+                    &mut buf[done..],
+                    offset + done as u64,
+                )?;
+                if n == 0 {
+                    return Err(std::io::ErrorKind::UnexpectedEof.into());
+                }
+                done += n;
+            }
+            Ok(())
+        }
+    }
+}
+
+/// A [`Source`] over any `Read + Seek`, behind a mutex.
 #[derive(Debug)]
 pub struct SeekSource<R> {
-    inner: R,
+    inner: std::sync::Mutex<R>,
     len: u64,
 }
 
@@ -51,7 +108,10 @@ impl<R: Read + Seek> SeekSource<R> {
     /// Wraps `inner`, measuring its length.
     pub fn new(mut inner: R) -> std::io::Result<Self> {
         let len = inner.seek(SeekFrom::End(0))?;
-        Ok(SeekSource { inner, len })
+        Ok(SeekSource {
+            inner: std::sync::Mutex::new(inner),
+            len,
+        })
     }
 }
 
@@ -60,9 +120,11 @@ impl<R: Read + Seek> Source for SeekSource<R> {
         self.len
     }
 
-    fn read_at(&mut self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        self.inner.seek(SeekFrom::Start(offset))?;
-        self.inner.read_exact(buf)
+    fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
+        // A panic while holding the lock leaves the reader as good as any: keep using it.
+        let mut r = self.inner.lock().unwrap_or_else(|e| e.into_inner());
+        r.seek(SeekFrom::Start(offset))?;
+        r.read_exact(buf)
     }
 }
 
@@ -111,7 +173,7 @@ fn err(kind: FormatErrorKind, location: Location) -> Error {
 
 impl<S: Source> Decoder<S> {
     /// Opens `src`: reads the signature, `HEAD`, any metadata and the tile index (§2.4).
-    pub fn new(mut src: S, limits: Limits) -> Result<Self> {
+    pub fn new(src: S, limits: Limits) -> Result<Self> {
         let len = src.len();
         let mut sig = [0u8; 8];
         let n = len.min(8) as usize;
@@ -130,7 +192,7 @@ impl<S: Source> Decoder<S> {
         }
         let mut sections = Vec::new();
         let mut pos = 8u64;
-        let (info, head) = read_section(&mut src, pos, &limits, None)?;
+        let (info, head) = read_section(&src, pos, &limits, None)?;
         if info.tag != TAG_HEAD {
             return Err(unexpected(info.tag, None, "HEAD"));
         }
@@ -139,7 +201,7 @@ impl<S: Source> Decoder<S> {
         pos += section::total_len(info.payload_len);
         let mut metadata = Metadata::default();
         let index_payload = loop {
-            let (info, payload) = read_section(&mut src, pos, &limits, None)?;
+            let (info, payload) = read_section(&src, pos, &limits, None)?;
             sections.push(info);
             pos += section::total_len(info.payload_len);
             match info.tag {
@@ -194,17 +256,17 @@ impl<S: Source> Decoder<S> {
     }
 
     /// Reads, checks and decodes tile `t` (§7).
-    pub fn decode_tile(&mut self, t: u32) -> Result<Vec<Gaussian>> {
+    pub fn decode_tile(&self, t: u32) -> Result<Vec<Gaussian>> {
         let payload = self.read_tile_payload(t)?;
         decode_tile_payload(&self.header, &self.index, t, &payload)
     }
 
-    fn read_tile_payload(&mut self, t: u32) -> Result<Vec<u8>> {
+    fn read_tile_payload(&self, t: u32) -> Result<Vec<u8>> {
         let e = *self
             .index
             .get(t as usize)
             .ok_or_else(|| Error::invalid("tile", format!("{t} of {}", self.index.len())))?;
-        let (info, payload) = read_section(&mut self.src, e.offset, &self.limits, Some(t))?;
+        let (info, payload) = read_section(&self.src, e.offset, &self.limits, Some(t))?;
         if info.tag != TAG_TILE {
             return Err(unexpected(info.tag, Some(t), "TILE"));
         }
@@ -227,10 +289,10 @@ impl<S: Source> Decoder<S> {
     }
 
     /// Decodes every tile and checks the end of the file (§2.4): the whole picture.
-    pub fn decode_all(&mut self) -> Result<SplatImage> {
+    pub fn decode_all(&self) -> Result<SplatImage> {
         let tiles: Vec<u32> = (0..self.index.len() as u32).collect();
         let image = self.decode_tiles(&tiles)?;
-        let (info, _) = read_section(&mut self.src, self.end_offset, &self.limits, None)?;
+        let (info, _) = read_section(&self.src, self.end_offset, &self.limits, None)?;
         if info.tag != TAG_GEND || info.payload_len != 0 {
             return Err(unexpected(info.tag, None, "an empty GEND"));
         }
@@ -247,7 +309,7 @@ impl<S: Source> Decoder<S> {
     }
 
     /// Decodes the tiles `tiles` (in the order given) into one picture.
-    pub fn decode_tiles(&mut self, tiles: &[u32]) -> Result<SplatImage> {
+    pub fn decode_tiles(&self, tiles: &[u32]) -> Result<SplatImage> {
         let payloads = tiles
             .iter()
             .map(|&t| Ok((t, self.read_tile_payload(t)?)))
@@ -302,7 +364,7 @@ impl<S: Source> Decoder<S> {
 
     /// Decodes only the tiles `viewport` needs: rendering the result at `viewport` gives the
     /// same pixels as rendering the whole picture.
-    pub fn decode_region(&mut self, viewport: &Viewport) -> Result<SplatImage> {
+    pub fn decode_region(&self, viewport: &Viewport) -> Result<SplatImage> {
         let tiles = self.tiles_for(viewport);
         self.decode_tiles(&tiles)
     }
@@ -318,7 +380,7 @@ fn unexpected(tag: [u8; 4], tile: Option<u32>, expected: &'static str) -> Error 
 /// Reads the section at `pos`, checking its length against the file and the limits and its
 /// CRC-32 (§2.3).
 fn read_section<S: Source>(
-    src: &mut S,
+    src: &S,
     pos: u64,
     limits: &Limits,
     tile: Option<u32>,
