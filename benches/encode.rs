@@ -73,9 +73,9 @@ fn main() {
             })
             .collect(),
     };
-    let image_path = std::env::var("GSIMG_BENCH_IMAGE").map(PathBuf::from).unwrap_or_else(|_| {
-        root.join("../shared/bench/kodak/kodim01.png")
-    });
+    let image_path = std::env::var("GSIMG_BENCH_IMAGE")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| root.join("../shared/bench/kodak/kodim01.png"));
     let bytes = std::fs::read(&image_path)
         .unwrap_or_else(|e| panic!("{}: {e} (set GSIMG_BENCH_IMAGE)", image_path.display()));
     let kodak = gsimg::encode::load_image(&bytes, &Limits::default())
@@ -119,7 +119,11 @@ fn main() {
                     ModelKind::Compact => {
                         // The whole `gsimg encode` work: network, Gaussians, file.
                         let e = enc.encode(px).unwrap();
-                        (f64::NAN, enc.tiles_for(px.width, px.height).len(), e.image.gaussian_count())
+                        (
+                            f64::NAN,
+                            enc.tiles_for(px.width, px.height).len(),
+                            e.image.gaussian_count(),
+                        )
                     }
                     ModelKind::Upscale => {
                         let o = enc.gaussians(px).unwrap();

@@ -107,18 +107,27 @@ fn dummy_upscale_field_renders_the_picture() {
     let e = encoder("dummy_upscale.onnx", |o| o);
     assert_eq!(e.provider(), Provider::Cpu);
     assert_eq!(e.info().kind, ModelKind::Upscale);
-    assert_eq!((e.info().cell, e.info().per_cell, e.info().receptive_field), (1, 4, 2));
+    assert_eq!(
+        (e.info().cell, e.info().per_cell, e.info().receptive_field),
+        (1, 4, 2)
+    );
     let px = synthetic_pixels(61, 37, ChannelLayout::Rgb);
     let out = e.gaussians(&px).unwrap();
     assert_eq!(out.image.gaussian_count(), 4 * 61 * 37);
     assert_eq!((out.tiles, out.provider), (1, Provider::Cpu));
     // Anchors: pixel centre ± 0.25 px; σ = 2^-1.3; θ = 0.4.
     let g = out.image.gaussians()[0];
-    assert!((g.x - 0.25).abs() < 1e-5 && (g.y - 0.25).abs() < 1e-5, "{g:?}");
+    assert!(
+        (g.x - 0.25).abs() < 1e-5 && (g.y - 0.25).abs() < 1e-5,
+        "{g:?}"
+    );
     assert!((g.scale[0] - (-1.3f32).exp2()).abs() < 1e-5 && (g.rotation - 0.4).abs() < 1e-6);
     let f = render_f32(&out.image, 61, 37);
     let p = psnr(&f.data, &px.data);
-    assert!(p > 28.0, "render of the dummy field vs the input: {p:.2} dB");
+    assert!(
+        p > 28.0,
+        "render of the dummy field vs the input: {p:.2} dB"
+    );
 }
 
 #[test]
@@ -172,7 +181,11 @@ fn tiled_equals_untiled() {
         assert!(tiled.tiles_for(512, 512).len() >= 16);
         let a = whole.gaussians(&px).unwrap();
         let b = tiled.gaussians(&px).unwrap();
-        assert_eq!(a.image.gaussian_count(), b.image.gaussian_count(), "{model}");
+        assert_eq!(
+            a.image.gaussian_count(),
+            b.image.gaussian_count(),
+            "{model}"
+        );
         let key = |g: &gsimg::Gaussian| ((g.y * 64.0) as i64, (g.x * 64.0) as i64);
         let mut ga = a.image.gaussians().to_vec();
         let mut gb = b.image.gaussians().to_vec();
@@ -193,7 +206,10 @@ fn tiled_equals_untiled() {
             worst = d.iter().fold(worst, |m, v| m.max(v.abs()));
         }
         // Stated bound: 1e-5 per parameter (f32 summation order only).
-        assert!(worst <= 1e-5, "{model}: tiled vs untiled max |diff| {worst}");
+        assert!(
+            worst <= 1e-5,
+            "{model}: tiled vs untiled max |diff| {worst}"
+        );
         let fa = render_f32(&a.image, 512, 512);
         let fb = render_f32(&b.image, 512, 512);
         let max = fa
@@ -246,7 +262,10 @@ fn rgba_alpha_survives_the_round_trip() {
         let at = |x: usize, y: usize| (got[y * 96 + x], want[y * 96 + x]);
         for (x, y) in [(90, 75), (40, 10)] {
             let (g, w) = at(x, y);
-            assert!((g - w).abs() < 0.02, "{model} {layout:?} alpha at ({x},{y}): {g} vs {w}");
+            assert!(
+                (g - w).abs() < 0.02,
+                "{model} {layout:?} alpha at ({x},{y}): {g} vs {w}"
+            );
         }
         // The continuous field (upscale path) too.
         let out = e.gaussians(&px).unwrap();
@@ -275,14 +294,20 @@ fn bad_models_give_clear_errors() {
     }
     let missing = fixture("does_not_exist.onnx");
     let e = model_error(&missing);
-    assert!(e.contains("does_not_exist.onnx") && e.contains("no such file"), "{e}");
+    assert!(
+        e.contains("does_not_exist.onnx") && e.contains("no such file"),
+        "{e}"
+    );
 
     let dir = std::env::temp_dir().join(format!("gsimg-onnx-bad-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
     let junk = dir.join("junk.onnx");
     std::fs::write(&junk, b"this is not an ONNX model, just text").unwrap();
     let e = model_error(&junk);
-    assert!(e.contains("junk.onnx") && e.contains("cannot load it as an ONNX model"), "{e}");
+    assert!(
+        e.contains("junk.onnx") && e.contains("cannot load it as an ONNX model"),
+        "{e}"
+    );
     let _ = std::fs::remove_dir_all(&dir);
 
     let e = model_error(&fixture("no_metadata.onnx"));
@@ -348,7 +373,10 @@ fn library_lookup_order() {
         python: "python3".into(),
     };
     let found = gsimg::encode::ort_lib::locate(&search, &probe, &quiet).unwrap();
-    assert_eq!((found.source, found.path), (LibrarySource::Explicit, lib.clone()));
+    assert_eq!(
+        (found.source, found.path),
+        (LibrarySource::Explicit, lib.clone())
+    );
     let bad = LibrarySearch {
         explicit: None,
         ..search
@@ -356,7 +384,10 @@ fn library_lookup_order() {
     let e = gsimg::encode::ort_lib::locate(&bad, &probe, &quiet)
         .unwrap_err()
         .to_string();
-    assert!(e.contains("ORT_DYLIB_PATH") && e.contains("/nonexistent/"), "{e}");
+    assert!(
+        e.contains("ORT_DYLIB_PATH") && e.contains("/nonexistent/"),
+        "{e}"
+    );
 
     // The same through the command line, in fresh processes.
     let t = TempDir::new("lookup");
@@ -374,13 +405,22 @@ fn library_lookup_order() {
         "--device",
         "cpu",
     ];
-    let o = gsimg_env(&base, &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")]);
+    let o = gsimg_env(
+        &base,
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")],
+    );
     assert!(!o.status.success());
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(err.contains("ORT_DYLIB_PATH") && err.contains("/nonexistent/"), "{err}");
+    assert!(
+        err.contains("ORT_DYLIB_PATH") && err.contains("/nonexistent/"),
+        "{err}"
+    );
     let mut args = base.to_vec();
     args.extend(["--ort-lib", lib.to_str().unwrap()]);
-    let o = gsimg_env(&args, &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")]);
+    let o = gsimg_env(
+        &args,
+        &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")],
+    );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
 }
 
@@ -481,7 +521,10 @@ fn cli_encode_with_a_model_and_decode() {
     );
     let err = String::from_utf8_lossy(&o.stderr);
     assert!(o.status.success(), "{err}");
-    assert!(err.contains("network") && err.contains("CPUExecutionProvider"), "{err}");
+    assert!(
+        err.contains("network") && err.contains("CPUExecutionProvider"),
+        "{err}"
+    );
     let o = gsimg_env(&["decode", &gsi, &back], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(image::image_dimensions(&back).unwrap(), (64, 40));
@@ -499,7 +542,10 @@ fn cli_encode_with_a_model_and_decode() {
         &[],
     );
     let err = String::from_utf8_lossy(&o.stderr);
-    assert!(!o.status.success() && err.contains("/nonexistent/compact.onnx"), "{err}");
+    assert!(
+        !o.status.success() && err.contains("/nonexistent/compact.onnx"),
+        "{err}"
+    );
 }
 
 /// Messages and progress reach the sinks.
@@ -517,5 +563,5 @@ fn progress_and_messages() {
     let px = synthetic_pixels(64, 64, ChannelLayout::Rgb);
     e.encode(&px).unwrap();
     let seen = seen.lock().unwrap();
-    assert_eq!(*seen, vec![(1, 4), (2, 4), (3, 4), (4, 4)]);
+    assert_eq!(*seen, vec![(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]);
 }

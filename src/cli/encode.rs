@@ -93,34 +93,66 @@ impl NetworkArgs {
     }
 }
 
-/// A one-line percentage on stderr for work longer than a second, only when stderr is a
-/// terminal.
+/// A one-line progress display on stderr (percentage of tiles and seconds elapsed), shown once
+/// the work has taken a second, and only when stderr is a terminal.
 #[derive(Clone)]
 pub struct TermProgress {
-    state: Arc<Mutex<(Instant, bool)>>,
-    label: &'static str,
-    enabled: bool,
+    state: Arc<Mutex<ProgressState>>,
+}
+
+struct ProgressState {
+    start: Instant,
+    done: usize,
+    total: usize,
+    shown: bool,
+    finished: bool,
 }
 
 impl TermProgress {
     pub fn new(label: &'static str) -> TermProgress {
-        TermProgress {
-            state: Arc::new(Mutex::new((Instant::now(), false))),
-            label,
-            enabled: std::io::stderr().is_terminal(),
+        let state = Arc::new(Mutex::new(ProgressState {
+            start: Instant::now(),
+            done: 0,
+            total: 0,
+            shown: false,
+            finished: false,
+        }));
+        if std::io::stderr().is_terminal() {
+            let s = state.clone();
+            // A ticker, so that one long tile still shows time passing.
+            std::thread::spawn(move || {
+                loop {
+                    std::thread::sleep(std::time::Duration::from_millis(250));
+                    let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
+                    if st.finished {
+                        break;
+                    }
+                    let t = st.start.elapsed().as_secs_f64();
+                    if t >= 1.0 {
+                        let pct = if st.total > 0 {
+                            format!(
+                                "{:>3}% of {} tile{}, ",
+                                st.done * 100 / st.total,
+                                st.total,
+                                if st.total == 1 { "" } else { "s" }
+                            )
+                        } else {
+                            String::new()
+                        };
+                        eprint!("\rgsimg: {label}: {pct}{t:.0} s ");
+                        st.shown = true;
+                    }
+                }
+            });
         }
+        TermProgress { state }
     }
 
-    /// Reports `done` of `total` steps.
+    /// Reports `done` of `total` tiles.
     pub fn update(&self, done: usize, total: usize) {
-        if !self.enabled || total == 0 {
-            return;
-        }
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.0.elapsed().as_secs_f64() >= 1.0 {
-            eprint!("\rgsimg: {} {:>3}%", self.label, done * 100 / total);
-            s.1 = true;
-        }
+        s.done = done;
+        s.total = total;
     }
 
     /// A callback for the library.
@@ -129,12 +161,13 @@ impl TermProgress {
         Arc::new(move |d, t| me.update(d, t))
     }
 
-    /// Clears the line if anything was shown.
+    /// Stops the display and clears its line.
     pub fn finish(&self) {
         let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        if s.1 {
+        s.finished = true;
+        if s.shown {
             eprint!("\r\x1b[K");
-            s.1 = false;
+            s.shown = false;
         }
     }
 }
@@ -166,7 +199,10 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
                 opts.density = d;
             }
             opts.write.metadata.icc_profile = loaded.icc_profile;
-            (analytic::encode(&loaded.pixels, &opts)?, "analytic".to_string())
+            (
+                analytic::encode(&loaded.pixels, &opts)?,
+                "analytic".to_string(),
+            )
         }
         Method::Network => {
             let progress = TermProgress::new("encoding");

@@ -182,8 +182,12 @@ impl ModelInfo {
                 .split(',')
                 .map(|p| num(key, p.trim()))
                 .collect::<Result<_>>()?;
-            <[T; 3]>::try_from(items)
-                .map_err(|_| meta_err(key, format!("is `{v}`: expected three comma-separated values")))
+            <[T; 3]>::try_from(items).map_err(|_| {
+                meta_err(
+                    key,
+                    format!("is `{v}`: expected three comma-separated values"),
+                )
+            })
         }
         let positive = |key: &str, lo: u32, hi: u32| -> Result<u32> {
             let v: u32 = num(key, get(key)?)?;
@@ -220,7 +224,10 @@ impl ModelInfo {
                     if !(lo.is_finite() && hi.is_finite() && lo <= hi)
                         || lo.abs().max(hi.abs()) > MAX_LOG2_SCALE
                     {
-                        return Err(meta_err(lo_key, format!("/ {hi_key}: bad range {lo}..{hi}")));
+                        return Err(meta_err(
+                            lo_key,
+                            format!("/ {hi_key}: bad range {lo}..{hi}"),
+                        ));
                     }
                     Ok(Some((lo, hi)))
                 }
@@ -263,7 +270,10 @@ impl ModelInfo {
                     position_bits: bits("gsimg.pos_bits")?,
                     scale_bits: bits("gsimg.scale_bits")?,
                     scale_range: scale_range.ok_or_else(|| {
-                        meta_err("gsimg.scale_min", "and gsimg.scale_max are required for compact")
+                        meta_err(
+                            "gsimg.scale_min",
+                            "and gsimg.scale_max are required for compact",
+                        )
                     })?,
                     rotation_bits: bits("gsimg.rot_bits")?,
                     color_bits,
@@ -709,6 +719,9 @@ impl NetworkEncoder {
         let tiles = self.tiles_for(w, h);
         let mut gaussians = Vec::new();
         let mut network_seconds = 0.0;
+        if let Some(p) = &self.opts.progress {
+            p(0, tiles.len());
+        }
         for (t, tile) in tiles.iter().enumerate() {
             let [wx0, wy0, wx1, wy1] = tile.window;
             let (ww, wh) = ((wx1 - wx0) as usize, (wy1 - wy0) as usize);
@@ -886,7 +899,7 @@ fn decode_cells(
             for kk in 0..k {
                 let presence = at(kk, 8, i);
                 // NaN presence drops the Gaussian too.
-                if !(presence >= threshold) {
+                if presence.is_nan() || presence < threshold {
                     continue;
                 }
                 let v: [f32; 8] = std::array::from_fn(|q| at(kk, q, i));
@@ -940,7 +953,9 @@ fn fit_alpha(p: &Pixels, gs: &mut [Gaussian], opts: &FitOptions) {
     let alpha: Vec<f32> = p.data.chunks_exact(nc).map(|px| px[nc - 1]).collect();
     let (lo, hi) = alpha
         .iter()
-        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| (a.min(v), b.max(v)));
+        .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), &v| {
+            (a.min(v), b.max(v))
+        });
     if lo == hi {
         // Uniform alpha: exact without a fit.
         for g in gs.iter_mut() {
@@ -1036,13 +1051,19 @@ mod tests {
                 let [x0, y0, x1, y1] = t.core;
                 assert!(x0 % m == 0 && y0 % m == 0 && t.window[0] % m == 0 && t.window[1] % m == 0);
                 assert!(t.window[2] % m == 0 && t.window[3] % m == 0);
-                assert!((t.window[2] - t.window[0]) as u64 * (t.window[3] - t.window[1]) as u64 <= max.max(((wp*hp) as u64).min(max)) || side.is_some());
+                assert!(
+                    (t.window[2] - t.window[0]) as u64 * (t.window[3] - t.window[1]) as u64
+                        <= max.max(((wp * hp) as u64).min(max))
+                        || side.is_some()
+                );
                 for y in y0..y1 {
                     for x in x0..x1 {
                         covered[(y * wp + x) as usize] += 1;
                     }
                 }
-                assert!(x0 - t.window[0] >= margin.min(x0) && t.window[2] - x1 >= margin.min(wp - x1));
+                assert!(
+                    x0 - t.window[0] >= margin.min(x0) && t.window[2] - x1 >= margin.min(wp - x1)
+                );
             }
             assert!(covered.iter().all(|&c| c == 1), "{wp}x{hp}");
         }

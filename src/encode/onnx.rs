@@ -7,9 +7,34 @@
 //! (cuDNN loads lazily, at the first convolution); with `Device::Auto` any CUDA failure falls back
 //! to the CPU provider with a message saying why.
 //!
-//! On the GPU machine, select the CUDA build of ONNX Runtime with `ORT_DYLIB_PATH` (see the
-//! README's "GPU" section): its folder must also hold `libonnxruntime_providers_shared.so` and
-//! `libonnxruntime_providers_cuda.so`, which ONNX Runtime looks for next to itself.
+//! # On the GPU machine (not yet run; the procedure for the session that does)
+//!
+//! The CUDA build of ONNX Runtime is selected with `ORT_DYLIB_PATH` (or `--ort-lib`); its folder
+//! must also hold `libonnxruntime_providers_shared.so` and `libonnxruntime_providers_cuda.so`,
+//! which ONNX Runtime looks for next to itself. CUDA 13 and cuDNN 9 are on that machine's loader
+//! path (`../shared/device/README.md`). Step by step, from the repository root here:
+//!
+//! 1. `cargo build --release && cargo bench --bench encode --no-run` and copy the bench binary it
+//!    names (`target/release/deps/encode-<hash>`) to `target/release/encode-bench`; copy
+//!    `../shared/bench/kodak/kodim01.png` to `gpu-bench/kodim01.png` (untracked, not ignored: it
+//!    travels with the tree; delete it afterwards, never commit it);
+//! 2. `../shared/device/ort-gpu-pack.sh` writes `.ortgpu/part0..N` and `.ortgpu/zstd`; send each
+//!    part in back-to-back `run` calls (`mkdir -p /tmp/ortgpu && cp .ortgpu/partI /tmp/ortgpu/`,
+//!    carry `.ortgpu/partI`), less than ~30 s apart or the machine is handed back;
+//! 3. in the last call, carrying `.ortgpu/zstd`, `target/release/gsimg` and
+//!    `target/release/encode-bench`:
+//!    ```text
+//!    cat /tmp/ortgpu/part* | .ortgpu/zstd -dcq | tar xf - -C /tmp/ortgpu &&
+//!    export ORT_DYLIB_PATH=/tmp/ortgpu/lib/libonnxruntime.so.1.31.1 &&
+//!    nvidia-smi --query-gpu=name --format=csv,noheader &&
+//!    target/release/gsimg upscale gpu-bench/kodim01.png $OUT/up.png --scale 2.5 --device cuda &&
+//!    GSIMG_BENCH_DEVICE=cuda GSIMG_BENCH_MODELS=models/compact.onnx,models/upscale.onnx \
+//!      GSIMG_BENCH_IMAGE=gpu-bench/kodim01.png target/release/encode-bench &&
+//!    GSIMG_BENCH_DEVICE=cpu GSIMG_BENCH_MODELS=models/compact.onnx \
+//!      GSIMG_BENCH_IMAGE=gpu-bench/kodim01.png target/release/encode-bench
+//!    ```
+//!    (the CPU baseline in the same call, as the device README asks). `--device cuda` fails with
+//!    the reason if CUDA cannot run; `ORT_LOG=verbose` shows where ONNX Runtime placed the nodes.
 
 use std::collections::BTreeMap;
 use std::path::Path;
@@ -40,7 +65,8 @@ fn model_err(context: &str, e: impl std::fmt::Display) -> Error {
 fn runtime(search: &LibrarySearch, say: &dyn Fn(&str)) -> Result<Arc<Runtime>> {
     let mut guard = RUNTIME.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(rt) = guard.as_ref() {
-        for wanted in [&search.explicit, &search.env_path].into_iter().flatten() {
+        // Only the first explicit request counts (the explicit path hides ORT_DYLIB_PATH).
+        if let Some(wanted) = search.explicit.as_ref().or(search.env_path.as_ref()) {
             let wanted = std::path::absolute(wanted).unwrap_or_else(|_| wanted.clone());
             let same = match (wanted.canonicalize(), rt.library.path.canonicalize()) {
                 (Ok(a), Ok(b)) => a == b,
@@ -53,8 +79,6 @@ fn runtime(search: &LibrarySearch, say: &dyn Fn(&str)) -> Result<Arc<Runtime>> {
                     wanted.display()
                 )));
             }
-            // Only the first explicit request counts (the explicit path hides ORT_DYLIB_PATH).
-            break;
         }
         return Ok(rt.clone());
     }
@@ -133,6 +157,9 @@ fn read_decl(session: &Session) -> Result<ModelDecl> {
         metadata,
     })
 }
+
+/// Receives the `gaussians` output: its shape and values.
+pub(crate) type OutputSink<'a> = &'a mut dyn FnMut(&[i64], &[f32]) -> Result<()>;
 
 /// What the caller checks before a session is used: the model's declaration, turned into the
 /// size of a warm-up input (height, width), or an error if the model is unusable.
@@ -225,7 +252,13 @@ impl OnnxModel {
             }
             Err(e) => return Err(unavailable(&e)),
         }
-        let cuda = ep::CUDA::default().with_device_id(0).build().error_on_failure();
+        // Heuristic convolution algorithms: an exhaustive search costs seconds per new input
+        // shape (every tile size), too much for a command that encodes one picture.
+        let cuda = ep::CUDA::default()
+            .with_device_id(0)
+            .with_conv_algorithm_search(ep::cuda::ConvAlgorithmSearch::Heuristic)
+            .build()
+            .error_on_failure();
         let session = (|| -> ort::Result<Session> {
             Session::builder(&rt.env)?
                 .with_execution_providers([cuda])?
@@ -233,9 +266,8 @@ impl OnnxModel {
         })()
         .map_err(|e| unavailable(&e))?;
         let decl = read_decl(&session).map_err(CudaFailure::Model)?;
-        let (h, w) = validate(&decl).map_err(|e| {
-            CudaFailure::Model(prefix(e, &format!("model {}: ", model.display())))
-        })?;
+        let (h, w) = validate(&decl)
+            .map_err(|e| CudaFailure::Model(prefix(e, &format!("model {}: ", model.display()))))?;
         let mut session = session;
         // cuDNN and the kernels load at the first run: warm up before trusting CUDA.
         let zeros = vec![0f32; 3 * h * w];
@@ -246,13 +278,7 @@ impl OnnxModel {
 
     /// Runs the network on one planar RGB image `[3, h, w]` and hands the `gaussians` output
     /// (shape, values) to `f` without copying it.
-    pub fn run(
-        &self,
-        image: &[f32],
-        h: usize,
-        w: usize,
-        f: &mut dyn FnMut(&[i64], &[f32]) -> Result<()>,
-    ) -> Result<()> {
+    pub fn run(&self, image: &[f32], h: usize, w: usize, f: OutputSink<'_>) -> Result<()> {
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
         run_raw(&mut session, image, h, w, f)
     }
@@ -279,7 +305,7 @@ fn run_raw(
     image: &[f32],
     h: usize,
     w: usize,
-    f: &mut dyn FnMut(&[i64], &[f32]) -> Result<()>,
+    f: OutputSink<'_>,
 ) -> Result<()> {
     let input = TensorRef::from_array_view(([1usize, 3, h, w], image))
         .map_err(|e| model_err("cannot build the input tensor", e))?;

@@ -24,6 +24,8 @@ pub(crate) struct ModelDecl {
     pub metadata: BTreeMap<String, String>,
 }
 
+pub(crate) type OutputSink<'a> = &'a mut dyn FnMut(&[i64], &[f32]) -> Result<()>;
+
 pub(crate) type Validate<'a> = &'a dyn Fn(&ModelDecl) -> Result<(usize, usize)>;
 
 /// Never constructed without the `onnx` feature.
@@ -49,13 +51,7 @@ impl OnnxModel {
         ))
     }
 
-    pub fn run(
-        &self,
-        _image: &[f32],
-        _h: usize,
-        _w: usize,
-        _f: &mut dyn FnMut(&[i64], &[f32]) -> Result<()>,
-    ) -> Result<()> {
+    pub fn run(&self, _image: &[f32], _h: usize, _w: usize, _f: OutputSink<'_>) -> Result<()> {
         Err(Error::Model("built without the `onnx` feature".into()))
     }
 }

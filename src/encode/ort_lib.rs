@@ -112,7 +112,9 @@ impl LibrarySearch {
                 .or_else(|| var("HOME").map(|h| PathBuf::from(h).join(".cache").join("gsimg")))
         });
         let fetch = !matches!(
-            var("GSIMG_ORT_FETCH").and_then(|v| v.into_string().ok()).as_deref(),
+            var("GSIMG_ORT_FETCH")
+                .and_then(|v| v.into_string().ok())
+                .as_deref(),
             Some("0" | "false" | "no" | "off")
         );
         LibrarySearch {
@@ -189,9 +191,11 @@ fn check(path: &Path, probe: &dyn Fn(&Path) -> Option<u32>) -> std::result::Resu
         return Err("is a folder, not the library file".into());
     }
     match probe(path) {
-        None => Err("cannot be loaded as ONNX Runtime 1.x (not a shared library, wrong \
+        None => Err(
+            "cannot be loaded as ONNX Runtime 1.x (not a shared library, wrong \
                      architecture, a missing dependency, or not ONNX Runtime)"
-            .into()),
+                .into(),
+        ),
         Some(m) if m < MIN_MINOR => Err(format!(
             "ONNX Runtime 1.{m} is too old (gsimg needs 1.{MIN_MINOR} or newer)"
         )),
@@ -244,7 +248,10 @@ pub fn locate(
             };
         }
     }
-    let mut tried: Vec<String> = vec!["--ort-lib: not given".into(), "ORT_DYLIB_PATH: not set".into()];
+    let mut tried: Vec<String> = vec![
+        "--ort-lib: not given".into(),
+        "ORT_DYLIB_PATH: not set".into(),
+    ];
     // 3: next to the executable.
     if let Some(exe) = &search.exe_dir {
         let mut any = false;
@@ -297,7 +304,9 @@ pub fn locate(
             tried.push(format!("{}: empty", dirs[0].display()));
         }
     } else {
-        tried.push("per-user cache: no folder (HOME, XDG_CACHE_HOME and GSIMG_CACHE_DIR unset)".into());
+        tried.push(
+            "per-user cache: no folder (HOME, XDG_CACHE_HOME and GSIMG_CACHE_DIR unset)".into(),
+        );
     }
     // 5: the system loader.
     if search.system {
@@ -457,7 +466,12 @@ fn fetch(
             Ok(()) => {}
             // Another process filled the cache meanwhile: use its copy.
             Err(_) if dest.join(&name).is_file() => {}
-            Err(e) => return Err(format!("cannot move the library to {}: {e}", dest.display())),
+            Err(e) => {
+                return Err(format!(
+                    "cannot move the library to {}: {e}",
+                    dest.display()
+                ));
+            }
         }
         // Probe at the final path only (a library probed elsewhere could stay mapped there).
         let path = absolute(&dest.join(&name));
@@ -503,7 +517,9 @@ mod tests {
 
     /// A fake probe: the version is the second number of the file name.
     fn fake(p: &Path) -> Option<u32> {
-        name_version(&p.file_name()?.to_string_lossy()).get(1).copied()
+        name_version(&p.file_name()?.to_string_lossy())
+            .get(1)
+            .copied()
     }
 
     fn tmpdir(name: &str) -> PathBuf {
@@ -521,7 +537,9 @@ mod tests {
         let err = locate(&s, &fake, &quiet).unwrap_err().to_string();
         assert!(err.contains("not found") && err.contains("exe"), "{err}");
         // The cache.
-        touch(&d.join(format!("cache/onnxruntime-{PINNED_VERSION}/libonnxruntime.so.1.31.1")));
+        touch(&d.join(format!(
+            "cache/onnxruntime-{PINNED_VERSION}/libonnxruntime.so.1.31.1"
+        )));
         let f = locate(&s, &fake, &quiet).unwrap();
         assert_eq!((f.source, f.minor), (LibrarySource::Cache, 31));
         // Next to the executable beats the cache; the highest version wins; too old is skipped.
@@ -539,7 +557,10 @@ mod tests {
             env_path: Some(env.clone()),
             ..s.clone()
         };
-        assert_eq!(locate(&s2, &fake, &quiet).unwrap().source, LibrarySource::Environment);
+        assert_eq!(
+            locate(&s2, &fake, &quiet).unwrap().source,
+            LibrarySource::Environment
+        );
         let s3 = s2.clone().with_explicit(Some(exp.clone()));
         let f = locate(&s3, &fake, &quiet).unwrap();
         assert_eq!((f.source, f.path.clone()), (LibrarySource::Explicit, exp));
@@ -549,7 +570,10 @@ mod tests {
             ..s.clone()
         };
         let err = locate(&bad, &fake, &quiet).unwrap_err().to_string();
-        assert!(err.contains("ORT_DYLIB_PATH") && err.contains("nope"), "{err}");
+        assert!(
+            err.contains("ORT_DYLIB_PATH") && err.contains("nope"),
+            "{err}"
+        );
         let old = LibrarySearch {
             explicit: Some(d.join("exe/lib/libonnxruntime.so.1.19.0")),
             ..s
