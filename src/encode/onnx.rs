@@ -214,7 +214,7 @@ impl OnnxModel {
                     if device == Device::Cuda {
                         return Err(Error::Model(format!(
                             "--device cuda: the CUDA execution provider cannot run: {why} \
-                             (ONNX Runtime {} from {}); for the GPU build set ORT_DYLIB_PATH to \
+                             (ONNX Runtime 1.{} from {}); for the GPU build set ORT_DYLIB_PATH to \
                              onnxruntime-gpu's libonnxruntime.so (with its providers next to it), \
                              or use --device cpu",
                             rt.library.minor,

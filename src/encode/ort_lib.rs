@@ -344,17 +344,18 @@ pub fn locate(
     )))
 }
 
-fn run_logged(cmd: &mut Command) -> std::result::Result<(), String> {
-    let shown = format!("{cmd:?}");
+/// Runs a command; the error names it by `what` and ends with the last lines it printed.
+/// `Err((message, ran))`: `ran` is false when the program could not be started at all.
+fn run_logged(cmd: &mut Command, what: &str) -> std::result::Result<(), (String, bool)> {
     match cmd.output() {
         Ok(o) if o.status.success() => Ok(()),
         Ok(o) => {
             let err = String::from_utf8_lossy(&o.stderr);
             let last: Vec<&str> = err.lines().filter(|l| !l.trim().is_empty()).collect();
             let tail = last[last.len().saturating_sub(3)..].join(" / ");
-            Err(format!("{shown} failed ({}): {tail}", o.status))
+            Err((format!("`{what}` failed ({}): {tail}", o.status), true))
         }
-        Err(e) => Err(format!("cannot run {shown}: {e}")),
+        Err(e) => Err((format!("cannot run `{what}`: {e}"), false)),
     }
 }
 
@@ -418,6 +419,7 @@ fn fetch(
             search.python.to_string_lossy(),
             dest.display()
         ));
+        let python = search.python.to_string_lossy().into_owned();
         let pip = |extra: &[&str]| {
             let mut c = Command::new(&search.python);
             c.args(["-m", "pip", "download", "--no-deps", "--only-binary=:all:"])
@@ -425,25 +427,33 @@ fn fetch(
                 .arg(&wheel_dir)
                 .args(extra)
                 .arg(format!("onnxruntime=={PINNED_VERSION}"));
-            run_logged(&mut c)
+            let what = format!(
+                "{python} -m pip download --no-deps --only-binary=:all: {}onnxruntime=={PINNED_VERSION}",
+                extra.iter().map(|a| format!("{a} ")).collect::<String>()
+            );
+            run_logged(&mut c, &what)
         };
-        if let Err(first) = pip(&[]) {
-            // The local Python may be one the pinned version has no wheel for: the library
-            // inside does not depend on Python's version, so ask for a CPython 3.12 wheel.
-            let Some(plat) = manylinux_platform() else {
-                return Err(first);
-            };
-            pip(&[
-                "--platform",
-                plat,
-                "--python-version",
-                "3.12",
-                "--implementation",
-                "cp",
-                "--abi",
-                "cp312",
-            ])
-            .map_err(|second| format!("{first}; then {second}"))?;
+        match pip(&[]) {
+            Ok(()) => {}
+            Err((first, false)) => return Err(first),
+            Err((first, true)) => {
+                // The local Python may be one the pinned version has no wheel for: the library
+                // inside does not depend on Python's version, so ask for a CPython 3.12 wheel.
+                let Some(plat) = manylinux_platform() else {
+                    return Err(first);
+                };
+                pip(&[
+                    "--platform",
+                    plat,
+                    "--python-version",
+                    "3.12",
+                    "--implementation",
+                    "cp",
+                    "--abi",
+                    "cp312",
+                ])
+                .map_err(|(second, _)| format!("{first}; then {second}"))?;
+            }
         }
         let wheel = std::fs::read_dir(&wheel_dir)
             .map_err(|e| e.to_string())?
@@ -456,7 +466,11 @@ fn fetch(
         ));
         let mut c = Command::new(&search.python);
         c.arg("-c").arg(EXTRACT_PY).arg(&wheel).arg(&lib_dir);
-        run_logged(&mut c)?;
+        run_logged(
+            &mut c,
+            &format!("{python} -c <extract the library from the wheel>"),
+        )
+        .map_err(|(e, _)| e)?;
         let libs = libraries_in(&lib_dir);
         let lib = libs.first().ok_or("the wheel holds no libonnxruntime")?;
         let name = lib.file_name().ok_or("bad library name")?.to_owned();
