@@ -565,3 +565,90 @@ fn progress_and_messages() {
     let seen = seen.lock().unwrap();
     assert_eq!(*seen, vec![(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]);
 }
+
+/// Tiled vs untiled on a real photo with a real model (slow; not run by default):
+/// `GSIMG_TILE_PHOTO=photo.jpg [GSIMG_TILE_MODEL=models/compact.onnx] cargo test --release
+/// --test main onnx::tiled_vs_untiled_real_photo -- --ignored --nocapture`. Uses the centre
+/// 1024×1024 crop, tiles of 256 px against one run; prints the largest difference of any
+/// Gaussian parameter and of the 1× renders, and fails above 1e-4.
+#[test]
+#[ignore]
+fn tiled_vs_untiled_real_photo() {
+    let Ok(photo) = std::env::var("GSIMG_TILE_PHOTO") else {
+        eprintln!("set GSIMG_TILE_PHOTO to a photo");
+        return;
+    };
+    if ort_library().is_none() {
+        return;
+    }
+    let model = std::env::var("GSIMG_TILE_MODEL")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/compact.onnx"));
+    let bytes = std::fs::read(&photo).unwrap();
+    let full = gsimg::encode::load_image(&bytes, &Limits::default())
+        .unwrap()
+        .pixels
+        .to_layout(ChannelLayout::Rgb);
+    let side = 1024.min(full.width).min(full.height);
+    let (x0, y0) = ((full.width - side) / 2, (full.height - side) / 2);
+    let mut data = Vec::with_capacity((side * side * 3) as usize);
+    for y in y0..y0 + side {
+        let row = ((y * full.width + x0) * 3) as usize;
+        data.extend_from_slice(&full.data[row..row + (side * 3) as usize]);
+    }
+    let px = Pixels {
+        width: side,
+        height: side,
+        layout: ChannelLayout::Rgb,
+        data,
+    };
+    let build = |tile: Option<u32>| {
+        NetworkOptions::default()
+            .with_model(&model)
+            .with_device(Device::Cpu)
+            .with_messages(quiet())
+            .with_max_tile_pixels(1 << 26)
+            .with_tile_size(tile)
+            .build()
+            .unwrap()
+    };
+    let (whole, tiled) = (build(None), build(Some(256)));
+    let a = whole.gaussians(&px).unwrap().image;
+    let b = tiled.gaussians(&px).unwrap().image;
+    let key = |g: &gsimg::Gaussian| ((g.y * 64.0) as i64, (g.x * 64.0) as i64);
+    let (mut ga, mut gb) = (a.gaussians().to_vec(), b.gaussians().to_vec());
+    ga.sort_by_key(key);
+    gb.sort_by_key(key);
+    let mut worst = 0f32;
+    for (x, y) in ga.iter().zip(&gb) {
+        for (p, q) in [
+            (x.x, y.x),
+            (x.y, y.y),
+            (x.scale[0], y.scale[0]),
+            (x.scale[1], y.scale[1]),
+            (x.rotation, y.rotation),
+            (x.color[0], y.color[0]),
+            (x.color[1], y.color[1]),
+            (x.color[2], y.color[2]),
+        ] {
+            worst = worst.max((p - q).abs());
+        }
+    }
+    let fa = render_f32(&a, side, side);
+    let fb = render_f32(&b, side, side);
+    let max = fa
+        .data
+        .iter()
+        .zip(&fb.data)
+        .fold(0f32, |m, (x, y)| m.max((x - y).abs()));
+    println!(
+        "{} on {photo} ({side}x{side} crop, {} tiles): Gaussians {} vs {}, max parameter diff \
+         {worst:.2e}, max render diff {max:.2e}",
+        model.display(),
+        tiled.tiles_for(side, side).len(),
+        ga.len(),
+        gb.len()
+    );
+    assert_eq!(ga.len(), gb.len());
+    assert!(worst <= 1e-4 && max <= 1e-4);
+}
