@@ -173,6 +173,10 @@ impl TermProgress {
 }
 
 pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
+    // Read the input first: a bad input fails with one line, before any note about models.
+    let bytes = read_input(&args.input)?;
+    let loaded = gsimg::encode::load_image(&bytes, limits)
+        .with_context(|| args.input.display().to_string())?;
     let method = match args.method {
         Some(m) => m,
         None if args.net.model.is_some() => Method::Network,
@@ -188,9 +192,6 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
     if method == Method::Network && args.density.is_some() {
         bail!("--density applies to the analytic encoder only (use --quality with the network)");
     }
-    let bytes = read_input(&args.input)?;
-    let loaded = gsimg::encode::load_image(&bytes, limits)
-        .with_context(|| args.input.display().to_string())?;
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
     let (encoded, how) = match method {
         Method::Analytic => {
@@ -211,6 +212,9 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
                 .options(ModelKind::Compact, &progress)
                 .with_quality(args.quality)?
                 .build()?;
+            if encoder.info().kind == ModelKind::Upscale && args.quality != 50 {
+                eprintln!("gsimg: --quality has no effect with an upscale model (a dense field)");
+            }
             let mut wo = encoder.write_options(loaded.pixels.layout);
             wo.metadata.icc_profile = loaded.icc_profile;
             let encoded = encoder.encode_with(&loaded.pixels, &wo);
