@@ -66,7 +66,7 @@ def ste(x, xq):
 # ------------------------------------------------------------------------------------------------
 @dataclass
 class UpscaleConfig:
-    ch: int = 64
+    ch: int = 80
     blocks: int = 16
     sub_offset: float = 0.5  # max |offset| from the sub-cell centre, input px
     log2_sigma_min: float = -6.0

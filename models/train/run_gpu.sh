@@ -14,7 +14,7 @@ NGPU=$(nvidia-smi -L | grep -c GPU)
 train() {  # model gpu minutes extra...
   local m=$1 g=$2 t=$3
   shift 3
-  CUDA_VISIBLE_DEVICES=$g python3 models/train/train.py --model "$m" --data data/pack \
+  CUDA_VISIBLE_DEVICES=$g python3 models/train/train.py --model "$m" --data "${DATA:-data/pack}" \
     --resume "models/ckpt/$m.pt" --out "$OUT/$m" --minutes "$t" "$@" 2>&1 | grep -v '"config"' | sed "s/^/[$m] /"
 }
 if [ "$NGPU" -ge 2 ]; then

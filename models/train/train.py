@@ -91,6 +91,7 @@ class Patches:
         self.imgs = [torch.from_numpy(a).to(device).permute(2, 0, 1).contiguous() for a in images]
         self.sizes = [(t.shape[1], t.shape[2]) for t in self.imgs]
         self.w = torch.tensor([h * w for h, w in self.sizes], dtype=torch.float64)  # by area
+        self.minside = torch.tensor([min(h, w) for h, w in self.sizes])
         self.gen = gen
         self.device = device
 
@@ -98,8 +99,13 @@ class Patches:
         """n crops of size × size in [0, 1] (float32). With zoom_max > 1 a crop of up to
         zoom_max·size is cut and antialias-downscaled to size (multi-scale data), per batch."""
         z = 1.0 if zoom_max <= 1.0 else float(torch.empty(1).uniform_(1.0, zoom_max, generator=self.gen))
-        src = max(size, min(int(round(size * z)), 512))  # the images' short sides are >= 512 mostly
-        idx = torch.multinomial(self.w, n, replacement=True, generator=self.gen).tolist()
+        src = max(size, int(round(size * z)))
+        # only images whose short side holds the crop (never upsample a training target)
+        ok = self.minside >= src
+        if not bool(ok.any()):
+            src = int(self.minside.max())
+            ok = self.minside >= src
+        idx = torch.multinomial(self.w * ok, n, replacement=True, generator=self.gen).tolist()
         out = []
         for i in idx:
             h, w = self.sizes[i]
@@ -342,9 +348,10 @@ def main():
             # scale: U(1, 4) mostly, U(4, 8) one batch in five
             s = float(torch.empty(1).uniform_(4.0, 8.0, generator=gen)) if torch.rand(1, generator=gen) < 0.2 \
                 else float(torch.empty(1).uniform_(1.0, 4.0, generator=gen))
-            hr_side = max(patch, int(round(patch * s)))
+            p_lr = patch if s <= 4.0 else (2 * patch) // 3  # keeps the HR crop within the images
+            hr_side = max(p_lr, int(round(p_lr * s)))
             hr = data.crops(batch, hr_side, zoom_max=2.0)
-            lr_img = downscale(hr, patch, patch)
+            lr_img = downscale(hr, p_lr, p_lr)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
                 raw = model.raw(lr_img)
             out = model.render(model.field(lr_img, raw), hr_side, hr_side)
