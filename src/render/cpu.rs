@@ -309,10 +309,11 @@ impl Ctx<'_> {
             let dst0 = (y * width + (x0 - self.region[0]) as usize) * C;
             let dst = &mut band[dst0..dst0 + tw * C];
             let r = y * TILE_W as usize;
-            for (i, d) in dst.chunks_exact_mut(C).enumerate() {
-                let den = acc[C * plane + r + i].max(MIN_WEIGHT_SUM);
-                for c in 0..C {
-                    d[c] = T::from_value(acc[c * plane + r + i] / den);
+            let den = &acc[C * plane + r..][..tw];
+            for c in 0..C {
+                let num = &acc[c * plane + r..][..tw];
+                for ((d, &n), &w) in dst.iter_mut().skip(c).step_by(C).zip(num).zip(den) {
+                    *d = T::from_value(n / w.max(MIN_WEIGHT_SUM));
                 }
             }
         }

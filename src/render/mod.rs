@@ -172,9 +172,13 @@ impl Sample for f32 {
 }
 
 impl Sample for u8 {
-    #[inline]
+    #[inline(always)]
     fn from_value(v: f32) -> Self {
-        // §3.5: round half up after clamping to [0, 1]; NaN cannot occur (denominator ≥ 2^-40).
-        (v.clamp(0.0, 1.0) * 255.0 + 0.5) as u8
+        // §3.5: floor(clamp(v, 0, 1) · 255 + ½). `max`/`min` return the other operand for NaN, so
+        // `x` is in [0.5, 255.5] whatever `v` is.
+        let x = v.max(0.0).min(1.0) * 255.0 + 0.5;
+        // SAFETY: x is finite and in [0.5, 255.5], so truncation fits a u8. (The checked `as`
+        // cast would block vectorization of the store loop.)
+        unsafe { x.to_int_unchecked::<u8>() }
     }
 }

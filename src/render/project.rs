@@ -86,8 +86,9 @@ pub fn row_span(p: &Projected, y: i64) -> (i64, i64) {
     let root = disc.sqrt();
     let lo = p.mx as f64 + (-b * dy - root) / a - 0.5;
     let hi = p.mx as f64 + (-b * dy + root) / a - 0.5;
-    let lo = (clamp_i64(lo.ceil()) - 1).max(p.bbox[0]);
-    let hi = (clamp_i64(hi.floor()) + 1).min(p.bbox[2]);
+    // `as` saturates, and the bounding box bounds the result anyway.
+    let lo = (lo.ceil() as i64).saturating_sub(1).max(p.bbox[0]);
+    let hi = (hi.floor() as i64).saturating_add(1).min(p.bbox[2]);
     (lo, hi)
 }
 
