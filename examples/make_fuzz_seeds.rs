@@ -16,35 +16,68 @@ fn picture(w: u32, h: u32, layout: ChannelLayout, seed: u32) -> Pixels {
             let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
             s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             let noise = (s >> 24) as f32 / 2550.0;
-            let v = [0.5 + 0.4 * (x * 9.0).sin() * y + noise, x, if (x - 0.5).abs() < 0.2 { 0.9 } else { 0.1 }, 0.3 + 0.7 * y];
+            let v = [
+                0.5 + 0.4 * (x * 9.0).sin() * y + noise,
+                x,
+                if (x - 0.5).abs() < 0.2 { 0.9 } else { 0.1 },
+                0.3 + 0.7 * y,
+            ];
             v.into_iter().take(nc).collect::<Vec<_>>()
         })
         .collect();
-    Pixels { width: w, height: h, layout, data }
+    Pixels {
+        width: w,
+        height: h,
+        layout,
+        data,
+    }
 }
 
 fn main() -> Result<()> {
     let root = concat!(env!("CARGO_MANIFEST_DIR"), "/fuzz/seeds");
     let mut files: Vec<(String, Vec<u8>)> = Vec::new();
-    let layouts = [ChannelLayout::Gray, ChannelLayout::GrayAlpha, ChannelLayout::Rgb, ChannelLayout::Rgba];
+    let layouts = [
+        ChannelLayout::Gray,
+        ChannelLayout::GrayAlpha,
+        ChannelLayout::Rgb,
+        ChannelLayout::Rgba,
+    ];
     for (i, layout) in layouts.into_iter().enumerate() {
         for (j, density) in [0.02, 0.3].into_iter().enumerate() {
-            let mut opts = AnalyticOptions { density, ..Default::default() };
+            let mut opts = AnalyticOptions {
+                density,
+                ..Default::default()
+            };
             opts.write.tile_cells = Some(2 + j as u16);
             if i == 2 {
-                opts.write.metadata = Metadata { icc_profile: Some(vec![7; 40]), orientation: Some(6) };
+                opts.write.metadata = Metadata {
+                    icc_profile: Some(vec![7; 40]),
+                    orientation: Some(6),
+                };
             }
-            if j == 1 {
-                opts.write.packing = Packing::Bytes;
-            }
+            opts.write.packing = Some(if j == 1 { Packing::Bytes } else { Packing::Bits });
             let enc = analytic::encode(&picture(24 + 8 * i as u32, 20, layout, i as u32), &opts)?;
             files.push((format!("analytic_{i}_{j}.gsi"), enc.bytes));
         }
     }
     // A dense file: one Gaussian per pixel of a small picture, cell size 1.
-    let dense = analytic::encode(&picture(16, 12, ChannelLayout::Rgb, 9), &AnalyticOptions { density: 1.0, ..Default::default() })?;
+    let dense = analytic::encode(
+        &picture(16, 12, ChannelLayout::Rgb, 9),
+        &AnalyticOptions {
+            density: 1.0,
+            ..Default::default()
+        },
+    )?;
     let img = SplatImage::new(16, 12, ChannelLayout::Rgb, dense.image.gaussians().to_vec())?;
-    let enc = format::write(&img, &WriteOptions { cell_size: 1, tile_cells: Some(16), position_bits: 6, ..Default::default() })?;
+    let enc = format::write(
+        &img,
+        &WriteOptions {
+            cell_size: 1,
+            tile_cells: Some(16),
+            position_bits: 6,
+            ..Default::default()
+        },
+    )?;
     files.push(("dense.gsi".into(), enc.bytes));
     for target in ["parse", "parse_and_render", "region"] {
         let dir = format!("{root}/{target}");
@@ -69,7 +102,10 @@ fn main() -> Result<()> {
     let dir = format!("{root}/encode_pixels");
     std::fs::create_dir_all(&dir)?;
     let px: Vec<u8> = (0..24 * 24 * 4).map(|i| ((i * 7) % 256) as u8).collect();
-    std::fs::write(format!("{dir}/rgba.bin"), [&[3u8, 20, 17, 60][..], &px].concat())?;
+    std::fs::write(
+        format!("{dir}/rgba.bin"),
+        [&[3u8, 20, 17, 60][..], &px].concat(),
+    )?;
     let dir = format!("{root}/model_metadata");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(

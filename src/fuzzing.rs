@@ -120,11 +120,11 @@ pub fn roundtrip(data: &[u8]) {
         chroma_bits: data[10] % 17,
         alpha_bits: data[11] % 17,
         predict_values: data[6] & 0x80 != 0,
-        packing: if data[7] & 0x80 != 0 {
+        packing: Some(if data[7] & 0x80 != 0 {
             format::Packing::Bytes
         } else {
             format::Packing::Bits
-        },
+        }),
         zstd_level: 1,
         ..WriteOptions::default()
     };

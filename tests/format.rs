@@ -10,7 +10,7 @@ fn options_variants() -> Vec<WriteOptions> {
     vec![
         base.clone(),
         WriteOptions {
-            packing: Packing::Bytes,
+            packing: Some(Packing::Bytes),
             predict_values: false,
             ..base.clone()
         },

@@ -21,7 +21,7 @@ pub use quant::{Quantized, dequantize, quantize, rgb_to_ycbcr, ycbcr_to_rgb};
 pub use reader::{
     Decoder, FileSource, MAX_EXPANSION, SectionInfo, SeekSource, Source, TileEntry, tag_name,
 };
-pub use writer::{Encoded, WriteOptions, plan_header, write};
+pub use writer::{AUTO_PACKING_MAX, Encoded, WriteOptions, plan_header, write};
 
 use crate::splat::SplatImage;
 use crate::{Limits, Result};

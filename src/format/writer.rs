@@ -38,8 +38,9 @@ pub struct WriteOptions {
     pub color_model: ColorModel,
     /// Predict scales and channels from the previous Gaussian (§4.3).
     pub predict_values: bool,
-    /// Symbol layout of every stream.
-    pub packing: Packing,
+    /// Symbol layout of every stream; `None` writes the file both ways (up to
+    /// [`AUTO_PACKING_MAX`] Gaussians; above it, bytes) and keeps the smaller.
+    pub packing: Option<Packing>,
     /// zstd level (1 to 22).
     pub zstd_level: i32,
     /// Metadata to store.
@@ -61,7 +62,7 @@ impl Default for WriteOptions {
             channel_ranges: None,
             color_model: ColorModel::YCbCr,
             predict_values: true,
-            packing: Packing::Bits,
+            packing: None,
             zstd_level: 19,
             metadata: Metadata::default(),
         }
@@ -92,8 +93,16 @@ fn range_of(values: impl Iterator<Item = f64>, bound: f32) -> (f32, f32) {
     (lo, hi.max(lo))
 }
 
+/// Largest Gaussian count for which `packing: None` tries both layouts.
+pub const AUTO_PACKING_MAX: usize = 1 << 18;
+
 /// Builds the header `write` would use for `image`.
 pub fn plan_header(image: &SplatImage, opts: &WriteOptions) -> Result<Header> {
+    let packing = opts.packing.unwrap_or(Packing::Bytes);
+    plan_header_with(image, opts, packing)
+}
+
+fn plan_header_with(image: &SplatImage, opts: &WriteOptions, packing: Packing) -> Result<Header> {
     let layout = image.layout();
     let nc = layout.channels();
     if opts.cell_size == 0 {
@@ -161,7 +170,7 @@ pub fn plan_header(image: &SplatImage, opts: &WriteOptions) -> Result<Header> {
             AttrQuant {
                 bits,
                 predictor: value_predictor,
-                packing: opts.packing,
+                packing,
                 min,
                 max,
             }
@@ -190,18 +199,18 @@ pub fn plan_header(image: &SplatImage, opts: &WriteOptions) -> Result<Header> {
         tile_cells,
         gaussian_count: gs.len() as u64,
         position: AttrQuant {
-            packing: opts.packing,
+            packing,
             ..AttrQuant::fixed(opts.position_bits)
         },
         scale: AttrQuant {
             bits: opts.scale_bits,
             predictor: value_predictor,
-            packing: opts.packing,
+            packing,
             min: scale_range.0,
             max: scale_range.1,
         },
         rotation: AttrQuant {
-            packing: opts.packing,
+            packing,
             ..AttrQuant::fixed(opts.rotation_bits)
         },
         channels,
@@ -231,7 +240,22 @@ pub(crate) fn quantize_tiles(image: &SplatImage, header: &Header) -> Vec<Vec<Qua
 
 /// Encodes `image` as a `.gsi` file.
 pub fn write(image: &SplatImage, opts: &WriteOptions) -> Result<Encoded> {
-    let header = plan_header(image, opts)?;
+    let candidates = match opts.packing {
+        Some(p) => vec![p],
+        None if image.gaussian_count() <= AUTO_PACKING_MAX => vec![Packing::Bytes, Packing::Bits],
+        None => vec![Packing::Bytes],
+    };
+    let mut best: Option<Encoded> = None;
+    for packing in candidates {
+        let e = write_with(image, opts, plan_header_with(image, opts, packing)?)?;
+        if best.as_ref().is_none_or(|b| e.bytes.len() < b.bytes.len()) {
+            best = Some(e);
+        }
+    }
+    Ok(best.expect("at least one packing"))
+}
+
+fn write_with(image: &SplatImage, opts: &WriteOptions, header: Header) -> Result<Encoded> {
     let tiles = quantize_tiles(image, &header);
     struct Done {
         payload: Vec<u8>,
