@@ -190,8 +190,8 @@ radix_scan(unsigned int* __restrict__ hist,  // [len] in: counts, out: exclusive
             const unsigned int j = k * RADIX_SCAN_THREADS + threadIdx.x;
             if (base + j < len) hist[base + j] = s_items[padded(j)];
         }
-        // block_exclusive_scan begins with a barrier, so the next chunk's loads wait for these
-        // reads of s_items.
+        // No barrier needed before the next chunk's loads: thread t loads and stores the same
+        // slots padded(k * RADIX_SCAN_THREADS + t), and block_exclusive_scan begins with one.
     }
 }
 

@@ -57,6 +57,34 @@ impl CudaRenderer {
         self.rt.multiprocessors
     }
 
+    /// Device memory bandwidth in GB/s (bytes read plus bytes written) of `reps` device-to-device
+    /// copies of `bytes` bytes: the ceiling for benchmarks. Diagnostic.
+    #[doc(hidden)]
+    pub fn measure_copy_bandwidth(&self, bytes: usize, reps: u32) -> Result<f64> {
+        use cudarc::driver::sys::CUevent_flags;
+        let s = &self.rt.stream;
+        let err = driver_err("bandwidth measurement");
+        let src = s
+            .alloc_zeros::<u8>(bytes)
+            .map_err(driver_err("GPU memory allocation"))?;
+        let mut dst = s
+            .alloc_zeros::<u8>(bytes)
+            .map_err(driver_err("GPU memory allocation"))?;
+        s.memcpy_dtod(&src, &mut dst).map_err(driver_err("copy"))?;
+        let ev = || self.rt.ctx.new_event(Some(CUevent_flags::CU_EVENT_DEFAULT));
+        let (a, b) = (
+            ev().map_err(driver_err("event"))?,
+            ev().map_err(driver_err("event"))?,
+        );
+        a.record(s).map_err(driver_err("event record"))?;
+        for _ in 0..reps {
+            s.memcpy_dtod(&src, &mut dst).map_err(driver_err("copy"))?;
+        }
+        b.record(s).map_err(driver_err("event record"))?;
+        let ms = a.elapsed_ms(&b).map_err(err)? as f64;
+        Ok(2.0 * bytes as f64 * reps as f64 / (ms * 1e-3) / 1e9)
+    }
+
     /// Loads every kernel now rather than on the first render (the driver compiles the PTX for
     /// this GPU on first load).
     pub fn preload(&self) -> Result<()> {

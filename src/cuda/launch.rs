@@ -404,7 +404,7 @@ pub(crate) fn rasterize(
     }
     let out_channels = if p.expand_rgba != 0 { 4 } else { channels } as u64;
     let row_bytes = p.region_w as u64 * out_channels * kind.size() as u64;
-    if p.out_pitch < row_bytes || p.out_pitch % kind.size() as u64 != 0 {
+    if p.out_pitch < row_bytes || !p.out_pitch.is_multiple_of(kind.size() as u64) {
         return Err(Error::Cuda(format!(
             "internal error: pitch {} for rows of {row_bytes} bytes",
             p.out_pitch

@@ -115,6 +115,9 @@ pub struct RenderInfo {
     /// Device time of the render's kernels in milliseconds, when timing is on
     /// ([`GpuImage::set_timing`]).
     pub gpu_ms: Option<f32>,
+    /// The same split into projection, tile binning (prefix sum, pairs, radix sort, ranges) and
+    /// rasterization, when timing is on.
+    pub stage_ms: Option<[f32; 3]>,
 }
 
 /// An 8-bit picture in host memory owned by a [`CudaDecoder`], valid until its next decode.

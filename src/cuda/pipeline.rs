@@ -169,7 +169,8 @@ pub(crate) struct Workspace {
     stats_host: PinnedHostSlice<u32>,
     /// Tile-list capacity of the next render (only grows).
     capacity: u64,
-    timing: Option<(CudaEvent, CudaEvent)>,
+    /// Events at the start, after projection, after binning and after rasterization.
+    timing: Option<[CudaEvent; 4]>,
 }
 
 /// Allocates `buf` anew when it is shorter than `len` (with `slack` extra when it does).
@@ -246,7 +247,7 @@ impl Workspace {
                     .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
                     .map_err(driver_err("cannot create an event"))
             };
-            Some((ev()?, ev()?))
+            Some([ev()?, ev()?, ev()?, ev()?])
         } else {
             None
         };
@@ -256,6 +257,7 @@ impl Workspace {
     /// Renders `plan` of `gaussians` into `target`, then runs `after` on the stream (to enqueue
     /// downloads of the target) before waiting for the device. Renders again with larger lists
     /// when they overflowed.
+    #[allow(clippy::too_many_arguments)]
     pub(crate) fn render(
         &mut self,
         rt: &Runtime,
@@ -315,9 +317,7 @@ impl Workspace {
         let cap = self.capacity;
         let tiles = plan.tiles();
         let radix_blocks = Plan::radix_blocks(cap);
-        if let Some((start, _)) = &self.timing {
-            start.record(s).map_err(driver_err("event record"))?;
-        }
+        self.mark(0)?;
         stream
             .memset_zeros(&mut self.stats)
             .map_err(driver_err("memset"))?;
@@ -339,6 +339,7 @@ impl Workspace {
                 counts,
                 &mut self.stats,
             )?;
+            self.mark(1)?;
             self.scan(rt, plan)?;
             let (k0, _) = self.keys.split_at_mut(1);
             let (v0, _) = self.vals.split_at_mut(1);
@@ -395,10 +396,13 @@ impl Workspace {
             .memset_zeros(&mut ranges.slice_mut(..tiles as usize))
             .map_err(driver_err("memset"))?;
         let keys = self.keys[cur].as_ref().expect("allocated above");
-        let vals = self.vals[cur].as_ref().expect("allocated above");
         if n > 0 {
             launch::tile_ranges(rt, s, keys, &self.stats, tiles, ranges)?;
+        } else {
+            self.mark(1)?;
         }
+        self.mark(2)?;
+        let vals = self.vals[cur].as_ref().expect("allocated above");
         let splats = ensure(&stream, &mut self.splats, n as u64, false)?;
         let params = RasterParams {
             region_x: plan.project.region_x,
@@ -432,12 +436,20 @@ impl Workspace {
             &params,
             &mut out,
         )?;
-        if let Some((_, end)) = &self.timing {
-            end.record(s).map_err(driver_err("event record"))?;
-        }
+        self.mark(3)?;
         stream
             .memcpy_dtoh(&self.stats, &mut self.stats_host)
             .map_err(driver_err("device-to-host copy"))?;
+        Ok(())
+    }
+
+    /// Records timing event `i` on the stream, when timing is on.
+    fn mark(&self, i: usize) -> Result<()> {
+        if let Some(ev) = &self.timing {
+            ev[i]
+                .record(&self.stream)
+                .map_err(driver_err("event record"))?;
+        }
         Ok(())
     }
 
@@ -452,9 +464,9 @@ impl Workspace {
             self.scan_scanned.push(None);
         }
         ensure(&stream, &mut self.offsets, levels[0] as u64, false)?;
-        for l in 1..levels.len() {
-            ensure(&stream, &mut self.scan_sums[l], levels[l] as u64, false)?;
-            ensure(&stream, &mut self.scan_scanned[l], levels[l] as u64, false)?;
+        for (l, &len) in levels.iter().enumerate().skip(1) {
+            ensure(&stream, &mut self.scan_sums[l], len as u64, false)?;
+            ensure(&stream, &mut self.scan_scanned[l], len as u64, false)?;
         }
         // Down: scan each level, writing its block totals into the next level's input.
         for l in 0..levels.len() {
@@ -511,9 +523,14 @@ impl Workspace {
         if pairs > self.capacity {
             return Ok(Outcome::Grow(pairs));
         }
-        let gpu_ms = match &self.timing {
-            Some((start, end)) => Some(start.elapsed_ms(end).map_err(driver_err("event timing"))?),
-            None => None,
+        let (gpu_ms, stage_ms) = match &self.timing {
+            Some(ev) => {
+                let ms = |a: usize, b: usize| {
+                    ev[a].elapsed_ms(&ev[b]).map_err(driver_err("event timing"))
+                };
+                (Some(ms(0, 3)?), Some([ms(0, 1)?, ms(1, 2)?, ms(2, 3)?]))
+            }
+            None => (None, None),
         };
         Ok(Outcome::Done(RenderInfo {
             work,
@@ -521,6 +538,7 @@ impl Workspace {
             tiles: plan.tiles() as u64,
             attempts: 1,
             gpu_ms,
+            stage_ms,
         }))
     }
 }

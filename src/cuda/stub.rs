@@ -44,6 +44,12 @@ impl CudaRenderer {
     }
 
     /// Unreachable.
+    #[doc(hidden)]
+    pub fn measure_copy_bandwidth(&self, _bytes: usize, _reps: u32) -> Result<f64> {
+        match self.never {}
+    }
+
+    /// Unreachable.
     pub fn preload(&self) -> Result<()> {
         match self.never {}
     }

@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Prepares the GPU check on the build machine (no GPU needed): release binaries, stripped into
+# target/gpu-check/ (git-ignored), and the test files in data/gpu-check/ (git-ignored).
+#
+#   scripts/gpu-check-prepare.sh [KODAK_DIR]     # default KODAK_DIR: ../shared/bench/kodak
+#
+# Then run scripts/gpu-check.sh on the GPU machine, carrying both folders (see its header).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+KODAK=${1:-../shared/bench/kodak}
+cargo build --release --bin gsimg --example gpu_check
+mkdir -p target/gpu-check
+strip -o target/gpu-check/gpu_check target/release/examples/gpu_check
+strip -o target/gpu-check/gsimg target/release/gsimg
+if [[ ! -f data/gpu-check/kodim23.dense4.gsi ]]; then
+    target/gpu-check/gpu_check make-data data/gpu-check "$KODAK/kodim23.png" "$KODAK/kodim05.png"
+fi
+du -sh target/gpu-check data/gpu-check
