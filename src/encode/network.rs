@@ -19,7 +19,8 @@
 //!   `gsimg.version`; for `compact` the file quantizers it was trained with: `gsimg.pos_bits`,
 //!   `gsimg.scale_bits`, `gsimg.scale_min`, `gsimg.scale_max` (log2 σ), `gsimg.rot_bits`,
 //!   `gsimg.color_bits` (`Y,Cb,Cr`), `gsimg.color_min`, `gsimg.color_max` (comma-separated
-//!   YCbCr ranges). An `upscale` model may give `gsimg.scale_min`/`gsimg.scale_max` too.
+//!   YCbCr ranges). An `upscale` model may give its log2 σ range (`gsimg.scale_min` and
+//!   `gsimg.scale_max`, or `gsimg.log2_sigma_range` = `lo,hi`): its file quantizer then uses it.
 //!
 //! # Tiles
 //!
@@ -234,7 +235,31 @@ impl ModelInfo {
                 _ => Ok(None),
             }
         };
-        let scale_range = range("gsimg.scale_min", "gsimg.scale_max")?;
+        // An upscale model may say `gsimg.log2_sigma_range` = "lo,hi" instead.
+        let scale_range = match range("gsimg.scale_min", "gsimg.scale_max")? {
+            Some(r) => Some(r),
+            None => match meta.get("gsimg.log2_sigma_range") {
+                Some(v) => {
+                    let key = "gsimg.log2_sigma_range";
+                    let parts: Vec<f32> = v
+                        .split(',')
+                        .map(|p| num(key, p.trim()))
+                        .collect::<Result<_>>()?;
+                    match parts[..] {
+                        [lo, hi]
+                            if lo.is_finite()
+                                && hi.is_finite()
+                                && lo <= hi
+                                && lo.abs().max(hi.abs()) <= MAX_LOG2_SCALE =>
+                        {
+                            Some((lo, hi))
+                        }
+                        _ => return Err(meta_err(key, format!("is `{v}`: expected lo,hi"))),
+                    }
+                }
+                None => None,
+            },
+        };
         let bits = |key: &str| -> Result<u8> {
             let v: u8 = num(key, get(key)?)?;
             if v > format::consts::MAX_BITS {
@@ -1031,6 +1056,20 @@ mod tests {
             let e = ModelInfo::from_metadata(&m).unwrap_err().to_string();
             assert!(e.contains(needle), "{key}={value}: {e}");
         }
+        let up = meta(&[
+            ("gsimg.kind", "upscale"),
+            ("gsimg.cell", "1"),
+            ("gsimg.per_cell", "4"),
+            ("gsimg.multiple", "1"),
+            ("gsimg.receptive_field", "35"),
+            ("gsimg.version", "1"),
+            ("gsimg.log2_sigma_range", "-6.0,-1.0"),
+        ]);
+        let info = ModelInfo::from_metadata(&up).unwrap();
+        assert_eq!(
+            (info.scale_range, info.tile_margin()),
+            (Some((-6.0, -1.0)), 35)
+        );
         let mut m = meta(COMPACT);
         m.remove("gsimg.rot_bits");
         let e = ModelInfo::from_metadata(&m).unwrap_err().to_string();
