@@ -1,16 +1,17 @@
 //! `gsimg upscale`: a picture to a larger (or any other size) picture through the dense
-//! upscale network: encode to Gaussians, render at the new size.
+//! upscale network: encode to Gaussians, render at the new size (`--device` chooses where both
+//! the network and the renderer run; the renderer is `decode`'s, CUDA or CPU).
 
 use std::path::PathBuf;
 
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::decode::{SizeArgs, write_frame};
-use super::encode::{NetworkArgs, TermProgress};
+use super::decode::{RenderDevice, SizeArgs, render_frame, write_frame};
+use super::encode::{DeviceArg, NetworkArgs, TermProgress};
 use super::io::{OutFormat, read_input, write_output};
+use gsimg::Limits;
 use gsimg::encode::network::ModelKind;
-use gsimg::{Frame, Limits, SplatImage, Viewport, render};
 
 /// Upscale a picture by any factor (e.g. 2.5) with the encoder network.
 #[derive(Args)]
@@ -26,12 +27,6 @@ pub struct UpscaleArgs {
     format: Option<OutFormat>,
     #[command(flatten)]
     net: NetworkArgs,
-}
-
-/// Renders the upscaled picture. The one place a GPU renderer plugs in: today the CPU
-/// reference renderer (`--device` selects where the network runs).
-fn render_frame(image: &SplatImage, view: &Viewport, limits: &Limits) -> Result<Frame<u8>> {
-    Ok(render::render_cpu(image, view, limits)?)
 }
 
 pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
@@ -54,7 +49,13 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
     let out = encoder.gaussians(&loaded.pixels);
     progress.finish();
     let out = out?;
-    let frame = render_frame(&out.image, &view, limits)?;
+    // `--device` picks where both the network and the renderer run.
+    let render_device = match args.net.device {
+        DeviceArg::Auto => RenderDevice::Auto,
+        DeviceArg::Cpu => RenderDevice::Cpu,
+        DeviceArg::Cuda => RenderDevice::Cuda,
+    };
+    let frame = render_frame(&out.image, &view, limits, render_device)?;
     let encoded = write_frame(fmt, frame, None, loaded.icc_profile.as_deref())?;
     write_output(&args.output, &encoded)?;
     eprintln!(
