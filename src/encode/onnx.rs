@@ -212,11 +212,20 @@ impl OnnxModel {
                 Err(CudaFailure::Model(e)) => return Err(e),
                 Err(CudaFailure::Unavailable(why)) => {
                     if device == Device::Cuda {
+                        let fix = if why.starts_with(NOT_BUILT) {
+                            "set ORT_DYLIB_PATH (or --ort-lib) to the GPU build's \
+                             libonnxruntime.so.1.x (PyPI onnxruntime-gpu, with \
+                             libonnxruntime_providers_shared.so and \
+                             libonnxruntime_providers_cuda.so next to it)"
+                        } else {
+                            "this needs an NVIDIA GPU and driver, and the CUDA and cuDNN \
+                             libraries that build was made for (CUDA 13 and cuDNN 9 for \
+                             onnxruntime-gpu 1.31) on the loader path, e.g. through \
+                             LD_LIBRARY_PATH"
+                        };
                         return Err(Error::Model(format!(
                             "--device cuda: the CUDA execution provider cannot run: {why} \
-                             (ONNX Runtime 1.{} from {}); for the GPU build set ORT_DYLIB_PATH to \
-                             onnxruntime-gpu's libonnxruntime.so (with its providers next to it), \
-                             or use --device cpu",
+                             (ONNX Runtime 1.{} from {}); {fix}; or use --device cpu",
                             rt.library.minor,
                             rt.library.path.display()
                         )));
@@ -239,12 +248,22 @@ impl OnnxModel {
         })
     }
 
+    /// ONNX Runtime's messages start with its source location and status code: keep the text.
+    fn clean(e: &dyn std::fmt::Display) -> String {
+        let s = e.to_string();
+        let s = match s.rfind(" : FAIL : ") {
+            Some(i) => &s[i + " : FAIL : ".len()..],
+            None => &s,
+        };
+        s.trim().to_string()
+    }
+
     fn try_cuda(
         rt: &Runtime,
         model: &Path,
         validate: Validate<'_>,
     ) -> std::result::Result<Session, CudaFailure> {
-        let unavailable = |e: &dyn std::fmt::Display| CudaFailure::Unavailable(e.to_string());
+        let unavailable = |e: &dyn std::fmt::Display| CudaFailure::Unavailable(Self::clean(e));
         match ep::CUDA::is_available() {
             Ok(true) => {}
             Ok(false) => {
@@ -271,8 +290,9 @@ impl OnnxModel {
         let mut session = session;
         // cuDNN and the kernels load at the first run: warm up before trusting CUDA.
         let zeros = vec![0f32; 3 * h * w];
-        run_raw(&mut session, &zeros, h, w, &mut |_, _| Ok(()))
-            .map_err(|e| CudaFailure::Unavailable(format!("warm-up run failed: {e}")))?;
+        run_raw(&mut session, &zeros, h, w, &mut |_, _| Ok(())).map_err(|e| {
+            CudaFailure::Unavailable(format!("warm-up run failed: {}", Self::clean(&e)))
+        })?;
         Ok(session)
     }
 
