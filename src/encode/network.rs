@@ -1,6 +1,6 @@
 //! The neural encoder: a picture to Gaussians with an encoder network run by ONNX Runtime.
 //!
-//! This file holds everything but the runtime ([`onnx`](super::onnx) is the only file that
+//! This file holds everything but the runtime (`onnx.rs` is the only file that
 //! touches `ort`): the model contract and its checks, pre-processing (channels, padding, tiles),
 //! post-processing (the network's field to [`Gaussian`]s), alpha, and the file quantizers.
 //!
