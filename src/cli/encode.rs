@@ -33,6 +33,9 @@ pub struct EncodeArgs {
     /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.
     #[arg(long)]
     density: Option<f64>,
+    /// Gradient-refinement iterations of the analytic encoder (0: none; more: slower, better).
+    #[arg(long, default_value_t = gsimg::encode::refine::RefineOptions::default().iterations)]
+    refine: usize,
     #[command(flatten)]
     net: NetworkArgs,
 }
@@ -199,6 +202,7 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
             if let Some(d) = args.density {
                 opts.density = d;
             }
+            opts.refine.iterations = args.refine;
             opts.write.metadata.icc_profile = loaded.icc_profile;
             (
                 analytic::encode(&loaded.pixels, &opts)?,

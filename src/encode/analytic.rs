@@ -5,13 +5,16 @@
 //!    the number of leaves meets the requested Gaussian count.
 //! 2. Each leaf becomes one Gaussian at its centre, shaped by the block's gradient structure
 //!    tensor: elongated along edges, narrow across them, round in flat areas.
-//! 3. The geometry is quantized exactly as the file will store it, and the colours are fitted
-//!    by least squares to the picture under the rendering rule ([`fit`](super::fit)).
+//! 3. Colours are fitted by least squares ([`fit`](super::fit)), then every parameter is
+//!    refined by gradient descent on the render error ([`refine`](super::refine)).
+//! 4. The geometry is quantized exactly as the file will store it, and the colours are fitted
+//!    again by least squares to the picture under the rendering rule.
 
 use rayon::prelude::*;
 
 use super::fit::{FitOptions, fit_colors};
 use super::input::Pixels;
+use super::refine::{RefineOptions, refine};
 use crate::format::{self, Encoded, WriteOptions};
 use crate::splat::{Gaussian, SplatImage};
 use crate::{Error, Result};
@@ -28,6 +31,8 @@ pub struct AnalyticOptions {
     pub spread: f64,
     /// Colour fit settings.
     pub fit: FitOptions,
+    /// Gradient refinement of all parameters before quantization (0 iterations: none).
+    pub refine: RefineOptions,
     /// File layout and quantization.
     pub write: WriteOptions,
 }
@@ -38,6 +43,7 @@ impl Default for AnalyticOptions {
             density: 1.0 / 40.0,
             spread: 0.55,
             fit: FitOptions::default(),
+            refine: RefineOptions::default(),
             write: WriteOptions::default(),
         }
     }
@@ -229,6 +235,10 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
     let target =
         ((pixels.width as f64 * pixels.height as f64 * opts.density).round() as usize).max(1);
     let mut gaussians = place(pixels, target, opts.spread);
+    if opts.refine.iterations > 0 {
+        fit_colors(pixels, &mut gaussians, &opts.fit);
+        refine(pixels, &mut gaussians, &opts.refine);
+    }
     // Quantize the geometry as the file will, so the colours are fitted to what is stored.
     let draft = SplatImage::new(
         pixels.width,

@@ -187,72 +187,107 @@ fn fit_chunk(
             y[p * nc + c] = target.data[src + c] as f64 - fixed[p * nc + c] / d;
         }
     }
-    // A is np × na with A[p][k] = w_pk / D_p; solve min ||A x - y|| per channel by CGLS.
+    // A is np × na with A[p][k] = w_pk / D_p (computed once); solve min ||A x - y|| for every
+    // channel at once by CGLS, channels as 4-lane vectors.
     let na = active.len();
-    let apply = |x: &[f64], out: &mut [f64]| {
-        out.fill(0.0);
+    let a: Vec<f32> = act
+        .pix
+        .iter()
+        .zip(&act.w)
+        .map(|(&p, &w)| (w as f64 / den[p as usize].max(1e-12)) as f32)
+        .collect();
+    let y4: Vec<[f64; 4]> = (0..np)
+        .map(|p| {
+            let mut v = [0f64; 4];
+            v[..nc].copy_from_slice(&y[p * nc..p * nc + nc]);
+            v
+        })
+        .collect();
+    let apply = |x: &[[f64; 4]], out: &mut [[f64; 4]]| {
+        out.fill([0.0; 4]);
         for (k, &(s, e)) in act.ranges.iter().enumerate() {
+            let xk = x[k];
             for j in s..e {
-                let p = act.pix[j] as usize;
-                let a = act.w[j] as f64 / den[p].max(1e-12);
-                for c in 0..nc {
-                    out[p * nc + c] += a * x[k * nc + c];
+                let o = &mut out[act.pix[j] as usize];
+                let aj = a[j] as f64;
+                for c in 0..4 {
+                    o[c] += aj * xk[c];
                 }
             }
         }
     };
-    let apply_t = |r: &[f64], out: &mut [f64]| {
+    let apply_t = |r: &[[f64; 4]], out: &mut [[f64; 4]]| {
         for (k, &(s, e)) in act.ranges.iter().enumerate() {
             let mut acc = [0f64; 4];
             for j in s..e {
-                let p = act.pix[j] as usize;
-                let a = act.w[j] as f64 / den[p].max(1e-12);
-                for c in 0..nc {
-                    acc[c] += a * r[p * nc + c];
+                let rp = r[act.pix[j] as usize];
+                let aj = a[j] as f64;
+                for c in 0..4 {
+                    acc[c] += aj * rp[c];
                 }
             }
-            out[k * nc..k * nc + nc].copy_from_slice(&acc[..nc]);
+            out[k] = acc;
         }
     };
-    let mut x: Vec<f64> = active
+    let norm = |v: &[[f64; 4]]| {
+        let mut n = [0f64; 4];
+        for e in v {
+            for c in 0..4 {
+                n[c] += e[c] * e[c];
+            }
+        }
+        n
+    };
+    let mut x: Vec<[f64; 4]> = active
         .iter()
-        .flat_map(|&k| current[k][..nc].iter().map(|&v| v as f64))
+        .map(|&k| {
+            let mut v = [0f64; 4];
+            for c in 0..nc {
+                v[c] = current[k][c] as f64;
+            }
+            v
+        })
         .collect();
-    let mut r = vec![0f64; np * nc];
+    let mut r = vec![[0f64; 4]; np];
     apply(&x, &mut r);
-    for (ri, yi) in r.iter_mut().zip(&y) {
-        *ri = yi - *ri;
+    for (ri, yi) in r.iter_mut().zip(&y4) {
+        for c in 0..4 {
+            ri[c] = yi[c] - ri[c];
+        }
     }
-    let mut s = vec![0f64; na * nc];
+    let mut s = vec![[0f64; 4]; na];
     apply_t(&r, &mut s);
     let mut p = s.clone();
-    let mut q = vec![0f64; np * nc];
-    let norm = |v: &[f64], c: usize| v.iter().skip(c).step_by(nc).map(|a| a * a).sum::<f64>();
-    let mut gamma: Vec<f64> = (0..nc).map(|c| norm(&s, c)).collect();
+    let mut q = vec![[0f64; 4]; np];
+    let mut gamma = norm(&s);
     for _ in 0..opts.iterations {
         apply(&p, &mut q);
-        let alpha: Vec<f64> = (0..nc)
-            .map(|c| {
-                let qq = norm(&q, c);
-                if qq > 0.0 { gamma[c] / qq } else { 0.0 }
-            })
-            .collect();
-        for (i, v) in x.iter_mut().enumerate() {
-            *v += alpha[i % nc] * p[i];
+        let qq = norm(&q);
+        let alpha: [f64; 4] =
+            std::array::from_fn(|c| if qq[c] > 0.0 { gamma[c] / qq[c] } else { 0.0 });
+        for (xi, pi) in x.iter_mut().zip(&p) {
+            for c in 0..4 {
+                xi[c] += alpha[c] * pi[c];
+            }
         }
-        for (i, v) in r.iter_mut().enumerate() {
-            *v -= alpha[i % nc] * q[i];
+        for (ri, qi) in r.iter_mut().zip(&q) {
+            for c in 0..4 {
+                ri[c] -= alpha[c] * qi[c];
+            }
         }
         apply_t(&r, &mut s);
-        let g2: Vec<f64> = (0..nc).map(|c| norm(&s, c)).collect();
-        for (i, v) in p.iter_mut().enumerate() {
-            let c = i % nc;
-            let beta = if gamma[c] > 0.0 {
+        let g2 = norm(&s);
+        let beta: [f64; 4] = std::array::from_fn(|c| {
+            if gamma[c] > 0.0 {
                 g2[c] / gamma[c]
             } else {
                 0.0
-            };
-            *v = s[i] + beta * *v;
+            }
+        });
+        for (pi, si) in p.iter_mut().zip(&s) {
+            for c in 0..4 {
+                pi[c] = si[c] + beta[c] * pi[c];
+            }
         }
         gamma = g2;
         if gamma.iter().all(|&g| g < 1e-18) {
@@ -265,7 +300,7 @@ fn fit_chunk(
         .map(|(i, &k)| {
             let mut c = current[k];
             for ch in 0..nc {
-                c[ch] = (x[i * nc + ch] as f32).clamp(opts.clamp.0, opts.clamp.1);
+                c[ch] = (x[i][ch] as f32).clamp(opts.clamp.0, opts.clamp.1);
             }
             (k, c)
         })

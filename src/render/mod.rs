@@ -13,6 +13,7 @@ use crate::splat::SplatImage;
 use crate::{Error, Limits, Result};
 
 pub use cpu::render_cpu;
+pub(crate) use fastexp::exp_neg_half;
 
 /// A rectangle of output pixels: columns `x .. x + width`, rows `y .. y + height`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

@@ -1,0 +1,448 @@
+//! Per-image refinement: gradient descent (Adam) on every Gaussian parameter to reduce the
+//! squared error of the native-size render (format-spec.md §3 at 1×) against the picture.
+//!
+//! The gradient is derived by hand for the normalized blend `C_p = N_p / D_p`:
+//!
+//! ```text
+//! L      = Σ_p ‖C_p − I_p‖²,           g_p = 2 (C_p − I_p)
+//! ∂L/∂c_k = Σ_p g_p · w_pk / D_p
+//! ∂L/∂w_pk = g_p · (c_k − C_p) / D_p
+//! w = a · exp(−q/2),  q = A dx² + 2B dx dy + C dy²,  (A, B, C) = Σ'⁻¹,  Σ' = Σ + λI
+//! ```
+//!
+//! then through the conic and the amplitude `a = sqrt(det Σ / det Σ')` to position, log-scales
+//! and rotation. The picture is cut into tiles; each tile blends its Gaussians, computes `g_p`,
+//! and accumulates per-Gaussian gradients, in parallel; the partial sums are added in a fixed
+//! order, so the result does not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::input::Pixels;
+use crate::render::exp_neg_half;
+use crate::render::project::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
+use crate::splat::Gaussian;
+
+const TILE: i64 = 32;
+
+/// Settings of the refinement.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct RefineOptions {
+    /// Adam steps.
+    pub iterations: usize,
+    /// Step size of positions, in native pixels.
+    pub lr_position: f32,
+    /// Step size of log2-scales.
+    pub lr_scale: f32,
+    /// Step size of rotations, radians.
+    pub lr_rotation: f32,
+    /// Step size of channel values.
+    pub lr_color: f32,
+    /// Smallest and largest σ allowed, native pixels.
+    pub scale_bounds: (f32, f32),
+}
+
+impl Default for RefineOptions {
+    fn default() -> Self {
+        RefineOptions {
+            iterations: 40,
+            lr_position: 0.1,
+            lr_scale: 0.02,
+            lr_rotation: 0.02,
+            lr_color: 0.01,
+            scale_bounds: (0.2, 256.0),
+        }
+    }
+}
+
+/// What one Gaussian contributes to the math of an iteration (scale 1, with the prefilter).
+#[derive(Clone, Copy)]
+struct Prep {
+    mx: f32,
+    my: f32,
+    conic: [f32; 3],
+    amp: f32,
+    bbox: [i64; 4],
+    /// Cutoff on q: 9 (3σ) as in the spec; the gradient test moves it far out.
+    qmax: f32,
+}
+
+fn prep(g: &Gaussian) -> Prep {
+    prep_with_cutoff(g, CUTOFF_Q)
+}
+
+fn prep_with_cutoff(g: &Gaussian, qmax: f32) -> Prep {
+    let (xx, xy, yy) = g.covariance();
+    let (oxx, oyy) = (xx + PREFILTER_VARIANCE, yy + PREFILTER_VARIANCE);
+    let det = oxx * oyy - xy * xy;
+    let s12 = g.scale[0] as f64 * g.scale[1] as f64;
+    let r = (qmax as f64).sqrt();
+    let (rx, ry) = (r * oxx.sqrt(), r * oyy.sqrt());
+    let (mx, my) = (g.x as f64, g.y as f64);
+    Prep {
+        mx: g.x,
+        my: g.y,
+        conic: [(oyy / det) as f32, (-xy / det) as f32, (oxx / det) as f32],
+        amp: (s12 / det.sqrt()) as f32,
+        bbox: [
+            (mx - rx - 0.5).ceil() as i64,
+            (my - ry - 0.5).ceil() as i64,
+            (mx + rx - 0.5).floor() as i64,
+            (my + ry - 0.5).floor() as i64,
+        ],
+        qmax,
+    }
+}
+
+/// Per-Gaussian gradient with respect to: mx, my, A, B, C (conic), amp, channels.
+type Grad = [f64; 10];
+
+/// Refines `gaussians` in place against `target`. Returns the mean squared error per channel
+/// value before the first and after the last step.
+pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions) -> (f64, f64) {
+    let nc = target.channels();
+    let n = gaussians.len();
+    let (w, h) = (target.width as i64, target.height as i64);
+    let (tx, ty) = ((w + TILE - 1) / TILE, (h + TILE - 1) / TILE);
+    // Parameters: x, y, log2 σ1, log2 σ2, θ, c0..c3.
+    let mut m = vec![[0f32; 9]; n];
+    let mut v = vec![[0f32; 9]; n];
+    let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
+    let lr = |i: usize| match i {
+        0 | 1 => opts.lr_position,
+        2 | 3 => opts.lr_scale,
+        4 => opts.lr_rotation,
+        _ => opts.lr_color,
+    };
+    let values = (w * h) as f64 * nc as f64;
+    let (mut first, mut last) = (f64::NAN, f64::NAN);
+    for step in 0..=opts.iterations {
+        let preps: Vec<Prep> = gaussians.par_iter().map(prep).collect();
+        // Tile lists, in Gaussian order.
+        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); (tx * ty) as usize];
+        for (k, p) in preps.iter().enumerate() {
+            let b = p.bbox;
+            let (x0, y0) = (b[0].max(0) / TILE, b[1].max(0) / TILE);
+            let (x1, y1) = (b[2].min(w - 1), b[3].min(h - 1));
+            if x1 < 0 || y1 < 0 || b[0] >= w || b[1] >= h {
+                continue;
+            }
+            for t_y in y0..=y1 / TILE {
+                for t_x in x0..=x1 / TILE {
+                    lists[(t_y * tx + t_x) as usize].push(k as u32);
+                }
+            }
+        }
+        let partial: Vec<(f64, Vec<(u32, Grad)>)> = lists
+            .par_iter()
+            .enumerate()
+            .map(|(t, list)| {
+                tile_gradient(
+                    target,
+                    gaussians,
+                    &preps,
+                    list,
+                    t as i64 % tx,
+                    t as i64 / tx,
+                    nc,
+                )
+            })
+            .collect();
+        let mut grads = vec![[0f64; 10]; n];
+        let mut loss = 0.0;
+        for (l, part) in &partial {
+            loss += l;
+            for (k, g) in part {
+                for (a, b) in grads[*k as usize].iter_mut().zip(g) {
+                    *a += b;
+                }
+            }
+        }
+        let mse = loss / values;
+        if step == 0 {
+            first = mse;
+        }
+        last = mse;
+        if step == opts.iterations {
+            break;
+        }
+        // Chain rule to the parameters, then Adam.
+        let t = (step + 1) as i32;
+        let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
+        gaussians
+            .par_iter_mut()
+            .zip(grads.par_iter())
+            .zip(m.par_iter_mut().zip(v.par_iter_mut()))
+            .for_each(|((g, gr), (mk, vk))| {
+                let pg = param_gradient(g, gr, nc);
+                let mut p = [
+                    g.x,
+                    g.y,
+                    g.scale[0].log2(),
+                    g.scale[1].log2(),
+                    g.rotation,
+                    g.color[0],
+                    g.color[1],
+                    g.color[2],
+                    g.color[3],
+                ];
+                for i in 0..5 + nc {
+                    let gi = pg[i] as f32 / values as f32;
+                    mk[i] = b1 * mk[i] + (1.0 - b1) * gi;
+                    vk[i] = b2 * vk[i] + (1.0 - b2) * gi * gi;
+                    p[i] -= lr(i) * (mk[i] / c1) / ((vk[i] / c2).sqrt() + eps);
+                }
+                let (lo, hi) = (opts.scale_bounds.0.log2(), opts.scale_bounds.1.log2());
+                g.x = p[0];
+                g.y = p[1];
+                g.scale = [p[2].clamp(lo, hi).exp2(), p[3].clamp(lo, hi).exp2()];
+                g.rotation = p[4];
+                for c in 0..nc {
+                    g.color[c] = p[5 + c].clamp(-0.5, 1.5);
+                }
+            });
+    }
+    (first, last)
+}
+
+/// Loss and per-Gaussian gradients (w.r.t. mx, my, conic, amp, channels) of one tile.
+fn tile_gradient(
+    target: &Pixels,
+    gs: &[Gaussian],
+    preps: &[Prep],
+    list: &[u32],
+    tx: i64,
+    ty: i64,
+    nc: usize,
+) -> (f64, Vec<(u32, Grad)>) {
+    let (w, h) = (target.width as i64, target.height as i64);
+    let (x0, y0) = (tx * TILE, ty * TILE);
+    let (x1, y1) = ((x0 + TILE).min(w), (y0 + TILE).min(h));
+    let tw = (x1 - x0) as usize;
+    let npx = tw * (y1 - y0) as usize;
+    let mut num = vec![0f32; npx * 4];
+    let mut den = vec![0f32; npx];
+    // Forward: each Gaussian's (pixel, weight, dx, dy) over the exact rows of its ellipse, kept
+    // for the backward pass so no exponential is computed twice.
+    struct Hit {
+        pix: u32,
+        w: f32,
+        dx: f32,
+        dy: f32,
+    }
+    let mut hits: Vec<Hit> = Vec::new();
+    let mut ranges = Vec::with_capacity(list.len());
+    for &k in list {
+        let p = &preps[k as usize];
+        let start = hits.len();
+        let [a, b, c] = p.conic;
+        for y in p.bbox[1].max(y0)..=p.bbox[3].min(y1 - 1) {
+            let dy = (y as f32 + 0.5) - p.my;
+            // Columns where q ≤ qmax on this row (± 1 against rounding).
+            let (ad, bd, cd) = (a as f64, (b * dy) as f64, (c * dy * dy) as f64);
+            let disc = bd * bd - ad * (cd - p.qmax as f64);
+            if disc < 0.0 {
+                continue;
+            }
+            let root = disc.sqrt();
+            let lo = ((p.mx as f64 + (-bd - root) / ad - 0.5).ceil() as i64 - 1)
+                .max(p.bbox[0])
+                .max(x0);
+            let hi = ((p.mx as f64 + (-bd + root) / ad - 0.5).floor() as i64 + 1)
+                .min(p.bbox[2])
+                .min(x1 - 1);
+            let row = (y - y0) as usize * tw;
+            for x in lo..=hi {
+                let dx = (x as f32 + 0.5) - p.mx;
+                let q = a * dx * dx + 2.0 * b * dx * dy + c * dy * dy;
+                if q <= p.qmax {
+                    // The fast exponential covers the spec's cutoff; the test's far cutoff uses std.
+                    let e = if p.qmax <= CUTOFF_Q {
+                        exp_neg_half(q)
+                    } else {
+                        (-0.5 * q).exp()
+                    };
+                    let wt = p.amp * e;
+                    let i = row + (x - x0) as usize;
+                    den[i] += wt;
+                    for ch in 0..nc {
+                        num[i * 4 + ch] += wt * gs[k as usize].color[ch];
+                    }
+                    hits.push(Hit {
+                        pix: i as u32,
+                        w: wt,
+                        dx,
+                        dy,
+                    });
+                }
+            }
+        }
+        ranges.push((start, hits.len()));
+    }
+    // Colours, loss, and dL/dC_p / D_p.
+    let mut gp = vec![0f32; npx * 4];
+    let mut loss = 0f64;
+    for i in 0..npx {
+        let (x, y) = (x0 + (i % tw) as i64, y0 + (i / tw) as i64);
+        let d = den[i].max(MIN_WEIGHT_SUM);
+        for c in 0..nc {
+            let col = num[i * 4 + c] / d;
+            num[i * 4 + c] = col;
+            let e = col - target.data[((y * w + x) as usize) * nc + c];
+            loss += (e * e) as f64;
+            gp[i * 4 + c] = 2.0 * e / d;
+        }
+    }
+    let mut out = Vec::with_capacity(list.len());
+    for (&k, &(s0, s1)) in list.iter().zip(&ranges) {
+        let p = &preps[k as usize];
+        let g = &gs[k as usize];
+        let [a, b, c] = p.conic;
+        let mut acc = [0f64; 10];
+        for hit in &hits[s0..s1] {
+            let (i, wt, dx, dy) = (hit.pix as usize, hit.w, hit.dx, hit.dy);
+            // dL/dw = Σ_c g_c (c_k − C_p) / D_p, with gp already divided by D_p.
+            let mut dw = 0f32;
+            for ch in 0..nc {
+                dw += gp[i * 4 + ch] * (g.color[ch] - num[i * 4 + ch]);
+                acc[6 + ch] += (gp[i * 4 + ch] * wt) as f64;
+            }
+            // w = amp·exp(−q/2): dw/dq = −w/2, dw/damp = w/amp.
+            let dq = -0.5 * wt * dw;
+            acc[0] += (dq * -(2.0 * a * dx + 2.0 * b * dy)) as f64;
+            acc[1] += (dq * -(2.0 * b * dx + 2.0 * c * dy)) as f64;
+            acc[2] += (dq * dx * dx) as f64;
+            acc[3] += (dq * 2.0 * dx * dy) as f64;
+            acc[4] += (dq * dy * dy) as f64;
+            acc[5] += (dw * wt / p.amp) as f64;
+        }
+        out.push((k, acc));
+    }
+    (loss, out)
+}
+
+/// From gradients w.r.t. (mx, my, conic A B C, amp, channels) to the parameters
+/// (x, y, log2 σ1, log2 σ2, θ, channels).
+fn param_gradient(g: &Gaussian, gr: &Grad, nc: usize) -> [f64; 9] {
+    let (s1, s2, th) = (g.scale[0] as f64, g.scale[1] as f64, g.rotation as f64);
+    let (sin, cos) = th.sin_cos();
+    let (v1, v2) = (s1 * s1, s2 * s2);
+    let xx = v1 * cos * cos + v2 * sin * sin + PREFILTER_VARIANCE;
+    let yy = v1 * sin * sin + v2 * cos * cos + PREFILTER_VARIANCE;
+    let xy = (v1 - v2) * sin * cos;
+    let det = xx * yy - xy * xy;
+    // Conic Q = Σ'⁻¹ = [[yy, −xy], [−xy, xx]] / det. dL/dΣ' = −Q · G · Q with G the symmetric
+    // gradient w.r.t. Q, where q uses 2B, so G = [[gA, gB/2], [gB/2, gC]].
+    let (ga, gb, gc) = (gr[2], gr[3] * 0.5, gr[4]);
+    let (qa, qb, qc) = (yy / det, -xy / det, xx / det);
+    // M = Q G Q (symmetric).
+    let t00 = qa * ga + qb * gb;
+    let t01 = qa * gb + qb * gc;
+    let t10 = qb * ga + qc * gb;
+    let t11 = qb * gb + qc * gc;
+    let m00 = t00 * qa + t01 * qb;
+    let m01 = t00 * qb + t01 * qc;
+    let m11 = t10 * qb + t11 * qc;
+    let (mut dxx, mut dxy, mut dyy) = (-m00, -2.0 * m01, -m11);
+    // amp = s1·s2 / sqrt(det Σ'): d amp = amp·(ds1/s1 + ds2/s2 − ½ d ln det Σ'),
+    // d ln det Σ' = (yy dxx + xx dyy − 2 xy dxy) / det.
+    let amp = s1 * s2 / det.sqrt();
+    let gamp = gr[5] * amp;
+    dxx += -0.5 * gamp * yy / det;
+    dyy += -0.5 * gamp * xx / det;
+    dxy += -0.5 * gamp * (-2.0 * xy) / det;
+    // Σ entries from (v1, v2, θ).
+    let dv1 = dxx * cos * cos + dyy * sin * sin + dxy * sin * cos;
+    let dv2 = dxx * sin * sin + dyy * cos * cos - dxy * sin * cos;
+    let dth = dxx * (v2 - v1) * 2.0 * sin * cos
+        + dyy * (v1 - v2) * 2.0 * sin * cos
+        + dxy * (v1 - v2) * (cos * cos - sin * sin);
+    // v = σ², σ = 2^l: dv/dl = 2 ln2 · v; plus amp's direct dependence on σ: d amp/dl = amp ln2.
+    let ln2 = std::f64::consts::LN_2;
+    let dl1 = dv1 * 2.0 * ln2 * v1 + gamp * ln2;
+    let dl2 = dv2 * 2.0 * ln2 * v2 + gamp * ln2;
+    let mut out = [gr[0], gr[1], dl1, dl2, dth, 0.0, 0.0, 0.0, 0.0];
+    out[5..5 + nc].copy_from_slice(&gr[6..6 + nc]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChannelLayout;
+
+    /// The loss with the cutoff at 100σ: smooth, so finite differences measure the gradient.
+    /// (At 3σ a pixel reached by one Gaussian's tail alone jumps as the support moves.)
+    const FAR: f32 = 1e4;
+
+    fn loss_of(target: &Pixels, gs: &[Gaussian]) -> f64 {
+        let preps: Vec<Prep> = gs.iter().map(|g| prep_with_cutoff(g, FAR)).collect();
+        let list: Vec<u32> = (0..gs.len() as u32).collect();
+        tile_gradient(target, gs, &preps, &list, 0, 0, target.channels()).0
+    }
+
+    #[test]
+    fn gradients_match_finite_differences() {
+        let (w, h) = (24u32, 20u32);
+        let data: Vec<f32> = (0..w * h * 3)
+            .map(|i| ((i * 37 % 101) as f32 / 100.0))
+            .collect();
+        let target = Pixels {
+            width: w,
+            height: h,
+            layout: ChannelLayout::Rgb,
+            data,
+        };
+        let gs = vec![
+            Gaussian {
+                x: 8.3,
+                y: 9.1,
+                scale: [3.0, 1.7],
+                rotation: 0.6,
+                color: [0.9, 0.2, 0.4, 0.0],
+            },
+            Gaussian {
+                x: 14.2,
+                y: 10.4,
+                scale: [2.2, 4.1],
+                rotation: -0.3,
+                color: [0.1, 0.7, 0.5, 0.0],
+            },
+            Gaussian {
+                x: 11.0,
+                y: 6.0,
+                scale: [5.0, 2.5],
+                rotation: 1.9,
+                color: [0.4, 0.4, 0.9, 0.0],
+            },
+        ];
+        let preps: Vec<Prep> = gs.iter().map(|g| prep_with_cutoff(g, FAR)).collect();
+        let list: Vec<u32> = (0..gs.len() as u32).collect();
+        let (_, part) = tile_gradient(&target, &gs, &preps, &list, 0, 0, 3);
+        for k in 0..gs.len() {
+            let analytic = param_gradient(&gs[k], &part[k].1, 3);
+            for i in 0..8 {
+                let h = 4e-3f32;
+                let bump = |d: f32| {
+                    let mut g = gs.clone();
+                    let p = &mut g[k];
+                    match i {
+                        0 => p.x += d,
+                        1 => p.y += d,
+                        2 => p.scale[0] = (p.scale[0].log2() + d).exp2(),
+                        3 => p.scale[1] = (p.scale[1].log2() + d).exp2(),
+                        4 => p.rotation += d,
+                        c => p.color[c - 5] += d,
+                    }
+                    loss_of(&target, &g)
+                };
+                let numeric = (bump(h) - bump(-h)) / (2.0 * h as f64);
+                let tol = 1e-2 * numeric.abs().max(analytic[i].abs()) + 1e-3;
+                assert!(
+                    (numeric - analytic[i]).abs() <= tol,
+                    "Gaussian {k} parameter {i}: analytic {} numeric {numeric}",
+                    analytic[i]
+                );
+            }
+        }
+    }
+}
