@@ -86,6 +86,14 @@ EXCLUDES = [
      "camera-calibration chessboard sequence (26 near-identical grey frames)"),
     (r"^opencv-doc/.*(_mask\.png|/trimaps/.*|/output_mattes/.*|GT\.png)$",
      "mask / ground-truth map, not a photograph"),
+    (r"^opencv-doc/.*/examples/data/(pic\d|digits|ellipses|blox|gradient|chessboard)\.(png|jpg)$",
+     "synthetic test pattern, not a photograph"),
+    (r"^opencv-doc/.*/ximgproc/stanford\.png$", "screenshot of a map"),
+    (r"^python3-skimage/.*/data/(color|logo|clock_motion|phantom|chessboard_\w+)\.(png|tif)$",
+     "synthetic test image or logo, not a photograph"),
+    (r"^desktop-base/.*(/login/sddm-preview[^/]*|/previews/[^/]*)$",
+     "screenshot of a login screen / desktop"),
+    (r"^stellarium-data/.*_(fog|illum)_[^/]*$", "fog / illumination map of a landscape, not a photograph"),
 ]
 
 IMG_EXT = (".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".gif")
@@ -106,19 +114,27 @@ MIN_LUMA_STD = 12.0        # std of luma (0..255) at output size
 MAX_DARK_FRAC = 0.75       # fraction of output pixels with luma < 16
 MAX_FLAT_FRAC = 0.40       # fraction of 16x16 output blocks whose luma range is <= 2
 DUP_NCC = 0.95             # 16x16 grey thumbnails (whole image or centre square): near-duplicate
+FAMILY_DUP = 0.60          # same name family (variants, stereo/sequence frames): max(|grey NCC|,
+#                            gradient-magnitude NCC) of 16x16 thumbnails above this: a variant
 EVAL_NCC = 0.95            # 16x16 grey thumbnails, 8 orientations: matches an evaluation image
-EVAL_CROP_NCC = 0.95       # multi-scale template match: one is a (resized) crop of the other
+EVAL_CROP_NCC = 0.90       # multi-scale template match (band-passed verification): a (resized) crop
 VAL_FRACTION = 0.09
 VAL_SALT = b"gsimg-val-v1:"
 MIN_REGION = 96            # px: crops smaller than this (short side, in the larger image) are not sought
 COARSE_T = 16              # px, template short side of the coarse crop search
-COARSE_NCC = 0.85          # coarse hits above this are verified
+COARSE_NCC = 0.75          # coarse hits above this are verified (the best 3)
 FINE_T = 64                # px, template short side of the verification
-SCALE_STEP = 2 ** 0.125
+SCALE_STEP = 2 ** (1 / 8)
+
+
+_T0 = None
 
 
 def log(*a):
-    print(*a, file=sys.stderr, flush=True)
+    import time
+    global _T0
+    _T0 = _T0 or time.monotonic()
+    print(f"[{time.monotonic() - _T0:6.0f}s]", *a, file=sys.stderr, flush=True)
 
 
 def sha256_file(p: Path) -> str:
@@ -305,6 +321,12 @@ def thumb16(gimg: Image.Image) -> np.ndarray:
     return np.asarray(gimg.resize((16, 16), Image.Resampling.BOX), dtype=np.float64)
 
 
+def grad_thumb16(gimg: Image.Image) -> np.ndarray:
+    a = np.asarray(gimg.resize((64, 64), Image.Resampling.BOX), dtype=np.float64)
+    gy, gx = np.gradient(a)
+    return np.hypot(gx, gy).reshape(16, 4, 16, 4).mean(axis=(1, 3))
+
+
 def centre_square(gimg: Image.Image) -> Image.Image:
     w, h = gimg.size
     s = min(w, h)
@@ -355,7 +377,8 @@ def analyse(c: dict, max_side: int) -> dict:
         grey=grey, colours=ncol, out_size="%dx%d" % out.size, pixels=out.size[0] * out.size[1],
         src_pixels=rgb.size[0] * rgb.size[1],
         luma_std=float(y.std()), dark=float((y < 16).mean()), flat=float((rng <= 2).mean()),
-        t_whole=thumb16(g), t_centre=thumb16(centre_square(g)), an=analysis_grey(g),
+        t_whole=thumb16(g), t_centre=thumb16(centre_square(g)), t_grad=grad_thumb16(g),
+        an=analysis_grey(g),
     )
     return r
 
@@ -377,32 +400,39 @@ def dihedral(a: np.ndarray):
         yield r[:, ::-1]
 
 
-def ncc_max_template(canvas: np.ndarray, tmpl: np.ndarray) -> float:
-    """Max normalized cross-correlation of tmpl over every position inside canvas."""
+def blur(a: np.ndarray) -> np.ndarray:
+    """[1 4 6 4 1]/16 binomial blur (sigma ~1 px), reflected borders: tolerates sub-pixel shifts."""
+    k = np.array([1, 4, 6, 4, 1], dtype=np.float64) / 16
+    p = np.pad(a, 2, mode="reflect") if min(a.shape) > 2 else np.pad(a, 2, mode="edge")
+    p = sum(k[i] * p[i:i + a.shape[0], :] for i in range(5))
+    return sum(k[i] * p[:, i:i + a.shape[1]] for i in range(5))
+
+
+def bandpass(a: np.ndarray) -> np.ndarray:
+    """Difference of binomial blurs (sigma ~1 and ~2.2 px): detail, without smooth gradients."""
+    b1 = blur(a)
+    return b1 - blur(blur(blur(blur(b1))))
+
+
+def ncc_max_template(canvas: np.ndarray, tmpl: np.ndarray, smooth: bool = False):
+    """Max normalized cross-correlation of tmpl over every position inside canvas: (ncc, (y, x)).
+    smooth=True compares band-passed copies (robust to sub-pixel shifts, blind to flat gradients)."""
+    if smooth:
+        canvas, tmpl = bandpass(canvas), bandpass(tmpl)
     H, W = canvas.shape
     h, w = tmpl.shape
     if h > H or w > W or h < 2 or w < 2:
-        return -1.0
+        return -1.0, (0, 0)
     t = tmpl - tmpl.mean()
     tn = np.sqrt((t * t).sum())
-    if tn < 1e-6 * h * w or t.std() < 2.0:  # a featureless template matches anything
-        return -1.0
+    if t.std() < (0.5 if smooth else 1.0):  # a featureless template matches anything
+        return -1.0, (0, 0)
     fh, fw = H + h, W + w
     corr = np.fft.irfft2(np.fft.rfft2(canvas, (fh, fw)) * np.fft.rfft2(t[::-1, ::-1], (fh, fw)),
                          (fh, fw))[h - 1:H, w - 1:W]
     ii = np.pad(canvas, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
     ii2 = np.pad(canvas * canvas, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
-
-    def win(s):
-        return s[h:, w:] - s[:-h, w:] - s[h:, :-w] + s[:-h, :-w]
-    n = h * w
-    s1, s2 = win(ii), win(ii2)
-    var = s2 - s1 * s1 / n
-    ok = var > n * 4.0  # window std >= 2 grey levels
-    if not ok.any():
-        return -1.0
-    ncc = np.where(ok, corr / (np.sqrt(np.maximum(var, 1e-9)) * tn), -1.0)
-    return float(ncc.max())
+    return _ncc_finish(corr, ii, ii2, h, w, tn)
 
 
 def resize_grey(a: np.ndarray, size) -> np.ndarray:
@@ -411,13 +441,52 @@ def resize_grey(a: np.ndarray, size) -> np.ndarray:
     return np.asarray(im.resize(size, Image.Resampling.BOX), dtype=np.float64)
 
 
-def pyramid(img: np.ndarray) -> list[tuple[float, np.ndarray]]:
+class Level:
+    """One coarse canvas with its FFT (padded by PAD px) and integral images cached."""
+    PAD = 64
+
+    def __init__(self, q: float, a: np.ndarray):
+        self.q, self.a = q, a
+        H, W = a.shape
+        self.shape = (H + self.PAD, W + self.PAD)
+        self.F = np.fft.rfft2(a, self.shape)
+        self.ii = np.pad(a, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+        self.ii2 = np.pad(a * a, ((1, 0), (1, 0))).cumsum(0).cumsum(1)
+
+    def ncc_max(self, tmpl: np.ndarray) -> tuple[float, tuple[int, int]]:
+        H, W = self.a.shape
+        h, w = tmpl.shape
+        if h > H or w > W or h > self.PAD or w > self.PAD:
+            return -1.0, (0, 0)
+        t = tmpl - tmpl.mean()
+        if t.std() < 1.0:
+            return -1.0, (0, 0)
+        tn = np.sqrt((t * t).sum())
+        corr = np.fft.irfft2(self.F * np.fft.rfft2(t[::-1, ::-1], self.shape), self.shape)[h - 1:H, w - 1:W]
+        return _ncc_finish(corr, self.ii, self.ii2, h, w, tn)
+
+
+def _ncc_finish(corr, ii, ii2, h, w, tn):
+    def win(s):
+        return s[h:, w:] - s[:-h, w:] - s[h:, :-w] + s[:-h, :-w]
+    n = h * w
+    s1, s2 = win(ii), win(ii2)
+    var = s2 - s1 * s1 / n
+    ok = var > n * 1.0  # window std >= 1 grey level
+    if not ok.any():
+        return -1.0, (0, 0)
+    ncc = np.where(ok, corr / (np.sqrt(np.maximum(var, 1e-9)) * tn), -1.0)
+    i = int(np.argmax(ncc))
+    return float(ncc.flat[i]), divmod(i, ncc.shape[1])
+
+
+def pyramid(img: np.ndarray) -> list[Level]:
     """Canvases for the coarse crop search: img shrunk by q = COARSE_T / MIN_REGION * 2^(-j/8)."""
     H, W = img.shape
     out = []
     q = COARSE_T / MIN_REGION
     while min(H, W) * q >= COARSE_T:
-        out.append((q, resize_grey(img, (max(2, round(W * q)), max(2, round(H * q))))))
+        out.append(Level(q, resize_grey(img, (max(2, round(W * q)), max(2, round(H * q))))))
         q /= SCALE_STEP
     return out
 
@@ -442,25 +511,31 @@ def crop_match(big: np.ndarray, big_pyr, small: np.ndarray, small_t) -> tuple[fl
     smax = min(H / h, W / w)
     best = (-1.0, 0.0)
     hits = []
-    levels = [(q, c) for q, c in big_pyr if COARSE_T / (q * min(h, w)) <= smax * 1.001]
+    levels = [lv for lv in big_pyr if COARSE_T / (lv.q * min(h, w)) <= smax * 1.001]
     q = COARSE_T / (smax * min(h, w))  # whole-image hypothesis: small fills big on one axis
     if q <= 1.0 and min(H, W) * q >= COARSE_T:
-        levels.append((q, resize_grey(big, (max(2, round(W * q)), max(2, round(H * q))))))
-    for q, canvas in levels:
+        levels.append(Level(q, resize_grey(big, (max(2, round(W * q)), max(2, round(H * q))))))
+    for lv in levels:
+        q = lv.q
         s = min(smax, COARSE_T / (q * min(h, w)))
-        v = ncc_max_template(canvas, small_t)
+        v, (y, x) = lv.ncc_max(small_t)
         if v > COARSE_NCC:
-            hits.append((v, s))
+            hits.append((v, s, y / q, x / q, 1 / q))
         elif v > best[0]:
             best = (v, s)
-    for _, s0 in sorted(hits, reverse=True)[:2]:
-        scales = sorted({min(smax, s0 * (1 + 0.01 * k)) for k in range(-8, 9)})
-        for s in scales:
+    for _, s0, y0, x0, px in sorted(hits, reverse=True)[:3]:
+        # verify in a window around the coarse position: +- 2 coarse pixels and +- 8 % of the size
+        m = 2 * px + 0.08 * max(h, w) * s0
+        wy0, wx0 = max(0, int(y0 - m)), max(0, int(x0 - m))
+        wy1 = min(H, int(np.ceil(y0 + h * s0 * 1.08 + m)))
+        wx1 = min(W, int(np.ceil(x0 + w * s0 * 1.08 + m)))
+        win = big[wy0:wy1, wx0:wx1]
+        for s in sorted({min(smax, s0 * (1 + 0.01 * k)) for k in range(-8, 9)}):
             q = min(1.0, FINE_T / (min(h, w) * s))
-            cb = resize_grey(big, (max(2, round(W * q)), max(2, round(H * q))))
+            cb = resize_grey(win, (max(2, round(win.shape[1] * q)), max(2, round(win.shape[0] * q))))
             ct = resize_grey(small, (max(2, min(cb.shape[1], round(w * s * q))),
                                      max(2, min(cb.shape[0], round(h * s * q)))))
-            v = ncc_max_template(cb, ct)
+            v, _ = ncc_max_template(cb, ct, smooth=True)
             if v > best[0]:
                 best = (v, s)
     return best
@@ -531,9 +606,9 @@ def eval_crop_match(an: np.ndarray) -> tuple[float, str, str]:
 def encode(img: Image.Image, fmt: str) -> bytes:
     b = io.BytesIO()
     if fmt == "webp":
-        img.save(b, "WEBP", lossless=True, quality=100, method=6, exact=True)
+        img.save(b, "WEBP", lossless=True, quality=90, method=6, exact=True)
     else:
-        img.save(b, "PNG", optimize=True)
+        img.save(b, "PNG", compress_level=9)
     return b.getvalue()
 
 
@@ -549,6 +624,23 @@ def produce(args) -> dict:
         p.write_bytes(data)
         res[fmt] = len(data)
     return res
+
+
+def family_key(c: dict) -> str:
+    """Name family: same package and folder, same name once size/variant/sequence suffixes go.
+
+    images_dark/ -> images/; WxH and aspect tokens; -d/-l, _dark/_light; camelCase L/R/A/B
+    (aloeL, leuvenA); _left/_right/_original/_modified; a trailing number (graf1, scenetext03)."""
+    d, fn = os.path.split(c["path"])
+    d = re.sub(r"_dark$", "", d)
+    st = os.path.splitext(fn)[0]
+    st = re.sub(r"[_-]?\d{3,5}x\d{3,5}(_portrait)?", "", st, flags=re.I)
+    st = re.sub(r"[_-]?\d{1,2}x\d{1,2}$", "", st)
+    st = re.sub(r"[-_](d|l|dark|light)$", "", st, flags=re.I)
+    st = re.sub(r"(?<=[a-z])[LRAB]$", "", st)
+    st = re.sub(r"[-_]?(left|right|original|modified)$", "", st, flags=re.I)
+    st = re.sub(r"[-_]?\d{1,2}$", "", st)
+    return f"{c['pkg']}/{d}/{st.lower()}"
 
 
 def out_stem(pkg: str, path: str) -> str:
@@ -617,6 +709,7 @@ def main():
             reject(c, f"identical file to {seen[c['sha']]}")
         elif stem in EVAL_NAMES or stem_n in EVAL_NAMES or stem.startswith("kodim"):
             reject(c, f"evaluation-set name '{stem}'")
+            c["name_dropped"] = True
         elif ex_reason:
             reject(c, ex_reason)
         elif "reject" in c:
@@ -648,6 +741,7 @@ def main():
         d, fn = os.path.split(c["path"])
         stem = os.path.splitext(fn)[0]
         stem = re.sub(r"[_-]?\d{3,5}x\d{3,5}(_portrait)?", "", stem, flags=re.I)
+        stem = re.sub(r"[_-]?\d{1,2}x\d{1,2}$", "", stem)  # grub-16x9 / grub-4x3
         return (c["pkg"], d, stem.lower())
     groups = {}
     for c in alive:
@@ -662,19 +756,24 @@ def main():
             reject(c, f"smaller pre-scaled copy ({c['size']}) of {best['pkg']}/{best['path']} ({best['size']})")
     alive = nxt
 
-    # 4. evaluation-set exclusion: every candidate that got this far, plus the name-dropped ones
+    # 4. evaluation-set exclusion. The thumbnail test runs on every analysed candidate, the crop
+    #    search on the survivors so far and on the files dropped by name (to validate the search).
     bench = load_bench(args.bench)
     bench_an = []
     for b in bench:
         g = b["an"].astype(np.float64)
         bench_an.append((b["name"], g, pyramid(g), coarse_template(g)))
-    to_check = [c for c in cands if "t_whole" in c]
-    log(f"evaluation-set check: {len(to_check)} candidates x {len(bench)} images")
+    thumbed = [c for c in cands if "t_whole" in c]
+    for c in thumbed:
+        c["eval_thumb"] = eval_match(c, bench)
+        c["eval_crop"] = (-1.0, "-", "not searched (rejected earlier)")
+    to_check = [c for c in cands if "t_whole" in c and (c.get("name_dropped") or "rejected" not in c)]
+    log(f"evaluation-set check: {len(thumbed)} candidates by thumbnail, {len(to_check)} by crop "
+        f"search, against {len(bench)} images")
     with ProcessPoolExecutor(args.jobs, initializer=_set_bench, initargs=(bench_an,)) as ex:
         crops = list(ex.map(eval_crop_match, [c["an"] for c in to_check], chunksize=1))
     for c, cm in zip(to_check, crops):
-        thumb = eval_match(c, bench)
-        c["eval_thumb"], c["eval_crop"] = thumb, cm
+        c["eval_crop"] = cm
     nxt = []
     for c in alive:
         (tv, tn, tm), (cv, cn, cmeth) = c["eval_thumb"], c["eval_crop"]
@@ -686,37 +785,58 @@ def main():
             nxt.append(c)
     alive = nxt
 
-    # 5. near-duplicates: keep the larger one (then package order, then path)
+    # 5. near-duplicates: keep the larger one (then package order, then path). Two tests:
+    #    any pair: grey 16x16 thumbnail (whole or centre square) NCC > DUP_NCC;
+    #    same name family (light/dark variants, stereo pairs, frame sequences): similarity > FAMILY_DUP
     alive.sort(key=lambda c: (-c["src_pixels"], PKG_ORDER[c["pkg"]], c["path"]))
     kept = []
     for c in alive:
-        vw, vc = nvec(c["t_whole"]), nvec(c["t_centre"])
+        vw, vc, vg = nvec(c["t_whole"]), nvec(c["t_centre"]), nvec(c["t_grad"])
+        c["family"] = family_key(c)
         dup = None
         for k in kept:
-            kw, kc = nvec(k["t_whole"]), nvec(k["t_centre"])
+            kw, kc, kg = nvec(k["t_whole"]), nvec(k["t_centre"]), nvec(k["t_grad"])
             s = max(float(vw @ kw) if vw is not None and kw is not None else -1,
                     float(vc @ kc) if vc is not None and kc is not None else -1)
             if s > DUP_NCC:
-                dup = (k, s)
+                dup = f"near-duplicate of {k['pkg']}/{k['path']} (thumbnail NCC {s:.3f} > {DUP_NCC})"
                 break
+            if k["family"] == c["family"]:
+                f = max(abs(float(vw @ kw)) if vw is not None and kw is not None else -1,
+                        float(vg @ kg) if vg is not None and kg is not None else -1)
+                if f > FAMILY_DUP:
+                    dup = (f"variant of {k['pkg']}/{k['path']} in the same name family "
+                           f"(thumbnail similarity {f:.3f} > {FAMILY_DUP})")
+                    break
         if dup:
-            reject(c, f"near-duplicate of {dup[0]['pkg']}/{dup[0]['path']} (thumbnail NCC {dup[1]:.3f})")
+            reject(c, dup)
         else:
             kept.append(c)
     kept.sort(key=lambda c: (PKG_ORDER[c["pkg"]], c["path"]))
 
-    # 6. split
-    n_val = round(VAL_FRACTION * len(kept))
-    order = sorted(kept, key=lambda c: hashlib.sha256(VAL_SALT + c["sha"].encode()).hexdigest())
-    val_ids = {id(c) for c in order[:n_val]}
+    # 6. split: whole name families go to val, in the order of sha256(salt + family key), until
+    #    val holds round(VAL_FRACTION * n) images or more; related images never straddle the split
+    n_target = round(VAL_FRACTION * len(kept))
+    fams = sorted({c["family"] for c in kept},
+                  key=lambda f: hashlib.sha256(VAL_SALT + f.encode()).hexdigest())
+    val_fams, n_val = set(), 0
+    for f in fams:
+        if n_val >= n_target:
+            break
+        val_fams.add(f)
+        n_val += sum(1 for c in kept if c["family"] == f)
     for c in kept:
-        c["split"] = "val" if id(c) in val_ids else "train"
+        c["split"] = "val" if c["family"] in val_fams else "train"
         c["stem"] = out_stem(c["pkg"], c["path"])
     if len({c["stem"] for c in kept}) != len(kept):
         sys.exit("output name collision")
 
     # 7. outputs
     fmts = ["webp", "png"] if args.format == "auto" else [args.format]
+    if args.check and args.format == "auto":  # re-encode only in the committed manifest's format
+        exts = {os.path.splitext(l.split("\t")[1])[1][1:]
+                for l in (committed / "manifest.tsv").read_text().splitlines()[1:]}
+        fmts = sorted(exts & {"webp", "png"}) or fmts
     work = data / "work"
     if work.exists():
         shutil.rmtree(work)
@@ -747,10 +867,10 @@ def main():
     mdir.mkdir(parents=True, exist_ok=True)
     with open(mdir / "manifest.tsv", "w", newline="\n") as f:
         f.write("split\tfile\tsha256\tpackage\tpath\tsource_sha256\tsource_size\toutput_size\t"
-                "bytes\tpixels_sha256\tnotes\n")
+                "bytes\tpixels_sha256\tfamily\tnotes\n")
         for c in sorted(kept, key=lambda c: (c["split"] != "train", c["out"])):
             f.write("\t".join([c["split"], c["out"], c["out_sha"], c["pkg"], c["path"], c["sha"],
-                               c["size"], c["out_size"], str(c["bytes"]), c["pixels_sha"],
+                               c["size"], c["out_size"], str(c["bytes"]), c["pixels_sha"], c["family"],
                                "; ".join(c.get("note") or []) or "-"]) + "\n")
     with open(mdir / "rejected.tsv", "w", newline="\n") as f:
         f.write("package\tpath\tsource_sha256\tsource_size\treason\n")
@@ -768,7 +888,7 @@ def main():
     with open(mdir / "eval_check.tsv", "w", newline="\n") as f:
         f.write("package\tpath\tstatus\tthumb_ncc\tthumb_image\tthumb_method\tcrop_ncc\tcrop_image\t"
                 "crop_method\n")
-        for c in sorted(to_check, key=lambda c: (-max(c["eval_thumb"][0], c["eval_crop"][0]),
+        for c in sorted(thumbed, key=lambda c: (-max(c["eval_thumb"][0], c["eval_crop"][0]),
                                                  PKG_ORDER[c["pkg"]], c["path"])):
             st = c.get("split", "rejected")
             (tv, tn, tm), (cv, cn, cmeth) = c["eval_thumb"], c["eval_crop"]
