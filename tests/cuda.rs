@@ -367,3 +367,104 @@ fn gpu_decoder_renders_gsi_bytes() {
         );
     }
 }
+
+#[test]
+fn gpu_three_radix_passes_and_three_scan_levels() {
+    let Some(gpu) = gpu() else { return };
+    let limits = Limits::default();
+    let mut rng = Rng::new(13);
+    // Over 65,536 tiles (17-bit tile keys: three radix passes), few Gaussians.
+    let img = random_image(&mut rng, 40, 40, ChannelLayout::Rgb, 60, 0.5, 3.0);
+    let mut dev = gpu.upload(&img).unwrap();
+    let view = Viewport::full(4112, 4112);
+    check_u8(
+        "257 x 257 tiles",
+        &dev.render(&view, &limits).unwrap(),
+        &render_cpu(&img, &view, &limits).unwrap(),
+    );
+    // Over 2048² Gaussians (three prefix-sum levels), nearly all outside a small region.
+    let n = 2048 * 2048 + 1000;
+    let gs: Vec<gsimg::Gaussian> = (0..n)
+        .map(|i| gsimg::Gaussian {
+            x: (i % 2048) as f32 + 0.5,
+            y: (i / 2048 % 2048) as f32 + 0.5,
+            scale: [0.6, 0.9],
+            rotation: i as f32 * 0.1,
+            color: [(i % 7) as f32 / 7.0, (i % 11) as f32 / 11.0, 0.5, 0.0],
+        })
+        .collect();
+    let img = SplatImage::new(2048, 2048, ChannelLayout::Rgb, gs).unwrap();
+    let mut dev = gpu.upload(&img).unwrap();
+    let view = Viewport::full(2048, 2048).with_region(Region {
+        x: 1000,
+        y: 5,
+        width: 40,
+        height: 20,
+    });
+    check_u8(
+        "three scan levels",
+        &dev.render(&view, &limits).unwrap(),
+        &render_cpu(&img, &view, &limits).unwrap(),
+    );
+}
+
+/// `gsimg decode --device`: cuda renders or fails with a CUDA message; auto always renders.
+#[cfg(feature = "cli")]
+#[test]
+fn cli_device_choice() {
+    use std::process::Command;
+    let dir = std::env::temp_dir().join(format!("gsimg-cuda-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let mut rng = Rng::new(9);
+    let img = random_image(&mut rng, 20, 16, ChannelLayout::Rgb, 50, 0.5, 3.0);
+    let gsi = dir.join("a.gsi");
+    std::fs::write(
+        &gsi,
+        gsimg::format::write(&img, &Default::default())
+            .unwrap()
+            .bytes,
+    )
+    .unwrap();
+    let run = |device: &str, out: &str| {
+        Command::new(env!("CARGO_BIN_EXE_gsimg"))
+            .args([
+                "decode",
+                gsi.to_str().unwrap(),
+                dir.join(out).to_str().unwrap(),
+            ])
+            .args(["--scale", "2", "--device", device])
+            .output()
+            .unwrap()
+    };
+    let cpu = run("cpu", "cpu.png");
+    assert!(cpu.status.success());
+    let auto = run("auto", "auto.png");
+    assert!(
+        auto.status.success(),
+        "{}",
+        String::from_utf8_lossy(&auto.stderr)
+    );
+    let cuda = run("cuda", "cuda.png");
+    let err = String::from_utf8_lossy(&cuda.stderr);
+    if gsimg::cuda::CudaRenderer::new().is_ok() {
+        assert!(cuda.status.success(), "{err}");
+        let a = image::open(dir.join("cuda.png")).unwrap().to_rgb8();
+        let b = image::open(dir.join("cpu.png")).unwrap().to_rgb8();
+        assert!(
+            a.as_raw()
+                .iter()
+                .zip(b.as_raw())
+                .all(|(x, y)| x.abs_diff(*y) <= 2)
+        );
+    } else {
+        assert_eq!(cuda.status.code(), Some(1), "{err}");
+        assert!(
+            err.starts_with("gsimg: error: ") && err.contains("CUDA"),
+            "{err}"
+        );
+        assert!(!dir.join("cuda.png").exists());
+        let note = String::from_utf8_lossy(&auto.stderr);
+        assert!(note.contains("rendering on the CPU"), "{note}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
