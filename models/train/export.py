@@ -44,6 +44,11 @@ def export(model, path: str, extra_meta: dict | None = None):
                           dynamic_axes={"image": {2: "H", 3: "W"}, "gaussians": {3: "Hc", 4: "Wc"}},
                           opset_version=OPSET, dynamo=False, do_constant_folding=True)
     m = onnx.load(path)
+    # the exporter may leave the static output dims symbolic: write [1, K, 9, Hc, Wc]
+    dims = m.graph.output[0].type.tensor_type.shape.dim
+    for d, v in zip(dims[:3], (1, model.cfg.per_cell, 9)):
+        d.ClearField("dim_param")
+        d.dim_value = v
     meta = dict(model.metadata())
     meta["gsimg.version"] = VERSION
     meta["gsimg.receptive_field"] = str(M.receptive_field(M.build(model.kind, M.config_dict(model)),
