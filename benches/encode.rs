@@ -53,6 +53,16 @@ fn main() {
         .and_then(|v| v.parse().ok())
         .unwrap_or(10)
         .max(1);
+    let warmup: usize = std::env::var("GSIMG_BENCH_WARMUP")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(2);
+    // Which pictures: "kodak", "1920" (comma-separated), default both.
+    let pictures: Vec<String> = std::env::var("GSIMG_BENCH_PICTURES")
+        .unwrap_or_else(|_| "kodak,1920".into())
+        .split(',')
+        .map(|p| p.trim().to_lowercase())
+        .collect();
     let device = match std::env::var("GSIMG_BENCH_DEVICE").as_deref() {
         Ok("cpu") => Device::Cpu,
         Ok("cuda") => Device::Cuda,
@@ -92,7 +102,7 @@ fn main() {
         })
         .unwrap_or_else(|| "unknown CPU".into());
     println!(
-        "encoder speed: {} threads of {cpu}; median (min) of {reps} after 2 warm-up runs",
+        "encoder speed: {} threads of {cpu}; median (min) of {reps} after {warmup} warm-up runs",
         rayon::current_num_threads()
     );
     println!(
@@ -113,6 +123,12 @@ fn main() {
             if *dummy { " (DUMMY test model)" } else { "" }
         );
         for (name, px) in [("Kodak 768×512", &kodak), ("1920×1080", &hd)] {
+            if !pictures
+                .iter()
+                .any(|p| name.to_lowercase().contains(p.as_str()))
+            {
+                continue;
+            }
             let once = || -> (f64, f64, usize, usize) {
                 let s = Instant::now();
                 let (net, tiles, n) = match kind {
@@ -133,7 +149,7 @@ fn main() {
                 (s.elapsed().as_secs_f64(), net, tiles, n)
             };
             let net_only = || -> f64 { enc.gaussians(px).unwrap().network_seconds };
-            for _ in 0..2 {
+            for _ in 0..warmup {
                 once();
             }
             let runs: Vec<(f64, f64, usize, usize)> = (0..reps).map(|_| once()).collect();
