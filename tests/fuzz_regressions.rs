@@ -2,8 +2,12 @@
 //! (`gsimg::fuzzing`): `tests/fuzz_regressions/<target>/*`. None may panic any more.
 
 fn replay(target: &str, f: fn(&[u8])) -> usize {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions").join(target);
-    let Ok(entries) = std::fs::read_dir(&dir) else { return 0 };
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("tests/fuzz_regressions")
+        .join(target);
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return 0;
+    };
     let mut n = 0;
     for e in entries {
         let path = e.unwrap().path();

@@ -107,11 +107,11 @@ impl Integral {
         let n = ((x1 - x0) * (y1 - y0)) as f64;
         let mut sse = 0.0;
         let mut mean = [0f32; 4];
-        for c in 0..self.nc {
+        for (c, m) in mean.iter_mut().enumerate().take(self.nc) {
             let s = self.rect(&self.sum, x0, y0, x1, y1, c);
             let q = self.rect(&self.sq, x0, y0, x1, y1, c);
             sse += (q - s * s / n).max(0.0);
-            mean[c] = (s / n) as f32;
+            *m = (s / n) as f32;
         }
         (sse, mean)
     }

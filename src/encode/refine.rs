@@ -384,7 +384,7 @@ mod tests {
     fn gradients_match_finite_differences() {
         let (w, h) = (24u32, 20u32);
         let data: Vec<f32> = (0..w * h * 3)
-            .map(|i| ((i * 37 % 101) as f32 / 100.0))
+            .map(|i| (i * 37 % 101) as f32 / 100.0)
             .collect();
         let target = Pixels {
             width: w,
@@ -420,7 +420,7 @@ mod tests {
         let (_, part) = tile_gradient(&target, &gs, &preps, &list, 0, 0, 3);
         for k in 0..gs.len() {
             let analytic = param_gradient(&gs[k], &part[k].1, 3);
-            for i in 0..8 {
+            for (i, &an) in analytic.iter().enumerate().take(8) {
                 let h = 4e-3f32;
                 let bump = |d: f32| {
                     let mut g = gs.clone();
@@ -436,11 +436,11 @@ mod tests {
                     loss_of(&target, &g)
                 };
                 let numeric = (bump(h) - bump(-h)) / (2.0 * h as f64);
-                let tol = 1e-2 * numeric.abs().max(analytic[i].abs()) + 1e-3;
+                let tol = 1e-2 * numeric.abs().max(an.abs()) + 1e-3;
                 assert!(
-                    (numeric - analytic[i]).abs() <= tol,
+                    (numeric - an).abs() <= tol,
                     "Gaussian {k} parameter {i}: analytic {} numeric {numeric}",
-                    analytic[i]
+                    an
                 );
             }
         }

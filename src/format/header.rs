@@ -234,7 +234,10 @@ impl Header {
         let gaussian_count = LE::read_u64(&p[20..]);
         let nc = layout.channels();
         let expected = HEAD_FIXED_LEN + QUANT_LEN * (3 + nc);
-        if p.len() < expected || (minor <= VERSION_MINOR && p.len() != expected) {
+        // While VERSION_MINOR is 0 the comparison reads `minor == 0`; it is written for any minor.
+        #[allow(clippy::absurd_extreme_comparisons)]
+        let known_minor = minor <= VERSION_MINOR;
+        if p.len() < expected || (known_minor && p.len() != expected) {
             return Err(bad(
                 "length",
                 format!("{} bytes, expected {expected} for {nc} channels", p.len()),

@@ -31,6 +31,11 @@ pub trait Source {
     /// Fills `buf` from `offset`; the caller guarantees `offset + buf.len() <= len()`. A source
     /// that shrank since it was opened returns an error (`UnexpectedEof`).
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()>;
+
+    /// Whether the source holds no bytes.
+    fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
 }
 
 impl Source for &[u8] {
@@ -562,8 +567,10 @@ fn decode_tile_payload(
     let cells = TileCells::of(h, t as u64);
     let qs = tile::decode(h, t, &cells, &raw, e.count as u64)?;
     let gs: Vec<Gaussian> = qs.iter().map(|q| dequantize(h, q)).collect();
-    if e.reach != REACH_UNBOUNDED {
-        if let Some(g) = gs.iter().find(|g| reach(g) > e.reach as f64) {
+    if e.reach != REACH_UNBOUNDED
+        && let Some(g) = gs.iter().find(|g| reach(g) > e.reach as f64)
+    {
+        {
             return Err(err(
                 FormatErrorKind::InvalidField {
                     field: "reach",

@@ -177,6 +177,7 @@ impl Sample for u8 {
     fn from_value(v: f32) -> Self {
         // §3.5: floor(clamp(v, 0, 1) · 255 + ½). `max`/`min` return the other operand for NaN, so
         // `x` is in [0.5, 255.5] whatever `v` is.
+        #[allow(clippy::manual_clamp)] // `clamp` would keep NaN; this cannot produce it.
         let x = v.max(0.0).min(1.0) * 255.0 + 0.5;
         // SAFETY: x is finite and in [0.5, 255.5], so truncation fits a u8. (The checked `as`
         // cast would block vectorization of the store loop.)
