@@ -19,6 +19,20 @@ use gsimg::encode::network::{ModelKind, NetworkEncoder, NetworkOptions};
 use gsimg::encode::{Device, Pixels};
 use gsimg::{ChannelLayout, Frame, Limits, Viewport, render};
 
+/// This process's user + system CPU seconds (Linux `/proc/self/stat`, 100 ticks a second),
+/// a figure other jobs on a shared machine inflate far less than wall time.
+fn cpu_seconds() -> f64 {
+    std::fs::read_to_string("/proc/self/stat")
+        .ok()
+        .and_then(|s| {
+            let rest = &s[s.rfind(')')? + 2..];
+            let f: Vec<&str> = rest.split_whitespace().collect();
+            let (u, k): (f64, f64) = (f.get(11)?.parse().ok()?, f.get(12)?.parse().ok()?);
+            Some((u + k) / 100.0)
+        })
+        .unwrap_or(f64::NAN)
+}
+
 fn stats(mut t: Vec<f64>) -> (f64, f64) {
     t.sort_by(f64::total_cmp);
     (t[t.len() / 2], t[0])
@@ -106,9 +120,9 @@ fn main() {
         rayon::current_num_threads()
     );
     println!(
-        "| model | picture | provider | tiles | Gaussians | encode median (min) | network alone |"
+        "| model | picture | provider | tiles | Gaussians | encode median (min) | network alone | CPU time per encode |"
     );
-    println!("|---|---|---|---|---|---|---|");
+    println!("|---|---|---|---|---|---|---|---|");
     for (path, dummy) in &models {
         let enc: NetworkEncoder = NetworkOptions::default()
             .with_model(path)
@@ -152,7 +166,9 @@ fn main() {
             for _ in 0..warmup {
                 once();
             }
+            let cpu0 = cpu_seconds();
             let runs: Vec<(f64, f64, usize, usize)> = (0..reps).map(|_| once()).collect();
+            let cpu = (cpu_seconds() - cpu0) / reps as f64;
             let nets: Vec<f64> = match kind {
                 ModelKind::Compact => (0..reps.min(5)).map(|_| net_only()).collect(),
                 ModelKind::Upscale => runs.iter().map(|r| r.1).collect(),
@@ -160,13 +176,14 @@ fn main() {
             let (med, min) = stats(runs.iter().map(|r| r.0).collect());
             let (net_med, _) = stats(nets);
             println!(
-                "| {label} | {name} | {} | {} | {} | {:.0} ms ({:.0} ms) | {:.0} ms |",
+                "| {label} | {name} | {} | {} | {} | {:.0} ms ({:.0} ms) | {:.0} ms | {:.2} s |",
                 enc.provider(),
                 runs[0].2,
                 runs[0].3,
                 med * 1e3,
                 min * 1e3,
-                net_med * 1e3
+                net_med * 1e3,
+                cpu
             );
         }
         if kind == ModelKind::Upscale {
