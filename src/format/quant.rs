@@ -74,14 +74,49 @@ pub fn ycbcr_to_rgb(c: [f64; 3]) -> [f64; 3] {
     ]
 }
 
+/// [`dequantize`] for many records of one header: the same values, with the scale codes'
+/// powers of two computed once (when there are at most 4096 codes).
+#[derive(Debug, Clone)]
+pub struct Dequantizer {
+    header: Header,
+    scales: Option<Vec<f32>>,
+}
+
+impl Dequantizer {
+    /// Prepares for records of `header`.
+    pub fn new(header: &Header) -> Dequantizer {
+        let codes = 1usize << header.scale.bits;
+        let scales = (codes <= 4096).then(|| {
+            (0..codes)
+                .map(|c| ranged(&header.scale, c as u16).exp2() as f32)
+                .collect()
+        });
+        Dequantizer {
+            header: header.clone(),
+            scales,
+        }
+    }
+
+    /// The Gaussian `q` decodes to (identical to [`dequantize`]).
+    pub fn apply(&self, q: &Quantized) -> Gaussian {
+        dequantize_with(&self.header, q, |code| match &self.scales {
+            Some(t) => t[code as usize],
+            None => ranged(&self.header.scale, code).exp2() as f32,
+        })
+    }
+}
+
 /// §5: the Gaussian a stored record decodes to.
 pub fn dequantize(h: &Header, q: &Quantized) -> Gaussian {
+    dequantize_with(h, q, |code| ranged(&h.scale, code).exp2() as f32)
+}
+
+fn dequantize_with(h: &Header, q: &Quantized, scale: impl Fn(u16) -> f32) -> Gaussian {
     let g = h.cell_size as f64;
     let pos = |cell: u32, code: u16| {
         let steps = (1u32 << h.position.bits) as f64;
         ((cell as f64 + (code as f64 + 0.5) / steps) * g) as f32
     };
-    let scale = |code: u16| ranged(&h.scale, code).exp2() as f32;
     let rotation =
         std::f64::consts::PI * q.codes[CODE_ROT] as f64 / (1u32 << h.rotation.bits) as f64;
     let mut ch = [0f64; 4];
@@ -140,6 +175,11 @@ pub fn quantize(h: &Header, gs: &Gaussian) -> Quantized {
         cell_x,
         codes,
     }
+}
+
+/// A cheap upper bound of [`reach`]: `3·max(σ₁, σ₂)` (up to rounding in the last place).
+pub fn reach_bound(g: &Gaussian) -> f64 {
+    3.0 * g.scale[0].max(g.scale[1]) as f64
 }
 
 /// §6: how far (native pixels) a Gaussian's 3σ bounding box reaches from its centre.

@@ -9,7 +9,7 @@ use super::consts::*;
 use super::error::{FormatError, FormatErrorKind, Location, tag_str};
 use super::header::Header;
 use super::metadata::Metadata;
-use super::quant::{dequantize, reach};
+use super::quant::{Dequantizer, reach, reach_bound};
 use super::section;
 use super::tile::{self, TileCells};
 use crate::render::Viewport;
@@ -166,6 +166,7 @@ pub struct Decoder<S> {
     src: S,
     limits: Limits,
     header: Header,
+    dequantizer: Dequantizer,
     metadata: Metadata,
     index: Vec<TileEntry>,
     sections: Vec<SectionInfo>,
@@ -232,6 +233,7 @@ impl<S: Source> Decoder<S> {
         Ok(Decoder {
             src,
             limits,
+            dequantizer: Dequantizer::new(&header),
             header,
             metadata,
             index,
@@ -263,7 +265,7 @@ impl<S: Source> Decoder<S> {
     /// Reads, checks and decodes tile `t` (§7).
     pub fn decode_tile(&self, t: u32) -> Result<Vec<Gaussian>> {
         let payload = self.read_tile_payload(t)?;
-        decode_tile_payload(&self.header, &self.index, t, &payload)
+        decode_tile_payload(&self.header, &self.dequantizer, &self.index, t, &payload)
     }
 
     fn read_tile_payload(&self, t: u32) -> Result<Vec<u8>> {
@@ -319,10 +321,10 @@ impl<S: Source> Decoder<S> {
             .iter()
             .map(|&t| Ok((t, self.read_tile_payload(t)?)))
             .collect::<Result<Vec<_>>>()?;
-        let (header, index) = (&self.header, &self.index);
+        let (header, dq, index) = (&self.header, &self.dequantizer, &self.index);
         let decoded = payloads
             .par_iter()
-            .map(|(t, p)| decode_tile_payload(header, index, *t, p))
+            .map(|(t, p)| decode_tile_payload(header, dq, index, *t, p))
             .collect::<Result<Vec<_>>>()?;
         let h = &self.header;
         SplatImage::new(
@@ -533,6 +535,7 @@ fn parse_index(h: &Header, p: &[u8], first_tile: u64, limits: &Limits) -> Result
 /// Checks a `TILE` payload's tile number, decompresses it and decodes its Gaussians (§7).
 fn decode_tile_payload(
     h: &Header,
+    dq: &Dequantizer,
     index: &[TileEntry],
     t: u32,
     payload: &[u8],
@@ -566,9 +569,13 @@ fn decode_tile_payload(
     }
     let cells = TileCells::of(h, t as u64);
     let qs = tile::decode(h, t, &cells, &raw, e.count as u64)?;
-    let gs: Vec<Gaussian> = qs.iter().map(|q| dequantize(h, q)).collect();
+    let gs: Vec<Gaussian> = qs.iter().map(|q| dq.apply(q)).collect();
+    // The cheap bound settles almost every Gaussian; the exact reach only the rest.
+    let limit = e.reach as f64;
     if e.reach != REACH_UNBOUNDED
-        && let Some(g) = gs.iter().find(|g| reach(g) > e.reach as f64)
+        && let Some(g) = gs
+            .iter()
+            .find(|g| reach_bound(g) > limit && reach(g) > limit)
     {
         {
             return Err(err(

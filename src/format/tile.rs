@@ -63,7 +63,8 @@ fn predict(q: &AttrQuant, prev: u16, code: u16) -> u32 {
         Predictor::None => code as u32,
         Predictor::Previous => {
             let m = 1i32 << q.bits;
-            let mut d = (code as i32 - prev as i32).rem_euclid(m);
+            // Modulo a power of two: a mask (two's complement).
+            let mut d = (code as i32 - prev as i32) & (m - 1);
             if d >= m / 2 {
                 d -= m;
             }
@@ -79,7 +80,7 @@ fn unpredict(q: &AttrQuant, prev: u16, sym: u32) -> u16 {
         Predictor::Previous => {
             let m = 1i32 << q.bits;
             // With m = 2^bits, zigzag maps [-m/2, m/2) onto [0, m): symbol m-1 is -m/2.
-            (prev as i32 + unzigzag(sym)).rem_euclid(m) as u16
+            ((prev as i32 + unzigzag(sym)) & (m - 1)) as u16
         }
     }
 }
@@ -138,6 +139,20 @@ pub fn encode(h: &Header, cells: &TileCells, gs: &[Quantized]) -> Vec<u8> {
         }
     }
     out
+}
+
+/// The `b`-bit symbol (b ≤ 16) at bit `pos` of an MSB-first stream (§4.3); bits past the end
+/// read as 0. The inverse of the `bitvec` packing in [`encode`], three bytes at a time.
+#[inline]
+fn read_bits(data: &[u8], pos: usize, b: usize) -> u32 {
+    if b == 0 {
+        return 0;
+    }
+    let byte = pos / 8;
+    let window = (0..3).fold(0u32, |v, k| {
+        (v << 8) | *data.get(byte + k).unwrap_or(&0) as u32
+    });
+    (window >> (24 - pos % 8 - b)) & ((1 << b) - 1)
 }
 
 /// Decodes a tile's raw bytes into `n` stored Gaussians (§7.1–7.2), checking every count and
@@ -204,6 +219,7 @@ pub fn decode(
         ))
         .into());
     }
+    let mut syms: Vec<u32> = Vec::with_capacity(out.len());
     for (s, q) in h.streams().iter().enumerate() {
         let ci = stream_code_index(s);
         let len = q.stream_len(n) as usize;
@@ -211,36 +227,38 @@ pub fn decode(
             .get(pos..pos + len)
             .ok_or_else(|| bad(format!("attribute stream {s} ends early")))?;
         pos += len;
-        let mut prev = 0u16;
-        let mut put = |g: &mut Quantized, sym: u32| -> Result<()> {
-            if sym > q.max_code() {
-                return Err(bad(format!("symbol {sym} over {} bits in stream {s}", q.bits)).into());
-            }
-            let code = unpredict(q, prev, sym);
-            g.codes[ci] = code;
-            prev = code;
-            Ok(())
-        };
+        // Symbols first, in a tight loop per packing; then prediction, in one per predictor.
+        syms.clear();
         match q.packing {
             Packing::Bits => {
                 let b = q.bits as usize;
-                let bits = data.view_bits::<Msb0>();
-                for (i, g) in out.iter_mut().enumerate() {
-                    let sym = if b == 0 {
-                        0
-                    } else {
-                        bits[i * b..(i + 1) * b].load_be::<u32>()
-                    };
-                    put(g, sym)?;
-                }
+                syms.extend((0..out.len()).map(|i| read_bits(data, i * b, b)));
             }
             Packing::Bytes => {
                 let nb = (q.bits as usize).div_ceil(8);
-                for (i, g) in out.iter_mut().enumerate() {
-                    let sym = data[i * nb..(i + 1) * nb]
-                        .iter()
-                        .fold(0u32, |a, &b| (a << 8) | b as u32);
-                    put(g, sym)?;
+                syms.extend(
+                    data.chunks_exact(nb.max(1))
+                        .take(if nb == 0 { 0 } else { out.len() })
+                        .map(|c| c.iter().fold(0u32, |a, &b| (a << 8) | b as u32)),
+                );
+                syms.resize(out.len(), 0);
+            }
+        }
+        let max = q.max_code();
+        if let Some(&sym) = syms.iter().find(|&&v| v > max) {
+            return Err(bad(format!("symbol {sym} over {} bits in stream {s}", q.bits)).into());
+        }
+        match q.predictor {
+            Predictor::None => {
+                for (g, &sym) in out.iter_mut().zip(&syms) {
+                    g.codes[ci] = sym as u16;
+                }
+            }
+            Predictor::Previous => {
+                let mut prev = 0u16;
+                for (g, &sym) in out.iter_mut().zip(&syms) {
+                    prev = unpredict(q, prev, sym);
+                    g.codes[ci] = prev;
                 }
             }
         }
