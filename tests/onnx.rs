@@ -153,9 +153,14 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
     assert_eq!(file.image, enc.image);
     let p = psnr(&render_f32(&file.image, 100, 70).data, &px.data);
     assert!(p > 22.0, "compact dummy: {p:.2} dB");
-    // Quality 25 → threshold 0.75: two of four per cell.
-    let e25 = encoder("dummy_compact.onnx", |o| o.with_quality(25).unwrap());
-    assert_eq!(e25.encode(&px).unwrap().image.gaussian_count(), 2 * cells);
+    // Threshold 0.75: two of four per cell. Quality never raises the threshold above 0.5
+    // (holes), and lowers it above 50.
+    let e75 = encoder("dummy_compact.onnx", |o| o.with_presence_threshold(0.75));
+    assert_eq!(e75.encode(&px).unwrap().image.gaussian_count(), 2 * cells);
+    for (q, t) in [(1, 0.5), (25, 0.5), (50, 0.5), (70, 0.3), (100, 0.0)] {
+        let o = NetworkOptions::default().with_quality(q).unwrap();
+        assert!((o.presence_threshold - t).abs() < 1e-6, "quality {q}");
+    }
     // Every centre clamped into the picture (the file then rounds it within its cell).
     assert!(
         e.gaussians(&px)

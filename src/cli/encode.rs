@@ -25,9 +25,10 @@ pub struct EncodeArgs {
     /// Encoder to use (default: network when a compact model is found, else analytic).
     #[arg(long, value_enum)]
     method: Option<Method>,
-    /// Quality from 1 (smallest file) to 100. With the compact network model it sets the
-    /// presence threshold to 1 - Q/100 (50: the trained operating point; higher keeps more
-    /// Gaussians); with the analytic encoder, the Gaussian density.
+    /// Quality from 1 (smallest file) to 100. Analytic encoder: the Gaussian density. Compact
+    /// network model: above 50 it keeps Gaussians the model rated less likely (presence
+    /// threshold 1 - Q/100: somewhat larger files, slightly higher PSNR); 50 and below give the
+    /// model's one trained rate.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
     /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.
@@ -218,6 +219,11 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
                 .build()?;
             if encoder.info().kind == ModelKind::Upscale && args.quality != 50 {
                 eprintln!("gsimg: --quality has no effect with an upscale model (a dense field)");
+            } else if args.quality < 50 {
+                eprintln!(
+                    "gsimg: note: the compact model has one trained rate; --quality below 50 \
+                     gives the same file as 50 (use --method analytic for smaller files)"
+                );
             }
             let mut wo = encoder.write_options(loaded.pixels.layout);
             wo.metadata.icc_profile = loaded.icc_profile;
