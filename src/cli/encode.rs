@@ -133,15 +133,13 @@ impl TermProgress {
                     }
                     let t = st.start.elapsed().as_secs_f64();
                     if t >= 1.0 {
-                        let pct = if st.total > 0 {
-                            format!(
-                                "{:>3}% of {} tile{}, ",
-                                st.done * 100 / st.total,
+                        let pct = match (st.done * 100).checked_div(st.total) {
+                            Some(p) => format!(
+                                "{p:>3}% of {} tile{}, ",
                                 st.total,
                                 if st.total == 1 { "" } else { "s" }
-                            )
-                        } else {
-                            String::new()
+                            ),
+                            None => String::new(),
                         };
                         eprint!("\rgsimg: {label}: {pct}{t:.0} s ");
                         st.shown = true;
