@@ -50,8 +50,10 @@ __device__ __forceinline__ void rasterize_tile(const Splat* __restrict__ splats,
     __shared__ int4 s_box[RASTER_BATCH];
     __shared__ float4 s_col[RASTER_BATCH];
 
-    // Over a limit: draw nothing (the whole grid returns); the host reports it.
-    if (stats->work > p.max_work || stats->pairs > p.capacity) return;
+    // Over a limit: blend nothing, but still write every pixel (zeros), so the output the host
+    // may already be copying back is initialized; the host reports the limit or renders again
+    // with larger lists.
+    const bool over = stats->work > p.max_work || stats->pairs > p.capacity;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int tile = blockIdx.x;
@@ -69,7 +71,7 @@ __device__ __forceinline__ void rasterize_tile(const Splat* __restrict__ splats,
     for (int k = 0; k < C; ++k) acc[k] = 0.0f;
     float den = 0.0f;
 
-    const uint2 range = ranges[tile];
+    const uint2 range = over ? make_uint2(0u, 0u) : ranges[tile];
     for (unsigned int b = range.x; b < range.y; b += RASTER_BATCH) {
         const unsigned int count = min(range.y - b, (unsigned int)RASTER_BATCH);
         if ((unsigned int)tid < count) {
