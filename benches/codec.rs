@@ -6,21 +6,31 @@
 //! (CompressAI's protocol, as in `shared/notes/codec-anchors.md` §2).
 //!
 //! Environment: `GSIMG_KODAK` (folder of PNGs; default `../shared/bench/kodak`),
-//! `GSIMG_DENSITIES` (comma-separated Gaussians per pixel for the analytic encoder).
+//! `GSIMG_DENSITIES` (comma-separated Gaussians per pixel for the analytic encoder). The compact
+//! network model (models/compact.onnx, on the CPU provider) is measured too when it is found.
+//! `GSIMG_REFINE` sets the analytic encoder's refinement iterations (default 40),
+//! `GSIMG_NET_REFINE` the network encoder's (default 0).
 
 use std::time::Instant;
 
 use gsimg::encode::analytic::{self, AnalyticOptions};
+use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
 use gsimg::render::render_cpu;
 use gsimg::{Frame, Limits, Viewport, format};
 
 fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
-    let mse = a.iter().zip(b).map(|(&x, &y)| (x as f64 - y as f64).powi(2)).sum::<f64>() / a.len() as f64;
+    let mse = a
+        .iter()
+        .zip(b)
+        .map(|(&x, &y)| (x as f64 - y as f64).powi(2))
+        .sum::<f64>()
+        / a.len() as f64;
     10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
 }
 
 fn main() {
-    let dir = std::env::var("GSIMG_KODAK").unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/kodak").into());
+    let dir = std::env::var("GSIMG_KODAK")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/kodak").into());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .unwrap_or_else(|e| panic!("{dir}: {e} (set GSIMG_KODAK)"))
         .map(|e| e.unwrap().path())
@@ -30,28 +40,81 @@ fn main() {
     let densities: Vec<f64> = std::env::var("GSIMG_DENSITIES")
         .unwrap_or_else(|_| "0.005,0.01,0.02,0.04,0.08".into())
         .split(',')
+        .filter(|s| !s.trim().is_empty())
         .map(|s| s.trim().parse().expect("GSIMG_DENSITIES: numbers"))
         .collect();
     let limits = Limits::default();
     let images: Vec<_> = files
         .iter()
-        .map(|p| gsimg::encode::load_image(&std::fs::read(p).unwrap(), &limits).unwrap().pixels)
+        .map(|p| {
+            gsimg::encode::load_image(&std::fs::read(p).unwrap(), &limits)
+                .unwrap()
+                .pixels
+        })
         .collect();
-    println!("analytic encoder on {} images of {dir}, {} threads", images.len(), rayon::current_num_threads());
-    println!("{:>9} {:>10} {:>10} {:>9} {:>12}", "density", "Gaussians", "bpp", "PSNR", "encode s/img");
-    for d in densities {
+    println!(
+        "{} images of {dir}, {} threads",
+        images.len(),
+        rayon::current_num_threads()
+    );
+    println!(
+        "{:<22} {:>10} {:>10} {:>9} {:>12}",
+        "encoder", "Gaussians", "bpp", "PSNR", "encode s/img"
+    );
+    let report = |name: &str, encode: &dyn Fn(&gsimg::encode::Pixels) -> format::Encoded| {
         let (mut bpp, mut psnr, mut gauss, mut secs) = (0.0, 0.0, 0.0, 0.0);
         for px in &images {
             let t = Instant::now();
-            let enc = analytic::encode(px, &AnalyticOptions { density: d, ..Default::default() }).unwrap();
+            let enc = encode(px);
             secs += t.elapsed().as_secs_f64();
             let file = format::read(&enc.bytes, &limits).unwrap();
-            let frame: Frame<u8> = render_cpu(&file.image, &Viewport::full(px.width, px.height), &limits).unwrap();
+            let frame: Frame<u8> =
+                render_cpu(&file.image, &Viewport::full(px.width, px.height), &limits).unwrap();
             bpp += enc.bytes.len() as f64 * 8.0 / (px.width as f64 * px.height as f64);
             psnr += psnr_u8(&frame.data, &px.to_u8());
             gauss += file.image.gaussian_count() as f64;
         }
         let n = images.len() as f64;
-        println!("{d:>9.4} {:>10.0} {:>10.4} {:>9.2} {:>12.2}", gauss / n, bpp / n, psnr / n, secs / n);
+        println!(
+            "{name:<22} {:>10.0} {:>10.4} {:>9.2} {:>12.2}",
+            gauss / n,
+            bpp / n,
+            psnr / n,
+            secs / n
+        );
+    };
+    let refine: usize =
+        std::env::var("GSIMG_REFINE").map_or(40, |v| v.parse().expect("GSIMG_REFINE: a number"));
+    for d in densities {
+        report(&format!("analytic d={d} refine {refine}"), &|px| {
+            let mut o = AnalyticOptions {
+                density: d,
+                ..Default::default()
+            };
+            o.refine.iterations = refine;
+            analytic::encode(px, &o).unwrap()
+        });
+    }
+    // The compact network model, when it and ONNX Runtime are available.
+    match network::locate_model(ModelKind::Compact) {
+        Err(e) => println!("(no network rows: {e})"),
+        Ok(model) => {
+            let refine: usize = std::env::var("GSIMG_NET_REFINE")
+                .map_or(0, |v| v.parse().expect("GSIMG_NET_REFINE: a number"));
+            for q in [50u8, 90] {
+                let enc = NetworkOptions::default()
+                    .with_model(&model)
+                    .with_device(Device::Cpu)
+                    .with_refine(refine)
+                    .with_quality(q)
+                    .and_then(|o| o.build());
+                match enc {
+                    Ok(enc) => report(&format!("network q{q} refine {refine}"), &|px| {
+                        enc.encode(px).unwrap()
+                    }),
+                    Err(e) => println!("(no network rows: {e})"),
+                }
+            }
+        }
     }
 }

@@ -27,14 +27,28 @@ fn median_ms(mut f: impl FnMut(), reps: usize) -> f64 {
 }
 
 fn main() {
-    let path = std::env::var("GSIMG_BENCH_IMAGE")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/kodak/kodim23.png").into());
-    let bytes = std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (set GSIMG_BENCH_IMAGE)"));
-    let px = gsimg::encode::load_image(&bytes, &Limits::default()).unwrap().pixels;
-    let (w, h) = (px.width, px.height);
-    let compact = analytic::encode(&px, &AnalyticOptions { density: 10_000.0 / (w * h) as f64, ..Default::default() })
+    let path = std::env::var("GSIMG_BENCH_IMAGE").unwrap_or_else(|_| {
+        concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../shared/bench/kodak/kodim23.png"
+        )
+        .into()
+    });
+    let bytes =
+        std::fs::read(&path).unwrap_or_else(|e| panic!("{path}: {e} (set GSIMG_BENCH_IMAGE)"));
+    let px = gsimg::encode::load_image(&bytes, &Limits::default())
         .unwrap()
-        .image;
+        .pixels;
+    let (w, h) = (px.width, px.height);
+    let compact = analytic::encode(
+        &px,
+        &AnalyticOptions {
+            density: 10_000.0 / (w * h) as f64,
+            ..Default::default()
+        },
+    )
+    .unwrap()
+    .image;
     // Dense: 4 per pixel on a 2×2 sub-grid.
     let mut dense = Vec::with_capacity((w * h * 4) as usize);
     let mut seed = 1u32;
@@ -59,7 +73,10 @@ fn main() {
     let dense = SplatImage::new(w, h, ChannelLayout::Rgb, dense).unwrap();
     let threads = rayon::current_num_threads();
     println!("CPU renderer, {threads} threads, input {path} ({w}x{h})");
-    println!("{:<34} {:>10} {:>12} {:>10} {:>10}", "case", "Gaussians", "output", "ms", "Mpix/s");
+    println!(
+        "{:<34} {:>10} {:>12} {:>10} {:>10}",
+        "case", "Gaussians", "output", "ms", "Mpix/s"
+    );
     let limits = Limits::default();
     let cases: [(&str, &SplatImage, u32, u32, usize); 4] = [
         ("compact 1x", &compact, w, h, 30),
@@ -77,6 +94,11 @@ fn main() {
             reps,
         );
         let mpix = (ow as f64 * oh as f64) / 1e6;
-        println!("{name:<34} {:>10} {:>12} {ms:>10.2} {:>10.1}", img.gaussian_count(), format!("{ow}x{oh}"), mpix / (ms / 1e3));
+        println!(
+            "{name:<34} {:>10} {:>12} {ms:>10.2} {:>10.1}",
+            img.gaussian_count(),
+            format!("{ow}x{oh}"),
+            mpix / (ms / 1e3)
+        );
     }
 }

@@ -208,3 +208,66 @@ fn errors_are_one_line_with_conventional_exit_codes_and_leave_no_output() {
     assert!(stderr(&o).contains("output pixel count"), "{}", stderr(&o));
     assert!(!Path::new(&out).exists());
 }
+
+#[test]
+fn outputs_appear_whole_or_not_at_all_even_when_killed() {
+    let t = TempDir::new("kill");
+    let (input, gsi) = (t.path("in.png"), t.path("in.gsi"));
+    write_png(&input, 160, 120, ChannelLayout::Rgb);
+    assert!(
+        gsimg(&[
+            "encode", &input, &gsi, "--method", "analytic", "--refine", "0"
+        ])
+        .status
+        .success()
+    );
+    let out = t.path("big.png");
+    // Watch the output path while a large render (4800x3600) is written: a writer that wrote in
+    // place would show the file growing; an atomic one shows nothing, then the whole file.
+    let watch = |kill_after: Option<u64>| -> (Vec<u64>, bool) {
+        let _ = std::fs::remove_file(&out);
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gsimg"))
+            .args(["decode", &gsi, &out, "--scale", "30", "--device", "cpu"])
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let start = std::time::Instant::now();
+        let mut seen = Vec::new();
+        loop {
+            if let Ok(m) = std::fs::metadata(&out) {
+                seen.push(m.len());
+            }
+            if child.try_wait().unwrap().is_some() {
+                break;
+            }
+            if kill_after.is_some_and(|ms| start.elapsed().as_millis() as u64 >= ms) {
+                let _ = child.kill();
+                let _ = child.wait();
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_micros(100));
+        }
+        (seen, Path::new(&out).exists())
+    };
+    let (seen, exists) = watch(None);
+    assert!(exists);
+    let full = std::fs::metadata(&out).unwrap().len();
+    assert!(
+        seen.iter().all(|&n| n == full),
+        "the output was seen partly written: {:?} of {full}",
+        seen
+    );
+    let img = image::open(&out).unwrap();
+    assert_eq!((img.width(), img.height()), (4800, 3600));
+    for ms in [5u64, 60, 200] {
+        let (seen, exists) = watch(Some(ms));
+        assert!(
+            seen.iter().all(|&n| n == full),
+            "killed after {ms} ms: partial output seen {:?}",
+            seen
+        );
+        if exists {
+            assert_eq!(std::fs::metadata(&out).unwrap().len(), full);
+        }
+    }
+}

@@ -34,9 +34,10 @@ pub struct EncodeArgs {
     /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.
     #[arg(long)]
     density: Option<f64>,
-    /// Gradient-refinement iterations of the analytic encoder (0: none; more: slower, better).
-    #[arg(long, default_value_t = gsimg::encode::refine::RefineOptions::default().iterations)]
-    refine: usize,
+    /// Gradient-refinement iterations on the picture before writing (0: none; more: slower,
+    /// better). Default: 40 for the analytic encoder, 0 for the network.
+    #[arg(long)]
+    refine: Option<usize>,
     #[command(flatten)]
     net: NetworkArgs,
 }
@@ -201,7 +202,9 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
             if let Some(d) = args.density {
                 opts.density = d;
             }
-            opts.refine.iterations = args.refine;
+            if let Some(n) = args.refine {
+                opts.refine.iterations = n;
+            }
             opts.write.metadata.icc_profile = loaded.icc_profile;
             (
                 analytic::encode(&loaded.pixels, &opts)?,
@@ -214,6 +217,7 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
                 .net
                 .options(ModelKind::Compact, &progress)
                 .with_quality(args.quality)?
+                .with_refine(args.refine.unwrap_or(0))
                 .build()?;
             if encoder.info().kind == ModelKind::Upscale && args.quality != 50 {
                 eprintln!("gsimg: --quality has no effect with an upscale model (a dense field)");

@@ -49,6 +49,7 @@ use super::fit::{FitOptions, fit_colors};
 use super::input::Pixels;
 use super::onnx::{ModelDecl, OnnxModel, TensorDecl};
 use super::ort_lib::{FoundLibrary, LibrarySearch};
+use super::refine::{RefineOptions, refine};
 use crate::format::consts::{MAX_CHANNEL_VALUE, MAX_LOG2_SCALE};
 use crate::format::{self, ColorModel, Encoded, WriteOptions};
 use crate::splat::{ChannelLayout, Gaussian, SplatImage};
@@ -443,6 +444,9 @@ pub struct NetworkOptions {
     pub progress: Option<ProgressSink>,
     /// The least-squares fit of alpha.
     pub alpha_fit: FitOptions,
+    /// Per-image refinement of the network's Gaussians before writing (compact files; 0
+    /// iterations, the default: none). See [`refine`](super::refine).
+    pub refine: RefineOptions,
 }
 
 impl std::fmt::Debug for NetworkOptions {
@@ -478,6 +482,10 @@ impl Default for NetworkOptions {
                 clamp: (0.0, 1.0),
                 ..FitOptions::default()
             },
+            refine: RefineOptions {
+                iterations: 0,
+                ..RefineOptions::default()
+            },
         }
     }
 }
@@ -506,6 +514,13 @@ impl NetworkOptions {
     /// Searches for ONNX Runtime this way instead of from the environment.
     pub fn with_library_search(mut self, search: LibrarySearch) -> Self {
         self.library_search = Some(search);
+        self
+    }
+    /// Refines the network's Gaussians by `iterations` gradient steps on the picture before
+    /// writing (then quantizes the geometry and fits the colours to it by least squares):
+    /// slower, better files.
+    pub fn with_refine(mut self, iterations: usize) -> Self {
+        self.refine.iterations = iterations;
         self
     }
     /// Sets the presence threshold (0 to 1).
@@ -847,7 +862,23 @@ impl NetworkEncoder {
     pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
         let out = self.field(pixels)?;
         let mut gs = out.image.into_gaussians();
-        if pixels.layout.has_alpha() {
+        if self.opts.refine.iterations > 0 && !gs.is_empty() {
+            // Refine within the file's scale range, quantize the geometry as the file will, and
+            // fit every channel (alpha included) to what is stored.
+            let mut ropts = self.opts.refine;
+            if let Some((lo, hi)) = opts.scale_range {
+                ropts.scale_bounds = (lo.exp2(), hi.exp2());
+            }
+            refine(pixels, &mut gs, &ropts);
+            let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
+            let header = format::plan_header(&draft, opts)?;
+            for g in gs.iter_mut() {
+                let color = g.color;
+                *g = format::dequantize(&header, &format::quantize(&header, g));
+                g.color = color;
+            }
+            fit_colors(pixels, &mut gs, &FitOptions::default());
+        } else if pixels.layout.has_alpha() {
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
             let mut stored: Vec<Gaussian> = gs
