@@ -24,7 +24,13 @@ fn main() -> Result<()> {
     let mut streams: Vec<(String, f64, f64)> = Vec::new();
     for path in &args[1..] {
         let px = gsimg::encode::load_image(&std::fs::read(path)?, &Limits::default())?.pixels;
-        let enc = analytic::encode(&px, &AnalyticOptions { density, ..Default::default() })?;
+        let enc = analytic::encode(
+            &px,
+            &AnalyticOptions {
+                density,
+                ..Default::default()
+            },
+        )?;
         let h = &enc.header;
         let ranges = {
             let mut r = [(0.0, 0.0); 4];
@@ -54,7 +60,11 @@ fn main() -> Result<()> {
             streams[i].2 += packed * n;
         }
     }
-    println!("{} pictures, density {density}, {:.0} Gaussians in all", args.len() - 1, gaussians);
+    println!(
+        "{} pictures, density {density}, {:.0} Gaussians in all",
+        args.len() - 1,
+        gaussians
+    );
     println!("{:<24} {:>14}", "layout", "bits/Gaussian");
     for ((name, _, _), t) in variants.iter().zip(&totals) {
         println!("{name:<24} {:>14.2}", t / gaussians);
@@ -62,7 +72,11 @@ fn main() -> Result<()> {
     println!("\ndefault layout, per stream (each compressed alone):");
     println!("{:<14} {:>10} {:>10}", "stream", "raw", "zstd");
     for (name, raw, packed) in &streams {
-        println!("{name:<14} {:>10.2} {:>10.2}", raw / gaussians, packed / gaussians);
+        println!(
+            "{name:<14} {:>10.2} {:>10.2}",
+            raw / gaussians,
+            packed / gaussians
+        );
     }
     Ok(())
 }

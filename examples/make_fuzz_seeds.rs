@@ -55,7 +55,11 @@ fn main() -> Result<()> {
                     orientation: Some(6),
                 };
             }
-            opts.write.packing = Some(if j == 1 { Packing::Bytes } else { Packing::Bits });
+            opts.write.packing = Some(if j == 1 {
+                Packing::Bytes
+            } else {
+                Packing::Bits
+            });
             let enc = analytic::encode(&picture(24 + 8 * i as u32, 20, layout, i as u32), &opts)?;
             files.push((format!("analytic_{i}_{j}.gsi"), enc.bytes));
         }

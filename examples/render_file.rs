@@ -9,7 +9,10 @@ use gsimg::{Frame, Limits, Viewport, format, render};
 
 fn main() -> Result<()> {
     let args: Vec<String> = std::env::args().collect();
-    anyhow::ensure!(args.len() >= 4, "usage: render_file FILE.gsi WIDTH HEIGHT [REPEATS]");
+    anyhow::ensure!(
+        args.len() >= 4,
+        "usage: render_file FILE.gsi WIDTH HEIGHT [REPEATS]"
+    );
     let bytes = std::fs::read(&args[1]).with_context(|| args[1].clone())?;
     let file = format::read(&bytes, &Limits::default())?;
     let (w, h): (u32, u32) = (args[2].parse()?, args[3].parse()?);
@@ -23,6 +26,10 @@ fn main() -> Result<()> {
         std::hint::black_box(f);
     }
     times.sort_by(f64::total_cmp);
-    println!("{} Gaussians -> {w}x{h}: median {:.2} ms of {reps}", file.image.gaussian_count(), times[reps / 2]);
+    println!(
+        "{} Gaussians -> {w}x{h}: median {:.2} ms of {reps}",
+        file.image.gaussian_count(),
+        times[reps / 2]
+    );
     Ok(())
 }
