@@ -172,16 +172,7 @@ fn region_decode_reads_fewer_tiles_and_renders_the_same_pixels() {
 
 #[test]
 fn region_decode_from_a_file_reads_only_what_it_needs() {
-    let mut rng = Rng::new(13);
-    let img = random_image(&mut rng, 512, 512, ChannelLayout::Rgb, 8000, 0.5, 3.0);
-    let enc = format::write(
-        &img,
-        &WriteOptions {
-            tile_cells: Some(8),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let enc = crate::common::tiled_file(13, 512, 512, 8000, 3.0);
     let path = std::env::temp_dir().join(format!("gsimg-region-{}.gsi", std::process::id()));
     std::fs::write(&path, &enc.bytes).unwrap();
     struct Counting<R> {

@@ -78,13 +78,7 @@ fn textured(w: u32, h: u32, layout: ChannelLayout) -> Pixels {
             let g = (0.1 + 0.4 * fy + rings + block + n).clamp(0.0, 1.0);
             let b = (0.6 - 0.3 * fx * fy + block - n).clamp(0.0, 1.0);
             let a = (0.3 + 0.7 * fx).min(if fy > 0.5 { 1.0 } else { 0.6 });
-            let luma = 0.299 * r + 0.587 * g + 0.114 * b;
-            match layout {
-                ChannelLayout::Gray => data.push(luma),
-                ChannelLayout::GrayAlpha => data.extend([luma, a]),
-                ChannelLayout::Rgb => data.extend([r, g, b]),
-                ChannelLayout::Rgba => data.extend([r, g, b, a]),
-            }
+            crate::common::push_pixel(&mut data, layout, [r, g, b, a]);
         }
     }
     Pixels {

@@ -14,16 +14,7 @@ fn temp(name: &str) -> std::path::PathBuf {
 
 #[test]
 fn one_decoder_shared_by_many_threads_rendering_regions() {
-    let mut rng = Rng::new(30);
-    let img = random_image(&mut rng, 400, 300, ChannelLayout::Rgb, 5000, 0.5, 4.0);
-    let enc = format::write(
-        &img,
-        &WriteOptions {
-            tile_cells: Some(8),
-            ..Default::default()
-        },
-    )
-    .unwrap();
+    let enc = crate::common::tiled_file(30, 400, 300, 5000, 4.0);
     let path = temp("shared");
     std::fs::write(&path, &enc.bytes).unwrap();
     let dec = Arc::new(Decoder::new(FileSource::open(&path).unwrap(), Limits::default()).unwrap());

@@ -74,13 +74,7 @@ pub fn synthetic_pixels(w: u32, h: u32, layout: ChannelLayout) -> gsimg::encode:
                 0.5 + 0.3 * (fx * 6.0).sin() * fy
             };
             let a = if fx < 0.2 { 0.5 } else { 1.0 };
-            let luma = 0.299 * r + 0.587 * g + 0.114 * b;
-            match layout {
-                ChannelLayout::Gray => data.push(luma),
-                ChannelLayout::GrayAlpha => data.extend([luma, a]),
-                ChannelLayout::Rgb => data.extend([r, g, b]),
-                ChannelLayout::Rgba => data.extend([r, g, b, a]),
-            }
+            push_pixel(&mut data, layout, [r, g, b, a]);
         }
     }
     gsimg::encode::Pixels {
@@ -99,4 +93,27 @@ pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
         .sum::<f64>()
         / a.len() as f64;
     10.0 * (1.0 / mse.max(1e-20)).log10()
+}
+
+/// Appends one pixel given as RGBA in the layout's channels (gray as BT.601 luma).
+pub fn push_pixel(data: &mut Vec<f32>, layout: ChannelLayout, [r, g, b, a]: [f32; 4]) {
+    let luma = 0.299 * r + 0.587 * g + 0.114 * b;
+    match layout {
+        ChannelLayout::Gray => data.push(luma),
+        ChannelLayout::GrayAlpha => data.extend([luma, a]),
+        ChannelLayout::Rgb => data.extend([r, g, b]),
+        ChannelLayout::Rgba => data.extend([r, g, b, a]),
+    }
+}
+
+/// A random RGB picture of `n` Gaussians written with tiles of 8 cells (many tiles, for region
+/// and sharing tests).
+pub fn tiled_file(seed: u64, w: u32, h: u32, n: usize, smax: f64) -> gsimg::format::Encoded {
+    let mut rng = Rng::new(seed);
+    let img = random_image(&mut rng, w, h, ChannelLayout::Rgb, n, 0.5, smax);
+    let opts = gsimg::format::WriteOptions {
+        tile_cells: Some(8),
+        ..Default::default()
+    };
+    gsimg::format::write(&img, &opts).unwrap()
 }
