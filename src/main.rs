@@ -47,8 +47,18 @@ fn main() -> ExitCode {
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
-            let msg: Vec<String> = e.chain().map(|c| c.to_string()).collect();
-            eprintln!("gsimg: error: {}", msg.join(": "));
+            // The chain adds context layers (file names); a cause whose text its parent already
+            // shows (thiserror's `#[from]` wrappers) is not repeated.
+            let mut msg = String::new();
+            for cause in e.chain().map(|c| c.to_string()) {
+                if !msg.contains(&cause) {
+                    if !msg.is_empty() {
+                        msg.push_str(": ");
+                    }
+                    msg.push_str(&cause);
+                }
+            }
+            eprintln!("gsimg: error: {msg}");
             ExitCode::from(1)
         }
     }
