@@ -228,3 +228,23 @@ fn tight_limits_are_enforced_before_allocating() {
         })
     ));
 }
+
+#[test]
+fn reading_any_tile_of_a_truncated_file_is_an_error_not_a_panic() {
+    // A region read jumps to a tile's offset directly, which may lie past the end of a truncated
+    // file (found by the `region` fuzz target: tests/fuzz_regressions/region/).
+    let bytes = small_real_file();
+    for cut in 0..bytes.len() {
+        let Ok(dec) = format::Decoder::new(&bytes[..cut], Limits::default()) else {
+            continue;
+        };
+        for t in 0..dec.index().len() as u32 {
+            if let Err(e) = dec.decode_tile(t) {
+                assert!(
+                    matches!(format_kind(&e), FormatErrorKind::Truncated { .. }),
+                    "cut {cut}, tile {t}: {e}"
+                );
+            }
+        }
+    }
+}

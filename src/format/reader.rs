@@ -44,7 +44,11 @@ impl Source for &[u8] {
     }
 
     fn read_at(&self, offset: u64, buf: &mut [u8]) -> std::io::Result<()> {
-        buf.copy_from_slice(&self[offset as usize..offset as usize + buf.len()]);
+        let src = usize::try_from(offset)
+            .ok()
+            .and_then(|o| self.get(o..o.checked_add(buf.len())?))
+            .ok_or(std::io::ErrorKind::UnexpectedEof)?;
+        buf.copy_from_slice(src);
         Ok(())
     }
 }
@@ -396,8 +400,12 @@ fn read_section<S: Source>(
     let avail = len.saturating_sub(pos);
     if avail < 8 {
         let mut tag = [0u8; 4];
+        // A section may be looked for past the end (a region read of a truncated file jumps to
+        // a tile's offset directly): read only what is there.
         let n = avail.min(4) as usize;
-        src.read_at(pos, &mut tag[..n])?;
+        if n > 0 {
+            src.read_at(pos, &mut tag[..n])?;
+        }
         let location = if n == 4 {
             Location::Section { tag, tile }
         } else {
