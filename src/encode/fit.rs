@@ -260,11 +260,23 @@ fn fit_chunk(
     let mut p = s.clone();
     let mut q = vec![[0f64; 4]; np];
     let mut gamma = norm(&s);
+    // A channel stops once its normal-equation residual has fallen by 1e-8 (or was zero): past
+    // that, CG's step sizes are ratios of round-off and can overflow.
+    let stop: [f64; 4] = std::array::from_fn(|c| gamma[c] * 1e-16);
+    let mut live: [bool; 4] = std::array::from_fn(|c| c < nc && gamma[c] > 0.0);
     for _ in 0..opts.iterations {
+        if !live.iter().any(|&l| l) {
+            break;
+        }
         apply(&p, &mut q);
         let qq = norm(&q);
-        let alpha: [f64; 4] =
-            std::array::from_fn(|c| if qq[c] > 0.0 { gamma[c] / qq[c] } else { 0.0 });
+        let alpha: [f64; 4] = std::array::from_fn(|c| {
+            if live[c] && qq[c] > 0.0 {
+                gamma[c] / qq[c]
+            } else {
+                0.0
+            }
+        });
         for (xi, pi) in x.iter_mut().zip(&p) {
             for c in 0..4 {
                 xi[c] += alpha[c] * pi[c];
@@ -278,7 +290,7 @@ fn fit_chunk(
         apply_t(&r, &mut s);
         let g2 = norm(&s);
         let beta: [f64; 4] = std::array::from_fn(|c| {
-            if gamma[c] > 0.0 {
+            if live[c] && gamma[c] > 0.0 {
                 g2[c] / gamma[c]
             } else {
                 0.0
@@ -289,10 +301,10 @@ fn fit_chunk(
                 pi[c] = si[c] + beta[c] * pi[c];
             }
         }
-        gamma = g2;
-        if gamma.iter().all(|&g| g < 1e-18) {
-            break;
+        for c in 0..4 {
+            live[c] = live[c] && g2[c] > stop[c] && g2[c].is_finite();
         }
+        gamma = g2;
     }
     active
         .iter()
@@ -300,7 +312,11 @@ fn fit_chunk(
         .map(|(i, &k)| {
             let mut c = current[k];
             for ch in 0..nc {
-                c[ch] = (x[i][ch] as f32).clamp(opts.clamp.0, opts.clamp.1);
+                // A non-finite result (which the stopping rule should prevent) keeps the colour.
+                let v = x[i][ch] as f32;
+                if v.is_finite() {
+                    c[ch] = v.clamp(opts.clamp.0, opts.clamp.1);
+                }
             }
             (k, c)
         })
