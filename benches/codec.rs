@@ -9,7 +9,8 @@
 //! `GSIMG_DENSITIES` (comma-separated Gaussians per pixel for the analytic encoder). The compact
 //! network model (models/compact.onnx, on the CPU provider) is measured too when it is found.
 //! `GSIMG_REFINE` sets the analytic encoder's refinement iterations (default 40),
-//! `GSIMG_NET_REFINE` the network encoder's (default 0).
+//! `GSIMG_NET_REFINE` the network encoder's (default 0), `GSIMG_NET_MODEL` its model (default:
+//! the one `gsimg encode` finds; `GSIMG_NET_FIT`: `none` (no least-squares colour fit) or `ITERATIONS,SWEEPS`). An empty `GSIMG_DENSITIES` leaves the analytic rows out.
 
 use std::time::Instant;
 
@@ -26,6 +27,26 @@ fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
         .sum::<f64>()
         / a.len() as f64;
     10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
+}
+
+/// The network encoder's colour fit from `GSIMG_NET_FIT`: `none`, or `ITERATIONS,SWEEPS`
+/// (default: the encoder's own).
+fn net_fit() -> Option<gsimg::encode::fit::FitOptions> {
+    let default = NetworkOptions::default().color_fit;
+    match std::env::var("GSIMG_NET_FIT").as_deref() {
+        Err(_) => default,
+        Ok("none") => None,
+        Ok(v) => {
+            let (i, s) = v
+                .split_once(',')
+                .expect("GSIMG_NET_FIT: none or ITERATIONS,SWEEPS");
+            Some(gsimg::encode::fit::FitOptions {
+                iterations: i.parse().expect("GSIMG_NET_FIT: iterations"),
+                sweeps: s.parse().expect("GSIMG_NET_FIT: sweeps"),
+                ..default.unwrap_or_default()
+            })
+        }
+    }
 }
 
 fn main() {
@@ -96,7 +117,11 @@ fn main() {
         });
     }
     // The compact network model, when it and ONNX Runtime are available.
-    match network::locate_model(ModelKind::Compact) {
+    let model = match std::env::var("GSIMG_NET_MODEL") {
+        Ok(path) => Ok(std::path::PathBuf::from(path)),
+        Err(_) => network::locate_model(ModelKind::Compact),
+    };
+    match model {
         Err(e) => println!("(no network rows: {e})"),
         Ok(model) => {
             let refine: usize = std::env::var("GSIMG_NET_REFINE")
@@ -106,11 +131,17 @@ fn main() {
                     .with_model(&model)
                     .with_device(Device::Cpu)
                     .with_refine(refine)
+                    .with_color_fit(net_fit())
                     .with_quality(q)
                     .and_then(|o| o.build());
                 match enc {
                     Ok(enc) => report(&format!("network q{q} refine {refine}"), &|px| {
-                        enc.encode(px).unwrap()
+                        if std::env::var_os("GSIMG_NET_DEFAULT_WRITE").is_some() {
+                            enc.encode_with(px, &gsimg::format::WriteOptions::default())
+                                .unwrap()
+                        } else {
+                            enc.encode(px).unwrap()
+                        }
                     }),
                     Err(e) => println!("(no network rows: {e})"),
                 }

@@ -122,6 +122,37 @@ fn main() -> Result<()> {
         format!("{dir}/upscale.txt"),
         "gsimg.kind=upscale\ngsimg.cell=1\ngsimg.per_cell=4\ngsimg.multiple=1\ngsimg.receptive_field=40\ngsimg.version=1\n",
     )?;
+    // Network output: a compact-like model (cell 8, K = 4, 5-bit quantizers) and an
+    // upscale-like one (cell 1, K = 4), each with plausible floats (offsets, log2 σ, angles,
+    // colours, presence) and one with a NaN among them.
+    let dir = format!("{root}/network_output");
+    std::fs::create_dir_all(&dir)?;
+    let floats = |n: usize, nan: bool| -> Vec<u8> {
+        (0..n)
+            .flat_map(|i| {
+                let v = if nan && i == 7 {
+                    f32::NAN
+                } else {
+                    ((i * 37 % 101) as f32 / 50.0) - 1.0
+                };
+                v.to_le_bytes()
+            })
+            .collect()
+    };
+    let compact = [0u8, 3, 3, 6, 4, 8, 85, 4, 4, 4, 2, 159];
+    let upscale = [1u8, 0, 3, 2, 5, 3, 0, 0, 0, 0, 2, 91];
+    std::fs::write(
+        format!("{dir}/compact.bin"),
+        [&compact[..], &floats(200, false)].concat(),
+    )?;
+    std::fs::write(
+        format!("{dir}/upscale.bin"),
+        [&upscale[..], &floats(300, false)].concat(),
+    )?;
+    std::fs::write(
+        format!("{dir}/nan.bin"),
+        [&compact[..], &floats(64, true)].concat(),
+    )?;
     println!("wrote seeds under {root}");
     Ok(())
 }

@@ -11,7 +11,7 @@ set -uo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
 jobs=${2:-1}
-targets=(parse parse_and_render region roundtrip encode_pixels model_metadata)
+targets=(parse parse_and_render region roundtrip encode_pixels model_metadata network_output)
 if [ $# -gt 2 ]; then targets=("${@:3}"); fi
 # One rayon thread per fuzzing process: libFuzzer's jobs give the parallelism.
 export RAYON_NUM_THREADS=1

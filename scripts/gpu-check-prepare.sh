@@ -12,6 +12,10 @@ cargo build --release --bin gsimg --example gpu_check
 mkdir -p target/gpu-check
 strip -o target/gpu-check/gpu_check target/release/examples/gpu_check
 strip -o target/gpu-check/gsimg target/release/gsimg
+# the fault-injection test build of the CLI (its own target folder: features never leak into the
+# release binary)
+cargo build --release --bin gsimg --features fault-injection --target-dir target/fault-injection
+strip -o target/gpu-check/gsimg-fi target/fault-injection/release/gsimg
 if [[ ! -f data/gpu-check/kodim23.dense4.gsi ]]; then
     target/gpu-check/gpu_check make-data data/gpu-check "$KODAK/kodim23.png" "$KODAK/kodim05.png"
 fi

@@ -9,6 +9,7 @@
 use std::collections::BTreeMap;
 
 use crate::encode::analytic::{self, AnalyticOptions};
+use crate::encode::network::{Tile, decode_cells, plan_tiles, write_options_for};
 use crate::encode::{ModelInfo, Pixels};
 use crate::format::{self, Decoder, WriteOptions};
 use crate::render::render_cpu;
@@ -189,4 +190,118 @@ pub fn model_metadata(data: &[u8]) {
         .map(|(k, v)| (k.to_string(), v.to_string()))
         .collect();
     let _ = ModelInfo::from_metadata(&meta);
+}
+
+/// Turns arbitrary network output into a file (`encode::network`'s post-processing of what the
+/// ONNX model returns): a model description and a tiny picture from the first bytes, then the
+/// output floats of every tile from the rest (NaN, infinities, huge and tiny values included).
+/// Non-finite values must be refused with an error; everything else must give a valid file that
+/// reads back as written and renders.
+pub fn network_output(data: &[u8]) {
+    if data.len() < 12 {
+        return;
+    }
+    let byte = |i: usize| data[i];
+    let compact = byte(0) & 1 == 0;
+    let cell = [1u32, 2, 4, 8, 16][byte(1) as usize % 5];
+    let per_cell = 1 + byte(2) as u32 % 8;
+    let bits = |b: u8| 1 + b % 10;
+    let (lo, span) = (-8.0 + (byte(3) % 16) as f32, (byte(4) % 12) as f32);
+    let mut meta: BTreeMap<String, String> = [
+        (
+            "gsimg.kind",
+            if compact { "compact" } else { "upscale" }.to_string(),
+        ),
+        ("gsimg.cell", cell.to_string()),
+        ("gsimg.per_cell", per_cell.to_string()),
+        ("gsimg.multiple", cell.to_string()),
+        ("gsimg.receptive_field", (byte(5) % 24).to_string()),
+        ("gsimg.version", "1".to_string()),
+        ("gsimg.scale_min", lo.to_string()),
+        ("gsimg.scale_max", (lo + span).to_string()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    if compact {
+        let cb = bits(byte(6));
+        for (k, v) in [
+            ("gsimg.pos_bits", bits(byte(7)).to_string()),
+            ("gsimg.scale_bits", bits(byte(8)).to_string()),
+            ("gsimg.rot_bits", bits(byte(9)).to_string()),
+            (
+                "gsimg.color_bits",
+                format!("{},{cb},{cb}", bits(byte(6) / 16)),
+            ),
+            ("gsimg.color_min", "0.0,-0.5,-0.5".to_string()),
+            ("gsimg.color_max", "1.0,0.5,0.5".to_string()),
+        ] {
+            meta.insert(k.to_string(), v);
+        }
+    }
+    let Ok(info) = ModelInfo::from_metadata(&meta) else {
+        return;
+    };
+    let layout = ChannelLayout::from_channels(1 + byte(10) as usize % 4).expect("1 to 4");
+    let (w, h) = (1 + byte(11) as u32 % 40, 1 + (byte(11) / 8) as u32 % 40);
+    let pixels = Pixels::from_u8(
+        w,
+        h,
+        layout,
+        &vec![128; (w * h) as usize * layout.channels()],
+    )
+    .expect("sizes match");
+    let threshold = (data.len() % 7) as f32 / 6.0;
+    // Tiles as the encoder plans them, with a small core so pictures get several.
+    let (wp, hp) = (w.div_ceil(cell) * cell, h.div_ceil(cell) * cell);
+    let tiles: Vec<Tile> = plan_tiles(wp, hp, cell, info.tile_margin(), u64::MAX, Some(2 * cell));
+    let floats = &data[12..];
+    let mut next = 0usize;
+    let mut value = || -> f32 {
+        if floats.len() < 4 {
+            return 0.5;
+        }
+        let i = (next * 4) % (floats.len() - floats.len() % 4).max(4);
+        next += 1;
+        f32::from_le_bytes([floats[i], floats[i + 1], floats[i + 2], floats[i + 3]])
+    };
+    let mut gaussians = Vec::new();
+    for tile in &tiles {
+        let [x0, y0, x1, y1] = tile.window;
+        let (hc, wc) = (((y1 - y0) / cell) as usize, ((x1 - x0) / cell) as usize);
+        let out: Vec<f32> = (0..per_cell as usize * 9 * hc * wc)
+            .map(|_| value())
+            .collect();
+        if let Err(e) = decode_cells(
+            &pixels,
+            &out,
+            (hc, wc),
+            tile,
+            &info,
+            threshold,
+            &mut gaussians,
+        ) {
+            assert!(
+                out.iter().any(|v| !v.is_finite()),
+                "finite network output refused: {e}"
+            );
+            return;
+        }
+    }
+    let image = SplatImage::new(w, h, layout, gaussians).expect("decoded Gaussians are valid");
+    let mut opts = write_options_for(&info, layout);
+    opts.zstd_level = 1;
+    let enc = format::write(&image, &opts).expect("valid Gaussians must write");
+    let file = format::read(&enc.bytes, &Limits::default()).expect("a written file must read back");
+    assert_eq!(file.image, enc.image);
+    let frame: Frame<u8> = render_cpu(
+        &file.image,
+        &Viewport::full(w.min(16), h.min(16)),
+        &limits(),
+    )
+    .expect("render");
+    assert_eq!(
+        frame.data.len(),
+        (w.min(16) * h.min(16)) as usize * layout.channels()
+    );
 }

@@ -21,13 +21,14 @@ fn replay(target: &str, f: fn(&[u8])) -> usize {
 
 #[test]
 fn fuzz_findings_no_longer_crash() {
-    let targets: [(&str, fn(&[u8])); 6] = [
+    let targets: [(&str, fn(&[u8])); 7] = [
         ("parse", gsimg::fuzzing::parse),
         ("parse_and_render", gsimg::fuzzing::parse_and_render),
         ("region", gsimg::fuzzing::region),
         ("roundtrip", gsimg::fuzzing::roundtrip),
         ("encode_pixels", gsimg::fuzzing::encode_pixels),
         ("model_metadata", gsimg::fuzzing::model_metadata),
+        ("network_output", gsimg::fuzzing::network_output),
     ];
     let total: usize = targets.iter().map(|(t, f)| replay(t, *f)).sum();
     eprintln!("replayed {total} fuzz findings");
@@ -45,6 +46,7 @@ fn seed_corpora_run_clean() {
         ("roundtrip", gsimg::fuzzing::roundtrip),
         ("encode_pixels", gsimg::fuzzing::encode_pixels),
         ("model_metadata", gsimg::fuzzing::model_metadata),
+        ("network_output", gsimg::fuzzing::network_output),
     ] {
         for e in std::fs::read_dir(seeds.join(target)).unwrap() {
             f(&std::fs::read(e.unwrap().path()).unwrap());

@@ -184,19 +184,57 @@ class CompactNet(nn.Module):
         self.out = nn.Conv2d(ch, K * 9, 3, padding=1)
         nn.init.normal_(self.out.weight, std=1e-3)
         with torch.no_grad():
-            b = torch.zeros(K, 9)
-            # spread the K Gaussians over the cell (frac = 0.5 + 0.5·tanh: ±0.25 cell ↔ tanh ±0.5)
-            quad = torch.tensor([[-1, -1], [1, -1], [-1, 1], [1, 1]], dtype=torch.float32)[:K]
-            b[:, 0:2] = quad * math.atanh(0.5)
-            b[:, 2:4] = 1.5  # log2σ ≈ 1.5: σ ≈ 2.8 px, so four Gaussians cover the cell
-            b[:, 8] = 2.0  # present at the start
-            self.out.bias.copy_(b.view(-1))
+            self.out.bias.copy_(self.initial_bias(K, cfg).view(-1))
         self.register_buffer("rgb2ycc", RGB2YCC.clone(), persistent=False)
         self.register_buffer("ycc2rgb", YCC2RGB.clone(), persistent=False)
+
+    @staticmethod
+    def initial_bias(K: int, cfg: CompactConfig) -> torch.Tensor:
+        """Head bias [K, 9] at the start: the first four Gaussians on the cell's quadrants
+        (frac = 0.5 + 0.5·tanh: ±0.25 cell ↔ tanh ±0.5) and present, any further ones on the
+        edge midpoints (then the quadrants again) and absent, so that presence has slots to
+        turn on where the content needs more."""
+        pts = torch.tensor([[-1, -1], [1, -1], [-1, 1], [1, 1], [0, -1], [1, 0], [0, 1], [-1, 0]],
+                           dtype=torch.float32)
+        b = torch.zeros(K, 9)
+        b[:, 0:2] = pts[torch.arange(K) % 8] * math.atanh(0.5)
+        # log2σ ≈ 1.5 (σ ≈ 2.8 px: four Gaussians cover the cell), as a point of [min, max]
+        u = (1.5 - cfg.scale_min) / (cfg.scale_max - cfg.scale_min)
+        b[:, 2:4] = math.log(u / (1 - u))
+        b[:, 8] = torch.where(torch.arange(K) < 4, 2.0, -2.0)
+        return b
 
     @property
     def sigma_max(self):
         return 2.0 ** self.cfg.scale_max
+
+    @torch.no_grad()
+    def init_from(self, state: dict, cfg: dict):
+        """Warm start from another compact model's weights (e.g. fewer Gaussians per cell or
+        another σ range): the encoder is copied; head slot k takes slot k mod K_old's weights,
+        with this model's initial bias for slots beyond K_old and its log2σ bias re-centred so a
+        copied slot starts at the σ it had."""
+        own = self.state_dict()
+        for k, v in state.items():
+            if not k.startswith("out.") and k in own and own[k].shape == v.shape:
+                own[k].copy_(v)
+        k_old = int(cfg["per_cell"])
+        K = self.cfg.per_cell
+        w_old = state["out.weight"].view(k_old, 9, *state["out.weight"].shape[1:])
+        b_old = state["out.bias"].view(k_old, 9)
+        w = own["out.weight"].view(K, 9, *w_old.shape[2:])
+        b = own["out.bias"].view(K, 9)
+        init = self.initial_bias(K, self.cfg)
+        for k in range(K):
+            w[k].copy_(w_old[k % k_old])
+            b[k].copy_(b_old[k % k_old] if k < k_old else init[k])
+        # log2σ = lo + (hi − lo)·sigmoid(r): keep σ at the old mapping's value at r = bias
+        lo0, hi0 = float(cfg["scale_min"]), float(cfg["scale_max"])
+        lo, hi = self.cfg.scale_min, self.cfg.scale_max
+        for k in range(min(K, k_old)):
+            ls = lo0 + (hi0 - lo0) * torch.sigmoid(b_old[k, 2:4])
+            u = ((ls - lo) / (hi - lo)).clamp(1e-3, 1 - 1e-3)
+            b[k, 2:4] = torch.log(u / (1 - u))
 
     def raw(self, img):
         B, _, H, W = img.shape

@@ -235,6 +235,10 @@ def main():
     ap.add_argument("--log-every", type=int, default=200)
     ap.add_argument("--target-presence", type=float, default=0.25, help="compact: mean presence aimed at")
     ap.add_argument("--config", default="{}", help="JSON model config (first call only)")
+    ap.add_argument("--init-from", default="",
+                    help="compact, first call only: warm start from this checkpoint's EMA weights (see CompactNet.init_from)")
+    ap.add_argument("--mse-weight", type=float, default=None,
+                    help="compact: loss = L1 + w·MSE (first call sets it; PSNR is an MSE metric)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anneal", action="store_true",
                     help="last call: cosine from the current learning rate to 0 over this call's time")
@@ -286,7 +290,13 @@ def main():
     else:
         gen.manual_seed(args.seed)
         torch.manual_seed(args.seed)
+        if args.init_from:
+            src = torch.load(args.init_from, map_location="cpu", weights_only=False)
+            model.init_from({k: v.float() for k, v in src["ema"].items()}, src["config"])
+            lam = float(src.get("lambda", 0.0))  # its rate multiplier is a good first guess
+            print(f"warm start from {args.init_from} (step {src['step']}, config {src['config']})")
         ema.load_state_dict(model.state_dict())
+    mse_w = args.mse_weight if args.mse_weight is not None else (ck or {}).get("mse_weight", 0.0)
     for p in ema.parameters():
         p.requires_grad_(False)
     model.train()
@@ -312,13 +322,14 @@ def main():
 
     log({"event": "start", "params": nparams, "train_images": len(imgs["train"]), "val_images": len(imgs["val"]),
          "train_mpix": round(sum(a.shape[0] * a.shape[1] for a in imgs["train"]) / 1e6, 2),
-         "batch": batch, "patch": patch, "base_lr": base_lr, "total_steps": total, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+         "batch": batch, "patch": patch, "base_lr": base_lr, "total_steps": total, "mse_weight": mse_w, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
          "config": M.config_dict(model)})
 
     def save_state():
         save(out_dir, kind, model, ema, opt, {"step": step, "lambda": lam, "rng_gen": gen.get_state(),
                                               "rng_torch": torch.get_rng_state(), "base_lr": base_lr,
-                                              "batch": batch, "patch": patch, "total_steps": total})
+                                              "batch": batch, "patch": patch, "total_steps": total,
+                                              "mse_weight": mse_w})
 
     t_saved = time.time()
     anneal_from = None
@@ -327,6 +338,7 @@ def main():
     budget = args.minutes * 60
     t_loop = time.time()
     acc, n_acc, t_last, steps_this_call = 0.0, 0, time.time(), 0
+    skipped, best = 0, -1.0
     while True:
         if time.time() - t_start > budget or (args.max_steps and steps_this_call >= args.max_steps):
             break
@@ -365,18 +377,25 @@ def main():
             q = model.quantize(field)
             out = model.render(q, patch, patch, patch, patch)
             l1 = F.l1_loss(out, img)
+            mse = F.mse_loss(out, img)
             pres = field[:, :, 8].mean()
             hard = (field[:, :, 8] >= 0.5).float().mean().item()
-            loss = l1 + lam * pres
+            loss = l1 + mse_w * mse + lam * pres
             # dual ascent on λ towards the target mean presence (hard gates)
             lam = max(0.0, lam + 2e-4 * (hard - args.target_presence))
             extra = {"l1": l1.item(), "presence": hard, "lambda": lam}
         opt.zero_grad(set_to_none=True)
         loss.backward()
-        torch.nn.utils.clip_grad_norm_(model_params, 1.0)
-        opt.step()
-        with torch.no_grad():
-            torch._foreach_lerp_(ema_params, model_params, 1.0 - args.ema)
+        gnorm = torch.nn.utils.clip_grad_norm_(model_params, 1.0)
+        # A non-finite gradient (e.g. a pixel that no present Gaussian reaches: its weight sum
+        # is clamped to 2^-40 and the gradient through it overflows) would turn every weight
+        # into NaN through the clip: skip that step instead (counted in the log).
+        if torch.isfinite(gnorm):
+            opt.step()
+            with torch.no_grad():
+                torch._foreach_lerp_(ema_params, model_params, 1.0 - args.ema)
+        else:
+            skipped += 1
         step += 1
         steps_this_call += 1
         acc += loss.item() if step % 10 == 0 else 0.0
@@ -384,12 +403,20 @@ def main():
         if step % args.log_every == 0:
             now = time.time()
             log({"loss": round(acc / max(1, n_acc), 5), "lr": lr, "it_s": round(args.log_every / (now - t_last), 2),
+                 "skipped": skipped,
                  **{k: round(v, 5) for k, v in extra.items()}})
             acc, n_acc, t_last = 0.0, 0, now
         if step % args.val_every == 0:
             ema.eval()
             v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)
             log({"event": "val", **v})
+            score = v.get("val_psnr", v.get("val_x4", 0.0))
+            if score > best:  # the best validation so far survives a later collapse
+                best = score
+                save(out_dir / "best", kind, model, ema, opt, {"step": step, "lambda": lam, "rng_gen": gen.get_state(),
+                                                             "rng_torch": torch.get_rng_state(), "base_lr": base_lr,
+                                                             "batch": batch, "patch": patch, "total_steps": total,
+                                                             "mse_weight": mse_w})
             t_last = time.time()
     train_s = time.time() - t_loop
     v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)

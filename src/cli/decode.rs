@@ -76,9 +76,11 @@ pub fn render_frame(
 
 /// Whether a CUDA error only says that there is no usable device (a note, not a warning).
 fn no_device(why: &str) -> bool {
-    why.contains("no NVIDIA driver")
+    // Out of memory while opening the device is a fault of a working GPU: a warning.
+    (why.contains("no NVIDIA driver")
         || why.contains("cannot open CUDA device")
-        || why.contains("compute capability")
+        || why.contains("compute capability"))
+        && !why.contains("OUT_OF_MEMORY")
 }
 
 /// The output size: a scale, or a width and/or height (aspect ratio kept when one is missing).

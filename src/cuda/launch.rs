@@ -422,6 +422,12 @@ pub(crate) fn rasterize(
         - 1;
     let cfg = grid(tiles, RASTER_THREADS)?;
     let f = rt.function(Kernel::Rasterize(index))?;
+    #[cfg(feature = "fault-injection")]
+    if std::env::var_os("GSIMG_INJECT_CUDA_FAULT").is_some_and(|v| v == "rasterize") {
+        return Err(Error::Cuda(
+            "rasterize launch: fault injected by GSIMG_INJECT_CUDA_FAULT=rasterize".into(),
+        ));
+    }
     let mut b = stream.launch_builder(f);
     b.arg(splats)
         .arg(tile_vals)

@@ -444,6 +444,10 @@ pub struct NetworkOptions {
     pub progress: Option<ProgressSink>,
     /// The least-squares fit of alpha.
     pub alpha_fit: FitOptions,
+    /// Compact models: colours refitted by least squares to the picture, on the geometry as the
+    /// file stores it, before writing (`None`: the network's colours are written as they are).
+    /// The analytic encoder ends with the same fit.
+    pub color_fit: Option<FitOptions>,
     /// Per-image refinement of the network's Gaussians before writing (compact files; 0
     /// iterations, the default: none). See [`refine`](super::refine).
     pub refine: RefineOptions,
@@ -482,6 +486,13 @@ impl Default for NetworkOptions {
                 clamp: (0.0, 1.0),
                 ..FitOptions::default()
             },
+            // 2 × 15 conjugate-gradient steps: +0.38 dB on Kodak for ~0.2 s of CPU, as much as
+            // the 3 × 40 of the analytic encoder's final fit (BENCHMARKS.md)
+            color_fit: Some(FitOptions {
+                iterations: 15,
+                sweeps: 2,
+                ..FitOptions::default()
+            }),
             refine: RefineOptions {
                 iterations: 0,
                 ..RefineOptions::default()
@@ -521,6 +532,12 @@ impl NetworkOptions {
     /// slower, better files.
     pub fn with_refine(mut self, iterations: usize) -> Self {
         self.refine.iterations = iterations;
+        self
+    }
+    /// Compact models: refit the colours by least squares before writing (the default), or
+    /// write the network's colours as they are (`None`).
+    pub fn with_color_fit(mut self, fit: Option<FitOptions>) -> Self {
+        self.color_fit = fit;
         self
     }
     /// Sets the presence threshold (0 to 1).
@@ -811,45 +828,7 @@ impl NetworkEncoder {
     /// 1 px, positions 6 bits, log2 σ 8 bits, rotation 8 bits, Y/Cb/Cr 10/8/8 bits, ranges from
     /// the data), which costs well under 0.05 dB on an upscale (BENCHMARKS.md).
     pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
-        let mut wo = WriteOptions {
-            alpha_bits: 8,
-            color_model: ColorModel::YCbCr,
-            ..WriteOptions::default()
-        };
-        match &self.info.quantizers {
-            Some(q) => {
-                wo.cell_size = self.info.cell as u16;
-                wo.position_bits = q.position_bits;
-                wo.scale_bits = q.scale_bits;
-                wo.scale_range = Some(q.scale_range);
-                wo.rotation_bits = q.rotation_bits;
-                wo.luma_bits = q.color_bits[0];
-                wo.chroma_bits = q.color_bits[1];
-                let mut ranges = [(0.0, 1.0); 4];
-                if layout.is_color() {
-                    for (i, r) in ranges.iter_mut().take(3).enumerate() {
-                        *r = (q.color_min[i], q.color_max[i]);
-                    }
-                } else {
-                    ranges[0] = (q.color_min[0], q.color_max[0]);
-                }
-                if layout.has_alpha() {
-                    ranges[layout.channels() - 1] = (0.0, 1.0);
-                }
-                wo.channel_ranges = Some(ranges);
-            }
-            None => {
-                wo.cell_size = self.info.cell.clamp(1, u16::MAX as u32) as u16;
-                wo.position_bits = 6;
-                wo.scale_bits = 8;
-                wo.scale_range = self.info.scale_range;
-                wo.rotation_bits = 8;
-                wo.luma_bits = 10;
-                wo.chroma_bits = 8;
-                wo.channel_ranges = None;
-            }
-        }
-        wo
+        write_options_for(&self.info, layout)
     }
 
     /// Encodes `pixels` into a `.gsi` file with [`NetworkEncoder::write_options`].
@@ -862,14 +841,22 @@ impl NetworkEncoder {
     pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
         let out = self.field(pixels)?;
         let mut gs = out.image.into_gaussians();
-        if self.opts.refine.iterations > 0 && !gs.is_empty() {
-            // Refine within the file's scale range, quantize the geometry as the file will, and
-            // fit every channel (alpha included) to what is stored.
-            let mut ropts = self.opts.refine;
-            if let Some((lo, hi)) = opts.scale_range {
-                ropts.scale_bounds = (lo.exp2(), hi.exp2());
+        let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
+        let color_fit = match self.opts.color_fit {
+            Some(f) if self.info.quantizers.is_some() && !gs.is_empty() => Some(f),
+            _ if refining => Some(FitOptions::default()),
+            _ => None,
+        };
+        if let Some(fit) = color_fit {
+            // Refine (when asked) within the file's scale range, quantize the geometry as the
+            // file will, and fit every channel (alpha included) to what is stored.
+            if refining {
+                let mut ropts = self.opts.refine;
+                if let Some((lo, hi)) = opts.scale_range {
+                    ropts.scale_bounds = (lo.exp2(), hi.exp2());
+                }
+                refine(pixels, &mut gs, &ropts);
             }
-            refine(pixels, &mut gs, &ropts);
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
             for g in gs.iter_mut() {
@@ -877,7 +864,7 @@ impl NetworkEncoder {
                 *g = format::dequantize(&header, &format::quantize(&header, g));
                 g.color = color;
             }
-            fit_colors(pixels, &mut gs, &FitOptions::default());
+            fit_colors(pixels, &mut gs, &fit);
         } else if pixels.layout.has_alpha() {
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
@@ -899,6 +886,50 @@ impl NetworkEncoder {
         let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         format::write(&image, opts)
     }
+}
+
+/// The file layout and quantizers for Gaussians from a model described by `info` (see
+/// [`NetworkEncoder::write_options`]).
+pub(crate) fn write_options_for(info: &ModelInfo, layout: ChannelLayout) -> WriteOptions {
+    let mut wo = WriteOptions {
+        alpha_bits: 8,
+        color_model: ColorModel::YCbCr,
+        ..WriteOptions::default()
+    };
+    match &info.quantizers {
+        Some(q) => {
+            wo.cell_size = info.cell as u16;
+            wo.position_bits = q.position_bits;
+            wo.scale_bits = q.scale_bits;
+            wo.scale_range = Some(q.scale_range);
+            wo.rotation_bits = q.rotation_bits;
+            wo.luma_bits = q.color_bits[0];
+            wo.chroma_bits = q.color_bits[1];
+            let mut ranges = [(0.0, 1.0); 4];
+            if layout.is_color() {
+                for (i, r) in ranges.iter_mut().take(3).enumerate() {
+                    *r = (q.color_min[i], q.color_max[i]);
+                }
+            } else {
+                ranges[0] = (q.color_min[0], q.color_max[0]);
+            }
+            if layout.has_alpha() {
+                ranges[layout.channels() - 1] = (0.0, 1.0);
+            }
+            wo.channel_ranges = Some(ranges);
+        }
+        None => {
+            wo.cell_size = info.cell.clamp(1, u16::MAX as u32) as u16;
+            wo.position_bits = 6;
+            wo.scale_bits = 8;
+            wo.scale_range = info.scale_range;
+            wo.rotation_bits = 8;
+            wo.luma_bits = 10;
+            wo.chroma_bits = 8;
+            wo.channel_ranges = None;
+        }
+    }
+    wo
 }
 
 /// The network input for a window of the padded picture: planar RGB, the picture's last row
@@ -933,7 +964,7 @@ fn tile_input(p: &Pixels, window: [u32; 4]) -> Vec<f32> {
 
 /// Turns the network output of one tile's window into Gaussians: only cells inside the tile's
 /// core and the picture, present ones, centres clamped into the picture.
-fn decode_cells(
+pub(crate) fn decode_cells(
     p: &Pixels,
     data: &[f32],
     (hc, wc): (usize, usize),
