@@ -165,12 +165,15 @@ pub fn encode_pixels(data: &[u8]) {
         .map(|i| data.get(4 + i).copied().unwrap_or(0))
         .collect();
     let pixels = Pixels::from_u8(w, h, layout, &samples).expect("sizes match");
-    // Three refinement steps exercise the same code as forty, at fuzzing speed.
+    // Three refinement steps and a short colour fit exercise the same code as the defaults,
+    // at fuzzing speed.
     let mut opts = AnalyticOptions {
         density,
         ..Default::default()
     };
     opts.refine.iterations = 3;
+    opts.fit.iterations = 6;
+    opts.fit.sweeps = 1;
     opts.write.zstd_level = 1;
     let enc = analytic::encode(&pixels, &opts).expect("encoding a valid picture cannot fail");
     let file =
