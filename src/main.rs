@@ -46,6 +46,15 @@ fn main() -> ExitCode {
     }
     match run(cli.command) {
         Ok(()) => ExitCode::SUCCESS,
+        // The reader of our output went away (`gsimg info x.gsi | head`): nothing to report.
+        Err(e)
+            if e.chain().any(|c| {
+                c.downcast_ref::<std::io::Error>()
+                    .is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+            }) =>
+        {
+            ExitCode::SUCCESS
+        }
         Err(e) => {
             // The chain adds context layers (file names); a cause whose text its parent already
             // shows (thiserror's `#[from]` wrappers) is not repeated.

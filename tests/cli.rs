@@ -271,3 +271,32 @@ fn outputs_appear_whole_or_not_at_all_even_when_killed() {
         }
     }
 }
+
+#[test]
+fn a_reader_that_goes_away_is_not_a_crash() {
+    // `gsimg decode x.gsi - | head -c 10`, `gsimg info x.gsi | head -1`: stdout closes early.
+    let t = TempDir::new("pipe");
+    let (input, gsi) = (t.path("in.png"), t.path("in.gsi"));
+    write_png(&input, 64, 48, ChannelLayout::Rgb);
+    let enc = gsimg(&[
+        "encode", &input, &gsi, "--method", "analytic", "--refine", "0",
+    ]);
+    assert!(enc.status.success(), "{}", stderr(&enc));
+    // A 3200x2400 PNG is far larger than a pipe's buffer: the write fails whatever the timing.
+    for args in [
+        vec!["decode", &gsi, "-", "--scale", "50", "--device", "cpu"],
+        vec!["info", &gsi],
+    ] {
+        let mut child = Command::new(env!("CARGO_BIN_EXE_gsimg"))
+            .args(&args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        drop(child.stdout.take()); // the reader is gone before gsimg writes
+        let out = child.wait_with_output().unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+        assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
+    }
+}

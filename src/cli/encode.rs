@@ -199,6 +199,9 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
     if method == Method::Network && args.density.is_some() {
         bail!("--density applies to the analytic encoder only (use --quality with the network)");
     }
+    if method == Method::Analytic && args.no_fit {
+        bail!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
+    }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
     let (encoded, how) = match method {
         Method::Analytic => {

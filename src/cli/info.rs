@@ -1,5 +1,7 @@
 //! `gsimg info`: what a `.gsi` file holds and where its bytes go.
 
+use std::fmt::Write as _;
+use std::io::Write as _;
 use std::path::PathBuf;
 
 use anyhow::{Context, Result};
@@ -23,39 +25,49 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     let h = d.header();
     let n = h.gaussian_count;
     let pixels = h.width as f64 * h.height as f64;
-    println!("file:        {}", args.input.display());
-    println!("version:     1.{}", h.version_minor);
-    println!("size:        {} x {} native pixels", h.width, h.height);
-    println!(
+    // The report is built first and written in one go: a closed stdout (`gsimg info … | head`)
+    // is then one error, which main treats as a normal end.
+    let mut out = String::new();
+    macro_rules! say {
+        ($($t:tt)*) => {
+            // Writing into a String cannot fail.
+            let _ = writeln!(out, $($t)*);
+        };
+    }
+    say!("file:        {}", args.input.display());
+    say!("version:     1.{}", h.version_minor);
+    say!("size:        {} x {} native pixels", h.width, h.height);
+    say!(
         "channels:    {:?} ({:?} colour model)",
-        h.layout, h.color_model
+        h.layout,
+        h.color_model
     );
-    println!("gaussians:   {n} ({:.4} per pixel)", n as f64 / pixels);
+    say!("gaussians:   {n} ({:.4} per pixel)", n as f64 / pixels);
     let (tx, ty) = h.tiles();
-    println!(
+    say!(
         "tiling:      cell {} px, tile {} px, {} x {} tiles",
         h.cell_size,
         h.tile_size(),
         tx,
         ty
     );
-    println!(
+    say!(
         "file size:   {} bytes, {:.4} bits per pixel, {:.2} bits per Gaussian",
         a.file_bytes,
         a.file_bytes as f64 * 8.0 / pixels,
         a.file_bytes as f64 * 8.0 / n.max(1) as f64
     );
     if let Some(o) = d.metadata().orientation {
-        println!("orientation: {o}");
+        say!("orientation: {o}");
     }
     if let Some(icc) = &d.metadata().icc_profile {
-        println!("icc profile: {} bytes", icc.len());
+        say!("icc profile: {} bytes", icc.len());
     }
-    println!("\nsections:    tag   count      bytes");
+    say!("\nsections:    tag   count      bytes");
     for (tag, count, b) in &a.sections {
-        println!("             {tag:<5} {count:>5} {b:>10}");
+        say!("             {tag:<5} {count:>5} {b:>10}");
     }
-    println!("\nattribute      bits  raw bits/G  zstd bits/G (each stream alone)");
+    say!("\nattribute      bits  raw bits/G  zstd bits/G (each stream alone)");
     let streams = h.streams();
     for (i, (name, raw, packed)) in a.streams.iter().enumerate() {
         let bits = if i == 0 {
@@ -63,14 +75,18 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
         } else {
             streams[i - 1].bits.to_string()
         };
-        println!("  {name:<12} {bits:>5} {raw:>11.2} {packed:>12.2}");
+        say!("  {name:<12} {bits:>5} {raw:>11.2} {packed:>12.2}");
     }
     let raw: f64 = a.streams.iter().map(|s| s.1).sum();
     let packed: f64 = a.streams.iter().map(|s| s.2).sum();
-    println!(
+    say!(
         "  {:<12} {:>5} {raw:>11.2} {packed:>12.2}",
         "total",
         h.bits_per_gaussian()
     );
-    Ok(())
+    let mut stdout = std::io::stdout().lock();
+    stdout
+        .write_all(out.as_bytes())
+        .and_then(|()| stdout.flush())
+        .context("writing to standard output")
 }
