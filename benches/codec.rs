@@ -127,13 +127,21 @@ fn main() {
             let refine: usize = std::env::var("GSIMG_NET_REFINE")
                 .map_or(0, |v| v.parse().expect("GSIMG_NET_REFINE: a number"));
             for q in [50u8, 90] {
-                let enc = NetworkOptions::default()
+                let mut o = NetworkOptions::default()
                     .with_model(&model)
                     .with_device(Device::Cpu)
                     .with_refine(refine)
-                    .with_color_fit(net_fit())
-                    .with_quality(q)
-                    .and_then(|o| o.build());
+                    .with_color_fit(net_fit());
+                // GSIMG_NET_REFINE_LR = position,scale,rotation,colour step sizes of refinement
+                if let Ok(v) = std::env::var("GSIMG_NET_REFINE_LR") {
+                    let l: Vec<f32> = v
+                        .split(',')
+                        .map(|x| x.trim().parse().expect("GSIMG_NET_REFINE_LR: 4 numbers"))
+                        .collect();
+                    (o.refine.lr_position, o.refine.lr_scale) = (l[0], l[1]);
+                    (o.refine.lr_rotation, o.refine.lr_color) = (l[2], l[3]);
+                }
+                let enc = o.with_quality(q).and_then(|o| o.build());
                 match enc {
                     Ok(enc) => report(&format!("network q{q} refine {refine}"), &|px| {
                         if std::env::var_os("GSIMG_NET_DEFAULT_WRITE").is_some() {

@@ -851,6 +851,9 @@ impl NetworkEncoder {
             // Refine (when asked) within the file's scale range, quantize the geometry as the
             // file will, and fit every channel (alpha included) to what is stored.
             if refining {
+                // The network's colours assume its quantizers' clamping: start the refinement
+                // from the least-squares colours of its geometry instead.
+                fit_colors(pixels, &mut gs, &fit);
                 let mut ropts = self.opts.refine;
                 if let Some((lo, hi)) = opts.scale_range {
                     ropts.scale_bounds = (lo.exp2(), hi.exp2());

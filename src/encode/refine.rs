@@ -96,8 +96,9 @@ fn prep_with_cutoff(g: &Gaussian, qmax: f32) -> Prep {
 /// Per-Gaussian gradient with respect to: mx, my, A, B, C (conic), amp, channels.
 type Grad = [f64; 10];
 
-/// Refines `gaussians` in place against `target`. Returns the mean squared error per channel
-/// value before the first and after the last step.
+/// Refines `gaussians` in place against `target`, leaving the best parameters of all steps (the
+/// lowest error seen). Returns the mean squared error per channel value before the first step
+/// and of what it leaves.
 pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions) -> (f64, f64) {
     let nc = target.channels();
     let n = gaussians.len();
@@ -115,6 +116,7 @@ pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions)
     };
     let values = (w * h) as f64 * nc as f64;
     let (mut first, mut last) = (f64::NAN, f64::NAN);
+    let mut best: Vec<Gaussian> = Vec::with_capacity(n);
     for step in 0..=opts.iterations {
         let preps: Vec<Prep> = gaussians.par_iter().map(prep).collect();
         // Tile lists, in Gaussian order.
@@ -161,7 +163,13 @@ pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions)
         if step == 0 {
             first = mse;
         }
-        last = mse;
+        // Adam at a fixed step size need not descend monotonically (on crowded, overlapping
+        // Gaussians it can wander off): the best parameters seen are what is returned.
+        if mse < last || last.is_nan() {
+            last = mse;
+            best.clear();
+            best.extend_from_slice(gaussians);
+        }
         if step == opts.iterations {
             break;
         }
@@ -201,6 +209,7 @@ pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions)
                 }
             });
     }
+    gaussians.copy_from_slice(&best);
     (first, last)
 }
 
@@ -378,6 +387,49 @@ mod tests {
         let preps: Vec<Prep> = gs.iter().map(|g| prep_with_cutoff(g, FAR)).collect();
         let list: Vec<u32> = (0..gs.len() as u32).collect();
         tile_gradient(target, gs, &preps, &list, 0, 0, target.channels()).0
+    }
+
+    #[test]
+    fn refinement_never_leaves_a_worse_picture() {
+        // The picture is exactly what the starting Gaussians render: every step away from them
+        // is worse, and step sizes far too large make Adam step away. What is returned is still
+        // the best parameter set seen (the start), and its error is what is reported.
+        let (w, h) = (32u32, 24u32);
+        let start: Vec<Gaussian> = (0..12)
+            .map(|k| Gaussian {
+                x: 4.0 + (k % 4) as f32 * 8.0,
+                y: 4.0 + (k / 4) as f32 * 8.0,
+                scale: [4.0, 3.0],
+                rotation: 0.3 * k as f32,
+                color: [(k % 4) as f32 / 4.0, 0.1 * (k % 3) as f32, 0.2, 0.0],
+            })
+            .collect();
+        let image = crate::SplatImage::new(w, h, ChannelLayout::Rgb, start.clone()).unwrap();
+        let frame: crate::Frame<f32> = crate::render::render_cpu(
+            &image,
+            &crate::Viewport::full(w, h),
+            &crate::Limits::default(),
+        )
+        .unwrap();
+        let target = Pixels {
+            width: w,
+            height: h,
+            layout: ChannelLayout::Rgb,
+            data: frame.data,
+        };
+        let wild = RefineOptions {
+            iterations: 20,
+            lr_position: 3.0,
+            lr_scale: 0.5,
+            lr_rotation: 1.0,
+            lr_color: 0.3,
+            ..Default::default()
+        };
+        let mut gs = start.clone();
+        let (first, last) = refine(&target, &mut gs, &wild);
+        assert!(first < 1e-9, "the start renders the picture: {first}");
+        assert!(last <= first, "{last} > {first}");
+        assert_eq!(gs, start, "the best parameters seen are the start");
     }
 
     #[test]
