@@ -7,13 +7,20 @@
 # Corpora grow in fuzz/corpus/<target> (git-ignored), seeded from fuzz/seeds/<target>; crashes
 # land in fuzz/artifacts/<target>: minimize them (`cargo +nightly fuzz tmin <target> <file>`) and
 # add them to tests/fuzz_regressions/<target>/ (see fuzz/README.md).
+# The whole script is one block that bash reads before running it, so editing this file while
+# a long run is under way cannot derail that run.
+{
 set -uo pipefail
 cd "$(dirname "$0")"
 secs=${1:-60}
 jobs=${2:-1}
 targets=(parse parse_and_render region roundtrip encode_pixels model_metadata network_output)
 if [ $# -gt 2 ]; then targets=("${@:3}"); fi
-# One rayon thread per fuzzing process: libFuzzer's jobs give the parallelism.
+# One rayon thread per fuzzing process: libFuzzer's jobs give the parallelism. With one job
+# libFuzzer runs in this process and logs to $log (no fuzz-N.log files), so several copies of
+# this script with JOBS = 1 can run side by side.
+parallel=()
+if [ "$jobs" -gt 1 ]; then parallel=(-jobs="$jobs" -workers="$jobs"); fi
 export RAYON_NUM_THREADS=1
 cargo +nightly fuzz build --release >/dev/null 2>&1 || cargo +nightly fuzz build --release || exit 1
 printf '%-18s %14s %10s %8s\n' target executions exec/s crashes
@@ -23,7 +30,7 @@ for t in "${targets[@]}"; do
     log=$(mktemp)
     cargo +nightly fuzz run --release "$t" "corpus/$t" "seeds/$t" -- \
         -max_total_time="$secs" -rss_limit_mb=2048 -max_len=65536 -timeout=10 \
-        -jobs="$jobs" -workers="$jobs" -print_final_stats=1 >"$log" 2>&1
+        "${parallel[@]}" -print_final_stats=1 >"$log" 2>&1
     rc=$?
     execs=$(grep -h 'stat::number_of_executed_units' "$log" fuzz-*.log 2>/dev/null | awk '{s+=$2} END {print s+0}')
     rate=$(awk -v e="$execs" -v s="$secs" 'BEGIN {printf "%.0f", e/s}')
@@ -36,3 +43,4 @@ for t in "${targets[@]}"; do
     rm -f "$log" fuzz-*.log
 done
 exit $status
+}
