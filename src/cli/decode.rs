@@ -202,3 +202,23 @@ pub fn write_frame(
     };
     encode_image(fmt, img.width(), img.height(), c, &bytes, icc)
 }
+
+#[cfg(test)]
+mod tests {
+    use super::no_device;
+
+    #[test]
+    fn out_of_memory_is_a_warning_not_a_missing_gpu() {
+        // The messages gsimg produced on the H100 (BENCHMARKS.md, CUDA renderer, "Rerun") and
+        // on machines without a GPU.
+        assert!(no_device(
+            "no NVIDIA driver found (libcuda.so could not be loaded)"
+        ));
+        assert!(!no_device(
+            "cannot open CUDA device: DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")"
+        ));
+        assert!(!no_device(
+            "rasterize launch: fault injected by GSIMG_INJECT_CUDA_FAULT=rasterize"
+        ));
+    }
+}
