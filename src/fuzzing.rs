@@ -218,7 +218,7 @@ pub fn network_output(data: &[u8]) {
         ("gsimg.cell", cell.to_string()),
         ("gsimg.per_cell", per_cell.to_string()),
         ("gsimg.multiple", cell.to_string()),
-        ("gsimg.receptive_field", (byte(5) % 24).to_string()),
+        ("gsimg.receptive_field", (byte(5) % 9).to_string()),
         ("gsimg.version", "1".to_string()),
         ("gsimg.scale_min", lo.to_string()),
         ("gsimg.scale_max", (lo + span).to_string()),
@@ -255,25 +255,25 @@ pub fn network_output(data: &[u8]) {
     )
     .expect("sizes match");
     let threshold = (data.len() % 7) as f32 / 6.0;
-    // Tiles as the encoder plans them, with a small core so pictures get several.
+    // Tiles as the encoder plans them, with a small core so pictures get several (and small
+    // windows: the model output of a whole window is made for each tile).
     let (wp, hp) = (w.div_ceil(cell) * cell, h.div_ceil(cell) * cell);
-    let tiles: Vec<Tile> = plan_tiles(wp, hp, cell, info.tile_margin(), u64::MAX, Some(2 * cell));
-    let floats = &data[12..];
-    let mut next = 0usize;
-    let mut value = || -> f32 {
-        if floats.len() < 4 {
-            return 0.5;
-        }
-        let i = (next * 4) % (floats.len() - floats.len() % 4).max(4);
-        next += 1;
-        f32::from_le_bytes([floats[i], floats[i + 1], floats[i + 2], floats[i + 3]])
-    };
+    let core = (2 * cell).max(16);
+    let tiles: Vec<Tile> = plan_tiles(wp, hp, cell, info.tile_margin(), u64::MAX, Some(core));
+    // The model's output: the remaining bytes as little-endian f32, repeated as needed.
+    let values: Vec<f32> = data[12..]
+        .chunks_exact(4)
+        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
+        .collect();
+    let values = if values.is_empty() { vec![0.5] } else { values };
+    let mut stream = values.iter().copied().cycle();
     let mut gaussians = Vec::new();
     for tile in &tiles {
         let [x0, y0, x1, y1] = tile.window;
         let (hc, wc) = (((y1 - y0) / cell) as usize, ((x1 - x0) / cell) as usize);
-        let out: Vec<f32> = (0..per_cell as usize * 9 * hc * wc)
-            .map(|_| value())
+        let out: Vec<f32> = stream
+            .by_ref()
+            .take(per_cell as usize * 9 * hc * wc)
             .collect();
         if let Err(e) = decode_cells(
             &pixels,
