@@ -127,7 +127,7 @@ fn make_data(dir: &Path, pngs: &[String]) -> Result<()> {
                             x: x as f32 + ox,
                             y: y as f32 + oy,
                             scale: [rng.range(0.3, 0.8) as f32, rng.range(0.3, 0.8) as f32],
-                            rotation: rng.range(-3.14, 3.14) as f32,
+                            rotation: rng.range(-std::f64::consts::PI, std::f64::consts::PI) as f32,
                             color,
                         });
                     }

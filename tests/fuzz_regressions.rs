@@ -21,7 +21,8 @@ fn replay(target: &str, f: fn(&[u8])) -> usize {
 
 #[test]
 fn fuzz_findings_no_longer_crash() {
-    let targets: [(&str, fn(&[u8])); 7] = [
+    type Target = (&'static str, fn(&[u8]));
+    let targets: [Target; 7] = [
         ("parse", gsimg::fuzzing::parse),
         ("parse_and_render", gsimg::fuzzing::parse_and_render),
         ("region", gsimg::fuzzing::region),

@@ -33,8 +33,8 @@ fn reference_pixel(img: &SplatImage, wo: u32, ho: u32, u: u32, v: u32) -> [f64; 
         if q <= 9.0 {
             let w = a * (-0.5 * q).exp();
             den += w;
-            for c in 0..4 {
-                num[c] += w * g.color[c] as f64;
+            for (n, &c) in num.iter_mut().zip(&g.color) {
+                *n += w * c as f64;
             }
         }
     }
@@ -62,9 +62,9 @@ fn matches_binary64_evaluation_of_the_spec() {
         for _ in 0..400 {
             let (u, v) = (rng.below(wo as u64) as u32, rng.below(ho as u64) as u32);
             let r = reference_pixel(&img, wo, ho, u, v);
-            for c in 0..nc {
-                let got = frame.data[((v * wo + u) as usize) * nc + c] as f64;
-                worst = worst.max((got - r[c]).abs());
+            let px = &frame.data[((v * wo + u) as usize) * nc..][..nc];
+            for (&got, &want) in px.iter().zip(&r) {
+                worst = worst.max((got as f64 - want).abs());
             }
         }
         assert!(
