@@ -326,7 +326,7 @@ def main():
          "config": M.config_dict(model)})
 
     def save_state():
-        save(out_dir, kind, model, ema, opt, {"step": step, "lambda": lam, "rng_gen": gen.get_state(),
+        save(out_dir, kind, model, ema, opt, {"step": step, "lambda": lam, "best_val": best, "rng_gen": gen.get_state(),
                                               "rng_torch": torch.get_rng_state(), "base_lr": base_lr,
                                               "batch": batch, "patch": patch, "total_steps": total,
                                               "mse_weight": mse_w})
@@ -338,7 +338,8 @@ def main():
     budget = args.minutes * 60
     t_loop = time.time()
     acc, n_acc, t_last, steps_this_call = 0.0, 0, time.time(), 0
-    skipped, best = 0, -1.0
+    skipped = 0
+    best = float((ck or {}).get("best_val", -1.0))  # carried across calls in the checkpoint
     while True:
         if time.time() - t_start > budget or (args.max_steps and steps_this_call >= args.max_steps):
             break
@@ -413,7 +414,8 @@ def main():
             score = v.get("val_psnr", v.get("val_x4", 0.0))
             if score > best:  # the best validation so far survives a later collapse
                 best = score
-                save(out_dir / "best", kind, model, ema, opt, {"step": step, "lambda": lam, "rng_gen": gen.get_state(),
+                save(out_dir / "best", kind, model, ema, opt, {"step": step, "lambda": lam, "best_val": best,
+                                                             "rng_gen": gen.get_state(),
                                                              "rng_torch": torch.get_rng_state(), "base_lr": base_lr,
                                                              "batch": batch, "patch": patch, "total_steps": total,
                                                              "mse_weight": mse_w})
