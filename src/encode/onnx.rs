@@ -7,7 +7,7 @@
 //! (cuDNN loads lazily, at the first convolution); with `Device::Auto` any CUDA failure falls back
 //! to the CPU provider with a message saying why.
 //!
-//! # On the GPU machine (not yet run; the procedure for the session that does)
+//! # On the GPU machine (run on 2026-11-26: BENCHMARKS.md, "On the H100")
 //!
 //! The CUDA build of ONNX Runtime is selected with `ORT_DYLIB_PATH` (or `--ort-lib`); its folder
 //! must also hold `libonnxruntime_providers_shared.so` and `libonnxruntime_providers_cuda.so`,
