@@ -49,7 +49,12 @@ pub enum Error {
     #[error("{0}")]
     Model(String),
 
-    /// The CUDA renderer is unavailable or failed.
+    /// No usable GPU: no NVIDIA driver, no CUDA device, a GPU too old for gsimg's kernels, or
+    /// gsimg built without CUDA. Not a fault: callers use the CPU renderer.
+    #[error("no usable CUDA GPU: {0}")]
+    NoGpu(String),
+
+    /// The CUDA renderer failed on a usable GPU (out of memory, a launch failure, …).
     #[error("CUDA: {0}")]
     Cuda(String),
 

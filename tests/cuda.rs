@@ -166,7 +166,7 @@ fn kernel_constants_match_the_cpu_renderer() {
 #[test]
 fn without_the_feature_the_renderer_says_so() {
     match gsimg::cuda::CudaRenderer::new() {
-        Err(Error::Cuda(m)) => assert!(m.contains("built without CUDA support")),
+        Err(Error::NoGpu(m)) => assert!(m.contains("built without CUDA support")),
         other => panic!("{other:?}"),
     }
     assert_eq!(gsimg::cuda::device_count(), 0);

@@ -62,8 +62,8 @@ pub fn render_frame(
             Err(e @ gsimg::Error::LimitsExceeded { what, .. }) if !what.contains("GPU") => {
                 Err(e.into())
             }
-            Err(gsimg::Error::Cuda(why)) if !gsimg::cuda::BUILT_WITH_CUDA || no_device(&why) => {
-                eprintln!("gsimg: note: rendering on the CPU (no usable GPU: {why})");
+            Err(e @ gsimg::Error::NoGpu(_)) => {
+                eprintln!("gsimg: note: rendering on the CPU ({e})");
                 Ok(render::render_cpu(image, view, limits)?)
             }
             Err(e) => {
@@ -72,15 +72,6 @@ pub fn render_frame(
             }
         },
     }
-}
-
-/// Whether a CUDA error only says that there is no usable device (a note, not a warning).
-fn no_device(why: &str) -> bool {
-    // Out of memory while opening the device is a fault of a working GPU: a warning.
-    (why.contains("no NVIDIA driver")
-        || why.contains("cannot open CUDA device")
-        || why.contains("compute capability"))
-        && !why.contains("OUT_OF_MEMORY")
 }
 
 /// The output size: a scale, or a width and/or height (aspect ratio kept when one is missing).
@@ -201,24 +192,4 @@ pub fn write_frame(
         _ => img.to_rgba8().into_raw(),
     };
     encode_image(fmt, img.width(), img.height(), c, &bytes, icc)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::no_device;
-
-    #[test]
-    fn out_of_memory_is_a_warning_not_a_missing_gpu() {
-        // The messages gsimg produced on the H100 (BENCHMARKS.md, CUDA renderer, "Rerun") and
-        // on machines without a GPU.
-        assert!(no_device(
-            "no NVIDIA driver found (libcuda.so could not be loaded)"
-        ));
-        assert!(!no_device(
-            "cannot open CUDA device: DriverError(CUDA_ERROR_OUT_OF_MEMORY, \"out of memory\")"
-        ));
-        assert!(!no_device(
-            "rasterize launch: fault injected by GSIMG_INJECT_CUDA_FAULT=rasterize"
-        ));
-    }
 }

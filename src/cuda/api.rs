@@ -34,8 +34,9 @@ impl std::fmt::Debug for CudaRenderer {
 }
 
 impl CudaRenderer {
-    /// The first CUDA device. [`Error::Cuda`] without a driver, a GPU, or a GPU the kernels
-    /// support (compute capability 7.5 or newer).
+    /// The first CUDA device. [`Error::NoGpu`](crate::Error::NoGpu) without a driver, a GPU,
+    /// or a GPU the kernels support (compute capability 7.5 or newer); [`Error::Cuda`] when
+    /// opening a usable GPU fails (e.g. out of memory).
     pub fn new() -> Result<Self> {
         Self::with_device(0)
     }

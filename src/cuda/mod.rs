@@ -12,10 +12,10 @@
 //!   buffers from one file to the next.
 //!
 //! libcuda is loaded at run time: a build needs no CUDA toolkit, and without a driver or a GPU
-//! [`CudaRenderer::new`] returns [`Error::Cuda`](crate::Error::Cuda) (callers then use the CPU
-//! renderer). The kernels are embedded as PTX (`kernels/ptx/`, compute capability 7.5 and newer,
+//! [`CudaRenderer::new`] returns [`Error::NoGpu`](crate::Error::NoGpu) (callers then use the CPU
+//! renderer); [`Error::Cuda`](crate::Error::Cuda) is a failure of a usable GPU. The kernels are embedded as PTX (`kernels/ptx/`, compute capability 7.5 and newer,
 //! NVIDIA driver 580 or newer); see `kernels/README.md`. Built without the `cuda` feature, the
-//! same types exist and every constructor returns `Error::Cuda("built without CUDA support")`.
+//! same types exist and every constructor returns `Error::NoGpu("built without CUDA support")`.
 //!
 //! ```no_run
 //! # fn main() -> gsimg::Result<()> {

@@ -17,6 +17,22 @@ pub(crate) fn driver_err(what: &'static str) -> impl FnOnce(DriverError) -> Erro
     move |e| Error::Cuda(format!("{what}: {e}"))
 }
 
+/// A failure to open device `ordinal`: out of memory is a fault of a usable GPU
+/// ([`Error::Cuda`]); anything else (no such device, no device at all, …) means there is no
+/// usable GPU ([`Error::NoGpu`]).
+fn open_err(e: DriverError) -> Error {
+    let why = format!("cannot open CUDA device: {e}");
+    if fault_of_a_usable_gpu(e.0) {
+        Error::Cuda(why)
+    } else {
+        Error::NoGpu(why)
+    }
+}
+
+fn fault_of_a_usable_gpu(code: cudarc::driver::sys::CUresult) -> bool {
+    code == cudarc::driver::sys::CUresult::CUDA_ERROR_OUT_OF_MEMORY
+}
+
 /// Whether libcuda can be loaded. Checked before any driver call: cudarc panics when a driver
 /// function is called without the library.
 pub(crate) fn driver_present() -> bool {
@@ -50,11 +66,11 @@ pub(crate) struct Runtime {
 impl Runtime {
     pub(crate) fn new(ordinal: usize) -> Result<Arc<Runtime>> {
         if !driver_present() {
-            return Err(Error::Cuda(
+            return Err(Error::NoGpu(
                 "no NVIDIA driver found (libcuda.so could not be loaded)".into(),
             ));
         }
-        let ctx = CudaContext::new(ordinal).map_err(driver_err("cannot open CUDA device"))?;
+        let ctx = CudaContext::new(ordinal).map_err(open_err)?;
         // SAFETY: gsimg manages stream ordering itself: every buffer of a GpuImage or
         // CudaDecoder is allocated, used and freed on that object's one stream, and device
         // frames are synchronized after allocation and after each render into them (see api.rs),
@@ -64,7 +80,7 @@ impl Runtime {
             .compute_capability()
             .map_err(driver_err("cannot query the device"))?;
         if (major, minor) < MIN_COMPUTE_CAPABILITY {
-            return Err(Error::Cuda(format!(
+            return Err(Error::NoGpu(format!(
                 "the GPU has compute capability {major}.{minor}; gsimg's kernels need {}.{} or newer",
                 MIN_COMPUTE_CAPABILITY.0, MIN_COMPUTE_CAPABILITY.1
             )));
@@ -120,5 +136,21 @@ impl Runtime {
         self.ctx
             .new_stream()
             .map_err(driver_err("cannot create a stream"))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use cudarc::driver::sys::CUresult;
+
+    #[test]
+    fn out_of_memory_is_a_warning_not_a_missing_gpu() {
+        // What the H100 said when another process held its memory (BENCHMARKS.md, CUDA
+        // renderer, "Rerun"): a fault of a usable GPU, not a missing one. (The messages
+        // themselves need the driver to format, so the codes are checked.)
+        assert!(fault_of_a_usable_gpu(CUresult::CUDA_ERROR_OUT_OF_MEMORY));
+        assert!(!fault_of_a_usable_gpu(CUresult::CUDA_ERROR_NO_DEVICE));
+        assert!(!fault_of_a_usable_gpu(CUresult::CUDA_ERROR_INVALID_DEVICE));
     }
 }

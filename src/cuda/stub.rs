@@ -1,5 +1,5 @@
 //! The CUDA renderer's API when gsimg is built without the `cuda` feature: the same types, whose
-//! constructors return `Error::Cuda("built without CUDA support")`.
+//! constructors return `Error::NoGpu("built without CUDA support")`.
 
 use std::convert::Infallible;
 use std::marker::PhantomData;
@@ -8,7 +8,7 @@ use super::{GpuSample, HostFrame, RenderInfo};
 use crate::{ChannelLayout, Error, Frame, Limits, Result, SplatImage, Viewport};
 
 fn unsupported<T>() -> Result<T> {
-    Err(Error::Cuda("built without CUDA support".into()))
+    Err(Error::NoGpu("built without CUDA support".into()))
 }
 
 /// Number of CUDA devices: always 0 without the `cuda` feature.
@@ -23,12 +23,12 @@ pub struct CudaRenderer {
 }
 
 impl CudaRenderer {
-    /// Always [`Error::Cuda`].
+    /// Always [`Error::NoGpu`].
     pub fn new() -> Result<Self> {
         unsupported()
     }
 
-    /// Always [`Error::Cuda`].
+    /// Always [`Error::NoGpu`].
     pub fn with_device(_ordinal: usize) -> Result<Self> {
         unsupported()
     }
