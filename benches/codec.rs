@@ -5,12 +5,16 @@
 //! 8-bit output against the 8-bit original, per image, and both are averaged over the set
 //! (CompressAI's protocol, as in `shared/notes/codec-anchors.md` §2).
 //!
-//! Environment: `GSIMG_KODAK` (folder of PNGs; default `../shared/bench/kodak`),
-//! `GSIMG_DENSITIES` (comma-separated Gaussians per pixel for the analytic encoder). The compact
-//! network model (models/compact.onnx, on the CPU provider) is measured too when it is found.
-//! `GSIMG_REFINE` sets the analytic encoder's refinement iterations (default 40),
-//! `GSIMG_NET_REFINE` the network encoder's (default 0), `GSIMG_NET_MODEL` its model (default:
-//! the one `gsimg encode` finds; `GSIMG_NET_FIT`: `none` (no least-squares colour fit) or `ITERATIONS,SWEEPS`). An empty `GSIMG_DENSITIES` leaves the analytic rows out.
+//! The compact network model (on the CPU provider) is measured too when it is found.
+//! Environment:
+//! - `GSIMG_KODAK`: folder of PNGs (default `../shared/bench/kodak`);
+//! - `GSIMG_DENSITIES`: comma-separated Gaussians per pixel for the analytic encoder (empty: no
+//!   analytic rows); `GSIMG_REFINE`: its refinement iterations (default 40);
+//! - `GSIMG_NET_MODEL`: the network model (default: the one `gsimg encode` finds);
+//!   `GSIMG_NET_REFINE`: its refinement iterations (default 0); `GSIMG_NET_REFINE_LR`: their
+//!   step sizes, `POSITION,SCALE,ROTATION,COLOUR`; `GSIMG_NET_FIT`: its colour fit, `none` or
+//!   `ITERATIONS,SWEEPS`; `GSIMG_NET_DEFAULT_WRITE` (set): write with the analytic encoder's
+//!   quantizers instead of the model's.
 
 use std::time::Instant;
 

@@ -325,11 +325,11 @@ def main():
          "batch": batch, "patch": patch, "base_lr": base_lr, "total_steps": total, "mse_weight": mse_w, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
          "config": M.config_dict(model)})
 
-    def save_state():
-        save(out_dir, kind, model, ema, opt, {"step": step, "lambda": lam, "best_val": best, "rng_gen": gen.get_state(),
-                                              "rng_torch": torch.get_rng_state(), "base_lr": base_lr,
-                                              "batch": batch, "patch": patch, "total_steps": total,
-                                              "mse_weight": mse_w})
+    def save_state(where=out_dir):
+        save(where, kind, model, ema, opt, {"step": step, "lambda": lam, "best_val": best, "rng_gen": gen.get_state(),
+                                            "rng_torch": torch.get_rng_state(), "base_lr": base_lr,
+                                            "batch": batch, "patch": patch, "total_steps": total,
+                                            "mse_weight": mse_w})
 
     t_saved = time.time()
     anneal_from = None
@@ -414,11 +414,7 @@ def main():
             score = v.get("val_psnr", v.get("val_x4", 0.0))
             if score > best:  # the best validation so far survives a later collapse
                 best = score
-                save(out_dir / "best", kind, model, ema, opt, {"step": step, "lambda": lam, "best_val": best,
-                                                             "rng_gen": gen.get_state(),
-                                                             "rng_torch": torch.get_rng_state(), "base_lr": base_lr,
-                                                             "batch": batch, "patch": patch, "total_steps": total,
-                                                             "mse_weight": mse_w})
+                save_state(out_dir / "best")
             t_last = time.time()
     train_s = time.time() - t_loop
     v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)
