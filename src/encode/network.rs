@@ -486,8 +486,8 @@ impl Default for NetworkOptions {
                 clamp: (0.0, 1.0),
                 ..FitOptions::default()
             },
-            // 2 × 15 conjugate-gradient steps: +0.38 dB on Kodak for ~0.2 s of CPU, as much as
-            // the 3 × 40 of the analytic encoder's final fit (BENCHMARKS.md)
+            // 2 × 15 conjugate-gradient steps: +0.35 dB on Kodak (BENCHMARKS.md), as much as
+            // the analytic encoder's 3 × 40 gave on six Kodak images, in a quarter of the steps
             color_fit: Some(FitOptions {
                 iterations: 15,
                 sweeps: 2,
