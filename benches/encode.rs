@@ -10,7 +10,8 @@
 //! Environment: `GSIMG_BENCH_MODELS` (comma-separated .onnx paths; default `models/compact.onnx`
 //! and `models/upscale.onnx`, else the dummy test models, labelled so), `GSIMG_BENCH_DEVICE`
 //! (auto | cpu | cuda, default auto), `GSIMG_BENCH_IMAGE` (default Kodak kodim01),
-//! `ORT_DYLIB_PATH` (e.g. the GPU build of ONNX Runtime).
+//! `ORT_DYLIB_PATH` (e.g. the GPU build of ONNX Runtime), `GSIMG_BENCH_NO_FIT=1` (compact models
+//! also without the least-squares colour fit, as `gsimg encode --no-fit`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -123,18 +124,37 @@ fn main() {
         "| model | picture | provider | tiles | Gaussians | encode median (min) | network alone | CPU time per encode |"
     );
     println!("|---|---|---|---|---|---|---|---|");
-    for (path, dummy) in &models {
-        let enc: NetworkEncoder = NetworkOptions::default()
+    // A compact model runs twice when GSIMG_BENCH_NO_FIT=1: with its default colour fit, and
+    // without it (`gsimg encode --no-fit`).
+    let no_fit_too = std::env::var("GSIMG_BENCH_NO_FIT").is_ok_and(|v| v == "1");
+    let runs_of: Vec<(&PathBuf, bool, bool)> = models
+        .iter()
+        .flat_map(|(p, d)| [(p, *d, true), (p, *d, false)])
+        .collect();
+    for (path, dummy, fit) in runs_of {
+        let mut opts = NetworkOptions::default()
             .with_model(path)
             .with_device(device)
-            .with_threads(rayon::current_num_threads())
+            .with_threads(rayon::current_num_threads());
+        if !fit {
+            opts = opts.with_color_fit(None);
+        }
+        let enc: NetworkEncoder = opts
             .build()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let kind = enc.info().kind;
+        if !fit && (kind != ModelKind::Compact || !no_fit_too) {
+            continue;
+        }
         let label = format!(
-            "{}{}",
+            "{}{}{}",
             path.file_name().unwrap().to_string_lossy(),
-            if *dummy { " (DUMMY test model)" } else { "" }
+            if dummy { " (DUMMY test model)" } else { "" },
+            match (kind, fit) {
+                (ModelKind::Compact, true) => ", colour fit",
+                (ModelKind::Compact, false) => ", --no-fit",
+                _ => "",
+            }
         );
         for (name, px) in [("Kodak 768×512", &kodak), ("1920×1080", &hd)] {
             if !pictures

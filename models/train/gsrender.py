@@ -48,6 +48,19 @@ import torch
 LAMBDA = 1.0 / 12.0  # prefilter variance, output px² (§3.3)
 CUTOFF_Q = 9.0  # 3σ cutoff (§3.4)
 MIN_WEIGHT_SUM = 2.0 ** -40  # §3.4
+# The floor on the weight sum that the *gradient* of the normalization uses (the forward value
+# always uses §3.4's 2^-40). With the spec's floor, a pixel that no present Gaussian reaches
+# (D = 0) sends a gradient of size 2^40 to every absent Gaussian whose window covers it through
+# the presence gate's straight-through estimator: one such pixel dominates the clipped gradient
+# of a whole batch. A present Gaussian adds at least amp·e^-4.5 ≥ 0.0047 to D (amp ≥ 0.43 for
+# σ ≥ 0.25 at scale ≥ 1), so with hard gates D is 0 or ≥ 0.0047, and a floor of 1e-3 changes
+# no gradient of a covered pixel. Set by the compact model's training (`set_grad_weight_floor`).
+GRAD_MIN_WEIGHT_SUM = MIN_WEIGHT_SUM
+
+
+def set_grad_weight_floor(v: float):
+    global GRAD_MIN_WEIGHT_SUM
+    GRAD_MIN_WEIGHT_SUM = max(float(v), MIN_WEIGHT_SUM)
 WINDOW_MARGIN = 1e-3  # native px of slack in the window bound, against rounding
 
 try:  # Triton is optional: the CPU development machine may lack it.
@@ -164,7 +177,11 @@ def _splat_torch(geom, col, cx, cy, R: int):
             w = torch.where(ok & (q <= CUTOFF_Q), p[:, :, 5] * torch.exp(-0.5 * q), torch.zeros_like(q))
             den = den + w.sum(1, keepdim=True)
             num = num + (w.unsqueeze(2) * p[:, :, 6:]).sum(1)
-    return num / den.clamp_min(MIN_WEIGHT_SUM)
+    d = den.clamp_min(MIN_WEIGHT_SUM)
+    if GRAD_MIN_WEIGHT_SUM > MIN_WEIGHT_SUM:  # same value, gradient through the training floor
+        dg = den.clamp_min(GRAD_MIN_WEIGHT_SUM)
+        d = dg + (d - dg).detach()
+    return num / d
 
 
 if HAVE_TRITON:
@@ -367,7 +384,7 @@ class _SplatTriton(torch.autograd.Function):
         C = col.shape[2]
         Ho, Wo = cy.numel(), cx.numel()
         gout = gout.float().contiguous()
-        dm = den.clamp_min(MIN_WEIGHT_SUM).unsqueeze(1)
+        dm = den.clamp_min(GRAD_MIN_WEIGHT_SUM).unsqueeze(1)
         gn = (gout / dm).contiguous()
         gd = (-(gn * out).sum(1) * (den >= MIN_WEIGHT_SUM)).contiguous()
         rlo, rhi, mr = _pixel_ranges(cy, Hg, R)

@@ -174,7 +174,7 @@ def validate_upscale(model, val, device, scales=(2, 3, 4), crop=192):
 
 @torch.no_grad()
 def validate_compact(model, val, device, crop=256):
-    ps, pres = [], []
+    ps, pres, empty = [], [], []
     for a in val:
         c = center_crop(a, crop)
         h, w = c.shape[0] // 8 * 8, c.shape[1] // 8 * 8
@@ -185,10 +185,12 @@ def validate_compact(model, val, device, crop=256):
         rec = model.render(q, w, h, w, h).clamp(0, 1)
         ps.append(psnr(torch.round(rec * 255) / 255, img))
         pres.append(q[:, :, 8].mean().item())
+        empty.append((q[:, :, 8] < 0.5).all(1).float().mean().item())
     bits = model.cfg.bits_per_gaussian()
     p = float(np.mean(pres))
     return {"val_psnr": round(float(np.mean(ps)), 3), "presence": round(p, 4),
-            "raw_bpp": round(p * model.cfg.per_cell * bits / model.cfg.cell ** 2, 4)}
+            "raw_bpp": round(p * model.cfg.per_cell * bits / model.cfg.cell ** 2, 4),
+            "empty_cells": round(float(np.mean(empty)), 4)}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -239,6 +241,14 @@ def main():
                     help="compact, first call only: warm start from this checkpoint's EMA weights (see CompactNet.init_from)")
     ap.add_argument("--mse-weight", type=float, default=None,
                     help="compact: loss = L1 + w·MSE (first call sets it; PSNR is an MSE metric)")
+    ap.add_argument("--dual-step", type=float, default=2e-4,
+                    help="compact: λ += step·(fraction present − target) each step")
+    ap.add_argument("--logit-margin", type=float, default=0.0,
+                    help="compact: penalize presence logits beyond ±margin (0: off), so the gates stay trainable")
+    ap.add_argument("--logit-penalty", type=float, default=1e-2,
+                    help="compact: weight of mean(relu(|logit| − margin)²)")
+    ap.add_argument("--grad-weight-floor", type=float, default=0.0,
+                    help="floor on the weight sum in the gradient of the normalization (gsrender.GRAD_MIN_WEIGHT_SUM)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anneal", action="store_true",
                     help="last call: cosine from the current learning rate to 0 over this call's time")
@@ -247,6 +257,8 @@ def main():
     t_start = time.time()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if args.grad_weight_floor > 0:
+        M.gr.set_grad_weight_floor(args.grad_weight_floor)
     torch.backends.cudnn.benchmark = True
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
@@ -254,6 +266,8 @@ def main():
     ck = torch.load(args.resume, map_location="cpu", weights_only=False) if args.resume and Path(args.resume).exists() else None
     kind = args.model
     cfg = ck["config"] if ck else json.loads(args.config)
+    if not ck and args.init_from and args.config == "{}":  # warm start: the source's architecture
+        cfg = torch.load(args.init_from, map_location="cpu", weights_only=False)["config"]
     model = M.build(kind, cfg).to(device)
     ema = M.build(kind, cfg).to(device)
     defaults = {"upscale": dict(lr=4e-4, batch=32, patch=48, total=200_000),
@@ -339,6 +353,7 @@ def main():
     t_loop = time.time()
     acc, n_acc, t_last, steps_this_call = 0.0, 0, time.time(), 0
     skipped = 0
+    gmax = 0.0  # largest gradient norm (before clipping) of the log interval
     best = float((ck or {}).get("best_val", -1.0))  # carried across calls in the checkpoint
     while True:
         if time.time() - t_start > budget or (args.max_steps and steps_this_call >= args.max_steps):
@@ -380,14 +395,23 @@ def main():
             l1 = F.l1_loss(out, img)
             mse = F.mse_loss(out, img)
             pres = field[:, :, 8].mean()
-            hard = (field[:, :, 8] >= 0.5).float().mean().item()
+            gates = field[:, :, 8] >= 0.5
+            hard = gates.float().mean().item()
             loss = l1 + mse_w * mse + lam * pres
+            if args.logit_margin > 0:
+                # a saturated gate (|logit| ≫ 1) gets no gradient through the sigmoid: it can
+                # never flip, and the presence pattern freezes (v2: one Gaussian in every cell)
+                logit = raw[0][:, :, 8].float()
+                loss = loss + args.logit_penalty * F.relu(logit.abs() - args.logit_margin).square().mean()
             # dual ascent on λ towards the target mean presence (hard gates)
-            lam = max(0.0, lam + 2e-4 * (hard - args.target_presence))
-            extra = {"l1": l1.item(), "presence": hard, "lambda": lam}
+            lam = max(0.0, lam + args.dual_step * (hard - args.target_presence))
+            extra = {"l1": l1.item(), "presence": hard, "lambda": lam,
+                     "empty_cells": (~gates.any(1)).float().mean().item()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model_params, 1.0)
+        if torch.isfinite(gnorm):
+            gmax = max(gmax, float(gnorm))
         # A non-finite gradient (e.g. a pixel that no present Gaussian reaches: its weight sum
         # is clamped to 2^-40 and the gradient through it overflows) would turn every weight
         # into NaN through the clip: skip that step instead (counted in the log).
@@ -404,14 +428,18 @@ def main():
         if step % args.log_every == 0:
             now = time.time()
             log({"loss": round(acc / max(1, n_acc), 5), "lr": lr, "it_s": round(args.log_every / (now - t_last), 2),
-                 "skipped": skipped,
+                 "skipped": skipped, "gnorm_max": round(gmax, 3),
                  **{k: round(v, 5) for k, v in extra.items()}})
-            acc, n_acc, t_last = 0.0, 0, now
+            acc, n_acc, t_last, gmax = 0.0, 0, now, 0.0
         if step % args.val_every == 0:
             ema.eval()
             v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)
             log({"event": "val", **v})
-            score = v.get("val_psnr", v.get("val_x4", 0.0))
+            score = v.get("val_x4", 0.0) if kind == "upscale" else v["val_psnr"]
+            if kind == "compact":
+                # compare states at one rate: −1.5 dB per doubling of the Gaussians kept beyond
+                # the target (about the slope of PSNR against rate without refinement)
+                score -= 1.5 * math.log2(max(v["presence"], 1e-6) / args.target_presence)
             if score > best:  # the best validation so far survives a later collapse
                 best = score
                 save_state(out_dir / "best")
