@@ -14,7 +14,10 @@
 //!   `GSIMG_NET_REFINE`: its refinement iterations (default 0); `GSIMG_NET_REFINE_LR`: their
 //!   step sizes, `POSITION,SCALE,ROTATION,COLOUR`; `GSIMG_NET_FIT`: its colour fit, `none` or
 //!   `ITERATIONS,SWEEPS`; `GSIMG_NET_DEFAULT_WRITE` (set): write with the analytic encoder's
-//!   quantizers instead of the model's.
+//!   quantizers instead of the model's;
+//! - `GSIMG_REALLOC`: `FRACTION,ROUNDS` of both encoders' refinement
+//!   (`RefineOptions::reallocate`, `rounds`; default: each encoder's own: the analytic encoder
+//!   moves 0.2 of its Gaussians before each of 2 rounds, the network none).
 
 use std::time::Instant;
 
@@ -110,13 +113,29 @@ fn main() {
     };
     let refine: usize =
         std::env::var("GSIMG_REFINE").map_or(40, |v| v.parse().expect("GSIMG_REFINE: a number"));
+    // GSIMG_REALLOC = FRACTION,ROUNDS: move Gaussians to the error before each refinement round
+    // (both encoders; RefineOptions::reallocate / rounds)
+    let realloc: Option<(f32, usize)> = std::env::var("GSIMG_REALLOC").ok().map(|v| {
+        let (f, r) = v.split_once(',').expect("GSIMG_REALLOC: FRACTION,ROUNDS");
+        (
+            f.parse().expect("GSIMG_REALLOC: fraction"),
+            r.parse().expect("GSIMG_REALLOC: rounds"),
+        )
+    });
+    let moves = |o: &mut gsimg::encode::refine::RefineOptions| {
+        if let Some((f, r)) = realloc {
+            (o.reallocate, o.rounds) = (f, r);
+        }
+    };
+    let tag = realloc.map_or(String::new(), |(f, r)| format!(", move {f} × {r}"));
     for d in densities {
-        report(&format!("analytic d={d} refine {refine}"), &|px| {
+        report(&format!("analytic d={d} refine {refine}{tag}"), &|px| {
             let mut o = AnalyticOptions {
                 density: d,
                 ..Default::default()
             };
             o.refine.iterations = refine;
+            moves(&mut o.refine);
             analytic::encode(px, &o).unwrap()
         });
     }
@@ -145,9 +164,10 @@ fn main() {
                     (o.refine.lr_position, o.refine.lr_scale) = (l[0], l[1]);
                     (o.refine.lr_rotation, o.refine.lr_color) = (l[2], l[3]);
                 }
+                moves(&mut o.refine);
                 let enc = o.with_quality(q).and_then(|o| o.build());
                 match enc {
-                    Ok(enc) => report(&format!("network q{q} refine {refine}"), &|px| {
+                    Ok(enc) => report(&format!("network q{q} refine {refine}{tag}"), &|px| {
                         if std::env::var_os("GSIMG_NET_DEFAULT_WRITE").is_some() {
                             enc.encode_with(px, &gsimg::format::WriteOptions::default())
                                 .unwrap()

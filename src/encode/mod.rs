@@ -11,6 +11,7 @@ mod onnx;
 #[path = "onnx_stub.rs"]
 mod onnx;
 pub mod ort_lib;
+pub mod realloc;
 pub mod refine;
 
 pub use input::{LoadedImage, Pixels, from_dynamic, load_image};

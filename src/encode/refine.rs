@@ -39,6 +39,12 @@ pub struct RefineOptions {
     pub lr_color: f32,
     /// Smallest and largest σ allowed, native pixels.
     pub scale_bounds: (f32, f32),
+    /// Fraction of the Gaussians moved to where the error is before each round
+    /// ([`reallocate`](super::realloc::reallocate)); 0: none.
+    pub reallocate: f32,
+    /// Rounds of (move, colour fit, descent) the iterations are split into, when `reallocate`
+    /// is above 0.
+    pub rounds: usize,
 }
 
 impl Default for RefineOptions {
@@ -50,6 +56,8 @@ impl Default for RefineOptions {
             lr_rotation: 0.02,
             lr_color: 0.01,
             scale_bounds: (0.2, 256.0),
+            reallocate: 0.0,
+            rounds: 1,
         }
     }
 }
@@ -100,6 +108,34 @@ type Grad = [f64; 10];
 /// lowest error seen). Returns the mean squared error per channel value before the first step
 /// and of what it leaves.
 pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions) -> (f64, f64) {
+    if opts.reallocate <= 0.0 || opts.rounds == 0 || gaussians.is_empty() {
+        return descend(target, gaussians, opts, opts.iterations);
+    }
+    // Rounds: move some Gaussians, refit the colours (the moved ones start from a guess), then
+    // descend with fresh Adam moments.
+    let rounds = opts.rounds.min(opts.iterations.max(1));
+    let mut first = f64::NAN;
+    let mut last = f64::NAN;
+    for r in 0..rounds {
+        let iterations = opts.iterations / rounds + usize::from(r < opts.iterations % rounds);
+        super::realloc::reallocate(target, gaussians, opts.reallocate);
+        super::fit::fit_colors(target, gaussians, &super::fit::FitOptions::default());
+        let (f, l) = descend(target, gaussians, opts, iterations);
+        if r == 0 {
+            first = f;
+        }
+        last = l;
+    }
+    (first, last)
+}
+
+/// `iterations` Adam steps from the current parameters; see [`refine`].
+fn descend(
+    target: &Pixels,
+    gaussians: &mut [Gaussian],
+    opts: &RefineOptions,
+    iterations: usize,
+) -> (f64, f64) {
     let nc = target.channels();
     let n = gaussians.len();
     let (w, h) = (target.width as i64, target.height as i64);
@@ -117,7 +153,7 @@ pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions)
     let values = (w * h) as f64 * nc as f64;
     let (mut first, mut last) = (f64::NAN, f64::NAN);
     let mut best: Vec<Gaussian> = Vec::with_capacity(n);
-    for step in 0..=opts.iterations {
+    for step in 0..=iterations {
         let preps: Vec<Prep> = gaussians.par_iter().map(prep).collect();
         // Tile lists, in Gaussian order.
         let mut lists: Vec<Vec<u32>> = vec![Vec::new(); (tx * ty) as usize];
@@ -170,7 +206,7 @@ pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions)
             best.clear();
             best.extend_from_slice(gaussians);
         }
-        if step == opts.iterations {
+        if step == iterations {
             break;
         }
         // Chain rule to the parameters, then Adam.

@@ -1,0 +1,336 @@
+//! Moving Gaussians to where the error is, before (or between rounds of) refinement.
+//!
+//! Gradient refinement moves each Gaussian only a little, so it keeps the allocation it starts
+//! from: a start with Gaussians spread evenly (as the compact network's, about one per 8×8 cell
+//! whatever the content) refines much less well than the quadtree's (BENCHMARKS.md). One pass
+//! of [`reallocate`] keeps the count and moves a fraction of the Gaussians:
+//!
+//! 1. **Removal cost.** With the blend `C_p = N_p / D_p`, removing Gaussian `k` turns a pixel it
+//!    reaches into `C'_p = (N_p − w_pk c_k) / (D_p − w_pk)`. Its exact cost on its own is
+//!    `ΔE_k = Σ_p ‖C'_p − I_p‖² − ‖C_p − I_p‖²`, computed over its footprint (a pixel it alone
+//!    covers becomes 0, as §3.4 renders it).
+//! 2. **Removal.** The cheapest `m` go, in order of cost, skipping one whose centre lies within
+//!    reach of one already removed (two cheap neighbours are often cheap only because each
+//!    covers for the other).
+//! 3. **Addition.** On the error map of what is left, `m` new Gaussians go to the pixels of
+//!    largest error (a greedy pick, at least [`SPACING`] px apart), small and round, with the
+//!    colour that would make their pixel exact if the blend were theirs alone: the least-squares
+//!    colour fit and refinement that follow settle them.
+//!
+//! Everything runs at 1× with the spec's weights (`render::project`), in a fixed order, so the
+//! result does not depend on the thread count.
+
+use rayon::prelude::*;
+
+use super::input::Pixels;
+use crate::render::project::{MIN_WEIGHT_SUM, Projected, project, row_span, weight};
+use crate::splat::Gaussian;
+
+/// Least distance between two added Gaussians, native pixels.
+const SPACING: f32 = 2.0;
+
+/// σ of an added Gaussian, native pixels (refinement adapts it).
+const NEW_SIGMA: f32 = 1.0;
+
+/// Per-pixel numerator (4 channels) and denominator of the blend at 1×.
+struct Blend {
+    num: Vec<[f32; 4]>,
+    den: Vec<f32>,
+}
+
+fn blend(width: usize, height: usize, projected: &[Projected], nc: usize) -> Blend {
+    // Rows in parallel: each band of rows sums its Gaussians in index order (deterministic).
+    const BAND: usize = 16;
+    let mut num = vec![[0f32; 4]; width * height];
+    let mut den = vec![0f32; width * height];
+    num.par_chunks_mut(BAND * width)
+        .zip(den.par_chunks_mut(BAND * width))
+        .enumerate()
+        .for_each(|(band, (num, den))| {
+            let (y0, y1) = ((band * BAND) as i64, ((band + 1) * BAND).min(height) as i64);
+            for p in projected {
+                if p.bbox[3] < y0 || p.bbox[1] >= y1 {
+                    continue;
+                }
+                for y in p.bbox[1].max(y0)..=p.bbox[3].min(y1 - 1) {
+                    let (lo, hi) = row_span(p, y);
+                    for x in lo.max(0)..=hi.min(width as i64 - 1) {
+                        let w = weight(p, x, y);
+                        if w > 0.0 {
+                            let i = (y - y0) as usize * width + x as usize;
+                            den[i] += w;
+                            for (n, &c) in num[i].iter_mut().zip(&p.color).take(nc) {
+                                *n += w * c;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+    Blend { num, den }
+}
+
+fn value(num: f32, den: f32) -> f32 {
+    num / den.max(MIN_WEIGHT_SUM)
+}
+
+/// Moves `round(fraction · n)` of `gaussians` from where they matter least to where the render
+/// of `gaussians` is furthest from `target` (see the module documentation). The count does not
+/// change. Returns how many were moved.
+pub fn reallocate(target: &Pixels, gaussians: &mut [Gaussian], fraction: f32) -> usize {
+    let n = gaussians.len();
+    let m = ((fraction.clamp(0.0, 0.5) as f64 * n as f64).round() as usize).min(n);
+    if m == 0 {
+        return 0;
+    }
+    let nc = target.channels();
+    let (width, height) = (target.width as usize, target.height as usize);
+    let projected: Vec<Projected> = gaussians.par_iter().map(|g| project(g, 1.0, 1.0)).collect();
+    let b = blend(width, height, &projected, nc);
+    let pixel = |x: i64, y: i64| {
+        let s = (y as usize * width + x as usize) * nc;
+        &target.data[s..s + nc]
+    };
+
+    // 1. Removal cost of each Gaussian alone.
+    let cost: Vec<f64> = projected
+        .par_iter()
+        .map(|p| {
+            let mut delta = 0f64;
+            for y in p.bbox[1].max(0)..=p.bbox[3].min(height as i64 - 1) {
+                let (lo, hi) = row_span(p, y);
+                for x in lo.max(0)..=hi.min(width as i64 - 1) {
+                    let w = weight(p, x, y);
+                    if w <= 0.0 {
+                        continue;
+                    }
+                    let i = y as usize * width + x as usize;
+                    let (num, den) = (b.num[i], b.den[i]);
+                    let rest = den - w;
+                    let t = pixel(x, y);
+                    for c in 0..nc {
+                        let now = value(num[c], den) - t[c];
+                        let after = if rest > 1e-6 * den {
+                            (num[c] - w * p.color[c]) / rest
+                        } else {
+                            0.0
+                        } - t[c];
+                        delta += (after * after - now * now) as f64;
+                    }
+                }
+            }
+            delta
+        })
+        .collect();
+
+    // 2. Removal, cheapest first, not next to one already removed.
+    let mut order: Vec<usize> = (0..n).collect();
+    order.sort_by(|&a, &b| cost[a].total_cmp(&cost[b]).then(a.cmp(&b)));
+    let reach = |g: &Gaussian| 1.5 * g.scale[0].max(g.scale[1]);
+    let mut removed = vec![false; n];
+    let mut taken: Vec<usize> = Vec::with_capacity(m);
+    // Removed centres, bucketed on a coarse grid for the neighbour test.
+    const CELL: f32 = 16.0;
+    let gw = width.div_ceil(CELL as usize).max(1);
+    let gh = height.div_ceil(CELL as usize).max(1);
+    let mut grid: Vec<Vec<usize>> = vec![Vec::new(); gw * gh];
+    let bucket = |x: f32, y: f32| {
+        let i = ((x / CELL).floor().max(0.0) as usize).min(gw - 1);
+        let j = ((y / CELL).floor().max(0.0) as usize).min(gh - 1);
+        (i, j)
+    };
+    for &k in &order {
+        if taken.len() == m {
+            break;
+        }
+        let g = &gaussians[k];
+        let r = reach(g);
+        let (bi, bj) = bucket(g.x, g.y);
+        let span = (r / CELL).ceil() as usize + 1;
+        let mut near = false;
+        'scan: for j in bj.saturating_sub(span)..=(bj + span).min(gh - 1) {
+            for i in bi.saturating_sub(span)..=(bi + span).min(gw - 1) {
+                for &o in &grid[j * gw + i] {
+                    let h = &gaussians[o];
+                    let d2 = (h.x - g.x).powi(2) + (h.y - g.y).powi(2);
+                    if d2 < r.max(reach(h)).powi(2) {
+                        near = true;
+                        break 'scan;
+                    }
+                }
+            }
+        }
+        if near {
+            continue;
+        }
+        removed[k] = true;
+        taken.push(k);
+        grid[bj * gw + bi].push(k);
+    }
+    if taken.is_empty() {
+        return 0;
+    }
+
+    // 3. Error map of what is left, then additions at its largest values.
+    let kept: Vec<Projected> = projected
+        .iter()
+        .zip(&removed)
+        .filter(|(_, r)| !**r)
+        .map(|(p, _)| *p)
+        .collect();
+    let left = blend(width, height, &kept, nc);
+    let err: Vec<f32> = (0..width * height)
+        .into_par_iter()
+        .map(|i| {
+            let (x, y) = ((i % width) as i64, (i / width) as i64);
+            let t = pixel(x, y);
+            (0..nc)
+                .map(|c| (value(left.num[i][c], left.den[i]) - t[c]).powi(2))
+                .sum()
+        })
+        .collect();
+    let mut peaks: Vec<u32> = (0..(width * height) as u32).collect();
+    peaks.par_sort_by(|&a, &b| err[b as usize].total_cmp(&err[a as usize]).then(a.cmp(&b)));
+    let probe = Gaussian {
+        x: 0.5,
+        y: 0.5,
+        scale: [NEW_SIGMA, NEW_SIGMA],
+        rotation: 0.0,
+        color: [0.0; 4],
+    };
+    let peak_weight = project(&probe, 1.0, 1.0).amp;
+    let mut blocked = vec![false; width * height];
+    let s = SPACING.ceil() as i64;
+    let mut added: Vec<Gaussian> = Vec::with_capacity(taken.len());
+    for &i in &peaks {
+        if added.len() == taken.len() {
+            break;
+        }
+        let i = i as usize;
+        if blocked[i] {
+            continue;
+        }
+        let (x, y) = ((i % width) as i64, (i / width) as i64);
+        for yy in (y - s + 1).max(0)..=(y + s - 1).min(height as i64 - 1) {
+            for xx in (x - s + 1).max(0)..=(x + s - 1).min(width as i64 - 1) {
+                blocked[yy as usize * width + xx as usize] = true;
+            }
+        }
+        // The colour that makes this pixel exact: (N + w c) / (D + w) = I.
+        let t = pixel(x, y);
+        let mut color = [0f32; 4];
+        for c in 0..nc {
+            let v = (t[c] * (left.den[i] + peak_weight) - left.num[i][c]) / peak_weight;
+            color[c] = v.clamp(-0.25, 1.25);
+        }
+        added.push(Gaussian {
+            x: x as f32 + 0.5,
+            y: y as f32 + 0.5,
+            scale: [NEW_SIGMA, NEW_SIGMA],
+            rotation: 0.0,
+            color,
+        });
+    }
+    // The new ones take the removed ones' slots (the cheapest removals first); if fewer peaks
+    // than removals were found (a tiny picture), the costliest removals are undone.
+    let moved = added.len();
+    for (&k, g) in taken.iter().zip(added) {
+        gaussians[k] = g;
+    }
+    moved
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ChannelLayout;
+
+    fn mse(target: &Pixels, gs: &[Gaussian]) -> f64 {
+        let projected: Vec<Projected> = gs.iter().map(|g| project(g, 1.0, 1.0)).collect();
+        let b = blend(target.width as usize, target.height as usize, &projected, 3);
+        let mut e = 0f64;
+        for (i, t) in target.data.chunks(3).enumerate() {
+            for (&n, &t) in b.num[i].iter().zip(t) {
+                e += ((value(n, b.den[i]) - t) as f64).powi(2);
+            }
+        }
+        e / target.data.len() as f64
+    }
+
+    /// A flat picture with a sharp bright square: Gaussians spread evenly waste most of their
+    /// number on the flat part; moving some to the square's edges must lower the error of the
+    /// least-squares colours.
+    #[test]
+    fn moving_gaussians_to_the_error_lowers_it() {
+        let (w, h) = (64u32, 48u32);
+        let mut data = vec![0.2f32; (w * h * 3) as usize];
+        for y in 16..32 {
+            for x in 24..40 {
+                for c in 0..3 {
+                    data[((y * w + x) * 3 + c) as usize] = 0.9;
+                }
+            }
+        }
+        let target = Pixels {
+            width: w,
+            height: h,
+            layout: ChannelLayout::Rgb,
+            data,
+        };
+        let mut gs = Vec::new();
+        for j in 0..6 {
+            for i in 0..8 {
+                let (x, y) = (i as f32 * 8.0 + 4.0, j as f32 * 8.0 + 4.0);
+                let t = &target.data[((y as u32 * w + x as u32) * 3) as usize..][..3];
+                gs.push(Gaussian {
+                    x,
+                    y,
+                    scale: [4.0, 4.0],
+                    rotation: 0.0,
+                    color: [t[0], t[1], t[2], 0.0],
+                });
+            }
+        }
+        let start = gs.clone();
+        let fit = crate::encode::fit::FitOptions::default();
+        let mut fitted = gs.clone();
+        crate::encode::fit::fit_colors(&target, &mut fitted, &fit);
+        let before = mse(&target, &fitted);
+        let n = gs.len();
+        let moved = reallocate(&target, &mut gs, 0.25);
+        let moved_only = gs.clone();
+        crate::encode::fit::fit_colors(&target, &mut gs, &fit);
+        assert_eq!(gs.len(), n, "the count is kept");
+        assert!(moved > 0);
+        let after = mse(&target, &gs);
+        assert!(
+            after < before * 0.97,
+            "error before {before:.5}, after {after:.5}"
+        );
+        // Deterministic.
+        let mut again = start;
+        reallocate(&target, &mut again, 0.25);
+        assert_eq!(moved_only, again);
+    }
+
+    #[test]
+    fn nothing_to_move_is_a_no_op() {
+        let target = Pixels {
+            width: 4,
+            height: 4,
+            layout: ChannelLayout::Rgb,
+            data: vec![0.5; 48],
+        };
+        let mut gs: Vec<Gaussian> = Vec::new();
+        assert_eq!(reallocate(&target, &mut gs, 0.3), 0);
+        let mut one = vec![Gaussian {
+            x: 2.0,
+            y: 2.0,
+            scale: [1.0, 1.0],
+            rotation: 0.0,
+            color: [0.5; 4],
+        }];
+        assert_eq!(reallocate(&target, &mut one, 0.0), 0);
+        assert_eq!(one.len(), 1);
+    }
+}
