@@ -147,6 +147,8 @@ class CompactConfig:
     stem: int = 32
     ch: int = 96
     blocks: int = 8
+    # scale of every residual branch (EDSR uses 0.1 for wide stacks without normalization)
+    res_scale: float = 1.0
     # quantizers (file HEAD, §5): positions, log2σ, rotation, YCbCr channels
     pos_bits: int = 5
     scale_bits: int = 5
@@ -173,12 +175,13 @@ class CompactNet(nn.Module):
         assert cfg.cell == 8
         self.cfg = cfg
         s, ch = cfg.stem, cfg.ch
-        self.stem = nn.Sequential(nn.Conv2d(3, s, 3, padding=1), ResBlock(s), ResBlock(s))
+        rs = cfg.res_scale
+        self.stem = nn.Sequential(nn.Conv2d(3, s, 3, padding=1), ResBlock(s, rs), ResBlock(s, rs))
         self.down = nn.Sequential(
-            nn.Conv2d(s, 2 * s, 3, stride=2, padding=1), nn.ReLU(), ResBlock(2 * s),
-            nn.Conv2d(2 * s, 4 * s, 3, stride=2, padding=1), nn.ReLU(), ResBlock(4 * s),
+            nn.Conv2d(s, 2 * s, 3, stride=2, padding=1), nn.ReLU(), ResBlock(2 * s, rs),
+            nn.Conv2d(2 * s, 4 * s, 3, stride=2, padding=1), nn.ReLU(), ResBlock(4 * s, rs),
             nn.Conv2d(4 * s, ch, 3, stride=2, padding=1))
-        self.body = Body(ch, ch, cfg.blocks)
+        self.body = Body(ch, ch, cfg.blocks, rs)
         self.body.head = nn.Conv2d(ch + 3, ch, 3, padding=1)  # also sees the cell's mean colour
         K = cfg.per_cell
         self.out = nn.Conv2d(ch, K * 9, 3, padding=1)
@@ -215,9 +218,11 @@ class CompactNet(nn.Module):
         with this model's initial bias for slots beyond K_old and its log2σ bias re-centred so a
         copied slot starts at the σ it had."""
         own = self.state_dict()
+        # a residual branch's last conv scaled so that branch · res_scale is unchanged
+        gain = float(cfg.get("res_scale", 1.0)) / self.cfg.res_scale
         for k, v in state.items():
             if not k.startswith("out.") and k in own and own[k].shape == v.shape:
-                own[k].copy_(v)
+                own[k].copy_(v * gain if ".c2." in k else v)
         k_old = int(cfg["per_cell"])
         K = self.cfg.per_cell
         w_old = state["out.weight"].view(k_old, 9, *state["out.weight"].shape[1:])

@@ -161,7 +161,7 @@ def validate_upscale(model, val, device, scales=(2, 3, 4), crop=192):
             h, w = hr.shape[2] // s * s, hr.shape[3] // s * s
             hr_ = hr[:, :, :h, :w]
             lr = downscale(hr_, h // s, w // s)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=AUTOCAST and device.type == "cuda"):
                 raw = model.raw(lr)
             sr = model.render(model.field(lr, raw), w, h).clamp(0, 1)
             bic = F.interpolate(lr, size=(h, w), mode="bicubic", antialias=True, align_corners=False).clamp(0, 1)
@@ -179,7 +179,7 @@ def validate_compact(model, val, device, crop=256):
         c = center_crop(a, crop)
         h, w = c.shape[0] // 8 * 8, c.shape[1] // 8 * 8
         img = torch.from_numpy(c[:h, :w]).permute(2, 0, 1)[None].float().div(255).to(device)
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=AUTOCAST and device.type == "cuda"):
             raw = model.raw(img)
         q = model.quantize(model.field(img, raw))
         rec = model.render(q, w, h, w, h).clamp(0, 1)
@@ -196,6 +196,9 @@ def validate_compact(model, val, device, crop=256):
 # ------------------------------------------------------------------------------------------------
 # training
 # ------------------------------------------------------------------------------------------------
+AUTOCAST = True  # bf16 autocast of the encoder on CUDA (--fp32 turns it off)
+
+
 def lr_at(step, base, warmup, total):
     if step < warmup:
         return base * (step + 1) / warmup
@@ -249,6 +252,7 @@ def main():
                     help="compact: weight of mean(relu(|logit| − margin)²)")
     ap.add_argument("--grad-weight-floor", type=float, default=0.0,
                     help="floor on the weight sum in the gradient of the normalization (gsrender.GRAD_MIN_WEIGHT_SUM)")
+    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast in the encoder")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anneal", action="store_true",
                     help="last call: cosine from the current learning rate to 0 over this call's time")
@@ -257,6 +261,8 @@ def main():
     t_start = time.time()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    global AUTOCAST
+    AUTOCAST = device.type == "cuda" and not args.fp32
     if args.grad_weight_floor > 0:
         M.gr.set_grad_weight_floor(args.grad_weight_floor)
     torch.backends.cudnn.benchmark = True
@@ -266,8 +272,8 @@ def main():
     ck = torch.load(args.resume, map_location="cpu", weights_only=False) if args.resume and Path(args.resume).exists() else None
     kind = args.model
     cfg = ck["config"] if ck else json.loads(args.config)
-    if not ck and args.init_from and args.config == "{}":  # warm start: the source's architecture
-        cfg = torch.load(args.init_from, map_location="cpu", weights_only=False)["config"]
+    if not ck and args.init_from:  # warm start: the source's architecture, with --config's changes
+        cfg = {**torch.load(args.init_from, map_location="cpu", weights_only=False)["config"], **cfg}
     model = M.build(kind, cfg).to(device)
     ema = M.build(kind, cfg).to(device)
     defaults = {"upscale": dict(lr=4e-4, batch=32, patch=48, total=200_000),
@@ -380,14 +386,14 @@ def main():
             hr_side = max(p_lr, int(round(p_lr * s)))
             hr = data.crops(batch, hr_side, zoom_max=2.0)
             lr_img = downscale(hr, p_lr, p_lr)
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=AUTOCAST and device.type == "cuda"):
                 raw = model.raw(lr_img)
             out = model.render(model.field(lr_img, raw), hr_side, hr_side)
             loss = F.l1_loss(out, hr)
         else:
             img = data.crops(batch, patch, zoom_max=2.0)
             img = torch.round(img * 255) / 255
-            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.type == "cuda"):
+            with torch.autocast("cuda", dtype=torch.bfloat16, enabled=AUTOCAST and device.type == "cuda"):
                 raw = model.raw(img)
             field = model.field(img, raw)
             q = model.quantize(field)
@@ -406,7 +412,8 @@ def main():
             # dual ascent on λ towards the target mean presence (hard gates)
             lam = max(0.0, lam + args.dual_step * (hard - args.target_presence))
             extra = {"l1": l1.item(), "presence": hard, "lambda": lam,
-                     "empty_cells": (~gates.any(1)).float().mean().item()}
+                     "empty_cells": (~gates.any(1)).float().mean().item(),
+                     "raw_max": raw[0].detach().abs().max().item()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         gnorm = torch.nn.utils.clip_grad_norm_(model_params, 1.0)
