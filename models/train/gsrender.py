@@ -177,11 +177,11 @@ def _splat_torch(geom, col, cx, cy, R: int):
             w = torch.where(ok & (q <= CUTOFF_Q), p[:, :, 5] * torch.exp(-0.5 * q), torch.zeros_like(q))
             den = den + w.sum(1, keepdim=True)
             num = num + (w.unsqueeze(2) * p[:, :, 6:]).sum(1)
-    d = den.clamp_min(MIN_WEIGHT_SUM)
+    out = num / den.clamp_min(MIN_WEIGHT_SUM)
     if GRAD_MIN_WEIGHT_SUM > MIN_WEIGHT_SUM:  # same value, gradient through the training floor
-        dg = den.clamp_min(GRAD_MIN_WEIGHT_SUM)
-        d = dg + (d - dg).detach()
-    return num / d
+        og = num / den.clamp_min(GRAD_MIN_WEIGHT_SUM)
+        out = og + (out - og).detach()
+    return out
 
 
 if HAVE_TRITON:

@@ -142,3 +142,36 @@ def test_fixtures_match_reference():
         assert p.stat().st_size <= 200_000
         ref = gr.reference_render(rec.astype(np.float64), W, H, Wo, Ho)
         assert np.abs(img - ref).max() <= 1e-5, p.name
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_gradient_floor_changes_only_uncovered_pixels(backend, monkeypatch):
+    """The training floor on the weight sum (gsrender.GRAD_MIN_WEIGHT_SUM) leaves the rendered
+    values and the gradients of covered pixels as they are, and bounds the gradient that an
+    uncovered pixel sends to an absent (gate 0) Gaussian near it."""
+    if backend == "triton" and not gr.HAVE_TRITON:
+        pytest.skip("Triton not installed")
+    monkeypatch.setenv("GSRENDER_BACKEND", backend)
+    # Two Gaussians in a 2×1 grid of 8-px cells; the right one is absent, so the pixels of the
+    # right cell that the left one does not reach are uncovered.
+    x = torch.tensor([[[[4.0, 12.0]]]], dtype=torch.float32)
+    y = torch.tensor([[[[4.0, 4.0]]]], dtype=torch.float32)
+    s = torch.tensor([[[[1.0, 1.0]]]], dtype=torch.float32)
+    th = torch.zeros(1, 1, 1, 2)
+    col = torch.tensor([[[[0.2, 0.9]], [[0.4, 0.9]], [[0.6, 0.9]]]]).view(1, 1, 3, 1, 2)
+
+    def run(floor):
+        monkeypatch.setattr(gr, "GRAD_MIN_WEIGHT_SUM", floor)
+        gate = torch.tensor([[[[1.0, 0.0]]]], requires_grad=True)
+        out = gr.render_anchored(x, y, s, s, th, col, 16, 8, 16, 8, cell=8.0, o_max=4.0,
+                                 sigma_max=1.0, amp_scale=gate)
+        target = torch.full_like(out, 0.5)
+        ((out - target) ** 2).sum().backward()
+        return out.detach(), gate.grad.clone()
+
+    out_spec, g_spec = run(gr.MIN_WEIGHT_SUM)
+    out_floor, g_floor = run(1e-3)
+    assert torch.equal(out_spec, out_floor)
+    assert abs(float(g_spec[..., 0]) - float(g_floor[..., 0])) <= 1e-5 * max(1.0, abs(float(g_spec[..., 0])))
+    assert abs(float(g_spec[..., 1])) > 1e9  # the spec's floor: an exploding gradient
+    assert 0 < abs(float(g_floor[..., 1])) < 1e5
