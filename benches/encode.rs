@@ -132,6 +132,9 @@ fn main() {
         .flat_map(|(p, d)| [(p, *d, true), (p, *d, false)])
         .collect();
     for (path, dummy, fit) in runs_of {
+        if !fit && !no_fit_too {
+            continue;
+        }
         let mut opts = NetworkOptions::default()
             .with_model(path)
             .with_device(device)
@@ -143,8 +146,8 @@ fn main() {
             .build()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let kind = enc.info().kind;
-        if !fit && (kind != ModelKind::Compact || !no_fit_too) {
-            continue;
+        if !fit && kind != ModelKind::Compact {
+            continue; // the colour fit is a compact-model step
         }
         let label = format!(
             "{}{}{}",

@@ -107,13 +107,18 @@ type Grad = [f64; 10];
 /// Refines `gaussians` in place against `target`, leaving the best parameters of all steps (the
 /// lowest error seen). Returns the mean squared error per channel value before the first step
 /// and of what it leaves.
+///
+/// With `opts.reallocate` above 0 the iterations are split into `opts.rounds` rounds, each
+/// starting with [`reallocate`](super::realloc::reallocate) and a colour fit: then each round
+/// leaves the best parameters of its own steps, and the first error returned is the one after
+/// the first move.
 pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions) -> (f64, f64) {
-    if opts.reallocate <= 0.0 || opts.rounds == 0 || gaussians.is_empty() {
+    if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 || gaussians.is_empty() {
         return descend(target, gaussians, opts, opts.iterations);
     }
     // Rounds: move some Gaussians, refit the colours (the moved ones start from a guess), then
     // descend with fresh Adam moments.
-    let rounds = opts.rounds.min(opts.iterations.max(1));
+    let rounds = opts.rounds.min(opts.iterations);
     let mut first = f64::NAN;
     let mut last = f64::NAN;
     for r in 0..rounds {
