@@ -15,6 +15,7 @@
 //!   step sizes, `POSITION,SCALE,ROTATION,COLOUR`; `GSIMG_NET_FIT`: its colour fit, `none` or
 //!   `ITERATIONS,SWEEPS`; `GSIMG_NET_DEFAULT_WRITE` (set): write with the analytic encoder's
 //!   quantizers instead of the model's;
+//! - `GSIMG_NET_QUALITIES`: the network's `--quality` values (default `50,90`);
 //! - `GSIMG_REALLOC`: `FRACTION,ROUNDS` of both encoders' refinement
 //!   (`RefineOptions::reallocate`, `rounds`; default: each encoder's own: the analytic encoder
 //!   moves 0.2 of its Gaussians before each of 2 rounds, the network none).
@@ -149,7 +150,17 @@ fn main() {
         Ok(model) => {
             let refine: usize = std::env::var("GSIMG_NET_REFINE")
                 .map_or(0, |v| v.parse().expect("GSIMG_NET_REFINE: a number"));
-            for q in [50u8, 90] {
+            // GSIMG_NET_QUALITIES: comma-separated --quality values (default 50,90)
+            let qualities: Vec<u8> = std::env::var("GSIMG_NET_QUALITIES")
+                .unwrap_or_else(|_| "50,90".into())
+                .split(',')
+                .map(|q| {
+                    q.trim()
+                        .parse()
+                        .expect("GSIMG_NET_QUALITIES: numbers 1 to 100")
+                })
+                .collect();
+            for q in qualities {
                 let mut o = NetworkOptions::default()
                     .with_model(&model)
                     .with_device(Device::Cpu)

@@ -268,6 +268,7 @@ pub fn network_output(data: &[u8]) {
     let values = if values.is_empty() { vec![0.5] } else { values };
     let mut stream = values.iter().copied().cycle();
     let mut gaussians = Vec::new();
+    let mut spares = Vec::new();
     for tile in &tiles {
         let [x0, y0, x1, y1] = tile.window;
         let (hc, wc) = (((y1 - y0) / cell) as usize, ((x1 - x0) / cell) as usize);
@@ -283,6 +284,7 @@ pub fn network_output(data: &[u8]) {
             &info,
             threshold,
             &mut gaussians,
+            &mut spares,
         ) {
             assert!(
                 out.iter().any(|v| !v.is_finite()),
@@ -291,6 +293,9 @@ pub fn network_output(data: &[u8]) {
             return;
         }
     }
+    let before = gaussians.len();
+    let added = crate::encode::coverage::ensure_coverage(w, h, cell, &mut gaussians, &spares);
+    assert!(added <= spares.len() && gaussians.len() == before + added);
     let image = SplatImage::new(w, h, layout, gaussians).expect("decoded Gaussians are valid");
     let mut opts = write_options_for(&info, layout);
     opts.zstd_level = 1;

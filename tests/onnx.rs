@@ -151,10 +151,46 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
     // (holes), and lowers it above 50.
     let e75 = encoder("dummy_compact.onnx", |o| o.with_presence_threshold(0.75));
     assert_eq!(e75.encode(&px).unwrap().image.gaussian_count(), 2 * cells);
+    // Threshold 0.95: none present. Coverage turns back on each cell's most likely Gaussian
+    // (presence 0.9; one σ = 2 px Gaussian does not reach its whole 8×8 cell, so the next one
+    // too where needed): no pixel is left black.
+    let e95 = encoder("dummy_compact.onnx", |o| o.with_presence_threshold(0.95));
+    let enc95 = e95.encode(&px).unwrap();
+    let n = enc95.image.gaussian_count();
+    assert!(
+        (cells..=2 * cells).contains(&n),
+        "{n} Gaussians for {cells} cells"
+    );
+    let p95 = psnr(&render_f32(&enc95.image, 100, 70).data, &px.data);
+    assert!(p95 > 15.0, "covered picture: {p95:.2} dB");
+    let mut info = e.info().clone();
+    assert_eq!(
+        info.presence_threshold, 0.5,
+        "no gsimg.presence_threshold: 0.5"
+    );
     for (q, t) in [(1, 0.5), (25, 0.5), (50, 0.5), (70, 0.3), (100, 0.0)] {
         let o = NetworkOptions::default().with_quality(q).unwrap();
-        assert!((o.presence_threshold - t).abs() < 1e-6, "quality {q}");
+        assert!(
+            (o.presence_threshold_for(&info) - t).abs() < 1e-6,
+            "quality {q}"
+        );
     }
+    // A model whose operating threshold is 0.45: quality never raises it, lowers it above 55.
+    info.presence_threshold = 0.45;
+    for (q, t) in [(50, 0.45), (52, 0.45), (60, 0.4), (90, 0.1)] {
+        let o = NetworkOptions::default().with_quality(q).unwrap();
+        assert!(
+            (o.presence_threshold_for(&info) - t).abs() < 1e-6,
+            "quality {q}"
+        );
+    }
+    // An explicit threshold wins.
+    let o = NetworkOptions::default().with_quality(90).unwrap();
+    assert_eq!(
+        o.with_presence_threshold(0.75)
+            .presence_threshold_for(&info),
+        0.75
+    );
     // Every centre clamped into the picture (the file then rounds it within its cell).
     assert!(
         e.gaussians(&px)

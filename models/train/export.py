@@ -87,9 +87,16 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("ckpt")
     ap.add_argument("onnx")
+    ap.add_argument("--presence-threshold", type=float, default=None,
+                    help="compact: the operating point's presence threshold (gsimg.presence_threshold; "
+                         "gsimg's default 0.5), for models whose logits gather at the boundary (models/README.md §5)")
     args = ap.parse_args()
     model, ck = load_ema(args.ckpt)
-    meta = export(model, args.onnx, {"gsimg.train_steps": str(ck["step"])})
+    extra = {"gsimg.train_steps": str(ck["step"])}
+    if args.presence_threshold is not None:
+        assert model.kind == "compact" and 0.0 < args.presence_threshold < 1.0
+        extra["gsimg.presence_threshold"] = repr(args.presence_threshold)
+    meta = export(model, args.onnx, extra)
     c = model.cfg.cell
     d = check_onnx(model, args.onnx, sizes=((8 * c * 8, 8 * c * 12), (8 * c * 17, 8 * c * 10)))
     sha = hashlib.sha256(open(args.onnx, "rb").read()).hexdigest()

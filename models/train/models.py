@@ -190,6 +190,17 @@ class CompactNet(nn.Module):
             self.out.bias.copy_(self.initial_bias(K, cfg).view(-1))
         self.register_buffer("rgb2ycc", RGB2YCC.clone(), persistent=False)
         self.register_buffer("ycc2rgb", YCC2RGB.clone(), persistent=False)
+        self.clipped_colour_ste = False  # training option (train.py --clipped-colour-ste)
+
+    def colour_excess(self, field):
+        """Mean squared distance of the colours (YCbCr, each channel's range scaled to [0, 1])
+        outside the file's ranges: a penalty that pulls drifting colours back."""
+        c = self.cfg
+        ycc = torch.einsum("ij,bkjhw->bkihw", self.rgb2ycc, field[:, :, 5:8].float())
+        lo = torch.tensor(c.color_min, device=ycc.device).view(1, 1, 3, 1, 1)
+        hi = torch.tensor(c.color_max, device=ycc.device).view(1, 1, 3, 1, 1)
+        u = (ycc - lo) / (hi - lo)
+        return (F.relu(u - 1.0).square() + F.relu(-u).square()).mean()
 
     @staticmethod
     def initial_bias(K: int, cfg: CompactConfig) -> torch.Tensor:
@@ -282,7 +293,11 @@ class CompactNet(nn.Module):
         for i in range(3):
             lo, hi, m = c.color_min[i], c.color_max[i], 2 ** c.color_bits[i] - 1
             u = (ycc[:, :, i:i + 1] - lo) / (hi - lo)
-            chans.append(lo + (hi - lo) * ste(u, torch.clamp(torch.round(u * m), 0, m) / m))
+            # the file clamps to the range; a gradient passed through that clamp pushes a value
+            # that is already out of range further out with no effect on the loss (a drift
+            # Adam turns into full-size steps), so optionally cut it there (clipped STE)
+            g = u.clamp(0.0, 1.0) if self.clipped_colour_ste else u
+            chans.append(lo + (hi - lo) * ste(g, torch.clamp(torch.round(u * m), 0, m) / m))
         rgb = torch.einsum("ij,bkjhw->bkihw", self.ycc2rgb, torch.cat(chans, 2))
         p = field[:, :, 8:9]
         gate = ste(p, (p >= 0.5).to(p.dtype)) if hard_presence else p

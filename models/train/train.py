@@ -238,7 +238,8 @@ def main():
     ap.add_argument("--ema", type=float, default=0.999)
     ap.add_argument("--val-every", type=int, default=2000)
     ap.add_argument("--log-every", type=int, default=200)
-    ap.add_argument("--target-presence", type=float, default=0.25, help="compact: mean presence aimed at")
+    ap.add_argument("--target-presence", type=float, default=None,
+                    help="compact: mean presence aimed at (first call sets it, default 0.25; a resumed call keeps the checkpoint's)")
     ap.add_argument("--config", default="{}", help="JSON model config (first call only)")
     ap.add_argument("--init-from", default="",
                     help="compact, first call only: warm start from this checkpoint's EMA weights (see CompactNet.init_from)")
@@ -253,6 +254,12 @@ def main():
     ap.add_argument("--grad-weight-floor", type=float, default=0.0,
                     help="floor on the weight sum in the gradient of the normalization (gsrender.GRAD_MIN_WEIGHT_SUM)")
     ap.add_argument("--fp32", action="store_true", help="no bf16 autocast in the encoder")
+    ap.add_argument("--clipped-colour-ste", action="store_true",
+                    help="compact: no gradient through the colour quantizer's clamp (see CompactNet.quantize)")
+    ap.add_argument("--colour-range-penalty", type=float, default=0.0,
+                    help="compact: weight of CompactNet.colour_excess (colours outside the file's ranges)")
+    ap.add_argument("--group-norms", action="store_true",
+                    help="log the largest pre-clip gradient norm of each top-level module per interval")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anneal", action="store_true",
                     help="last call: cosine from the current learning rate to 0 over this call's time")
@@ -276,6 +283,8 @@ def main():
         cfg = {**torch.load(args.init_from, map_location="cpu", weights_only=False)["config"], **cfg}
     model = M.build(kind, cfg).to(device)
     ema = M.build(kind, cfg).to(device)
+    if kind == "compact":
+        model.clipped_colour_ste = args.clipped_colour_ste
     defaults = {"upscale": dict(lr=4e-4, batch=32, patch=48, total=200_000),
                 "compact": dict(lr=3e-4, batch=16, patch=128, total=120_000)}[kind]
     base_lr = args.lr or (ck or {}).get("base_lr") or defaults["lr"]
@@ -317,6 +326,15 @@ def main():
             print(f"warm start from {args.init_from} (step {src['step']}, config {src['config']})")
         ema.load_state_dict(model.state_dict())
     mse_w = args.mse_weight if args.mse_weight is not None else (ck or {}).get("mse_weight", 0.0)
+    # a resumed call keeps the rate target it was trained for (checkpoints without it fell back
+    # to 0.25: a 0.125 run resumed so drifted to twice its rate, models/README.md §5)
+    target = args.target_presence if args.target_presence is not None else (ck or {}).get("target_presence", 0.25)
+    # the other loss settings travel in the checkpoint too: a resumed call that differs says so
+    loss_args = {k: getattr(args, k) for k in ("dual_step", "logit_margin", "logit_penalty", "grad_weight_floor",
+                                               "clipped_colour_ste", "colour_range_penalty", "fp32")}
+    for k, v in (ck or {}).get("loss_args", {}).items():
+        if loss_args.get(k) != v:
+            print(f"warning: --{k.replace('_', '-')} is {loss_args.get(k)} in this call, {v} in the checkpoint")
     for p in ema.parameters():
         p.requires_grad_(False)
     model.train()
@@ -342,14 +360,15 @@ def main():
 
     log({"event": "start", "params": nparams, "train_images": len(imgs["train"]), "val_images": len(imgs["val"]),
          "train_mpix": round(sum(a.shape[0] * a.shape[1] for a in imgs["train"]) / 1e6, 2),
-         "batch": batch, "patch": patch, "base_lr": base_lr, "total_steps": total, "mse_weight": mse_w, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
+         "batch": batch, "patch": patch, "base_lr": base_lr, "total_steps": total, "mse_weight": mse_w, "target_presence": target, "device": torch.cuda.get_device_name() if device.type == "cuda" else "cpu",
          "config": M.config_dict(model)})
 
     def save_state(where=out_dir):
         save(where, kind, model, ema, opt, {"step": step, "lambda": lam, "best_val": best, "rng_gen": gen.get_state(),
                                             "rng_torch": torch.get_rng_state(), "base_lr": base_lr,
                                             "batch": batch, "patch": patch, "total_steps": total,
-                                            "mse_weight": mse_w})
+                                            "mse_weight": mse_w, "target_presence": target,
+                                            "loss_args": loss_args})
 
     t_saved = time.time()
     anneal_from = None
@@ -360,6 +379,7 @@ def main():
     acc, n_acc, t_last, steps_this_call = 0.0, 0, time.time(), 0
     skipped = 0
     gmax = 0.0  # largest gradient norm (before clipping) of the log interval
+    gmax_group = {}  # the same per top-level module (--group-norms)
     best = float((ck or {}).get("best_val", -1.0))  # carried across calls in the checkpoint
     while True:
         if time.time() - t_start > budget or (args.max_steps and steps_this_call >= args.max_steps):
@@ -404,18 +424,29 @@ def main():
             gates = field[:, :, 8] >= 0.5
             hard = gates.float().mean().item()
             loss = l1 + mse_w * mse + lam * pres
+            if args.colour_range_penalty > 0:
+                excess = model.colour_excess(field)
+                loss = loss + args.colour_range_penalty * excess
             if args.logit_margin > 0:
                 # a saturated gate (|logit| ≫ 1) gets no gradient through the sigmoid: it can
                 # never flip, and the presence pattern freezes (v2: one Gaussian in every cell)
                 logit = raw[0][:, :, 8].float()
                 loss = loss + args.logit_penalty * F.relu(logit.abs() - args.logit_margin).square().mean()
             # dual ascent on λ towards the target mean presence (hard gates)
-            lam = max(0.0, lam + args.dual_step * (hard - args.target_presence))
+            lam = max(0.0, lam + args.dual_step * (hard - target))
             extra = {"l1": l1.item(), "presence": hard, "lambda": lam,
                      "empty_cells": (~gates.any(1)).float().mean().item(),
-                     "raw_max": raw[0].detach().abs().max().item()}
+                     "raw_max": raw[0].detach().abs().max().item(),
+                     "colour_excess": model.colour_excess(field.detach()).item()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
+        if args.group_norms:
+            for name, mod in model.named_children():
+                gs = [p.grad for p in mod.parameters() if p.grad is not None]
+                if gs:
+                    n = float(torch.linalg.vector_norm(torch.stack(torch._foreach_norm(gs))))
+                    if math.isfinite(n):
+                        gmax_group[name] = max(gmax_group.get(name, 0.0), n)
         gnorm = torch.nn.utils.clip_grad_norm_(model_params, 1.0)
         if torch.isfinite(gnorm):
             gmax = max(gmax, float(gnorm))
@@ -436,8 +467,10 @@ def main():
             now = time.time()
             log({"loss": round(acc / max(1, n_acc), 5), "lr": lr, "it_s": round(args.log_every / (now - t_last), 2),
                  "skipped": skipped, "gnorm_max": round(gmax, 3),
+                 **{f"gnorm_{k}": round(v, 3) for k, v in gmax_group.items()},
                  **{k: round(v, 5) for k, v in extra.items()}})
             acc, n_acc, t_last, gmax = 0.0, 0, now, 0.0
+            gmax_group = {}
         if step % args.val_every == 0:
             ema.eval()
             v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)
@@ -446,7 +479,7 @@ def main():
             if kind == "compact":
                 # compare states at one rate: −1.5 dB per doubling of the Gaussians kept beyond
                 # the target (about the slope of PSNR against rate without refinement)
-                score -= 1.5 * math.log2(max(v["presence"], 1e-6) / args.target_presence)
+                score -= 1.5 * math.log2(max(v["presence"], 1e-6) / target)
             if score > best:  # the best validation so far survives a later collapse
                 best = score
                 save_state(out_dir / "best")

@@ -2,6 +2,7 @@
 #![forbid(unsafe_code)]
 
 pub mod analytic;
+pub(crate) mod coverage;
 pub mod fit;
 mod input;
 pub mod network;

@@ -45,6 +45,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use super::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use super::fit::{FitOptions, fit_colors};
 use super::input::Pixels;
 use super::onnx::{ModelDecl, OnnxModel, TensorDecl};
@@ -149,6 +150,9 @@ pub struct ModelInfo {
     pub quantizers: Option<Quantizers>,
     /// The range of log2 σ the model produces, when it says.
     pub scale_range: Option<(f32, f32)>,
+    /// The presence threshold of the model's operating point (`gsimg.presence_threshold`,
+    /// default 0.5): a Gaussian is kept when its presence is at least this.
+    pub presence_threshold: f32,
 }
 
 fn meta_err(key: &str, why: impl std::fmt::Display) -> Error {
@@ -308,6 +312,23 @@ impl ModelInfo {
                 })
             }
         };
+        // A model whose presence logits gather at the decision boundary (the equilibrium of a
+        // hard gate trained straight-through) names a threshold just below it, so that
+        // rounding differences between training and inference do not flip those Gaussians.
+        let presence_threshold = match meta.get("gsimg.presence_threshold") {
+            None => 0.5,
+            Some(v) => {
+                let key = "gsimg.presence_threshold";
+                let t: f32 = num(key, v.trim())?;
+                if !(t > 0.0 && t < 1.0) {
+                    return Err(meta_err(
+                        key,
+                        format!("is {t}: expected above 0 and below 1"),
+                    ));
+                }
+                t
+            }
+        };
         Ok(ModelInfo {
             kind,
             cell,
@@ -317,6 +338,7 @@ impl ModelInfo {
             version,
             quantizers,
             scale_range,
+            presence_threshold,
         })
     }
 
@@ -430,8 +452,12 @@ pub struct NetworkOptions {
     pub ort_library: Option<PathBuf>,
     /// Where else ONNX Runtime is looked for (`None`: from the environment).
     pub library_search: Option<LibrarySearch>,
-    /// Gaussians whose presence is below this are dropped (0.5: as trained).
-    pub presence_threshold: f32,
+    /// Gaussians whose presence is below this are dropped; `None`: the model's operating
+    /// threshold ([`ModelInfo::presence_threshold`]), lowered by `quality` above 50
+    /// ([`NetworkOptions::presence_threshold_for`]).
+    pub presence_threshold: Option<f32>,
+    /// Quality 1 to 100 of a compact model ([`NetworkOptions::with_quality`]).
+    pub quality: u8,
     /// Largest network input (padded pixels) run in one piece; larger pictures go in tiles.
     pub max_tile_pixels: u64,
     /// Force tiles with cores of this side (pixels, rounded up to the model's multiple).
@@ -461,6 +487,7 @@ impl std::fmt::Debug for NetworkOptions {
             .field("device", &self.device)
             .field("ort_library", &self.ort_library)
             .field("presence_threshold", &self.presence_threshold)
+            .field("quality", &self.quality)
             .field("max_tile_pixels", &self.max_tile_pixels)
             .field("tile_size", &self.tile_size)
             .field("threads", &self.threads)
@@ -476,7 +503,8 @@ impl Default for NetworkOptions {
             device: Device::Auto,
             ort_library: None,
             library_search: None,
-            presence_threshold: 0.5,
+            presence_threshold: None,
+            quality: 50,
             max_tile_pixels: 1 << 21,
             tile_size: None,
             threads: 0,
@@ -540,17 +568,18 @@ impl NetworkOptions {
         self.color_fit = fit;
         self
     }
-    /// Sets the presence threshold (0 to 1).
+    /// Sets the presence threshold (0 to 1) in place of the model's and the quality's.
     pub fn with_presence_threshold(mut self, t: f32) -> Self {
-        self.presence_threshold = t;
+        self.presence_threshold = Some(t);
         self
     }
-    /// Quality 1 to 100 for a compact model. The model has one trained rate (presence ≥ 0.5);
-    /// quality above 50 lowers the presence threshold to `1 − quality/100`, keeping Gaussians
-    /// the model rated less likely (measured on Kodak `kodim01`: 50 → 0.568 bpp, 21.34 dB;
-    /// 70 → 0.645 bpp, 21.48 dB; 90 → 0.749 bpp, 21.57 dB). Quality up to 50 is the trained
-    /// point: a threshold above 0.5 leaves holes no Gaussian covers (30 → 7 dB), so it is not
-    /// offered; smaller files need rate control the model does not have yet.
+    /// Quality 1 to 100 for a compact model. The model has one trained rate (its operating
+    /// threshold, [`ModelInfo::presence_threshold`], 0.5 unless the model says otherwise);
+    /// quality above 50 lowers the presence threshold to `1 − quality/100` when that is lower,
+    /// keeping Gaussians the model rated less likely (somewhat larger files, a little higher
+    /// PSNR: BENCHMARKS.md). Quality up to 50 is the trained point: a threshold above it would
+    /// leave most of the picture to the coverage spares, so it is not offered; smaller files
+    /// need rate control the model does not have yet.
     pub fn with_quality(mut self, quality: u8) -> Result<Self> {
         if !(1..=100).contains(&quality) {
             return Err(Error::invalid(
@@ -558,8 +587,20 @@ impl NetworkOptions {
                 format!("{quality} (allowed: 1 to 100)"),
             ));
         }
-        self.presence_threshold = (1.0 - quality as f32 / 100.0).min(0.5);
+        self.quality = quality;
         Ok(self)
+    }
+    /// The presence threshold these options give a model whose operating threshold is
+    /// `info.presence_threshold`: the explicit one, else the model's, lowered to
+    /// `1 − quality/100` when the quality is above 50 and that is lower.
+    pub fn presence_threshold_for(&self, info: &ModelInfo) -> f32 {
+        match self.presence_threshold {
+            Some(t) => t,
+            None if self.quality > 50 => info
+                .presence_threshold
+                .min(1.0 - self.quality as f32 / 100.0),
+            None => info.presence_threshold,
+        }
     }
     /// Runs inputs up to this many (padded) pixels in one piece.
     pub fn with_max_tile_pixels(mut self, n: u64) -> Self {
@@ -590,10 +631,16 @@ impl NetworkOptions {
     /// Checks the options, finds the model and ONNX Runtime, opens the model on the device and
     /// checks it against the contract.
     pub fn build(self) -> Result<NetworkEncoder> {
-        if !(0.0..=1.0).contains(&self.presence_threshold) {
+        if let Some(t) = self.presence_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
             return Err(Error::invalid(
                 "presence threshold",
-                format!("{} (allowed: 0 to 1)", self.presence_threshold),
+                format!("{t} (allowed: 0 to 1)"),
+            ));
+        }
+        if !(1..=100).contains(&self.quality) {
+            return Err(Error::invalid(
+                "quality",
+                format!("{} (allowed: 1 to 100)", self.quality),
             ));
         }
         if self.max_tile_pixels < 64 * 64 {
@@ -779,6 +826,8 @@ impl NetworkEncoder {
         let (c, k) = (info.cell, info.per_cell as usize);
         let tiles = self.tiles_for(w, h);
         let mut gaussians = Vec::new();
+        let mut spares = Vec::new();
+        let threshold = self.opts.presence_threshold_for(info);
         let mut network_seconds = 0.0;
         if let Some(p) = &self.opts.progress {
             p(0, tiles.len());
@@ -805,14 +854,17 @@ impl NetworkEncoder {
                     (hc, wc),
                     tile,
                     info,
-                    self.opts.presence_threshold,
+                    threshold,
                     &mut gaussians,
+                    &mut spares,
                 )
             })?;
             if let Some(p) = &self.opts.progress {
                 p(t + 1, tiles.len());
             }
         }
+        // No pixel left to no Gaussian (it would render black): see `coverage`.
+        ensure_coverage(w, h, c, &mut gaussians, &spares);
         let image = SplatImage::new(w, h, pixels.layout, gaussians)?;
         Ok(NetworkOutput {
             image,
@@ -969,7 +1021,9 @@ fn tile_input(p: &Pixels, window: [u32; 4]) -> Vec<f32> {
 }
 
 /// Turns the network output of one tile's window into Gaussians: only cells inside the tile's
-/// core and the picture, present ones, centres clamped into the picture.
+/// core and the picture, present ones, centres clamped into the picture. The most likely
+/// absent Gaussians of each cell go to `spares` (for [`ensure_coverage`]).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_cells(
     p: &Pixels,
     data: &[f32],
@@ -978,68 +1032,98 @@ pub(crate) fn decode_cells(
     info: &ModelInfo,
     threshold: f32,
     out: &mut Vec<Gaussian>,
+    spares: &mut Vec<Spare>,
 ) -> Result<()> {
     let c = info.cell;
     let k = info.per_cell as usize;
     let (w, h) = (p.width, p.height);
     let [cx0, cy0, cx1, cy1] = tile.core.map(|v| v / c);
     let (wx0, wy0) = (tile.window[0] / c, tile.window[1] / c);
-    let cells_x = cx1.min(w.div_ceil(c));
+    let all_x = w.div_ceil(c);
+    let cells_x = cx1.min(all_x);
     let cells_y = cy1.min(h.div_ceil(c));
     let nc = p.channels();
     let plane = hc * wc;
     let at = |kk: usize, q: usize, i: usize| data[(kk * 9 + q) * plane + i];
-    let row = |gy: u32| -> Result<Vec<Gaussian>> {
-        let mut v_out = Vec::with_capacity((cells_x.saturating_sub(cx0)) as usize * k);
+    // The Gaussian of slot kk in cell (gx, gy) at output position i; None if non-finite.
+    let gaussian = |kk: usize, i: usize, gx: u32, gy: u32| -> Option<Gaussian> {
+        let v: [f32; 8] = std::array::from_fn(|q| at(kk, q, i));
+        if v.iter().any(|x| !x.is_finite()) {
+            return None;
+        }
+        let x = ((gx as f32 + 0.5) * c as f32 + v[0]).clamp(0.0, w as f32);
+        let y = ((gy as f32 + 0.5) * c as f32 + v[1]).clamp(0.0, h as f32);
+        let s = |l: f32| l.clamp(-MAX_LOG2_SCALE, MAX_LOG2_SCALE).exp2();
+        let ch = |v: f32| v.clamp(-MAX_CHANNEL_VALUE, MAX_CHANNEL_VALUE);
+        let mut color = [0f32; 4];
+        if p.layout.is_color() {
+            color[..3].copy_from_slice(&[ch(v[5]), ch(v[6]), ch(v[7])]);
+        } else {
+            color[0] = ch(0.299 * v[5] + 0.587 * v[6] + 0.114 * v[7]);
+        }
+        if p.layout.has_alpha() {
+            // A first guess (the nearest pixel's alpha), refined by the fit.
+            let px = (x as u32).min(w - 1) as usize;
+            let py = (y as u32).min(h - 1) as usize;
+            color[nc - 1] = p.data[(py * w as usize + px) * nc + nc - 1];
+        }
+        Some(Gaussian {
+            x,
+            y,
+            scale: [s(v[2]), s(v[3])],
+            rotation: v[4],
+            color,
+        })
+    };
+    type Row = (Vec<Gaussian>, Vec<Spare>);
+    let row = |gy: u32| -> Result<Row> {
+        let mut present = Vec::with_capacity((cells_x.saturating_sub(cx0)) as usize * k);
+        let mut spare = Vec::new();
         for gx in cx0..cells_x {
             let i = (gy - wy0) as usize * wc + (gx - wx0) as usize;
+            let mut absent: Vec<(f32, usize)> = Vec::new();
             for kk in 0..k {
                 let presence = at(kk, 8, i);
-                // NaN presence drops the Gaussian too.
-                if presence.is_nan() || presence < threshold {
+                // NaN presence drops the Gaussian (and makes it no spare).
+                if presence.is_nan() {
                     continue;
                 }
-                let v: [f32; 8] = std::array::from_fn(|q| at(kk, q, i));
-                if v.iter().any(|x| !x.is_finite()) {
-                    return Err(Error::Model(format!(
+                if presence < threshold {
+                    absent.push((presence, kk));
+                    continue;
+                }
+                let g = gaussian(kk, i, gx, gy).ok_or_else(|| {
+                    let v: [f32; 8] = std::array::from_fn(|q| at(kk, q, i));
+                    Error::Model(format!(
                         "the network produced a non-finite value for Gaussian {kk} of cell \
                          ({gx}, {gy}): {v:?}"
-                    )));
+                    ))
+                })?;
+                present.push(g);
+            }
+            // Most likely first; the lower slot first among equals.
+            absent.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+            let cell = gy as usize * all_x as usize + gx as usize;
+            for (rank, &(_, kk)) in absent.iter().take(SPARES_PER_CELL).enumerate() {
+                if let Some(g) = gaussian(kk, i, gx, gy) {
+                    spare.push(Spare {
+                        cell,
+                        rank,
+                        gaussian: g,
+                    });
                 }
-                let x = ((gx as f32 + 0.5) * c as f32 + v[0]).clamp(0.0, w as f32);
-                let y = ((gy as f32 + 0.5) * c as f32 + v[1]).clamp(0.0, h as f32);
-                let s = |l: f32| l.clamp(-MAX_LOG2_SCALE, MAX_LOG2_SCALE).exp2();
-                let ch = |v: f32| v.clamp(-MAX_CHANNEL_VALUE, MAX_CHANNEL_VALUE);
-                let mut color = [0f32; 4];
-                if p.layout.is_color() {
-                    color[..3].copy_from_slice(&[ch(v[5]), ch(v[6]), ch(v[7])]);
-                } else {
-                    color[0] = ch(0.299 * v[5] + 0.587 * v[6] + 0.114 * v[7]);
-                }
-                if p.layout.has_alpha() {
-                    // A first guess (the nearest pixel's alpha), refined by the fit.
-                    let px = (x as u32).min(w - 1) as usize;
-                    let py = (y as u32).min(h - 1) as usize;
-                    color[nc - 1] = p.data[(py * w as usize + px) * nc + nc - 1];
-                }
-                v_out.push(Gaussian {
-                    x,
-                    y,
-                    scale: [s(v[2]), s(v[3])],
-                    rotation: v[4],
-                    color,
-                });
             }
         }
-        Ok(v_out)
+        Ok((present, spare))
     };
-    let rows: Vec<Vec<Gaussian>> = (cy0..cells_y.max(cy0))
+    let rows: Vec<Row> = (cy0..cells_y.max(cy0))
         .into_par_iter()
         .map(row)
         .collect::<Result<_>>()?;
-    out.reserve(rows.iter().map(Vec::len).sum());
-    for r in rows {
-        out.extend(r);
+    out.reserve(rows.iter().map(|r| r.0.len()).sum());
+    for (present, spare) in rows {
+        out.extend(present);
+        spares.extend(spare);
     }
     Ok(())
 }
@@ -1116,7 +1200,21 @@ mod tests {
         let q = info.quantizers.unwrap();
         assert_eq!(q.color_bits, [8, 6, 6]);
         assert_eq!(q.scale_range, (-2.0, 2.25));
+        assert_eq!(info.presence_threshold, 0.5);
+        let mut m = meta(COMPACT);
+        m.insert("gsimg.presence_threshold".into(), "0.45".into());
+        assert_eq!(
+            ModelInfo::from_metadata(&m).unwrap().presence_threshold,
+            0.45
+        );
         for (key, value, needle) in [
+            ("gsimg.presence_threshold", "1", "below 1"),
+            ("gsimg.presence_threshold", "nan", "below 1"),
+            (
+                "gsimg.presence_threshold",
+                "half",
+                "gsimg.presence_threshold",
+            ),
             ("gsimg.cell", "zero", "gsimg.cell"),
             ("gsimg.kind", "superres", "upscale or compact"),
             ("gsimg.multiple", "12", "not a multiple"),

@@ -245,9 +245,14 @@ pub fn write(image: &SplatImage, opts: &WriteOptions) -> Result<Encoded> {
         None if image.gaussian_count() <= AUTO_PACKING_MAX => vec![Packing::Bytes, Packing::Bits],
         None => vec![Packing::Bytes],
     };
+    // The candidates are written side by side (their tiles are compressed in parallel too);
+    // the first of the smallest is kept, so the result does not depend on the thread count.
+    let written: Vec<Encoded> = candidates
+        .into_par_iter()
+        .map(|packing| write_with(image, opts, plan_header_with(image, opts, packing)?))
+        .collect::<Result<_>>()?;
     let mut best: Option<Encoded> = None;
-    for packing in candidates {
-        let e = write_with(image, opts, plan_header_with(image, opts, packing)?)?;
+    for e in written {
         if best.as_ref().is_none_or(|b| e.bytes.len() < b.bytes.len()) {
             best = Some(e);
         }
