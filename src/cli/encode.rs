@@ -35,9 +35,10 @@ pub struct EncodeArgs {
     #[arg(long)]
     density: Option<f64>,
     /// Gradient-refinement iterations on the picture before writing (0: none; more: slower,
-    /// better). Default: 40 for the analytic encoder (in two rounds, each after moving a fifth
-    /// of the Gaussians to where the error is, from 0.015 Gaussians per pixel up), 0 for the
-    /// network (whose Gaussians are first oriented along the picture's edges).
+    /// better). Default: 40 for the analytic encoder, 0 for the network. Both refine in four
+    /// rounds, each after moving a tenth of the Gaussians to where the error is (the analytic
+    /// encoder from 0.015 Gaussians per pixel up); the network's Gaussians are first oriented
+    /// along the picture's edges.
     #[arg(long)]
     refine: Option<usize>,
     /// Network encoder: write the network's colours as they are, without the least-squares

@@ -49,12 +49,14 @@ impl Default for AnalyticOptions {
             density: 1.0 / 40.0,
             spread: 0.55,
             fit: FitOptions::default(),
-            // Two rounds of moving a fifth of the Gaussians to the error, then 20 steps each
-            // (at densities from MOVE_MIN_DENSITY up): +0.46 / +0.52 dB on Kodak at 0.0178 /
-            // 0.02 per pixel (BENCHMARKS.md), for about 25 % more time.
+            // Four rounds of moving a tenth of the Gaussians to the error, then 10 steps each
+            // (at densities from MOVE_MIN_DENSITY up). Two rounds of a fifth gave +0.46 /
+            // +0.52 dB on Kodak at 0.0178 / 0.02 per pixel (BENCHMARKS.md); four of a tenth
+            // gave +0.12 / +0.15 dB more on seven validation pictures of the training set at
+            // 0.015 / 0.0178 (as for the network encoder, where it was found).
             refine: RefineOptions {
-                reallocate: 0.2,
-                rounds: 2,
+                reallocate: 0.1,
+                rounds: 4,
                 ..RefineOptions::default()
             },
             write: WriteOptions::default(),
