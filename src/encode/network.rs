@@ -884,8 +884,19 @@ impl NetworkEncoder {
     /// The file layout and quantizers this model's Gaussians are written with: a compact model's
     /// own (cell size c, its bits and ranges, YCbCr); for an upscale model a fine setting (cell
     /// 1 px, positions 6 bits, log2 σ 8 bits, rotation 8 bits, Y/Cb/Cr 10/8/8 bits, ranges from
-    /// the data), which costs well under 0.05 dB on an upscale (BENCHMARKS.md).
+    /// the data), which costs well under 0.05 dB on an upscale (BENCHMARKS.md). A compact model
+    /// whose Gaussians are refined per picture ([`NetworkOptions::with_refine`]) writes with the
+    /// analytic encoder's quantizers instead ([`WriteOptions::default`]: ranges from the data,
+    /// 6-bit scales and rotations): refined Gaussians are off the grid the model was trained
+    /// on, and the finer steps paid (seven validation pictures, v3, 40 steps: +0.67 dB for 11 %
+    /// more bits, BENCHMARKS.md).
     pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
+        if self.opts.refine.iterations > 0 && self.info.quantizers.is_some() {
+            return WriteOptions {
+                cell_size: self.info.cell as u16,
+                ..WriteOptions::default()
+            };
+        }
         write_options_for(&self.info, layout)
     }
 
