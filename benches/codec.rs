@@ -10,6 +10,7 @@
 //! - `GSIMG_KODAK`: folder of PNGs (default `../shared/bench/kodak`);
 //! - `GSIMG_DENSITIES`: comma-separated Gaussians per pixel for the analytic encoder (empty: no
 //!   analytic rows); `GSIMG_REFINE`: its refinement iterations (default 40);
+//!   `GSIMG_REFINE_LR`: their step sizes, `POSITION,SCALE,ROTATION,COLOUR`;
 //! - `GSIMG_NET_MODEL`: the network model (default: the one `gsimg encode` finds);
 //!   `GSIMG_NET_REFINE`: its refinement iterations (default 0); `GSIMG_NET_REFINE_LR`: their
 //!   step sizes, `POSITION,SCALE,ROTATION,COLOUR`; `GSIMG_NET_FIT`: its colour fit, `none` or
@@ -35,6 +36,19 @@ fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
         .sum::<f64>()
         / a.len() as f64;
     10.0 * (255.0f64 * 255.0 / mse.max(1e-12)).log10()
+}
+
+/// Refinement step sizes from `var` = `POSITION,SCALE,ROTATION,COLOUR`, when set.
+fn step_sizes(var: &str, o: &mut gsimg::encode::refine::RefineOptions) {
+    if let Ok(v) = std::env::var(var) {
+        let l: Vec<f32> = v
+            .split(',')
+            .map(|x| x.trim().parse().expect("step sizes: 4 numbers"))
+            .collect();
+        assert_eq!(l.len(), 4, "{var}: POSITION,SCALE,ROTATION,COLOUR");
+        (o.lr_position, o.lr_scale) = (l[0], l[1]);
+        (o.lr_rotation, o.lr_color) = (l[2], l[3]);
+    }
 }
 
 /// The network encoder's colour fit from `GSIMG_NET_FIT`: `none`, or `ITERATIONS,SWEEPS`
@@ -137,6 +151,7 @@ fn main() {
             };
             o.refine.iterations = refine;
             moves(&mut o.refine);
+            step_sizes("GSIMG_REFINE_LR", &mut o.refine);
             analytic::encode(px, &o).unwrap()
         });
     }
@@ -166,15 +181,7 @@ fn main() {
                     .with_device(Device::Cpu)
                     .with_refine(refine)
                     .with_color_fit(net_fit());
-                // GSIMG_NET_REFINE_LR = position,scale,rotation,colour step sizes of refinement
-                if let Ok(v) = std::env::var("GSIMG_NET_REFINE_LR") {
-                    let l: Vec<f32> = v
-                        .split(',')
-                        .map(|x| x.trim().parse().expect("GSIMG_NET_REFINE_LR: 4 numbers"))
-                        .collect();
-                    (o.refine.lr_position, o.refine.lr_scale) = (l[0], l[1]);
-                    (o.refine.lr_rotation, o.refine.lr_color) = (l[2], l[3]);
-                }
+                step_sizes("GSIMG_NET_REFINE_LR", &mut o.refine);
                 moves(&mut o.refine);
                 let enc = o.with_quality(q).and_then(|o| o.build());
                 match enc {
