@@ -18,8 +18,8 @@
 //!   quantizers instead of the model's;
 //! - `GSIMG_NET_QUALITIES`: the network's `--quality` values (default `50,90`);
 //! - `GSIMG_REALLOC`: `FRACTION,ROUNDS` of both encoders' refinement
-//!   (`RefineOptions::reallocate`, `rounds`; default: each encoder's own: the analytic encoder
-//!   moves 0.2 of its Gaussians before each of 2 rounds, the network none).
+//!   (`RefineOptions::reallocate`, `rounds`; default: each encoder's own, for both 0.1 of the
+//!   Gaussians before each of 4 rounds, the analytic encoder only from 0.015 per pixel).
 
 use std::time::Instant;
 

@@ -163,6 +163,23 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
     );
     let p95 = psnr(&render_f32(&enc95.image, 100, 70).data, &px.data);
     assert!(p95 > 15.0, "covered picture: {p95:.2} dB");
+    // Every pixel is reached by a Gaussian as the file stores it (rounded geometry).
+    let stored: Vec<_> = enc95
+        .image
+        .gaussians()
+        .iter()
+        .map(|g| gsimg::render::project::project(g, 1.0, 1.0))
+        .collect();
+    for y in 0..70i64 {
+        for x in 0..100i64 {
+            assert!(
+                stored
+                    .iter()
+                    .any(|p| gsimg::render::project::weight(p, x, y) > 0.0),
+                "pixel ({x}, {y}) is reached by no Gaussian"
+            );
+        }
+    }
     let mut info = e.info().clone();
     assert_eq!(
         info.presence_threshold, 0.5,

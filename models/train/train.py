@@ -196,6 +196,9 @@ def validate_compact(model, val, device, crop=256):
 # ------------------------------------------------------------------------------------------------
 # training
 # ------------------------------------------------------------------------------------------------
+# defaults of the loss switches (see main: a resumed call takes its checkpoint's values)
+LOSS_DEFAULTS = {"dual_step": 2e-4, "logit_margin": 0.0, "logit_penalty": 1e-2, "grad_weight_floor": 0.0,
+                 "clipped_colour_ste": False, "colour_range_penalty": 0.0, "fp32": False}
 AUTOCAST = True  # bf16 autocast of the encoder on CUDA (--fp32 turns it off)
 
 
@@ -245,19 +248,22 @@ def main():
                     help="compact, first call only: warm start from this checkpoint's EMA weights (see CompactNet.init_from)")
     ap.add_argument("--mse-weight", type=float, default=None,
                     help="compact: loss = L1 + w·MSE (first call sets it; PSNR is an MSE metric)")
-    ap.add_argument("--dual-step", type=float, default=2e-4,
-                    help="compact: λ += step·(fraction present − target) each step")
-    ap.add_argument("--logit-margin", type=float, default=0.0,
-                    help="compact: penalize presence logits beyond ±margin (0: off), so the gates stay trainable")
-    ap.add_argument("--logit-penalty", type=float, default=1e-2,
-                    help="compact: weight of mean(relu(|logit| − margin)²)")
-    ap.add_argument("--grad-weight-floor", type=float, default=0.0,
-                    help="floor on the weight sum in the gradient of the normalization (gsrender.GRAD_MIN_WEIGHT_SUM)")
-    ap.add_argument("--fp32", action="store_true", help="no bf16 autocast in the encoder")
-    ap.add_argument("--clipped-colour-ste", action="store_true",
+    # The loss switches below default to None: a first call then takes LOSS_DEFAULTS, a resumed
+    # call the values stored in its checkpoint (an explicit value overrides, with a warning).
+    ap.add_argument("--dual-step", type=float, default=None,
+                    help="compact: λ += step·(fraction present − target) each step (default 2e-4)")
+    ap.add_argument("--logit-margin", type=float, default=None,
+                    help="compact: penalize presence logits beyond ±margin (0, the default: off), so the gates stay trainable")
+    ap.add_argument("--logit-penalty", type=float, default=None,
+                    help="compact: weight of mean(relu(|logit| − margin)²) (default 1e-2)")
+    ap.add_argument("--grad-weight-floor", type=float, default=None,
+                    help="floor on the weight sum in the gradient of the normalization (gsrender.GRAD_MIN_WEIGHT_SUM; default 0)")
+    ap.add_argument("--fp32", action=argparse.BooleanOptionalAction, default=None,
+                    help="no bf16 autocast in the encoder")
+    ap.add_argument("--clipped-colour-ste", action=argparse.BooleanOptionalAction, default=None,
                     help="compact: no gradient through the colour quantizer's clamp (see CompactNet.quantize)")
-    ap.add_argument("--colour-range-penalty", type=float, default=0.0,
-                    help="compact: weight of CompactNet.colour_excess (colours outside the file's ranges)")
+    ap.add_argument("--colour-range-penalty", type=float, default=None,
+                    help="compact: weight of CompactNet.colour_excess (colours outside the file's ranges; default 0)")
     ap.add_argument("--group-norms", action="store_true",
                     help="log the largest pre-clip gradient norm of each top-level module per interval")
     ap.add_argument("--seed", type=int, default=0)
@@ -268,6 +274,15 @@ def main():
     t_start = time.time()
 
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    ck = torch.load(args.resume, map_location="cpu", weights_only=False) if args.resume and Path(args.resume).exists() else None
+    # the loss switches: explicit, else the checkpoint's, else the defaults
+    stored = (ck or {}).get("loss_args", {})
+    for k, default in LOSS_DEFAULTS.items():
+        given = getattr(args, k)
+        if given is None:
+            setattr(args, k, stored.get(k, default))
+        elif k in stored and stored[k] != given:
+            print(f"warning: --{k.replace('_', '-')} is {given} in this call, {stored[k]} in the checkpoint")
     global AUTOCAST
     AUTOCAST = device.type == "cuda" and not args.fp32
     if args.grad_weight_floor > 0:
@@ -276,7 +291,6 @@ def main():
     torch.backends.cuda.matmul.allow_tf32 = True
     torch.backends.cudnn.allow_tf32 = True
 
-    ck = torch.load(args.resume, map_location="cpu", weights_only=False) if args.resume and Path(args.resume).exists() else None
     kind = args.model
     cfg = ck["config"] if ck else json.loads(args.config)
     if not ck and args.init_from:  # warm start: the source's architecture, with --config's changes
@@ -329,12 +343,9 @@ def main():
     # a resumed call keeps the rate target it was trained for (checkpoints without it fell back
     # to 0.25: a 0.125 run resumed so drifted to twice its rate, models/README.md §5)
     target = args.target_presence if args.target_presence is not None else (ck or {}).get("target_presence", 0.25)
-    # the other loss settings travel in the checkpoint too: a resumed call that differs says so
-    loss_args = {k: getattr(args, k) for k in ("dual_step", "logit_margin", "logit_penalty", "grad_weight_floor",
-                                               "clipped_colour_ste", "colour_range_penalty", "fp32")}
-    for k, v in (ck or {}).get("loss_args", {}).items():
-        if loss_args.get(k) != v:
-            print(f"warning: --{k.replace('_', '-')} is {loss_args.get(k)} in this call, {v} in the checkpoint")
+    if ck and args.target_presence is not None and "target_presence" in ck and ck["target_presence"] != target:
+        print(f"warning: --target-presence is {target} in this call, {ck['target_presence']} in the checkpoint")
+    loss_args = {k: getattr(args, k) for k in LOSS_DEFAULTS}  # saved in every checkpoint
     for p in ema.parameters():
         p.requires_grad_(False)
     model.train()

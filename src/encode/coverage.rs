@@ -5,14 +5,24 @@
 //! nothing in that decision guarantees coverage: a model whose presence logits sit at the
 //! threshold can leave whole regions empty on pictures unlike its training crops (measured:
 //! a candidate model lost 12 dB on Kodak this way, `models/README.md` §5). So after the
-//! presence decision, every cell is checked pixel by pixel at native size, and a cell with a
-//! pixel no present Gaussian reaches gets its most likely absent Gaussians back, best first,
-//! until it is covered or its spares run out.
+//! presence decision, every cell is checked pixel by pixel at native size, with a margin for
+//! the file's rounding ([`REACH_Q`]), and a cell with a pixel no present Gaussian reaches gets
+//! its most likely absent Gaussians back, best first, until it is covered or its
+//! [`SPARES_PER_CELL`] spares run out (then the hole stays: a cell whose spares are all too
+//! small to reach its pixels).
 
 use rayon::prelude::*;
 
-use crate::render::project::{Projected, project, weight};
+use crate::render::project::{Projected, project};
 use crate::splat::Gaussian;
+
+/// A pixel counts as reached only inside `q ≤ REACH_Q` of some Gaussian, against the rendering
+/// rule's 3σ cutoff `q ≤ 9`: this check runs on the network's unrounded Gaussians, and the file
+/// then rounds positions, log2 σ and rotations, which moves an ellipse's edge by a few per cent
+/// of its radius (v3's quantizers: up to 1/64 of a cell, about 6 % of σ, 2.8°); the margin here
+/// is 12 % of the radius. (With `--refine` the refinement moves the Gaussians afterwards; its
+/// moves send Gaussians to where the error is largest, which is where a hole would be.)
+const REACH_Q: f32 = 7.0;
 
 /// Absent Gaussians kept per cell as spares, best (highest presence) first.
 pub(crate) const SPARES_PER_CELL: usize = 2;
@@ -82,7 +92,20 @@ impl CellLists {
     }
 }
 
-/// Whether every pixel centre of `cell` gets a non-zero weight from some Gaussian.
+/// Whether the centre of pixel `(x, y)` lies within `q ≤ REACH_Q` of `p`.
+#[inline]
+fn reaches(p: &Projected, x: i64, y: i64) -> bool {
+    let [x0, y0, x1, y1] = p.bbox;
+    if x < x0 || x > x1 || y < y0 || y > y1 {
+        return false;
+    }
+    let dx = (x as f32 + 0.5) - p.mx;
+    let dy = (y as f32 + 0.5) - p.my;
+    let [a, b, c] = p.conic;
+    a * dx * dx + (2.0 * b * dy) * dx + c * dy * dy <= REACH_Q
+}
+
+/// Whether every pixel centre of `cell` is reached by some Gaussian ([`reaches`]).
 fn covered(
     lists: &CellLists,
     projected: &[Projected],
@@ -97,7 +120,7 @@ fn covered(
     (y0..y1).all(|y| {
         (x0..x1).all(|x| {
             list.iter()
-                .any(|&k| weight(&projected[k as usize], x as i64, y as i64) > 0.0)
+                .any(|&k| reaches(&projected[k as usize], x as i64, y as i64))
         })
     })
 }
@@ -152,6 +175,7 @@ pub(crate) fn ensure_coverage(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::render::project::weight;
 
     fn g(x: f32, y: f32, s: f32) -> Gaussian {
         Gaussian {
