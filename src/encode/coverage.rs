@@ -117,6 +117,15 @@ fn covered(
     let (x0, y0) = (gx * cell_side, gy * cell_side);
     let (x1, y1) = ((x0 + cell_side).min(width), (y0 + cell_side).min(height));
     let list = lists.of(cell);
+    // The region q ≤ REACH_Q is convex: a Gaussian that reaches the cell's four corner pixels
+    // reaches all of them (the common case, checked first).
+    let (xa, ya, xb, yb) = (x0 as i64, y0 as i64, x1 as i64 - 1, y1 as i64 - 1);
+    if list.iter().any(|&k| {
+        let p = &projected[k as usize];
+        reaches(p, xa, ya) && reaches(p, xb, ya) && reaches(p, xa, yb) && reaches(p, xb, yb)
+    }) {
+        return true;
+    }
     (y0..y1).all(|y| {
         (x0..x1).all(|x| {
             list.iter()
