@@ -197,8 +197,8 @@ def validate_compact(model, val, device, crop=256):
 # training
 # ------------------------------------------------------------------------------------------------
 # defaults of the loss switches (see main: a resumed call takes its checkpoint's values)
-LOSS_DEFAULTS = {"dual_step": 2e-4, "logit_margin": 0.0, "logit_penalty": 1e-2, "grad_weight_floor": 0.0,
-                 "clipped_colour_ste": False, "colour_range_penalty": 0.0, "fp32": False}
+LOSS_DEFAULTS = {"target_presence": 0.25, "dual_step": 2e-4, "logit_margin": 0.0, "logit_penalty": 1e-2,
+                 "grad_weight_floor": 0.0, "clipped_colour_ste": False, "colour_range_penalty": 0.0, "fp32": False}
 AUTOCAST = True  # bf16 autocast of the encoder on CUDA (--fp32 turns it off)
 
 
@@ -276,7 +276,8 @@ def main():
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ck = torch.load(args.resume, map_location="cpu", weights_only=False) if args.resume and Path(args.resume).exists() else None
     # the loss switches: explicit, else the checkpoint's, else the defaults
-    stored = (ck or {}).get("loss_args", {})
+    # (older checkpoints kept only the target, at the top level)
+    stored = {k: ck[k] for k in ("target_presence",) if k in (ck or {})} | (ck or {}).get("loss_args", {})
     for k, default in LOSS_DEFAULTS.items():
         given = getattr(args, k)
         if given is None:
@@ -340,11 +341,9 @@ def main():
             print(f"warm start from {args.init_from} (step {src['step']}, config {src['config']})")
         ema.load_state_dict(model.state_dict())
     mse_w = args.mse_weight if args.mse_weight is not None else (ck or {}).get("mse_weight", 0.0)
-    # a resumed call keeps the rate target it was trained for (checkpoints without it fell back
-    # to 0.25: a 0.125 run resumed so drifted to twice its rate, models/README.md §5)
-    target = args.target_presence if args.target_presence is not None else (ck or {}).get("target_presence", 0.25)
-    if ck and args.target_presence is not None and "target_presence" in ck and ck["target_presence"] != target:
-        print(f"warning: --target-presence is {target} in this call, {ck['target_presence']} in the checkpoint")
+    # a resumed call keeps the rate target it was trained for (a call 12 resumed without it fell
+    # back to 0.25 and drifted to twice its rate, models/README.md §5)
+    target = args.target_presence
     loss_args = {k: getattr(args, k) for k in LOSS_DEFAULTS}  # saved in every checkpoint
     for p in ema.parameters():
         p.requires_grad_(False)
@@ -435,8 +434,8 @@ def main():
             gates = field[:, :, 8] >= 0.5
             hard = gates.float().mean().item()
             loss = l1 + mse_w * mse + lam * pres
+            excess = model.colour_excess(field)
             if args.colour_range_penalty > 0:
-                excess = model.colour_excess(field)
                 loss = loss + args.colour_range_penalty * excess
             if args.logit_margin > 0:
                 # a saturated gate (|logit| ≫ 1) gets no gradient through the sigmoid: it can
@@ -448,7 +447,7 @@ def main():
             extra = {"l1": l1.item(), "presence": hard, "lambda": lam,
                      "empty_cells": (~gates.any(1)).float().mean().item(),
                      "raw_max": raw[0].detach().abs().max().item(),
-                     "colour_excess": model.colour_excess(field.detach()).item()}
+                     "colour_excess": excess.item()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.group_norms:

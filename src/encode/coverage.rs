@@ -159,16 +159,15 @@ pub(crate) fn ensure_coverage(
         gaussians.par_iter().map(|g| project(g, 1.0, 1.0)).collect();
     let mut todo: Vec<usize> = (0..cells).collect();
     let mut added = 0;
-    // Round r checks the cells still uncovered and adds their spare of rank r.
-    for rank in 0.. {
-        let lists = CellLists::new(&projected, width, height, cell);
+    // Round r keeps the cells still uncovered and adds their spare of rank r; the lists are
+    // rebuilt only when a round added something.
+    let mut lists = CellLists::new(&projected, width, height, cell);
+    for rank in 0..SPARES_PER_CELL {
         todo = todo
             .into_par_iter()
             .filter(|&c| !covered(&lists, &projected, (width, height, cell), c))
             .collect();
-        if todo.is_empty() || rank == SPARES_PER_CELL {
-            break;
-        }
+        let before = added;
         for &c in &todo {
             if let Some(i) = by_cell[c].get(rank).copied().flatten() {
                 let g = spares[i].gaussian;
@@ -177,6 +176,10 @@ pub(crate) fn ensure_coverage(
                 added += 1;
             }
         }
+        if added == before {
+            break;
+        }
+        lists = CellLists::new(&projected, width, height, cell);
     }
     added
 }

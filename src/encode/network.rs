@@ -1099,7 +1099,8 @@ pub(crate) fn decode_cells(
         let mut spare = Vec::new();
         for gx in cx0..cells_x {
             let i = (gy - wy0) as usize * wc + (gx - wx0) as usize;
-            let mut absent: Vec<(f32, usize)> = Vec::new();
+            // The cell's most likely absent slots, best first (the lower slot among equals).
+            let mut absent: [Option<(f32, usize)>; SPARES_PER_CELL] = [None; SPARES_PER_CELL];
             for kk in 0..k {
                 let presence = at(kk, 8, i);
                 // NaN presence drops the Gaussian (and makes it no spare).
@@ -1107,7 +1108,13 @@ pub(crate) fn decode_cells(
                     continue;
                 }
                 if presence < threshold {
-                    absent.push((presence, kk));
+                    let at_rank = absent
+                        .iter()
+                        .position(|a| a.is_none_or(|(best, _)| presence > best));
+                    if let Some(r) = at_rank {
+                        absent.copy_within(r..SPARES_PER_CELL - 1, r + 1);
+                        absent[r] = Some((presence, kk));
+                    }
                     continue;
                 }
                 let g = gaussian(kk, i, gx, gy).ok_or_else(|| {
@@ -1119,10 +1126,8 @@ pub(crate) fn decode_cells(
                 })?;
                 present.push(g);
             }
-            // Most likely first; the lower slot first among equals.
-            absent.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
             let cell = gy as usize * all_x as usize + gx as usize;
-            for (rank, &(_, kk)) in absent.iter().take(SPARES_PER_CELL).enumerate() {
+            for (rank, &(_, kk)) in absent.iter().flatten().enumerate() {
                 if let Some(g) = gaussian(kk, i, gx, gy) {
                     spare.push(Spare {
                         cell,
