@@ -3,7 +3,10 @@
 //! For each model (compact: `encode` to a `.gsi` file; upscale: the Gaussian field `upscale`
 //! renders from) and each picture (a Kodak image at 768×512, and 1920×1080 made by resizing it),
 //! prints the median and minimum of `GSIMG_BENCH_REPS` (default 10) encodes after 2 warm-up runs,
-//! the execution provider that ran, the tiles, and the time in the network alone. Then, for the
+//! the execution provider that ran, the tiles, the time in the network alone, in the network and
+//! the decoding of its output into Gaussians (the coverage step included), and in the
+//! least-squares colour fit alone (compact models); the rest of an encode is quantizing and
+//! writing the file. Then, for the
 //! upscale model, the cost of writing its field to a file with the fine quantizers (PSNR of ×2,
 //! ×3, ×4 renders against the original, direct field vs file).
 //!
@@ -11,11 +14,14 @@
 //! and `models/upscale.onnx`, else the dummy test models, labelled so), `GSIMG_BENCH_DEVICE`
 //! (auto | cpu | cuda, default auto), `GSIMG_BENCH_IMAGE` (default Kodak kodim01),
 //! `ORT_DYLIB_PATH` (e.g. the GPU build of ONNX Runtime), `GSIMG_BENCH_NO_FIT=1` (compact models
-//! also without the least-squares colour fit, as `gsimg encode --no-fit`).
+//! also without the least-squares colour fit, as `gsimg encode --no-fit`), `GSIMG_BENCH_FITS`
+//! (compact models: comma-separated colour fits to time, each `default`, `none` or
+//! `ITERATIONSxSWEEPS`, e.g. `default,15x1,none`; overrides `GSIMG_BENCH_NO_FIT`).
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use gsimg::encode::fit::{FitOptions, fit_colors};
 use gsimg::encode::network::{ModelKind, NetworkEncoder, NetworkOptions};
 use gsimg::encode::{Device, Pixels};
 use gsimg::{ChannelLayout, Frame, Limits, Viewport, render};
@@ -121,42 +127,58 @@ fn main() {
         rayon::current_num_threads()
     );
     println!(
-        "| model | picture | provider | tiles | Gaussians | encode median (min) | network alone | CPU time per encode |"
+        "| model | picture | provider | tiles | Gaussians | encode median (min) | network alone | Gaussians (network + decoding) | colour fit alone | CPU time per encode |"
     );
-    println!("|---|---|---|---|---|---|---|---|");
-    // A compact model runs twice when GSIMG_BENCH_NO_FIT=1: with its default colour fit, and
-    // without it (`gsimg encode --no-fit`).
-    let no_fit_too = std::env::var("GSIMG_BENCH_NO_FIT").is_ok_and(|v| v == "1");
-    let runs_of: Vec<(&PathBuf, bool, bool)> = models
+    println!("|---|---|---|---|---|---|---|---|---|---|");
+    // The colour fits a compact model runs with: its default, and without the fit
+    // (`gsimg encode --no-fit`) when GSIMG_BENCH_NO_FIT=1, or the list in GSIMG_BENCH_FITS.
+    let fits: Vec<String> = match std::env::var("GSIMG_BENCH_FITS") {
+        Ok(list) => list.split(',').map(|f| f.trim().to_lowercase()).collect(),
+        Err(_) if std::env::var("GSIMG_BENCH_NO_FIT").is_ok_and(|v| v == "1") => {
+            vec!["default".into(), "none".into()]
+        }
+        Err(_) => vec!["default".into()],
+    };
+    let runs_of: Vec<(&PathBuf, bool, &str)> = models
         .iter()
-        .flat_map(|(p, d)| [(p, *d, true), (p, *d, false)])
+        .flat_map(|(p, d)| fits.iter().map(move |f| (p, *d, f.as_str())))
         .collect();
     for (path, dummy, fit) in runs_of {
-        if !fit && !no_fit_too {
-            continue;
-        }
         let mut opts = NetworkOptions::default()
             .with_model(path)
             .with_device(device)
             .with_threads(rayon::current_num_threads());
-        if !fit {
-            opts = opts.with_color_fit(None);
-        }
+        let default_fit = opts.color_fit;
+        let (fit_label, color_fit) = match fit {
+            "default" => ("colour fit".to_string(), default_fit),
+            "none" => ("--no-fit".to_string(), None),
+            v => {
+                let (i, s) = v
+                    .split_once('x')
+                    .expect("GSIMG_BENCH_FITS: default, none or ITERATIONSxSWEEPS");
+                let f = FitOptions {
+                    iterations: i.parse().expect("GSIMG_BENCH_FITS: iterations"),
+                    sweeps: s.parse().expect("GSIMG_BENCH_FITS: sweeps"),
+                    ..default_fit.unwrap_or_default()
+                };
+                (format!("colour fit {i} × {s} sweeps"), Some(f))
+            }
+        };
+        opts = opts.with_color_fit(color_fit);
         let enc: NetworkEncoder = opts
             .build()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         let kind = enc.info().kind;
-        if !fit && kind != ModelKind::Compact {
-            continue; // the colour fit is a compact-model step
+        if fit != fits[0].as_str() && kind != ModelKind::Compact {
+            continue; // the colour fit is a compact-model step: an upscale model runs once
         }
         let label = format!(
             "{}{}{}",
             path.file_name().unwrap().to_string_lossy(),
             if dummy { " (DUMMY test model)" } else { "" },
-            match (kind, fit) {
-                (ModelKind::Compact, true) => ", colour fit",
-                (ModelKind::Compact, false) => ", --no-fit",
-                _ => "",
+            match kind {
+                ModelKind::Compact => format!(", {fit_label}"),
+                _ => String::new(),
             }
         );
         for (name, px) in [("Kodak 768×512", &kodak), ("1920×1080", &hd)] {
@@ -185,27 +207,50 @@ fn main() {
                 };
                 (s.elapsed().as_secs_f64(), net, tiles, n)
             };
-            let net_only = || -> f64 { enc.gaussians(px).unwrap().network_seconds };
+            // (network alone, network + decoding its output into Gaussians)
+            let net_only = || -> (f64, f64) {
+                let s = Instant::now();
+                let n = enc.gaussians(px).unwrap().network_seconds;
+                (n, s.elapsed().as_secs_f64())
+            };
             for _ in 0..warmup {
                 once();
             }
             let cpu0 = cpu_seconds();
             let runs: Vec<(f64, f64, usize, usize)> = (0..reps).map(|_| once()).collect();
             let cpu = (cpu_seconds() - cpu0) / reps as f64;
-            let nets: Vec<f64> = match kind {
+            let nets: Vec<(f64, f64)> = match kind {
                 ModelKind::Compact => (0..reps.min(5)).map(|_| net_only()).collect(),
-                ModelKind::Upscale => runs.iter().map(|r| r.1).collect(),
+                ModelKind::Upscale => runs.iter().map(|r| (r.1, r.0)).collect(),
+            };
+            // The colour fit alone (compact models), on the network's Gaussians as they come.
+            let fit_alone = match color_fit {
+                Some(f) if kind == ModelKind::Compact => {
+                    let gs = enc.gaussians(px).unwrap().image.into_gaussians();
+                    let t: Vec<f64> = (0..reps.min(5))
+                        .map(|_| {
+                            let mut g = gs.clone();
+                            let s = Instant::now();
+                            fit_colors(px, &mut g, &f);
+                            s.elapsed().as_secs_f64()
+                        })
+                        .collect();
+                    format!("{:.0} ms", stats(t).0 * 1e3)
+                }
+                _ => "—".into(),
             };
             let (med, min) = stats(runs.iter().map(|r| r.0).collect());
-            let (net_med, _) = stats(nets);
+            let (net_med, _) = stats(nets.iter().map(|n| n.0).collect());
+            let (field_med, _) = stats(nets.iter().map(|n| n.1).collect());
             println!(
-                "| {label} | {name} | {} | {} | {} | {:.0} ms ({:.0} ms) | {:.0} ms | {:.2} s |",
+                "| {label} | {name} | {} | {} | {} | {:.0} ms ({:.0} ms) | {:.0} ms | {:.0} ms | {fit_alone} | {:.2} s |",
                 enc.provider(),
                 runs[0].2,
                 runs[0].3,
                 med * 1e3,
                 min * 1e3,
                 net_med * 1e3,
+                field_med * 1e3,
                 cpu
             );
         }

@@ -19,6 +19,10 @@ use crate::splat::Gaussian;
 /// Side of a fitting chunk in native pixels.
 const CHUNK: f64 = 384.0;
 
+/// Chunks whose systems are formed at the same time: bounds the memory of the pixel tables (a
+/// few tens of MB per chunk at the densest) while giving many threads enough work.
+const CHUNKS_AT_ONCE: usize = 4;
+
 /// Options of the fit.
 #[derive(Debug, Clone, Copy)]
 pub struct FitOptions {
@@ -336,11 +340,17 @@ pub fn fit_colors(target: &Pixels, gaussians: &mut [Gaussian], opts: &FitOptions
         members[chunk_of(g)].push(k);
     }
     // Each chunk's system depends on the geometry only: formed once, then solved in every
-    // sweep against the current colours. The chunks are formed one after the other (each in
-    // parallel within), so the pixel tables of only one chunk exist at any time.
+    // sweep against the current colours. Up to [`CHUNKS_AT_ONCE`] chunks are formed side by side
+    // (each also in parallel within: small chunks alone leave many threads idle), so the pixel
+    // tables of at most that many chunks exist at any time.
     let systems: Vec<System> = members
-        .iter()
-        .filter_map(|active| System::new(target, &projected, active))
+        .chunks(CHUNKS_AT_ONCE)
+        .flat_map(|group| {
+            group
+                .par_iter()
+                .filter_map(|active| System::new(target, &projected, active))
+                .collect::<Vec<_>>()
+        })
         .collect();
     let sweeps = if cx * cy == 1 { 1 } else { opts.sweeps.max(1) };
     for _ in 0..sweeps {
