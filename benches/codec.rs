@@ -16,7 +16,8 @@
 //!   step sizes, `POSITION,SCALE,ROTATION,COLOUR`; `GSIMG_NET_FIT`: its colour fit, `none` or
 //!   `ITERATIONS,SWEEPS`; `GSIMG_NET_DEFAULT_WRITE` (set): write with the analytic encoder's
 //!   quantizers instead of the model's;
-//! - `GSIMG_NET_QUALITIES`: the network's `--quality` values (default `50,90`);
+//! - `GSIMG_NET_QUALITIES`: the network's `--quality` values (default `50,90`; empty: no network
+//!   rows);
 //! - `GSIMG_REALLOC`: `FRACTION,ROUNDS` of both encoders' refinement
 //!   (`RefineOptions::reallocate`, `rounds`; default: each encoder's own, for both 0.1 of the
 //!   Gaussians before each of 4 rounds, the analytic encoder only from 0.015 per pixel).
@@ -169,6 +170,7 @@ fn main() {
             let qualities: Vec<u8> = std::env::var("GSIMG_NET_QUALITIES")
                 .unwrap_or_else(|_| "50,90".into())
                 .split(',')
+                .filter(|q| !q.trim().is_empty())
                 .map(|q| {
                     q.trim()
                         .parse()
