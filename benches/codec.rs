@@ -10,7 +10,9 @@
 //! - `GSIMG_KODAK`: folder of PNGs (default `../shared/bench/kodak`);
 //! - `GSIMG_DENSITIES`: comma-separated Gaussians per pixel for the analytic encoder (empty: no
 //!   analytic rows); `GSIMG_REFINE`: its refinement iterations (default 40);
-//!   `GSIMG_REFINE_LR`: their step sizes, `POSITION,SCALE,ROTATION,COLOUR`;
+//!   `GSIMG_REFINE_LR`: their step sizes, `POSITION,SCALE,ROTATION,COLOUR`; `GSIMG_SPREAD`: the
+//!   quadtree Gaussians' σ as a fraction of their block's side (default: the encoder's own,
+//!   `analytic::SPREAD` or `REFINED_SPREAD`);
 //! - `GSIMG_NET_MODEL`: the network model (default: the one `gsimg encode` finds);
 //!   `GSIMG_NET_REFINE`: its refinement iterations (default 0); `GSIMG_NET_REFINE_LR`: their
 //!   step sizes, `POSITION,SCALE,ROTATION,COLOUR`; `GSIMG_NET_FIT`: its colour fit, `none` or
@@ -151,6 +153,9 @@ fn main() {
                 ..Default::default()
             };
             o.refine.iterations = refine;
+            if let Ok(v) = std::env::var("GSIMG_SPREAD") {
+                o.spread = Some(v.parse().expect("GSIMG_SPREAD: a number"));
+            }
             moves(&mut o.refine);
             step_sizes("GSIMG_REFINE_LR", &mut o.refine);
             analytic::encode(px, &o).unwrap()

@@ -37,8 +37,9 @@ pub struct EncodeArgs {
     /// Gradient-refinement iterations on the picture before writing (0: none; more: slower,
     /// better). Default: 40 for the analytic encoder, 0 for the network. Both refine in four
     /// rounds, each after moving a tenth of the Gaussians to where the error is (the analytic
-    /// encoder from 0.015 Gaussians per pixel up); the network's Gaussians are first oriented
-    /// along the picture's edges.
+    /// encoder from 0.015 Gaussians per pixel up). The Gaussians refinement starts from are
+    /// resized: the analytic encoder's are smaller (σ 0.45 of their quadtree block instead of
+    /// 0.55), the network's larger (oriented along the picture's edges, then σ × 1.3).
     #[arg(long)]
     refine: Option<usize>,
     /// Network encoder: write the network's colours as they are, without the least-squares
