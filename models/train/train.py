@@ -247,7 +247,7 @@ def main():
     ap.add_argument("--init-from", default="",
                     help="compact, first call only: warm start from this checkpoint's EMA weights (see CompactNet.init_from)")
     ap.add_argument("--mse-weight", type=float, default=None,
-                    help="compact: loss = L1 + w·MSE (first call sets it; PSNR is an MSE metric)")
+                    help="loss = L1 + w·MSE (both models; the checkpoint keeps it, a flag overrides it; PSNR is an MSE metric)")
     # The loss switches below default to None: a first call then takes LOSS_DEFAULTS, a resumed
     # call the values stored in its checkpoint (an explicit value overrides, with a warning).
     ap.add_argument("--dual-step", type=float, default=None,
@@ -420,6 +420,8 @@ def main():
                 raw = model.raw(lr_img)
             out = model.render(model.field(lr_img, raw), hr_side, hr_side)
             loss = F.l1_loss(out, hr)
+            if mse_w:
+                loss = loss + mse_w * F.mse_loss(out, hr)
         else:
             img = data.crops(batch, patch, zoom_max=2.0)
             img = torch.round(img * 255) / 255
