@@ -266,6 +266,10 @@ def main():
                     help="compact: weight of CompactNet.colour_excess (colours outside the file's ranges; default 0)")
     ap.add_argument("--group-norms", action="store_true",
                     help="log the largest pre-clip gradient norm of each top-level module per interval")
+    ap.add_argument("--scale-min", type=float, default=1.0,
+                    help="upscale: smallest training scale (batches draw U(scale-min, 4) or U(4, 8))")
+    ap.add_argument("--large-scale-frac", type=float, default=0.2,
+                    help="upscale: fraction of batches at scales 4 to 8")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anneal", action="store_true",
                     help="last call: cosine from the current learning rate to 0 over this call's time")
@@ -409,9 +413,10 @@ def main():
             g["lr"] = lr
         extra = {}
         if kind == "upscale":
-            # scale: U(1, 4) mostly, U(4, 8) one batch in five
-            s = float(torch.empty(1).uniform_(4.0, 8.0, generator=gen)) if torch.rand(1, generator=gen) < 0.2 \
-                else float(torch.empty(1).uniform_(1.0, 4.0, generator=gen))
+            # scale: U(scale_min, 4) mostly, U(4, 8) for a fraction of the batches (default: U(1, 4),
+            # and U(4, 8) one batch in five)
+            s = float(torch.empty(1).uniform_(4.0, 8.0, generator=gen)) if torch.rand(1, generator=gen) < args.large_scale_frac \
+                else float(torch.empty(1).uniform_(args.scale_min, 4.0, generator=gen))
             p_lr = patch if s <= 4.0 else (2 * patch) // 3  # keeps the HR crop within the images
             hr_side = max(p_lr, int(round(p_lr * s)))
             hr = data.crops(batch, hr_side, zoom_max=2.0)
