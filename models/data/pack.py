@@ -2,18 +2,24 @@
 """Bundle data/train + data/val into one uncompressed tar under data/pack/ for a GPU machine.
 
     python3 models/data/pack.py                 # build data/pack/gsimg-train.tar (<= 40 MiB)
+    python3 models/data/pack.py --parts 3       # data/pack/gsimg-train-{1,2,3}of3.tar, each <= 40 MiB
     python3 models/data/pack.py --verify FILE   # check a bundle: sha256s, decoding, counts
 
 The bundle holds `pack_manifest.tsv` (one row per image: split, file, sha256, width, height, bytes,
 package, source path, source sha256), `build_manifest.tsv` (a copy of models/data/manifest.tsv),
 `pack_info.txt`, and the lossless images under `train/` and `val/`.
 
-Size rule (deterministic): if the images as built (long side <= 1024) fit in --limit-mib with the
-tar overhead, they are packed unchanged. Otherwise every image whose long side exceeds L is
+Size rule (deterministic): if the images as built (long side <= 1024) fit in --limit-mib (times
+--parts) with the tar overhead, they are packed unchanged. Otherwise every image whose long side exceeds L is
 downscaled to long side L (Lanczos, from the built file) and re-encoded as lossless WebP, with L the
 largest multiple of 32 for which the whole bundle fits (found by shrinking L from an estimate
 until it fits). Only if L would drop below --min-side are images dropped instead: training images
 in the order of sha256("gsimg-drop-v1:" + source sha256), validation images never.
+
+With --parts N the bundle is N tars (each a complete bundle of its own images, with its own
+pack_manifest.tsv, each at most --limit-mib): a GPU machine whose calls carry at most ~64 MiB gets
+them one per call into one folder, and the training script reads every tar in that folder. The
+images go to the parts in manifest order, each to the first part it fits in.
 
 Reading it needs only Python 3 + numpy + Pillow: see read_pack() below, e.g.
     import sys; sys.path.insert(0, "models/data"); from pack import read_pack
@@ -148,7 +154,8 @@ def main():
     ap.add_argument("--data", type=Path, default=REPO / "data")
     ap.add_argument("--manifest", type=Path, default=HERE / "manifest.tsv")
     ap.add_argument("--out", type=Path, default=None, help="default DATA/pack/gsimg-train.tar")
-    ap.add_argument("--limit-mib", type=float, default=40.0, help="hard size limit (default 40 MiB)")
+    ap.add_argument("--limit-mib", type=float, default=40.0, help="hard size limit of each tar (default 40 MiB)")
+    ap.add_argument("--parts", type=int, default=1, help="split the bundle into this many tars (default 1)")
     ap.add_argument("--min-side", type=int, default=384,
                     help="below this long side, drop training images instead of shrinking")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
@@ -164,8 +171,10 @@ def main():
         return
 
     data = args.data.resolve()
+    if args.parts < 1:
+        sys.exit("--parts: at least 1")
     out = (args.out or data / "pack" / "gsimg-train.tar").resolve()
-    limit = int(args.limit_mib * MIB)
+    part_limit = int(args.limit_mib * MIB)
     build_manifest = args.manifest.read_text()
     rows = load_manifest(args.manifest)
     for r in rows:
@@ -183,6 +192,16 @@ def main():
     side, dropped = None, []
     entries = build_entries(rows, data, None, args.jobs)
     size = total(entries)
+    # The size rule works on the whole bundle. With several parts, each repeats the small files,
+    # and first fit leaves less than one image's room unused in each part but the last: the
+    # whole bundle aims that much lower (the largest image as built bounds the shrunk ones).
+    limit = part_limit
+    if args.parts > 1:
+        small = total([])
+        largest = max(len(e["data"]) + 2048 for e in entries)
+        limit = args.parts * part_limit - (args.parts - 1) * (small + largest)
+        if limit <= 0:
+            sys.exit(f"--limit-mib {args.limit_mib} is too small for {args.parts} parts")
     print(f"as built: {len(entries)} images, long side <= {full_side}, ~{size / MIB:.1f} MiB", file=sys.stderr)
     tried = []
     L = full_side
@@ -224,18 +243,40 @@ def main():
         f"dropped: {' '.join(dropped) if dropped else 'none'}",
         f"build manifest sha256: {sha256_bytes(build_manifest.encode())}",
     ]) + "\n"
-    tar = make_tar(entries, build_manifest, info)
-    if len(tar) > limit:
-        sys.exit(f"internal error: bundle is {len(tar)} bytes > {limit}")
+    if args.parts == 1:
+        parts = [(out, entries)]
+    else:
+        # First fit in manifest order; the largest image must fit in one part.
+        bins: list[list] = [[] for _ in range(args.parts)]
+        for e in entries:
+            for b in bins:
+                if total(b + [e]) <= part_limit:
+                    b.append(e)
+                    break
+            else:
+                sys.exit(f"{e['file']} does not fit in any of {args.parts} parts of {args.limit_mib} MiB: "
+                         "use more parts")
+        stem = out.stem
+        parts = [(out.with_name(f"{stem}-{i + 1}of{args.parts}.tar"), b) for i, b in enumerate(bins)]
+    tars = []
+    for i, (path, part) in enumerate(parts):
+        part_info = info + (f"part: {i + 1} of {len(parts)} ({len(part)} images)\n" if len(parts) > 1 else "")
+        tar = make_tar(part, build_manifest, part_info)
+        if len(tar) > part_limit:
+            sys.exit(f"internal error: {path.name} is {len(tar)} bytes > {part_limit}")
+        tars.append((path, tar))
     out.parent.mkdir(parents=True, exist_ok=True)
+    keep = {p for p, _ in tars}
     for old in out.parent.glob("*.tar"):
-        if old != out:
+        if old not in keep:
             old.unlink()
-    out.write_bytes(tar)
-    (out.parent / "pack_info.txt").write_text(info + f"file: {out.name}\nbytes: {len(tar)}\n"
-                                              f"sha256: {sha256_bytes(tar)}\n")
+    lines = [info]
+    for path, tar in tars:
+        path.write_bytes(tar)
+        lines.append(f"file: {path.name}\nbytes: {len(tar)}\nsha256: {sha256_bytes(tar)}\n")
+        print(f"wrote {path}: {len(tar):,} bytes ({len(tar) / MIB:.2f} MiB), sha256 {sha256_bytes(tar)}")
+    (out.parent / "pack_info.txt").write_text("".join(lines))
     print(info, end="")
-    print(f"wrote {out}: {len(tar):,} bytes ({len(tar) / MIB:.2f} MiB), sha256 {sha256_bytes(tar)}")
 
 
 if __name__ == "__main__":
