@@ -654,7 +654,8 @@ mod tests {
 
     #[test]
     fn same_colours_for_any_thread_count() {
-        // 3 × 2 chunks: the sweeps, the couplings between chunks and every parallel loop.
+        // 3 × 2 chunks (formed in two groups, 4 then 2, side by side): the sweeps, the couplings
+        // between chunks and every parallel loop.
         let (w, h) = (900, 500);
         let gs = gaussians(w, h, 3000);
         let target = picture(w, h, &gaussians(w, h, 700), true);
