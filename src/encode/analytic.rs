@@ -295,6 +295,14 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
     }
     let target =
         ((pixels.width as f64 * pixels.height as f64 * opts.density).round() as usize).max(1);
+    if let Some(s) = opts.spread
+        && !(s > 0.0 && s <= 4.0)
+    {
+        return Err(Error::invalid(
+            "spread",
+            format!("{s} (allowed: above 0, at most 4)"),
+        ));
+    }
     let spread = opts.spread.unwrap_or(
         if opts.refine.iterations > 0 && opts.density <= REFINED_SPREAD_MAX_DENSITY {
             REFINED_SPREAD
@@ -333,6 +341,27 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
 mod tests {
     use super::*;
     use crate::ChannelLayout;
+
+    /// Out-of-range settings are errors that name the setting, not panics.
+    #[test]
+    fn bad_density_or_spread_is_a_clear_error() {
+        let px = Pixels::from_u8(8, 8, ChannelLayout::Gray, &[128; 64]).unwrap();
+        for (density, spread, name) in [
+            (0.0, None, "density"),
+            (f64::NAN, None, "density"),
+            (0.1, Some(0.0), "spread"),
+            (0.1, Some(-1.0), "spread"),
+            (0.1, Some(f64::INFINITY), "spread"),
+        ] {
+            let opts = AnalyticOptions {
+                density,
+                spread,
+                ..Default::default()
+            };
+            let e = encode(&px, &opts).unwrap_err().to_string();
+            assert!(e.contains(name), "{e}");
+        }
+    }
 
     /// Round Gaussians on a straight edge (dark left of the line x = y/2 + 20, bright right)
     /// come out long along it and narrow across it, with their areas kept.
