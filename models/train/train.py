@@ -198,6 +198,7 @@ def validate_compact(model, val, device, crop=256):
 # ------------------------------------------------------------------------------------------------
 # defaults of the loss switches (see main: a resumed call takes its checkpoint's values)
 LOSS_DEFAULTS = {"target_presence": 0.25, "dual_step": 2e-4, "logit_margin": 0.0, "logit_penalty": 1e-2,
+                 "logit_deadzone": 0.0, "deadzone_penalty": 1e-2,
                  "grad_weight_floor": 0.0, "clipped_colour_ste": False, "colour_range_penalty": 0.0, "fp32": False}
 AUTOCAST = True  # bf16 autocast of the encoder on CUDA (--fp32 turns it off)
 
@@ -256,6 +257,11 @@ def main():
                     help="compact: penalize presence logits beyond ±margin (0, the default: off), so the gates stay trainable")
     ap.add_argument("--logit-penalty", type=float, default=None,
                     help="compact: weight of mean(relu(|logit| − margin)²) (default 1e-2)")
+    ap.add_argument("--logit-deadzone", type=float, default=None,
+                    help="compact: penalize presence logits within ±deadzone of 0 (0, the default: off), so "
+                         "that the gates settle clearly on one side of the decision instead of at it")
+    ap.add_argument("--deadzone-penalty", type=float, default=None,
+                    help="compact: weight of mean(relu(deadzone − |logit|)²) (default 1e-2)")
     ap.add_argument("--grad-weight-floor", type=float, default=None,
                     help="floor on the weight sum in the gradient of the normalization (gsrender.GRAD_MIN_WEIGHT_SUM; default 0)")
     ap.add_argument("--fp32", action=argparse.BooleanOptionalAction, default=None,
@@ -449,12 +455,18 @@ def main():
                 # never flip, and the presence pattern freezes (v2: one Gaussian in every cell)
                 logit = raw[0][:, :, 8].float()
                 loss = loss + args.logit_penalty * F.relu(logit.abs() - args.logit_margin).square().mean()
+            if args.logit_deadzone > 0:
+                # v3's logits gathered at 0 (models/README.md §5), so that which side of the
+                # decision they land on depended on rounding: push them out of a band around it
+                logit = raw[0][:, :, 8].float()
+                loss = loss + args.deadzone_penalty * F.relu(args.logit_deadzone - logit.abs()).square().mean()
             # dual ascent on λ towards the target mean presence (hard gates)
             lam = max(0.0, lam + args.dual_step * (hard - target))
             extra = {"l1": l1.item(), "presence": hard, "lambda": lam,
                      "empty_cells": (~gates.any(1)).float().mean().item(),
                      "raw_max": raw[0].detach().abs().max().item(),
-                     "colour_excess": excess.item()}
+                     "colour_excess": excess.item(),
+                     "near_zero": (raw[0][:, :, 8].detach().float().abs() < 0.25).float().mean().item()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.group_norms:
