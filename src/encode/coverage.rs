@@ -144,7 +144,9 @@ pub(crate) fn ensure_coverage(
     gaussians: &mut Vec<Gaussian>,
     spares: &[Spare],
 ) -> usize {
-    if width == 0 || height == 0 || cell == 0 {
+    // Nothing to turn on (e.g. a dense upscale field, where every slot is present): checking
+    // would only cost time.
+    if width == 0 || height == 0 || cell == 0 || spares.is_empty() {
         return 0;
     }
     let cells = width.div_ceil(cell) as usize * height.div_ceil(cell) as usize;
