@@ -450,15 +450,14 @@ def main():
             excess = model.colour_excess(field)
             if args.colour_range_penalty > 0:
                 loss = loss + args.colour_range_penalty * excess
+            logit = raw[0][:, :, 8].float()  # the presence logits
             if args.logit_margin > 0:
                 # a saturated gate (|logit| ≫ 1) gets no gradient through the sigmoid: it can
                 # never flip, and the presence pattern freezes (v2: one Gaussian in every cell)
-                logit = raw[0][:, :, 8].float()
                 loss = loss + args.logit_penalty * F.relu(logit.abs() - args.logit_margin).square().mean()
             if args.logit_deadzone > 0:
                 # v3's logits gathered at 0 (models/README.md §5), so that which side of the
                 # decision they land on depended on rounding: push them out of a band around it
-                logit = raw[0][:, :, 8].float()
                 loss = loss + args.deadzone_penalty * F.relu(args.logit_deadzone - logit.abs()).square().mean()
             # dual ascent on λ towards the target mean presence (hard gates)
             lam = max(0.0, lam + args.dual_step * (hard - target))
@@ -466,7 +465,7 @@ def main():
                      "empty_cells": (~gates.any(1)).float().mean().item(),
                      "raw_max": raw[0].detach().abs().max().item(),
                      "colour_excess": excess.item(),
-                     "near_zero": (raw[0][:, :, 8].detach().float().abs() < 0.25).float().mean().item()}
+                     "near_zero": (logit.detach().abs() < 0.25).float().mean().item()}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.group_norms:
