@@ -1,9 +1,9 @@
 //! Per picture, the compact network with 40 refinement steps against the analytic encoder with
 //! the same number of Gaussians (its density set to the network's count for that picture), both
 //! with their default refinement: PSNR (of the float render, clamped to [0, 1]) and bpp of each,
-//! to see where the refined network falls
-//! behind. `cargo run --release --example refined_pairs [FOLDER of PNGs] [MODEL.onnx]`
-//! (default: the Kodak folder of `../shared/bench` and `models/compact.onnx`).
+//! to see where the refined network falls behind.
+//! `cargo run --release --example refined_pairs [FOLDER of PNGs] [MODEL.onnx]` (default: the
+//! Kodak folder of `../shared/bench` and `models/compact.onnx`).
 
 use anyhow::{Context, Result};
 use gsimg::encode::analytic::{self, AnalyticOptions};
