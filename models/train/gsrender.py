@@ -39,6 +39,7 @@ autograd. `GSRENDER_BACKEND=torch|triton` forces one.
 
 from __future__ import annotations
 
+import contextlib
 import math
 import os
 
@@ -397,8 +398,23 @@ class _SplatTriton(torch.autograd.Function):
         return ggeom, gcol, None, None, None
 
 
+_FORCED_BACKEND: str | None = None
+
+
+@contextlib.contextmanager
+def use_backend(name: str):
+    """Forces a backend of `splat` inside the block (over GSRENDER_BACKEND): the compact model's
+    unrolled refinement needs "torch", whose autograd graph can be differentiated twice."""
+    global _FORCED_BACKEND
+    old, _FORCED_BACKEND = _FORCED_BACKEND, name
+    try:
+        yield
+    finally:
+        _FORCED_BACKEND = old
+
+
 def splat_backend(device) -> str:
-    forced = os.environ.get("GSRENDER_BACKEND")
+    forced = _FORCED_BACKEND or os.environ.get("GSRENDER_BACKEND")
     if forced:
         return forced
     if HAVE_TRITON and torch.device(device).type == "cuda":

@@ -40,14 +40,17 @@ def test_resume_keeps_the_loss_settings(tmp_path):
             Image.fromarray(a).save(d / f"{i}.png")
     config = '{"ch": 16, "blocks": 1, "stem": 8}'
     first = tmp_path / "first"
-    run(["--out", str(first), "--max-steps", "2", "--config", config, "--target-presence", "0.125",
-         "--clipped-colour-ste", "--colour-range-penalty", "0.1", "--logit-margin", "4", "--dual-step", "1e-3",
-         "--logit-deadzone", "1"],
-        tmp_path)
+    out = run(["--out", str(first), "--max-steps", "2", "--config", config, "--target-presence", "0.125",
+               "--clipped-colour-ste", "--colour-range-penalty", "0.1", "--logit-margin", "4",
+               "--dual-step", "1e-3", "--logit-deadzone", "1", "--unroll", "2"],
+              tmp_path)
+    # the unrolled refinement ran: its loss in the log, its PSNR in the final validation
+    assert '"l1_refined"' in out and '"val_psnr_refined"' in out
     ck = torch.load(first / "compact.pt", map_location="cpu", weights_only=False)
     assert ck["target_presence"] == 0.125
     assert ck["loss_args"]["clipped_colour_ste"] is True and ck["loss_args"]["logit_margin"] == 4.0
     assert ck["loss_args"]["logit_deadzone"] == 1.0 and ck["loss_args"]["deadzone_penalty"] == 1e-2
+    assert ck["loss_args"]["unroll"] == 2 and ck["loss_args"]["unroll_rates"] == "0.8,0.16,0.16,0.08"
 
     # resumed without any of the flags: all kept
     second = tmp_path / "second"

@@ -173,8 +173,10 @@ def validate_upscale(model, val, device, scales=(2, 3, 4), crop=192):
 
 
 @torch.no_grad()
-def validate_compact(model, val, device, crop=256):
-    ps, pres, empty = [], [], []
+def validate_compact(model, val, device, crop=256, unroll=0, rates=()):
+    """Feed-forward PSNR, presence, raw bpp and empty cells on centre crops; with `unroll`, also
+    the PSNR after that many unrolled refinement steps (`val_psnr_refined`)."""
+    ps, pres, empty, pr = [], [], [], []
     for a in val:
         c = center_crop(a, crop)
         h, w = c.shape[0] // 8 * 8, c.shape[1] // 8 * 8
@@ -186,11 +188,17 @@ def validate_compact(model, val, device, crop=256):
         ps.append(psnr(torch.round(rec * 255) / 255, img))
         pres.append(q[:, :, 8].mean().item())
         empty.append((q[:, :, 8] < 0.5).all(1).float().mean().item())
+        if unroll:
+            with torch.enable_grad():
+                qg = q.detach().requires_grad_(True)
+                ref = model.refine_unrolled(qg, img, unroll, rates).detach().clamp(0, 1)
+            pr.append(psnr(torch.round(ref * 255) / 255, img))
     bits = model.cfg.bits_per_gaussian()
     p = float(np.mean(pres))
     return {"val_psnr": round(float(np.mean(ps)), 3), "presence": round(p, 4),
             "raw_bpp": round(p * model.cfg.per_cell * bits / model.cfg.cell ** 2, 4),
-            "empty_cells": round(float(np.mean(empty)), 4)}
+            "empty_cells": round(float(np.mean(empty)), 4),
+            **({"val_psnr_refined": round(float(np.mean(pr)), 3)} if pr else {})}
 
 
 # ------------------------------------------------------------------------------------------------
@@ -199,7 +207,8 @@ def validate_compact(model, val, device, crop=256):
 # defaults of the loss switches (see main: a resumed call takes its checkpoint's values)
 LOSS_DEFAULTS = {"target_presence": 0.25, "dual_step": 2e-4, "logit_margin": 0.0, "logit_penalty": 1e-2,
                  "logit_deadzone": 0.0, "deadzone_penalty": 1e-2,
-                 "grad_weight_floor": 0.0, "clipped_colour_ste": False, "colour_range_penalty": 0.0, "fp32": False}
+                 "grad_weight_floor": 0.0, "clipped_colour_ste": False, "colour_range_penalty": 0.0, "fp32": False,
+                 "unroll": 0, "unroll_weight": 1.0, "unroll_rates": "0.8,0.16,0.16,0.08"}
 AUTOCAST = True  # bf16 autocast of the encoder on CUDA (--fp32 turns it off)
 
 
@@ -234,7 +243,7 @@ def main():
     ap.add_argument("--out", required=True)
     ap.add_argument("--minutes", type=float, default=9.0)
     ap.add_argument("--max-steps", type=int, default=0, help="stop after this many steps (0: time only)")
-    ap.add_argument("--total-steps", type=int, default=0, help="schedule length (first call only)")
+    ap.add_argument("--total-steps", type=int, default=0, help="schedule length (kept by later calls unless given again)")
     ap.add_argument("--lr", type=float, default=0)
     ap.add_argument("--batch", type=int, default=0)
     ap.add_argument("--patch", type=int, default=0, help="input patch side")
@@ -262,6 +271,14 @@ def main():
                          "that the gates settle clearly on one side of the decision instead of at it")
     ap.add_argument("--deadzone-penalty", type=float, default=None,
                     help="compact: weight of mean(relu(deadzone − |logit|)²) (default 1e-2)")
+    ap.add_argument("--unroll", type=int, default=None,
+                    help="compact: also train on the picture after this many unrolled refinement "
+                         "steps (CompactNet.refine_unrolled; default 0: off)")
+    ap.add_argument("--unroll-weight", type=float, default=None,
+                    help="compact: weight of the refined picture's loss (default 1)")
+    ap.add_argument("--unroll-rates", default=None,
+                    help="compact: largest step per unrolled step for position px, log2 sigma, "
+                         "radians, colour (default 0.8,0.16,0.16,0.08: 4x gsimg's Adam steps)")
     ap.add_argument("--grad-weight-floor", type=float, default=None,
                     help="floor on the weight sum in the gradient of the normalization (gsrender.GRAD_MIN_WEIGHT_SUM; default 0)")
     ap.add_argument("--fp32", action=argparse.BooleanOptionalAction, default=None,
@@ -294,6 +311,9 @@ def main():
             setattr(args, k, stored.get(k, default))
         elif k in stored and stored[k] != given:
             print(f"warning: --{k.replace('_', '-')} is {given} in this call, {stored[k]} in the checkpoint")
+    unroll_rates = [float(v) for v in str(args.unroll_rates).split(",")]
+    if len(unroll_rates) != 4:
+        sys.exit("--unroll-rates: four numbers (position, log2 sigma, rotation, colour)")
     global AUTOCAST
     AUTOCAST = device.type == "cuda" and not args.fp32
     if args.grad_weight_floor > 0:
@@ -315,7 +335,7 @@ def main():
     base_lr = args.lr or (ck or {}).get("base_lr") or defaults["lr"]
     batch = args.batch or (ck or {}).get("batch") or defaults["batch"]
     patch = args.patch or (ck or {}).get("patch") or defaults["patch"]
-    total = (ck or {}).get("total_steps") or args.total_steps or defaults["total"]
+    total = args.total_steps or (ck or {}).get("total_steps") or defaults["total"]
     opt = torch.optim.Adam(model.parameters(), lr=base_lr, betas=(0.9, 0.99))
     step, lam, rewarm_from = 0, 0.0, None
     gen = torch.Generator()
@@ -447,6 +467,15 @@ def main():
             gates = field[:, :, 8] >= 0.5
             hard = gates.float().mean().item()
             loss = l1 + mse_w * mse + lam * pres
+            if args.unroll > 0:
+                # the picture a few refinement steps make of this field: rewards starts that
+                # refine well (where v3's large round Gaussians on flat areas did not)
+                ref = model.refine_unrolled(q, img, args.unroll, unroll_rates)
+                l1_ref = F.l1_loss(ref, img)
+                loss = loss + args.unroll_weight * (l1_ref + mse_w * F.mse_loss(ref, img))
+                extra_ref = {"l1_refined": l1_ref.item()}
+            else:
+                extra_ref = {}
             excess = model.colour_excess(field)
             if args.colour_range_penalty > 0:
                 loss = loss + args.colour_range_penalty * excess
@@ -465,7 +494,7 @@ def main():
                      "empty_cells": (~gates.any(1)).float().mean().item(),
                      "raw_max": raw[0].detach().abs().max().item(),
                      "colour_excess": excess.item(),
-                     "near_zero": (logit.detach().abs() < 0.25).float().mean().item()}
+                     "near_zero": (logit.detach().abs() < 0.25).float().mean().item(), **extra_ref}
         opt.zero_grad(set_to_none=True)
         loss.backward()
         if args.group_norms:
@@ -501,7 +530,7 @@ def main():
             gmax_group = {}
         if step % args.val_every == 0:
             ema.eval()
-            v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)
+            v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device, unroll=args.unroll, rates=unroll_rates)
             log({"event": "val", **v})
             score = v.get("val_x4", 0.0) if kind == "upscale" else v["val_psnr"]
             if kind == "compact":
@@ -513,7 +542,7 @@ def main():
                 save_state(out_dir / "best")
             t_last = time.time()
     train_s = time.time() - t_loop
-    v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device)
+    v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device, unroll=args.unroll, rates=unroll_rates)
     log({"event": "val", "final": True, **v})
     save_state()
     log({"event": "end", "steps_this_call": steps_this_call, "train_seconds": round(train_s, 1),
