@@ -50,7 +50,7 @@ def test_resume_keeps_the_loss_settings(tmp_path):
     assert ck["target_presence"] == 0.125
     assert ck["loss_args"]["clipped_colour_ste"] is True and ck["loss_args"]["logit_margin"] == 4.0
     assert ck["loss_args"]["logit_deadzone"] == 1.0 and ck["loss_args"]["deadzone_penalty"] == 1e-2
-    assert ck["loss_args"]["unroll"] == 2 and ck["loss_args"]["unroll_rates"] == "0.8,0.16,0.16,0.08"
+    assert ck["loss_args"]["unroll"] == 2 and ck["loss_args"]["unroll_rates"] == "0.2,0.04,0.04,0.02"
 
     # resumed without any of the flags: all kept
     second = tmp_path / "second"

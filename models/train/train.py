@@ -208,7 +208,7 @@ def validate_compact(model, val, device, crop=256, unroll=0, rates=()):
 LOSS_DEFAULTS = {"target_presence": 0.25, "dual_step": 2e-4, "logit_margin": 0.0, "logit_penalty": 1e-2,
                  "logit_deadzone": 0.0, "deadzone_penalty": 1e-2,
                  "grad_weight_floor": 0.0, "clipped_colour_ste": False, "colour_range_penalty": 0.0, "fp32": False,
-                 "unroll": 0, "unroll_weight": 1.0, "unroll_rates": "0.8,0.16,0.16,0.08"}
+                 "unroll": 0, "unroll_weight": 1.0, "unroll_rates": "0.2,0.04,0.04,0.02"}
 AUTOCAST = True  # bf16 autocast of the encoder on CUDA (--fp32 turns it off)
 
 
@@ -278,7 +278,8 @@ def main():
                     help="compact: weight of the refined picture's loss (default 1)")
     ap.add_argument("--unroll-rates", default=None,
                     help="compact: largest step per unrolled step for position px, log2 sigma, "
-                         "radians, colour (default 0.8,0.16,0.16,0.08: 4x gsimg's Adam steps)")
+                         "radians, colour (default 0.2,0.04,0.04,0.02: gsimg's Adam step sizes; "
+                         "4x those made the picture worse, models/README.md section 7)")
     ap.add_argument("--grad-weight-floor", type=float, default=None,
                     help="floor on the weight sum in the gradient of the normalization (gsrender.GRAD_MIN_WEIGHT_SUM; default 0)")
     ap.add_argument("--fp32", action=argparse.BooleanOptionalAction, default=None,
