@@ -346,9 +346,11 @@ class CompactNet(nn.Module):
         p = q[:, :, 0:8]
         with gr.use_backend("torch") if exact else contextlib.nullcontext():
             for _ in range(steps):
+                # first order: the step's own graph is cut from the network's (a backward through
+                # the gates would free buffers the training loss still needs)
                 at = p if exact else p.detach().requires_grad_(True)
                 with torch.enable_grad():
-                    err = (self.render(torch.cat([at, gate.detach() if not exact else gate], 2), W, H, W, H)
+                    err = (self.render(torch.cat([at, gate if exact else gate.detach()], 2), W, H, W, H)
                            - img).square().sum()
                     g, = torch.autograd.grad(err, at, create_graph=exact)
                 parts = []

@@ -1,6 +1,7 @@
 """The compact model's unrolled refinement (`CompactNet.refine_unrolled`, `train.py --unroll`):
-zero step sizes change nothing, the steps lower the picture's error, and the loss on the refined
-picture reaches the network's weights through the steps (second derivatives of the renderer).
+zero step sizes change nothing, the first-order and exact steps give the same picture, the steps
+lower the picture's error, and the loss on the refined picture reaches the network's weights
+(at the refined point; with exact=True also through the steps, by second derivatives).
 
     .venv/bin/python -m pytest models/train/test_unroll.py -q
 """

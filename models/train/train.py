@@ -188,10 +188,8 @@ def validate_compact(model, val, device, crop=256, unroll=0, rates=()):
         ps.append(psnr(torch.round(rec * 255) / 255, img))
         pres.append(q[:, :, 8].mean().item())
         empty.append((q[:, :, 8] < 0.5).all(1).float().mean().item())
-        if unroll:
-            with torch.enable_grad():
-                qg = q.detach().requires_grad_(True)
-                ref = model.refine_unrolled(qg, img, unroll, rates).detach().clamp(0, 1)
+        if unroll:  # (first order: its steps take their own gradients inside)
+            ref = model.refine_unrolled(q, img, unroll, rates).clamp(0, 1)
             pr.append(psnr(torch.round(ref * 255) / 255, img))
     bits = model.cfg.bits_per_gaussian()
     p = float(np.mean(pres))
@@ -411,6 +409,11 @@ def main():
                                             "mse_weight": mse_w, "target_presence": target,
                                             "loss_args": loss_args})
 
+    def validate():
+        if kind == "upscale":
+            return validate_upscale(ema, imgs["val"], device)
+        return validate_compact(ema, imgs["val"], device, unroll=args.unroll, rates=unroll_rates)
+
     t_saved = time.time()
     anneal_from = None
     ema_params = list(ema.parameters())
@@ -531,7 +534,7 @@ def main():
             gmax_group = {}
         if step % args.val_every == 0:
             ema.eval()
-            v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device, unroll=args.unroll, rates=unroll_rates)
+            v = validate()
             log({"event": "val", **v})
             score = v.get("val_x4", 0.0) if kind == "upscale" else v["val_psnr"]
             if kind == "compact":
@@ -543,7 +546,7 @@ def main():
                 save_state(out_dir / "best")
             t_last = time.time()
     train_s = time.time() - t_loop
-    v = validate_upscale(ema, imgs["val"], device) if kind == "upscale" else validate_compact(ema, imgs["val"], device, unroll=args.unroll, rates=unroll_rates)
+    v = validate()
     log({"event": "val", "final": True, **v})
     save_state()
     log({"event": "end", "steps_this_call": steps_this_call, "train_seconds": round(train_s, 1),
