@@ -8,11 +8,14 @@
 //! pixels shaved at each border, averaged over the set.
 //!
 //! Environment: `GSIMG_BENCH_ROOT` (folder holding set5/ and set14/; default ../shared/bench),
-//! `GSIMG_SR_SCALES` (default 2,3,4,6,8), `GSIMG_SR_MODEL` (default: models/upscale.onnx).
+//! `GSIMG_SR_SCALES` (default 2,3,4,6,8), `GSIMG_SR_MODEL` (default: models/upscale.onnx),
+//! `GSIMG_SR_ENSEMBLE=1` (also the geometric self-ensemble of `gsimg upscale --ensemble`: 8
+//! passes averaged; an extra column).
 
 use gsimg::encode::Pixels;
 use gsimg::encode::network::{Device, ModelKind, NetworkOptions};
-use gsimg::render::render_cpu;
+use gsimg::encode::symmetry::Symmetry;
+use gsimg::render::{FrameMean, render_cpu};
 use gsimg::{Frame, Limits, Viewport};
 use image::RgbImage;
 use image::imageops::{FilterType, resize};
@@ -57,9 +60,15 @@ fn main() {
         enc.model_path().display(),
         enc.provider()
     );
+    let ensemble = std::env::var("GSIMG_SR_ENSEMBLE").is_ok_and(|v| v == "1");
     println!(
-        "{:<6} {:>5} {:>10} {:>10} {:>8}",
-        "set", "scale", "gsimg", "bicubic", "gain"
+        "{:<6} {:>5} {:>10} {:>10} {:>8}{}",
+        "set",
+        "scale",
+        "gsimg",
+        "bicubic",
+        "gain",
+        if ensemble { "   ensemble" } else { "" }
     );
     for set in ["set5", "set14"] {
         let dir = format!("{root}/{set}");
@@ -70,7 +79,7 @@ fn main() {
             .collect();
         files.sort();
         for &s in &scales {
-            let (mut ours, mut bic) = (0.0, 0.0);
+            let (mut ours, mut bic, mut ens) = (0.0, 0.0, 0.0);
             for f in &files {
                 let hr = image::open(f).unwrap().to_rgb8();
                 let (w, h) = ((hr.width() / s) * s, (hr.height() / s) * s);
@@ -86,13 +95,29 @@ fn main() {
                 let field = enc.gaussians(&px).unwrap().image;
                 let frame: Frame<u8> = render_cpu(&field, &Viewport::full(w, h), &limits).unwrap();
                 let up = RgbImage::from_raw(w, h, frame.data).unwrap();
+                if ensemble {
+                    let mut mean = FrameMean::new(w, h, 3, &limits).unwrap();
+                    for sym in Symmetry::ALL {
+                        let field = enc.gaussians_under(&px, sym).unwrap().image;
+                        let f: Frame<f32> =
+                            render_cpu(&field, &Viewport::full(w, h), &limits).unwrap();
+                        mean.add(&f).unwrap();
+                    }
+                    let up8 = RgbImage::from_raw(w, h, mean.mean::<u8>().data).unwrap();
+                    ens += y_psnr(&hr, &up8, s);
+                }
                 let base = resize(&lr, w, h, FilterType::CatmullRom);
                 ours += y_psnr(&hr, &up, s);
                 bic += y_psnr(&hr, &base, s);
             }
             let n = files.len() as f64;
+            let ens = if ensemble {
+                format!(" {:>10.2}", ens / n)
+            } else {
+                String::new()
+            };
             println!(
-                "{set:<6} {:>5} {:>10.2} {:>10.2} {:>+8.2}",
+                "{set:<6} {:>5} {:>10.2} {:>10.2} {:>+8.2}{ens}",
                 format!("x{s}"),
                 ours / n,
                 bic / n,

@@ -6,7 +6,7 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{Rng, random_image};
+use crate::common::{Rng, max_abs_diff, random_image};
 use gsimg::render::project::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
 use gsimg::render::render_cpu;
 use gsimg::{ChannelLayout, Error, Frame, Limits, Region, SplatImage, Viewport};
@@ -210,12 +210,7 @@ fn check_u8(what: &str, gpu: &Frame<u8>, cpu: &Frame<u8>) {
 
 fn check_f32(what: &str, gpu: &Frame<f32>, cpu: &Frame<f32>) {
     assert_eq!(gpu.data.len(), cpu.data.len(), "{what}");
-    let worst = gpu
-        .data
-        .iter()
-        .zip(&cpu.data)
-        .map(|(a, b)| (a - b).abs())
-        .fold(0f32, f32::max);
+    let worst = max_abs_diff(&gpu.data, &cpu.data);
     assert!(worst <= 1e-4, "{what}: max difference {worst}");
 }
 

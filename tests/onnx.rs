@@ -9,11 +9,12 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, OnceLock};
 
-use crate::common::{Rng, psnr, synthetic_pixels};
+use crate::common::{Rng, max_abs_diff, psnr, synthetic_pixels};
 use gsimg::encode::network::{
     MessageSink, ModelKind, NetworkEncoder, NetworkOptions, Provider, plan_tiles,
 };
 use gsimg::encode::ort_lib::{LibrarySearch, LibrarySource};
+use gsimg::encode::symmetry::Symmetry;
 use gsimg::encode::{Device, Pixels};
 use gsimg::{ChannelLayout, Frame, Limits, SplatImage, Viewport, format, render};
 
@@ -122,6 +123,43 @@ fn dummy_upscale_field_renders_the_picture() {
         p > 28.0,
         "render of the dummy field vs the input: {p:.2} dB"
     );
+}
+
+/// The self-ensemble's maps are exact: the dummy upscale model is symmetric under flips and
+/// transposition (round Gaussians on a symmetric 2×2 sub-grid, symmetric kernels), so its 8
+/// passes, each mapped back, render what one pass renders. A wrong map moves Gaussians by
+/// pixels, far beyond the bound.
+#[test]
+fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
+    if ort_library().is_none() {
+        return;
+    }
+    let e = encoder("dummy_upscale.onnx", |o| o);
+    let px = synthetic_pixels(37, 23, ChannelLayout::Rgb);
+    let (w, h) = (93, 58);
+    let single = render_f32(&e.gaussians(&px).unwrap().image, w, h);
+    let mut mean = render::FrameMean::new(w, h, 3, &Limits::default()).unwrap();
+    for sym in Symmetry::ALL {
+        let out = e.gaussians_under(&px, sym).unwrap();
+        assert_eq!((out.image.width(), out.image.height()), (37, 23), "{sym:?}");
+        let f = render_f32(&out.image, w, h);
+        let worst = max_abs_diff(&f.data, &single.data);
+        assert!(worst < 1e-3, "{sym:?}: {worst}");
+        mean.add(&f).unwrap();
+    }
+    assert_eq!(mean.count(), 8);
+    let m: Frame<f32> = mean.mean();
+    let worst = max_abs_diff(&m.data, &single.data);
+    assert!(worst < 1e-3, "mean of 8: {worst}");
+    // a render of another size is refused, not averaged
+    let other = render_f32(&e.gaussians(&px).unwrap().image, w + 1, h);
+    assert!(mean.add(&other).is_err());
+    // and the averaging memory counts against the limits
+    let tight = Limits {
+        max_memory_bytes: 1000,
+        ..Limits::default()
+    };
+    assert!(render::FrameMean::new(w, h, 3, &tight).is_err());
 }
 
 #[test]
@@ -542,6 +580,23 @@ fn cli_upscale_by_a_non_integer_factor() {
     assert_eq!(run(&t.path("a.png"), &["--scale", "2.5"]), (93, 58));
     assert_eq!(run(&t.path("b.png"), &["--width", "100"]), (100, 62));
     assert_eq!(run(&t.path("c.png"), &["--height", "46"]), (74, 46));
+    assert_eq!(
+        run(&t.path("e.png"), &["--scale", "2.5", "--ensemble"]),
+        (93, 58)
+    );
+    // the dummy model is symmetric: its ensemble is its single pass, to 8-bit rounding
+    let (a, e) = (
+        image::open(t.path("a.png")).unwrap().to_rgb8(),
+        image::open(t.path("e.png")).unwrap().to_rgb8(),
+    );
+    let worst = a
+        .as_raw()
+        .iter()
+        .zip(e.as_raw())
+        .map(|(x, y)| x.abs_diff(*y))
+        .max()
+        .unwrap();
+    assert!(worst <= 1, "ensemble vs single pass: {worst} levels");
     let o = gsimg_env(&["upscale", &input, &t.path("d.png")], &[]);
     assert!(!o.status.success());
     assert!(String::from_utf8_lossy(&o.stderr).contains("--scale"));

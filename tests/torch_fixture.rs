@@ -2,6 +2,7 @@
 //! fixtures it wrote (`tests/fixtures/torch_render/*.bin`, layout in models/train/make_fixture.py):
 //! max absolute difference ≤ 1e-4 (spec §3.6).
 
+use crate::common::max_abs_diff;
 use gsimg::render::render_cpu;
 use gsimg::{ChannelLayout, Frame, Gaussian, Limits, SplatImage, Viewport};
 
@@ -65,12 +66,7 @@ fn pytorch_training_renderer_matches_the_cpu_renderer() {
             &Limits::default(),
         )
         .unwrap();
-        let worst = frame
-            .data
-            .iter()
-            .zip(&f.expected)
-            .map(|(a, b)| (a - b).abs())
-            .fold(0f32, f32::max);
+        let worst = max_abs_diff(&frame.data, &f.expected);
         assert!(
             worst <= 1e-4,
             "{}: max abs difference {worst}",

@@ -9,6 +9,12 @@ MATLAB's imresize) rounded to 8 bits; output rounded to 8 bits; PSNR on Y (BT.60
 Y = 16 + 65.481 R + 128.553 G + 24.966 B for R, G, B in [0, 1]) with `scale` pixels shaved on each
 side; mean over the images of a set. Bicubic upscaling of the same LR (same interpolate call) is
 measured alongside. Uses the EMA weights; renders with the training renderer (b).
+
+`--ensemble`: geometric self-ensemble (as EDSR+ and its successors report it separately): the
+LR picture in each of the 8 symmetries of the square (flips, transposition) is upscaled, each
+render mapped back, and the 8 averaged before rounding. Eight times the work.
+`--val DIR`: the same protocol on the centre crops (192 px) of a validation folder (e.g.
+`data/val`) in place of Set5 / Set14, to choose by.
 """
 
 from __future__ import annotations
@@ -54,18 +60,62 @@ def upscale(model, lr, w, h):
     return model.render(model.field(lr, raw), w, h)
 
 
-def evaluate(model, bench: Path, device, sets=("set5", "set14"), scales=(2, 3, 4)):
+def dihedral(x: torch.Tensor, t: int) -> torch.Tensor:
+    """One of the 8 symmetries of the square on [..., H, W]: bit 0 flips W, bit 1 flips H,
+    bit 2 transposes (applied in that order)."""
+    if t & 1:
+        x = x.flip(-1)
+    if t & 2:
+        x = x.flip(-2)
+    if t & 4:
+        x = x.transpose(-1, -2)
+    return x
+
+
+def undihedral(x: torch.Tensor, t: int) -> torch.Tensor:
+    """The inverse of `dihedral(·, t)`."""
+    if t & 4:
+        x = x.transpose(-1, -2)
+    if t & 2:
+        x = x.flip(-2)
+    if t & 1:
+        x = x.flip(-1)
+    return x
+
+
+@torch.no_grad()
+def upscale_ensemble(model, lr, w, h):
+    acc = None
+    for t in range(8):
+        lt = dihedral(lr, t)
+        ow, oh = (h, w) if t & 4 else (w, h)
+        y = undihedral(upscale(model, lt, ow, oh).float(), t)
+        acc = y if acc is None else acc + y
+    return acc / 8
+
+
+def centre_crop(a: np.ndarray, c: int) -> np.ndarray:
+    h, w = a.shape[:2]
+    c = min(c, h, w)
+    y, x = (h - c) // 2, (w - c) // 2
+    return a[y:y + c, x:x + c]
+
+
+def evaluate(model, bench: Path, device, sets=("set5", "set14"), scales=(2, 3, 4), ensemble=False, crop=0):
     res = {}
+    up = upscale_ensemble if ensemble else upscale
     for name in sets:
-        files = sorted((bench / name).glob("*.png"))
+        files = sorted(p for p in (bench / name).iterdir() if p.suffix.lower() in (".png", ".webp", ".jpg"))
         for s in scales:
             pm, pb = [], []
             for f in files:
                 a = np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8)
+                if crop:
+                    a = centre_crop(a, crop)
                 h, w = a.shape[0] // s * s, a.shape[1] // s * s
                 hr = torch.from_numpy(a[:h, :w]).permute(2, 0, 1)[None].float().div(255).to(device)
                 lr = q8(F.interpolate(hr, size=(h // s, w // s), mode="bicubic", antialias=True, align_corners=False))
-                sr = q8(upscale(model, lr, w, h))
+                sr = q8(up(model, lr, w, h))
                 bic = q8(F.interpolate(lr, size=(h, w), mode="bicubic", antialias=True, align_corners=False))
                 pm.append(y_psnr(sr, hr, s))
                 pb.append(y_psnr(bic, hr, s))
@@ -81,13 +131,21 @@ def main():
     ap.add_argument("--bench", default=str(Path(__file__).resolve().parents[3] / "shared" / "bench"))
     ap.add_argument("--scales", default="2,3,4")
     ap.add_argument("--json", default="")
+    ap.add_argument("--ensemble", action="store_true", help="geometric self-ensemble (8 symmetries)")
+    ap.add_argument("--val", default="", help="a validation folder in place of Set5 / Set14 (192 px centre crops)")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
     model = M.build(ck["kind"], ck["config"])
     model.load_state_dict(ck["ema"])
     model = model.to(device).eval()
-    res = evaluate(model, Path(args.bench), device, scales=tuple(int(s) for s in args.scales.split(",")))
+    scales = tuple(int(s) for s in args.scales.split(","))
+    if args.val:
+        v = Path(args.val)
+        res = evaluate(model, v.parent, device, sets=(v.name,), scales=scales, ensemble=args.ensemble, crop=192)
+    else:
+        res = evaluate(model, Path(args.bench), device, scales=scales, ensemble=args.ensemble)
+    res["ensemble"] = args.ensemble
     res["step"] = ck["step"]
     print(json.dumps(res))
     if args.json:

@@ -41,14 +41,14 @@ pub enum RenderDevice {
 }
 
 /// Renders `view` of `image` on `device` (see [`RenderDevice`]).
-pub fn render_frame(
+pub fn render_frame<T: gsimg::cuda::GpuSample>(
     image: &gsimg::SplatImage,
     view: &Viewport,
     limits: &Limits,
     device: RenderDevice,
-) -> Result<Frame<u8>> {
+) -> Result<Frame<T>> {
     use gsimg::cuda::CudaRenderer;
-    let on_gpu = || -> gsimg::Result<Frame<u8>> {
+    let on_gpu = || -> gsimg::Result<Frame<T>> {
         let gpu = CudaRenderer::new()?;
         gpu.upload(image)?.render(view, limits)
     };

@@ -14,6 +14,7 @@ mod onnx;
 pub mod ort_lib;
 pub mod realloc;
 pub mod refine;
+pub mod symmetry;
 
 pub use input::{LoadedImage, Pixels, from_dynamic, load_image};
 pub use network::{Device, ModelInfo, ModelKind, NetworkEncoder, NetworkOptions, Provider};

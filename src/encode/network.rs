@@ -51,6 +51,7 @@ use super::input::Pixels;
 use super::onnx::{ModelDecl, OnnxModel, TensorDecl};
 use super::ort_lib::{FoundLibrary, LibrarySearch};
 use super::refine::{RefineOptions, refine};
+use super::symmetry::Symmetry;
 use crate::format::consts::{MAX_CHANNEL_VALUE, MAX_LOG2_SCALE};
 use crate::format::{self, ColorModel, Encoded, WriteOptions};
 use crate::splat::{ChannelLayout, Gaussian, SplatImage};
@@ -828,6 +829,22 @@ impl NetworkEncoder {
             fit_alpha(pixels, &mut gs, &self.opts.alpha_fit);
             out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         }
+        Ok(out)
+    }
+
+    /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
+    /// transformed picture and the Gaussians are mapped back to `pixels`' frame
+    /// ([`Symmetry::unapply_gaussians`], exact). Averaging the renders of all 8 is the upscale
+    /// model's geometric self-ensemble (`gsimg upscale --ensemble`; BENCHMARKS.md).
+    pub fn gaussians_under(&self, pixels: &Pixels, symmetry: Symmetry) -> Result<NetworkOutput> {
+        if symmetry == Symmetry::IDENTITY {
+            return self.gaussians(pixels);
+        }
+        pixels.validate()?;
+        let mut out = self.gaussians(&symmetry.apply_pixels(pixels))?;
+        let mut gs = out.image.into_gaussians();
+        symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
+        out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         Ok(out)
     }
 

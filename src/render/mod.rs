@@ -159,6 +159,76 @@ pub struct Frame<T> {
     pub data: Vec<T>,
 }
 
+/// The mean of several float renders of one region (the upscaler's geometric self-ensemble,
+/// `crate::encode::symmetry`): add each render, then take the mean in any sample type.
+#[derive(Debug, Clone)]
+pub struct FrameMean {
+    sum: Frame<f32>,
+    count: u32,
+}
+
+impl FrameMean {
+    /// An empty mean for `width × height` renders of `channels` samples. The sum (one f32 per
+    /// sample) and one float render beside it count against `limits.max_memory_bytes`.
+    pub fn new(width: u32, height: u32, channels: usize, limits: &Limits) -> Result<FrameMean> {
+        let bytes = 2 * width as u64 * height as u64 * channels as u64 * 4;
+        limits.check(
+            "averaged render memory (bytes)",
+            bytes,
+            limits.max_memory_bytes,
+        )?;
+        Ok(FrameMean {
+            sum: Frame {
+                width,
+                height,
+                channels,
+                data: vec![0.0; width as usize * height as usize * channels],
+            },
+            count: 0,
+        })
+    }
+
+    /// Adds a render of the same size.
+    pub fn add(&mut self, frame: &Frame<f32>) -> Result<()> {
+        let s = &self.sum;
+        if (frame.width, frame.height, frame.channels) != (s.width, s.height, s.channels) {
+            return Err(Error::invalid(
+                "render to average",
+                format!(
+                    "{}x{} with {} channels, {}x{} with {} expected",
+                    frame.width, frame.height, frame.channels, s.width, s.height, s.channels
+                ),
+            ));
+        }
+        for (a, &b) in self.sum.data.iter_mut().zip(&frame.data) {
+            *a += b;
+        }
+        self.count += 1;
+        Ok(())
+    }
+
+    /// Renders added so far.
+    pub fn count(&self) -> u32 {
+        self.count
+    }
+
+    /// The mean, converted as a render would be (§3.5 for 8 bits); zeros if nothing was added.
+    pub fn mean<T: Sample>(&self) -> Frame<T> {
+        let k = 1.0 / self.count.max(1) as f32;
+        Frame {
+            width: self.sum.width,
+            height: self.sum.height,
+            channels: self.sum.channels,
+            data: self
+                .sum
+                .data
+                .iter()
+                .map(|&v| T::from_value(v * k))
+                .collect(),
+        }
+    }
+}
+
 /// An output sample type: f32 in [0, 1] before clamping, or u8.
 pub trait Sample: Copy + Default + Send + Sync + 'static {
     /// Converts a blended channel value (§3.4) to this type (§3.5 for 8-bit).

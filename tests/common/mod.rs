@@ -85,6 +85,15 @@ pub fn synthetic_pixels(w: u32, h: u32, layout: ChannelLayout) -> gsimg::encode:
     }
 }
 
+/// The largest absolute difference between two equally long sample buffers.
+pub fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len(), "buffers of different lengths");
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0f32, f32::max)
+}
+
 pub fn psnr(a: &[f32], b: &[f32]) -> f64 {
     let mse = a
         .iter()
