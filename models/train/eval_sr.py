@@ -13,8 +13,8 @@ measured alongside. Uses the EMA weights; renders with the training renderer (b)
 `--ensemble`: geometric self-ensemble (as EDSR+ and its successors report it separately): the
 LR picture in each of the 8 symmetries of the square (flips, transposition) is upscaled, each
 render mapped back, and the 8 averaged before rounding. Eight times the work.
-`--val DIR`: the same protocol on the centre crops (192 px) of a validation folder (e.g.
-`data/val`) in place of Set5 / Set14, to choose by.
+`--val DIR`: the same protocol on the centre crops (`--crop`, default 192 px; 0: the whole
+pictures) of a validation folder (e.g. `data/val`) in place of Set5 / Set14, to choose by.
 """
 
 from __future__ import annotations
@@ -132,7 +132,8 @@ def main():
     ap.add_argument("--scales", default="2,3,4")
     ap.add_argument("--json", default="")
     ap.add_argument("--ensemble", action="store_true", help="geometric self-ensemble (8 symmetries)")
-    ap.add_argument("--val", default="", help="a validation folder in place of Set5 / Set14 (192 px centre crops)")
+    ap.add_argument("--val", default="", help="a validation folder in place of Set5 / Set14")
+    ap.add_argument("--crop", type=int, default=192, help="--val: centre crops of this side (0: whole pictures)")
     args = ap.parse_args()
     device = torch.device("cuda" if torch.cuda.is_available() else "cpu")
     ck = torch.load(args.ckpt, map_location="cpu", weights_only=False)
@@ -142,7 +143,7 @@ def main():
     scales = tuple(int(s) for s in args.scales.split(","))
     if args.val:
         v = Path(args.val)
-        res = evaluate(model, v.parent, device, sets=(v.name,), scales=scales, ensemble=args.ensemble, crop=192)
+        res = evaluate(model, v.parent, device, sets=(v.name,), scales=scales, ensemble=args.ensemble, crop=args.crop)
     else:
         res = evaluate(model, Path(args.bench), device, scales=scales, ensemble=args.ensemble)
     res["ensemble"] = args.ensemble
