@@ -20,6 +20,8 @@
 //!   quantizers instead of the model's;
 //! - `GSIMG_NET_QUALITIES`: the network's `--quality` values (default `50,90`; empty: no network
 //!   rows);
+//! - `GSIMG_NET_THRESHOLD`: a presence threshold (0 to 1) for the network in place of the
+//!   quality's (`NetworkOptions::with_presence_threshold`).
 //! - `GSIMG_REALLOC`: `FRACTION,ROUNDS` of both encoders' refinement
 //!   (`RefineOptions::reallocate`, `rounds`; default: each encoder's own, for both 0.1 of the
 //!   Gaussians before each of 4 rounds, the analytic encoder only from 0.015 per pixel).
@@ -190,6 +192,10 @@ fn main() {
                     .with_color_fit(net_fit());
                 step_sizes("GSIMG_NET_REFINE_LR", &mut o.refine);
                 moves(&mut o.refine);
+                // GSIMG_NET_THRESHOLD: a presence threshold in place of the quality's
+                if let Ok(t) = std::env::var("GSIMG_NET_THRESHOLD") {
+                    o = o.with_presence_threshold(t.parse().expect("GSIMG_NET_THRESHOLD: 0 to 1"));
+                }
                 let enc = o.with_quality(q).and_then(|o| o.build());
                 match enc {
                     Ok(enc) => report(&format!("network q{q} refine {refine}{tag}"), &|px| {
