@@ -123,6 +123,11 @@ struct ProgressState {
 
 impl TermProgress {
     pub fn new(label: &'static str) -> TermProgress {
+        TermProgress::counting(label, "tile")
+    }
+
+    /// The same, counting `unit`s (singular; an "s" is added) in place of tiles.
+    pub fn counting(label: &'static str, unit: &'static str) -> TermProgress {
         let state = Arc::new(Mutex::new(ProgressState {
             start: Instant::now(),
             done: 0,
@@ -144,7 +149,7 @@ impl TermProgress {
                     if t >= 1.0 {
                         let pct = match (st.done * 100).checked_div(st.total) {
                             Some(p) => format!(
-                                "{p:>3}% of {} tile{}, ",
+                                "{p:>3}% of {} {unit}{}, ",
                                 st.total,
                                 if st.total == 1 { "" } else { "s" }
                             ),

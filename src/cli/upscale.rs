@@ -61,7 +61,12 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
         DeviceArg::Cpu => RenderDevice::Cpu,
         DeviceArg::Cuda => RenderDevice::Cuda,
     };
-    let progress = TermProgress::new("upscaling");
+    let progress = if args.ensemble {
+        // 8 passes of the tiles: count the network runs
+        TermProgress::counting("upscaling", "network run")
+    } else {
+        TermProgress::new("upscaling")
+    };
     let symmetries: &[Symmetry] = if args.ensemble {
         &Symmetry::ALL
     } else {

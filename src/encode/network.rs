@@ -835,7 +835,28 @@ impl NetworkEncoder {
     /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
     /// transformed picture and the Gaussians are mapped back to `pixels`' frame
     /// ([`Symmetry::unapply_gaussians`], exact). Averaging the renders of all 8 is the upscale
-    /// model's geometric self-ensemble (`gsimg upscale --ensemble`; BENCHMARKS.md).
+    /// model's geometric self-ensemble (`gsimg upscale --ensemble`; BENCHMARKS.md):
+    ///
+    /// ```no_run
+    /// use gsimg::encode::symmetry::Symmetry;
+    /// use gsimg::encode::{NetworkOptions, ModelKind, Pixels};
+    /// use gsimg::render::{FrameMean, render_cpu};
+    /// use gsimg::{Frame, Limits, Viewport};
+    ///
+    /// # fn main() -> gsimg::Result<()> {
+    /// # let pixels: Pixels = todo!();
+    /// let encoder = NetworkOptions::default().with_kind(ModelKind::Upscale).build()?;
+    /// let (view, limits) = (Viewport::full(pixels.width * 3, pixels.height * 3), Limits::default());
+    /// let r = view.region;
+    /// let mut mean = FrameMean::new(r.width, r.height, pixels.channels(), &limits)?;
+    /// for s in Symmetry::ALL {
+    ///     let field = encoder.gaussians_under(&pixels, s)?.image;
+    ///     mean.add(&render_cpu::<f32>(&field, &view, &limits)?)?;
+    /// }
+    /// let upscaled: Frame<u8> = mean.mean();
+    /// # Ok(())
+    /// # }
+    /// ```
     pub fn gaussians_under(&self, pixels: &Pixels, symmetry: Symmetry) -> Result<NetworkOutput> {
         if symmetry == Symmetry::IDENTITY {
             return self.gaussians(pixels);
