@@ -33,6 +33,7 @@ from PIL import Image
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import models as M  # noqa: E402
+import train as T  # noqa: E402
 
 
 def y_channel(x: torch.Tensor) -> torch.Tensor:
@@ -60,45 +61,15 @@ def upscale(model, lr, w, h):
     return model.render(model.field(lr, raw), w, h)
 
 
-def dihedral(x: torch.Tensor, t: int) -> torch.Tensor:
-    """One of the 8 symmetries of the square on [..., H, W]: bit 0 flips W, bit 1 flips H,
-    bit 2 transposes (applied in that order)."""
-    if t & 1:
-        x = x.flip(-1)
-    if t & 2:
-        x = x.flip(-2)
-    if t & 4:
-        x = x.transpose(-1, -2)
-    return x
-
-
-def undihedral(x: torch.Tensor, t: int) -> torch.Tensor:
-    """The inverse of `dihedral(·, t)`."""
-    if t & 4:
-        x = x.transpose(-1, -2)
-    if t & 2:
-        x = x.flip(-2)
-    if t & 1:
-        x = x.flip(-1)
-    return x
-
-
 @torch.no_grad()
 def upscale_ensemble(model, lr, w, h):
     acc = None
     for t in range(8):
-        lt = dihedral(lr, t)
+        lt = T.dihedral(lr, t)
         ow, oh = (h, w) if t & 4 else (w, h)
-        y = undihedral(upscale(model, lt, ow, oh).float(), t)
+        y = T.dihedral(upscale(model, lt, ow, oh).float(), T.dihedral_inverse(t))
         acc = y if acc is None else acc + y
     return acc / 8
-
-
-def centre_crop(a: np.ndarray, c: int) -> np.ndarray:
-    h, w = a.shape[:2]
-    c = min(c, h, w)
-    y, x = (h - c) // 2, (w - c) // 2
-    return a[y:y + c, x:x + c]
 
 
 def evaluate(model, bench: Path, device, sets=("set5", "set14"), scales=(2, 3, 4), ensemble=False, crop=0):
@@ -111,7 +82,7 @@ def evaluate(model, bench: Path, device, sets=("set5", "set14"), scales=(2, 3, 4
             for f in files:
                 a = np.asarray(Image.open(f).convert("RGB"), dtype=np.uint8)
                 if crop:
-                    a = centre_crop(a, crop)
+                    a = T.center_crop(a, crop)
                 h, w = a.shape[0] // s * s, a.shape[1] // s * s
                 hr = torch.from_numpy(a[:h, :w]).permute(2, 0, 1)[None].float().div(255).to(device)
                 lr = q8(F.interpolate(hr, size=(h // s, w // s), mode="bicubic", antialias=True, align_corners=False))

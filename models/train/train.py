@@ -121,13 +121,24 @@ class Patches:
             b = F.interpolate(b, size=(size, size), mode="bicubic", antialias=True, align_corners=False)
         # flips and transposition (the 8 symmetries of the square), per batch
         t = int(torch.randint(0, 8, (1,), generator=self.gen))
-        if t & 1:
-            b = b.flip(3)
-        if t & 2:
-            b = b.flip(2)
-        if t & 4:
-            b = b.transpose(2, 3)
-        return b.clamp(0, 1).contiguous()
+        return dihedral(b, t).clamp(0, 1).contiguous()
+
+
+def dihedral(x: torch.Tensor, t: int) -> torch.Tensor:
+    """Symmetry t (0–7) of the square on [..., H, W]: bit 0 flips W, bit 1 flips H, bit 2
+    transposes, in that order (as gsimg's `Symmetry`)."""
+    if t & 1:
+        x = x.flip(-1)
+    if t & 2:
+        x = x.flip(-2)
+    if t & 4:
+        x = x.transpose(-1, -2)
+    return x
+
+
+def dihedral_inverse(t: int) -> int:
+    """The symmetry undoing t: after a transposition the two flips trade axes."""
+    return 4 | (t & 1) << 1 | (t & 2) >> 1 if t & 4 else t
 
 
 def downscale(hr: torch.Tensor, h: int, w: int) -> torch.Tensor:

@@ -114,7 +114,8 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
     Ok(())
 }
 
-/// What the summary line reports: the Gaussians and tiles of one pass, the network time of all.
+/// What the summary line reports: the Gaussians and tiles of the first pass (every pass has
+/// the same), the network time of all.
 struct PassSummary {
     gaussians: u64,
     provider: gsimg::encode::Provider,
@@ -154,22 +155,25 @@ fn upscale_passes(
         }
         pass.store(k, Ordering::Relaxed);
         let out = encoder.gaussians_under(pixels, sym)?;
-        let network_seconds =
-            out.network_seconds + summary.as_ref().map_or(0.0, |s| s.network_seconds);
-        summary = Some(PassSummary {
+        let s = summary.get_or_insert(PassSummary {
             gaussians: out.image.gaussian_count() as u64,
             provider: out.provider,
             tiles: out.tiles,
-            network_seconds,
+            network_seconds: 0.0,
         });
+        s.network_seconds += out.network_seconds;
         match mean.as_mut() {
             None => {
-                let frame = render_frame::<u8>(&out.image, view, limits, device)?;
-                return Ok((frame, summary.unwrap()));
+                return Ok((
+                    render_frame(&out.image, view, limits, device)?,
+                    summary.unwrap(),
+                ));
             }
-            Some(m) => m.add(&render_frame::<f32>(&out.image, view, limits, device)?)?,
+            Some(m) => m.add(&render_frame(&out.image, view, limits, device)?)?,
         }
     }
-    let mean = mean.expect("several passes");
-    Ok((mean.mean(), summary.expect("at least one pass")))
+    match (mean, summary) {
+        (Some(mean), Some(summary)) => Ok((mean.mean(), summary)),
+        _ => bail!("no symmetry to upscale under"),
+    }
 }
