@@ -4,15 +4,18 @@
 Steps (see models/data/README.md for the rationale and the thresholds):
 
 1. `apt-get download` the pinned package versions in PACKAGES into data/debs/ (cached),
-2. `dpkg -x` them into data/raw/<package>/,
+2. `dpkg -x` them into data/raw/<package>/ (and unpack the JPEG streams of Enlightenment's .edj
+   theme files: unpack_edj),
 3. collect candidate images under each package's include pattern,
 4. filter: exact duplicates, evaluation-set names, explicit excludes, short side < 256 px,
    transparency, few colours (palette art, screenshots, masks), near-empty / mostly-black images,
    large flat areas, smaller pre-scaled copies of one wallpaper, anything that matches an image of
    the evaluation sets in /work/shared/bench (or --bench), and near-duplicates,
-5. write the kept images as 8-bit RGB, long side <= --max-side (Lanczos, never upscaled), lossless
+5. split whole name families into train and val (packages marked "train_only" go to train and
+   leave the validation set as it would be without them),
+6. write the kept images as 8-bit RGB, long side <= --max-side (Lanczos, never upscaled), lossless
    (WebP or PNG, whichever is smaller in total), into data/train/ and data/val/,
-6. write models/data/manifest.tsv, models/data/rejected.tsv and models/data/packages.tsv.
+7. write models/data/manifest.tsv, models/data/rejected.tsv and models/data/packages.tsv.
 
 Determinism: the package versions are pinned, every step is a pure function of the .deb contents, the
 Pillow/numpy versions are pinned in requirements.txt, files are visited in sorted order and every
@@ -77,6 +80,16 @@ PACKAGES = [
     ("debian-edu-artwork-spacefun", "20220131-1", r"^usr/share/", {}),
     ("desktop-base", "12.0.6+nmu1~deb12u1", r"^usr/share/", {}),
     ("sway-backgrounds", "1.7-6", r"^usr/share/backgrounds/", {}),
+    # Added in the eighth session, to training only ("train_only": never in validation, and not
+    # counted for its size), so that the validation pictures stay those of the first build.
+    # enlightenment-data: 17 photographs inside Eet (.edj) theme files; each holds the picture as
+    # plain JPEG streams at several sizes, of which unpack_edj() writes the largest colour one
+    # as FILE.edj.jpg beside FILE.edj (those .jpg files are this package's candidates).
+    ("enlightenment-data", "0.25.4-2", r"^usr/share/enlightenment/data/backgrounds/[^/]+\.edj\.jpg$",
+     {"train_only": True, "edj": True}),
+    # scikit-learn's two sample photographs (china, flower)
+    ("python3-sklearn", "1.2.1+dfsg-1", r"^usr/lib/python3/dist-packages/sklearn/datasets/images/",
+     {"train_only": True}),
 ]
 PKG_ORDER = {p[0]: i for i, p in enumerate(PACKAGES)}
 
@@ -181,9 +194,81 @@ def download(debs: Path, offline: bool) -> list[tuple[str, str, Path]]:
     return out
 
 
+def jpeg_end(data: bytes, start: int) -> int | None:
+    """End (exclusive) of the JPEG stream whose SOI (FF D8) is at `start`, found by walking its
+    marker segments (so an EXIF thumbnail inside APP1 is skipped) and, after each start of scan,
+    the entropy-coded bytes up to the next marker; None if the stream is malformed or cut."""
+    n = len(data)
+    i = start + 2
+    while i + 4 <= n:
+        if data[i] != 0xFF:
+            return None
+        m = data[i + 1]
+        if m == 0xFF:  # fill byte
+            i += 1
+            continue
+        if m == 0xD9:  # EOI
+            return i + 2
+        if m == 0x01 or 0xD0 <= m <= 0xD7:  # markers without a length
+            i += 2
+            continue
+        i += 2 + int.from_bytes(data[i + 2:i + 4], "big")
+        if m == 0xDA:  # start of scan: FF 00 (stuffed), FF D0-D7 (restarts), FF FF (fill) are data
+            while True:
+                j = data.find(b"\xff", i)
+                if j < 0 or j + 1 >= n:
+                    return None
+                nx = data[j + 1]
+                if nx == 0xFF:
+                    i = j + 1
+                elif nx == 0x00 or 0xD0 <= nx <= 0xD7:
+                    i = j + 2
+                else:
+                    i = j
+                    break
+    return None
+
+
+def jpeg_streams(data: bytes) -> list[tuple[int, int]]:
+    """(start, end) of every complete top-level JPEG stream in `data`, in order."""
+    out, i = [], 0
+    while (s := data.find(b"\xff\xd8\xff", i)) >= 0:
+        e = jpeg_end(data, s)
+        if e is None:
+            i = s + 3
+            continue
+        out.append((s, e))
+        i = e
+    return out
+
+
+def unpack_edj(root: Path) -> None:
+    """For each Eet theme file (*.edj) under root: writes its largest colour JPEG stream, byte for
+    byte, as <name>.edj.jpg beside it (none if it holds no colour JPEG: Enlightenment's Squiggle
+    files hold none, Paper-Flower only grey alpha planes). Ties go to the first stream."""
+    for f in sorted(root.rglob("*.edj")):
+        data = f.read_bytes()
+        best, best_px = None, 0
+        for s, e in jpeg_streams(data):
+            try:
+                with Image.open(io.BytesIO(data[s:e])) as im:
+                    px = im.size[0] * im.size[1] if im.mode in ("RGB", "YCbCr", "CMYK") else 0
+            except Exception:
+                continue
+            if px > best_px:
+                best, best_px = (s, e), px
+        out = f.with_name(f.name + ".jpg")
+        if best is None:
+            out.unlink(missing_ok=True)
+        elif not out.exists() or out.read_bytes() != data[best[0]:best[1]]:
+            out.write_bytes(data[best[0]:best[1]])
+
+
 def extract(raw: Path, debs: list[tuple[str, str, Path]]) -> dict[str, str]:
-    """Extracts each .deb into raw/<pkg> (skipped when the stamp matches). Returns pkg -> deb sha256."""
+    """Extracts each .deb into raw/<pkg> (skipped when the stamp matches), then unpacks the .edj
+    files of the packages that have them. Returns pkg -> deb sha256."""
     shas = {}
+    pkg_opts = {p: o for p, _, _, o in PACKAGES}
     for p, v, f in debs:
         sha = sha256_file(f)
         shas[p] = sha
@@ -196,6 +281,9 @@ def extract(raw: Path, debs: list[tuple[str, str, Path]]) -> dict[str, str]:
         d.mkdir(parents=True)
         subprocess.run(["dpkg", "-x", str(f), str(d)], check=True)
         stamp.write_text(sha)
+    for p, _, _ in debs:
+        if pkg_opts[p].get("edj"):
+            unpack_edj(raw / p)
     return shas
 
 
@@ -626,6 +714,11 @@ def produce(args) -> dict:
     return res
 
 
+def train_only(c: dict) -> bool:
+    """The candidate's package goes to training only (PACKAGES option "train_only")."""
+    return bool(c["opts"].get("train_only"))
+
+
 def family_key(c: dict) -> str:
     """Name family: same package and folder, same name once size/variant/sequence suffixes go.
 
@@ -785,10 +878,11 @@ def main():
             nxt.append(c)
     alive = nxt
 
-    # 5. near-duplicates: keep the larger one (then package order, then path). Two tests:
+    # 5. near-duplicates: keep the larger one (then package order, then path); an image of a
+    #    train-only package never displaces one of the others (they come after all of them). Tests:
     #    any pair: grey 16x16 thumbnail (whole or centre square) NCC > DUP_NCC;
     #    same name family (light/dark variants, stereo pairs, frame sequences): similarity > FAMILY_DUP
-    alive.sort(key=lambda c: (-c["src_pixels"], PKG_ORDER[c["pkg"]], c["path"]))
+    alive.sort(key=lambda c: (train_only(c), -c["src_pixels"], PKG_ORDER[c["pkg"]], c["path"]))
     kept = []
     for c in alive:
         vw, vc, vg = nvec(c["t_whole"]), nvec(c["t_centre"]), nvec(c["t_grad"])
@@ -815,9 +909,11 @@ def main():
     kept.sort(key=lambda c: (PKG_ORDER[c["pkg"]], c["path"]))
 
     # 6. split: whole name families go to val, in the order of sha256(salt + family key), until
-    #    val holds round(VAL_FRACTION * n) images or more; related images never straddle the split
-    n_target = round(VAL_FRACTION * len(kept))
-    fams = sorted({c["family"] for c in kept},
+    #    val holds round(VAL_FRACTION * n) images or more; related images never straddle the split.
+    #    Train-only packages take no part: n counts the other images, and their families are not
+    #    candidates (so adding such a package leaves the validation set as it was).
+    n_target = round(VAL_FRACTION * sum(1 for c in kept if not train_only(c)))
+    fams = sorted({c["family"] for c in kept if not train_only(c)},
                   key=lambda f: hashlib.sha256(VAL_SALT + f.encode()).hexdigest())
     val_fams, n_val = set(), 0
     for f in fams:
