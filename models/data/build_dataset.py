@@ -244,8 +244,9 @@ def jpeg_streams(data: bytes) -> list[tuple[int, int]]:
 
 def unpack_edj(root: Path) -> None:
     """For each Eet theme file (*.edj) under root: writes its largest colour JPEG stream, byte for
-    byte, as <name>.edj.jpg beside it (none if it holds no colour JPEG: Enlightenment's Squiggle
-    files hold none, Paper-Flower only grey alpha planes). Ties go to the first stream."""
+    byte, as <name>.edj.jpg beside it (none if it holds no colour JPEG, as Enlightenment's
+    Squiggle files; grey streams, such as Paper-Flower's alpha planes, are passed over). Ties go
+    to the first stream."""
     for f in sorted(root.rglob("*.edj")):
         data = f.read_bytes()
         best, best_px = None, 0
