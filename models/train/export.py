@@ -52,7 +52,7 @@ def export(model, path: str, extra_meta: dict | None = None):
     meta = dict(model.metadata())
     meta["gsimg.version"] = VERSION
     meta["gsimg.receptive_field"] = str(M.receptive_field(M.build(model.kind, M.config_dict(model)),
-                                                          512 if model.kind == "compact" else 160))
+                                                          (64 * model.cfg.cell if model.kind == "compact" else 160)))
     meta.update(extra_meta or {})
     del m.metadata_props[:]
     for k, v in sorted(meta.items()):

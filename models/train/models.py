@@ -159,6 +159,8 @@ class CompactConfig:
     color_bits: tuple = (8, 6, 6)
     color_min: tuple = (0.0, -0.5, -0.5)
     color_max: tuple = (1.0, 0.5, 0.5)
+    # cell 16 only: channels of the 1/8-resolution stage before the last stride-2 stage
+    mid: int = 96
 
     @property
     def multiple(self):
@@ -173,15 +175,19 @@ class CompactNet(nn.Module):
 
     def __init__(self, cfg: CompactConfig = CompactConfig()):
         super().__init__()
-        assert cfg.cell == 8
+        assert cfg.cell in (8, 16), "cells of 8 or 16 pixels"
         self.cfg = cfg
         s, ch = cfg.stem, cfg.ch
         rs = cfg.res_scale
         self.stem = nn.Sequential(nn.Conv2d(3, s, 3, padding=1), ResBlock(s, rs), ResBlock(s, rs))
+        c8 = ch if cfg.cell == 8 else cfg.mid
         self.down = nn.Sequential(
             nn.Conv2d(s, 2 * s, 3, stride=2, padding=1), nn.ReLU(), ResBlock(2 * s, rs),
             nn.Conv2d(2 * s, 4 * s, 3, stride=2, padding=1), nn.ReLU(), ResBlock(4 * s, rs),
-            nn.Conv2d(4 * s, ch, 3, stride=2, padding=1))
+            nn.Conv2d(4 * s, c8, 3, stride=2, padding=1))
+        # cell 16: one more stride-2 stage (a residual block at 1/8 first), the body at 1/16
+        self.down16 = None if cfg.cell == 8 else nn.Sequential(
+            nn.ReLU(), ResBlock(c8, rs), nn.Conv2d(c8, ch, 3, stride=2, padding=1))
         self.body = Body(ch, ch, cfg.blocks, rs)
         self.body.head = nn.Conv2d(ch + 3, ch, 3, padding=1)  # also sees the cell's mean colour
         K = cfg.per_cell
@@ -206,16 +212,30 @@ class CompactNet(nn.Module):
     @staticmethod
     def initial_bias(K: int, cfg: CompactConfig) -> torch.Tensor:
         """Head bias [K, 9] at the start: the first four Gaussians on the cell's quadrants
-        (frac = 0.5 + 0.5·tanh: ±0.25 cell ↔ tanh ±0.5) and present, any further ones on the
-        edge midpoints (then the quadrants again) and absent, so that presence has slots to
-        turn on where the content needs more."""
-        pts = torch.tensor([[-1, -1], [1, -1], [-1, 1], [1, 1], [0, -1], [1, 0], [0, 1], [-1, 0]],
-                           dtype=torch.float32)
+        (frac = 0.5 + 0.5·tanh: ±0.25 cell ↔ tanh ±0.5) and present, any further ones absent, so
+        that presence has slots to turn on where the content needs more. Cell 8: the further
+        slots on the edge midpoints (then the quadrants again). Cell 16: on a 4 × 4 lattice
+        (±1/8 and ±3/8 of the cell), then the edge midpoints, then the lattice again, with a
+        smaller σ than the four present ones (detail slots)."""
         b = torch.zeros(K, 9)
-        b[:, 0:2] = pts[torch.arange(K) % 8] * math.atanh(0.5)
-        # log2σ ≈ 1.5 (σ ≈ 2.8 px: four Gaussians cover the cell), as a point of [min, max]
-        u = (1.5 - cfg.scale_min) / (cfg.scale_max - cfg.scale_min)
-        b[:, 2:4] = math.log(u / (1 - u))
+        if cfg.cell == 8:
+            pts = torch.tensor([[-1, -1], [1, -1], [-1, 1], [1, 1], [0, -1], [1, 0], [0, 1], [-1, 0]],
+                               dtype=torch.float32) * 0.5
+            pts = pts[torch.arange(K) % 8]
+            ls = torch.full((K,), 1.5)  # σ ≈ 2.8 px: four Gaussians cover the cell
+        else:
+            quad = [[-0.5, -0.5], [0.5, -0.5], [-0.5, 0.5], [0.5, 0.5]]
+            lat = [[x, y] for y in (-0.75, -0.25, 0.25, 0.75) for x in (-0.75, -0.25, 0.25, 0.75)]
+            edge = [[0, -0.5], [0.5, 0], [0, 0.5], [-0.5, 0]]
+            rest = lat + edge
+            pts = torch.tensor(quad + [rest[i % len(rest)] for i in range(max(0, K - 4))],
+                               dtype=torch.float32)[:K]
+            # σ ≈ 5.7 px for the four present ones, 2 px for the detail slots
+            ls = torch.where(torch.arange(K) < 4, 2.5, 1.0)
+        b[:, 0:2] = torch.atanh(pts)
+        # log2σ as a point of [min, max]
+        u = ((ls - cfg.scale_min) / (cfg.scale_max - cfg.scale_min)).clamp(1e-3, 1 - 1e-3)
+        b[:, 2:4] = torch.log(u / (1 - u)).unsqueeze(1)
         b[:, 8] = torch.where(torch.arange(K) < 4, 2.0, -2.0)
         return b
 
@@ -258,6 +278,8 @@ class CompactNet(nn.Module):
         c, K = self.cfg.cell, self.cfg.per_cell
         mean = F.avg_pool2d(img, c)
         h = self.down(self.stem(img - 0.5))
+        if self.down16 is not None:
+            h = self.down16(h)
         h = self.body(torch.cat([h, mean.to(h.dtype) - 0.5], 1))
         return self.out(h).float().view(B, K, 9, H // c, W // c), mean.float()
 

@@ -95,11 +95,15 @@ class Patches:
         self.gen = gen
         self.device = device
 
-    def crops(self, n: int, size: int, zoom_max: float = 1.0) -> torch.Tensor:
+    def crops(self, n: int, size: int, zoom_max: float = 1.0, zoom_cap: int = 0) -> torch.Tensor:
         """n crops of size × size in [0, 1] (float32). With zoom_max > 1 a crop of up to
-        zoom_max·size is cut and antialias-downscaled to size (multi-scale data), per batch."""
+        zoom_max·size is cut and antialias-downscaled to size (multi-scale data), per batch.
+        zoom_cap > 0 caps the cut crop's side (never below size), so that a strong zoom of a
+        large crop does not leave only the few largest images to draw from."""
         z = 1.0 if zoom_max <= 1.0 else float(torch.empty(1).uniform_(1.0, zoom_max, generator=self.gen))
         src = max(size, int(round(size * z)))
+        if zoom_cap > 0:
+            src = max(size, min(src, zoom_cap))
         # only images whose short side holds the crop (never upsample a training target)
         ok = self.minside >= src
         if not bool(ok.any()):
@@ -303,6 +307,11 @@ def main():
                     help="upscale: smallest training scale (batches draw U(scale-min, 4) or U(4, 8))")
     ap.add_argument("--large-scale-frac", type=float, default=0.2,
                     help="upscale: fraction of batches at scales 4 to 8")
+    ap.add_argument("--zoom-max", type=float, default=2.0,
+                    help="upscale: HR crops are cut at up to this many times their size and downscaled "
+                         "(per batch; give it again on every call)")
+    ap.add_argument("--zoom-cap", type=int, default=0,
+                    help="upscale: the largest side of a cut crop before that downscale (0: none)")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--anneal", action="store_true",
                     help="last call: cosine from the current learning rate to 0 over this call's time")
@@ -460,7 +469,7 @@ def main():
                 else float(torch.empty(1).uniform_(args.scale_min, 4.0, generator=gen))
             p_lr = patch if s <= 4.0 else (2 * patch) // 3  # keeps the HR crop within the images
             hr_side = max(p_lr, int(round(p_lr * s)))
-            hr = data.crops(batch, hr_side, zoom_max=2.0)
+            hr = data.crops(batch, hr_side, zoom_max=args.zoom_max, zoom_cap=args.zoom_cap)
             lr_img = downscale(hr, p_lr, p_lr)
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=AUTOCAST and device.type == "cuda"):
                 raw = model.raw(lr_img)
