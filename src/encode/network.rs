@@ -936,11 +936,13 @@ impl NetworkEncoder {
     /// analytic encoder's quantizers instead ([`WriteOptions::default`]: ranges from the data,
     /// 6-bit scales and rotations): refined Gaussians are off the grid the model was trained
     /// on, and the finer steps paid (seven validation pictures, v3, 40 steps: +0.67 dB for 11 %
-    /// more bits, BENCHMARKS.md).
+    /// more bits, BENCHMARKS.md). Positions then keep the analytic encoder's step of a quarter
+    /// pixel or finer whatever the model's cell size (6 bits in a 16-pixel cell).
     pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
         if self.opts.refine.iterations > 0 && self.info.quantizers.is_some() {
             return WriteOptions {
                 cell_size: self.info.cell as u16,
+                position_bits: refined_position_bits(self.info.cell),
                 ..WriteOptions::default()
             };
         }
@@ -1014,6 +1016,13 @@ impl NetworkEncoder {
         let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         format::write(&image, opts)
     }
+}
+
+/// Position bits for refined Gaussians in cells of `cell` pixels: a step of at most a quarter
+/// pixel (5 bits in 8-pixel cells, as the analytic encoder writes), at most 16 bits.
+fn refined_position_bits(cell: u32) -> u8 {
+    let steps = u64::from(cell.max(1)) * 4;
+    (64 - (steps - 1).leading_zeros()).clamp(1, 16) as u8
 }
 
 /// The file layout and quantizers for Gaussians from a model described by `info` (see
@@ -1248,6 +1257,16 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    #[test]
+    fn refined_positions_keep_a_quarter_pixel_step() {
+        for (cell, bits) in [(1, 2), (4, 4), (8, 5), (12, 6), (16, 6), (32, 7)] {
+            let b = refined_position_bits(cell);
+            assert_eq!(b, bits, "cell {cell}");
+            assert!(cell as f64 / f64::from(1u32 << b) <= 0.25, "cell {cell}");
+        }
+        assert_eq!(refined_position_bits(1 << 20), 16);
     }
 
     const COMPACT: &[(&str, &str)] = &[
