@@ -50,8 +50,9 @@ def as_list(x, y, s1, s2, th, col, b=0):
 
 # (W, H, Wo, Ho): ×1, ×1.5, ×2.5, ×4, non-square scales, and a downscale.
 SIZES = [(12, 10, 12, 10), (12, 10, 18, 15), (12, 10, 30, 25), (8, 6, 32, 24), (12, 10, 21, 34), (12, 10, 6, 5)]
-# (cell, K, o_max, sigma_max): the upscale model's sub-cell grid, a unit grid, the compact grid.
-GRIDS = [(0.5, 1, 0.5, 0.5), (1.0, 4, 0.75, 0.5), (4.0, 2, 1.999, 2.5)]
+# (cell, K, o_max, sigma_max): the upscale model's sub-cell grid, a unit grid, the compact grid
+# (8-pixel cells, σ ≤ 9.5, scaled by 1/2), the 16-pixel compact grid (σ ≤ 19, scaled by 1/4).
+GRIDS = [(0.5, 1, 0.5, 0.5), (1.0, 4, 0.75, 0.5), (4.0, 2, 1.999, 2.5), (4.0, 3, 1.999, 4.75)]
 
 
 @pytest.mark.parametrize("size", SIZES)

@@ -43,10 +43,12 @@ def check_contract(path: str, kind: str):
     return meta
 
 
-@pytest.mark.parametrize("kind", ["upscale", "compact"])
-def test_fresh_export(kind, tmp_path):
+@pytest.mark.parametrize("kind,cfg", [("upscale", None), ("compact", None),
+                                      ("compact", {"cell": 16, "per_cell": 24, "ch": 128, "pos_bits": 6,
+                                                   "scale_max": 4.25})])
+def test_fresh_export(kind, cfg, tmp_path):
     torch.manual_seed(0)
-    model = M.build(kind).eval()
+    model = M.build(kind, cfg).eval()
     with torch.no_grad():  # make the head non-trivial
         for p in model.out.parameters():
             p.normal_(0, 0.05)
