@@ -152,7 +152,7 @@ def cell_index(n_out: int, n_native: int, cell: float, device) -> torch.Tensor:
     return torch.from_numpy(idx).to(device)
 
 
-def _splat_torch(geom, col, cx, cy, R: int):
+def _splat_torch(geom, col, cx, cy, R: int, return_den: bool = False):
     """Plain PyTorch splat (autograd-differentiable). geom [B,K,6,Hg,Wg], col [B,K,C,Hg,Wg]."""
     B, K, _, Hg, Wg = geom.shape
     C = col.shape[2]
@@ -178,6 +178,8 @@ def _splat_torch(geom, col, cx, cy, R: int):
             w = torch.where(ok & (q <= CUTOFF_Q), p[:, :, 5] * torch.exp(-0.5 * q), torch.zeros_like(q))
             den = den + w.sum(1, keepdim=True)
             num = num + (w.unsqueeze(2) * p[:, :, 6:]).sum(1)
+    if return_den:
+        return den[:, 0]
     out = num / den.clamp_min(MIN_WEIGHT_SUM)
     if GRAD_MIN_WEIGHT_SUM > MIN_WEIGHT_SUM:  # same value, gradient through the training floor
         og = num / den.clamp_min(GRAD_MIN_WEIGHT_SUM)
@@ -345,6 +347,60 @@ if HAVE_TRITON:
         if C > 3:
             tl.store(oc + 3 * hw, g3, mask=m)
 
+    @triton.jit(do_not_specialize=["K", "Hg", "Wg", "Ho", "Wo", "MR", "MC"])
+    def _toggle_kernel(geom, col, gate, nsum, dsum, tgt, rlo, rhi, clo, chi, cost, K, Hg, Wg, Ho, Wo,
+                       MR, MC, mse_w, C: tl.constexpr, BLOCK: tl.constexpr):
+        # One lane per Gaussian, over the same pixels as the backward kernel: the change in
+        # Σ (|e| + mse_w·e²) when this Gaussian alone is switched (present → absent or back).
+        pid = tl.program_id(0)
+        b = tl.program_id(1).to(tl.int64)
+        hw = Hg * Wg
+        offs = pid * BLOCK + tl.arange(0, BLOCK)
+        m = offs < K * hw
+        k = offs // hw
+        idx = offs % hw
+        gy = idx // Wg
+        gx = idx % Wg
+        gb = geom + (b * K + k) * 6 * hw + idx
+        cb = col + (b * K + k) * C * hw + idx
+        mx = tl.load(gb, mask=m, other=0.0)
+        my = tl.load(gb + hw, mask=m, other=0.0)
+        qa = tl.load(gb + 2 * hw, mask=m, other=0.0)
+        qb = tl.load(gb + 3 * hw, mask=m, other=0.0)
+        qc = tl.load(gb + 4 * hw, mask=m, other=0.0)
+        amp = tl.load(gb + 5 * hw, mask=m, other=0.0)
+        sgn = 1.0 - 2.0 * tl.load(gate + (b * K + k) * hw + idx, mask=m, other=0.0)
+        r0 = tl.load(rlo + gy, mask=m, other=0)
+        r1 = tl.load(rhi + gy, mask=m, other=-1)
+        u0 = tl.load(clo + gx, mask=m, other=0)
+        u1 = tl.load(chi + gx, mask=m, other=-1)
+        acc = tl.zeros([BLOCK], tl.float32)
+        npix = Ho * Wo
+        for r in tl.range(0, MR):
+            v = r0 + r
+            okr = m & (v <= r1)
+            dy = v.to(tl.float32) + 0.5 - my
+            for cc in tl.range(0, MC):
+                u = u0 + cc
+                ok = okr & (u <= u1)
+                dx = u.to(tl.float32) + 0.5 - mx
+                q = qa * dx * dx + 2.0 * qb * dx * dy + qc * dy * dy
+                ins = ok & (q <= 9.0)
+                w = tl.where(ins, amp * tl.exp(-0.5 * q), 0.0)
+                p = v * Wo + u
+                d0 = tl.load(dsum + b * npix + p, mask=ins, other=1.0)
+                d1 = d0 + sgn * w
+                ok0 = d0 > 1e-9
+                ok1 = d1 > 1e-9
+                for ch in tl.static_range(C):
+                    n0 = tl.load(nsum + (b * C + ch) * npix + p, mask=ins, other=0.0)
+                    x = tl.load(tgt + (b * C + ch) * npix + p, mask=ins, other=0.0)
+                    c = tl.load(cb + ch * hw, mask=m, other=0.0)
+                    e0 = tl.where(ok0, n0 / tl.where(ok0, d0, 1.0), 0.0) - x
+                    e1 = tl.where(ok1, (n0 + sgn * w * c) / tl.where(ok1, d1, 1.0), 0.0) - x
+                    acc += tl.where(ins, tl.abs(e1) - tl.abs(e0) + mse_w * (e1 * e1 - e0 * e0), 0.0)
+        tl.store(cost + (b * K + k) * hw + idx, acc, mask=m)
+
 
 def _pixel_ranges(idx: torch.Tensor, n_grid: int, R: int):
     """For each grid line g: first and last output line whose cell is within R of g."""
@@ -454,3 +510,80 @@ def render_anchored(x, y, s1, s2, theta, col, width: int, height: int, out_w: in
     cx = cell_index(out_w, width, cell, dev)
     cy = cell_index(out_h, height, cell, dev)
     return splat(geom, col, cx, cy, R)
+
+
+def _toggle_torch(geom, col, gate, nsum, dsum, tgt, mse_w: float):
+    """Dense reference of `toggle_costs` (every Gaussian against every pixel; small sizes)."""
+    B, K, _, Hg, Wg = geom.shape
+    Ho, Wo = dsum.shape[-2:]
+    dt = geom.dtype
+    px = (torch.arange(Wo, device=geom.device, dtype=dt) + 0.5).view(1, 1, 1, Wo)
+    py = (torch.arange(Ho, device=geom.device, dtype=dt) + 0.5).view(1, 1, Ho, 1)
+    g = geom.permute(0, 1, 3, 4, 2).reshape(B, -1, 6)  # [B, n, 6]
+    c = col.permute(0, 1, 3, 4, 2).reshape(B, -1, col.shape[2])  # [B, n, C]
+    sgn = (1.0 - 2.0 * gate).reshape(B, -1)
+    out = torch.zeros(B, g.shape[1], dtype=dt, device=geom.device)
+    d0 = dsum.unsqueeze(1)  # [B, 1, Ho, Wo]
+    ok0 = d0 > 1e-9
+    e0 = torch.where(ok0.unsqueeze(2), nsum.unsqueeze(1) / torch.where(ok0, d0, 1.0).unsqueeze(2), 0.0) \
+        - tgt.unsqueeze(1)  # [B, 1, C, Ho, Wo]
+    for s in range(0, g.shape[1], 64):
+        gg = g[:, s:s + 64]
+        dx = px - gg[..., 0, None, None]
+        dy = py - gg[..., 1, None, None]
+        q = gg[..., 2, None, None] * dx * dx + 2 * gg[..., 3, None, None] * dx * dy + gg[..., 4, None, None] * dy * dy
+        w = torch.where(q <= CUTOFF_Q, gg[..., 5, None, None] * torch.exp(-0.5 * q), torch.zeros_like(q))
+        sw = sgn[:, s:s + 64, None, None] * w  # [B, n, Ho, Wo]
+        d1 = d0 + sw
+        ok1 = d1 > 1e-9
+        n1 = nsum.unsqueeze(1) + sw.unsqueeze(2) * c[:, s:s + 64, :, None, None]
+        e1 = torch.where(ok1.unsqueeze(2), n1 / torch.where(ok1, d1, 1.0).unsqueeze(2), 0.0) - tgt.unsqueeze(1)
+        diff = e1.abs() - e0.abs() + mse_w * (e1 * e1 - e0 * e0)
+        out[:, s:s + 64] = torch.where((w > 0).unsqueeze(2), diff, torch.zeros_like(diff)).sum((2, 3, 4))
+    return out.view(B, K, Hg, Wg)
+
+
+@torch.no_grad()
+def toggle_costs(geom, col, gate, target, cx, cy, R: int, mse_w: float = 0.0):
+    """What switching each Gaussian alone would do to the loss: the change in
+    Σ over pixels and channels of |e| + mse_w·e² (e = render − target), for a present Gaussian
+    (gate 1) when it is removed and for an absent one (gate 0) when it is added, all others as
+    they are. With normalized blending this is exact per Gaussian: each pixel it reaches goes
+    from N/D to (N ∓ w·c)/(D ∓ w) (§3.4).
+
+    geom: [B, K, 6, Hg, Wg] from `project` with the amplitude *before* the gates; col
+    [B, K, C, Hg, Wg]; gate [B, K, Hg, Wg] (0 or 1); target [B, C, Ho, Wo]. Returns [B, K, Hg, Wg].
+    """
+    geom, col = geom.float(), col.float()
+    gate = gate.float()
+    amp_g = geom[:, :, 5] * gate
+    g2 = torch.cat([geom[:, :, :5], amp_g.unsqueeze(2)], 2)
+    den = _den(g2, cx, cy, R)
+    nsum = splat(g2, col, cx, cy, R) * den.unsqueeze(1)  # N = (N / D)·D; 0 where D = 0
+    target = target.float()
+    if splat_backend(geom.device) == "triton":
+        B, K, _, Hg, Wg = geom.shape
+        rlo, rhi, mr = _pixel_ranges(cy, Hg, R)
+        clo, chi, mc = _pixel_ranges(cx, Wg, R)
+        cost = torch.empty(B, K, Hg, Wg, device=geom.device, dtype=torch.float32)
+        grid = (triton.cdiv(K * Hg * Wg, 64), B)
+        _toggle_kernel[grid](geom.contiguous(), col.contiguous(), gate.contiguous(), nsum.contiguous(),
+                             den.contiguous(), target.contiguous(), rlo, rhi, clo, chi, cost, K, Hg, Wg,
+                             cy.numel(), cx.numel(), mr, mc, float(mse_w), C=col.shape[2], BLOCK=64)
+        return cost
+    return _toggle_torch(geom, col, gate, nsum, den, target, mse_w)
+
+
+def _den(geom, cx, cy, R: int):
+    """The weight sum D per output pixel [B, Ho, Wo] (a splat of the weights, unnormalized)."""
+    if splat_backend(geom.device) == "triton":
+        B, K, _, Hg, Wg = geom.shape
+        col = torch.zeros(B, K, 1, Hg, Wg, device=geom.device, dtype=torch.float32)
+        out = torch.empty(B, 1, cy.numel(), cx.numel(), device=geom.device, dtype=torch.float32)
+        den = torch.empty(B, cy.numel(), cx.numel(), device=geom.device, dtype=torch.float32)
+        grid = (triton.cdiv(cy.numel() * cx.numel(), _SplatTriton.BLOCK_F), B)
+        _splat_fwd_kernel[grid](geom.float().contiguous(), col, cx.to(torch.int32).contiguous(),
+                                cy.to(torch.int32).contiguous(), out, den, K, Hg, Wg, cy.numel(), cx.numel(),
+                                C=1, R=R, BLOCK=_SplatTriton.BLOCK_F)
+        return den
+    return _splat_torch(geom, torch.ones_like(geom[:, :, :1]), cx, cy, R, return_den=True)

@@ -342,6 +342,25 @@ class CompactNet(nn.Module):
                                   width, height, out_w, out_h, cell=float(c.cell), o_max=c.cell / 2,
                                   sigma_max=self.sigma_max, amp_scale=f[:, :, 8])
 
+    @torch.no_grad()
+    def toggle_costs(self, q, img, mse_w: float):
+        """For every slot of a quantized field, the change in Σ(|e| + mse_w·e²) over the picture
+        (e = render − img) if its gate alone were switched: a present Gaussian removed, an
+        absent one added (`gsrender.toggle_costs`; exact, as the render is). [B, K, Hc, Wc]."""
+        c = self.cfg
+        f = q.detach().float()
+        B, K, _, Hc, Wc = f.shape
+        H, W = img.shape[-2:]
+        gy = torch.arange(Hc, device=f.device, dtype=f.dtype).view(1, 1, Hc, 1)
+        gx = torch.arange(Wc, device=f.device, dtype=f.dtype).view(1, 1, 1, Wc)
+        x = (gx + 0.5) * c.cell + f[:, :, 0]
+        y = (gy + 0.5) * c.cell + f[:, :, 1]
+        geom = torch.stack(gr.project(x, y, torch.exp2(f[:, :, 2]), torch.exp2(f[:, :, 3]), f[:, :, 4], 1.0, 1.0), 2)
+        R = gr.window_radius(float(c.cell), c.cell / 2, self.sigma_max, 1.0)
+        cx = gr.cell_index(W, W, float(c.cell), f.device)
+        cy = gr.cell_index(H, H, float(c.cell), f.device)
+        return gr.toggle_costs(geom, f[:, :, 5:8], f[:, :, 8], img.float(), cx, cy, R, mse_w)
+
     def refine_unrolled(self, q, img, steps: int, rates, exact: bool = False):
         """What a few steps of per-picture refinement make of a (quantized) field, kept
         differentiable so that the network can be trained on it (`train.py --unroll`).

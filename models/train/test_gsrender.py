@@ -176,3 +176,38 @@ def test_gradient_floor_changes_only_uncovered_pixels(backend, monkeypatch):
     assert abs(float(g_spec[..., 0]) - float(g_floor[..., 0])) <= 1e-5 * max(1.0, abs(float(g_spec[..., 0])))
     assert abs(float(g_spec[..., 1])) > 1e9  # the spec's floor: an exploding gradient
     assert 0 < abs(float(g_floor[..., 1])) < 1e5
+
+
+@pytest.mark.parametrize("backend", ["torch", "triton"])
+def test_toggle_costs_match_rerendering(backend):
+    """`toggle_costs` against rendering the field again with each Gaussian's gate switched."""
+    if backend == "triton" and not gr.HAVE_TRITON:
+        pytest.skip("Triton not installed")
+    cell, K, o_max, smax = 4.0, 3, 1.999, 4.75
+    W, H = 12, 8
+    rng = np.random.default_rng(7)
+    x, y, s1, s2, th, col = random_field(rng, 2, K, 2, 3, 3, cell, o_max, 0.3, smax, dtype=torch.float32)
+    gate = torch.from_numpy(rng.random((2, K, 2, 3)) < 0.6).float()
+    gate[0, :, 0, 0] = 0  # a cell with no present Gaussian
+    gate[1, 0, 1, 1], gate[1, 1:, 1, 1] = 1, 0  # a cell with exactly one
+    target = torch.from_numpy(rng.random((2, 3, H, W))).float()
+    mse_w = 10.0
+    R = gr.window_radius(cell, o_max, smax, 1.0)
+    cx, cy = gr.cell_index(W, W, cell, "cpu"), gr.cell_index(H, H, cell, "cpu")
+    geom = torch.stack(list(gr.project(x, y, s1, s2, th, 1.0, 1.0)), 2)
+
+    def loss(g):
+        with gr.use_backend("torch"):
+            out = gr.render_anchored(x, y, s1, s2, th, col, W, H, W, H, cell, o_max, smax, amp_scale=g)
+        e = out - target
+        return (e.abs() + mse_w * e * e).sum((1, 2, 3))
+
+    with gr.use_backend(backend):
+        got = gr.toggle_costs(geom, col, gate, target, cx, cy, R, mse_w)
+    base = loss(gate)
+    for b in range(2):
+        for idx in np.ndindex(K, 2, 3):
+            g = gate.clone()
+            g[(b,) + idx] = 1 - g[(b,) + idx]
+            want = float(loss(g)[b] - base[b])
+            assert abs(float(got[(b,) + idx]) - want) <= 1e-3 * max(1.0, abs(want)), (b, idx)

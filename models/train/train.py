@@ -221,7 +221,8 @@ def validate_compact(model, val, device, crop=256, unroll=0, rates=()):
 LOSS_DEFAULTS = {"target_presence": 0.25, "dual_step": 2e-4, "logit_margin": 0.0, "logit_penalty": 1e-2,
                  "logit_deadzone": 0.0, "deadzone_penalty": 1e-2,
                  "grad_weight_floor": 0.0, "clipped_colour_ste": False, "colour_range_penalty": 0.0, "fp32": False,
-                 "unroll": 0, "unroll_weight": 1.0, "unroll_rates": "0.2,0.04,0.04,0.02"}
+                 "unroll": 0, "unroll_weight": 1.0, "unroll_rates": "0.2,0.04,0.04,0.02",
+                 "toggle_weight": 0.0}
 AUTOCAST = True  # bf16 autocast of the encoder on CUDA (--fp32 turns it off)
 
 
@@ -284,6 +285,10 @@ def main():
                          "that the gates settle clearly on one side of the decision instead of at it")
     ap.add_argument("--deadzone-penalty", type=float, default=None,
                     help="compact: weight of mean(relu(deadzone − |logit|)²) (default 1e-2)")
+    ap.add_argument("--toggle-weight", type=float, default=None,
+                    help="compact: weight of a BCE on the presence logits whose target is what switching "
+                         "each gate alone does to the loss, exactly, against λ's saving (default 0: off; "
+                         "models/README.md §7)")
     ap.add_argument("--unroll", type=int, default=None,
                     help="compact: also train on the picture after this many unrolled refinement "
                          "steps (CompactNet.refine_unrolled; default 0: off)")
@@ -500,6 +505,18 @@ def main():
                 extra_ref = {"l1_refined": l1_ref.item()}
             else:
                 extra_ref = {}
+            if args.toggle_weight > 0:
+                # The straight-through gradient judges a gate by a derivative at gate = 1 and keeps
+                # Gaussians whose removal would lower the loss (the per-cell floor, models/README.md
+                # §7). Give each gate the exact verdict instead: present iff what it does to the
+                # loss (in the loss's units) beats what λ charges for it.
+                cost = model.toggle_costs(q, img, mse_w)
+                on = q[:, :, 8].detach() > 0.5
+                worth = torch.where(on, cost, -cost) / (3.0 * img.shape[0] * patch * patch)
+                keep = (worth > lam / on.numel()).float()
+                loss = loss + args.toggle_weight * F.binary_cross_entropy_with_logits(raw[0][:, :, 8].float(), keep)
+                extra_ref = {**extra_ref, "toggle_off": (on & (keep < 0.5)).float().sum().item() / max(1, int(on.sum())),
+                             "toggle_on": (~on & (keep > 0.5)).float().sum().item() / max(1, int((~on).sum()))}
             excess = model.colour_excess(field)
             if args.colour_range_penalty > 0:
                 loss = loss + args.colour_range_penalty * excess
