@@ -253,11 +253,11 @@ if HAVE_TRITON:
             tl.store(ob + 3 * npix + offs, a3 / dm, mask=m)
         tl.store(dsum + b * npix + offs, den, mask=m)
 
-    @triton.jit(do_not_specialize=["K", "Hg", "Wg", "Ho", "Wo", "MR", "MC"])
-    def _splat_bwd_kernel(geom, col, gn, gd, rlo, rhi, clo, chi, ggeom, gcol, K, Hg, Wg, Ho, Wo,
-                          MR, MC, C: tl.constexpr, BLOCK: tl.constexpr):
-        # One lane per Gaussian: loops over the output pixels whose window contains its cell and
-        # accumulates its own gradient (no atomics). gn = dL/dN_c = g_c / D, gd = dL/dD.
+    @triton.jit
+    def _gaussian_lane(geom, rlo, rhi, clo, chi, K, Hg, Wg, BLOCK: tl.constexpr):
+        """The Gaussian-centric kernels' lanes: batch item b, slot k and cell idx of each lane,
+        its mask, its projected geometry, and the output rows r0..r1 and columns u0..u1 whose
+        window holds its cell."""
         pid = tl.program_id(0)
         b = tl.program_id(1).to(tl.int64)
         hw = Hg * Wg
@@ -268,21 +268,40 @@ if HAVE_TRITON:
         gy = idx // Wg
         gx = idx % Wg
         gb = geom + (b * K + k) * 6 * hw + idx
-        cb = col + (b * K + k) * C * hw + idx
         mx = tl.load(gb, mask=m, other=0.0)
         my = tl.load(gb + hw, mask=m, other=0.0)
         qa = tl.load(gb + 2 * hw, mask=m, other=0.0)
         qb = tl.load(gb + 3 * hw, mask=m, other=0.0)
         qc = tl.load(gb + 4 * hw, mask=m, other=0.0)
         amp = tl.load(gb + 5 * hw, mask=m, other=0.0)
-        c0 = tl.load(cb, mask=m, other=0.0)
-        c1 = tl.load(cb + hw, mask=m & (C > 1), other=0.0)
-        c2 = tl.load(cb + 2 * hw, mask=m & (C > 2), other=0.0)
-        c3 = tl.load(cb + 3 * hw, mask=m & (C > 3), other=0.0)
         r0 = tl.load(rlo + gy, mask=m, other=0)
         r1 = tl.load(rhi + gy, mask=m, other=-1)
         u0 = tl.load(clo + gx, mask=m, other=0)
         u1 = tl.load(chi + gx, mask=m, other=-1)
+        return b, k, idx, m, mx, my, qa, qb, qc, amp, r0, r1, u0, u1
+
+    @triton.jit
+    def _lane_pixel(u, u1, okr, dy, mx, qa, qb, qc):
+        """One output pixel (column u of a row whose lanes okr hold) of each lane's window: its
+        x offset, the quadratic form q, and whether the Gaussian reaches it (q ≤ 9)."""
+        ok = okr & (u <= u1)
+        dx = u.to(tl.float32) + 0.5 - mx
+        q = qa * dx * dx + 2.0 * qb * dx * dy + qc * dy * dy
+        return u, dx, q, ok & (q <= 9.0)
+
+    @triton.jit(do_not_specialize=["K", "Hg", "Wg", "Ho", "Wo", "MR", "MC"])
+    def _splat_bwd_kernel(geom, col, gn, gd, rlo, rhi, clo, chi, ggeom, gcol, K, Hg, Wg, Ho, Wo,
+                          MR, MC, C: tl.constexpr, BLOCK: tl.constexpr):
+        # One lane per Gaussian: loops over the output pixels whose window contains its cell and
+        # accumulates its own gradient (no atomics). gn = dL/dN_c = g_c / D, gd = dL/dD.
+        b, k, idx, m, mx, my, qa, qb, qc, amp, r0, r1, u0, u1 = _gaussian_lane(
+            geom, rlo, rhi, clo, chi, K, Hg, Wg, BLOCK)
+        hw = Hg * Wg
+        cb = col + (b * K + k) * C * hw + idx
+        c0 = tl.load(cb, mask=m, other=0.0)
+        c1 = tl.load(cb + hw, mask=m & (C > 1), other=0.0)
+        c2 = tl.load(cb + 2 * hw, mask=m & (C > 2), other=0.0)
+        c3 = tl.load(cb + 3 * hw, mask=m & (C > 3), other=0.0)
         g_mx = tl.zeros([BLOCK], tl.float32)
         g_my = tl.zeros([BLOCK], tl.float32)
         g_a = tl.zeros([BLOCK], tl.float32)
@@ -301,11 +320,7 @@ if HAVE_TRITON:
             okr = m & (v <= r1)
             dy = v.to(tl.float32) + 0.5 - my
             for cc in tl.range(0, MC):
-                u = u0 + cc
-                ok = okr & (u <= u1)
-                dx = u.to(tl.float32) + 0.5 - mx
-                q = qa * dx * dx + 2.0 * qb * dx * dy + qc * dy * dy
-                ins = ok & (q <= 9.0)
+                u, dx, q, ins = _lane_pixel(u0 + cc, u1, okr, dy, mx, qa, qb, qc)
                 e = tl.where(ins, tl.exp(-0.5 * q), 0.0)
                 w = amp * e
                 p = v * Wo + u
@@ -352,28 +367,11 @@ if HAVE_TRITON:
                        MR, MC, mse_w, C: tl.constexpr, BLOCK: tl.constexpr):
         # One lane per Gaussian, over the same pixels as the backward kernel: the change in
         # Σ (|e| + mse_w·e²) when this Gaussian alone is switched (present → absent or back).
-        pid = tl.program_id(0)
-        b = tl.program_id(1).to(tl.int64)
+        b, k, idx, m, mx, my, qa, qb, qc, amp, r0, r1, u0, u1 = _gaussian_lane(
+            geom, rlo, rhi, clo, chi, K, Hg, Wg, BLOCK)
         hw = Hg * Wg
-        offs = pid * BLOCK + tl.arange(0, BLOCK)
-        m = offs < K * hw
-        k = offs // hw
-        idx = offs % hw
-        gy = idx // Wg
-        gx = idx % Wg
-        gb = geom + (b * K + k) * 6 * hw + idx
         cb = col + (b * K + k) * C * hw + idx
-        mx = tl.load(gb, mask=m, other=0.0)
-        my = tl.load(gb + hw, mask=m, other=0.0)
-        qa = tl.load(gb + 2 * hw, mask=m, other=0.0)
-        qb = tl.load(gb + 3 * hw, mask=m, other=0.0)
-        qc = tl.load(gb + 4 * hw, mask=m, other=0.0)
-        amp = tl.load(gb + 5 * hw, mask=m, other=0.0)
         sgn = 1.0 - 2.0 * tl.load(gate + (b * K + k) * hw + idx, mask=m, other=0.0)
-        r0 = tl.load(rlo + gy, mask=m, other=0)
-        r1 = tl.load(rhi + gy, mask=m, other=-1)
-        u0 = tl.load(clo + gx, mask=m, other=0)
-        u1 = tl.load(chi + gx, mask=m, other=-1)
         acc = tl.zeros([BLOCK], tl.float32)
         npix = Ho * Wo
         for r in tl.range(0, MR):
@@ -381,11 +379,7 @@ if HAVE_TRITON:
             okr = m & (v <= r1)
             dy = v.to(tl.float32) + 0.5 - my
             for cc in tl.range(0, MC):
-                u = u0 + cc
-                ok = okr & (u <= u1)
-                dx = u.to(tl.float32) + 0.5 - mx
-                q = qa * dx * dx + 2.0 * qb * dx * dy + qc * dy * dy
-                ins = ok & (q <= 9.0)
+                u, dx, q, ins = _lane_pixel(u0 + cc, u1, okr, dy, mx, qa, qb, qc)
                 w = tl.where(ins, amp * tl.exp(-0.5 * q), 0.0)
                 p = v * Wo + u
                 d0 = tl.load(dsum + b * npix + p, mask=ins, other=1.0)
