@@ -178,9 +178,9 @@ def _splat_torch(geom, col, cx, cy, R: int, return_den: bool = False):
             w = torch.where(ok & (q <= CUTOFF_Q), p[:, :, 5] * torch.exp(-0.5 * q), torch.zeros_like(q))
             den = den + w.sum(1, keepdim=True)
             num = num + (w.unsqueeze(2) * p[:, :, 6:]).sum(1)
-    if return_den:
-        return den[:, 0]
     out = num / den.clamp_min(MIN_WEIGHT_SUM)
+    if return_den:
+        return out, den[:, 0]
     if GRAD_MIN_WEIGHT_SUM > MIN_WEIGHT_SUM:  # same value, gradient through the training floor
         og = num / den.clamp_min(GRAD_MIN_WEIGHT_SUM)
         out = og + (out - og).detach()
@@ -494,16 +494,21 @@ def render_anchored(x, y, s1, s2, theta, col, width: int, height: int, out_w: in
     multiplies the weights: 1 keeps a Gaussian, 0 removes it (presence gates).
     Returns [B, C, out_h, out_w] in the dtype of the inputs (float32 or float64).
     """
+    geom, cx, cy, R = _anchored_geometry(x, y, s1, s2, theta, width, height, out_w, out_h, cell, o_max, sigma_max)
+    if amp_scale is not None:
+        geom = torch.cat([geom[:, :, :5], (geom[:, :, 5] * amp_scale).unsqueeze(2)], 2)
+    return splat(geom, col, cx, cy, R)
+
+
+def _anchored_geometry(x, y, s1, s2, theta, width: int, height: int, out_w: int, out_h: int,
+                       cell: float, o_max: float, sigma_max: float):
+    """A grid-anchored field projected to the output (`project`, [B, K, 6, Hg, Wg]), the cell of
+    each output column and row, and the window radius that makes the splat exact."""
     sx, sy = out_w / width, out_h / height
     R = max(window_radius(cell, o_max, sigma_max, sx), window_radius(cell, o_max, sigma_max, sy))
-    mx, my, qa, qb, qc, amp = project(x, y, s1, s2, theta, sx, sy)
-    if amp_scale is not None:
-        amp = amp * amp_scale
-    geom = torch.stack([mx, my, qa, qb, qc, amp], 2)
+    geom = torch.stack(project(x, y, s1, s2, theta, sx, sy), 2)
     dev = geom.device
-    cx = cell_index(out_w, width, cell, dev)
-    cy = cell_index(out_h, height, cell, dev)
-    return splat(geom, col, cx, cy, R)
+    return geom, cell_index(out_w, width, cell, dev), cell_index(out_h, height, cell, dev), R
 
 
 def _toggle_torch(geom, col, gate, nsum, dsum, tgt, mse_w: float):
@@ -538,23 +543,23 @@ def _toggle_torch(geom, col, gate, nsum, dsum, tgt, mse_w: float):
 
 
 @torch.no_grad()
-def toggle_costs(geom, col, gate, target, cx, cy, R: int, mse_w: float = 0.0):
+def toggle_costs(x, y, s1, s2, theta, col, gate, target, cell: float, o_max: float, sigma_max: float,
+                 mse_w: float = 0.0):
     """What switching each Gaussian alone would do to the loss: the change in
-    Σ over pixels and channels of |e| + mse_w·e² (e = render − target), for a present Gaussian
-    (gate 1) when it is removed and for an absent one (gate 0) when it is added, all others as
-    they are. With normalized blending this is exact per Gaussian: each pixel it reaches goes
-    from N/D to (N ∓ w·c)/(D ∓ w) (§3.4).
+    Σ over pixels and channels of |e| + mse_w·e² (e = render − target, at the native size), for
+    a present Gaussian (gate 1) when it is removed and for an absent one (gate 0) when it is
+    added, all others as they are. With normalized blending this is exact per Gaussian: each
+    pixel it reaches goes from N/D to (N ∓ w·c)/(D ∓ w) (§3.4).
 
-    geom: [B, K, 6, Hg, Wg] from `project` with the amplitude *before* the gates; col
-    [B, K, C, Hg, Wg]; gate [B, K, Hg, Wg] (0 or 1); target [B, C, Ho, Wo]. Returns [B, K, Hg, Wg].
+    The field as for `render_anchored`; gate [B, K, Hg, Wg] (0 or 1); target [B, C, H, W].
+    Returns [B, K, Hg, Wg].
     """
-    geom, col = geom.float(), col.float()
-    gate = gate.float()
-    amp_g = geom[:, :, 5] * gate
-    g2 = torch.cat([geom[:, :, :5], amp_g.unsqueeze(2)], 2)
-    den = _den(g2, cx, cy, R)
-    nsum = splat(g2, col, cx, cy, R) * den.unsqueeze(1)  # N = (N / D)·D; 0 where D = 0
-    target = target.float()
+    H, W = target.shape[-2:]
+    geom, cx, cy, R = _anchored_geometry(x, y, s1, s2, theta, W, H, W, H, cell, o_max, sigma_max)
+    geom, col, gate, target = geom.float(), col.float(), gate.float(), target.float()
+    gated = torch.cat([geom[:, :, :5], (geom[:, :, 5] * gate).unsqueeze(2)], 2)
+    out, den = _splat_with_den(gated, col, cx, cy, R)
+    nsum = out * den.unsqueeze(1)  # N = (N / D)·D; 0 where D = 0
     if splat_backend(geom.device) == "triton":
         B, K, _, Hg, Wg = geom.shape
         rlo, rhi, mr = _pixel_ranges(cy, Hg, R)
@@ -563,21 +568,21 @@ def toggle_costs(geom, col, gate, target, cx, cy, R: int, mse_w: float = 0.0):
         grid = (triton.cdiv(K * Hg * Wg, 64), B)
         _toggle_kernel[grid](geom.contiguous(), col.contiguous(), gate.contiguous(), nsum.contiguous(),
                              den.contiguous(), target.contiguous(), rlo, rhi, clo, chi, cost, K, Hg, Wg,
-                             cy.numel(), cx.numel(), mr, mc, float(mse_w), C=col.shape[2], BLOCK=64)
+                             H, W, mr, mc, float(mse_w), C=col.shape[2], BLOCK=64)
         return cost
     return _toggle_torch(geom, col, gate, nsum, den, target, mse_w)
 
 
-def _den(geom, cx, cy, R: int):
-    """The weight sum D per output pixel [B, Ho, Wo] (a splat of the weights, unnormalized)."""
+def _splat_with_den(geom, col, cx, cy, R: int):
+    """`splat` without gradients, and the weight sum D per output pixel [B, Ho, Wo] beside it."""
     if splat_backend(geom.device) == "triton":
         B, K, _, Hg, Wg = geom.shape
-        col = torch.zeros(B, K, 1, Hg, Wg, device=geom.device, dtype=torch.float32)
-        out = torch.empty(B, 1, cy.numel(), cx.numel(), device=geom.device, dtype=torch.float32)
-        den = torch.empty(B, cy.numel(), cx.numel(), device=geom.device, dtype=torch.float32)
-        grid = (triton.cdiv(cy.numel() * cx.numel(), _SplatTriton.BLOCK_F), B)
-        _splat_fwd_kernel[grid](geom.float().contiguous(), col, cx.to(torch.int32).contiguous(),
-                                cy.to(torch.int32).contiguous(), out, den, K, Hg, Wg, cy.numel(), cx.numel(),
-                                C=1, R=R, BLOCK=_SplatTriton.BLOCK_F)
-        return den
-    return _splat_torch(geom, torch.ones_like(geom[:, :, :1]), cx, cy, R, return_den=True)
+        Ho, Wo = cy.numel(), cx.numel()
+        out = torch.empty(B, col.shape[2], Ho, Wo, device=geom.device, dtype=torch.float32)
+        den = torch.empty(B, Ho, Wo, device=geom.device, dtype=torch.float32)
+        grid = (triton.cdiv(Ho * Wo, _SplatTriton.BLOCK_F), B)
+        _splat_fwd_kernel[grid](geom.contiguous(), col.contiguous(), cx.to(torch.int32).contiguous(),
+                                cy.to(torch.int32).contiguous(), out, den, K, Hg, Wg, Ho, Wo,
+                                C=col.shape[2], R=R, BLOCK=_SplatTriton.BLOCK_F)
+        return out, den
+    return _splat_torch(geom, col, cx, cy, R, return_den=True)

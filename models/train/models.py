@@ -329,18 +329,22 @@ class CompactNet(nn.Module):
     def forward(self, img):  # the ONNX graph
         return self.field(img)
 
-    def render(self, qfield, out_w: int, out_h: int, width: int, height: int):
-        """Renders a (quantized) field; presence multiplies the weights (0 removes a Gaussian)."""
+    def _anchored(self, f):
+        """A field's Gaussians as `gsrender` takes them: centres x, y, σ1, σ2, θ, colours."""
         c = self.cfg
-        f = qfield.float()
-        B, K, _, Hc, Wc = f.shape
+        Hc, Wc = f.shape[-2:]
         gy = torch.arange(Hc, device=f.device, dtype=f.dtype).view(1, 1, Hc, 1)
         gx = torch.arange(Wc, device=f.device, dtype=f.dtype).view(1, 1, 1, Wc)
         x = (gx + 0.5) * c.cell + f[:, :, 0]
         y = (gy + 0.5) * c.cell + f[:, :, 1]
-        return gr.render_anchored(x, y, torch.exp2(f[:, :, 2]), torch.exp2(f[:, :, 3]), f[:, :, 4], f[:, :, 5:8],
-                                  width, height, out_w, out_h, cell=float(c.cell), o_max=c.cell / 2,
-                                  sigma_max=self.sigma_max, amp_scale=f[:, :, 8])
+        return x, y, torch.exp2(f[:, :, 2]), torch.exp2(f[:, :, 3]), f[:, :, 4], f[:, :, 5:8]
+
+    def render(self, qfield, out_w: int, out_h: int, width: int, height: int):
+        """Renders a (quantized) field; presence multiplies the weights (0 removes a Gaussian)."""
+        c = self.cfg
+        f = qfield.float()
+        return gr.render_anchored(*self._anchored(f), width, height, out_w, out_h, cell=float(c.cell),
+                                  o_max=c.cell / 2, sigma_max=self.sigma_max, amp_scale=f[:, :, 8])
 
     @torch.no_grad()
     def toggle_costs(self, q, img, mse_w: float):
@@ -349,17 +353,8 @@ class CompactNet(nn.Module):
         absent one added (`gsrender.toggle_costs`; exact, as the render is). [B, K, Hc, Wc]."""
         c = self.cfg
         f = q.detach().float()
-        B, K, _, Hc, Wc = f.shape
-        H, W = img.shape[-2:]
-        gy = torch.arange(Hc, device=f.device, dtype=f.dtype).view(1, 1, Hc, 1)
-        gx = torch.arange(Wc, device=f.device, dtype=f.dtype).view(1, 1, 1, Wc)
-        x = (gx + 0.5) * c.cell + f[:, :, 0]
-        y = (gy + 0.5) * c.cell + f[:, :, 1]
-        geom = torch.stack(gr.project(x, y, torch.exp2(f[:, :, 2]), torch.exp2(f[:, :, 3]), f[:, :, 4], 1.0, 1.0), 2)
-        R = gr.window_radius(float(c.cell), c.cell / 2, self.sigma_max, 1.0)
-        cx = gr.cell_index(W, W, float(c.cell), f.device)
-        cy = gr.cell_index(H, H, float(c.cell), f.device)
-        return gr.toggle_costs(geom, f[:, :, 5:8], f[:, :, 8], img.float(), cx, cy, R, mse_w)
+        return gr.toggle_costs(*self._anchored(f), f[:, :, 8], img, cell=float(c.cell), o_max=c.cell / 2,
+                               sigma_max=self.sigma_max, mse_w=mse_w)
 
     def refine_unrolled(self, q, img, steps: int, rates, exact: bool = False):
         """What a few steps of per-picture refinement make of a (quantized) field, kept

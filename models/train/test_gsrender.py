@@ -192,9 +192,6 @@ def test_toggle_costs_match_rerendering(backend):
     gate[1, 0, 1, 1], gate[1, 1:, 1, 1] = 1, 0  # a cell with exactly one
     target = torch.from_numpy(rng.random((2, 3, H, W))).float()
     mse_w = 10.0
-    R = gr.window_radius(cell, o_max, smax, 1.0)
-    cx, cy = gr.cell_index(W, W, cell, "cpu"), gr.cell_index(H, H, cell, "cpu")
-    geom = torch.stack(list(gr.project(x, y, s1, s2, th, 1.0, 1.0)), 2)
 
     def loss(g):
         with gr.use_backend("torch"):
@@ -203,7 +200,7 @@ def test_toggle_costs_match_rerendering(backend):
         return (e.abs() + mse_w * e * e).sum((1, 2, 3))
 
     with gr.use_backend(backend):
-        got = gr.toggle_costs(geom, col, gate, target, cx, cy, R, mse_w)
+        got = gr.toggle_costs(x, y, s1, s2, th, col, gate, target, cell, o_max, smax, mse_w)
     base = loss(gate)
     for b in range(2):
         for idx in np.ndindex(K, 2, 3):
