@@ -47,30 +47,66 @@ pub fn render_frame<T: gsimg::cuda::GpuSample>(
     limits: &Limits,
     device: RenderDevice,
 ) -> Result<Frame<T>> {
-    use gsimg::cuda::CudaRenderer;
-    let on_gpu = || -> gsimg::Result<Frame<T>> {
-        let gpu = CudaRenderer::new()?;
-        gpu.upload(image)?.render(view, limits)
-    };
-    match device {
-        RenderDevice::Cpu => Ok(render::render_cpu(image, view, limits)?),
-        RenderDevice::Cuda => on_gpu().context("rendering with --device cuda"),
-        RenderDevice::Auto => match on_gpu() {
-            Ok(frame) => Ok(frame),
-            // Requests the CPU would refuse too: report them as they are.
-            Err(e @ gsimg::Error::InvalidParameter { .. }) => Err(e.into()),
-            Err(e @ gsimg::Error::LimitsExceeded { what, .. }) if !what.contains("GPU") => {
-                Err(e.into())
+    FrameRenderer::new(device)?.render(image, view, limits)
+}
+
+/// A renderer on a [`RenderDevice`], set up once for any number of renders (the upscaler's
+/// self-ensemble renders 8 fields): the GPU is opened once, and without one `auto` says so
+/// once and renders on the CPU.
+pub struct FrameRenderer {
+    device: RenderDevice,
+    gpu: Option<gsimg::cuda::CudaRenderer>,
+}
+
+impl FrameRenderer {
+    pub fn new(device: RenderDevice) -> Result<FrameRenderer> {
+        use gsimg::cuda::CudaRenderer;
+        let gpu = match device {
+            RenderDevice::Cpu => None,
+            RenderDevice::Cuda => {
+                Some(CudaRenderer::new().context("rendering with --device cuda")?)
             }
-            Err(e @ gsimg::Error::NoGpu(_)) => {
-                eprintln!("gsimg: note: rendering on the CPU ({e})");
-                Ok(render::render_cpu(image, view, limits)?)
-            }
-            Err(e) => {
-                eprintln!("gsimg: warning: the GPU render failed ({e}); rendering on the CPU");
-                Ok(render::render_cpu(image, view, limits)?)
-            }
-        },
+            RenderDevice::Auto => match CudaRenderer::new() {
+                Ok(gpu) => Some(gpu),
+                Err(e @ gsimg::Error::NoGpu(_)) => {
+                    eprintln!("gsimg: note: rendering on the CPU ({e})");
+                    None
+                }
+                Err(e) => {
+                    eprintln!(
+                        "gsimg: warning: the GPU could not be set up ({e}); rendering on the CPU"
+                    );
+                    None
+                }
+            },
+        };
+        Ok(FrameRenderer { device, gpu })
+    }
+
+    /// Renders `view` of `image`; with `auto`, a GPU failure falls back to the CPU (warning).
+    pub fn render<T: gsimg::cuda::GpuSample>(
+        &self,
+        image: &gsimg::SplatImage,
+        view: &Viewport,
+        limits: &Limits,
+    ) -> Result<Frame<T>> {
+        let Some(gpu) = &self.gpu else {
+            return Ok(render::render_cpu(image, view, limits)?);
+        };
+        let on_gpu = || -> gsimg::Result<Frame<T>> { gpu.upload(image)?.render(view, limits) };
+        match (self.device, on_gpu()) {
+            (_, Ok(frame)) => Ok(frame),
+            (RenderDevice::Auto, Err(e)) => match e {
+                // Requests the CPU would refuse too: report them as they are.
+                gsimg::Error::InvalidParameter { .. } => Err(e.into()),
+                gsimg::Error::LimitsExceeded { what, .. } if !what.contains("GPU") => Err(e.into()),
+                e => {
+                    eprintln!("gsimg: warning: the GPU render failed ({e}); rendering on the CPU");
+                    Ok(render::render_cpu(image, view, limits)?)
+                }
+            },
+            (_, Err(e)) => Err(anyhow::Error::from(e).context("rendering with --device cuda")),
+        }
     }
 }
 

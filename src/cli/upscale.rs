@@ -7,7 +7,7 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 
-use super::decode::{RenderDevice, SizeArgs, render_frame, write_frame};
+use super::decode::{FrameRenderer, RenderDevice, SizeArgs, write_frame};
 use super::encode::{DeviceArg, NetworkArgs, TermProgress};
 use super::io::{OutFormat, read_input, write_output};
 use std::sync::Arc;
@@ -144,15 +144,9 @@ fn upscale_passes(
             limits,
         )?);
     }
-    let mut device = device;
+    let renderer = FrameRenderer::new(device)?;
     let mut summary = None::<PassSummary>;
     for (k, &sym) in symmetries.iter().enumerate() {
-        if k == 1 && device == RenderDevice::Auto {
-            // the first pass has said where it rendered; without a GPU, say it only once
-            if let Err(gsimg::Error::NoGpu(_)) = gsimg::cuda::CudaRenderer::new() {
-                device = RenderDevice::Cpu;
-            }
-        }
         pass.store(k, Ordering::Relaxed);
         let out = encoder.gaussians_under(pixels, sym)?;
         let s = summary.get_or_insert(PassSummary {
@@ -164,12 +158,9 @@ fn upscale_passes(
         s.network_seconds += out.network_seconds;
         match mean.as_mut() {
             None => {
-                return Ok((
-                    render_frame(&out.image, view, limits, device)?,
-                    summary.unwrap(),
-                ));
+                return Ok((renderer.render(&out.image, view, limits)?, summary.unwrap()));
             }
-            Some(m) => m.add(&render_frame(&out.image, view, limits, device)?)?,
+            Some(m) => m.add(&renderer.render(&out.image, view, limits)?)?,
         }
     }
     match (mean, summary) {
