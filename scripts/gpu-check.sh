@@ -9,14 +9,18 @@
 #              carry   = ["target/gpu-check", "data/gpu-check"]
 #              command = "scripts/gpu-check.sh \"$OUT\""
 #            It writes under OUT: nvidia-smi.txt, check.txt, cli.txt, sanitizer.txt, faults.txt, bench.md,
-#            bench.txt, summary.txt, and prints the summary last.
+#            bench.txt, upscale.txt, summary.txt, and prints the summary last.
 #
 # Steps: (1) GPU against CPU on every file and view (8-bit within 1 level on >= 99.9% of samples
 # and within 2 everywhere, f32 within 1e-4), RGBA8 output and the end-to-end decoder;
 # (2) `gsimg decode --device cuda` against `--device cpu` (the CLI); (3) compute-sanitizer
 # memcheck, racecheck, initcheck and synccheck on a small case; (4) faults: an injected kernel
 # failure and a real out-of-memory, each with --device auto (CPU fallback, warning) and --device
-# cuda (exit 1, no output); (5) benchmarks (bench.md).
+# cuda (exit 1, no output); (5) benchmarks (bench.md); (6) `gsimg upscale --ensemble` with
+# `--device auto` (8 renders through one CUDA renderer) against `--device cpu`, the network on
+# the ONNX Runtime found (ORT_DYLIB_PATH, else the Python onnxruntime package's library) with
+# models/upscale.onnx (GPU_CHECK_UPSCALE_MODEL to change it).
+# GPU_CHECK_STEPS="1 2 6" runs only those steps (default: all).
 # Exit status 1 when any step fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
@@ -31,93 +35,137 @@ status=0
 record() { # name rc
     if [[ $2 == 0 ]]; then results+=("PASS  $1"); else results+=("FAIL  $1 (exit $2)"); status=1; fi
 }
+want() { [[ " ${GPU_CHECK_STEPS:-1 2 3 4 5 6} " == *" $1 "* ]]; }
 
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
     >> "$OUT/nvidia-smi.txt" 2>&1
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)"
 
-echo "== 1. GPU against CPU"
-t0=$SECONDS
-timeout 300 "$BIN" check "$DATA" 2>&1 | tee "$OUT/check.txt"
-record "GPU = CPU on every file and view ($((SECONDS - t0)) s)" "${PIPESTATUS[0]}"
+if want 1; then
+    echo "== 1. GPU against CPU"
+    t0=$SECONDS
+    timeout 300 "$BIN" check "$DATA" 2>&1 | tee "$OUT/check.txt"
+    record "GPU = CPU on every file and view ($((SECONDS - t0)) s)" "${PIPESTATUS[0]}"
+fi
 
-echo "== 2. gsimg decode --device cuda vs --device cpu"
-(
-    set -x
-    "$CLI" decode "$DATA/kodim23.q50.gsi" /tmp/gpu-check-cuda.png --scale 2.5 --device cuda &&
-        "$CLI" decode "$DATA/kodim23.q50.gsi" /tmp/gpu-check-cpu.png --scale 2.5 --device cpu &&
-        "$BIN" compare-png /tmp/gpu-check-cuda.png /tmp/gpu-check-cpu.png
+if want 2; then
+    echo "== 2. gsimg decode --device cuda vs --device cpu"
+    (
+        set -x
+        "$CLI" decode "$DATA/kodim23.q50.gsi" /tmp/gpu-check-cuda.png --scale 2.5 --device cuda &&
+            "$CLI" decode "$DATA/kodim23.q50.gsi" /tmp/gpu-check-cpu.png --scale 2.5 --device cpu &&
+            "$BIN" compare-png /tmp/gpu-check-cuda.png /tmp/gpu-check-cpu.png
+        rc=$?
+        "$CLI" decode "$DATA/kodim05.q50.gsi" /tmp/gpu-check-region.png --scale 4 \
+            --region 1000,700,640,480 --device auto
+        set +x
+        exit $rc
+    ) > "$OUT/cli.txt" 2>&1
     rc=$?
-    "$CLI" decode "$DATA/kodim05.q50.gsi" /tmp/gpu-check-region.png --scale 4 \
-        --region 1000,700,640,480 --device auto
-    set +x
-    exit $rc
-) > "$OUT/cli.txt" 2>&1
-rc=$?
-cat "$OUT/cli.txt"
-record "gsimg decode --device cuda matches --device cpu" $rc
+    cat "$OUT/cli.txt"
+    record "gsimg decode --device cuda matches --device cpu" $rc
+fi
 
-echo "== 3. compute-sanitizer"
-: > "$OUT/sanitizer.txt"
-for tool in memcheck racecheck initcheck synccheck; do
-    case=full
-    [[ $tool == racecheck ]] && case=small
-    echo "---- $tool ($case case)" | tee -a "$OUT/sanitizer.txt"
-    timeout 240 "$SAN" --tool $tool --error-exitcode 7 "$BIN" sanitize "$DATA" $case \
-        2>&1 | tail -n 40 | tee -a "$OUT/sanitizer.txt"
-    record "compute-sanitizer $tool" "${PIPESTATUS[0]}"
-done
+if want 3; then
+    echo "== 3. compute-sanitizer"
+    : > "$OUT/sanitizer.txt"
+    for tool in memcheck racecheck initcheck synccheck; do
+        case=full
+        [[ $tool == racecheck ]] && case=small
+        echo "---- $tool ($case case)" | tee -a "$OUT/sanitizer.txt"
+        timeout 240 "$SAN" --tool $tool --error-exitcode 7 "$BIN" sanitize "$DATA" $case \
+            2>&1 | tail -n 40 | tee -a "$OUT/sanitizer.txt"
+        record "compute-sanitizer $tool" "${PIPESTATUS[0]}"
+    done
+fi
 
-echo "== 4. faults: the CPU fallback on a real GPU"
-# (a) a kernel failure, injected at the rasterize launch by a test build (target/gpu-check/gsimg-fi,
-#     built with --features fault-injection): `auto` warns and renders on the CPU (the same bytes
-#     as --device cpu), `cuda` exits 1 and writes nothing;
-# (b) GPU out of memory, for real: another process holds all but 64 MiB of the card's memory.
-FI=${GPU_CHECK_FI:-target/gpu-check/gsimg-fi}
-(
-    f=$DATA/kodim23.q50.gsi
-    d=$DATA/kodim23.dense4.gsi
-    ok=0
-    rm -f /tmp/f-*.png
-    "$CLI" decode "$f" /tmp/f-cpu.png --scale 2 --device cpu || ok=1
-    echo "-- (a) GSIMG_INJECT_CUDA_FAULT=rasterize, --device auto"
-    GSIMG_INJECT_CUDA_FAULT=rasterize "$FI" decode "$f" /tmp/f-auto.png --scale 2 --device auto 2>/tmp/f.err
-    rc=$?; cat /tmp/f.err; echo "exit $rc"
-    [[ $rc == 0 ]] && grep -q "warning: the GPU render failed" /tmp/f.err && cmp /tmp/f-auto.png /tmp/f-cpu.png || ok=1
-    echo "-- (a) GSIMG_INJECT_CUDA_FAULT=rasterize, --device cuda"
-    GSIMG_INJECT_CUDA_FAULT=rasterize "$FI" decode "$f" /tmp/f-cuda.png --scale 2 --device cuda
-    rc=$?; echo "exit $rc"
-    [[ $rc == 1 && ! -e /tmp/f-cuda.png ]] || ok=1
-    echo "-- (b) out of memory: a process holds all but 64 MiB"
-    rm -f /tmp/hog.ready
-    python3 -c "
-import sys, time, torch
-free, total = torch.cuda.mem_get_info()
-x = torch.empty(free - 64 * 2**20, dtype=torch.uint8, device='cuda')
-print(f'hog: holding {x.numel() / 2**30:.2f} GiB of {total / 2**30:.2f} GiB', flush=True)
-open('/tmp/hog.ready', 'w').close()
-time.sleep(90)
-" & hog=$!
-    for _ in $(seq 120); do [[ -e /tmp/hog.ready ]] && break; sleep 0.5; done
-    nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader
-    "$CLI" decode "$d" /tmp/f-dense-cpu.png --scale 2 --device cpu || ok=1
-    "$CLI" decode "$d" /tmp/f-oom-auto.png --scale 2 --device auto 2>/tmp/f.err
-    rc=$?; cat /tmp/f.err; echo "exit $rc (auto)"
-    [[ $rc == 0 ]] && grep -Eq "warning|note" /tmp/f.err && cmp /tmp/f-oom-auto.png /tmp/f-dense-cpu.png || ok=1
-    "$CLI" decode "$d" /tmp/f-oom-cuda.png --scale 2 --device cuda
-    rc=$?; echo "exit $rc (cuda)"
-    [[ $rc == 1 && ! -e /tmp/f-oom-cuda.png ]] || ok=1
-    kill $hog 2>/dev/null; wait $hog 2>/dev/null
-    exit $ok
-) > "$OUT/faults.txt" 2>&1
-rc=$?
-cat "$OUT/faults.txt"
-record "faults: injected kernel failure and real out-of-memory fall back to the CPU (auto) or fail cleanly (cuda)" $rc
+if want 4; then
+    echo "== 4. faults: the CPU fallback on a real GPU"
+    # (a) a kernel failure, injected at the rasterize launch by a test build (target/gpu-check/gsimg-fi,
+    #     built with --features fault-injection): `auto` warns and renders on the CPU (the same bytes
+    #     as --device cpu), `cuda` exits 1 and writes nothing;
+    # (b) GPU out of memory, for real: another process holds all but 64 MiB of the card's memory.
+    FI=${GPU_CHECK_FI:-target/gpu-check/gsimg-fi}
+    (
+        f=$DATA/kodim23.q50.gsi
+        d=$DATA/kodim23.dense4.gsi
+        ok=0
+        rm -f /tmp/f-*.png
+        "$CLI" decode "$f" /tmp/f-cpu.png --scale 2 --device cpu || ok=1
+        echo "-- (a) GSIMG_INJECT_CUDA_FAULT=rasterize, --device auto"
+        GSIMG_INJECT_CUDA_FAULT=rasterize "$FI" decode "$f" /tmp/f-auto.png --scale 2 --device auto 2>/tmp/f.err
+        rc=$?; cat /tmp/f.err; echo "exit $rc"
+        [[ $rc == 0 ]] && grep -q "warning: the GPU render failed" /tmp/f.err && cmp /tmp/f-auto.png /tmp/f-cpu.png || ok=1
+        echo "-- (a) GSIMG_INJECT_CUDA_FAULT=rasterize, --device cuda"
+        GSIMG_INJECT_CUDA_FAULT=rasterize "$FI" decode "$f" /tmp/f-cuda.png --scale 2 --device cuda
+        rc=$?; echo "exit $rc"
+        [[ $rc == 1 && ! -e /tmp/f-cuda.png ]] || ok=1
+        echo "-- (b) out of memory: a process holds all but 64 MiB"
+        rm -f /tmp/hog.ready
+        python3 -c "
+    import sys, time, torch
+    free, total = torch.cuda.mem_get_info()
+    x = torch.empty(free - 64 * 2**20, dtype=torch.uint8, device='cuda')
+    print(f'hog: holding {x.numel() / 2**30:.2f} GiB of {total / 2**30:.2f} GiB', flush=True)
+    open('/tmp/hog.ready', 'w').close()
+    time.sleep(90)
+    " & hog=$!
+        for _ in $(seq 120); do [[ -e /tmp/hog.ready ]] && break; sleep 0.5; done
+        nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader
+        "$CLI" decode "$d" /tmp/f-dense-cpu.png --scale 2 --device cpu || ok=1
+        "$CLI" decode "$d" /tmp/f-oom-auto.png --scale 2 --device auto 2>/tmp/f.err
+        rc=$?; cat /tmp/f.err; echo "exit $rc (auto)"
+        [[ $rc == 0 ]] && grep -Eq "warning|note" /tmp/f.err && cmp /tmp/f-oom-auto.png /tmp/f-dense-cpu.png || ok=1
+        "$CLI" decode "$d" /tmp/f-oom-cuda.png --scale 2 --device cuda
+        rc=$?; echo "exit $rc (cuda)"
+        [[ $rc == 1 && ! -e /tmp/f-oom-cuda.png ]] || ok=1
+        kill $hog 2>/dev/null; wait $hog 2>/dev/null
+        exit $ok
+    ) > "$OUT/faults.txt" 2>&1
+    rc=$?
+    cat "$OUT/faults.txt"
+    record "faults: injected kernel failure and real out-of-memory fall back to the CPU (auto) or fail cleanly (cuda)" $rc
+fi
 
-echo "== 5. benchmarks"
-timeout 400 "$BIN" bench "$DATA" --out "$OUT/bench.md" 2>&1 | tee "$OUT/bench.txt"
-record "benchmarks ran" "${PIPESTATUS[0]}"
+if want 5; then
+    echo "== 5. benchmarks"
+    timeout 400 "$BIN" bench "$DATA" --out "$OUT/bench.md" 2>&1 | tee "$OUT/bench.txt"
+    record "benchmarks ran" "${PIPESTATUS[0]}"
+fi
+
+if want 6; then
+    echo "== 6. gsimg upscale --ensemble: 8 renders through one GPU set-up vs the CPU"
+    # The network runs on whatever ONNX Runtime is there (ORT_DYLIB_PATH, else the Python
+    # onnxruntime package's library: the CPU provider), the same in both runs, so only the
+    # renderer differs: the CUDA renderer (set up once for the 8 passes) against the CPU one.
+    MODEL=${GPU_CHECK_UPSCALE_MODEL:-models/upscale.onnx}
+    ORTLIB=${ORT_DYLIB_PATH:-$(python3 -c 'import glob, os, onnxruntime as o
+print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so*")))[-1])' 2>/dev/null)}
+    if [[ -z $ORTLIB || ! -f $MODEL ]]; then
+        echo "no ONNX Runtime library or no $MODEL" | tee "$OUT/upscale.txt"
+        record "gsimg upscale --ensemble (no ONNX Runtime library or model: not run)" 1
+    else
+        (
+            set -x
+            rm -f /tmp/u-gpu.png /tmp/u-cpu.png
+            "$CLI" upscale examples/images/example.png /tmp/u-gpu.png --scale 2.5 --ensemble \
+                --model "$MODEL" --ort-lib "$ORTLIB" --device auto 2> /tmp/u-gpu.err
+            rc=$?
+            cat /tmp/u-gpu.err
+            "$CLI" upscale examples/images/example.png /tmp/u-cpu.png --scale 2.5 --ensemble \
+                --model "$MODEL" --ort-lib "$ORTLIB" --device cpu || rc=1
+            "$BIN" compare-png /tmp/u-gpu.png /tmp/u-cpu.png || rc=1
+            # the renders ran on the GPU: no CPU note or warning from `auto`
+            ! grep -Eq "rendering on the CPU" /tmp/u-gpu.err || rc=1
+            set +x
+            exit $rc
+        ) > "$OUT/upscale.txt" 2>&1
+        rc=$?
+        cat "$OUT/upscale.txt"
+        record "gsimg upscale --ensemble renders on the GPU and matches --device cpu" $rc
+    fi
+fi
 
 {
     echo "gpu-check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader), $(date -u +%FT%TZ))"
