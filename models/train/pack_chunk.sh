@@ -10,7 +10,9 @@
 # (this machine's previous chunk), else from a staged /tmp/ck/NAME.pt (with /tmp/ck/NAME_opt.pt,
 # if staged, for the Adam moments), else starts fresh (ARGS_NAME then gives --config etc.).
 # What comes back in $OUT: NAME.pt and NAME.log of every run, NAME_opt.pt for the runs listed in
-# OPT, NAME_best.pt (best validation so far) for those in BEST ($OUT takes 64 MiB at most).
+# OPT, NAME_best.pt (best validation so far) for those in BEST ($OUT takes 64 MiB at most). Runs
+# in EMA_ONLY come back without their raw weights (a resume from such a file goes on from the EMA
+# weights): three 3.8 M-parameter compact checkpoints fit $OUT only so.
 set -u
 export PYTHONUNBUFFERED=1
 export OUT=${OUT:-/tmp/gsimg-out}
@@ -57,7 +59,12 @@ for n in $RUNS; do
   k=${!k:-upscale}
   d=/tmp/state/$n
   [ -f "$d/$k.pt" ] || { echo "run $n left no checkpoint"; continue; }
-  cp "$d/$k.pt" "$OUT/$n.pt"
+  case " ${EMA_ONLY:-} " in
+  *" $n "*)  # the EMA weights alone (fp32: 4 bytes per parameter, against 6 with the raw weights)
+    python3 -c "import sys, torch; ck = torch.load(sys.argv[1], map_location='cpu', weights_only=False)
+ck.pop('model_delta', None); torch.save(ck, sys.argv[2])" "$d/$k.pt" "$OUT/$n.pt" ;;
+  *) cp "$d/$k.pt" "$OUT/$n.pt" ;;
+  esac
   cp "$d/$k.log" "$OUT/$n.log"
   case " ${OPT:-} " in *" $n "*) cp "$d/${k}_opt.pt" "$OUT/${n}_opt.pt" ;; esac
   case " ${BEST:-} " in *" $n "*) [ -f "$d/best/$k.pt" ] && cp "$d/best/$k.pt" "$OUT/${n}_best.pt" ;; esac

@@ -1,5 +1,6 @@
 """A resumed compact training call keeps the loss settings of its checkpoint (rate target and
-loss switches), and an explicit flag that differs overrides them with a warning.
+loss switches), and an explicit flag that differs overrides them with a warning; a checkpoint
+without raw weights (EMA only) resumes from its EMA weights.
 
     GSRENDER_BACKEND=torch .venv/bin/python -m pytest models/train/test_train_resume.py -q
 
@@ -68,3 +69,18 @@ def test_resume_keeps_the_loss_settings(tmp_path):
     assert "--clipped-colour-ste is False in this call, True in the checkpoint" in out
     ck3 = torch.load(third / "compact.pt", map_location="cpu", weights_only=False)
     assert ck3["loss_args"]["logit_margin"] == 3.0 and ck3["loss_args"]["clipped_colour_ste"] is False
+
+    # an EMA-only copy (pack_chunk.sh EMA_ONLY: no raw weights) resumes from the EMA weights: with
+    # lr 0 the raw weights stay where they started, so they still equal the EMA after a step
+    slim = tmp_path / "slim.pt"
+    torch.save({k: v for k, v in ck.items() if k != "model_delta"}, slim)
+    fourth = tmp_path / "fourth"
+    out = run(["--resume", str(slim), "--out", str(fourth), "--max-steps", "1", "--lr", "0"], tmp_path)
+    assert "no raw weights in the checkpoint" in out
+    ck4 = torch.load(fourth / "compact.pt", map_location="cpu", weights_only=False)
+    assert ck4["step"] == ck["step"] + 1
+    for k, d in ck4["model_delta"].items():
+        if d.is_floating_point():
+            # (the EMA update's own rounding: ~1e-9; weights from anywhere else: ~1e-1)
+            assert d.abs().max().item() < 1e-6, k
+            assert torch.allclose(ck4["ema"][k], ck["ema"][k], atol=1e-6), k

@@ -367,9 +367,12 @@ def main():
         ema.load_state_dict(ck["ema"])
         if "model" in ck:
             model.load_state_dict(ck["model"])
-        else:
+        elif "model_delta" in ck:
             model.load_state_dict({k: (ck["ema"][k].float() + d.float()) if d.is_floating_point() else d
                                    for k, d in ck["model_delta"].items()})
+        else:  # an EMA-only copy (pack_chunk.sh EMA_ONLY): training goes on from the EMA weights
+            print("resume: no raw weights in the checkpoint; training resumes from its EMA weights")
+            model.load_state_dict(ck["ema"])
         step = ck["step"]
         lam = ck.get("lambda", 0.0)
         gen.set_state(ck["rng_gen"])
