@@ -36,6 +36,12 @@ record() { # name rc
     if [[ $2 == 0 ]]; then results+=("PASS  $1"); else results+=("FAIL  $1 (exit $2)"); status=1; fi
 }
 want() { [[ " ${GPU_CHECK_STEPS:-1 2 3 4 5 6} " == *" $1 "* ]]; }
+logged() { # file name command: runs the command with its output in $OUT/file, shows it, records it
+    "$3" > "$OUT/$1" 2>&1
+    local rc=$?
+    cat "$OUT/$1"
+    record "$2" $rc
+}
 
 nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
@@ -51,7 +57,7 @@ fi
 
 if want 2; then
     echo "== 2. gsimg decode --device cuda vs --device cpu"
-    (
+    decode_cuda_vs_cpu() (
         set -x
         "$CLI" decode "$DATA/kodim23.q50.gsi" /tmp/gpu-check-cuda.png --scale 2.5 --device cuda &&
             "$CLI" decode "$DATA/kodim23.q50.gsi" /tmp/gpu-check-cpu.png --scale 2.5 --device cpu &&
@@ -61,10 +67,8 @@ if want 2; then
             --region 1000,700,640,480 --device auto
         set +x
         exit $rc
-    ) > "$OUT/cli.txt" 2>&1
-    rc=$?
-    cat "$OUT/cli.txt"
-    record "gsimg decode --device cuda matches --device cpu" $rc
+    )
+    logged cli.txt "gsimg decode --device cuda matches --device cpu" decode_cuda_vs_cpu
 fi
 
 if want 3; then
@@ -87,7 +91,7 @@ if want 4; then
     #     as --device cpu), `cuda` exits 1 and writes nothing;
     # (b) GPU out of memory, for real: another process holds all but 64 MiB of the card's memory.
     FI=${GPU_CHECK_FI:-target/gpu-check/gsimg-fi}
-    (
+    faults_fall_back() (
         f=$DATA/kodim23.q50.gsi
         d=$DATA/kodim23.dense4.gsi
         ok=0
@@ -122,10 +126,8 @@ if want 4; then
         [[ $rc == 1 && ! -e /tmp/f-oom-cuda.png ]] || ok=1
         kill $hog 2>/dev/null; wait $hog 2>/dev/null
         exit $ok
-    ) > "$OUT/faults.txt" 2>&1
-    rc=$?
-    cat "$OUT/faults.txt"
-    record "faults: injected kernel failure and real out-of-memory fall back to the CPU (auto) or fail cleanly (cuda)" $rc
+    )
+    logged faults.txt "faults: injected kernel failure and real out-of-memory fall back to the CPU (auto) or fail cleanly (cuda)" faults_fall_back
 fi
 
 if want 5; then
@@ -146,7 +148,7 @@ print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonn
         echo "no ONNX Runtime library or no $MODEL" | tee "$OUT/upscale.txt"
         record "gsimg upscale --ensemble (no ONNX Runtime library or model: not run)" 1
     else
-        (
+        upscale_gpu_vs_cpu() (
             set -x
             rm -f /tmp/u-gpu.png /tmp/u-cpu.png
             "$CLI" upscale examples/images/example.png /tmp/u-gpu.png --scale 2.5 --ensemble \
@@ -160,10 +162,8 @@ print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonn
             ! grep -Eq "rendering on the CPU" /tmp/u-gpu.err || rc=1
             set +x
             exit $rc
-        ) > "$OUT/upscale.txt" 2>&1
-        rc=$?
-        cat "$OUT/upscale.txt"
-        record "gsimg upscale --ensemble renders on the GPU and matches --device cpu" $rc
+        )
+        logged upscale.txt "gsimg upscale --ensemble renders on the GPU and matches --device cpu" upscale_gpu_vs_cpu
     fi
 fi
 
