@@ -158,8 +158,9 @@ print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonn
             "$CLI" upscale examples/images/example.png /tmp/u-cpu.png --scale 2.5 --ensemble \
                 --model "$MODEL" --ort-lib "$ORTLIB" --device cpu || rc=1
             "$BIN" compare-png /tmp/u-gpu.png /tmp/u-cpu.png || rc=1
-            # the renders ran on the GPU: no CPU note or warning from `auto`
+            # the renders ran on the GPU: no CPU note or warning from `auto`, and the summary says so
             ! grep -Eq "rendering on the CPU" /tmp/u-gpu.err || rc=1
+            grep -q "rendered on the GPU" /tmp/u-gpu.err || rc=1
             set +x
             exit $rc
         )

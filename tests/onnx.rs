@@ -512,6 +512,9 @@ fn library_lookup_order() {
         &[("ORT_DYLIB_PATH", "/nonexistent/libonnxruntime.so.1.31.1")],
     );
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    // --device cpu: the summary says where the picture was rendered
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("rendered on the CPU"), "{err}");
 }
 
 struct TempDir(PathBuf);
@@ -574,6 +577,10 @@ fn cli_upscale_by_a_non_integer_factor() {
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(err.contains("CPUExecutionProvider"), "{err}");
+        // auto: the GPU where one works, else the CPU (with a note)
+        let gpu = err.contains("rendered on the GPU");
+        assert!(gpu || err.contains("rendered on the CPU"), "{err}");
+        assert_eq!(gpu, !err.contains("note: rendering on the CPU"), "{err}");
         image::image_dimensions(out).unwrap()
     };
     // 37 × 2.5 = 92.5 → 93, 23 × 2.5 = 57.5 → 58 (rounded half away from zero).

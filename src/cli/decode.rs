@@ -56,6 +56,8 @@ pub fn render_frame<T: gsimg::cuda::GpuSample>(
 pub struct FrameRenderer {
     device: RenderDevice,
     gpu: Option<gsimg::cuda::CudaRenderer>,
+    /// Set when a GPU render failed and `auto` rendered on the CPU instead.
+    fell_back: std::cell::Cell<bool>,
 }
 
 impl FrameRenderer {
@@ -80,7 +82,21 @@ impl FrameRenderer {
                 }
             },
         };
-        Ok(FrameRenderer { device, gpu })
+        Ok(FrameRenderer {
+            device,
+            gpu,
+            fell_back: std::cell::Cell::new(false),
+        })
+    }
+
+    /// Where the renders so far ran: "the GPU", or "the CPU" (no GPU, or a GPU failure that
+    /// `auto` fell back from).
+    pub fn ran_on(&self) -> &'static str {
+        if self.gpu.is_some() && !self.fell_back.get() {
+            "the GPU"
+        } else {
+            "the CPU"
+        }
     }
 
     /// Renders `view` of `image`; with `auto`, a GPU failure falls back to the CPU (warning).
@@ -102,6 +118,7 @@ impl FrameRenderer {
                 gsimg::Error::LimitsExceeded { what, .. } if !what.contains("GPU") => Err(e.into()),
                 e => {
                     eprintln!("gsimg: warning: the GPU render failed ({e}); rendering on the CPU");
+                    self.fell_back.set(true);
                     Ok(render::render_cpu(image, view, limits)?)
                 }
             },

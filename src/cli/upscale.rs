@@ -102,12 +102,14 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
         String::new()
     };
     eprintln!(
-        "gsimg: {w}x{h} -> {}x{} ({} Gaussians, network on {} in {:.2} s, {} tile{}{ensemble})",
+        "gsimg: {w}x{h} -> {}x{} ({} Gaussians, network on {} in {:.2} s, rendered on {}, {} \
+         tile{}{ensemble})",
         view.width,
         view.height,
         last.gaussians,
         last.provider,
         last.network_seconds,
+        last.rendered_on,
         last.tiles,
         if last.tiles == 1 { "" } else { "s" }
     );
@@ -115,12 +117,13 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
 }
 
 /// What the summary line reports: the Gaussians and tiles of the first pass (every pass has
-/// the same), the network time of all.
+/// the same), the network time of all, and where the renders ran.
 struct PassSummary {
     gaussians: u64,
     provider: gsimg::encode::Provider,
     tiles: usize,
     network_seconds: f64,
+    rendered_on: &'static str,
 }
 
 /// Runs the network under each symmetry and renders each field at `view`; one pass renders
@@ -154,17 +157,23 @@ fn upscale_passes(
             provider: out.provider,
             tiles: out.tiles,
             network_seconds: 0.0,
+            rendered_on: "",
         });
         s.network_seconds += out.network_seconds;
         match mean.as_mut() {
             None => {
-                return Ok((renderer.render(&out.image, view, limits)?, summary.unwrap()));
+                let frame = renderer.render(&out.image, view, limits)?;
+                s.rendered_on = renderer.ran_on();
+                return Ok((frame, summary.unwrap()));
             }
             Some(m) => m.add(&renderer.render(&out.image, view, limits)?)?,
         }
     }
     match (mean, summary) {
-        (Some(mean), Some(summary)) => Ok((mean.mean(), summary)),
+        (Some(mean), Some(mut summary)) => {
+            summary.rendered_on = renderer.ran_on();
+            Ok((mean.mean(), summary))
+        }
         _ => bail!("no symmetry to upscale under"),
     }
 }
