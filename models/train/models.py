@@ -296,9 +296,11 @@ class CompactNet(nn.Module):
         pres = torch.sigmoid(r[:, :, 8:9])
         return torch.cat([off, ls, theta, rgb, pres], 2)
 
-    def quantize(self, field, hard_presence: bool = True):
+    def quantize(self, field, hard_presence: bool = True, gate_grad: bool = True):
         """The field as the file stores it (dequantized values, straight-through gradients), with
-        colours as the decoder computes them (YCbCr codes → RGB) and the presence gate."""
+        colours as the decoder computes them (YCbCr codes → RGB) and the presence gate
+        (`gate_grad` False: the hard gate without the straight-through gradient, for a caller
+        that gives the presence its own gradient, `train.py --exact-gates`)."""
         c = self.cfg
         n = 2 ** c.pos_bits
         frac = field[:, :, 0:2] / c.cell + 0.5
@@ -323,7 +325,12 @@ class CompactNet(nn.Module):
             chans.append(lo + (hi - lo) * ste(g, torch.clamp(torch.round(u * m), 0, m) / m))
         rgb = torch.einsum("ij,bkjhw->bkihw", self.ycc2rgb, torch.cat(chans, 2))
         p = field[:, :, 8:9]
-        gate = ste(p, (p >= 0.5).to(p.dtype)) if hard_presence else p
+        if not hard_presence:
+            gate = p
+        elif gate_grad:
+            gate = ste(p, (p >= 0.5).to(p.dtype))
+        else:
+            gate = (p >= 0.5).to(p.dtype).detach()
         return torch.cat([off, ls, th, rgb, gate], 2)
 
     def forward(self, img):  # the ONNX graph

@@ -84,3 +84,19 @@ def test_resume_keeps_the_loss_settings(tmp_path):
             # (the EMA update's own rounding: ~1e-9; weights from anywhere else: ~1e-1)
             assert d.abs().max().item() < 1e-6, k
             assert torch.allclose(ck4["ema"][k], ck["ema"][k], atol=1e-6), k
+
+
+def test_exact_gates_run(tmp_path):
+    """`--exact-gates` trains (the worth term in the loop), logs the exact verdict's disagreement
+    with the gates and is kept in the checkpoint."""
+    rng = np.random.default_rng(1)
+    for split, n in (("train", 1), ("val", 1)):
+        d = tmp_path / "data" / split
+        d.mkdir(parents=True)
+        for i in range(n):
+            Image.fromarray((rng.random((96, 112, 3)) * 255).astype(np.uint8)).save(d / f"{i}.png")
+    out = run(["--out", str(tmp_path / "o"), "--max-steps", "2", "--config", '{"ch": 16, "blocks": 1, "stem": 8}',
+               "--exact-gates"], tmp_path)
+    assert '"toggle_off"' in out and '"toggle_on"' in out
+    ck = torch.load(tmp_path / "o" / "compact.pt", map_location="cpu", weights_only=False)
+    assert ck["loss_args"]["exact_gates"] is True and ck["step"] == 2

@@ -222,7 +222,7 @@ LOSS_DEFAULTS = {"target_presence": 0.25, "dual_step": 2e-4, "logit_margin": 0.0
                  "logit_deadzone": 0.0, "deadzone_penalty": 1e-2,
                  "grad_weight_floor": 0.0, "clipped_colour_ste": False, "colour_range_penalty": 0.0, "fp32": False,
                  "unroll": 0, "unroll_weight": 1.0, "unroll_rates": "0.2,0.04,0.04,0.02",
-                 "toggle_weight": 0.0}
+                 "toggle_weight": 0.0, "exact_gates": False}
 AUTOCAST = True  # bf16 autocast of the encoder on CUDA (--fp32 turns it off)
 
 
@@ -289,6 +289,10 @@ def main():
                     help="compact: weight of a BCE on the presence logits whose target is what switching "
                          "each gate alone does to the loss, exactly, against λ's saving (default 0: off; "
                          "models/README.md §7)")
+    ap.add_argument("--exact-gates", action=argparse.BooleanOptionalAction, default=None,
+                    help="compact: the presence gates' gradient is what switching each gate alone does "
+                         "to the loss, exactly (gsrender.toggle_costs), in place of the straight-through "
+                         "derivative at the gate's state (models/README.md §7)")
     ap.add_argument("--unroll", type=int, default=None,
                     help="compact: also train on the picture after this many unrolled refinement "
                          "steps (CompactNet.refine_unrolled; default 0: off)")
@@ -491,7 +495,7 @@ def main():
             with torch.autocast("cuda", dtype=torch.bfloat16, enabled=AUTOCAST and device.type == "cuda"):
                 raw = model.raw(img)
             field = model.field(img, raw)
-            q = model.quantize(field)
+            q = model.quantize(field, gate_grad=not args.exact_gates)
             out = model.render(q, patch, patch, patch, patch)
             l1 = F.l1_loss(out, img)
             mse = F.mse_loss(out, img)
@@ -508,16 +512,24 @@ def main():
                 extra_ref = {"l1_refined": l1_ref.item()}
             else:
                 extra_ref = {}
-            if args.toggle_weight > 0:
-                # The straight-through gradient judges a gate by a derivative at gate = 1 and keeps
+            if args.exact_gates or args.toggle_weight > 0:
+                # The straight-through gradient judges a gate by a derivative at its state and keeps
                 # Gaussians whose removal would lower the loss (the per-cell floor, models/README.md
-                # §7). Give each gate the exact verdict instead: present iff what it does to the
-                # loss (in the loss's units) beats what λ charges for it.
+                # §7). What each gate is worth, exactly: the change in L1 + mse_w·MSE that switching
+                # it alone makes (all other gates as they are), in the loss's units, positive when
+                # the picture is better with it on.
                 cost = model.toggle_costs(q, img, mse_w)
                 on = q[:, :, 8].detach() > 0.5
                 worth = torch.where(on, cost, -cost) / (3.0 * img.shape[0] * patch * patch)
-                keep = (worth > lam / on.numel()).float()
-                loss = loss + args.toggle_weight * F.binary_cross_entropy_with_logits(raw[0][:, :, 8].float(), keep)
+                keep = (worth > lam / on.numel()).float()  # against what λ charges for one slot
+                if args.exact_gates:
+                    # that worth as each presence's gradient (λ's charge comes from the rate term);
+                    # the term's value is zero, so the logged loss stays comparable
+                    t = (field[:, :, 8] * worth.detach()).sum()
+                    loss = loss - (t - t.detach())
+                if args.toggle_weight > 0:
+                    # or as the target of a BCE beside the straight-through gradient
+                    loss = loss + args.toggle_weight * F.binary_cross_entropy_with_logits(raw[0][:, :, 8].float(), keep)
                 extra_ref = {**extra_ref, "toggle_off": (on & (keep < 0.5)).float().sum().item() / max(1, int(on.sum())),
                              "toggle_on": (~on & (keep > 0.5)).float().sum().item() / max(1, int((~on).sum()))}
             excess = model.colour_excess(field)
