@@ -83,13 +83,14 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
         .options(ModelKind::Upscale, &progress)
         .with_progress(Some(sink))
         .build()?;
+    let renderer = FrameRenderer::new(render_device)?;
     let result = upscale_passes(
         &encoder,
         &loaded.pixels,
         symmetries,
         &view,
         limits,
-        render_device,
+        &renderer,
         &pass,
     );
     progress.finish();
@@ -109,7 +110,7 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
         last.gaussians,
         last.provider,
         last.network_seconds,
-        last.rendered_on,
+        renderer.ran_on(),
         last.tiles,
         if last.tiles == 1 { "" } else { "s" }
     );
@@ -117,13 +118,12 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
 }
 
 /// What the summary line reports: the Gaussians and tiles of the first pass (every pass has
-/// the same), the network time of all, and where the renders ran.
+/// the same), the network time of all.
 struct PassSummary {
     gaussians: u64,
     provider: gsimg::encode::Provider,
     tiles: usize,
     network_seconds: f64,
-    rendered_on: &'static str,
 }
 
 /// Runs the network under each symmetry and renders each field at `view`; one pass renders
@@ -134,7 +134,7 @@ fn upscale_passes(
     symmetries: &[Symmetry],
     view: &Viewport,
     limits: &Limits,
-    device: RenderDevice,
+    renderer: &FrameRenderer,
     pass: &AtomicUsize,
 ) -> Result<(Frame<u8>, PassSummary)> {
     let mut mean = None;
@@ -147,7 +147,6 @@ fn upscale_passes(
             limits,
         )?);
     }
-    let renderer = FrameRenderer::new(device)?;
     let mut summary = None::<PassSummary>;
     for (k, &sym) in symmetries.iter().enumerate() {
         pass.store(k, Ordering::Relaxed);
@@ -157,23 +156,17 @@ fn upscale_passes(
             provider: out.provider,
             tiles: out.tiles,
             network_seconds: 0.0,
-            rendered_on: "",
         });
         s.network_seconds += out.network_seconds;
         match mean.as_mut() {
             None => {
-                let frame = renderer.render(&out.image, view, limits)?;
-                s.rendered_on = renderer.ran_on();
-                return Ok((frame, summary.unwrap()));
+                return Ok((renderer.render(&out.image, view, limits)?, summary.unwrap()));
             }
             Some(m) => m.add(&renderer.render(&out.image, view, limits)?)?,
         }
     }
     match (mean, summary) {
-        (Some(mean), Some(mut summary)) => {
-            summary.rendered_on = renderer.ran_on();
-            Ok((mean.mean(), summary))
-        }
+        (Some(mean), Some(summary)) => Ok((mean.mean(), summary)),
         _ => bail!("no symmetry to upscale under"),
     }
 }
