@@ -354,14 +354,17 @@ class CompactNet(nn.Module):
                                   o_max=c.cell / 2, sigma_max=self.sigma_max, amp_scale=f[:, :, 8])
 
     @torch.no_grad()
-    def toggle_costs(self, q, img, mse_w: float):
-        """For every slot of a quantized field, the change in Σ(|e| + mse_w·e²) over the picture
-        (e = render − img) if its gate alone were switched: a present Gaussian removed, an
-        absent one added (`gsrender.toggle_costs`; exact, as the render is). [B, K, Hc, Wc]."""
+    def gate_worth(self, q, img, mse_w: float):
+        """For every slot of a quantized field, what its gate is worth: the loss
+        mean(|e| + mse_w·e²) (e = render − img) with the gate off minus with it on, all other
+        gates as they are; positive when the picture is better with the Gaussian
+        (`gsrender.toggle_costs`, exact as the render is). [B, K, Hc, Wc]."""
         c = self.cfg
         f = q.detach().float()
-        return gr.toggle_costs(*self._anchored(f), f[:, :, 8], img, cell=float(c.cell), o_max=c.cell / 2,
+        cost = gr.toggle_costs(*self._anchored(f), f[:, :, 8], img, cell=float(c.cell), o_max=c.cell / 2,
                                sigma_max=self.sigma_max, mse_w=mse_w)
+        # toggle_costs: the change in the sum when the gate is switched from its state
+        return torch.where(f[:, :, 8] > 0.5, cost, -cost) / img.numel()
 
     def refine_unrolled(self, q, img, steps: int, rates, exact: bool = False):
         """What a few steps of per-picture refinement make of a (quantized) field, kept

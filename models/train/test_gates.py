@@ -38,9 +38,8 @@ def test_exact_gate_gradient():
     assert g_render[:, :, :8].abs().max().item() > 0.0  # the other parameters still learn
 
     # the worth term of train.py: its value is zero and its gradient is −worth
-    cost = m.toggle_costs(q, img, mse_w)
+    worth = m.gate_worth(q, img, mse_w)
     on = q[:, :, 8].detach() > 0.5
-    worth = torch.where(on, cost, -cost) / (3.0 * img.numel() / 3)
     t = (field[:, :, 8] * worth.detach()).sum()
     term = -(t - t.detach())
     assert term.item() == 0.0

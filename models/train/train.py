@@ -515,12 +515,9 @@ def main():
             if args.exact_gates or args.toggle_weight > 0:
                 # The straight-through gradient judges a gate by a derivative at its state and keeps
                 # Gaussians whose removal would lower the loss (the per-cell floor, models/README.md
-                # §7). What each gate is worth, exactly: the change in L1 + mse_w·MSE that switching
-                # it alone makes (all other gates as they are), in the loss's units, positive when
-                # the picture is better with it on.
-                cost = model.toggle_costs(q, img, mse_w)
+                # §7). What each gate is worth instead, exactly, in the loss's units:
+                worth = model.gate_worth(q, img, mse_w)
                 on = q[:, :, 8].detach() > 0.5
-                worth = torch.where(on, cost, -cost) / (3.0 * img.shape[0] * patch * patch)
                 keep = (worth > lam / on.numel()).float()  # against what λ charges for one slot
                 if args.exact_gates:
                     # that worth as each presence's gradient (λ's charge comes from the rate term);
