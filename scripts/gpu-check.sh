@@ -107,15 +107,13 @@ if want 4; then
         [[ $rc == 1 && ! -e /tmp/f-cuda.png ]] || ok=1
         echo "-- (b) out of memory: a process holds all but 64 MiB"
         rm -f /tmp/hog.ready
-        python3 -c "
-    import sys, time, torch
-    free, total = torch.cuda.mem_get_info()
-    x = torch.empty(free - 64 * 2**20, dtype=torch.uint8, device='cuda')
-    print(f'hog: holding {x.numel() / 2**30:.2f} GiB of {total / 2**30:.2f} GiB', flush=True)
-    open('/tmp/hog.ready', 'w').close()
-    time.sleep(90)
-    " & hog=$!
-        for _ in $(seq 120); do [[ -e /tmp/hog.ready ]] && break; sleep 0.5; done
+        # one line: an indented multi-line program would not parse (the 2026-11-27 run failed so)
+        python3 -c "import time, torch; free, total = torch.cuda.mem_get_info(); \
+x = torch.empty(free - 64 * 2**20, dtype=torch.uint8, device='cuda'); \
+print(f'hog: holding {x.numel() / 2**30:.2f} GiB of {total / 2**30:.2f} GiB', flush=True); \
+open('/tmp/hog.ready', 'w').close(); time.sleep(90)" & hog=$!
+        for _ in $(seq 120); do [[ -e /tmp/hog.ready ]] && break; kill -0 $hog 2>/dev/null || break; sleep 0.5; done
+        if [[ ! -e /tmp/hog.ready ]]; then echo "the memory-holding process did not start"; kill $hog 2>/dev/null; exit 1; fi
         nvidia-smi --query-gpu=memory.used,memory.total --format=csv,noheader
         "$CLI" decode "$d" /tmp/f-dense-cpu.png --scale 2 --device cpu || ok=1
         "$CLI" decode "$d" /tmp/f-oom-auto.png --scale 2 --device auto 2>/tmp/f.err
