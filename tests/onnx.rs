@@ -223,7 +223,17 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
         info.presence_threshold, 0.5,
         "no gsimg.presence_threshold: 0.5"
     );
-    for (q, t) in [(1, 0.5), (25, 0.5), (50, 0.5), (70, 0.3), (100, 0.0)] {
+    // Quality lowers it to 1 - q/100, but not below the floor (95 and above: 0.05).
+    for (q, t) in [
+        (1, 0.5),
+        (25, 0.5),
+        (50, 0.5),
+        (70, 0.3),
+        (94, 0.06),
+        (95, 0.05),
+        (99, 0.05),
+        (100, 0.05),
+    ] {
         let o = NetworkOptions::default().with_quality(q).unwrap();
         assert!(
             (o.presence_threshold_for(&info) - t).abs() < 1e-6,

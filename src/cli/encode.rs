@@ -27,8 +27,9 @@ pub struct EncodeArgs {
     method: Option<Method>,
     /// Quality from 1 (smallest file) to 100. Analytic encoder: the Gaussian density. Compact
     /// network model: above 50 it keeps Gaussians the model rated less likely (presence
-    /// threshold 1 - Q/100 where that is below the model's own: somewhat larger files, slightly
-    /// higher PSNR); 50 and below give the model's one trained rate.
+    /// threshold 1 - Q/100 where that is below the model's own, at least 0.05, so 95 to 100
+    /// give the same file: somewhat larger files, slightly higher PSNR); 50 and below give the
+    /// model's one trained rate.
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
     /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.

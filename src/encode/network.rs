@@ -447,6 +447,12 @@ pub type ProgressSink = Arc<dyn Fn(usize, usize) + Send + Sync>;
 /// 1.5 / 1.6 (BENCHMARKS.md). A floor on σ (1 or 1.5 px, with ×1.2) gave nothing more.
 pub const REFINE_SIGMA_GROWTH: f32 = 1.3;
 
+/// The lowest presence threshold `--quality` reaches (at 95 and above). Below it are the slots
+/// the model rated absent, whose parameters training never rendered: with v6 on the seven
+/// validation pictures, thresholds 0.05 / 0.02 / 0.01 / 0 give 32.31 / 32.45 / 31.77 / 24.46 dB
+/// at 0.93 / 1.83 / 3.14 / 4.01 bpp (BENCHMARKS.md, "Eleventh session").
+pub const QUALITY_THRESHOLD_FLOOR: f32 = 0.05;
+
 /// Settings of the network encoder. `Default` + `with_*`, checked by [`NetworkOptions::build`].
 #[derive(Clone)]
 pub struct NetworkOptions {
@@ -592,8 +598,9 @@ impl NetworkOptions {
     /// Quality 1 to 100 for a compact model. The model has one trained rate (its operating
     /// threshold, [`ModelInfo::presence_threshold`], 0.5 unless the model says otherwise);
     /// quality above 50 lowers the presence threshold to `1 − quality/100` when that is lower,
-    /// keeping Gaussians the model rated less likely (somewhat larger files, a little higher
-    /// PSNR: BENCHMARKS.md). Quality up to 50 is the trained point: a threshold above it would
+    /// but never below [`QUALITY_THRESHOLD_FLOOR`] (so 95 to 100 give the same file), keeping
+    /// Gaussians the model rated less likely (somewhat larger files, a little higher PSNR:
+    /// BENCHMARKS.md). Quality up to 50 is the trained point: a threshold above it would
     /// leave most of the picture to the coverage spares, so it is not offered; smaller files
     /// need rate control the model does not have yet.
     pub fn with_quality(mut self, quality: u8) -> Result<Self> {
@@ -608,13 +615,14 @@ impl NetworkOptions {
     }
     /// The presence threshold these options give a model whose operating threshold is
     /// `info.presence_threshold`: the explicit one, else the model's, lowered to
-    /// `1 − quality/100` when the quality is above 50 and that is lower.
+    /// `1 − quality/100` (at least [`QUALITY_THRESHOLD_FLOOR`]) when the quality is above 50
+    /// and that is lower.
     pub fn presence_threshold_for(&self, info: &ModelInfo) -> f32 {
         match self.presence_threshold {
             Some(t) => t,
             None if self.quality > 50 => info
                 .presence_threshold
-                .min(1.0 - self.quality as f32 / 100.0),
+                .min((1.0 - self.quality as f32 / 100.0).max(QUALITY_THRESHOLD_FLOOR)),
             None => info.presence_threshold,
         }
     }
