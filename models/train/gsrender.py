@@ -410,19 +410,23 @@ class _SplatTriton(torch.autograd.Function):
     BLOCK_B = 64
 
     @staticmethod
-    def forward(ctx, geom, col, cx, cy, R):
+    def launch_forward(geom, col, cx, cy, R):
+        """The forward kernel on float32 contiguous `geom`, `col`: the normalized colours
+        [B, C, Ho, Wo] and the weight sum D per output pixel [B, Ho, Wo]."""
         B, K, _, Hg, Wg = geom.shape
-        C = col.shape[2]
         Ho, Wo = cy.numel(), cx.numel()
-        geom = geom.float().contiguous()
-        col = col.float().contiguous()
-        cx32 = cx.to(torch.int32).contiguous()
-        cy32 = cy.to(torch.int32).contiguous()
-        out = torch.empty(B, C, Ho, Wo, device=geom.device, dtype=torch.float32)
+        out = torch.empty(B, col.shape[2], Ho, Wo, device=geom.device, dtype=torch.float32)
         den = torch.empty(B, Ho, Wo, device=geom.device, dtype=torch.float32)
         grid = (triton.cdiv(Ho * Wo, _SplatTriton.BLOCK_F), B)
-        _splat_fwd_kernel[grid](geom, col, cx32, cy32, out, den, K, Hg, Wg, Ho, Wo,
-                                C=C, R=R, BLOCK=_SplatTriton.BLOCK_F)
+        _splat_fwd_kernel[grid](geom, col, cx.to(torch.int32).contiguous(), cy.to(torch.int32).contiguous(),
+                                out, den, K, Hg, Wg, Ho, Wo, C=col.shape[2], R=R, BLOCK=_SplatTriton.BLOCK_F)
+        return out, den
+
+    @staticmethod
+    def forward(ctx, geom, col, cx, cy, R):
+        geom = geom.float().contiguous()
+        col = col.float().contiguous()
+        out, den = _SplatTriton.launch_forward(geom, col, cx, cy, R)
         ctx.save_for_backward(geom, col, cx, cy, out, den)
         ctx.R = R
         return out
@@ -565,10 +569,10 @@ def toggle_costs(x, y, s1, s2, theta, col, gate, target, cell: float, o_max: flo
         rlo, rhi, mr = _pixel_ranges(cy, Hg, R)
         clo, chi, mc = _pixel_ranges(cx, Wg, R)
         cost = torch.empty(B, K, Hg, Wg, device=geom.device, dtype=torch.float32)
-        grid = (triton.cdiv(K * Hg * Wg, 64), B)
+        grid = (triton.cdiv(K * Hg * Wg, _SplatTriton.BLOCK_B), B)
         _toggle_kernel[grid](geom.contiguous(), col.contiguous(), gate.contiguous(), nsum.contiguous(),
                              den.contiguous(), target.contiguous(), rlo, rhi, clo, chi, cost, K, Hg, Wg,
-                             H, W, mr, mc, float(mse_w), C=col.shape[2], BLOCK=64)
+                             H, W, mr, mc, float(mse_w), C=col.shape[2], BLOCK=_SplatTriton.BLOCK_B)
         return cost
     return _toggle_torch(geom, col, gate, nsum, den, target, mse_w)
 
@@ -576,13 +580,5 @@ def toggle_costs(x, y, s1, s2, theta, col, gate, target, cell: float, o_max: flo
 def _splat_with_den(geom, col, cx, cy, R: int):
     """`splat` without gradients, and the weight sum D per output pixel [B, Ho, Wo] beside it."""
     if splat_backend(geom.device) == "triton":
-        B, K, _, Hg, Wg = geom.shape
-        Ho, Wo = cy.numel(), cx.numel()
-        out = torch.empty(B, col.shape[2], Ho, Wo, device=geom.device, dtype=torch.float32)
-        den = torch.empty(B, Ho, Wo, device=geom.device, dtype=torch.float32)
-        grid = (triton.cdiv(Ho * Wo, _SplatTriton.BLOCK_F), B)
-        _splat_fwd_kernel[grid](geom.contiguous(), col.contiguous(), cx.to(torch.int32).contiguous(),
-                                cy.to(torch.int32).contiguous(), out, den, K, Hg, Wg, Ho, Wo,
-                                C=col.shape[2], R=R, BLOCK=_SplatTriton.BLOCK_F)
-        return out, den
+        return _SplatTriton.launch_forward(geom.float().contiguous(), col.float().contiguous(), cx, cy, R)
     return _splat_torch(geom, col, cx, cy, R, return_den=True)
