@@ -463,3 +463,98 @@ fn cli_device_choice() {
     }
     std::fs::remove_dir_all(&dir).unwrap();
 }
+
+/// A picture to refine against: another random scene rendered, plus a little noise.
+fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg::encode::Pixels {
+    let scene = random_image(rng, w, h, layout, 60, 1.0, 8.0);
+    let frame: Frame<f32> = render_cpu(&scene, &Viewport::full(w, h), &Limits::default()).unwrap();
+    let data = frame
+        .data
+        .iter()
+        .map(|v| v + rng.range(-0.02, 0.02) as f32)
+        .collect();
+    gsimg::encode::Pixels {
+        width: w,
+        height: h,
+        layout,
+        data,
+    }
+}
+
+#[test]
+fn gpu_refinement_gradients_match_cpu() {
+    // The GPU's exact gradient of format-spec §3 (normalization included) against the CPU
+    // refinement's, on random scenes of every layout: within 1e-4 of the largest gradient of
+    // each parameter (float sums on the device, double on the CPU).
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(11);
+    for (layout, w, h, n, smax) in [
+        (ChannelLayout::Rgb, 45, 38, 120, 5.0),
+        (ChannelLayout::Rgba, 33, 20, 60, 3.0),
+        (ChannelLayout::Gray, 40, 21, 90, 9.0),
+        (ChannelLayout::GrayAlpha, 19, 35, 300, 2.0),
+    ] {
+        let target = refine_target(&mut rng, w, h, layout);
+        let gs = random_image(&mut rng, w, h, layout, n, 0.3, smax).into_gaussians();
+        let (cpu_loss, cpu) = gsimg::encode::refine::gradients(&target, &gs);
+        let mut refiner = gpu.refiner(w, h, layout.channels(), &target.data).unwrap();
+        let (gpu_loss, dev) = refiner.gradients(&gs).unwrap();
+        assert!(
+            (gpu_loss - cpu_loss).abs() <= 1e-5 * cpu_loss,
+            "{layout:?}: loss {gpu_loss} on the GPU, {cpu_loss} on the CPU"
+        );
+        for p in 0..5 + layout.channels() {
+            let scale = cpu.iter().map(|g| g[p].abs()).fold(0.0, f64::max);
+            assert!(scale > 0.0, "{layout:?}: parameter {p} has no gradient");
+            for (k, (c, d)) in cpu.iter().zip(&dev).enumerate() {
+                assert!(
+                    (c[p] - d[p]).abs() <= 1e-4 * scale,
+                    "{layout:?}: Gaussian {k} parameter {p}: GPU {} CPU {} (largest {scale})",
+                    d[p],
+                    c[p]
+                );
+            }
+        }
+    }
+}
+
+#[test]
+fn gpu_refinement_descends_as_the_cpu_does() {
+    // The same Adam descent on both: the GPU ends within 2 % of the CPU's error, both well
+    // below the start, and each returns the best parameters it saw.
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(5);
+    let (w, h, layout) = (48u32, 40u32, ChannelLayout::Rgb);
+    let target = refine_target(&mut rng, w, h, layout);
+    let start = random_image(&mut rng, w, h, layout, 80, 1.0, 4.0).into_gaussians();
+    let opts = gsimg::encode::refine::RefineOptions {
+        iterations: 30,
+        ..Default::default()
+    };
+    let mut cpu = start.clone();
+    let c = gsimg::encode::refine::refine(&target, &mut cpu, &opts).unwrap();
+    let mut dev = start.clone();
+    let mut refiner = gpu.refiner(w, h, 3, &target.data).unwrap();
+    let adam = gsimg::cuda::AdamSettings {
+        lr_position: opts.lr_position,
+        lr_scale: opts.lr_scale,
+        lr_rotation: opts.lr_rotation,
+        lr_color: opts.lr_color,
+        scale_bounds: opts.scale_bounds,
+    };
+    let (first, last) = refiner.descend(&mut dev, &adam, 30).unwrap();
+    assert!(
+        (first - c.first).abs() <= 1e-5 * c.first,
+        "{first} vs {}",
+        c.first
+    );
+    assert!(c.last < 0.7 * c.first, "CPU {} -> {}", c.first, c.last);
+    assert!(
+        (last - c.last).abs() <= 0.02 * c.last,
+        "GPU ends at {last}, CPU at {}",
+        c.last
+    );
+    // What the GPU returns renders to the error it reports.
+    let (again, _) = gsimg::encode::refine::gradients(&target, &dev);
+    assert!((again - last).abs() <= 1e-4 * last, "{again} vs {last}");
+}

@@ -26,6 +26,7 @@ struct float2 { float x, y; };
 struct alignas(16) float4 { float x, y, z, w; };
 struct alignas(16) int4 { int x, y, z, w; };
 struct alignas(8) uint2 { unsigned int x, y; };
+inline uint2 make_uint2(unsigned int x, unsigned int y) { return {x, y}; }
 inline float2 make_float2(float x, float y) { return {x, y}; }
 inline float4 make_float4(float x, float y, float z, float w) { return {x, y, z, w}; }
 inline int4 make_int4(int x, int y, int z, int w) { return {x, y, z, w}; }
@@ -94,6 +95,7 @@ inline unsigned int __ballot_sync(unsigned, int pred) {
     w->bar.arrive_and_wait();
     return m;
 }
+inline int __any_sync(unsigned mask, int pred) { return __ballot_sync(mask, pred) != 0; }
 inline unsigned int __match_any_sync(unsigned, unsigned int v) {
     auto* w = emu::tl.warp;
     w->slot[emu::tl.lane] = v;
@@ -125,3 +127,4 @@ inline long long min(long long a, long long b) { return a < b ? a : b; }
 inline unsigned int min(unsigned int a, unsigned int b) { return a < b ? a : b; }
 inline int min(int a, int b) { return a < b ? a : b; }
 inline int max(int a, int b) { return a > b ? a : b; }
+inline unsigned int max(unsigned int a, unsigned int b) { return a > b ? a : b; }

@@ -21,6 +21,7 @@
 #include "../../kernels/bin.cu"
 #include "../../kernels/project.cu"
 #include "../../kernels/rasterize.cu"
+#include "../../kernels/refine.cu"
 
 thread_local emu::ThreadCtx emu::tl;
 
@@ -110,7 +111,9 @@ std::map<std::string, Function>& registry() {
         K(project_gaussians), K(scan_blocks), K(scan_add), K(emit_pairs), K(radix_histogram),
         K(radix_scan), K(radix_scatter), K(tile_ranges), K(rasterize_u8_c1), K(rasterize_u8_c2),
         K(rasterize_u8_c3), K(rasterize_u8_c4), K(rasterize_f32_c1), K(rasterize_f32_c2),
-        K(rasterize_f32_c3), K(rasterize_f32_c4),
+        K(rasterize_f32_c3), K(rasterize_f32_c4), K(refine_forward_c1), K(refine_forward_c2),
+        K(refine_forward_c3), K(refine_forward_c4), K(refine_loss), K(refine_backward_c1),
+        K(refine_backward_c2), K(refine_backward_c3), K(refine_backward_c4), K(refine_update),
 #undef K
     };
     return *r;

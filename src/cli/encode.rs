@@ -14,6 +14,7 @@ use super::io::{read_input, write_output};
 use gsimg::Limits;
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
+use gsimg::encode::refine::RefineDevice;
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
 #[derive(Args)]
@@ -88,6 +89,15 @@ pub enum DeviceArg {
 }
 
 impl NetworkArgs {
+    /// Where a refinement runs: the GPU unless `--device cpu`.
+    pub fn refine_device(&self) -> RefineDevice {
+        match self.device {
+            DeviceArg::Auto => RefineDevice::Auto,
+            DeviceArg::Cpu => RefineDevice::Cpu,
+            DeviceArg::Cuda => RefineDevice::Cuda,
+        }
+    }
+
     /// Network options for a model of `kind` (used when --model is not given).
     pub fn options(&self, kind: ModelKind, progress: &TermProgress) -> NetworkOptions {
         let mut o = NetworkOptions::default()
@@ -222,6 +232,7 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
             if let Some(n) = args.refine {
                 opts.refine.iterations = n;
             }
+            opts.refine.device = args.net.refine_device();
             opts.write.metadata.icc_profile = loaded.icc_profile;
             (
                 analytic::encode(&loaded.pixels, &opts)?,
@@ -234,7 +245,8 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
                 .net
                 .options(ModelKind::Compact, &progress)
                 .with_quality(args.quality)?
-                .with_refine(args.refine.unwrap_or(0));
+                .with_refine(args.refine.unwrap_or(0))
+                .with_refine_device(args.net.refine_device());
             let encoder = if args.no_fit {
                 encoder.with_color_fit(None)
             } else {
@@ -262,6 +274,9 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
             (encoded?, how)
         }
     };
+    for note in &encoded.notes {
+        eprintln!("gsimg: note: {note}");
+    }
     write_output(&args.output, &encoded.bytes)?;
     eprintln!(
         "gsimg: {}x{} -> {} Gaussians, {} bytes, {:.3} bpp ({how})",

@@ -99,6 +99,19 @@ impl CudaRenderer {
         Ok(())
     }
 
+    /// Uploads a picture (`width × height`, `channels` values per pixel, rows top to bottom,
+    /// values as the renderer produces them) for refinement on the device
+    /// ([`GpuRefiner::descend`](super::GpuRefiner::descend)).
+    pub fn refiner(
+        &self,
+        width: u32,
+        height: u32,
+        channels: usize,
+        target: &[f32],
+    ) -> Result<super::GpuRefiner> {
+        super::GpuRefiner::new(self.rt.clone(), width, height, channels, target)
+    }
+
     /// Copies `image`'s Gaussians to the device, once, for any number of renders.
     pub fn upload(&self, image: &SplatImage) -> Result<GpuImage> {
         let stream = self.rt.new_stream()?;

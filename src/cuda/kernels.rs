@@ -11,9 +11,10 @@ pub(crate) enum Module {
     Project = 0,
     Bin = 1,
     Rasterize = 2,
+    Refine = 3,
 }
 
-pub(crate) const MODULE_COUNT: usize = 3;
+pub(crate) const MODULE_COUNT: usize = 4;
 
 /// (file name, PTX text) of each module, indexed by [`Module`].
 pub const PTX_FILES: [(&str, &str); MODULE_COUNT] = [
@@ -23,6 +24,7 @@ pub const PTX_FILES: [(&str, &str); MODULE_COUNT] = [
         "rasterize.ptx",
         include_str!("../../kernels/ptx/rasterize.ptx"),
     ),
+    ("refine.ptx", include_str!("../../kernels/ptx/refine.ptx")),
 ];
 
 /// Every kernel, named like its `extern "C"` function.
@@ -38,9 +40,29 @@ pub(crate) enum Kernel {
     TileRanges,
     /// `rasterize_{u8,f32}_c{1..4}`: index = kind * 4 + channels - 1.
     Rasterize(u8),
+    /// `refine_forward_c{1..4}`: index = channels - 1.
+    RefineForward(u8),
+    RefineLoss,
+    /// `refine_backward_c{1..4}`: index = channels - 1.
+    RefineBackward(u8),
+    RefineUpdate,
 }
 
-pub(crate) const KERNEL_COUNT: usize = 16;
+pub(crate) const KERNEL_COUNT: usize = 26;
+
+const REFINE_FORWARD_NAMES: [&str; 4] = [
+    "refine_forward_c1",
+    "refine_forward_c2",
+    "refine_forward_c3",
+    "refine_forward_c4",
+];
+
+const REFINE_BACKWARD_NAMES: [&str; 4] = [
+    "refine_backward_c1",
+    "refine_backward_c2",
+    "refine_backward_c3",
+    "refine_backward_c4",
+];
 
 const RASTERIZE_NAMES: [&str; 8] = [
     "rasterize_u8_c1",
@@ -66,6 +88,10 @@ impl Kernel {
             Kernel::RadixScatter => 6,
             Kernel::TileRanges => 7,
             Kernel::Rasterize(i) => 8 + i as usize,
+            Kernel::RefineForward(i) => 16 + i as usize,
+            Kernel::RefineLoss => 20,
+            Kernel::RefineBackward(i) => 21 + i as usize,
+            Kernel::RefineUpdate => 25,
         }
     }
 
@@ -80,6 +106,10 @@ impl Kernel {
             Kernel::RadixScatter => "radix_scatter",
             Kernel::TileRanges => "tile_ranges",
             Kernel::Rasterize(i) => RASTERIZE_NAMES[i as usize],
+            Kernel::RefineForward(i) => REFINE_FORWARD_NAMES[i as usize],
+            Kernel::RefineLoss => "refine_loss",
+            Kernel::RefineBackward(i) => REFINE_BACKWARD_NAMES[i as usize],
+            Kernel::RefineUpdate => "refine_update",
         }
     }
 
@@ -87,6 +117,10 @@ impl Kernel {
         match self {
             Kernel::ProjectGaussians => Module::Project,
             Kernel::Rasterize(_) => Module::Rasterize,
+            Kernel::RefineForward(_)
+            | Kernel::RefineLoss
+            | Kernel::RefineBackward(_)
+            | Kernel::RefineUpdate => Module::Refine,
             _ => Module::Bin,
         }
     }
@@ -107,9 +141,13 @@ mod tests {
             Kernel::RadixScan,
             Kernel::RadixScatter,
             Kernel::TileRanges,
+            Kernel::RefineLoss,
+            Kernel::RefineUpdate,
         ]
         .into_iter()
-        .chain((0..8).map(Kernel::Rasterize));
+        .chain((0..8).map(Kernel::Rasterize))
+        .chain((0..4).map(Kernel::RefineForward))
+        .chain((0..4).map(Kernel::RefineBackward));
         let mut seen = [false; KERNEL_COUNT];
         for k in all {
             assert!(!seen[k.index()], "{k:?}");

@@ -450,3 +450,259 @@ pub(crate) fn rasterize(
 pub(crate) fn pairs_word(stats: &mut CudaSlice<u32>) -> CudaViewMut<'_, u32> {
     stats.slice_mut(STATS_PAIRS_WORD..STATS_PAIRS_WORD + 1)
 }
+
+// ---- Refinement (kernels/refine.cu) -------------------------------------------------------------
+
+/// `GRAD_N`: gradient entries per (tile, Gaussian) slot.
+pub(crate) const GRAD_N: usize = 10;
+/// `PARAM_N`: parameters per Gaussian (x, y, log2 σ1, log2 σ2, θ, channels 0..3).
+pub(crate) const PARAM_N: usize = 9;
+pub(crate) const LOSS_THREADS: u32 = 256;
+pub(crate) const UPDATE_THREADS: u32 = 256;
+
+/// `struct RefineState`, zeroed at the start of a descent.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub(crate) struct RefineState {
+    pub best: f64,
+    pub last: f64,
+    pub has_best: u32,
+    pub improved: u32,
+    pub overflow: u32,
+    pub overflow_step: u32,
+    pub max_pairs: u32,
+    pub pad: u32,
+}
+// SAFETY: fixed-width fields in C order without implicit padding (40 bytes, asserted below).
+unsafe impl DeviceRepr for RefineState {}
+// SAFETY: all-zero bytes are valid for every field.
+unsafe impl ValidAsZeroBits for RefineState {}
+
+/// `struct RefineParams`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct RefineParams {
+    pub width: i32,
+    pub height: i32,
+    pub tiles_x: i32,
+    pub tiles_y: i32,
+    pub n: u32,
+    pub capacity: u32,
+    pub channels: i32,
+    pub pad: u32,
+}
+// SAFETY: fixed-width fields in C order without implicit padding (32 bytes, asserted below).
+unsafe impl DeviceRepr for RefineParams {}
+
+/// `struct UpdateParams`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub(crate) struct UpdateParams {
+    pub lr: [f32; PARAM_N],
+    pub log2_lo: f32,
+    pub log2_hi: f32,
+    pub c1: f32,
+    pub c2: f32,
+    pub values: f32,
+    pub update: i32,
+    pub step: u32,
+}
+// SAFETY: fixed-width fields in C order without implicit padding (64 bytes, asserted below).
+unsafe impl DeviceRepr for UpdateParams {}
+
+const _: () = {
+    assert!(std::mem::size_of::<RefineState>() == 40);
+    assert!(std::mem::size_of::<RefineParams>() == 32);
+    assert!(std::mem::size_of::<UpdateParams>() == 64);
+};
+
+fn check_refine_params(p: &RefineParams) -> Result<u64> {
+    if p.width <= 0
+        || p.height <= 0
+        || p.tiles_x as i64 != (p.width as u64).div_ceil(TILE as u64) as i64
+        || p.tiles_y as i64 != (p.height as u64).div_ceil(TILE as u64) as i64
+        || !(1..=4).contains(&p.channels)
+    {
+        return Err(Error::Cuda(format!("internal error: {p:?}")));
+    }
+    Ok(p.tiles_x as u64 * p.tiles_y as u64)
+}
+
+/// `refine_forward_c{1..4}`: one block per tile.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refine_forward(
+    rt: &Runtime,
+    stream: &CudaStream,
+    bins: &super::pipeline::Bins<'_>,
+    p: &RefineParams,
+    target: &CudaSlice<f32>,
+    pix_color: &mut CudaSlice<[f32; 4]>,
+    pix_grad: &mut CudaSlice<[f32; 4]>,
+    tile_err: &mut CudaSlice<f64>,
+    state: &mut CudaSlice<RefineState>,
+    step: u32,
+) -> Result<()> {
+    let tiles = check_refine_params(p)?;
+    let pixels = p.width as u64 * p.height as u64;
+    need("tile ranges", bins.ranges.len(), tiles)?;
+    need("stats", bins.stats.len(), STATS_WORDS as u64)?;
+    need("target", target.len(), pixels * p.channels as u64)?;
+    need("pixel colours", pix_color.len(), pixels)?;
+    need("pixel gradients", pix_grad.len(), pixels)?;
+    need("tile errors", tile_err.len(), tiles)?;
+    need("state", state.len(), 1)?;
+    need("tile lists", bins.vals.len(), p.capacity as u64)?;
+    let cfg = grid(tiles, RASTER_THREADS)?;
+    let f = rt.function(Kernel::RefineForward(p.channels as u8 - 1))?;
+    let mut b = stream.launch_builder(f);
+    b.arg(bins.splats)
+        .arg(bins.vals)
+        .arg(bins.ranges)
+        .arg(bins.stats)
+        .arg(p)
+        .arg(target)
+        .arg(pix_color)
+        .arg(pix_grad)
+        .arg(tile_err)
+        .arg(state)
+        .arg(&step);
+    // SAFETY: matches refine_forward_c*(const Splat*, const unsigned*, const uint2*, const
+    // RenderStats*, RefineParams, const float*, float4*, float4*, double*, RefineState*,
+    // unsigned). One block per tile (checked against the picture). The kernel returns when
+    // stats->pairs > p.capacity; otherwise ranges lie below pairs <= capacity <= vals.len() and
+    // every value is a Gaussian index < n = splats.len(). Pixels inside the picture only are
+    // read and written, at y * width + x < width * height (checked lengths); [f32; 4] has the
+    // size of float4 and device allocations are 256-byte aligned.
+    unsafe { b.launch(cfg) }.map_err(driver_err("refine_forward launch"))?;
+    Ok(())
+}
+
+/// `refine_loss`: one block.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refine_loss(
+    rt: &Runtime,
+    stream: &CudaStream,
+    tile_err: &CudaSlice<f64>,
+    p: &RefineParams,
+    values: f32,
+    step: u32,
+    state: &mut CudaSlice<RefineState>,
+    history: &mut CudaSlice<f64>,
+) -> Result<()> {
+    let tiles = check_refine_params(p)?;
+    need("tile errors", tile_err.len(), tiles)?;
+    need("state", state.len(), 1)?;
+    need("history", history.len(), step as u64 + 1)?;
+    let cfg = grid(1, LOSS_THREADS)?;
+    let f = rt.function(Kernel::RefineLoss)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(tile_err)
+        .arg(p)
+        .arg(&values)
+        .arg(&step)
+        .arg(state)
+        .arg(history);
+    // SAFETY: matches refine_loss(const double*, RefineParams, float, unsigned, RefineState*,
+    // double*); tile_err holds one value per tile and history at least step + 1 (checked).
+    unsafe { b.launch(cfg) }.map_err(driver_err("refine_loss launch"))?;
+    Ok(())
+}
+
+/// `refine_backward_c{1..4}`: one block per tile, gradients into the entries' slots.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refine_backward(
+    rt: &Runtime,
+    stream: &CudaStream,
+    bins: &super::pipeline::Bins<'_>,
+    p: &RefineParams,
+    pix_color: &CudaSlice<[f32; 4]>,
+    pix_grad: &CudaSlice<[f32; 4]>,
+    grad_slots: &mut CudaSlice<f32>,
+    state: &CudaSlice<RefineState>,
+) -> Result<()> {
+    let tiles = check_refine_params(p)?;
+    let pixels = p.width as u64 * p.height as u64;
+    need("tile ranges", bins.ranges.len(), tiles)?;
+    need("offsets", bins.offsets.len(), p.n as u64)?;
+    need("splats", bins.splats.len(), p.n as u64)?;
+    need("pixel colours", pix_color.len(), pixels)?;
+    need("pixel gradients", pix_grad.len(), pixels)?;
+    need(
+        "gradient slots",
+        grad_slots.len(),
+        p.capacity as u64 * GRAD_N as u64,
+    )?;
+    need("tile lists", bins.vals.len(), p.capacity as u64)?;
+    need("state", state.len(), 1)?;
+    let cfg = grid(tiles, RASTER_THREADS)?;
+    let f = rt.function(Kernel::RefineBackward(p.channels as u8 - 1))?;
+    let mut b = stream.launch_builder(f);
+    b.arg(bins.splats)
+        .arg(bins.vals)
+        .arg(bins.ranges)
+        .arg(bins.offsets)
+        .arg(p)
+        .arg(pix_color)
+        .arg(pix_grad)
+        .arg(grad_slots)
+        .arg(state);
+    // SAFETY: matches refine_backward_c*(const Splat*, const unsigned*, const uint2*, const
+    // unsigned*, RefineParams, const float4*, const float4*, float*, const RefineState*). The
+    // kernel returns after an overflow (the forward kernel of the same step records it before
+    // this launch). Otherwise every entry's slot is offsets[g] + j with j below the Gaussian's
+    // tile count, so below the entry total <= capacity, and grad_slots holds capacity * GRAD_N.
+    unsafe { b.launch(cfg) }.map_err(driver_err("refine_backward launch"))?;
+    Ok(())
+}
+
+/// `refine_update`: one thread per Gaussian.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn refine_update(
+    rt: &Runtime,
+    stream: &CudaStream,
+    params: &mut CudaSlice<GaussianIn>,
+    best: &mut CudaSlice<GaussianIn>,
+    adam: (&mut CudaSlice<f32>, &mut CudaSlice<f32>),
+    bins: &super::pipeline::Bins<'_>,
+    grad_slots: &CudaSlice<f32>,
+    param_grad: &mut CudaSlice<f32>,
+    p: &RefineParams,
+    u: &UpdateParams,
+    state: &CudaSlice<RefineState>,
+) -> Result<()> {
+    let n = p.n as u64;
+    need("parameters", params.len(), n)?;
+    need("best parameters", best.len(), n)?;
+    need("Adam m", adam.0.len(), n * PARAM_N as u64)?;
+    need("Adam v", adam.1.len(), n * PARAM_N as u64)?;
+    need("counts", bins.counts.len(), n)?;
+    need("offsets", bins.offsets.len(), n)?;
+    need(
+        "gradient slots",
+        grad_slots.len(),
+        p.capacity as u64 * GRAD_N as u64,
+    )?;
+    need("parameter gradients", param_grad.len(), n * PARAM_N as u64)?;
+    need("state", state.len(), 1)?;
+    let cfg = grid(blocks_for(n, UPDATE_THREADS), UPDATE_THREADS)?;
+    let f = rt.function(Kernel::RefineUpdate)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(params)
+        .arg(best)
+        .arg(adam.0)
+        .arg(adam.1)
+        .arg(bins.counts)
+        .arg(bins.offsets)
+        .arg(grad_slots)
+        .arg(param_grad)
+        .arg(p)
+        .arg(u)
+        .arg(state);
+    // SAFETY: matches refine_update(GaussianIn*, GaussianIn*, float*, float*, const unsigned*,
+    // const unsigned*, const float*, float*, RefineParams, UpdateParams, const RefineState*).
+    // Thread i < n touches index i of the per-Gaussian arrays (lengths checked) and the slots
+    // offsets[i] .. offsets[i] + counts[i], below the entry total <= capacity unless the step
+    // overflowed, in which case the kernel returns first.
+    unsafe { b.launch(cfg) }.map_err(driver_err("refine_update launch"))?;
+    Ok(())
+}

@@ -43,14 +43,34 @@ mod launch;
 #[cfg(feature = "cuda")]
 mod pipeline;
 #[cfg(feature = "cuda")]
+mod refine;
+#[cfg(feature = "cuda")]
 mod runtime;
 #[cfg(not(feature = "cuda"))]
 mod stub;
 
 #[cfg(feature = "cuda")]
 pub use api::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, device_count};
+#[cfg(feature = "cuda")]
+pub use refine::GpuRefiner;
 #[cfg(not(feature = "cuda"))]
-pub use stub::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, device_count};
+pub use stub::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, GpuRefiner, device_count};
+
+/// Step sizes and bounds of a descent (the Adam settings of
+/// [`RefineOptions`](crate::encode::refine::RefineOptions)).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct AdamSettings {
+    /// Step size of positions, native pixels.
+    pub lr_position: f32,
+    /// Step size of log2-scales.
+    pub lr_scale: f32,
+    /// Step size of rotations, radians.
+    pub lr_rotation: f32,
+    /// Step size of channel values.
+    pub lr_color: f32,
+    /// Smallest and largest σ, native pixels.
+    pub scale_bounds: (f32, f32),
+}
 
 /// Whether gsimg was built with the CUDA renderer (the `cuda` feature).
 pub const BUILT_WITH_CUDA: bool = cfg!(feature = "cuda");

@@ -193,6 +193,22 @@ fn ensure<'a, T: DeviceRepr>(
     Ok(buf.as_mut().expect("allocated above"))
 }
 
+/// The per-render buffers after [`Workspace::enqueue_bins`].
+pub(crate) struct Bins<'a> {
+    /// Projected Gaussians.
+    pub splats: &'a CudaSlice<Splat>,
+    /// Tiles each Gaussian touches.
+    pub counts: &'a CudaSlice<u32>,
+    /// Exclusive prefix sum of `counts`: each Gaussian's first tile-list entry before the sort.
+    pub offsets: &'a CudaSlice<u32>,
+    /// The Gaussian of each tile-list entry, sorted by tile.
+    pub vals: &'a CudaSlice<u32>,
+    /// `[start, end)` of each tile's entries.
+    pub ranges: &'a CudaSlice<[u32; 2]>,
+    /// The render's counters (`RenderStats`).
+    pub stats: &'a CudaSlice<u32>,
+}
+
 /// What the render's counters say.
 enum Outcome {
     Done(RenderInfo),
@@ -315,9 +331,66 @@ impl Workspace {
         let s = &*stream;
         let n = plan.n;
         let cap = self.capacity;
+        self.mark(0)?;
+        let cur = self.enqueue_bins(rt, gaussians, plan)?;
+        self.mark(2)?;
+        let vals = self.vals[cur].as_ref().expect("allocated by enqueue_bins");
+        let splats = ensure(&stream, &mut self.splats, n as u64, false)?;
+        let params = RasterParams {
+            region_x: plan.project.region_x,
+            region_y: plan.project.region_y,
+            region_w: plan.project.region_w,
+            region_h: plan.project.region_h,
+            tiles_x: plan.project.tiles_x,
+            tiles_y: plan.project.tiles_y,
+            out_pitch: target.pitch,
+            max_work: limits.max_render_work,
+            capacity: cap as u32,
+            expand_rgba: target.expand_rgba as i32,
+        };
+        let out_len = (target.pitch * plan.project.region_h as u64) as usize;
+        if target.buf.len() < out_len {
+            return Err(Error::Cuda(format!(
+                "internal error: output buffer of {} bytes, {out_len} needed",
+                target.buf.len()
+            )));
+        }
+        let mut out = target.buf.slice_mut(..out_len);
+        launch::rasterize(
+            rt,
+            s,
+            target.kind,
+            channels,
+            splats,
+            vals,
+            self.ranges.as_ref().expect("allocated by enqueue_bins"),
+            &self.stats,
+            &params,
+            &mut out,
+        )?;
+        self.mark(3)?;
+        stream
+            .memcpy_dtoh(&self.stats, &mut self.stats_host)
+            .map_err(driver_err("device-to-host copy"))?;
+        Ok(())
+    }
+
+    /// Enqueues the stages before rasterization: zeroed counters, projection, prefix sum,
+    /// pairs, radix sort and tile ranges, with the lists at the current capacity. Returns which
+    /// of the two list buffers holds the sorted lists ([`Bins`]). Timing event 1 is recorded
+    /// after the projection.
+    pub(crate) fn enqueue_bins(
+        &mut self,
+        rt: &Runtime,
+        gaussians: &CudaSlice<GaussianIn>,
+        plan: &Plan,
+    ) -> Result<usize> {
+        let stream = self.stream.clone();
+        let s = &*stream;
+        let n = plan.n;
+        let cap = self.capacity;
         let tiles = plan.tiles();
         let radix_blocks = Plan::radix_blocks(cap);
-        self.mark(0)?;
         stream
             .memset_zeros(&mut self.stats)
             .map_err(driver_err("memset"))?;
@@ -401,46 +474,31 @@ impl Workspace {
         } else {
             self.mark(1)?;
         }
-        self.mark(2)?;
-        let vals = self.vals[cur].as_ref().expect("allocated above");
-        let splats = ensure(&stream, &mut self.splats, n as u64, false)?;
-        let params = RasterParams {
-            region_x: plan.project.region_x,
-            region_y: plan.project.region_y,
-            region_w: plan.project.region_w,
-            region_h: plan.project.region_h,
-            tiles_x: plan.project.tiles_x,
-            tiles_y: plan.project.tiles_y,
-            out_pitch: target.pitch,
-            max_work: limits.max_render_work,
-            capacity: cap as u32,
-            expand_rgba: target.expand_rgba as i32,
-        };
-        let out_len = (target.pitch * plan.project.region_h as u64) as usize;
-        if target.buf.len() < out_len {
-            return Err(Error::Cuda(format!(
-                "internal error: output buffer of {} bytes, {out_len} needed",
-                target.buf.len()
-            )));
-        }
-        let mut out = target.buf.slice_mut(..out_len);
-        launch::rasterize(
-            rt,
-            s,
-            target.kind,
-            channels,
-            splats,
-            vals,
-            self.ranges.as_ref().expect("allocated above"),
-            &self.stats,
-            &params,
-            &mut out,
-        )?;
-        self.mark(3)?;
-        stream
-            .memcpy_dtoh(&self.stats, &mut self.stats_host)
-            .map_err(driver_err("device-to-host copy"))?;
-        Ok(())
+        Ok(cur)
+    }
+
+    /// The buffers [`Workspace::enqueue_bins`] filled, for kernels that walk the tile lists
+    /// (the refinement's); `cur` is what it returned.
+    pub(crate) fn bins(&self, cur: usize) -> Option<Bins<'_>> {
+        Some(Bins {
+            splats: self.splats.as_ref()?,
+            counts: self.counts.as_ref()?,
+            offsets: self.offsets.as_ref()?,
+            vals: self.vals[cur].as_ref()?,
+            ranges: self.ranges.as_ref()?,
+            stats: &self.stats,
+        })
+    }
+
+    /// Tile-list capacity of the next render.
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
+    /// Sets the tile-list capacity of the next render (the refinement sizes the lists itself
+    /// and checks the memory first).
+    pub(crate) fn set_capacity(&mut self, capacity: u64) {
+        self.capacity = capacity.min(MAX_CAPACITY);
     }
 
     /// Records timing event `i` on the stream, when timing is on.

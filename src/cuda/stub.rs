@@ -55,6 +55,17 @@ impl CudaRenderer {
     }
 
     /// Unreachable.
+    pub fn refiner(
+        &self,
+        _width: u32,
+        _height: u32,
+        _channels: usize,
+        _target: &[f32],
+    ) -> Result<GpuRefiner> {
+        match self.never {}
+    }
+
+    /// Unreachable.
     pub fn upload(&self, _image: &SplatImage) -> Result<GpuImage> {
         match self.never {}
     }
@@ -188,6 +199,42 @@ impl CudaDecoder {
 
     /// Unreachable.
     pub fn render_rgba8(&mut self, _i: &SplatImage, _v: &Viewport) -> Result<HostFrame<'_>> {
+        match self.never {}
+    }
+}
+
+/// A picture uploaded for refinement (unavailable: built without the `cuda` feature).
+#[derive(Debug)]
+pub struct GpuRefiner {
+    never: Infallible,
+}
+
+impl GpuRefiner {
+    /// Unreachable.
+    pub fn width(&self) -> u32 {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn height(&self) -> u32 {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn descend(
+        &mut self,
+        _gaussians: &mut [crate::splat::Gaussian],
+        _adam: &super::AdamSettings,
+        _iterations: usize,
+    ) -> Result<(f64, f64)> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn gradients(
+        &mut self,
+        _gaussians: &[crate::splat::Gaussian],
+    ) -> Result<(f64, Vec<[f64; 9]>)> {
         match self.never {}
     }
 }

@@ -311,13 +311,14 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
         },
     );
     let mut gaussians = place(pixels, target, spread);
+    let mut notes = Vec::new();
     if opts.refine.iterations > 0 {
         fit_colors(pixels, &mut gaussians, &opts.fit);
         let mut ropts = opts.refine;
         if opts.density < MOVE_MIN_DENSITY {
             ropts.reallocate = 0.0;
         }
-        refine(pixels, &mut gaussians, &ropts);
+        notes.extend(refine(pixels, &mut gaussians, &ropts)?.note());
     }
     // Quantize the geometry as the file will, so the colours are fitted to what is stored.
     let draft = SplatImage::new(
@@ -334,7 +335,9 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
     }
     fit_colors(pixels, &mut gaussians, &opts.fit);
     let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gaussians)?;
-    format::write(&image, &opts.write)
+    let mut encoded = format::write(&image, &opts.write)?;
+    encoded.notes = notes;
+    Ok(encoded)
 }
 
 #[cfg(test)]

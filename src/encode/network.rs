@@ -577,6 +577,12 @@ impl NetworkOptions {
         self.library_search = Some(search);
         self
     }
+    /// Where the refinement ([`NetworkOptions::with_refine`]) runs (default: the CPU).
+    pub fn with_refine_device(mut self, device: super::refine::RefineDevice) -> Self {
+        self.refine.device = device;
+        self
+    }
+
     /// Refines the network's Gaussians by `iterations` gradient steps on the picture before
     /// writing (then quantizes the geometry and fits the colours to it by least squares):
     /// slower, better files.
@@ -968,6 +974,7 @@ impl NetworkEncoder {
         let out = self.field(pixels)?;
         let mut gs = out.image.into_gaussians();
         let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
+        let mut notes = Vec::new();
         let color_fit = match self.opts.color_fit {
             Some(f) if self.info.quantizers.is_some() && !gs.is_empty() => Some(f),
             _ if refining => Some(FitOptions::default()),
@@ -993,7 +1000,7 @@ impl NetworkEncoder {
                 if let Some((lo, hi)) = opts.scale_range {
                     ropts.scale_bounds = (lo.exp2(), hi.exp2());
                 }
-                refine(pixels, &mut gs, &ropts);
+                notes.extend(refine(pixels, &mut gs, &ropts)?.note());
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
@@ -1022,7 +1029,9 @@ impl NetworkEncoder {
             }
         }
         let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
-        format::write(&image, opts)
+        let mut encoded = format::write(&image, opts)?;
+        encoded.notes = notes;
+        Ok(encoded)
     }
 }
 

@@ -45,6 +45,48 @@ pub struct RefineOptions {
     /// Rounds of (move, colour fit, descent) the iterations are split into, when `reallocate`
     /// is above 0.
     pub rounds: usize,
+    /// Where the descent runs.
+    pub device: RefineDevice,
+}
+
+/// Where a refinement's gradient descent runs. The GPU runs the same algorithm as the CPU
+/// (`kernels/refine.cu`); the moves and colour fits between rounds run on the CPU either way.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum RefineDevice {
+    /// The CPU (the reference).
+    #[default]
+    Cpu,
+    /// The first CUDA GPU when one can be used, else the CPU. A GPU fault during the descent
+    /// (e.g. out of memory) continues on the CPU, and the outcome says why.
+    Auto,
+    /// The first CUDA GPU: an error when none can be used; a fault during the descent continues
+    /// on the CPU, and the outcome says why.
+    Cuda,
+}
+
+/// What a refinement did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RefineOutcome {
+    /// Mean squared error per channel value before the first step (after the first move when
+    /// refining in rounds).
+    pub first: f64,
+    /// Mean squared error of what the refinement leaves.
+    pub last: f64,
+    /// The GPU the descent ran on, `None` for the CPU.
+    pub gpu: Option<String>,
+    /// Why the descent left the GPU for the CPU, when it did.
+    pub fallback: Option<String>,
+}
+
+impl RefineOutcome {
+    /// One line for the user about where the refinement ran, if anything is worth saying.
+    pub fn note(&self) -> Option<String> {
+        match (&self.fallback, &self.gpu) {
+            (Some(why), _) => Some(why.clone()),
+            (None, Some(name)) => Some(format!("refined on the GPU ({name})")),
+            (None, None) => None,
+        }
+    }
 }
 
 impl Default for RefineOptions {
@@ -62,7 +104,66 @@ impl Default for RefineOptions {
             scale_bounds: (0.2, 256.0),
             reallocate: 0.0,
             rounds: 1,
+            device: RefineDevice::Cpu,
         }
+    }
+}
+
+/// The descent's engine: the CPU, or a picture uploaded to the GPU.
+enum Engine {
+    Cpu,
+    /// The uploaded picture and the GPU's name.
+    Gpu(Box<crate::cuda::GpuRefiner>, String),
+}
+
+impl Engine {
+    fn new(target: &Pixels, device: RefineDevice) -> crate::Result<(Engine, Option<String>)> {
+        if device == RefineDevice::Cpu {
+            return Ok((Engine::Cpu, None));
+        }
+        let gpu = crate::cuda::CudaRenderer::new().and_then(|r| {
+            let name = r.device_name().to_string();
+            r.refiner(target.width, target.height, target.channels(), &target.data)
+                .map(|g| (g, name))
+        });
+        match gpu {
+            Ok((g, name)) => Ok((Engine::Gpu(Box::new(g), name), None)),
+            Err(crate::Error::NoGpu(_)) if device == RefineDevice::Auto => Ok((Engine::Cpu, None)),
+            Err(e @ crate::Error::NoGpu(_)) => Err(e),
+            Err(e) => Ok((
+                Engine::Cpu,
+                Some(format!("refining on the CPU after a GPU error: {e}")),
+            )),
+        }
+    }
+
+    fn descend(
+        &mut self,
+        target: &Pixels,
+        gaussians: &mut [Gaussian],
+        opts: &RefineOptions,
+        iterations: usize,
+        fallback: &mut Option<String>,
+    ) -> (f64, f64) {
+        if let Engine::Gpu(g, _) = self {
+            let adam = crate::cuda::AdamSettings {
+                lr_position: opts.lr_position,
+                lr_scale: opts.lr_scale,
+                lr_rotation: opts.lr_rotation,
+                lr_color: opts.lr_color,
+                scale_bounds: opts.scale_bounds,
+            };
+            let start = gaussians.to_vec();
+            match g.descend(gaussians, &adam, iterations) {
+                Ok(r) => return r,
+                Err(e) => {
+                    *fallback = Some(format!("refining on the CPU after a GPU error: {e}"));
+                    gaussians.copy_from_slice(&start);
+                    *self = Engine::Cpu;
+                }
+            }
+        }
+        descend(target, gaussians, opts, iterations)
     }
 }
 
@@ -109,33 +210,125 @@ fn prep_with_cutoff(g: &Gaussian, qmax: f32) -> Prep {
 type Grad = [f64; 10];
 
 /// Refines `gaussians` in place against `target`, leaving the best parameters of all steps (the
-/// lowest error seen). Returns the mean squared error per channel value before the first step
-/// and of what it leaves.
+/// lowest error seen), on the device `opts.device` asks for.
 ///
 /// With `opts.reallocate` above 0 the iterations are split into `opts.rounds` rounds, each
 /// starting with [`reallocate`](super::realloc::reallocate) and a colour fit: then each round
 /// leaves the best parameters of its own steps, and the first error returned is the one after
 /// the first move.
-pub fn refine(target: &Pixels, gaussians: &mut [Gaussian], opts: &RefineOptions) -> (f64, f64) {
-    if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 || gaussians.is_empty() {
-        return descend(target, gaussians, opts, opts.iterations);
-    }
-    // Rounds: move some Gaussians, refit the colours (the moved ones start from a guess), then
-    // descend with fresh Adam moments.
-    let rounds = opts.rounds.min(opts.iterations);
-    let mut first = f64::NAN;
-    let mut last = f64::NAN;
-    for r in 0..rounds {
-        let iterations = opts.iterations / rounds + usize::from(r < opts.iterations % rounds);
-        super::realloc::reallocate(target, gaussians, opts.reallocate);
-        super::fit::fit_colors(target, gaussians, &super::fit::FitOptions::default());
-        let (f, l) = descend(target, gaussians, opts, iterations);
-        if r == 0 {
-            first = f;
+///
+/// Fails only when `opts.device` is [`RefineDevice::Cuda`] and no GPU can be used.
+pub fn refine(
+    target: &Pixels,
+    gaussians: &mut [Gaussian],
+    opts: &RefineOptions,
+) -> crate::Result<RefineOutcome> {
+    let (mut engine, mut fallback) = if opts.iterations == 0 || gaussians.is_empty() {
+        (Engine::Cpu, None)
+    } else {
+        Engine::new(target, opts.device)?
+    };
+    let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
+        engine.descend(target, gaussians, opts, opts.iterations, &mut fallback)
+    } else {
+        // Rounds: move some Gaussians, refit the colours (the moved ones start from a guess),
+        // then descend with fresh Adam moments.
+        let rounds = opts.rounds.min(opts.iterations);
+        let mut first = f64::NAN;
+        let mut last = f64::NAN;
+        for r in 0..rounds {
+            let iterations = opts.iterations / rounds + usize::from(r < opts.iterations % rounds);
+            super::realloc::reallocate(target, gaussians, opts.reallocate);
+            super::fit::fit_colors(target, gaussians, &super::fit::FitOptions::default());
+            let (f, l) = engine.descend(target, gaussians, opts, iterations, &mut fallback);
+            if r == 0 {
+                first = f;
+            }
+            last = l;
         }
-        last = l;
+        (first, last)
+    };
+    let gpu = match engine {
+        Engine::Gpu(_, name) => Some(name),
+        Engine::Cpu => None,
+    };
+    Ok(RefineOutcome {
+        first,
+        last,
+        gpu,
+        fallback,
+    })
+}
+
+/// The loss of `gaussians` against `target` (mean squared error per channel value of the
+/// native-size render) and the gradient of the summed squared error with respect to each
+/// Gaussian's (x, y, log2 σ1, log2 σ2, θ, channels 0..3): what one step of the CPU descent
+/// computes (the reference the GPU's gradients are checked against).
+pub fn gradients(target: &Pixels, gaussians: &[Gaussian]) -> (f64, Vec<[f64; 9]>) {
+    let nc = target.channels();
+    let (w, h) = (target.width as i64, target.height as i64);
+    let preps: Vec<Prep> = gaussians.par_iter().map(prep).collect();
+    let (loss, grads) = loss_and_grads(target, gaussians, &preps, w, h, nc);
+    let pg = gaussians
+        .iter()
+        .zip(&grads)
+        .map(|(g, gr)| param_gradient(g, gr, nc))
+        .collect();
+    (loss / (w * h) as f64 / nc as f64, pg)
+}
+
+/// Summed squared error and per-Gaussian gradients w.r.t. (mx, my, conic, amp, channels) of the
+/// whole picture: tiles in parallel, partial sums added in a fixed order.
+fn loss_and_grads(
+    target: &Pixels,
+    gaussians: &[Gaussian],
+    preps: &[Prep],
+    w: i64,
+    h: i64,
+    nc: usize,
+) -> (f64, Vec<Grad>) {
+    let (tx, ty) = ((w + TILE - 1) / TILE, (h + TILE - 1) / TILE);
+    // Tile lists, in Gaussian order.
+    let mut lists: Vec<Vec<u32>> = vec![Vec::new(); (tx * ty) as usize];
+    for (k, p) in preps.iter().enumerate() {
+        let b = p.bbox;
+        let (x0, y0) = (b[0].max(0) / TILE, b[1].max(0) / TILE);
+        let (x1, y1) = (b[2].min(w - 1), b[3].min(h - 1));
+        if x1 < 0 || y1 < 0 || b[0] >= w || b[1] >= h {
+            continue;
+        }
+        for t_y in y0..=y1 / TILE {
+            for t_x in x0..=x1 / TILE {
+                lists[(t_y * tx + t_x) as usize].push(k as u32);
+            }
+        }
     }
-    (first, last)
+    let partial: Vec<(f64, Vec<(u32, Grad)>)> = lists
+        .par_iter()
+        .enumerate()
+        .map(|(t, list)| {
+            tile_gradient(
+                target,
+                gaussians,
+                preps,
+                list,
+                t as i64 % tx,
+                t as i64 / tx,
+                nc,
+            )
+        })
+        .collect();
+    let mut grads = vec![[0f64; 10]; gaussians.len()];
+    let mut loss = 0.0;
+    for (l, part) in &partial {
+        loss += l;
+        for (k, g) in part {
+            for (a, b) in grads[*k as usize].iter_mut().zip(g) {
+                *a += b;
+            }
+        }
+    }
+    (loss, grads)
 }
 
 /// `iterations` Adam steps from the current parameters; see [`refine`].
@@ -148,7 +341,6 @@ fn descend(
     let nc = target.channels();
     let n = gaussians.len();
     let (w, h) = (target.width as i64, target.height as i64);
-    let (tx, ty) = ((w + TILE - 1) / TILE, (h + TILE - 1) / TILE);
     // Parameters: x, y, log2 σ1, log2 σ2, θ, c0..c3.
     let mut m = vec![[0f32; 9]; n];
     let mut v = vec![[0f32; 9]; n];
@@ -164,46 +356,7 @@ fn descend(
     let mut best: Vec<Gaussian> = Vec::with_capacity(n);
     for step in 0..=iterations {
         let preps: Vec<Prep> = gaussians.par_iter().map(prep).collect();
-        // Tile lists, in Gaussian order.
-        let mut lists: Vec<Vec<u32>> = vec![Vec::new(); (tx * ty) as usize];
-        for (k, p) in preps.iter().enumerate() {
-            let b = p.bbox;
-            let (x0, y0) = (b[0].max(0) / TILE, b[1].max(0) / TILE);
-            let (x1, y1) = (b[2].min(w - 1), b[3].min(h - 1));
-            if x1 < 0 || y1 < 0 || b[0] >= w || b[1] >= h {
-                continue;
-            }
-            for t_y in y0..=y1 / TILE {
-                for t_x in x0..=x1 / TILE {
-                    lists[(t_y * tx + t_x) as usize].push(k as u32);
-                }
-            }
-        }
-        let partial: Vec<(f64, Vec<(u32, Grad)>)> = lists
-            .par_iter()
-            .enumerate()
-            .map(|(t, list)| {
-                tile_gradient(
-                    target,
-                    gaussians,
-                    &preps,
-                    list,
-                    t as i64 % tx,
-                    t as i64 / tx,
-                    nc,
-                )
-            })
-            .collect();
-        let mut grads = vec![[0f64; 10]; n];
-        let mut loss = 0.0;
-        for (l, part) in &partial {
-            loss += l;
-            for (k, g) in part {
-                for (a, b) in grads[*k as usize].iter_mut().zip(g) {
-                    *a += b;
-                }
-            }
-        }
+        let (loss, grads) = loss_and_grads(target, gaussians, &preps, w, h, nc);
         let mse = loss / values;
         if step == 0 {
             first = mse;
@@ -471,7 +624,8 @@ mod tests {
             ..Default::default()
         };
         let mut gs = start.clone();
-        let (first, last) = refine(&target, &mut gs, &wild);
+        let out = refine(&target, &mut gs, &wild).unwrap();
+        let (first, last) = (out.first, out.last);
         assert!(first < 1e-9, "the start renders the picture: {first}");
         assert!(last <= first, "{last} > {first}");
         assert_eq!(gs, start, "the best parameters seen are the start");

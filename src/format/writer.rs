@@ -78,6 +78,9 @@ pub struct Encoded {
     pub image: SplatImage,
     /// The header written.
     pub header: Header,
+    /// What the encoder wants the user to know about how the file was made (e.g. that the
+    /// refinement fell back from the GPU to the CPU, and why). The library never prints.
+    pub notes: Vec<String>,
 }
 
 fn range_of(values: impl Iterator<Item = f64>, bound: f32) -> (f32, f32) {
@@ -316,5 +319,6 @@ fn write_with(image: &SplatImage, opts: &WriteOptions, header: Header) -> Result
         bytes: out,
         image,
         header,
+        notes: Vec::new(),
     })
 }

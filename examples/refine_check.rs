@@ -1,0 +1,221 @@
+//! GPU refinement check and speed (run on the GPU machine by `scripts/gpu-check.sh`; built here
+//! with `cargo build --release --example refine_check`).
+//!
+//! ```text
+//! refine_check grad                 GPU gradients against the CPU refinement's on random
+//!                                   scenes of every layout: PASS/FAIL (1e-4 of the largest)
+//! refine_check speed PNG... [--steps N] [--cpu-steps M]
+//!                                   Adam steps per second on the GPU (and on the CPU for
+//!                                   M steps) from the analytic encoder's start
+//! ```
+//! Exit status 1 when a check fails.
+
+use std::path::Path;
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use gsimg::cuda::{AdamSettings, CudaRenderer};
+use gsimg::encode::Pixels;
+use gsimg::encode::refine::{RefineOptions, gradients, refine};
+use gsimg::render::render_cpu;
+use gsimg::{ChannelLayout, Frame, Gaussian, Limits, SplatImage, Viewport};
+
+fn main() {
+    let args: Vec<String> = std::env::args().skip(1).collect();
+    let flag = |name: &str, default: usize| -> usize {
+        args.iter()
+            .position(|a| a == name)
+            .and_then(|i| args.get(i + 1))
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let r = match args.first().map(String::as_str) {
+        Some("grad") => grad(),
+        Some("speed") if args.len() >= 2 => {
+            let pngs: Vec<&String> = args[1..]
+                .iter()
+                .take_while(|a| !a.starts_with("--"))
+                .collect();
+            speed(&pngs, flag("--steps", 1000), flag("--cpu-steps", 10))
+        }
+        _ => {
+            eprintln!("usage: refine_check grad | speed PNG... [--steps N] [--cpu-steps M]");
+            std::process::exit(2);
+        }
+    };
+    if let Err(e) = r {
+        eprintln!("refine_check: {e:#}");
+        std::process::exit(1);
+    }
+}
+
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> f64 {
+        self.0 = self
+            .0
+            .wrapping_mul(6364136223846793005)
+            .wrapping_add(1442695040888963407);
+        (self.0 >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn range(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.next()
+    }
+}
+
+fn random_gaussians(
+    rng: &mut Rng,
+    w: u32,
+    h: u32,
+    nc: usize,
+    n: usize,
+    smax: f64,
+) -> Vec<Gaussian> {
+    (0..n)
+        .map(|_| {
+            let mut color = [0f32; 4];
+            for c in color.iter_mut().take(nc) {
+                *c = rng.range(0.0, 1.0) as f32;
+            }
+            Gaussian {
+                x: rng.range(-2.0, w as f64 + 2.0) as f32,
+                y: rng.range(-2.0, h as f64 + 2.0) as f32,
+                scale: [rng.range(0.3, smax) as f32, rng.range(0.3, smax) as f32],
+                rotation: rng.range(-4.0, 4.0) as f32,
+                color,
+            }
+        })
+        .collect()
+}
+
+fn grad() -> Result<()> {
+    let gpu = CudaRenderer::new().context("no GPU")?;
+    println!("device: {}", gpu.device_name());
+    let mut rng = Rng(42);
+    let mut failed = 0;
+    for (layout, w, h, n, smax) in [
+        (ChannelLayout::Rgb, 45, 38, 120, 5.0),
+        (ChannelLayout::Rgba, 33, 20, 60, 3.0),
+        (ChannelLayout::Gray, 40, 21, 90, 9.0),
+        (ChannelLayout::GrayAlpha, 19, 35, 300, 2.0),
+        (ChannelLayout::Rgb, 768, 512, 12000, 6.0),
+        (ChannelLayout::Rgb, 300, 200, 400, 60.0),
+    ] {
+        let nc = layout.channels();
+        let scene = SplatImage::new(
+            w,
+            h,
+            layout,
+            random_gaussians(&mut rng, w, h, nc, n / 2 + 10, 8.0),
+        )?;
+        let frame: Frame<f32> = render_cpu(&scene, &Viewport::full(w, h), &Limits::default())?;
+        let target = Pixels {
+            width: w,
+            height: h,
+            layout,
+            data: frame
+                .data
+                .iter()
+                .map(|v| v + rng.range(-0.02, 0.02) as f32)
+                .collect(),
+        };
+        let gs = random_gaussians(&mut rng, w, h, nc, n, smax);
+        let (cpu_loss, cpu) = gradients(&target, &gs);
+        let mut refiner = gpu.refiner(w, h, nc, &target.data)?;
+        let (gpu_loss, dev) = refiner.gradients(&gs)?;
+        let loss_rel = (gpu_loss - cpu_loss).abs() / cpu_loss;
+        let mut worst = 0f64;
+        for p in 0..5 + nc {
+            let scale = cpu.iter().map(|g| g[p].abs()).fold(0.0, f64::max);
+            for (c, d) in cpu.iter().zip(&dev) {
+                worst = worst.max((c[p] - d[p]).abs() / scale.max(f64::MIN_POSITIVE));
+            }
+        }
+        let pass = loss_rel <= 1e-5 && worst <= 1e-4;
+        failed += usize::from(!pass);
+        println!(
+            "{} {layout:?} {w}x{h} n={n}: loss rel diff {loss_rel:.2e}, gradient max rel diff {worst:.2e}",
+            if pass { "PASS" } else { "FAIL" }
+        );
+    }
+    if failed > 0 {
+        bail!("{failed} case(s) failed");
+    }
+    Ok(())
+}
+
+fn load(path: &str) -> Result<Pixels> {
+    let bytes = std::fs::read(path).with_context(|| path.to_string())?;
+    Ok(gsimg::encode::load_image(&bytes, &Limits::default())?.pixels)
+}
+
+/// The analytic encoder's start (quadtree placement, colours fitted) at a density near the
+/// network's Gaussian count, for speed measurements without ONNX Runtime.
+fn start_of(p: &Pixels) -> Result<Vec<Gaussian>> {
+    let mut opts = gsimg::encode::analytic::AnalyticOptions::default();
+    opts.refine.iterations = 0;
+    opts.density = 1.0 / 30.0;
+    Ok(gsimg::encode::analytic::encode(p, &opts)?
+        .image
+        .into_gaussians())
+}
+
+fn psnr(mse: f64) -> f64 {
+    10.0 * (1.0 / mse).log10()
+}
+
+fn speed(pngs: &[&String], steps: usize, cpu_steps: usize) -> Result<()> {
+    let gpu = CudaRenderer::new().context("no GPU")?;
+    println!(
+        "device: {}; {} CPU threads",
+        gpu.device_name(),
+        rayon::current_num_threads()
+    );
+    let o = RefineOptions::default();
+    let adam = AdamSettings {
+        lr_position: o.lr_position,
+        lr_scale: o.lr_scale,
+        lr_rotation: o.lr_rotation,
+        lr_color: o.lr_color,
+        scale_bounds: o.scale_bounds,
+    };
+    println!(
+        "picture | Gaussians | GPU steps/s | GPU ms for {steps} | PSNR start -> end | CPU steps/s ({cpu_steps})"
+    );
+    for path in pngs {
+        let px = load(path)?;
+        let start = start_of(&px)?;
+        let mut refiner = gpu.refiner(px.width, px.height, px.channels(), &px.data)?;
+        // Warm-up: loads the kernels, sizes the buffers.
+        let mut gs = start.clone();
+        refiner.descend(&mut gs, &adam, 5)?;
+        let mut gs = start.clone();
+        let t = Instant::now();
+        let (first, last) = refiner.descend(&mut gs, &adam, steps)?;
+        let gpu_s = t.elapsed().as_secs_f64();
+        let mut cs = start.clone();
+        let opts = RefineOptions {
+            iterations: cpu_steps,
+            ..RefineOptions::default()
+        };
+        let t = Instant::now();
+        refine(&px, &mut cs, &opts)?;
+        let cpu_s = t.elapsed().as_secs_f64();
+        println!(
+            "{} | {} | {:.0} | {:.1} | {:.2} -> {:.2} dB | {:.1}",
+            Path::new(path)
+                .file_name()
+                .unwrap_or_default()
+                .to_string_lossy(),
+            start.len(),
+            steps as f64 / gpu_s,
+            gpu_s * 1e3,
+            psnr(first),
+            psnr(last),
+            cpu_steps as f64 / cpu_s
+        );
+    }
+    Ok(())
+}

@@ -1,0 +1,471 @@
+// Per-image refinement on the device: the forward render, the loss, the exact gradient of the
+// squared error of the native-size render (format-spec.md §3 at scale 1) with respect to every
+// Gaussian parameter, and the Adam step — the algorithm of src/encode/refine.rs, with every
+// step's state kept on the device (no host round trip per step).
+//
+// One step, all on one stream (src/cuda/refine.rs enqueues it):
+//   memset stats; project_gaussians (scale 1, full picture); the tile binning of bin.cu (scan,
+//   emit_pairs, radix sort, tile_ranges) — the renderer's own kernels, unchanged;
+//   refine_forward_c{1..4}  one block per 16 x 16 tile: the pixel's normalized blend C_p (§3.4,
+//                           the rasterizer's arithmetic), its error against the picture, and
+//                           g_p = 2 (C_p - I_p) / D_p; the tile's squared error (double)
+//   refine_loss             one block: the tiles' errors summed in a fixed order; keeps the best
+//                           step seen (the CPU refinement returns the best parameters seen)
+//   refine_backward_c{1..4} one block per tile: each (tile, Gaussian) entry's gradient with
+//                           respect to (mx, my, A, B, C, amp, channels), summed over the tile's
+//                           pixels in a fixed order, written to the entry's own slot
+//   refine_update           one thread per Gaussian: its entries summed in tile order (double),
+//                           the chain rule to (x, y, log2 s1, log2 s2, theta, channels) in double
+//                           as refine.rs param_gradient, then Adam.
+//
+// Nothing is accumulated with atomics: every sum has a fixed order, so a refinement gives the
+// same result every time on a given GPU.
+//
+// Slots: emit_pairs writes Gaussian i's entries at offsets[i] + j, j = (ty - ty0) * span_w +
+// (tx - tx0) over the tiles of its box; the sort moves the entries, and the backward kernel
+// computes the same j from the tile it is working on, so each entry's gradient lands at its
+// Gaussian's own run of slots.
+#include "common.cuh"
+
+// Gradient entries per (tile, Gaussian): mx, my, A, B, C (q = A dx^2 + 2 B dx dy + C dy^2), amp,
+// channels 0..3.
+#define GRAD_N 10
+// Gaussians per backward batch: 8 warps x 32 Gaussians x GRAD_N floats of partial sums (10 KB).
+#define BWD_BATCH 32
+#define LOSS_THREADS 256
+#define UPDATE_THREADS 256
+// Parameters of one Gaussian: x, y, log2 s1, log2 s2, theta, channels 0..3.
+#define PARAM_N 9
+
+// Device-side state of one descent (mirrored in src/cuda/refine.rs). 40 bytes, zeroed at start.
+struct RefineState {
+    double best;                 // lowest mean squared error evaluated (valid once has_best)
+    double last;                 // mean squared error of the latest evaluated step
+    unsigned int has_best;
+    unsigned int improved;       // the latest evaluated step is the best so far
+    unsigned int overflow;       // sticky: a step's tile lists did not fit; it and later steps did nothing
+    unsigned int overflow_step;  // the first step that did not fit
+    unsigned int max_pairs;      // most tile-list entries any step needed
+    unsigned int pad;
+};
+
+// Constants of one descent. 32 bytes.
+struct RefineParams {
+    int width, height;      // the picture (= the region: scale 1, full picture)
+    int tiles_x, tiles_y;   // 16 x 16 tiles
+    unsigned int n;         // Gaussians
+    unsigned int capacity;  // tile-list entries allocated (and gradient slots)
+    int channels;           // 1..4
+    unsigned int pad;
+};
+
+// Per-step settings of the update. 64 bytes.
+struct UpdateParams {
+    float lr[PARAM_N];      // step size per parameter
+    float log2_lo, log2_hi; // bounds of log2 sigma
+    float c1, c2;           // Adam bias corrections 1 - beta^t of this step
+    float values;           // width * height * channels: the loss is a mean
+    int update;             // 0: only keep the best (the last evaluation)
+    unsigned int step;      // index of the evaluation (for the history and overflow)
+};
+
+#define ADAM_B1 0.9f
+#define ADAM_B2 0.999f
+#define ADAM_EPS 1e-8f
+
+// Pixel of thread `tid` in tile `tile`: the rasterizer's mapping (warp w covers the 8 x 4 pixels
+// at column 8 (w mod 2), row 4 floor(w / 2)).
+struct TilePixel {
+    int px, py;              // region-relative pixel
+    int wx0, wy0, wx1, wy1;  // the warp's pixel block
+    int tile_x, tile_y;      // tile column and row
+};
+
+__device__ __forceinline__ TilePixel tile_pixel(int tile, int tiles_x) {
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    TilePixel t;
+    t.tile_x = tile % tiles_x;
+    t.tile_y = tile / tiles_x;
+    t.wx0 = t.tile_x * TILE_W + (warp & 1) * WARP_PX_W;
+    t.wy0 = t.tile_y * TILE_H + (warp >> 1) * WARP_PX_H;
+    t.wx1 = t.wx0 + WARP_PX_W - 1;
+    t.wy1 = t.wy0 + WARP_PX_H - 1;
+    t.px = t.wx0 + (lane % WARP_PX_W);
+    t.py = t.wy0 + (lane / WARP_PX_W);
+    return t;
+}
+
+// q of splat (g, g2) at pixel centre (fx, fy), as rasterize.cu computes it; dx, dy returned for
+// the gradient. The splat reaches the pixel when q <= CUTOFF_Q.
+__device__ __forceinline__ float splat_q(float4 g, float2 g2, float fx, float fy, float& dx,
+                                         float& dy) {
+    dx = __fsub_rn(fx, g.x);
+    dy = __fsub_rn(fy, g.y);
+    const float bdy2 = __fmul_rn(g.w, dy);
+    const float cdy2 = __fmul_rn(__fmul_rn(g2.x, dy), dy);
+    return __fadd_rn(__fadd_rn(__fmul_rn(__fmul_rn(g.z, dx), dx), __fmul_rn(bdy2, dx)), cdy2);
+}
+
+// w = amp exp(-q / 2), as rasterize.cu.
+__device__ __forceinline__ float splat_weight(float2 g2, float q) {
+    return __fmul_rn(g2.y, expf(__fmul_rn(-0.5f, q)));
+}
+
+// Whether this step's lists fit; the first block to see an overflow records it.
+__device__ __forceinline__ bool lists_fit(const RenderStats* stats, const RefineParams& p,
+                                          RefineState* state, unsigned int step) {
+    if (state->overflow) return false;
+    if (stats->pairs > p.capacity) {
+        if (blockIdx.x == 0 && threadIdx.x == 0) {
+            state->overflow = 1;
+            state->overflow_step = step;
+            state->max_pairs = max(state->max_pairs, stats->pairs);
+        }
+        return false;
+    }
+    if (blockIdx.x == 0 && threadIdx.x == 0) state->max_pairs = max(state->max_pairs, stats->pairs);
+    return true;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Forward: per pixel C_p and g_p = 2 (C_p - I_p) / D_p (float4 each, channels past C are 0);
+// per tile the squared error, in double.
+// Launch: grid = tiles, RASTER_THREADS threads. Shared: a RASTER_BATCH batch (as rasterize.cu).
+// ---------------------------------------------------------------------------------------------
+template <int C>
+__device__ __forceinline__ void forward_tile(const Splat* __restrict__ splats,
+                                             const unsigned int* __restrict__ tile_vals,
+                                             const uint2* __restrict__ ranges,
+                                             const RenderStats* __restrict__ stats,
+                                             const RefineParams& p, const float* __restrict__ target,
+                                             float4* __restrict__ pix_color,
+                                             float4* __restrict__ pix_grad,
+                                             double* __restrict__ tile_err, RefineState* state,
+                                             unsigned int step) {
+    __shared__ float4 s_geo[RASTER_BATCH];
+    __shared__ float2 s_geo2[RASTER_BATCH];
+    __shared__ int4 s_box[RASTER_BATCH];
+    __shared__ float4 s_col[RASTER_BATCH];
+    __shared__ double s_err[RASTER_THREADS / 32];
+    if (!lists_fit(stats, p, state, step)) return;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tile = blockIdx.x;
+    const TilePixel t = tile_pixel(tile, p.tiles_x);
+    const float fx = __fadd_rn((float)t.px, 0.5f);
+    const float fy = __fadd_rn((float)t.py, 0.5f);
+    float acc[C];
+#pragma unroll
+    for (int k = 0; k < C; ++k) acc[k] = 0.0f;
+    float den = 0.0f;
+    const uint2 range = ranges[tile];
+    for (unsigned int b = range.x; b < range.y; b += RASTER_BATCH) {
+        const unsigned int count = min(range.y - b, (unsigned int)RASTER_BATCH);
+        if ((unsigned int)tid < count) {
+            const Splat s = splats[tile_vals[b + tid]];
+            s_geo[tid] = s.geo;
+            s_geo2[tid] = make_float2(s.geo2.x, s.geo2.y);
+            s_box[tid] = s.box;
+            s_col[tid] = s.color;
+        }
+        __syncthreads();
+        for (unsigned int j = 0; j < count; ++j) {
+            const int4 box = s_box[j];
+            if (box.x > t.wx1 || box.z < t.wx0 || box.y > t.wy1 || box.w < t.wy0) continue;
+            if (t.px < box.x || t.px > box.z || t.py < box.y || t.py > box.w) continue;
+            float dx, dy;
+            const float q = splat_q(s_geo[j], s_geo2[j], fx, fy, dx, dy);
+            if (q <= CUTOFF_Q) {
+                const float w = splat_weight(s_geo2[j], q);
+                const float4 col = s_col[j];
+                const float cv[4] = {col.x, col.y, col.z, col.w};
+#pragma unroll
+                for (int k = 0; k < C; ++k) acc[k] = __fadd_rn(acc[k], __fmul_rn(w, cv[k]));
+                den = __fadd_rn(den, w);
+            }
+        }
+        __syncthreads();
+    }
+    double err = 0.0;
+    if (t.px < p.width && t.py < p.height) {
+        const float d = fmaxf(den, MIN_WEIGHT_SUM);
+        const unsigned long long i = (unsigned long long)t.py * p.width + t.px;
+        float col[4] = {0.0f, 0.0f, 0.0f, 0.0f}, g[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+#pragma unroll
+        for (int k = 0; k < C; ++k) {
+            col[k] = __fdiv_rn(acc[k], d);
+            const float e = __fsub_rn(col[k], target[i * C + k]);
+            err += (double)__fmul_rn(e, e);
+            g[k] = __fdiv_rn(__fmul_rn(2.0f, e), d);
+        }
+        pix_color[i] = make_float4(col[0], col[1], col[2], col[3]);
+        pix_grad[i] = make_float4(g[0], g[1], g[2], g[3]);
+    }
+    // Block sum in a fixed order.
+#pragma unroll
+    for (int d = 16; d > 0; d >>= 1) err += __shfl_down_sync(FULL_MASK, err, d);
+    if (lane == 0) s_err[warp] = err;
+    __syncthreads();
+    if (tid == 0) {
+        double total = 0.0;
+        for (int w = 0; w < RASTER_THREADS / 32; ++w) total += s_err[w];
+        tile_err[tile] = total;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Loss: the tiles' squared errors summed in a fixed order; the mean squared error per channel
+// value; whether it is the best seen. One block of LOSS_THREADS threads.
+// ---------------------------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(LOSS_THREADS)
+refine_loss(const double* __restrict__ tile_err,  // [tiles]
+            const RefineParams p, const float values, const unsigned int step,
+            RefineState* state, double* __restrict__ history) {  // [steps + 1] mse per step
+    __shared__ double s_sum[LOSS_THREADS];
+    if (state->overflow) return;
+    const int tid = threadIdx.x;
+    const int tiles = p.tiles_x * p.tiles_y;
+    double sum = 0.0;
+    for (int t = tid; t < tiles; t += LOSS_THREADS) sum += tile_err[t];
+    s_sum[tid] = sum;
+    __syncthreads();
+    for (int stride = LOSS_THREADS / 2; stride > 0; stride >>= 1) {
+        if (tid < stride) s_sum[tid] += s_sum[tid + stride];
+        __syncthreads();
+    }
+    if (tid == 0) {
+        const double mse = s_sum[0] / (double)values;
+        history[step] = mse;
+        state->last = mse;
+        const bool better = !state->has_best || mse < state->best;
+        if (better) {
+            state->best = mse;
+            state->has_best = 1;
+        }
+        state->improved = better ? 1 : 0;
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Backward: for every (tile, Gaussian) entry, the gradient of the loss with respect to
+// (mx, my, A, B, C, amp, channels) summed over the tile's pixels (refine.rs tile_gradient):
+//   dL/dc_k = g_p w,   dL/dw = sum_c g_p,c (c_k,c - C_p,c),   w = amp exp(-q/2).
+// Each warp sums its 32 pixels with shuffles; the 8 warps' sums are added in warp order and
+// written to the entry's slot.
+// Launch: grid = tiles, RASTER_THREADS threads. Shared: BWD_BATCH Gaussians + partial sums.
+// ---------------------------------------------------------------------------------------------
+template <int C>
+__device__ __forceinline__ void backward_tile(const Splat* __restrict__ splats,
+                                              const unsigned int* __restrict__ tile_vals,
+                                              const uint2* __restrict__ ranges,
+                                              const unsigned int* __restrict__ offsets,
+                                              const RefineParams& p,
+                                              const float4* __restrict__ pix_color,
+                                              const float4* __restrict__ pix_grad,
+                                              float* __restrict__ grad_slots,
+                                              const RefineState* state) {
+    constexpr int NV = 6 + C;
+    __shared__ float4 s_geo[BWD_BATCH];
+    __shared__ float2 s_geo2[BWD_BATCH];
+    __shared__ int4 s_box[BWD_BATCH];
+    __shared__ float4 s_col[BWD_BATCH];
+    __shared__ unsigned int s_slot[BWD_BATCH];
+    __shared__ float s_part[RASTER_THREADS / 32][BWD_BATCH][NV];
+    if (state->overflow) return;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tile = blockIdx.x;
+    const TilePixel t = tile_pixel(tile, p.tiles_x);
+    const float fx = __fadd_rn((float)t.px, 0.5f);
+    const float fy = __fadd_rn((float)t.py, 0.5f);
+    const bool inside = t.px < p.width && t.py < p.height;
+    float cp[4] = {0.0f, 0.0f, 0.0f, 0.0f}, gp[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    if (inside) {
+        const unsigned long long i = (unsigned long long)t.py * p.width + t.px;
+        const float4 c4 = pix_color[i], g4 = pix_grad[i];
+        cp[0] = c4.x; cp[1] = c4.y; cp[2] = c4.z; cp[3] = c4.w;
+        gp[0] = g4.x; gp[1] = g4.y; gp[2] = g4.z; gp[3] = g4.w;
+    }
+    const uint2 range = ranges[tile];
+    for (unsigned int b = range.x; b < range.y; b += BWD_BATCH) {
+        const unsigned int count = min(range.y - b, (unsigned int)BWD_BATCH);
+        if ((unsigned int)tid < count) {
+            const unsigned int gi = tile_vals[b + tid];
+            const Splat s = splats[gi];
+            s_geo[tid] = s.geo;
+            s_geo2[tid] = make_float2(s.geo2.x, s.geo2.y);
+            s_box[tid] = s.box;
+            s_col[tid] = s.color;
+            // The entry's slot: emit_pairs' order over the tiles of the box.
+            const int tx0 = s.box.x / TILE_W, ty0 = s.box.y / TILE_H;
+            const int span_w = s.box.z / TILE_W - tx0 + 1;
+            s_slot[tid] = offsets[gi] + (unsigned int)((t.tile_y - ty0) * span_w + (t.tile_x - tx0));
+        }
+        __syncthreads();
+        for (unsigned int j = 0; j < count; ++j) {
+            const int4 box = s_box[j];
+            float v[NV];
+#pragma unroll
+            for (int k = 0; k < NV; ++k) v[k] = 0.0f;
+            // Warp-uniform: a warp whose pixels all miss the box contributes zeros.
+            const bool warp_hits =
+                !(box.x > t.wx1 || box.z < t.wx0 || box.y > t.wy1 || box.w < t.wy0);
+            if (warp_hits) {
+                bool hit = false;
+                if (inside && t.px >= box.x && t.px <= box.z && t.py >= box.y && t.py <= box.w) {
+                    const float4 g = s_geo[j];
+                    const float2 g2 = s_geo2[j];
+                    float dx, dy;
+                    const float q = splat_q(g, g2, fx, fy, dx, dy);
+                    if (q <= CUTOFF_Q) {
+                        hit = true;
+                        const float w = splat_weight(g2, q);
+                        const float4 col = s_col[j];
+                        const float cv[4] = {col.x, col.y, col.z, col.w};
+                        float dw = 0.0f;
+#pragma unroll
+                        for (int k = 0; k < C; ++k) {
+                            dw += gp[k] * (cv[k] - cp[k]);
+                            v[6 + k] = gp[k] * w;
+                        }
+                        // q = A dx^2 + 2B dx dy + C dy^2 with (A, 2B, C) = (g.z, g.w, g2.x).
+                        const float dq = -0.5f * w * dw;
+                        const float a = g.z, b2 = g.w, c = g2.x;
+                        v[0] = dq * -(2.0f * a * dx + b2 * dy);
+                        v[1] = dq * -(b2 * dx + 2.0f * c * dy);
+                        v[2] = dq * dx * dx;
+                        v[3] = dq * 2.0f * dx * dy;
+                        v[4] = dq * dy * dy;
+                        v[5] = dw * w / g2.y;
+                    }
+                }
+                if (__any_sync(FULL_MASK, hit)) {
+#pragma unroll
+                    for (int k = 0; k < NV; ++k) {
+#pragma unroll
+                        for (int d = 16; d > 0; d >>= 1)
+                            v[k] += __shfl_down_sync(FULL_MASK, v[k], d);
+                    }
+                }
+            }
+            if (lane == 0) {
+#pragma unroll
+                for (int k = 0; k < NV; ++k) s_part[warp][j][k] = v[k];
+            }
+        }
+        __syncthreads();
+        for (unsigned int idx = tid; idx < count * NV; idx += RASTER_THREADS) {
+            const unsigned int j = idx / NV, k = idx % NV;
+            float sum = 0.0f;
+            for (int w = 0; w < RASTER_THREADS / 32; ++w) sum += s_part[w][j][k];
+            grad_slots[(unsigned long long)s_slot[j] * GRAD_N + k] = sum;
+        }
+        __syncthreads();
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Update: per Gaussian, its entries' gradients summed in tile order, the chain rule to the
+// parameters (refine.rs param_gradient, in double), then Adam as refine.rs descend. Before the
+// update, the parameters are kept as the best when this step's evaluation was the best so far.
+// Launch: grid = ceil(n / UPDATE_THREADS), UPDATE_THREADS threads.
+// ---------------------------------------------------------------------------------------------
+extern "C" __global__ void __launch_bounds__(UPDATE_THREADS)
+refine_update(GaussianIn* __restrict__ params,       // [n] in/out
+              GaussianIn* __restrict__ best,         // [n] out when improved
+              float* __restrict__ adam_m,            // [n * PARAM_N]
+              float* __restrict__ adam_v,            // [n * PARAM_N]
+              const unsigned int* __restrict__ counts,   // [n] tiles of each Gaussian
+              const unsigned int* __restrict__ offsets,  // [n] first slot of each Gaussian
+              const float* __restrict__ grad_slots,      // [capacity * GRAD_N]
+              float* __restrict__ param_grad,            // [n * PARAM_N] out: dL/dparam (sum)
+              const RefineParams p, const UpdateParams u, const RefineState* state) {
+    const unsigned int i = blockIdx.x * UPDATE_THREADS + threadIdx.x;
+    if (i >= p.n || state->overflow) return;
+    GaussianIn g = params[i];
+    if (state->improved) best[i] = g;
+    if (!u.update) return;
+    const int nc = p.channels;
+    double gr[GRAD_N];
+#pragma unroll
+    for (int k = 0; k < GRAD_N; ++k) gr[k] = 0.0;
+    const unsigned int n_slots = counts[i], first = offsets[i];
+    for (unsigned int s = 0; s < n_slots; ++s) {
+        const float* e = grad_slots + (unsigned long long)(first + s) * GRAD_N;
+        for (int k = 0; k < 6 + nc; ++k) gr[k] += (double)e[k];
+    }
+    // Chain rule (refine.rs param_gradient).
+    const double s1 = g.scale1, s2 = g.scale2, th = g.rotation;
+    double sn, cs;
+    sincos(th, &sn, &cs);
+    const double v1 = s1 * s1, v2 = s2 * s2;
+    const double xx = v1 * cs * cs + v2 * sn * sn + PREFILTER_VARIANCE;
+    const double yy = v1 * sn * sn + v2 * cs * cs + PREFILTER_VARIANCE;
+    const double xy = (v1 - v2) * sn * cs;
+    const double det = xx * yy - xy * xy;
+    const double ga = gr[2], gb = gr[3] * 0.5, gc = gr[4];
+    const double qa = yy / det, qb = -xy / det, qc = xx / det;
+    const double t00 = qa * ga + qb * gb, t01 = qa * gb + qb * gc;
+    const double t10 = qb * ga + qc * gb, t11 = qb * gb + qc * gc;
+    const double m00 = t00 * qa + t01 * qb, m01 = t00 * qb + t01 * qc, m11 = t10 * qb + t11 * qc;
+    double dxx = -m00, dxy = -2.0 * m01, dyy = -m11;
+    const double amp = s1 * s2 / sqrt(det);
+    const double gamp = gr[5] * amp;
+    dxx += -0.5 * gamp * yy / det;
+    dyy += -0.5 * gamp * xx / det;
+    dxy += -0.5 * gamp * (-2.0 * xy) / det;
+    const double dv1 = dxx * cs * cs + dyy * sn * sn + dxy * sn * cs;
+    const double dv2 = dxx * sn * sn + dyy * cs * cs - dxy * sn * cs;
+    const double dth = dxx * (v2 - v1) * 2.0 * sn * cs + dyy * (v1 - v2) * 2.0 * sn * cs +
+                       dxy * (v1 - v2) * (cs * cs - sn * sn);
+    const double ln2 = 0.69314718055994530942;
+    double pg[PARAM_N] = {gr[0], gr[1], dv1 * 2.0 * ln2 * v1 + gamp * ln2,
+                          dv2 * 2.0 * ln2 * v2 + gamp * ln2, dth, 0.0, 0.0, 0.0, 0.0};
+    for (int k = 0; k < nc; ++k) pg[5 + k] = gr[6 + k];
+    // Adam on (x, y, log2 s1, log2 s2, theta, channels).
+    float prm[PARAM_N] = {g.x, g.y, log2f(g.scale1), log2f(g.scale2), g.rotation,
+                          g.color[0], g.color[1], g.color[2], g.color[3]};
+    float* m = adam_m + (unsigned long long)i * PARAM_N;
+    float* v = adam_v + (unsigned long long)i * PARAM_N;
+    for (int k = 0; k < 5 + nc; ++k) {
+        param_grad[(unsigned long long)i * PARAM_N + k] = (float)pg[k];
+        const float gi = (float)pg[k] / u.values;
+        const float mk = ADAM_B1 * m[k] + (1.0f - ADAM_B1) * gi;
+        const float vk = ADAM_B2 * v[k] + (1.0f - ADAM_B2) * gi * gi;
+        m[k] = mk;
+        v[k] = vk;
+        prm[k] -= u.lr[k] * (mk / u.c1) / (sqrtf(vk / u.c2) + ADAM_EPS);
+    }
+    g.x = prm[0];
+    g.y = prm[1];
+    g.scale1 = exp2f(fminf(fmaxf(prm[2], u.log2_lo), u.log2_hi));
+    g.scale2 = exp2f(fminf(fmaxf(prm[3], u.log2_lo), u.log2_hi));
+    g.rotation = prm[4];
+    for (int k = 0; k < nc; ++k) g.color[k] = fminf(fmaxf(prm[5 + k], -0.5f), 1.5f);
+    params[i] = g;
+}
+
+#define DEFINE_REFINE(C)                                                                       \
+    extern "C" __global__ void __launch_bounds__(RASTER_THREADS) refine_forward_c##C(         \
+        const Splat* __restrict__ splats, const unsigned int* __restrict__ tile_vals,          \
+        const uint2* __restrict__ ranges, const RenderStats* __restrict__ stats,               \
+        const RefineParams p, const float* __restrict__ target, float4* __restrict__ pix_color, \
+        float4* __restrict__ pix_grad, double* __restrict__ tile_err, RefineState* state,      \
+        const unsigned int step) {                                                             \
+        forward_tile<C>(splats, tile_vals, ranges, stats, p, target, pix_color, pix_grad,      \
+                        tile_err, state, step);                                                \
+    }                                                                                          \
+    extern "C" __global__ void __launch_bounds__(RASTER_THREADS) refine_backward_c##C(        \
+        const Splat* __restrict__ splats, const unsigned int* __restrict__ tile_vals,          \
+        const uint2* __restrict__ ranges, const unsigned int* __restrict__ offsets,            \
+        const RefineParams p, const float4* __restrict__ pix_color,                            \
+        const float4* __restrict__ pix_grad, float* __restrict__ grad_slots,                   \
+        const RefineState* state) {                                                            \
+        backward_tile<C>(splats, tile_vals, ranges, offsets, p, pix_color, pix_grad,           \
+                         grad_slots, state);                                                   \
+    }
+
+DEFINE_REFINE(1)
+DEFINE_REFINE(2)
+DEFINE_REFINE(3)
+DEFINE_REFINE(4)

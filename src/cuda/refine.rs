@@ -1,0 +1,453 @@
+//! Refinement on the device: the Adam descent of `src/encode/refine.rs` with the renderer's
+//! projection and tile binning, the forward blend, loss, backward pass and update of
+//! `kernels/refine.cu`, and every step's state (parameters, moments, best parameters, the best
+//! loss) on the device. The host enqueues the steps and waits once at the end.
+//!
+//! Tile lists are sized from the start's entry count with room to grow; a step whose lists do
+//! not fit does nothing and makes every later step do nothing (a sticky flag on the device), so
+//! the host, reading the state back at the end, grows the lists and enqueues again from that
+//! step: the result is exactly that of lists that always fit.
+
+use std::sync::Arc;
+
+use cudarc::driver::{CudaSlice, CudaStream};
+
+use super::AdamSettings;
+use super::launch::{
+    self, GRAD_N, GaussianIn, PARAM_N, RefineParams, RefineState, TILE, UpdateParams,
+};
+use super::pipeline::{Plan, Workspace};
+use super::runtime::{Runtime, driver_err};
+use crate::splat::Gaussian;
+use crate::{Error, Limits, Result, Viewport};
+
+/// Steps enqueued between two looks at the device's state: a long descent whose lists
+/// overflow early repeats at most this many steps' worth of launches.
+const STEPS_PER_CHECK: usize = 256;
+
+/// One picture uploaded for refinement; descents of any Gaussians against it reuse the
+/// buffers.
+pub struct GpuRefiner {
+    rt: Arc<Runtime>,
+    stream: Arc<CudaStream>,
+    ws: Workspace,
+    width: u32,
+    height: u32,
+    channels: usize,
+    target: CudaSlice<f32>,
+    pix_color: CudaSlice<[f32; 4]>,
+    pix_grad: CudaSlice<[f32; 4]>,
+    tile_err: CudaSlice<f64>,
+    state: CudaSlice<RefineState>,
+    bufs: Option<GaussianBufs>,
+}
+
+/// Per-Gaussian buffers, reallocated when a descent has more Gaussians or list entries.
+struct GaussianBufs {
+    n: usize,
+    params: CudaSlice<GaussianIn>,
+    best: CudaSlice<GaussianIn>,
+    m: CudaSlice<f32>,
+    v: CudaSlice<f32>,
+    param_grad: CudaSlice<f32>,
+    history: CudaSlice<f64>,
+    grad_slots: CudaSlice<f32>,
+}
+
+impl std::fmt::Debug for GpuRefiner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("GpuRefiner")
+            .field("device", &self.rt.name)
+            .field("width", &self.width)
+            .field("height", &self.height)
+            .field("channels", &self.channels)
+            .finish()
+    }
+}
+
+impl GpuRefiner {
+    pub(crate) fn new(
+        rt: Arc<Runtime>,
+        width: u32,
+        height: u32,
+        channels: usize,
+        target: &[f32],
+    ) -> Result<GpuRefiner> {
+        let pixels = width as usize * height as usize;
+        if width == 0 || height == 0 || !(1..=4).contains(&channels) {
+            return Err(Error::invalid(
+                "refinement picture",
+                format!("{width}×{height} with {channels} channels"),
+            ));
+        }
+        if target.len() != pixels * channels {
+            return Err(Error::invalid(
+                "refinement picture",
+                format!("{} values for {width}×{height}×{channels}", target.len()),
+            ));
+        }
+        let stream = rt.new_stream()?;
+        let tiles = width.div_ceil(TILE) as usize * height.div_ceil(TILE) as usize;
+        let alloc_err = driver_err("GPU memory allocation");
+        let target_dev = stream
+            .clone_htod(target)
+            .map_err(driver_err("uploading the picture"))?;
+        let pix_color = stream.alloc_zeros::<[f32; 4]>(pixels).map_err(alloc_err)?;
+        let pix_grad = stream
+            .alloc_zeros::<[f32; 4]>(pixels)
+            .map_err(driver_err("GPU memory allocation"))?;
+        let tile_err = stream
+            .alloc_zeros::<f64>(tiles)
+            .map_err(driver_err("GPU memory allocation"))?;
+        let state = stream
+            .alloc_zeros::<RefineState>(1)
+            .map_err(driver_err("GPU memory allocation"))?;
+        let ws = Workspace::new(&rt, stream.clone())?;
+        Ok(GpuRefiner {
+            rt,
+            stream,
+            ws,
+            width,
+            height,
+            channels,
+            target: target_dev,
+            pix_color,
+            pix_grad,
+            tile_err,
+            state,
+            bufs: None,
+        })
+    }
+
+    /// Width of the picture.
+    pub fn width(&self) -> u32 {
+        self.width
+    }
+
+    /// Height of the picture.
+    pub fn height(&self) -> u32 {
+        self.height
+    }
+
+    fn plan(&self, n: usize) -> Result<Plan> {
+        Plan::new(
+            n,
+            (self.width, self.height),
+            &Viewport::full(self.width, self.height),
+            &Limits::unlimited(),
+        )
+    }
+
+    fn params(&self, plan: &Plan) -> RefineParams {
+        RefineParams {
+            width: self.width as i32,
+            height: self.height as i32,
+            tiles_x: plan.tiles_x as i32,
+            tiles_y: plan.tiles_y as i32,
+            n: plan.n,
+            capacity: self.ws.capacity() as u32,
+            channels: self.channels as i32,
+            pad: 0,
+        }
+    }
+
+    /// Uploads `gaussians` as the parameters, zeroes the moments and the state, and makes sure
+    /// the per-Gaussian buffers and `steps + 1` history entries exist.
+    fn start(&mut self, gaussians: &[Gaussian], steps: usize) -> Result<()> {
+        let n = gaussians.len();
+        let s = self.stream.clone();
+        let alloc = driver_err("GPU memory allocation");
+        let host: Vec<GaussianIn> = gaussians.iter().map(GaussianIn::from).collect();
+        let too_small = self
+            .bufs
+            .as_ref()
+            .is_none_or(|b| b.n < n || b.history.len() < steps + 1);
+        if too_small {
+            self.bufs = None;
+            let n1 = n.max(1);
+            self.bufs = Some(GaussianBufs {
+                n: n1,
+                params: s.alloc_zeros(n1).map_err(alloc)?,
+                best: s
+                    .alloc_zeros(n1)
+                    .map_err(driver_err("GPU memory allocation"))?,
+                m: s.alloc_zeros(n1 * PARAM_N)
+                    .map_err(driver_err("GPU memory allocation"))?,
+                v: s.alloc_zeros(n1 * PARAM_N)
+                    .map_err(driver_err("GPU memory allocation"))?,
+                param_grad: s
+                    .alloc_zeros(n1 * PARAM_N)
+                    .map_err(driver_err("GPU memory allocation"))?,
+                history: s
+                    .alloc_zeros(steps + 1)
+                    .map_err(driver_err("GPU memory allocation"))?,
+                grad_slots: s
+                    .alloc_zeros(GRAD_N)
+                    .map_err(driver_err("GPU memory allocation"))?,
+            });
+        }
+        let b = self.bufs.as_mut().expect("allocated above");
+        let up = driver_err("uploading the Gaussians");
+        if n > 0 {
+            s.memcpy_htod(&host, &mut b.params.slice_mut(..n))
+                .map_err(up)?;
+            s.memcpy_htod(&host, &mut b.best.slice_mut(..n))
+                .map_err(driver_err("uploading the Gaussians"))?;
+        }
+        let z = driver_err("memset");
+        s.memset_zeros(&mut b.m).map_err(z)?;
+        s.memset_zeros(&mut b.v).map_err(driver_err("memset"))?;
+        s.memset_zeros(&mut self.state)
+            .map_err(driver_err("memset"))?;
+        Ok(())
+    }
+
+    /// Sizes the tile lists (and gradient slots) for `entries` list entries, with room to grow.
+    fn reserve(&mut self, plan: &Plan, entries: u64) -> Result<()> {
+        let cap = (entries + entries / 2)
+            .max(plan.initial_capacity())
+            .min(u32::MAX as u64);
+        if cap > self.ws.capacity() {
+            self.ws.set_capacity(cap);
+        }
+        let b = self.bufs.as_mut().expect("started");
+        let slots = self.ws.capacity() as usize * GRAD_N;
+        if b.grad_slots.len() < slots {
+            b.grad_slots = self
+                .stream
+                .alloc_zeros(slots)
+                .map_err(driver_err("GPU memory allocation"))?;
+        }
+        Ok(())
+    }
+
+    /// Enqueues evaluation `step` (projection, binning, forward, loss, backward) and the update
+    /// after it (only keeping the best when `update` is false).
+    fn enqueue_step(
+        &mut self,
+        plan: &Plan,
+        step: usize,
+        update: bool,
+        adam: &AdamSettings,
+    ) -> Result<()> {
+        let rt = self.rt.clone();
+        let s = self.stream.clone();
+        let p = self.params(plan);
+        let values = (self.width as f64 * self.height as f64 * self.channels as f64) as f32;
+        let b = self.bufs.as_mut().expect("started");
+        let cur = self.ws.enqueue_bins(&rt, &b.params, plan)?;
+        let bins = self
+            .ws
+            .bins(cur)
+            .ok_or_else(|| Error::Cuda("internal error: no tile lists".into()))?;
+        launch::refine_forward(
+            &rt,
+            &s,
+            &bins,
+            &p,
+            &self.target,
+            &mut self.pix_color,
+            &mut self.pix_grad,
+            &mut self.tile_err,
+            &mut self.state,
+            step as u32,
+        )?;
+        launch::refine_loss(
+            &rt,
+            &s,
+            &self.tile_err,
+            &p,
+            values,
+            step as u32,
+            &mut self.state,
+            &mut b.history,
+        )?;
+        if update {
+            launch::refine_backward(
+                &rt,
+                &s,
+                &bins,
+                &p,
+                &self.pix_color,
+                &self.pix_grad,
+                &mut b.grad_slots,
+                &self.state,
+            )?;
+        }
+        // Adam's bias corrections for step t = step + 1, as refine.rs computes them.
+        let t = (step + 1) as i32;
+        let (b1, b2) = (0.9f32, 0.999f32);
+        let u = UpdateParams {
+            lr: [
+                adam.lr_position,
+                adam.lr_position,
+                adam.lr_scale,
+                adam.lr_scale,
+                adam.lr_rotation,
+                adam.lr_color,
+                adam.lr_color,
+                adam.lr_color,
+                adam.lr_color,
+            ],
+            log2_lo: adam.scale_bounds.0.log2(),
+            log2_hi: adam.scale_bounds.1.log2(),
+            c1: 1.0 - b1.powi(t),
+            c2: 1.0 - b2.powi(t),
+            values,
+            update: update as i32,
+            step: step as u32,
+        };
+        launch::refine_update(
+            &rt,
+            &s,
+            &mut b.params,
+            &mut b.best,
+            (&mut b.m, &mut b.v),
+            &bins,
+            &b.grad_slots,
+            &mut b.param_grad,
+            &p,
+            &u,
+            &self.state,
+        )
+    }
+
+    fn read_state(&self) -> Result<RefineState> {
+        let v = self
+            .stream
+            .clone_dtoh(&self.state)
+            .map_err(driver_err("GPU refinement"))?;
+        Ok(v[0])
+    }
+
+    /// Runs steps `from ..= last` (evaluation `last` without an update when it is the final
+    /// one), growing the lists and repeating from the first step that did not fit.
+    fn run_steps(
+        &mut self,
+        plan: &Plan,
+        from: usize,
+        last: usize,
+        final_eval: bool,
+        adam: &AdamSettings,
+    ) -> Result<()> {
+        let mut step = from;
+        while step <= last {
+            let chunk_end = (step + STEPS_PER_CHECK - 1).min(last);
+            for k in step..=chunk_end {
+                let update = !(final_eval && k == last);
+                self.enqueue_step(plan, k, update, adam)?;
+            }
+            let st = self.read_state()?;
+            if st.overflow != 0 {
+                // Steps from overflow_step on did nothing: grow and go on from there.
+                let needed = st.max_pairs as u64;
+                if needed as f64 * 1.5 > u32::MAX as f64 {
+                    return Err(Error::LimitsExceeded {
+                        what: "GPU tile-list entries",
+                        value: needed,
+                        limit: u32::MAX as u64,
+                    });
+                }
+                self.reserve(plan, needed * 2)?;
+                let mut cleared = st;
+                cleared.overflow = 0;
+                self.stream
+                    .memcpy_htod(&[cleared], &mut self.state)
+                    .map_err(driver_err("GPU refinement"))?;
+                step = st.overflow_step as usize;
+            } else {
+                step = chunk_end + 1;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sizes the lists from a first binning of the start.
+    fn size_lists(&mut self, plan: &Plan) -> Result<()> {
+        self.reserve(plan, 0)?;
+        let rt = self.rt.clone();
+        let b = self.bufs.as_ref().expect("started");
+        self.ws.enqueue_bins(&rt, &b.params, plan)?;
+        let stats = self
+            .stream
+            .clone_dtoh(self.ws.bins(0).map(|b| b.stats).expect("binned"))
+            .map_err(driver_err("GPU refinement"))?;
+        let pairs = stats[launch::STATS_PAIRS_WORD] as u64;
+        self.reserve(plan, pairs)
+    }
+
+    /// `iterations` Adam steps from `gaussians`, leaving in it the best parameters of all the
+    /// evaluations (the start included); returns the mean squared error per channel value of
+    /// the start and of what it leaves — as `refine.rs` `descend` does on the CPU.
+    pub fn descend(
+        &mut self,
+        gaussians: &mut [Gaussian],
+        adam: &AdamSettings,
+        iterations: usize,
+    ) -> Result<(f64, f64)> {
+        if gaussians.is_empty() {
+            return Ok((f64::NAN, f64::NAN));
+        }
+        let plan = self.plan(gaussians.len())?;
+        self.start(gaussians, iterations)?;
+        self.size_lists(&plan)?;
+        self.run_steps(&plan, 0, iterations, true, adam)?;
+        let st = self.read_state()?;
+        let b = self.bufs.as_ref().expect("started");
+        let history = self
+            .stream
+            .clone_dtoh(&b.history)
+            .map_err(driver_err("GPU refinement"))?;
+        let best = self
+            .stream
+            .clone_dtoh(&b.best)
+            .map_err(driver_err("GPU refinement"))?;
+        for (g, d) in gaussians.iter_mut().zip(&best) {
+            g.x = d.x;
+            g.y = d.y;
+            g.scale = [d.scale1, d.scale2];
+            g.rotation = d.rotation;
+            g.color = d.color;
+        }
+        Ok((history[0], st.best))
+    }
+
+    /// The loss (mean squared error per channel value) of `gaussians` and the gradient of the
+    /// summed squared error with respect to each Gaussian's (x, y, log2 σ1, log2 σ2, θ,
+    /// channels 0..3), as `refine.rs` computes them on the CPU (for tests and checks).
+    pub fn gradients(&mut self, gaussians: &[Gaussian]) -> Result<(f64, Vec<[f64; 9]>)> {
+        if gaussians.is_empty() {
+            return Ok((f64::NAN, Vec::new()));
+        }
+        let plan = self.plan(gaussians.len())?;
+        self.start(gaussians, 1)?;
+        self.size_lists(&plan)?;
+        // One step with a zero step size: the update computes the gradient and moves nothing.
+        let adam = AdamSettings {
+            lr_position: 0.0,
+            lr_scale: 0.0,
+            lr_rotation: 0.0,
+            lr_color: 0.0,
+            scale_bounds: (f32::MIN_POSITIVE, f32::MAX),
+        };
+        self.run_steps(&plan, 0, 0, false, &adam)?;
+        let st = self.read_state()?;
+        let b = self.bufs.as_ref().expect("started");
+        let raw = self
+            .stream
+            .clone_dtoh(&b.param_grad)
+            .map_err(driver_err("GPU refinement"))?;
+        let grads = raw
+            .chunks_exact(PARAM_N)
+            .take(gaussians.len())
+            .map(|c| {
+                let mut g = [0f64; 9];
+                for (d, s) in g.iter_mut().zip(c) {
+                    *d = *s as f64;
+                }
+                g
+            })
+            .collect();
+        Ok((st.last, grads))
+    }
+}
