@@ -4,9 +4,17 @@
 //! ```text
 //! refine_check grad                 GPU gradients against the CPU refinement's on random
 //!                                   scenes of every layout: PASS/FAIL (1e-4 of the largest)
+//! refine_check sanitize           a small descent, plain and quantization-aware (a case
+//!                                   for compute-sanitizer)
 //! refine_check speed PNG... [--steps N] [--cpu-steps M]
 //!                                   Adam steps per second on the GPU (and on the CPU for
 //!                                   M steps) from the analytic encoder's start
+//! refine_check curve PNG... --density D,D.. --sched I:F:R:M[:Q],...
+//!                                   rate and PSNR of the analytic encoder refined on the GPU
+//!                                   with each schedule (I steps, final step-size factor F,
+//!                                   R rounds moving a fraction M, then Q quantization-aware
+//!                                   steps): means over the pictures;
+//!                                   --fine: near-lossless quantizers (what quantizing costs)
 //! ```
 //! Exit status 1 when a check fails.
 
@@ -14,7 +22,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use gsimg::cuda::{AdamSettings, CudaRenderer};
+use gsimg::cuda::CudaRenderer;
 use gsimg::encode::Pixels;
 use gsimg::encode::refine::{RefineOptions, gradients, refine};
 use gsimg::render::render_cpu;
@@ -31,6 +39,7 @@ fn main() {
     };
     let r = match args.first().map(String::as_str) {
         Some("grad") => grad(),
+        Some("sanitize") => sanitize(),
         Some("speed") if args.len() >= 2 => {
             let pngs: Vec<&String> = args[1..]
                 .iter()
@@ -38,8 +47,30 @@ fn main() {
                 .collect();
             speed(&pngs, flag("--steps", 1000), flag("--cpu-steps", 10))
         }
+        Some("curve") if args.len() >= 2 => {
+            let pngs: Vec<&String> = args[1..]
+                .iter()
+                .take_while(|a| !a.starts_with("--"))
+                .collect();
+            let list = |name: &str| -> Vec<String> {
+                args.iter()
+                    .position(|a| a == name)
+                    .and_then(|i| args.get(i + 1))
+                    .map(|v| v.split(',').map(str::to_string).collect())
+                    .unwrap_or_default()
+            };
+            curve(
+                &pngs,
+                &list("--density"),
+                &list("--sched"),
+                args.iter().any(|a| a == "--fine"),
+            )
+        }
         _ => {
-            eprintln!("usage: refine_check grad | speed PNG... [--steps N] [--cpu-steps M]");
+            eprintln!(
+                "usage: refine_check grad | speed PNG... [--steps N] [--cpu-steps M] | \
+                 curve PNG... --density D,.. --sched I:F:R:M,.."
+            );
             std::process::exit(2);
         }
     };
@@ -146,6 +177,29 @@ fn grad() -> Result<()> {
     Ok(())
 }
 
+fn sanitize() -> Result<()> {
+    let gpu = CudaRenderer::new().context("no GPU")?;
+    let mut rng = Rng(7);
+    let (w, h, layout) = (70u32, 50u32, ChannelLayout::Rgb);
+    let scene = SplatImage::new(w, h, layout, random_gaussians(&mut rng, w, h, 3, 80, 8.0))?;
+    let frame: Frame<f32> = render_cpu(&scene, &Viewport::full(w, h), &Limits::default())?;
+    let mut gs = random_gaussians(&mut rng, w, h, 3, 200, 4.0);
+    let mut refiner = gpu.refiner(w, h, 3, &frame.data)?;
+    let adam = RefineOptions::default().adam();
+    let (a, b) = refiner.descend(&mut gs, &adam, 10, None)?;
+    let header = gsimg::format::plan_header(
+        &SplatImage::new(w, h, layout, gs.clone())?,
+        &gsimg::format::WriteOptions::default(),
+    )?;
+    let grid = gsimg::encode::refine::QuantGrid::of(&header);
+    let (c, d) = refiner.descend(&mut gs, &adam, 5, Some(&grid))?;
+    println!("descent {a:.3e} -> {b:.3e}; quantization-aware {c:.3e} -> {d:.3e}");
+    if !(b <= a && d <= c) {
+        bail!("the descent did not keep its best step");
+    }
+    Ok(())
+}
+
 fn load(path: &str) -> Result<Pixels> {
     let bytes = std::fs::read(path).with_context(|| path.to_string())?;
     Ok(gsimg::encode::load_image(&bytes, &Limits::default())?.pixels)
@@ -174,13 +228,7 @@ fn speed(pngs: &[&String], steps: usize, cpu_steps: usize) -> Result<()> {
         rayon::current_num_threads()
     );
     let o = RefineOptions::default();
-    let adam = AdamSettings {
-        lr_position: o.lr_position,
-        lr_scale: o.lr_scale,
-        lr_rotation: o.lr_rotation,
-        lr_color: o.lr_color,
-        scale_bounds: o.scale_bounds,
-    };
+    let adam = o.adam();
     println!(
         "picture | Gaussians | GPU steps/s | GPU ms for {steps} | PSNR start -> end | CPU steps/s ({cpu_steps})"
     );
@@ -190,10 +238,10 @@ fn speed(pngs: &[&String], steps: usize, cpu_steps: usize) -> Result<()> {
         let mut refiner = gpu.refiner(px.width, px.height, px.channels(), &px.data)?;
         // Warm-up: loads the kernels, sizes the buffers.
         let mut gs = start.clone();
-        refiner.descend(&mut gs, &adam, 5)?;
+        refiner.descend(&mut gs, &adam, 5, None)?;
         let mut gs = start.clone();
         let t = Instant::now();
-        let (first, last) = refiner.descend(&mut gs, &adam, steps)?;
+        let (first, last) = refiner.descend(&mut gs, &adam, steps, None)?;
         let gpu_s = t.elapsed().as_secs_f64();
         let mut cs = start.clone();
         let opts = RefineOptions {
@@ -216,6 +264,73 @@ fn speed(pngs: &[&String], steps: usize, cpu_steps: usize) -> Result<()> {
             psnr(last),
             cpu_steps as f64 / cpu_s
         );
+    }
+    Ok(())
+}
+
+/// 8-bit RGB PSNR of a file's native render against the picture (the codec-anchors protocol:
+/// per-picture MSE of the 8-bit samples).
+fn psnr8(px: &Pixels, image: &SplatImage) -> Result<f64> {
+    let frame: Frame<u8> = render_cpu(
+        image,
+        &Viewport::full(px.width, px.height),
+        &Limits::default(),
+    )?;
+    let mut se = 0f64;
+    for (a, b) in frame.data.iter().zip(&px.data) {
+        let d = *a as f64 - (*b as f64 * 255.0).round();
+        se += d * d;
+    }
+    Ok(10.0 * (255.0f64 * 255.0 / (se / frame.data.len() as f64)).log10())
+}
+
+fn curve(pngs: &[&String], densities: &[String], scheds: &[String], fine: bool) -> Result<()> {
+    let gpu = CudaRenderer::new().context("no GPU")?;
+    println!("device: {}", gpu.device_name());
+    let pics: Vec<Pixels> = pngs.iter().map(|p| load(p)).collect::<Result<_>>()?;
+    println!("density | schedule | mean bpp | mean PSNR | mean seconds");
+    for d in densities {
+        let density: f64 = d.parse().context("density")?;
+        for sch in scheds {
+            let f: Vec<&str> = sch.split(':').collect();
+            if f.len() != 4 && f.len() != 5 {
+                bail!("schedule {sch}: want I:F:R:M[:Q]");
+            }
+            let mut opts = gsimg::encode::analytic::AnalyticOptions {
+                density,
+                ..Default::default()
+            };
+            opts.refine.iterations = f[0].parse()?;
+            opts.refine.lr_final = f[1].parse()?;
+            opts.refine.rounds = f[2].parse()?;
+            opts.refine.reallocate = f[3].parse()?;
+            opts.refine.quantized_steps = f.get(4).map_or(Ok(0), |q| q.parse())?;
+            opts.refine.device = gsimg::encode::refine::RefineDevice::Cuda;
+            if fine {
+                // Near-lossless quantizers: the PSNR difference to the default ones is what
+                // quantization costs.
+                opts.write.position_bits += 4;
+                opts.write.scale_bits = 12;
+                opts.write.rotation_bits = 12;
+                opts.write.luma_bits = 12;
+                opts.write.chroma_bits = 12;
+            }
+            let (mut bpp, mut db, mut secs) = (0.0, 0.0, 0.0);
+            for px in &pics {
+                let t = Instant::now();
+                let enc = gsimg::encode::analytic::encode(px, &opts)?;
+                secs += t.elapsed().as_secs_f64();
+                bpp += enc.bytes.len() as f64 * 8.0 / (px.width as f64 * px.height as f64);
+                db += psnr8(px, &enc.image)?;
+            }
+            let n = pics.len() as f64;
+            println!(
+                "{density} | {sch} | {:.4} | {:.3} | {:.3}",
+                bpp / n,
+                db / n,
+                secs / n
+            );
+        }
     }
     Ok(())
 }

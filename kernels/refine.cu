@@ -59,7 +59,20 @@ struct RefineParams {
     unsigned int pad;
 };
 
-// Per-step settings of the update. 64 bytes.
+// The file's geometry quantizers (format-spec.md §5.1-5.3), for quantization-aware steps: the
+// Gaussians rendered are the latent parameters snapped to what the file can store. 32 bytes.
+struct QuantGrid {
+    int on;                // 0: render the latent parameters as they are
+    float pos_step;        // cell size / 2^position bits, native px
+    float extent_x;        // cells_x * cell size: positions are clamped to [0, extent]
+    float extent_y;
+    float log2_min;        // log2 sigma quantizer range
+    float log2_max;
+    unsigned int scale_levels;  // 2^scale bits - 1 (0: every sigma is 2^log2_min)
+    unsigned int rot_steps;     // 2^rotation bits
+};
+
+// Per-step settings of the update. 96 bytes.
 struct UpdateParams {
     float lr[PARAM_N];      // step size per parameter
     float log2_lo, log2_hi; // bounds of log2 sigma
@@ -67,7 +80,39 @@ struct UpdateParams {
     float values;           // width * height * channels: the loss is a mean
     int update;             // 0: only keep the best (the last evaluation)
     unsigned int step;      // index of the evaluation (for the history and overflow)
+    QuantGrid grid;
 };
+
+// The file's value of a latent Gaussian's geometry (format::quantize then dequantize, in double
+// as there; colours are left as they are: the encoder fits them to the stored geometry).
+__device__ __forceinline__ GaussianIn snap(GaussianIn g, const QuantGrid& q) {
+    const double s = q.pos_step;
+    const double cx = fmin(fmax((double)g.x, 0.0), (double)q.extent_x);
+    const double cy = fmin(fmax((double)g.y, 0.0), (double)q.extent_y);
+    const double kx_max = floor((double)q.extent_x / s) - 1.0;
+    const double ky_max = floor((double)q.extent_y / s) - 1.0;
+    g.x = (float)((fmin(floor(cx / s), kx_max) + 0.5) * s);
+    g.y = (float)((fmin(floor(cy / s), ky_max) + 0.5) * s);
+    const double span = (double)q.log2_max - (double)q.log2_min;
+    const double lv = q.scale_levels;
+    float sc[2] = {g.scale1, g.scale2};
+    for (int k = 0; k < 2; ++k) {
+        double code = 0.0;
+        if (q.scale_levels > 0 && span > 0.0)
+            code = fmin(fmax(round((log2((double)sc[k]) - q.log2_min) / span * lv), 0.0), lv);
+        const double l = q.scale_levels > 0 ? q.log2_min + span * code / lv : q.log2_min;
+        sc[k] = (float)exp2(l);
+    }
+    g.scale1 = sc[0];
+    g.scale2 = sc[1];
+    const double pi = 3.14159265358979323846;
+    const double rs = q.rot_steps;
+    double r = fmod((double)g.rotation, pi);
+    if (r < 0.0) r += pi;
+    const double qr = fmod(round(r / pi * rs), rs);
+    g.rotation = (float)(pi * qr / rs);
+    return g;
+}
 
 #define ADAM_B1 0.9f
 #define ADAM_B2 0.999f
@@ -366,12 +411,15 @@ __device__ __forceinline__ void backward_tile(const Splat* __restrict__ splats,
 
 // ---------------------------------------------------------------------------------------------
 // Update: per Gaussian, its entries' gradients summed in tile order, the chain rule to the
-// parameters (refine.rs param_gradient, in double), then Adam as refine.rs descend. Before the
-// update, the parameters are kept as the best when this step's evaluation was the best so far.
+// parameters (refine.rs param_gradient, in double), then Adam as refine.rs descend on the
+// latent parameters; the rendered ones are the latent ones, or their snap to the file's
+// quantizers in quantization-aware steps. Before the update, the rendered parameters are kept
+// as the best when this step's evaluation was the best so far.
 // Launch: grid = ceil(n / UPDATE_THREADS), UPDATE_THREADS threads.
 // ---------------------------------------------------------------------------------------------
 extern "C" __global__ void __launch_bounds__(UPDATE_THREADS)
-refine_update(GaussianIn* __restrict__ params,       // [n] in/out
+refine_update(GaussianIn* __restrict__ latent,       // [n] in/out: what Adam moves
+              GaussianIn* __restrict__ params,       // [n] in/out: what is rendered
               GaussianIn* __restrict__ best,         // [n] out when improved
               float* __restrict__ adam_m,            // [n * PARAM_N]
               float* __restrict__ adam_v,            // [n * PARAM_N]
@@ -422,7 +470,9 @@ refine_update(GaussianIn* __restrict__ params,       // [n] in/out
     double pg[PARAM_N] = {gr[0], gr[1], dv1 * 2.0 * ln2 * v1 + gamp * ln2,
                           dv2 * 2.0 * ln2 * v2 + gamp * ln2, dth, 0.0, 0.0, 0.0, 0.0};
     for (int k = 0; k < nc; ++k) pg[5 + k] = gr[6 + k];
-    // Adam on (x, y, log2 s1, log2 s2, theta, channels).
+    // Adam on the latent (x, y, log2 s1, log2 s2, theta, channels), with the gradient taken at
+    // the rendered parameters (straight through the quantizers when they are on).
+    g = latent[i];
     float prm[PARAM_N] = {g.x, g.y, log2f(g.scale1), log2f(g.scale2), g.rotation,
                           g.color[0], g.color[1], g.color[2], g.color[3]};
     float* m = adam_m + (unsigned long long)i * PARAM_N;
@@ -442,7 +492,8 @@ refine_update(GaussianIn* __restrict__ params,       // [n] in/out
     g.scale2 = exp2f(fminf(fmaxf(prm[3], u.log2_lo), u.log2_hi));
     g.rotation = prm[4];
     for (int k = 0; k < nc; ++k) g.color[k] = fminf(fmaxf(prm[5 + k], -0.5f), 1.5f);
-    params[i] = g;
+    latent[i] = g;
+    params[i] = u.grid.on ? snap(g, u.grid) : g;
 }
 
 #define DEFINE_REFINE(C)                                                                       \

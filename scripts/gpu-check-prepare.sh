@@ -8,14 +8,17 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KODAK=${1:-../shared/bench/kodak}
-cargo build --release --bin gsimg --example gpu_check
+cargo build --release --bin gsimg --example gpu_check --example refine_check
 mkdir -p target/gpu-check
 strip -o target/gpu-check/gpu_check target/release/examples/gpu_check
+strip -o target/gpu-check/refine_check target/release/examples/refine_check
 strip -o target/gpu-check/gsimg target/release/gsimg
 # the fault-injection test build of the CLI (its own target folder: features never leak into the
 # release binary)
 cargo build --release --bin gsimg --features fault-injection --target-dir target/fault-injection
 strip -o target/gpu-check/gsimg-fi target/fault-injection/release/gsimg
+mkdir -p data/gpu-check
+cp "$KODAK/kodim01.png" "$KODAK/kodim05.png" "$KODAK/kodim23.png" data/gpu-check/
 if [[ ! -f data/gpu-check/kodim23.dense4.gsi ]]; then
     target/gpu-check/gpu_check make-data data/gpu-check "$KODAK/kodim23.png" "$KODAK/kodim05.png"
 fi

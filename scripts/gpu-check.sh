@@ -19,7 +19,11 @@
 # cuda (exit 1, no output); (5) benchmarks (bench.md); (6) `gsimg upscale --ensemble` with
 # `--device auto` (8 renders through one CUDA renderer) against `--device cpu`, the network on
 # the ONNX Runtime found (ORT_DYLIB_PATH, else the Python onnxruntime package's library) with
-# models/upscale.onnx (GPU_CHECK_UPSCALE_MODEL to change it).
+# models/upscale.onnx (GPU_CHECK_UPSCALE_MODEL to change it); (7) the refinement on the GPU:
+# its gradients against the CPU refinement's on random scenes (1e-4 of the largest), the
+# compute-sanitizer tools on a small descent, an encode whose refinement meets a GPU out of
+# memory (falls back to the CPU with one note line and writes the file), and its speed on three
+# Kodak pictures (refine.txt).
 # GPU_CHECK_STEPS="1 2 6" runs only those steps (default: all).
 # Exit status 1 when any step fails.
 set -uo pipefail
@@ -27,6 +31,7 @@ cd "$(dirname "$0")/.."
 OUT=${1:-${OUT:-/tmp/gpu-check}}
 mkdir -p "$OUT"
 BIN=${GPU_CHECK_BIN:-target/gpu-check/gpu_check}
+RBIN=${GPU_CHECK_REFINE_BIN:-target/gpu-check/refine_check}
 CLI=${GPU_CHECK_CLI:-target/gpu-check/gsimg}
 DATA=${GPU_CHECK_DATA:-data/gpu-check}
 SAN=${GPU_CHECK_SANITIZER:-$(command -v compute-sanitizer || echo /usr/local/cuda/bin/compute-sanitizer)}
@@ -35,7 +40,7 @@ status=0
 record() { # name rc
     if [[ $2 == 0 ]]; then results+=("PASS  $1"); else results+=("FAIL  $1 (exit $2)"); status=1; fi
 }
-want() { [[ " ${GPU_CHECK_STEPS:-1 2 3 4 5 6} " == *" $1 "* ]]; }
+want() { [[ " ${GPU_CHECK_STEPS:-1 2 3 4 5 6 7} " == *" $1 "* ]]; }
 logged() { # file name command: runs the command with its output in $OUT/file, shows it, records it
     "$3" > "$OUT/$1" 2>&1
     local rc=$?
@@ -164,6 +169,34 @@ print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonn
         )
         logged upscale.txt "gsimg upscale --ensemble renders on the GPU and matches --device cpu" upscale_gpu_vs_cpu
     fi
+fi
+
+if want 7; then
+    echo "== 7. refinement on the GPU"
+    refine_checks() (
+        ok=0
+        "$RBIN" grad || ok=1
+        for tool in memcheck racecheck initcheck synccheck; do
+            echo "---- compute-sanitizer $tool"
+            timeout 240 "$SAN" --tool $tool --error-exitcode 7 "$RBIN" sanitize 2>&1 | tail -n 20
+            [[ ${PIPESTATUS[0]} == 0 ]] || ok=1
+        done
+        echo "-- out of memory during the refinement: a process holds all but 64 MiB"
+        rm -f /tmp/hog.ready /tmp/r-oom.gsi
+        python3 -c "import time, torch; free, total = torch.cuda.mem_get_info(); \
+x = torch.empty(free - 64 * 2**20, dtype=torch.uint8, device='cuda'); \
+open('/tmp/hog.ready', 'w').close(); time.sleep(60)" & hog=$!
+        for _ in $(seq 120); do [[ -e /tmp/hog.ready ]] && break; kill -0 $hog 2>/dev/null || break; sleep 0.5; done
+        "$CLI" encode "$DATA/kodim23.png" /tmp/r-oom.gsi --method analytic --refine 40 \
+            --device auto 2>/tmp/r.err
+        rc=$?; cat /tmp/r.err; echo "exit $rc"
+        [[ $rc == 0 && -s /tmp/r-oom.gsi ]] && grep -q "refining on the CPU after a GPU error" /tmp/r.err || ok=1
+        kill $hog 2>/dev/null; wait $hog 2>/dev/null
+        echo "-- speed"
+        "$RBIN" speed "$DATA"/kodim01.png "$DATA"/kodim05.png "$DATA"/kodim23.png --steps 1000 --cpu-steps 10 || ok=1
+        exit $ok
+    )
+    logged refine.txt "refinement: GPU gradients = CPU (1e-4), sanitizers clean, out-of-memory falls back to the CPU" refine_checks
 fi
 
 {

@@ -535,14 +535,8 @@ fn gpu_refinement_descends_as_the_cpu_does() {
     let c = gsimg::encode::refine::refine(&target, &mut cpu, &opts).unwrap();
     let mut dev = start.clone();
     let mut refiner = gpu.refiner(w, h, 3, &target.data).unwrap();
-    let adam = gsimg::cuda::AdamSettings {
-        lr_position: opts.lr_position,
-        lr_scale: opts.lr_scale,
-        lr_rotation: opts.lr_rotation,
-        lr_color: opts.lr_color,
-        scale_bounds: opts.scale_bounds,
-    };
-    let (first, last) = refiner.descend(&mut dev, &adam, 30).unwrap();
+    let adam = opts.adam();
+    let (first, last) = refiner.descend(&mut dev, &adam, 30, None).unwrap();
     assert!(
         (first - c.first).abs() <= 1e-5 * c.first,
         "{first} vs {}",

@@ -14,7 +14,7 @@ use super::io::{read_input, write_output};
 use gsimg::Limits;
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
-use gsimg::encode::refine::RefineDevice;
+use gsimg::encode::refine::{Effort, RefineDevice, RefineOptions};
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
 #[derive(Args)]
@@ -36,20 +36,33 @@ pub struct EncodeArgs {
     /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.
     #[arg(long)]
     density: Option<f64>,
-    /// Gradient-refinement iterations on the picture before writing (0: none; more: slower,
-    /// better). Default: 40 for the analytic encoder, 0 for the network. Both refine in four
-    /// rounds, each after moving a tenth of the Gaussians to where the error is (the analytic
-    /// encoder from 0.015 Gaussians per pixel up). The Gaussians refinement starts from are
-    /// resized: the analytic encoder's are smaller (σ 0.45 of their quadtree block instead of
-    /// 0.55), the network's larger (oriented along the picture's edges, then σ × 1.3).
+    /// Gradient-refinement steps on the picture before writing, in place of --effort's (0:
+    /// none; more: slower, better). Steps run in four rounds, each after moving a tenth of the
+    /// Gaussians to where the error is. On the GPU unless --device cpu.
     #[arg(long)]
     refine: Option<usize>,
+    /// How much work to spend: fast (the encoder's start, no refinement), default (on a GPU:
+    /// refinement of a fraction of a second; on the CPU: as fast, except the analytic encoder's
+    /// 40 steps), max (refinement to convergence: about a second on a GPU, minutes on the CPU).
+    /// --refine N sets the number of steps.
+    #[arg(long, value_enum, default_value_t = EffortArg::Default)]
+    effort: EffortArg,
     /// Network encoder: write the network's colours as they are, without the least-squares
     /// colour fit that follows it by default (faster, about 0.4 dB lower on Kodak).
     #[arg(long)]
     no_fit: bool,
     #[command(flatten)]
     net: NetworkArgs,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EffortArg {
+    /// No refinement.
+    Fast,
+    /// Bounded time.
+    Default,
+    /// To convergence.
+    Max,
 }
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -223,16 +236,31 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
         bail!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
+    let refine_device = args.net.refine_device();
+    let effort = match args.effort {
+        EffortArg::Fast => Effort::Fast,
+        EffortArg::Default => Effort::Default,
+        EffortArg::Max => Effort::Max,
+    };
+    // Refinement on the GPU when one can be used (a probe: the refinement opens it again).
+    let gpu = refine_device != RefineDevice::Cpu
+        && effort != Effort::Fast
+        && gsimg::cuda::CudaRenderer::new().is_ok();
+    let mut refine = RefineOptions::for_effort(effort, refine_device, gpu);
+    if method == Method::Analytic && effort == Effort::Default && !gpu {
+        // Without refinement the analytic encoder's picture is poor: 40 steps on the CPU.
+        refine.iterations = AnalyticOptions::default().refine.iterations;
+    }
+    if let Some(n) = args.refine {
+        refine.iterations = n;
+    }
     let (encoded, how) = match method {
         Method::Analytic => {
             let mut opts = AnalyticOptions::with_quality(args.quality)?;
             if let Some(d) = args.density {
                 opts.density = d;
             }
-            if let Some(n) = args.refine {
-                opts.refine.iterations = n;
-            }
-            opts.refine.device = args.net.refine_device();
+            opts.refine = refine;
             opts.write.metadata.icc_profile = loaded.icc_profile;
             (
                 analytic::encode(&loaded.pixels, &opts)?,
@@ -245,8 +273,7 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
                 .net
                 .options(ModelKind::Compact, &progress)
                 .with_quality(args.quality)?
-                .with_refine(args.refine.unwrap_or(0))
-                .with_refine_device(args.net.refine_device());
+                .with_refine_options(refine);
             let encoder = if args.no_fit {
                 encoder.with_color_fit(None)
             } else {

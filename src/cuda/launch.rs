@@ -494,6 +494,20 @@ pub(crate) struct RefineParams {
 // SAFETY: fixed-width fields in C order without implicit padding (32 bytes, asserted below).
 unsafe impl DeviceRepr for RefineParams {}
 
+/// `struct QuantGrid`.
+#[repr(C)]
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub(crate) struct QuantGrid {
+    pub on: i32,
+    pub pos_step: f32,
+    pub extent_x: f32,
+    pub extent_y: f32,
+    pub log2_min: f32,
+    pub log2_max: f32,
+    pub scale_levels: u32,
+    pub rot_steps: u32,
+}
+
 /// `struct UpdateParams`.
 #[repr(C)]
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -506,14 +520,16 @@ pub(crate) struct UpdateParams {
     pub values: f32,
     pub update: i32,
     pub step: u32,
+    pub grid: QuantGrid,
 }
-// SAFETY: fixed-width fields in C order without implicit padding (64 bytes, asserted below).
+// SAFETY: fixed-width fields in C order without implicit padding (96 bytes, asserted below).
 unsafe impl DeviceRepr for UpdateParams {}
 
 const _: () = {
     assert!(std::mem::size_of::<RefineState>() == 40);
     assert!(std::mem::size_of::<RefineParams>() == 32);
-    assert!(std::mem::size_of::<UpdateParams>() == 64);
+    assert!(std::mem::size_of::<QuantGrid>() == 32);
+    assert!(std::mem::size_of::<UpdateParams>() == 96);
 };
 
 fn check_refine_params(p: &RefineParams) -> Result<u64> {
@@ -660,6 +676,7 @@ pub(crate) fn refine_backward(
 pub(crate) fn refine_update(
     rt: &Runtime,
     stream: &CudaStream,
+    latent: &mut CudaSlice<GaussianIn>,
     params: &mut CudaSlice<GaussianIn>,
     best: &mut CudaSlice<GaussianIn>,
     adam: (&mut CudaSlice<f32>, &mut CudaSlice<f32>),
@@ -671,6 +688,7 @@ pub(crate) fn refine_update(
     state: &CudaSlice<RefineState>,
 ) -> Result<()> {
     let n = p.n as u64;
+    need("latent parameters", latent.len(), n)?;
     need("parameters", params.len(), n)?;
     need("best parameters", best.len(), n)?;
     need("Adam m", adam.0.len(), n * PARAM_N as u64)?;
@@ -687,7 +705,8 @@ pub(crate) fn refine_update(
     let cfg = grid(blocks_for(n, UPDATE_THREADS), UPDATE_THREADS)?;
     let f = rt.function(Kernel::RefineUpdate)?;
     let mut b = stream.launch_builder(f);
-    b.arg(params)
+    b.arg(latent)
+        .arg(params)
         .arg(best)
         .arg(adam.0)
         .arg(adam.1)
@@ -698,8 +717,9 @@ pub(crate) fn refine_update(
         .arg(p)
         .arg(u)
         .arg(state);
-    // SAFETY: matches refine_update(GaussianIn*, GaussianIn*, float*, float*, const unsigned*,
-    // const unsigned*, const float*, float*, RefineParams, UpdateParams, const RefineState*).
+    // SAFETY: matches refine_update(GaussianIn*, GaussianIn*, GaussianIn*, float*, float*,
+    // const unsigned*, const unsigned*, const float*, float*, RefineParams, UpdateParams, const
+    // RefineState*).
     // Thread i < n touches index i of the per-Gaussian arrays (lengths checked) and the slots
     // offsets[i] .. offsets[i] + counts[i], below the entry total <= capacity unless the step
     // overflowed, in which case the kernel returns first.

@@ -68,6 +68,9 @@ pub struct AdamSettings {
     pub lr_rotation: f32,
     /// Step size of channel values.
     pub lr_color: f32,
+    /// The step sizes at the last step as a fraction of the above (exponential decay; 1:
+    /// constant).
+    pub lr_final: f32,
     /// Smallest and largest σ, native pixels.
     pub scale_bounds: (f32, f32),
 }

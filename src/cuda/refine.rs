@@ -18,6 +18,7 @@ use super::launch::{
 };
 use super::pipeline::{Plan, Workspace};
 use super::runtime::{Runtime, driver_err};
+use crate::encode::refine::QuantGrid;
 use crate::splat::Gaussian;
 use crate::{Error, Limits, Result, Viewport};
 
@@ -45,6 +46,7 @@ pub struct GpuRefiner {
 /// Per-Gaussian buffers, reallocated when a descent has more Gaussians or list entries.
 struct GaussianBufs {
     n: usize,
+    latent: CudaSlice<GaussianIn>,
     params: CudaSlice<GaussianIn>,
     best: CudaSlice<GaussianIn>,
     m: CudaSlice<f32>,
@@ -153,11 +155,23 @@ impl GpuRefiner {
 
     /// Uploads `gaussians` as the parameters, zeroes the moments and the state, and makes sure
     /// the per-Gaussian buffers and `steps + 1` history entries exist.
-    fn start(&mut self, gaussians: &[Gaussian], steps: usize) -> Result<()> {
+    fn start(
+        &mut self,
+        gaussians: &[Gaussian],
+        steps: usize,
+        grid: Option<&QuantGrid>,
+    ) -> Result<()> {
         let n = gaussians.len();
         let s = self.stream.clone();
         let alloc = driver_err("GPU memory allocation");
-        let host: Vec<GaussianIn> = gaussians.iter().map(GaussianIn::from).collect();
+        let latent: Vec<GaussianIn> = gaussians.iter().map(GaussianIn::from).collect();
+        let host: Vec<GaussianIn> = match grid {
+            Some(q) => gaussians
+                .iter()
+                .map(|g| GaussianIn::from(&q.snap(g)))
+                .collect(),
+            None => latent.clone(),
+        };
         let too_small = self
             .bufs
             .as_ref()
@@ -167,7 +181,10 @@ impl GpuRefiner {
             let n1 = n.max(1);
             self.bufs = Some(GaussianBufs {
                 n: n1,
-                params: s.alloc_zeros(n1).map_err(alloc)?,
+                latent: s.alloc_zeros(n1).map_err(alloc)?,
+                params: s
+                    .alloc_zeros(n1)
+                    .map_err(driver_err("GPU memory allocation"))?,
                 best: s
                     .alloc_zeros(n1)
                     .map_err(driver_err("GPU memory allocation"))?,
@@ -189,8 +206,10 @@ impl GpuRefiner {
         let b = self.bufs.as_mut().expect("allocated above");
         let up = driver_err("uploading the Gaussians");
         if n > 0 {
-            s.memcpy_htod(&host, &mut b.params.slice_mut(..n))
+            s.memcpy_htod(&latent, &mut b.latent.slice_mut(..n))
                 .map_err(up)?;
+            s.memcpy_htod(&host, &mut b.params.slice_mut(..n))
+                .map_err(driver_err("uploading the Gaussians"))?;
             s.memcpy_htod(&host, &mut b.best.slice_mut(..n))
                 .map_err(driver_err("uploading the Gaussians"))?;
         }
@@ -227,8 +246,10 @@ impl GpuRefiner {
         &mut self,
         plan: &Plan,
         step: usize,
+        iterations: usize,
         update: bool,
         adam: &AdamSettings,
+        grid: Option<&QuantGrid>,
     ) -> Result<()> {
         let rt = self.rt.clone();
         let s = self.stream.clone();
@@ -277,17 +298,18 @@ impl GpuRefiner {
         // Adam's bias corrections for step t = step + 1, as refine.rs computes them.
         let t = (step + 1) as i32;
         let (b1, b2) = (0.9f32, 0.999f32);
+        let f = crate::encode::refine::lr_factor(adam.lr_final, step, iterations);
         let u = UpdateParams {
             lr: [
-                adam.lr_position,
-                adam.lr_position,
-                adam.lr_scale,
-                adam.lr_scale,
-                adam.lr_rotation,
-                adam.lr_color,
-                adam.lr_color,
-                adam.lr_color,
-                adam.lr_color,
+                adam.lr_position * f,
+                adam.lr_position * f,
+                adam.lr_scale * f,
+                adam.lr_scale * f,
+                adam.lr_rotation * f,
+                adam.lr_color * f,
+                adam.lr_color * f,
+                adam.lr_color * f,
+                adam.lr_color * f,
             ],
             log2_lo: adam.scale_bounds.0.log2(),
             log2_hi: adam.scale_bounds.1.log2(),
@@ -296,10 +318,24 @@ impl GpuRefiner {
             values,
             update: update as i32,
             step: step as u32,
+            grid: match grid {
+                Some(q) => launch::QuantGrid {
+                    on: 1,
+                    pos_step: q.pos_step,
+                    extent_x: q.extent.0,
+                    extent_y: q.extent.1,
+                    log2_min: q.log2_range.0,
+                    log2_max: q.log2_range.1,
+                    scale_levels: q.scale_levels,
+                    rot_steps: q.rot_steps,
+                },
+                None => launch::QuantGrid::default(),
+            },
         };
         launch::refine_update(
             &rt,
             &s,
+            &mut b.latent,
             &mut b.params,
             &mut b.best,
             (&mut b.m, &mut b.v),
@@ -329,13 +365,14 @@ impl GpuRefiner {
         last: usize,
         final_eval: bool,
         adam: &AdamSettings,
+        grid: Option<&QuantGrid>,
     ) -> Result<()> {
         let mut step = from;
         while step <= last {
             let chunk_end = (step + STEPS_PER_CHECK - 1).min(last);
             for k in step..=chunk_end {
                 let update = !(final_eval && k == last);
-                self.enqueue_step(plan, k, update, adam)?;
+                self.enqueue_step(plan, k, last, update, adam, grid)?;
             }
             let st = self.read_state()?;
             if st.overflow != 0 {
@@ -378,20 +415,25 @@ impl GpuRefiner {
 
     /// `iterations` Adam steps from `gaussians`, leaving in it the best parameters of all the
     /// evaluations (the start included); returns the mean squared error per channel value of
-    /// the start and of what it leaves — as `refine.rs` `descend` does on the CPU.
+    /// the start and of what it leaves — as `refine.rs` `descend` does on the CPU. With a
+    /// `grid`, the steps are quantization-aware ([`refine_quantized`]) and what is left is
+    /// snapped to it.
+    ///
+    /// [`refine_quantized`]: crate::encode::refine::refine_quantized
     pub fn descend(
         &mut self,
         gaussians: &mut [Gaussian],
         adam: &AdamSettings,
         iterations: usize,
+        grid: Option<&QuantGrid>,
     ) -> Result<(f64, f64)> {
         if gaussians.is_empty() {
             return Ok((f64::NAN, f64::NAN));
         }
         let plan = self.plan(gaussians.len())?;
-        self.start(gaussians, iterations)?;
+        self.start(gaussians, iterations, grid)?;
         self.size_lists(&plan)?;
-        self.run_steps(&plan, 0, iterations, true, adam)?;
+        self.run_steps(&plan, 0, iterations, true, adam, grid)?;
         let st = self.read_state()?;
         let b = self.bufs.as_ref().expect("started");
         let history = self
@@ -420,7 +462,7 @@ impl GpuRefiner {
             return Ok((f64::NAN, Vec::new()));
         }
         let plan = self.plan(gaussians.len())?;
-        self.start(gaussians, 1)?;
+        self.start(gaussians, 1, None)?;
         self.size_lists(&plan)?;
         // One step with a zero step size: the update computes the gradient and moves nothing.
         let adam = AdamSettings {
@@ -428,9 +470,10 @@ impl GpuRefiner {
             lr_scale: 0.0,
             lr_rotation: 0.0,
             lr_color: 0.0,
+            lr_final: 1.0,
             scale_bounds: (f32::MIN_POSITIVE, f32::MAX),
         };
-        self.run_steps(&plan, 0, 0, false, &adam)?;
+        self.run_steps(&plan, 0, 0, false, &adam, None)?;
         let st = self.read_state()?;
         let b = self.bufs.as_ref().expect("started");
         let raw = self

@@ -226,6 +226,7 @@ impl GpuRefiner {
         _gaussians: &mut [crate::splat::Gaussian],
         _adam: &super::AdamSettings,
         _iterations: usize,
+        _grid: Option<&crate::encode::refine::QuantGrid>,
     ) -> Result<(f64, f64)> {
         match self.never {}
     }

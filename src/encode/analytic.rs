@@ -14,7 +14,7 @@ use rayon::prelude::*;
 
 use super::fit::{FitOptions, fit_colors};
 use super::input::Pixels;
-use super::refine::{RefineOptions, refine};
+use super::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
 use crate::format::{self, Encoded, WriteOptions};
 use crate::splat::{Gaussian, SplatImage};
 use crate::{Error, Result};
@@ -328,6 +328,11 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
         gaussians.clone(),
     )?;
     let header = format::plan_header(&draft, &opts.write)?;
+    if opts.refine.iterations > 0 && opts.refine.quantized_steps > 0 {
+        let grid = QuantGrid::of(&header);
+        let steps = opts.refine.quantized_steps;
+        notes.extend(refine_quantized(pixels, &mut gaussians, &opts.refine, &grid, steps)?.note());
+    }
     for g in gaussians.iter_mut() {
         let color = g.color;
         *g = format::dequantize(&header, &format::quantize(&header, g));

@@ -50,7 +50,7 @@ use super::fit::{FitOptions, fit_colors};
 use super::input::Pixels;
 use super::onnx::{ModelDecl, OnnxModel, TensorDecl};
 use super::ort_lib::{FoundLibrary, LibrarySearch};
-use super::refine::{RefineOptions, refine};
+use super::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
 use super::symmetry::Symmetry;
 use crate::format::consts::{MAX_CHANNEL_VALUE, MAX_LOG2_SCALE};
 use crate::format::{self, ColorModel, Encoded, WriteOptions};
@@ -577,6 +577,13 @@ impl NetworkOptions {
         self.library_search = Some(search);
         self
     }
+    /// The whole refinement setting (steps, rounds, quantization-aware steps, device), e.g.
+    /// [`RefineOptions::for_effort`](super::refine::RefineOptions::for_effort).
+    pub fn with_refine_options(mut self, refine: RefineOptions) -> Self {
+        self.refine = refine;
+        self
+    }
+
     /// Where the refinement ([`NetworkOptions::with_refine`]) runs (default: the CPU).
     pub fn with_refine_device(mut self, device: super::refine::RefineDevice) -> Self {
         self.refine.device = device;
@@ -1004,6 +1011,12 @@ impl NetworkEncoder {
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
+            let q_steps = self.opts.refine.quantized_steps;
+            if refining && q_steps > 0 {
+                let grid = QuantGrid::of(&header);
+                let ropts = &self.opts.refine;
+                notes.extend(refine_quantized(pixels, &mut gs, ropts, &grid, q_steps)?.note());
+            }
             for g in gs.iter_mut() {
                 let color = g.color;
                 *g = format::dequantize(&header, &format::quantize(&header, g));

@@ -37,6 +37,9 @@ pub struct RefineOptions {
     pub lr_rotation: f32,
     /// Step size of channel values.
     pub lr_color: f32,
+    /// The step sizes at the end of a descent as a fraction of the above: they fall
+    /// exponentially from 1× at the first step to this at the last (1: constant).
+    pub lr_final: f32,
     /// Smallest and largest σ allowed, native pixels.
     pub scale_bounds: (f32, f32),
     /// Fraction of the Gaussians moved to where the error is before each round
@@ -45,8 +48,147 @@ pub struct RefineOptions {
     /// Rounds of (move, colour fit, descent) the iterations are split into, when `reallocate`
     /// is above 0.
     pub rounds: usize,
+    /// Quantization-aware steps the encoders run after the rounds, once the file's quantizers
+    /// are known ([`refine_quantized`]); 0: none.
+    pub quantized_steps: usize,
     /// Where the descent runs.
     pub device: RefineDevice,
+}
+
+impl RefineOptions {
+    /// The step sizes and bounds, for a descent on the GPU ([`crate::cuda::GpuRefiner`]).
+    pub fn adam(&self) -> crate::cuda::AdamSettings {
+        crate::cuda::AdamSettings {
+            lr_position: self.lr_position,
+            lr_scale: self.lr_scale,
+            lr_rotation: self.lr_rotation,
+            lr_color: self.lr_color,
+            lr_final: self.lr_final,
+            scale_bounds: self.scale_bounds,
+        }
+    }
+}
+
+/// The geometry quantizers of a file (format-spec.md §5.1–5.3), for quantization-aware
+/// steps: the Gaussians rendered (and whose gradient is taken) are the parameters snapped to
+/// what the file can store, while the steps move the unsnapped ones (a straight-through
+/// estimate). Colours are not snapped: the encoders fit them to the stored geometry afterwards.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct QuantGrid {
+    /// Position step: cell size / 2^position bits, native pixels.
+    pub pos_step: f32,
+    /// Positions are clamped to `[0, extent]` (the cells' cover of the picture).
+    pub extent: (f32, f32),
+    /// Range of the log2 σ quantizer.
+    pub log2_range: (f32, f32),
+    /// 2^scale bits − 1 (0: every σ is 2^min).
+    pub scale_levels: u32,
+    /// 2^rotation bits.
+    pub rot_steps: u32,
+}
+
+impl QuantGrid {
+    /// The grid of a file header.
+    pub fn of(h: &crate::format::Header) -> QuantGrid {
+        let (cx, cy) = h.cells();
+        let g = h.cell_size as f64;
+        QuantGrid {
+            pos_step: (g / (1u64 << h.position.bits) as f64) as f32,
+            extent: ((cx as f64 * g) as f32, (cy as f64 * g) as f32),
+            log2_range: (h.scale.min, h.scale.max),
+            scale_levels: ((1u32 << h.scale.bits) - 1),
+            rot_steps: 1u32 << h.rotation.bits,
+        }
+    }
+
+    /// `g` with its geometry as the file stores it (format::quantize then dequantize, as the
+    /// GPU's `snap` computes it).
+    pub fn snap(&self, g: &Gaussian) -> Gaussian {
+        let s = self.pos_step as f64;
+        let axis = |v: f32, extent: f32| {
+            let c = (v as f64).clamp(0.0, extent as f64);
+            let k_max = (extent as f64 / s).floor() - 1.0;
+            (((c / s).floor().min(k_max) + 0.5) * s) as f32
+        };
+        let (lo, hi) = (self.log2_range.0 as f64, self.log2_range.1 as f64);
+        let span = hi - lo;
+        let lv = self.scale_levels as f64;
+        let scale = |v: f32| {
+            let l = if self.scale_levels > 0 && span > 0.0 {
+                let code = (((v as f64).log2() - lo) / span * lv)
+                    .round()
+                    .clamp(0.0, lv);
+                lo + span * code / lv
+            } else {
+                lo
+            };
+            l.exp2() as f32
+        };
+        let pi = std::f64::consts::PI;
+        let rs = self.rot_steps as f64;
+        let r = (g.rotation as f64) % pi;
+        let r = if r < 0.0 { r + pi } else { r };
+        let qr = (r / pi * rs).round() % rs;
+        Gaussian {
+            x: axis(g.x, self.extent.0),
+            y: axis(g.y, self.extent.1),
+            scale: [scale(g.scale[0]), scale(g.scale[1])],
+            rotation: (pi * qr / rs) as f32,
+            color: g.color,
+        }
+    }
+}
+
+/// How much work an encoder spends on a picture.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Effort {
+    /// The encoder's start as it is (the network's Gaussians, or the analytic placement with
+    /// its colour fit): no refinement.
+    Fast,
+    /// Bounded time: on a GPU, 160 refinement steps in four rounds plus 50 quantization-aware
+    /// steps (a fraction of a second); on the CPU the same as `Fast`, to stay within about a
+    /// second per Kodak-size picture on two cores.
+    #[default]
+    Default,
+    /// To convergence: 1,000 steps in ten rounds with a decaying step size, then 500
+    /// quantization-aware steps, on the GPU or (minutes) on the CPU.
+    Max,
+}
+
+impl RefineOptions {
+    /// The refinement of `effort` with the descent on `device`; `gpu` says whether a GPU can
+    /// be used (it decides what `Default` does).
+    pub fn for_effort(effort: Effort, device: RefineDevice, gpu: bool) -> RefineOptions {
+        let base = RefineOptions {
+            reallocate: 0.1,
+            rounds: 4,
+            device,
+            ..RefineOptions::default()
+        };
+        match effort {
+            Effort::Fast => RefineOptions {
+                iterations: 0,
+                ..base
+            },
+            Effort::Default if gpu && device != RefineDevice::Cpu => RefineOptions {
+                iterations: 160,
+                quantized_steps: 50,
+                ..base
+            },
+            Effort::Default => RefineOptions {
+                iterations: 0,
+                ..base
+            },
+            Effort::Max => RefineOptions {
+                iterations: 1000,
+                lr_final: 0.05,
+                rounds: 10,
+                reallocate: 0.05,
+                quantized_steps: 500,
+                ..base
+            },
+        }
+    }
 }
 
 /// Where a refinement's gradient descent runs. The GPU runs the same algorithm as the CPU
@@ -101,9 +243,11 @@ impl Default for RefineOptions {
             lr_scale: 0.04,
             lr_rotation: 0.04,
             lr_color: 0.02,
+            lr_final: 1.0,
             scale_bounds: (0.2, 256.0),
             reallocate: 0.0,
             rounds: 1,
+            quantized_steps: 0,
             device: RefineDevice::Cpu,
         }
     }
@@ -143,18 +287,13 @@ impl Engine {
         gaussians: &mut [Gaussian],
         opts: &RefineOptions,
         iterations: usize,
+        grid: Option<&QuantGrid>,
         fallback: &mut Option<String>,
     ) -> (f64, f64) {
         if let Engine::Gpu(g, _) = self {
-            let adam = crate::cuda::AdamSettings {
-                lr_position: opts.lr_position,
-                lr_scale: opts.lr_scale,
-                lr_rotation: opts.lr_rotation,
-                lr_color: opts.lr_color,
-                scale_bounds: opts.scale_bounds,
-            };
+            let adam = opts.adam();
             let start = gaussians.to_vec();
-            match g.descend(gaussians, &adam, iterations) {
+            match g.descend(gaussians, &adam, iterations, grid) {
                 Ok(r) => return r,
                 Err(e) => {
                     *fallback = Some(format!("refining on the CPU after a GPU error: {e}"));
@@ -163,7 +302,7 @@ impl Engine {
                 }
             }
         }
-        descend(target, gaussians, opts, iterations)
+        descend(target, gaussians, opts, iterations, grid)
     }
 }
 
@@ -229,7 +368,14 @@ pub fn refine(
         Engine::new(target, opts.device)?
     };
     let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
-        engine.descend(target, gaussians, opts, opts.iterations, &mut fallback)
+        engine.descend(
+            target,
+            gaussians,
+            opts,
+            opts.iterations,
+            None,
+            &mut fallback,
+        )
     } else {
         // Rounds: move some Gaussians, refit the colours (the moved ones start from a guess),
         // then descend with fresh Adam moments.
@@ -240,7 +386,7 @@ pub fn refine(
             let iterations = opts.iterations / rounds + usize::from(r < opts.iterations % rounds);
             super::realloc::reallocate(target, gaussians, opts.reallocate);
             super::fit::fit_colors(target, gaussians, &super::fit::FitOptions::default());
-            let (f, l) = engine.descend(target, gaussians, opts, iterations, &mut fallback);
+            let (f, l) = engine.descend(target, gaussians, opts, iterations, None, &mut fallback);
             if r == 0 {
                 first = f;
             }
@@ -248,6 +394,38 @@ pub fn refine(
         }
         (first, last)
     };
+    let gpu = match engine {
+        Engine::Gpu(_, name) => Some(name),
+        Engine::Cpu => None,
+    };
+    Ok(RefineOutcome {
+        first,
+        last,
+        gpu,
+        fallback,
+    })
+}
+
+/// Quantization-aware steps: `steps` Adam steps (at `opts`' step sizes and schedule, on
+/// `opts.device`) whose renders use the Gaussians snapped to `grid`, leaving in `gaussians` the
+/// snapped parameters of the best step. Run after [`refine`], with the grid of the header the
+/// file will be written with.
+pub fn refine_quantized(
+    target: &Pixels,
+    gaussians: &mut [Gaussian],
+    opts: &RefineOptions,
+    grid: &QuantGrid,
+    steps: usize,
+) -> crate::Result<RefineOutcome> {
+    let (mut engine, mut fallback) = if steps == 0 || gaussians.is_empty() {
+        (Engine::Cpu, None)
+    } else {
+        Engine::new(target, opts.device)?
+    };
+    let (first, last) = engine.descend(target, gaussians, opts, steps, Some(grid), &mut fallback);
+    for g in gaussians.iter_mut() {
+        *g = grid.snap(g);
+    }
     let gpu = match engine {
         Engine::Gpu(_, name) => Some(name),
         Engine::Cpu => None,
@@ -337,7 +515,16 @@ fn descend(
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
     iterations: usize,
+    grid: Option<&QuantGrid>,
 ) -> (f64, f64) {
+    // The latent parameters Adam moves; `gaussians` holds what is rendered (the latent ones,
+    // or their snap to the grid).
+    let mut latent = gaussians.to_vec();
+    if let Some(q) = grid {
+        for g in gaussians.iter_mut() {
+            *g = q.snap(g);
+        }
+    }
     let nc = target.channels();
     let n = gaussians.len();
     let (w, h) = (target.width as i64, target.height as i64);
@@ -345,11 +532,14 @@ fn descend(
     let mut m = vec![[0f32; 9]; n];
     let mut v = vec![[0f32; 9]; n];
     let (b1, b2, eps) = (0.9f32, 0.999f32, 1e-8f32);
-    let lr = |i: usize| match i {
-        0 | 1 => opts.lr_position,
-        2 | 3 => opts.lr_scale,
-        4 => opts.lr_rotation,
-        _ => opts.lr_color,
+    let lr = |i: usize, step: usize| {
+        let base = match i {
+            0 | 1 => opts.lr_position,
+            2 | 3 => opts.lr_scale,
+            4 => opts.lr_rotation,
+            _ => opts.lr_color,
+        };
+        base * lr_factor(opts.lr_final, step, iterations)
     };
     let values = (w * h) as f64 * nc as f64;
     let (mut first, mut last) = (f64::NAN, f64::NAN);
@@ -376,10 +566,12 @@ fn descend(
         let (c1, c2) = (1.0 - b1.powi(t), 1.0 - b2.powi(t));
         gaussians
             .par_iter_mut()
+            .zip(latent.par_iter_mut())
             .zip(grads.par_iter())
             .zip(m.par_iter_mut().zip(v.par_iter_mut()))
-            .for_each(|((g, gr), (mk, vk))| {
-                let pg = param_gradient(g, gr, nc);
+            .for_each(|(((shown, g), gr), (mk, vk))| {
+                // The gradient at what is rendered, applied to the latent parameters.
+                let pg = param_gradient(shown, gr, nc);
                 let mut p = [
                     g.x,
                     g.y,
@@ -395,7 +587,7 @@ fn descend(
                     let gi = pg[i] as f32 / values as f32;
                     mk[i] = b1 * mk[i] + (1.0 - b1) * gi;
                     vk[i] = b2 * vk[i] + (1.0 - b2) * gi * gi;
-                    p[i] -= lr(i) * (mk[i] / c1) / ((vk[i] / c2).sqrt() + eps);
+                    p[i] -= lr(i, step) * (mk[i] / c1) / ((vk[i] / c2).sqrt() + eps);
                 }
                 let (lo, hi) = (opts.scale_bounds.0.log2(), opts.scale_bounds.1.log2());
                 g.x = p[0];
@@ -405,10 +597,23 @@ fn descend(
                 for c in 0..nc {
                     g.color[c] = p[5 + c].clamp(-0.5, 1.5);
                 }
+                *shown = match grid {
+                    Some(q) => q.snap(g),
+                    None => *g,
+                };
             });
     }
     gaussians.copy_from_slice(&best);
     (first, last)
+}
+
+/// The step-size factor of step `step` of `iterations`: `lr_final^(step / (iterations − 1))`,
+/// computed in binary32 as the GPU's host side does.
+pub fn lr_factor(lr_final: f32, step: usize, iterations: usize) -> f32 {
+    if lr_final == 1.0 || iterations < 2 {
+        return 1.0;
+    }
+    lr_final.powf(step as f32 / (iterations - 1) as f32)
 }
 
 /// Loss and per-Gaussian gradients (w.r.t. mx, my, conic, amp, channels) of one tile.
@@ -694,6 +899,47 @@ mod tests {
                     an
                 );
             }
+        }
+    }
+}
+
+#[cfg(test)]
+mod grid_tests {
+    use super::*;
+    use crate::format::{WriteOptions, dequantize, plan_header, quantize};
+    use crate::{ChannelLayout, SplatImage};
+
+    #[test]
+    fn snap_is_what_the_file_stores() {
+        // The grid's snap gives the geometry format::quantize → dequantize gives, for Gaussians
+        // anywhere (outside the picture too) at any rotation.
+        let mut s = 12345u64;
+        let mut r = || {
+            s = s.wrapping_mul(6364136223846793005).wrapping_add(1);
+            (s >> 11) as f64 / (1u64 << 53) as f64
+        };
+        let gs: Vec<Gaussian> = (0..500)
+            .map(|_| Gaussian {
+                x: (r() * 110.0 - 5.0) as f32,
+                y: (r() * 70.0 - 5.0) as f32,
+                scale: [(0.3 + r() * 20.0) as f32, (0.3 + r() * 5.0) as f32],
+                rotation: (r() * 20.0 - 10.0) as f32,
+                color: [0.5, 0.5, 0.5, 0.0],
+            })
+            .collect();
+        let image = SplatImage::new(100, 61, ChannelLayout::Rgb, gs.clone()).unwrap();
+        let header = plan_header(&image, &WriteOptions::default()).unwrap();
+        let grid = QuantGrid::of(&header);
+        for g in &gs {
+            let a = grid.snap(g);
+            let b = dequantize(&header, &quantize(&header, g));
+            assert_eq!((a.x, a.y, a.scale), (b.x, b.y, b.scale), "{g:?}");
+            let dr = (a.rotation - b.rotation).abs();
+            assert!(
+                dr < 1e-6 || (dr - std::f32::consts::PI).abs() < 1e-5,
+                "{g:?}"
+            );
+            assert_eq!(grid.snap(&a), a, "snapping is idempotent");
         }
     }
 }
