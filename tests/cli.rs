@@ -300,3 +300,43 @@ fn a_reader_that_goes_away_is_not_a_crash() {
         assert!(out.status.success(), "{args:?}: {:?} {err}", out.status);
     }
 }
+
+#[test]
+fn effort_max_refines_further_than_fast() {
+    // The analytic encoder at --effort fast (no refinement) and max (to convergence, on the CPU
+    // here): max gives a better picture; both decode.
+    let t = TempDir::new("effort");
+    let input = t.path("in.png");
+    write_png(&input, 64, 48, ChannelLayout::Rgb);
+    let original = image::open(&input).unwrap().to_rgb8();
+    let mut psnr = Vec::new();
+    for effort in ["fast", "max"] {
+        let (gsi, png) = (
+            t.path(&format!("{effort}.gsi")),
+            t.path(&format!("{effort}.png")),
+        );
+        let out = gsimg(&[
+            "encode", &input, &gsi, "--method", "analytic", "--effort", effort, "--device", "cpu",
+        ]);
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        assert!(gsimg(&["decode", &gsi, &png]).status.success());
+        let decoded = image::open(&png).unwrap().to_rgb8();
+        let se: f64 = original
+            .as_raw()
+            .iter()
+            .zip(decoded.as_raw())
+            .map(|(a, b)| (*a as f64 - *b as f64).powi(2))
+            .sum();
+        psnr.push(10.0 * (255.0f64.powi(2) / (se / original.as_raw().len() as f64)).log10());
+    }
+    assert!(
+        psnr[1] > psnr[0] + 1.0,
+        "fast {:.2} dB, max {:.2} dB",
+        psnr[0],
+        psnr[1]
+    );
+}

@@ -122,3 +122,44 @@ fn large_pictures_fit_in_chunks_without_seams() {
         "RMSE at the chunk border {border:.4}, overall {whole:.4}"
     );
 }
+
+#[test]
+fn quantization_aware_steps_keep_or_improve_the_stored_picture() {
+    // The analytic encoder refined on the CPU, then written with and without quantization-aware
+    // steps: the steps start from the snapped Gaussians and keep the best step, so the stored
+    // picture is no worse (colours are fitted to the stored geometry in both).
+    let px = synthetic_pixels(96, 72, ChannelLayout::Rgb);
+    let encode = |quantized_steps| {
+        let mut opts = AnalyticOptions {
+            density: 0.03,
+            ..Default::default()
+        };
+        opts.refine.iterations = 20;
+        opts.refine.quantized_steps = quantized_steps;
+        let enc = analytic::encode(&px, &opts).unwrap();
+        psnr(&render_native(&enc).data, &px.data)
+    };
+    let (plain, aware) = (encode(0), encode(30));
+    assert!(
+        aware >= plain - 0.02,
+        "{aware:.3} dB with, {plain:.3} without"
+    );
+}
+
+#[test]
+fn efforts_order_the_work() {
+    use gsimg::encode::refine::{Effort, RefineDevice, RefineOptions};
+    let o = |e, gpu| RefineOptions::for_effort(e, RefineDevice::Auto, gpu);
+    assert_eq!(o(Effort::Fast, true).iterations, 0);
+    // Without a GPU the default effort does not refine (a second per picture on two cores).
+    assert_eq!(o(Effort::Default, false).iterations, 0);
+    let (d, m) = (o(Effort::Default, true), o(Effort::Max, false));
+    assert!(d.iterations > 0 && d.quantized_steps > 0);
+    assert!(m.iterations > d.iterations && m.quantized_steps > d.quantized_steps);
+    assert!(m.lr_final < 1.0);
+    // The CPU is never asked for the GPU's default.
+    assert_eq!(
+        RefineOptions::for_effort(Effort::Default, RefineDevice::Cpu, true).iterations,
+        0
+    );
+}
