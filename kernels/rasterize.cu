@@ -5,21 +5,16 @@
 // row 4 * (w / 2) of the tile; lane l is pixel (l % 8, l / 8) of that block, so a Gaussian whose
 // box misses the warp's 8 x 4 pixels is skipped by the whole warp at once.
 //
-// The tile's list (bin.cu) is walked in batches of RASTER_BATCH Gaussians: thread k copies the
-// k-th Gaussian of the batch into shared memory, then every thread adds the batch to its pixel
-// in list order, which is file order. Batches repeat until the list ends: no cap per tile.
-//
-// Shared memory, per batch slot (RASTER_BATCH = 256 slots, 14 KB):
-//   s_geo[k]   float4  mx, my, a, 2b
-//   s_geo2[k]  float2  c, amplitude
-//   s_box[k]   int4    bounding box (region-relative, inclusive)
-//   s_col[k]   float4  channel values
+// The tile's list (bin.cu) is walked in batches of RASTER_BATCH Gaussians (blend.cuh): thread k
+// copies the k-th Gaussian of the batch into shared memory, then every thread adds the batch to
+// its pixel in list order, which is file order. Batches repeat until the list ends: no cap per
+// tile.
 //
 // The arithmetic is the CPU renderer's (src/render/cpu.rs blend_span) in the same order, with
 // explicit round-to-nearest intrinsics so nothing is fused: q and the sums match bit for bit, and
 // only expf (2 ulp here, libm there) can differ. A pixel evaluates a Gaussian only inside its
 // bounding box, as the CPU does.
-#include "common.cuh"
+#include "blend.cuh"
 
 template <typename T>
 struct SampleOut;
@@ -45,11 +40,6 @@ __device__ __forceinline__ void rasterize_tile(const Splat* __restrict__ splats,
                                                const RenderStats* __restrict__ stats,
                                                const RasterParams& p,
                                                unsigned char* __restrict__ out) {
-    __shared__ float4 s_geo[RASTER_BATCH];
-    __shared__ float2 s_geo2[RASTER_BATCH];
-    __shared__ int4 s_box[RASTER_BATCH];
-    __shared__ float4 s_col[RASTER_BATCH];
-
     // Over a limit: blend nothing, but still write every pixel (zeros), so the output the host
     // may already be copying back is initialized; the host reports the limit or renders again
     // with larger lists.
@@ -67,46 +57,9 @@ __device__ __forceinline__ void rasterize_tile(const Splat* __restrict__ splats,
     const float fy = __fadd_rn((float)(p.region_y + py), 0.5f);
 
     float acc[C];
-#pragma unroll
-    for (int k = 0; k < C; ++k) acc[k] = 0.0f;
-    float den = 0.0f;
-
+    float den;
     const uint2 range = over ? make_uint2(0u, 0u) : ranges[tile];
-    for (unsigned int b = range.x; b < range.y; b += RASTER_BATCH) {
-        const unsigned int count = min(range.y - b, (unsigned int)RASTER_BATCH);
-        if ((unsigned int)tid < count) {
-            const Splat s = splats[tile_vals[b + tid]];
-            s_geo[tid] = s.geo;
-            s_geo2[tid] = make_float2(s.geo2.x, s.geo2.y);
-            s_box[tid] = s.box;
-            s_col[tid] = s.color;
-        }
-        __syncthreads();
-        for (unsigned int j = 0; j < count; ++j) {
-            const int4 box = s_box[j];
-            // Whole warp outside the box: skip without evaluating (warp-uniform branch).
-            if (box.x > wx1 || box.z < wx0 || box.y > wy1 || box.w < wy0) continue;
-            if (px < box.x || px > box.z || py < box.y || py > box.w) continue;
-            const float4 g = s_geo[j];
-            const float2 g2 = s_geo2[j];
-            const float dx = __fsub_rn(fx, g.x);
-            const float dy = __fsub_rn(fy, g.y);
-            const float bdy2 = __fmul_rn(g.w, dy);
-            const float cdy2 = __fmul_rn(__fmul_rn(g2.x, dy), dy);
-            const float q = __fadd_rn(__fadd_rn(__fmul_rn(__fmul_rn(g.z, dx), dx),
-                                                __fmul_rn(bdy2, dx)),
-                                      cdy2);
-            if (q <= CUTOFF_Q) {
-                const float w = __fmul_rn(g2.y, expf(__fmul_rn(-0.5f, q)));
-                const float4 col = s_col[j];
-                const float cv[4] = {col.x, col.y, col.z, col.w};
-#pragma unroll
-                for (int k = 0; k < C; ++k) acc[k] = __fadd_rn(acc[k], __fmul_rn(w, cv[k]));
-                den = __fadd_rn(den, w);
-            }
-        }
-        __syncthreads();
-    }
+    blend_pixel<C>(splats, tile_vals, range, px, py, wx0, wy0, wx1, wy1, fx, fy, acc, den);
 
     if (px >= p.region_w || py >= p.region_h) return;
     const float d = fmaxf(den, MIN_WEIGHT_SUM);

@@ -7,7 +7,7 @@
 //   memset stats; project_gaussians (scale 1, full picture); the tile binning of bin.cu (scan,
 //   emit_pairs, radix sort, tile_ranges) — the renderer's own kernels, unchanged;
 //   refine_forward_c{1..4}  one block per 16 x 16 tile: the pixel's normalized blend C_p (§3.4,
-//                           the rasterizer's arithmetic), its error against the picture, and
+//                           blend.cuh, as the rasterizer), its error against the picture, and
 //                           g_p = 2 (C_p - I_p) / D_p; the tile's squared error (double)
 //   refine_loss             one block: the tiles' errors summed in a fixed order; keeps the best
 //                           step seen (the CPU refinement returns the best parameters seen)
@@ -25,7 +25,7 @@
 // (tx - tx0) over the tiles of its box; the sort moves the entries, and the backward kernel
 // computes the same j from the tile it is working on, so each entry's gradient lands at its
 // Gaussian's own run of slots.
-#include "common.cuh"
+#include "blend.cuh"
 
 // Gradient entries per (tile, Gaussian): mx, my, A, B, C (q = A dx^2 + 2 B dx dy + C dy^2), amp,
 // channels 0..3.
@@ -187,10 +187,6 @@ __device__ __forceinline__ void forward_tile(const Splat* __restrict__ splats,
                                              float4* __restrict__ pix_grad,
                                              double* __restrict__ tile_err, RefineState* state,
                                              unsigned int step) {
-    __shared__ float4 s_geo[RASTER_BATCH];
-    __shared__ float2 s_geo2[RASTER_BATCH];
-    __shared__ int4 s_box[RASTER_BATCH];
-    __shared__ float4 s_col[RASTER_BATCH];
     __shared__ double s_err[RASTER_THREADS / 32];
     if (!lists_fit(stats, p, state, step)) return;
 
@@ -200,37 +196,9 @@ __device__ __forceinline__ void forward_tile(const Splat* __restrict__ splats,
     const float fx = __fadd_rn((float)t.px, 0.5f);
     const float fy = __fadd_rn((float)t.py, 0.5f);
     float acc[C];
-#pragma unroll
-    for (int k = 0; k < C; ++k) acc[k] = 0.0f;
-    float den = 0.0f;
-    const uint2 range = ranges[tile];
-    for (unsigned int b = range.x; b < range.y; b += RASTER_BATCH) {
-        const unsigned int count = min(range.y - b, (unsigned int)RASTER_BATCH);
-        if ((unsigned int)tid < count) {
-            const Splat s = splats[tile_vals[b + tid]];
-            s_geo[tid] = s.geo;
-            s_geo2[tid] = make_float2(s.geo2.x, s.geo2.y);
-            s_box[tid] = s.box;
-            s_col[tid] = s.color;
-        }
-        __syncthreads();
-        for (unsigned int j = 0; j < count; ++j) {
-            const int4 box = s_box[j];
-            if (box.x > t.wx1 || box.z < t.wx0 || box.y > t.wy1 || box.w < t.wy0) continue;
-            if (t.px < box.x || t.px > box.z || t.py < box.y || t.py > box.w) continue;
-            float dx, dy;
-            const float q = splat_q(s_geo[j], s_geo2[j], fx, fy, dx, dy);
-            if (q <= CUTOFF_Q) {
-                const float w = splat_weight(s_geo2[j], q);
-                const float4 col = s_col[j];
-                const float cv[4] = {col.x, col.y, col.z, col.w};
-#pragma unroll
-                for (int k = 0; k < C; ++k) acc[k] = __fadd_rn(acc[k], __fmul_rn(w, cv[k]));
-                den = __fadd_rn(den, w);
-            }
-        }
-        __syncthreads();
-    }
+    float den;
+    blend_pixel<C>(splats, tile_vals, ranges[tile], t.px, t.py, t.wx0, t.wy0, t.wx1, t.wy1, fx,
+                   fy, acc, den);
     double err = 0.0;
     if (t.px < p.width && t.py < p.height) {
         const float d = fmaxf(den, MIN_WEIGHT_SUM);

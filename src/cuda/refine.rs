@@ -399,6 +399,23 @@ impl GpuRefiner {
         Ok(())
     }
 
+    /// Uploads `gaussians` and runs evaluations `0 ..= last` (the last without an update when
+    /// `final_eval`); returns the device's state after them.
+    fn run(
+        &mut self,
+        gaussians: &[Gaussian],
+        last: usize,
+        final_eval: bool,
+        adam: &AdamSettings,
+        grid: Option<&QuantGrid>,
+    ) -> Result<RefineState> {
+        let plan = self.plan(gaussians.len())?;
+        self.start(gaussians, last.max(1), grid)?;
+        self.size_lists(&plan)?;
+        self.run_steps(&plan, 0, last, final_eval, adam, grid)?;
+        self.read_state()
+    }
+
     /// Sizes the lists from a first binning of the start.
     fn size_lists(&mut self, plan: &Plan) -> Result<()> {
         self.reserve(plan, 0)?;
@@ -430,11 +447,7 @@ impl GpuRefiner {
         if gaussians.is_empty() {
             return Ok((f64::NAN, f64::NAN));
         }
-        let plan = self.plan(gaussians.len())?;
-        self.start(gaussians, iterations, grid)?;
-        self.size_lists(&plan)?;
-        self.run_steps(&plan, 0, iterations, true, adam, grid)?;
-        let st = self.read_state()?;
+        let st = self.run(gaussians, iterations, true, adam, grid)?;
         let b = self.bufs.as_ref().expect("started");
         let history = self
             .stream
@@ -461,9 +474,6 @@ impl GpuRefiner {
         if gaussians.is_empty() {
             return Ok((f64::NAN, Vec::new()));
         }
-        let plan = self.plan(gaussians.len())?;
-        self.start(gaussians, 1, None)?;
-        self.size_lists(&plan)?;
         // One step with a zero step size: the update computes the gradient and moves nothing.
         let adam = AdamSettings {
             lr_position: 0.0,
@@ -473,8 +483,7 @@ impl GpuRefiner {
             lr_final: 1.0,
             scale_bounds: (f32::MIN_POSITIVE, f32::MAX),
         };
-        self.run_steps(&plan, 0, 0, false, &adam, None)?;
-        let st = self.read_state()?;
+        let st = self.run(gaussians, 0, false, &adam, None)?;
         let b = self.bufs.as_ref().expect("started");
         let raw = self
             .stream

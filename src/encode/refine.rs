@@ -261,6 +261,33 @@ enum Engine {
 }
 
 impl Engine {
+    /// The engine for `steps` steps on `gaussians` (the CPU when there is nothing to do).
+    fn for_work(
+        target: &Pixels,
+        gaussians: &[Gaussian],
+        steps: usize,
+        device: RefineDevice,
+    ) -> crate::Result<(Engine, Option<String>)> {
+        if steps == 0 || gaussians.is_empty() {
+            Ok((Engine::Cpu, None))
+        } else {
+            Engine::new(target, device)
+        }
+    }
+
+    /// What a refinement through this engine did.
+    fn outcome(self, first: f64, last: f64, fallback: Option<String>) -> RefineOutcome {
+        RefineOutcome {
+            first,
+            last,
+            gpu: match self {
+                Engine::Gpu(_, name) => Some(name),
+                Engine::Cpu => None,
+            },
+            fallback,
+        }
+    }
+
     fn new(target: &Pixels, device: RefineDevice) -> crate::Result<(Engine, Option<String>)> {
         if device == RefineDevice::Cpu {
             return Ok((Engine::Cpu, None));
@@ -362,11 +389,8 @@ pub fn refine(
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
 ) -> crate::Result<RefineOutcome> {
-    let (mut engine, mut fallback) = if opts.iterations == 0 || gaussians.is_empty() {
-        (Engine::Cpu, None)
-    } else {
-        Engine::new(target, opts.device)?
-    };
+    let (mut engine, mut fallback) =
+        Engine::for_work(target, gaussians, opts.iterations, opts.device)?;
     let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
         engine.descend(
             target,
@@ -394,16 +418,7 @@ pub fn refine(
         }
         (first, last)
     };
-    let gpu = match engine {
-        Engine::Gpu(_, name) => Some(name),
-        Engine::Cpu => None,
-    };
-    Ok(RefineOutcome {
-        first,
-        last,
-        gpu,
-        fallback,
-    })
+    Ok(engine.outcome(first, last, fallback))
 }
 
 /// Quantization-aware steps: `steps` Adam steps (at `opts`' step sizes and schedule, on
@@ -417,25 +432,12 @@ pub fn refine_quantized(
     grid: &QuantGrid,
     steps: usize,
 ) -> crate::Result<RefineOutcome> {
-    let (mut engine, mut fallback) = if steps == 0 || gaussians.is_empty() {
-        (Engine::Cpu, None)
-    } else {
-        Engine::new(target, opts.device)?
-    };
+    let (mut engine, mut fallback) = Engine::for_work(target, gaussians, steps, opts.device)?;
     let (first, last) = engine.descend(target, gaussians, opts, steps, Some(grid), &mut fallback);
     for g in gaussians.iter_mut() {
         *g = grid.snap(g);
     }
-    let gpu = match engine {
-        Engine::Gpu(_, name) => Some(name),
-        Engine::Cpu => None,
-    };
-    Ok(RefineOutcome {
-        first,
-        last,
-        gpu,
-        fallback,
-    })
+    Ok(engine.outcome(first, last, fallback))
 }
 
 /// The loss of `gaussians` against `target` (mean squared error per channel value of the
