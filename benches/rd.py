@@ -901,15 +901,18 @@ def main():
         "codecs": codec_versions(),
         "sets": [],
     }
+    sets = []  # every folder is checked before the first measurement
+    for spec in args.images:
+        name, eq, folder = spec.partition("=")
+        if not eq:
+            name, folder = Path(spec).name, spec
+        sets.append((name, list_pictures(folder, args.limit)))
+    display = list_pictures(args.display)[: args.display_count] if args.display else None
     with tempfile.TemporaryDirectory(prefix="gsimg-rd-") as work:
-        for spec in args.images:
-            name, eq, folder = spec.partition("=")
-            if not eq:
-                name, folder = Path(spec).name, spec
-            res["sets"].append(measure_set(name, list_pictures(folder, args.limit), args, settings, work))
-        if args.display:
-            files = list_pictures(args.display)[: args.display_count]
-            res["display"] = display_test(files, args, settings, work)
+        for name, files in sets:
+            res["sets"].append(measure_set(name, files, args, settings, work))
+        if display:
+            res["display"] = display_test(display, args, settings, work)
     res["finished"] = datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
     add_bd(res["sets"])
     print(report(res))
