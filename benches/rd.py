@@ -611,7 +611,7 @@ def gsimg_version(binary):
         dirty = subprocess.run(["git", "-C", str(REPO), "status", "--porcelain", "--untracked-files=no"],
                                capture_output=True, text=True).stdout.strip()
         if rev:
-            v += f" (commit {rev}{', modified' if dirty else ''})"
+            v += f" (source tree at commit {rev}{', with uncommitted changes' if dirty else ''})"
     except OSError:
         pass
     return v
