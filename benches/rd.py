@@ -56,7 +56,7 @@ Usage (Pillow >= 12 with AVIF, numpy: `pip install -r benches/requirements.txt`)
     python3 benches/rd.py --self-test     # checks the interpolation, PCHIP and BD-rate code
 
 --limit N takes the first N pictures of each folder (for a quick try). The Markdown report goes
-to stdout, progress to stderr.
+to stdout, progress to stderr; --report FILE prints it again from a --json file.
 """
 
 from __future__ import annotations
@@ -659,10 +659,12 @@ def report(res):
                 name = label
             out.append(f"| {name} | " + " | ".join(cells) + f" | {rng} | " + " | ".join(bds) + f" | {t} |")
         out.append("")
-        out.append("Every point (mean over the pictures; JPEG / WebP / AVIF: their PSNR at that point's bpp):")
+        out.append("Every point (mean over the pictures; JPEG / WebP / AVIF there: their PSNR at that point's "
+                   "bpp; pictures above JPEG: of the pictures whose own JPEG curve reaches the bpp of "
+                   "their file, those where this point's PSNR is higher):")
         out.append("")
-        out.append("| codec / setting | value | bpp | PSNR | JPEG there | WebP there | AVIF there | encode s |")
-        out.append("|---|---|---|---|---|---|---|---|")
+        out.append("| codec / setting | value | bpp | PSNR | JPEG there | WebP there | AVIF there | pictures above JPEG | encode s |")
+        out.append("|---|---|---|---|---|---|---|---|---|")
         for label, c in curves.items():
             for p in c["points"]:
                 there = [fmt(interp_at(curve_xy(curves[a]), p["bpp"])) if a != label else "–"
@@ -674,7 +676,7 @@ def report(res):
                     t = f"{p['encode_inproc_s_median']:.3f}*"
                     name = label
                 out.append(f"| {name} | {p['value'] or '–'} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
-                           + " | ".join(there) + f" | {t} |")
+                           + " | ".join(there) + f" | {above_jpeg(curves, label, p)} | {t} |")
         out.append("")
         out.append("\\* JPEG, WebP, AVIF: median time of Pillow's encoder alone, from pixels in memory.")
         out.append("")
@@ -694,15 +696,34 @@ def report(res):
                 out.append(f"| {label} + bicubic | {r['bytes']:,.0f} | {r['over_budget']} | {r['psnr']:.2f} | "
                            + " | ".join("–" for _ in ANCHORS) + " |")
             else:
-                same = r["anchors_at_same_bytes"]
+                same = r.get("anchors_at_same_bytes", {})
                 out.append(f"| gsimg {label} | {r['bytes']:,.0f} | {r['over_budget']} | {r['psnr']:.2f} | "
-                           + " | ".join(f"{same[c]['psnr']:.2f} ({same[c]['bytes']:,.0f} B)" for c in ANCHORS) + " |")
+                           + " | ".join(f"{same[c]['psnr']:.2f} ({same[c]['bytes']:,.0f} B)" if c in same else "–"
+                                        for c in ANCHORS) + " |")
         out.append("")
         out.append("A codec whose smallest file is above the budget is shown with that file (counted as over the "
                    "budget). \"At the same bytes\": each anchor searched again, picture by picture, for the "
                    "largest file not above that gsimg file, so the comparison is at equal bytes either way.")
         out.append("")
     return "\n".join(out)
+
+
+def above_jpeg(curves, label, point):
+    """'n/m': of the m pictures whose own JPEG curve reaches this point's bpp for that picture,
+    the n where this point's PSNR is higher."""
+    if label == "JPEG" or "JPEG" not in curves:
+        return "–"
+    per_jpeg = {}
+    for p in curves["JPEG"]["points"]:
+        for pic in p["pictures"]:
+            per_jpeg.setdefault(pic["picture"], []).append((pic["bpp"], pic["psnr"]))
+    wins = total = 0
+    for pic in point["pictures"]:
+        j = interp_at(per_jpeg.get(pic["picture"], []), pic["bpp"])
+        if j is not None:
+            total += 1
+            wins += pic["psnr"] > j
+    return f"{wins}/{total}"
 
 
 def add_bd(sets):
@@ -892,10 +913,16 @@ def main():
     ap.add_argument("--build-heldout", metavar="DIR", help="write the held-out pictures into DIR first")
     ap.add_argument("--update-heldout-list", action="store_true", help="rewrite benches/heldout.tsv")
     ap.add_argument("--self-test", action="store_true", help="check the curve code and exit")
+    ap.add_argument("--report", metavar="JSON", help="print the Markdown report of an earlier run's --json file")
     args = ap.parse_args()
 
     if args.self_test:
         sys.exit(self_test())
+    if args.report:
+        res = json.loads(Path(args.report).read_text())
+        add_bd(res["sets"])
+        print(report(res))
+        return
     if args.build_heldout:
         build_heldout(args.build_heldout, args.update_heldout_list)
         if not args.images and not args.display:
