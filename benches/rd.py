@@ -439,7 +439,6 @@ def point_summary(per_picture):
 
 
 def measure_set(name, files, args, settings, work):
-    import numpy as np  # noqa: F401
     originals = [load_rgb_array(f) for f in files]
     pixels = [a.shape[0] * a.shape[1] for a in originals]
     curves = {}
