@@ -674,7 +674,7 @@ def report(res):
                 else:
                     t = f"{p['encode_inproc_s_median']:.3f}*"
                     name = label
-                out.append(f"| {name} | {p['value'] or '–'} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
+                out.append(f"| {name} | {'–' if p['value'] in ('', None) else p['value']} | {p['bpp']:.4f} | {p['psnr']:.2f} | "
                            + " | ".join(there) + f" | {above_jpeg(curves, label, p)} | {t} |")
         out.append("")
         out.append("\\* JPEG, WebP, AVIF: median time of Pillow's encoder alone, from pixels in memory.")
