@@ -1,0 +1,324 @@
+//! Resource bounds for *valid* files (format-spec.md §6, §8, §9; ROBUSTNESS.md): Gaussian-count
+//! bombs, render-work bombs and metadata bombs are refused before the work, and what is
+//! accepted decodes within Limits. Peak memory of the command line is measured from the
+//! kernel's high-water mark of each child process.
+
+use std::path::PathBuf;
+use std::process::Command;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use gsimg::format::{self, AttrQuant, ColorModel, Header};
+use gsimg::{ChannelLayout, Limits};
+
+/// A picture whose every attribute quantizer has 0 bits: Gaussians take no bytes in the
+/// attribute streams, only their cell counts do (§4.2). σ = 2^`log2_scale`.
+fn zero_bit_header(w: u32, h: u32, cell: u16, tile_cells: u16, log2_scale: f32) -> Header {
+    let channel = AttrQuant {
+        min: 0.25,
+        max: 0.25,
+        ..AttrQuant::fixed(0)
+    };
+    Header {
+        version_minor: 0,
+        width: w,
+        height: h,
+        layout: ChannelLayout::Rgb,
+        color_model: ColorModel::Identity,
+        cell_size: cell,
+        tile_cells,
+        gaussian_count: 0,
+        position: AttrQuant::fixed(0),
+        scale: AttrQuant {
+            min: log2_scale,
+            max: log2_scale,
+            ..AttrQuant::fixed(0)
+        },
+        rotation: AttrQuant::fixed(0),
+        channels: vec![channel; 3],
+    }
+}
+
+fn push_section(out: &mut Vec<u8>, tag: &[u8; 4], payload: &[u8]) {
+    let start = out.len();
+    out.extend_from_slice(tag);
+    out.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+    out.extend_from_slice(payload);
+    let crc = crc32fast::hash(&out[start..]);
+    out.extend_from_slice(&crc.to_le_bytes());
+}
+
+fn varint(out: &mut Vec<u8>, mut v: u32) {
+    while v >= 0x80 {
+        out.push(v as u8 | 0x80);
+        v >>= 7;
+    }
+    out.push(v as u8);
+}
+
+/// A file of `header` whose tile `t` holds `count(t)` Gaussians, all in its first cell. With
+/// `pad`, each tile's payload is padded with a skippable frame up to the one bit per Gaussian
+/// that §6 requires (what gsimg's writer does); without, the file is as small as zstd makes it.
+fn zero_bit_file(mut header: Header, count: impl Fn(u64) -> u32, pad: bool, meta: &[u8]) -> Vec<u8> {
+    let (cx, cy) = header.cells();
+    let t = header.tile_cells as u64;
+    let (tx, ty) = (cx.div_ceil(t), cy.div_ceil(t));
+    let mut index = Vec::new();
+    let mut tiles = Vec::new();
+    for k in 0..tx * ty {
+        let (x, y) = (k % tx, k / tx);
+        let cells = (t.min(cx - x * t)) * (t.min(cy - y * t));
+        let n = count(k);
+        let mut raw = Vec::new();
+        varint(&mut raw, n);
+        raw.resize(raw.len() + cells as usize - 1, 0);
+        let mut payload = (k as u32).to_le_bytes().to_vec();
+        payload.extend(zstd::bulk::compress(&raw, 19).unwrap());
+        let need = (n as usize).div_ceil(8);
+        if pad && payload.len() - 4 < need {
+            let size = (need - (payload.len() - 4)).saturating_sub(8);
+            payload.extend_from_slice(&0x184D_2A50u32.to_le_bytes());
+            payload.extend_from_slice(&(size as u32).to_le_bytes());
+            payload.resize(payload.len() + size, 0);
+        }
+        let reach = (3.0 * header.scale.max.exp2() as f64).ceil().min(65535.0) as u16;
+        index.extend_from_slice(&n.to_le_bytes());
+        index.extend_from_slice(&(payload.len() as u32).to_le_bytes());
+        index.extend_from_slice(&(raw.len() as u32).to_le_bytes());
+        index.extend_from_slice(&reach.to_le_bytes());
+        index.extend_from_slice(&[0, 0]);
+        header.gaussian_count += n as u64;
+        tiles.push(payload);
+    }
+    let mut out = vec![0x89, b'G', b'S', b'I', 0x0D, 0x0A, 0x1A, 0x0A];
+    push_section(&mut out, b"HEAD", &header.to_bytes());
+    if !meta.is_empty() {
+        push_section(&mut out, b"meta", meta);
+    }
+    push_section(&mut out, b"TIDX", &index);
+    for p in &tiles {
+        push_section(&mut out, b"TILE", p);
+    }
+    push_section(&mut out, b"GEND", &[]);
+    out
+}
+
+fn temp_file(name: &str, bytes: &[u8]) -> PathBuf {
+    let p = std::env::temp_dir().join(format!("gsimg-bounds-{}-{name}", std::process::id()));
+    std::fs::write(&p, bytes).unwrap();
+    p
+}
+
+/// What one run of the command line used.
+struct Run {
+    code: Option<i32>,
+    stdout: String,
+    stderr: String,
+    /// Peak resident memory of the process, bytes.
+    peak_rss: u64,
+    seconds: f64,
+}
+
+/// Runs `gsimg args` and measures its peak resident memory.
+///
+/// `wait4`'s `ru_maxrss` of a child counts the memory of the process it was spawned from (the
+/// kernel keeps the high-water mark of the address space it replaced at `exec`), and this test
+/// binary may be large. So a fresh copy of the binary, small, runs [`peak_rss_probe`], which
+/// spawns `gsimg` and reports what `wait4` measured for it: the peak of `gsimg`, or of the
+/// probe if that was larger (a few MiB: the measurement can only err upwards).
+fn gsimg_measured(args: &[&str]) -> Run {
+    let t = Instant::now();
+    let dir = std::env::temp_dir();
+    let tag = format!("{}-{}", std::process::id(), PROBES.fetch_add(1, Ordering::Relaxed));
+    let (out_file, err_file) = (
+        dir.join(format!("gsimg-probe-{tag}.out")),
+        dir.join(format!("gsimg-probe-{tag}.err")),
+    );
+    let probe = Command::new(std::env::current_exe().unwrap())
+        .args(["--ignored", "--exact", "bounds::peak_rss_probe", "--nocapture"])
+        .args(["--test-threads", "1"])
+        .env("GSIMG_PROBE_ARGS", args.join("\u{1f}"))
+        .env("GSIMG_PROBE_OUT", &out_file)
+        .env("GSIMG_PROBE_ERR", &err_file)
+        .output()
+        .unwrap();
+    let report = String::from_utf8_lossy(&probe.stdout).into_owned();
+    let field = |name: &str| -> i64 {
+        let mut words = report.split_whitespace();
+        words
+            .find(|w| *w == name)
+            .and(words.next())
+            .and_then(|v| v.parse().ok())
+            .unwrap_or_else(|| panic!("no {name} from the probe: {report}"))
+    };
+    let (code, peak_kib) = (field("probe-exit:"), field("probe-peak-kib:"));
+    let read = |p: &PathBuf| {
+        let s = std::fs::read_to_string(p).unwrap_or_default();
+        let _ = std::fs::remove_file(p);
+        s
+    };
+    let run = Run {
+        code: (code >= 0).then_some(code as i32),
+        stdout: read(&out_file),
+        stderr: read(&err_file),
+        peak_rss: peak_kib as u64 * 1024,
+        seconds: t.elapsed().as_secs_f64(),
+    };
+    eprintln!(
+        "gsimg {}: exit {:?}, peak RSS {:.1} MiB, {:.3} s with the probe",
+        args.join(" "),
+        run.code,
+        peak_kib as f64 / 1024.0,
+        run.seconds
+    );
+    run
+}
+
+static PROBES: AtomicUsize = AtomicUsize::new(0);
+
+/// Run by [`gsimg_measured`] in a fresh process: runs `gsimg` once and prints its exit code and
+/// peak resident memory as `wait4` measures them.
+#[test]
+#[ignore = "a helper of the other tests, run by them in a process of its own"]
+fn peak_rss_probe() {
+    let Ok(args) = std::env::var("GSIMG_PROBE_ARGS") else {
+        return;
+    };
+    let file = |var: &str| std::fs::File::create(std::env::var(var).unwrap()).unwrap();
+    let child = Command::new(env!("CARGO_BIN_EXE_gsimg"))
+        .args(args.split('\u{1f}'))
+        .env("GSIMG_ORT_FETCH", "0")
+        .stdout(file("GSIMG_PROBE_OUT"))
+        .stderr(file("GSIMG_PROBE_ERR"))
+        .spawn()
+        .unwrap();
+    let pid = child.id() as libc::pid_t;
+    let mut status = 0;
+    // SAFETY: rusage is a plain C struct, valid when zeroed; wait4 fills it for `pid`, our own
+    // child, which nothing else waits for (`child` is only dropped, never waited on).
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    let r = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    assert_eq!(r, pid, "wait4: {}", std::io::Error::last_os_error());
+    drop(child);
+    let code = if libc::WIFEXITED(status) {
+        libc::WEXITSTATUS(status)
+    } else {
+        -1
+    };
+    println!("probe-exit: {code}");
+    println!("probe-peak-kib: {}", usage.ru_maxrss);
+}
+
+const MIB: u64 = 1 << 20;
+
+/// The memory of the command line doing next to nothing (`info` of the spec's test vector),
+/// against which the runs below are measured.
+fn baseline_rss() -> u64 {
+    let p = temp_file("baseline.gsi", &crate::test_vector::vector_bytes());
+    let r = gsimg_measured(&["info", p.to_str().unwrap()]);
+    std::fs::remove_file(&p).unwrap();
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    r.peak_rss
+}
+
+#[test]
+fn gaussian_count_bombs_are_refused_before_any_work() {
+    // One tile of 2^26 Gaussians that take no bits: a 150-byte file.
+    let one = zero_bit_file(zero_bit_header(16, 16, 16, 1, 0.0), |_| 1 << 26, false, &[]);
+    assert!(one.len() < 200, "{}", one.len());
+    // 4096 tiles of 2^14 each: the same count in a 150 KB file.
+    let many = zero_bit_file(zero_bit_header(1024, 1024, 16, 1, 0.0), |_| 1 << 14, false, &[]);
+    assert!(many.len() < 200_000, "{}", many.len());
+    for bytes in [&one, &many] {
+        let t = Instant::now();
+        let e = format::Decoder::new(&bytes[..], Limits::default()).unwrap_err();
+        assert!(e.to_string().contains("Gaussian count"), "{e}");
+        assert!(t.elapsed() < Duration::from_millis(100), "{:?}", t.elapsed());
+    }
+    let base = baseline_rss();
+    let p = temp_file("count-bomb.gsi", &many);
+    let out = std::env::temp_dir().join(format!("gsimg-bounds-{}-cb.png", std::process::id()));
+    let (f, o) = (p.to_str().unwrap(), out.to_str().unwrap());
+    for args in [vec!["info", f], vec!["decode", f, o, "--width", "64"]] {
+        let r = gsimg_measured(&args);
+        assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
+        assert!(r.stderr.contains("Gaussian count"), "{}", r.stderr);
+        assert!(r.seconds < 1.0, "{args:?}: {} s", r.seconds);
+        assert!(
+            r.peak_rss < base + 16 * MIB,
+            "{args:?}: {} MiB (baseline {} MiB)",
+            r.peak_rss / MIB,
+            base / MIB
+        );
+    }
+    assert!(!out.exists());
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn the_most_gaussians_a_file_size_allows_decode_in_bounded_memory_and_time() {
+    // 1024 tiles of 1024 free Gaussians, each tile padded to the one bit per Gaussian that §6
+    // asks: 1M Gaussians, the most a file of this size (155 KB) may hold.
+    let header = zero_bit_header(512, 512, 16, 1, 0.0);
+    let bytes = zero_bit_file(header, |_| 1024, true, &[]);
+    let n = 1u64 << 20;
+    assert!(
+        bytes.len() as u64 * format::MAX_GAUSSIANS_PER_BYTE >= n
+            && (bytes.len() as u64) < n / 4,
+        "{}",
+        bytes.len()
+    );
+    let file = format::read(&bytes, &Limits::default()).unwrap();
+    assert_eq!(file.image.gaussian_count() as u64, n);
+    // One byte less in any tile is refused.
+    let short = zero_bit_file(zero_bit_header(512, 512, 16, 1, 0.0), |_| 1024, false, &[]);
+    let e = format::Decoder::new(&short[..], Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("Gaussian count"), "{e}");
+
+    let base = baseline_rss();
+    let p = temp_file("most.gsi", &bytes);
+    let out = std::env::temp_dir().join(format!("gsimg-bounds-{}-most.png", std::process::id()));
+    let (f, o) = (p.to_str().unwrap(), out.to_str().unwrap());
+    // `info` reads the header and the tile index only: no memory per Gaussian.
+    let r = gsimg_measured(&["info", f]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.stdout.contains("1048576"), "{}", r.stdout);
+    assert!(r.seconds < 1.0, "info: {} s", r.seconds);
+    assert!(
+        r.peak_rss < base + 8 * MIB,
+        "info: {} MiB (baseline {} MiB)",
+        r.peak_rss / MIB,
+        base / MIB
+    );
+    // A decode holds the Gaussians (36 bytes each) and their projections (about 60): ~100 MiB
+    // for 2^20 Gaussians, far under Limits' 4 GiB.
+    let r = gsimg_measured(&["decode", f, o, "--width", "64", "--device", "cpu"]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(r.seconds < 1.0, "decode: {} s", r.seconds);
+    assert!(
+        r.peak_rss < base + 160 * MIB,
+        "decode: {} MiB (baseline {} MiB)",
+        r.peak_rss / MIB,
+        base / MIB
+    );
+    std::fs::remove_file(&p).unwrap();
+    std::fs::remove_file(&out).unwrap();
+}
+
+#[test]
+fn the_writer_pads_tiles_that_compress_below_one_bit_per_gaussian() {
+    // 20,000 identical Gaussians in one cell compress to a few bytes; the written file must
+    // still be valid (§6), so the writer pads the tile.
+    let g = gsimg::Gaussian {
+        x: 4.0,
+        y: 4.0,
+        scale: [1.0, 1.0],
+        rotation: 0.0,
+        color: [0.5, 0.5, 0.5, 0.0],
+    };
+    let img = gsimg::SplatImage::new(64, 64, ChannelLayout::Rgb, vec![g; 20_000]).unwrap();
+    let enc = format::write(&img, &format::WriteOptions::default()).unwrap();
+    assert!(enc.bytes.len() * 8 >= 20_000, "{}", enc.bytes.len());
+    let back = format::read(&enc.bytes, &Limits::default()).unwrap();
+    assert_eq!(back.image.gaussians(), enc.image.gaussians());
+}
