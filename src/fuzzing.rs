@@ -25,6 +25,7 @@ pub fn limits() -> Limits {
         max_output_pixels: 1 << 14,
         max_output_dimension: 1 << 12,
         max_render_work: 1 << 22,
+        max_render_work_per_pixel: 64,
         max_memory_bytes: 1 << 26,
     }
 }

@@ -59,7 +59,12 @@ fn varint(out: &mut Vec<u8>, mut v: u32) {
 /// A file of `header` whose tile `t` holds `count(t)` Gaussians, all in its first cell. With
 /// `pad`, each tile's payload is padded with a skippable frame up to the one bit per Gaussian
 /// that §6 requires (what gsimg's writer does); without, the file is as small as zstd makes it.
-fn zero_bit_file(mut header: Header, count: impl Fn(u64) -> u32, pad: bool, meta: &[u8]) -> Vec<u8> {
+fn zero_bit_file(
+    mut header: Header,
+    count: impl Fn(u64) -> u32,
+    pad: bool,
+    meta: &[u8],
+) -> Vec<u8> {
     let (cx, cy) = header.cells();
     let t = header.tile_cells as u64;
     let (tx, ty) = (cx.div_ceil(t), cy.div_ceil(t));
@@ -129,13 +134,22 @@ struct Run {
 fn gsimg_measured(args: &[&str]) -> Run {
     let t = Instant::now();
     let dir = std::env::temp_dir();
-    let tag = format!("{}-{}", std::process::id(), PROBES.fetch_add(1, Ordering::Relaxed));
+    let tag = format!(
+        "{}-{}",
+        std::process::id(),
+        PROBES.fetch_add(1, Ordering::Relaxed)
+    );
     let (out_file, err_file) = (
         dir.join(format!("gsimg-probe-{tag}.out")),
         dir.join(format!("gsimg-probe-{tag}.err")),
     );
     let probe = Command::new(std::env::current_exe().unwrap())
-        .args(["--ignored", "--exact", "bounds::peak_rss_probe", "--nocapture"])
+        .args([
+            "--ignored",
+            "--exact",
+            "bounds::peak_rss_probe",
+            "--nocapture",
+        ])
         .args(["--test-threads", "1"])
         .env("GSIMG_PROBE_ARGS", args.join("\u{1f}"))
         .env("GSIMG_PROBE_OUT", &out_file)
@@ -227,13 +241,22 @@ fn gaussian_count_bombs_are_refused_before_any_work() {
     let one = zero_bit_file(zero_bit_header(16, 16, 16, 1, 0.0), |_| 1 << 26, false, &[]);
     assert!(one.len() < 200, "{}", one.len());
     // 4096 tiles of 2^14 each: the same count in a 150 KB file.
-    let many = zero_bit_file(zero_bit_header(1024, 1024, 16, 1, 0.0), |_| 1 << 14, false, &[]);
+    let many = zero_bit_file(
+        zero_bit_header(1024, 1024, 16, 1, 0.0),
+        |_| 1 << 14,
+        false,
+        &[],
+    );
     assert!(many.len() < 200_000, "{}", many.len());
     for bytes in [&one, &many] {
         let t = Instant::now();
         let e = format::Decoder::new(&bytes[..], Limits::default()).unwrap_err();
         assert!(e.to_string().contains("Gaussian count"), "{e}");
-        assert!(t.elapsed() < Duration::from_millis(100), "{:?}", t.elapsed());
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
     }
     let base = baseline_rss();
     let p = temp_file("count-bomb.gsi", &many);
@@ -263,8 +286,7 @@ fn the_most_gaussians_a_file_size_allows_decode_in_bounded_memory_and_time() {
     let bytes = zero_bit_file(header, |_| 1024, true, &[]);
     let n = 1u64 << 20;
     assert!(
-        bytes.len() as u64 * format::MAX_GAUSSIANS_PER_BYTE >= n
-            && (bytes.len() as u64) < n / 4,
+        bytes.len() as u64 * format::MAX_GAUSSIANS_PER_BYTE >= n && (bytes.len() as u64) < n / 4,
         "{}",
         bytes.len()
     );
@@ -321,4 +343,141 @@ fn the_writer_pads_tiles_that_compress_below_one_bit_per_gaussian() {
     assert!(enc.bytes.len() * 8 >= 20_000, "{}", enc.bytes.len());
     let back = format::read(&enc.bytes, &Limits::default()).unwrap();
     assert_eq!(back.image.gaussians(), enc.image.gaussians());
+}
+
+/// The file of the render-work bomb class: `n` Gaussians of σ = 2^24 (each covers any output
+/// whole) on a 4096 × 4096 picture, a few hundred bytes.
+fn huge_gaussians_file(n: u32) -> Vec<u8> {
+    zero_bit_file(zero_bit_header(4096, 4096, 4096, 1, 24.0), |_| n, true, &[])
+}
+
+#[test]
+fn render_work_bombs_are_refused_after_projection_not_rendered_for_minutes() {
+    // 1000 Gaussians that each cover the whole 4096² output: 1.7e10 evaluations, minutes of
+    // CPU; the limit at this size is 2^30 + 64 × 2^24 = 2^31.
+    let bytes = huge_gaussians_file(1000);
+    assert!(bytes.len() < 400, "{}", bytes.len());
+    let file = format::read(&bytes, &Limits::default()).unwrap();
+    let t = Instant::now();
+    let e = gsimg::render::render_cpu::<u8>(
+        &file.image,
+        &gsimg::Viewport::full(4096, 4096),
+        &Limits::default(),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("render work"), "{e}");
+    assert!(
+        t.elapsed() < Duration::from_millis(200),
+        "{:?}",
+        t.elapsed()
+    );
+    // A small region of the same output is cheap and renders.
+    let view = gsimg::Viewport::full(4096, 4096).with_region(gsimg::Region {
+        x: 1000,
+        y: 1000,
+        width: 64,
+        height: 64,
+    });
+    let f = gsimg::render::render_cpu::<u8>(&file.image, &view, &Limits::default()).unwrap();
+    assert!(f.data.iter().all(|&v| v == 64), "{:?}", &f.data[..3]);
+
+    let p = temp_file("work-bomb.gsi", &bytes);
+    let out = std::env::temp_dir().join(format!("gsimg-bounds-{}-wb.png", std::process::id()));
+    let (f, o) = (p.to_str().unwrap(), out.to_str().unwrap());
+    for args in [
+        vec!["info", f],
+        vec!["decode", f, o, "--device", "cpu"],
+        vec!["decode", f, o, "--width", "16384", "--device", "cpu"],
+    ] {
+        let r = gsimg_measured(&args);
+        assert!(r.seconds < 1.0, "{args:?}: {} s", r.seconds);
+        assert!(r.peak_rss < 64 * MIB, "{args:?}: {} MiB", r.peak_rss / MIB);
+        if args[0] == "decode" {
+            assert_eq!(r.code, Some(1), "{args:?}: {}", r.stderr);
+            assert!(r.stderr.contains("render work"), "{}", r.stderr);
+        } else {
+            assert_eq!(r.code, Some(0), "{}", r.stderr);
+        }
+    }
+    assert!(!out.exists());
+    std::fs::remove_file(&p).unwrap();
+}
+
+#[test]
+fn render_work_counts_rows_and_tiles_not_only_areas() {
+    // 1-pixel-wide Gaussians: every row costs a whole group of 8 pixels and a span search,
+    // which the count includes: 2^16 of them over 4096 rows cost 4096 × 16 each.
+    let g = gsimg::Gaussian {
+        x: 100.5,
+        y: 2048.0,
+        scale: [0.01, 600.0],
+        rotation: 0.0,
+        color: [1.0, 0.0, 0.0, 0.0],
+    };
+    let img = gsimg::SplatImage::new(4096, 4096, ChannelLayout::Rgb, vec![g; 1 << 16]).unwrap();
+    let limits = Limits {
+        max_render_work: 4096 * 12 * (1 << 16),
+        max_render_work_per_pixel: 0,
+        ..Limits::default()
+    };
+    // The boxes' area alone (3600 rows × 1 column) is within this limit; rows × 16 is not.
+    let e = gsimg::render::render_cpu::<u8>(&img, &gsimg::Viewport::full(4096, 4096), &limits)
+        .unwrap_err();
+    assert!(e.to_string().contains("render work"), "{e}");
+}
+
+#[test]
+fn a_render_can_be_cancelled_from_another_thread() {
+    use std::sync::atomic::AtomicBool;
+    let bytes = huge_gaussians_file(1000);
+    let file = format::read(&bytes, &Limits::default()).unwrap();
+    let cancel = AtomicBool::new(false);
+    let t = Instant::now();
+    let result = std::thread::scope(|s| {
+        let render = s.spawn(|| {
+            gsimg::render::render_cpu_with::<u8>(
+                &file.image,
+                &gsimg::Viewport::full(2048, 2048),
+                &Limits::unlimited(),
+                &gsimg::render::RenderOptions {
+                    cancel: Some(&cancel),
+                },
+            )
+        });
+        std::thread::sleep(Duration::from_millis(50));
+        cancel.store(true, Ordering::Relaxed);
+        render.join().unwrap()
+    });
+    // Uncancelled, this render takes tens of seconds.
+    assert!(matches!(result, Err(gsimg::Error::Cancelled)), "{result:?}");
+    assert!(
+        t.elapsed() < Duration::from_millis(500),
+        "{:?}",
+        t.elapsed()
+    );
+}
+
+/// The slowest render the default limits accept at 4096 × 4096: as many whole-picture
+/// Gaussians as the work limit allows. `cargo test --release -- --ignored slowest_accepted`
+/// prints its time (ROBUSTNESS.md).
+#[test]
+#[ignore = "a measurement: seconds of CPU"]
+fn slowest_accepted_render_at_4096() {
+    let limits = Limits::default();
+    // Each Gaussian: 4096 rows of 4096 pixels and 64 tiles' span searches of 8.
+    let per = 4096 * (4096 + 8 * 64);
+    let n = (limits.render_work_limit(4096 * 4096) / per) as u32;
+    let file = format::read(&huge_gaussians_file(n), &limits).unwrap();
+    let t = Instant::now();
+    gsimg::render::render_cpu::<u8>(&file.image, &gsimg::Viewport::full(4096, 4096), &limits)
+        .unwrap();
+    let s = t.elapsed().as_secs_f64();
+    eprintln!("{n} Gaussians covering 4096 x 4096: {s:.2} s");
+    assert!(s < 10.0);
+    let e = format::read(&huge_gaussians_file(n + 1), &limits)
+        .map(|f| {
+            gsimg::render::render_cpu::<u8>(&f.image, &gsimg::Viewport::full(4096, 4096), &limits)
+        })
+        .unwrap();
+    assert!(e.is_err());
 }

@@ -19,7 +19,8 @@ pub use header::{AttrQuant, ColorModel, Header, Packing, Predictor};
 pub use metadata::Metadata;
 pub use quant::{Quantized, dequantize, quantize, rgb_to_ycbcr, ycbcr_to_rgb};
 pub use reader::{
-    Decoder, FileSource, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, Source, TileEntry, tag_name,
+    Decoder, FileSource, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, Source,
+    TileEntry, tag_name,
 };
 pub use writer::{AUTO_PACKING_MAX, Encoded, WriteOptions, plan_header, write};
 

@@ -340,7 +340,11 @@ impl<S: Source> Decoder<S> {
     ///
     /// Memory: the result (36 bytes a Gaussian) plus one batch of tiles in flight (at most
     /// 2^20 Gaussians or 64 MiB of payload, or one larger tile).
-    pub fn decode_tiles_with(&self, tiles: &[u32], cancel: Option<&AtomicBool>) -> Result<SplatImage> {
+    pub fn decode_tiles_with(
+        &self,
+        tiles: &[u32],
+        cancel: Option<&AtomicBool>,
+    ) -> Result<SplatImage> {
         let count = |t: u32| self.index.get(t as usize).map_or(0, |e| e.count as u64);
         let total: u64 = tiles.iter().map(|&t| count(t)).sum();
         // Every tile listed twice could double the header's count: check what is allocated.
