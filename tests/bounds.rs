@@ -481,3 +481,113 @@ fn slowest_accepted_render_at_4096() {
         .unwrap();
     assert!(e.is_err());
 }
+
+/// A `meta` payload (§8) holding one ICC entry: `stated` bytes, compressed in `frame`.
+fn icc_meta(stated: u32, frame: &[u8]) -> Vec<u8> {
+    let mut m = vec![1u8];
+    m.extend_from_slice(&(4 + frame.len() as u32).to_le_bytes());
+    m.extend_from_slice(&stated.to_le_bytes());
+    m.extend_from_slice(frame);
+    m
+}
+
+/// Something shaped like an ICC profile of `n` bytes (size field and signature, §8).
+fn icc_like(n: usize) -> Vec<u8> {
+    let mut p = vec![0u8; n];
+    p[..4].copy_from_slice(&(n as u32).to_be_bytes());
+    p[36..40].copy_from_slice(b"acsp");
+    p
+}
+
+#[test]
+fn icc_bombs_and_profiles_that_are_not_profiles_are_dropped_with_a_warning() {
+    // 64 MiB of zeros compressed into a few KB, stated as such: never decompressed.
+    let zeros = {
+        let mut e = zstd::stream::Encoder::new(Vec::new(), 1).unwrap();
+        let chunk = vec![0u8; 1 << 20];
+        for _ in 0..64 {
+            std::io::Write::write_all(&mut e, &chunk).unwrap();
+        }
+        e.finish().unwrap()
+    };
+    assert!(zeros.len() < 8000, "{}", zeros.len());
+    let header = || zero_bit_header(64, 64, 16, 1, 1.0);
+    let bomb = zero_bit_file(header(), |_| 1, true, &icc_meta(64 << 20, &zeros));
+    // 5000 bytes that decompress as stated but are not a profile.
+    let junk = vec![7u8; 5000];
+    let not_icc = zero_bit_file(
+        header(),
+        |_| 1,
+        true,
+        &icc_meta(5000, &zstd::bulk::compress(&junk, 3).unwrap()),
+    );
+    let real = icc_like(3000);
+    let good = zero_bit_file(
+        header(),
+        |_| 1,
+        true,
+        &icc_meta(3000, &zstd::bulk::compress(&real, 3).unwrap()),
+    );
+    for (bytes, why) in [(&bomb, "over the 4194304"), (&not_icc, "size as 117901063")] {
+        let t = Instant::now();
+        let d = format::Decoder::new(&bytes[..], Limits::default()).unwrap();
+        assert!(
+            t.elapsed() < Duration::from_millis(100),
+            "{:?}",
+            t.elapsed()
+        );
+        assert_eq!(d.metadata().icc_profile, None);
+        assert_eq!(d.dropped_metadata().len(), 1);
+        assert!(
+            d.dropped_metadata()[0].contains(why),
+            "{:?}",
+            d.dropped_metadata()
+        );
+        d.decode_all().unwrap();
+    }
+    let d = format::Decoder::new(&good[..], Limits::default()).unwrap();
+    assert_eq!(d.metadata().icc_profile.as_deref(), Some(&real[..]));
+    assert!(d.dropped_metadata().is_empty());
+
+    // The command line warns (the library does not print) and writes a PNG without it.
+    let p = temp_file("icc-bomb.gsi", &bomb);
+    let out = std::env::temp_dir().join(format!("gsimg-bounds-{}-icc.png", std::process::id()));
+    let r = gsimg_measured(&["decode", p.to_str().unwrap(), out.to_str().unwrap()]);
+    assert_eq!(r.code, Some(0), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("warning") && r.stderr.contains("ICC profile has 67108864 bytes"),
+        "{}",
+        r.stderr
+    );
+    assert!(r.peak_rss < 64 * MIB, "{} MiB", r.peak_rss / MIB);
+    let png = std::fs::read(&out).unwrap();
+    assert!(!png.windows(4).any(|w| w == b"iCCP"));
+    let r = gsimg_measured(&["info", p.to_str().unwrap()]);
+    assert!(r.stdout.contains("dropped:"), "{}", r.stdout);
+    std::fs::remove_file(&p).unwrap();
+    std::fs::remove_file(&out).unwrap();
+}
+
+#[test]
+fn invalid_icc_profiles_are_neither_written_nor_taken_from_input_pictures() {
+    let img = gsimg::SplatImage::new(8, 8, ChannelLayout::Rgb, vec![]).unwrap();
+    for (icc, ok) in [
+        (icc_like(200), true),
+        (vec![3u8; 200], false),
+        (icc_like(100), false),
+        (icc_like(5 << 20), false),
+    ] {
+        let mut opts = format::WriteOptions::default();
+        opts.metadata.icc_profile = Some(icc);
+        assert_eq!(format::write(&img, &opts).is_ok(), ok);
+    }
+    // A PNG whose iCCP chunk holds no profile: the pixels load, the profile is dropped.
+    let mut png = Vec::new();
+    let mut enc = image::codecs::png::PngEncoder::new(&mut png);
+    image::ImageEncoder::set_icc_profile(&mut enc, vec![1u8; 300]).unwrap();
+    image::ImageEncoder::write_image(enc, &[0u8; 12], 2, 2, image::ExtendedColorType::Rgb8)
+        .unwrap();
+    let loaded = gsimg::encode::load_image(&png, &Limits::default()).unwrap();
+    assert_eq!(loaded.icc_profile, None);
+    assert!(loaded.icc_dropped.unwrap().contains("size as 16843009"));
+}

@@ -194,6 +194,12 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
     let bytes = read_input(&args.input)?;
     let loaded = gsimg::encode::load_image(&bytes, limits)
         .with_context(|| args.input.display().to_string())?;
+    if let Some(why) = &loaded.icc_dropped {
+        eprintln!(
+            "gsimg: warning: {}: {why}; encoding without it",
+            args.input.display()
+        );
+    }
     let method = match args.method {
         Some(m) => m,
         None if args.net.model.is_some() => Method::Network,

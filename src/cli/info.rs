@@ -71,6 +71,9 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     if let Some(icc) = &d.metadata().icc_profile {
         say!("icc profile: {} bytes", icc.len());
     }
+    for why in d.dropped_metadata() {
+        say!("dropped:     {why}");
+    }
     say!("\nsections:    tag   count      bytes");
     for (tag, count, b) in &format::section_bytes(&d) {
         say!("             {tag:<5} {count:>5} {b:>10}");

@@ -16,7 +16,7 @@ mod writer;
 
 pub use error::{FormatError, FormatErrorKind, Location};
 pub use header::{AttrQuant, ColorModel, Header, Packing, Predictor};
-pub use metadata::Metadata;
+pub use metadata::{MAX_ICC_BYTES, Metadata, icc_profile_problem};
 pub use quant::{Quantized, dequantize, quantize, rgb_to_ycbcr, ycbcr_to_rgb};
 pub use reader::{
     Decoder, FileSource, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, Source,

@@ -183,6 +183,7 @@ pub struct Decoder<S> {
     header: Header,
     dequantizer: Dequantizer,
     metadata: Metadata,
+    dropped: Vec<String>,
     index: Vec<TileEntry>,
     sections: Vec<SectionInfo>,
     end_offset: u64,
@@ -221,13 +222,14 @@ impl<S: Source> Decoder<S> {
         sections.push(info);
         pos += section::total_len(info.payload_len);
         let mut metadata = Metadata::default();
+        let mut dropped = Vec::new();
         let index_payload = loop {
             let (info, payload) = read_section(&src, pos, &limits, None)?;
             sections.push(info);
             pos += section::total_len(info.payload_len);
             match info.tag {
                 TAG_TIDX => break payload,
-                TAG_META => metadata = Metadata::parse(&payload, &limits)?,
+                TAG_META => (metadata, dropped) = Metadata::parse_with_drops(&payload, &limits)?,
                 t if is_critical(t) => {
                     return Err(if [TAG_HEAD, TAG_TILE, TAG_GEND].contains(&t) {
                         unexpected(t, None, "TIDX or an ancillary section")
@@ -251,6 +253,7 @@ impl<S: Source> Decoder<S> {
             dequantizer: Dequantizer::new(&header),
             header,
             metadata,
+            dropped,
             index,
             sections,
             end_offset,
@@ -265,6 +268,13 @@ impl<S: Source> Decoder<S> {
     /// The metadata.
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
+    }
+
+    /// Metadata the file carries but the reader dropped, with the reason of each: an ICC
+    /// profile too large or not a profile (format-spec.md §8). The picture decodes without it;
+    /// the caller tells the user.
+    pub fn dropped_metadata(&self) -> &[String] {
+        &self.dropped
     }
 
     /// The tile index.

@@ -241,6 +241,14 @@ pub(crate) fn quantize_tiles(image: &SplatImage, header: &Header) -> Vec<Vec<Qua
 
 /// Encodes `image` as a `.gsi` file.
 pub fn write(image: &SplatImage, opts: &WriteOptions) -> Result<Encoded> {
+    if let Some(why) = opts
+        .metadata
+        .icc_profile
+        .as_deref()
+        .and_then(super::metadata::icc_profile_problem)
+    {
+        return Err(Error::invalid("metadata", why));
+    }
     let candidates = match opts.packing {
         Some(p) => vec![p],
         None if image.gaussian_count() <= AUTO_PACKING_MAX => vec![Packing::Bytes, Packing::Bits],
