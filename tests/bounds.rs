@@ -591,3 +591,57 @@ fn invalid_icc_profiles_are_neither_written_nor_taken_from_input_pictures() {
     assert_eq!(loaded.icc_profile, None);
     assert!(loaded.icc_dropped.unwrap().contains("size as 16843009"));
 }
+
+/// The start of a PNG of `w × h` RGB pixels: a valid header, then a first data chunk that is
+/// not (a picture's size is read from its header alone).
+fn png_header_only(w: u32, h: u32) -> Vec<u8> {
+    let mut png = b"\x89PNG\r\n\x1a\n".to_vec();
+    let mut chunk = |tag: &[u8; 4], data: &[u8]| {
+        png.extend_from_slice(&(data.len() as u32).to_be_bytes());
+        let start = png.len();
+        png.extend_from_slice(tag);
+        png.extend_from_slice(data);
+        let crc = crc32fast::hash(&png[start..]);
+        png.extend_from_slice(&crc.to_be_bytes());
+    };
+    let mut ihdr = w.to_be_bytes().to_vec();
+    ihdr.extend_from_slice(&h.to_be_bytes());
+    ihdr.extend_from_slice(&[8, 2, 0, 0, 0]);
+    chunk(b"IHDR", &ihdr);
+    chunk(b"IDAT", &[0x78, 0x9c, 0, 0, 0, 0]);
+    chunk(b"IEND", &[]);
+    png
+}
+
+#[test]
+fn pictures_too_large_for_the_encoders_memory_are_refused_before_decoding() {
+    // 16000 x 16000 is inside the input limits (2^28 pixels) but would take about 21 GiB
+    // (analytic) or 77 GiB (network): refused from the header, in milliseconds.
+    let p = temp_file("16000.png", &png_header_only(16000, 16000));
+    let out = std::env::temp_dir().join(format!("gsimg-bounds-{}-16000.gsi", std::process::id()));
+    for method in ["analytic", "network"] {
+        let r = gsimg_measured(&[
+            "encode",
+            p.to_str().unwrap(),
+            out.to_str().unwrap(),
+            "--method",
+            method,
+        ]);
+        assert_eq!(r.code, Some(1), "{}", r.stderr);
+        assert!(
+            r.stderr.contains("16000x16000")
+                && r.stderr
+                    .contains(&format!("the {method} encoder would need"))
+                && r.stderr.contains("max_memory_bytes"),
+            "{}",
+            r.stderr
+        );
+        assert!(
+            r.seconds < 1.0 && r.peak_rss < 64 * MIB,
+            "{} MiB",
+            r.peak_rss / MIB
+        );
+        assert!(!out.exists());
+    }
+    std::fs::remove_file(&p).unwrap();
+}

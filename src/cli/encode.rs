@@ -192,14 +192,11 @@ impl TermProgress {
 pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
     // Read the input first: a bad input fails with one line, before any note about models.
     let bytes = read_input(&args.input)?;
-    let loaded = gsimg::encode::load_image(&bytes, limits)
+    // The picture's size from its header: a file that is no picture fails here, with one
+    // line, before any note about models; a picture too large for the encoder's memory is
+    // refused before it is decoded.
+    let (w, h) = gsimg::encode::memory::picture_size(&bytes)
         .with_context(|| args.input.display().to_string())?;
-    if let Some(why) = &loaded.icc_dropped {
-        eprintln!(
-            "gsimg: warning: {}: {why}; encoding without it",
-            args.input.display()
-        );
-    }
     let method = match args.method {
         Some(m) => m,
         None if args.net.model.is_some() => Method::Network,
@@ -217,6 +214,25 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
     }
     if method == Method::Analytic && args.no_fit {
         bail!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
+    }
+    let kind = match method {
+        Method::Analytic => gsimg::encode::memory::EncoderKind::Analytic {
+            density: match args.density {
+                Some(d) => d,
+                None => AnalyticOptions::with_quality(args.quality)?.density,
+            },
+        },
+        Method::Network => gsimg::encode::memory::EncoderKind::Network,
+    };
+    gsimg::encode::memory::check(kind, w, h, limits)
+        .with_context(|| args.input.display().to_string())?;
+    let loaded = gsimg::encode::load_image(&bytes, limits)
+        .with_context(|| args.input.display().to_string())?;
+    if let Some(why) = &loaded.icc_dropped {
+        eprintln!(
+            "gsimg: warning: {}: {why}; encoding without it",
+            args.input.display()
+        );
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
     let (encoded, how) = match method {

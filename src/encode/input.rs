@@ -98,6 +98,10 @@ impl Pixels {
     }
 }
 
+/// The error of a file that is no picture gsimg reads.
+pub(crate) const UNRECOGNIZED: &str =
+    "unrecognized image format (supported: PNG, JPEG, WebP, TIFF, BMP, GIF)";
+
 /// A decoded input file.
 #[derive(Debug, Clone)]
 pub struct LoadedImage {
@@ -117,9 +121,7 @@ pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
         .with_guessed_format()
         .map_err(|e| Error::InputImage(e.to_string()))?;
     if reader.format().is_none() {
-        return Err(Error::InputImage(
-            "unrecognized image format (supported: PNG, JPEG, WebP, TIFF, BMP, GIF)".into(),
-        ));
+        return Err(Error::InputImage(UNRECOGNIZED.into()));
     }
     let mut il = image::Limits::default();
     il.max_image_width = Some(limits.max_dimension);
