@@ -645,3 +645,33 @@ fn pictures_too_large_for_the_encoders_memory_are_refused_before_decoding() {
     }
     std::fs::remove_file(&p).unwrap();
 }
+
+/// Writes this file's bombs as inputs of the fuzz targets' resource harness
+/// (`tests/fuzz_regressions/`, replayed by `fuzz_regressions::fuzz_findings_no_longer_crash`):
+/// `cargo test --release -- --ignored write_fuzz_regression_inputs`.
+#[test]
+#[ignore = "writes files into the source tree"]
+fn write_fuzz_regression_inputs() {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let count = zero_bit_file(zero_bit_header(16, 16, 16, 1, 0.0), |_| 1 << 26, false, &[]);
+    let mut zeros = zstd::stream::Encoder::new(Vec::new(), 19).unwrap();
+    for _ in 0..64 {
+        std::io::Write::write_all(&mut zeros, &[0u8; 1 << 20]).unwrap();
+    }
+    let icc = icc_meta(64 << 20, &zeros.finish().unwrap());
+    let icc = zero_bit_file(zero_bit_header(64, 64, 16, 1, 1.0), |_| 1, true, &icc);
+    let mut work = vec![95u8, 95];
+    work.extend(huge_gaussians_file(1000));
+    for (target, name, bytes) in [
+        ("parse", "count-bomb-2p26-free-gaussians.gsi", &count),
+        ("parse", "icc-bomb-64mib-of-zeros.gsi", &icc),
+        (
+            "parse_and_render",
+            "work-bomb-1000-whole-picture.bin",
+            &work,
+        ),
+    ] {
+        std::fs::create_dir_all(dir.join(target)).unwrap();
+        std::fs::write(dir.join(target).join(name), bytes).unwrap();
+    }
+}
