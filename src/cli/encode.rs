@@ -224,8 +224,20 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
         },
         Method::Network => gsimg::encode::memory::EncoderKind::Network,
     };
-    gsimg::encode::memory::check(kind, w, h, limits)
-        .with_context(|| args.input.display().to_string())?;
+    if let Err(e) = gsimg::encode::memory::check(kind, w, h, limits) {
+        let analytic = gsimg::encode::memory::EncoderKind::Analytic {
+            density: AnalyticOptions::with_quality(args.quality)?.density,
+        };
+        let need = gsimg::encode::memory::estimate(analytic, w, h);
+        if method == Method::Network && need <= limits.max_memory_bytes {
+            bail!(
+                "{}: {e}; the analytic encoder (--method analytic) would need about {:.1} GiB",
+                args.input.display(),
+                need as f64 / (1u64 << 30) as f64
+            );
+        }
+        return Err(anyhow::Error::from(e).context(args.input.display().to_string()));
+    }
     let loaded = gsimg::encode::load_image(&bytes, limits)
         .with_context(|| args.input.display().to_string())?;
     if let Some(why) = &loaded.icc_dropped {
