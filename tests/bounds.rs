@@ -121,6 +121,8 @@ struct Run {
     stderr: String,
     /// Peak resident memory of the process, bytes.
     peak_rss: u64,
+    /// CPU time of the process (user and system, all threads), seconds: unlike the wall
+    /// time, it does not grow when other work shares the machine.
     seconds: f64,
 }
 
@@ -166,6 +168,7 @@ fn gsimg_measured(args: &[&str]) -> Run {
             .unwrap_or_else(|| panic!("no {name} from the probe: {report}"))
     };
     let (code, peak_kib) = (field("probe-exit:"), field("probe-peak-kib:"));
+    let cpu_ms = field("probe-cpu-ms:");
     let read = |p: &PathBuf| {
         let s = std::fs::read_to_string(p).unwrap_or_default();
         let _ = std::fs::remove_file(p);
@@ -176,14 +179,15 @@ fn gsimg_measured(args: &[&str]) -> Run {
         stdout: read(&out_file),
         stderr: read(&err_file),
         peak_rss: peak_kib as u64 * 1024,
-        seconds: t.elapsed().as_secs_f64(),
+        seconds: cpu_ms as f64 / 1000.0,
     };
     eprintln!(
-        "gsimg {}: exit {:?}, peak RSS {:.1} MiB, {:.3} s with the probe",
+        "gsimg {}: exit {:?}, peak RSS {:.1} MiB, CPU {:.3} s ({:.3} s wall with the probe)",
         args.join(" "),
         run.code,
         peak_kib as f64 / 1024.0,
-        run.seconds
+        run.seconds,
+        t.elapsed().as_secs_f64()
     );
     run
 }
@@ -221,6 +225,8 @@ fn peak_rss_probe() {
     };
     println!("probe-exit: {code}");
     println!("probe-peak-kib: {}", usage.ru_maxrss);
+    let ms = |t: libc::timeval| t.tv_sec as i64 * 1000 + t.tv_usec as i64 / 1000;
+    println!("probe-cpu-ms: {}", ms(usage.ru_utime) + ms(usage.ru_stime));
 }
 
 const MIB: u64 = 1 << 20;
