@@ -365,7 +365,15 @@ impl<S: Source> Decoder<S> {
             total * std::mem::size_of::<Gaussian>() as u64,
             self.limits.max_memory_bytes,
         )?;
-        let mut gaussians = Vec::with_capacity(total as usize);
+        // Reserved only when every tile's section lies within the source: the counts of a
+        // truncated or forged file are not to be trusted with memory before its tiles are read.
+        let len = self.src.len();
+        let present = tiles.iter().all(|&t| {
+            self.index
+                .get(t as usize)
+                .is_some_and(|e| e.offset + section::total_len(e.payload_len as u64) <= len)
+        });
+        let mut gaussians = Vec::with_capacity(if present { total as usize } else { 0 });
         let (header, dq, index) = (&self.header, &self.dequantizer, &self.index);
         let mut rest = tiles;
         while !rest.is_empty() {
