@@ -50,8 +50,12 @@ fn main() -> Result<()> {
             };
             opts.write.tile_cells = Some(2 + j as u16);
             if i == 2 {
+                // Shaped like an ICC profile (format-spec.md §8): size field and `acsp`.
+                let mut icc = vec![7u8; 160];
+                icc[..4].copy_from_slice(&160u32.to_be_bytes());
+                icc[36..40].copy_from_slice(b"acsp");
                 opts.write.metadata = Metadata {
-                    icc_profile: Some(vec![7; 40]),
+                    icc_profile: Some(icc),
                     orientation: Some(6),
                 };
             }

@@ -58,6 +58,10 @@ pub enum Error {
     #[error("CUDA: {0}")]
     Cuda(String),
 
+    /// The caller cancelled the work (a decode or render option's cancel flag was set).
+    #[error("cancelled")]
+    Cancelled,
+
     /// An I/O error from the operating system.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),

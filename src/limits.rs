@@ -21,10 +21,15 @@ pub struct Limits {
     pub max_output_pixels: u64,
     /// Maximum width or height of the virtual full output a region is cut from. Default: 2^20.
     pub max_output_dimension: u32,
-    /// Maximum Gaussian–pixel evaluations of one render (the sum of the Gaussians' clipped
-    /// bounding-box areas), so a file of huge overlapping Gaussians cannot hang the caller.
-    /// Default: 2^38 (minutes of CPU time; milliseconds on a GPU).
+    /// Gaussian–pixel evaluations any render may do, whatever its size: the fixed part of the
+    /// render-work limit ([`Limits::render_work_limit`]), so a file of huge overlapping
+    /// Gaussians cannot hang the caller. Default: 2^30 (1 to 4 s of the CPU renderer on two
+    /// cores; milliseconds on a GPU).
     pub max_render_work: u64,
+    /// Evaluations a render may do per pixel of its output region, on top of
+    /// `max_render_work`. Real pictures need 5 to 12 (each output pixel is reached by that many
+    /// Gaussians' 3σ boxes). Default: 64.
+    pub max_render_work_per_pixel: u64,
     /// Maximum bytes of memory one decode or render may allocate for Gaussians and their
     /// per-tile lists. Default: 2^32 (4 GiB).
     pub max_memory_bytes: u64,
@@ -39,7 +44,8 @@ impl Default for Limits {
             max_section_bytes: 1 << 30,
             max_output_pixels: 1 << 28,
             max_output_dimension: 1 << 20,
-            max_render_work: 1 << 38,
+            max_render_work: 1 << 30,
+            max_render_work_per_pixel: 64,
             max_memory_bytes: 1 << 32,
         }
     }
@@ -57,8 +63,17 @@ impl Limits {
             max_output_pixels: 1 << 62,
             max_output_dimension: u32::MAX,
             max_render_work: 1 << 62,
+            max_render_work_per_pixel: 1 << 20,
             max_memory_bytes: 1 << 62,
         }
+    }
+
+    /// The most work (Gaussian–pixel evaluations, as the CPU renderer counts them) a render of
+    /// `region_pixels` output pixels may do: `max_render_work + max_render_work_per_pixel ×
+    /// region_pixels`.
+    pub fn render_work_limit(&self, region_pixels: u64) -> u64 {
+        self.max_render_work
+            .saturating_add(self.max_render_work_per_pixel.saturating_mul(region_pixels))
     }
 
     pub(crate) fn check(&self, what: &'static str, value: u64, limit: u64) -> crate::Result<()> {

@@ -219,7 +219,10 @@ fn region_decode_from_a_file_reads_only_what_it_needs() {
 fn metadata_round_trips_and_unknown_ancillary_sections_are_skipped() {
     let mut rng = Rng::new(14);
     let img = random_image(&mut rng, 50, 40, ChannelLayout::Rgb, 50, 1.0, 3.0);
-    let icc: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    let mut icc: Vec<u8> = (0..3000u32).map(|i| (i * 7 % 251) as u8).collect();
+    // What makes it look like an ICC profile (§8): its size in the header, and `acsp`.
+    icc[..4].copy_from_slice(&3000u32.to_be_bytes());
+    icc[36..40].copy_from_slice(b"acsp");
     let metadata = Metadata {
         icc_profile: Some(icc.clone()),
         orientation: Some(6),

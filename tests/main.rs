@@ -2,6 +2,7 @@
 
 mod common;
 
+mod bounds;
 mod cli;
 mod cuda;
 mod encode;

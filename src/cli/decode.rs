@@ -190,6 +190,9 @@ pub fn run(args: DecodeArgs, limits: &Limits) -> Result<()> {
     let bytes = read_input(&args.input)?;
     let name = || args.input.display().to_string();
     let decoder = format::Decoder::new(&bytes[..], *limits).with_context(name)?;
+    for why in decoder.dropped_metadata() {
+        eprintln!("gsimg: warning: {}: {why}; decoding without it", name());
+    }
     let h = decoder.header().clone();
     let mut view = args.size.viewport(h.width, h.height)?;
     if let Some(r) = args.region {

@@ -10,18 +10,26 @@ use clap::Args;
 use super::io::read_input;
 use gsimg::{Limits, format};
 
-/// Describe a .gsi file: size, channels, Gaussians, bytes per section and per attribute.
+/// Describe a .gsi file: size, channels, Gaussians, bytes per section (and per attribute).
 #[derive(Args)]
 pub struct InfoArgs {
     /// Input .gsi file, or - for stdin.
     input: PathBuf,
+    /// Also decode every tile and report the bits per attribute stream (slower: compresses
+    /// each stream on its own). Without it, only the header and the tile index are read.
+    #[arg(long)]
+    streams: bool,
 }
 
 pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     let bytes = read_input(&args.input)?;
-    let a =
-        format::analyze(&bytes, limits, 19).with_context(|| args.input.display().to_string())?;
-    let d = format::Decoder::new(&bytes[..], *limits)?;
+    let name = || args.input.display().to_string();
+    let d = format::Decoder::new(&bytes[..], *limits).with_context(name)?;
+    let analysis = if args.streams {
+        Some(format::analyze(&bytes, limits, 19).with_context(name)?)
+    } else {
+        None
+    };
     let h = d.header();
     let n = h.gaussian_count;
     let pixels = h.width as f64 * h.height as f64;
@@ -53,9 +61,9 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     );
     say!(
         "file size:   {} bytes, {:.4} bits per pixel, {:.2} bits per Gaussian",
-        a.file_bytes,
-        a.file_bytes as f64 * 8.0 / pixels,
-        a.file_bytes as f64 * 8.0 / n.max(1) as f64
+        bytes.len(),
+        bytes.len() as f64 * 8.0 / pixels,
+        bytes.len() as f64 * 8.0 / n.max(1) as f64
     );
     if let Some(o) = d.metadata().orientation {
         say!("orientation: {o}");
@@ -63,10 +71,16 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     if let Some(icc) = &d.metadata().icc_profile {
         say!("icc profile: {} bytes", icc.len());
     }
+    for why in d.dropped_metadata() {
+        say!("dropped:     {why}");
+    }
     say!("\nsections:    tag   count      bytes");
-    for (tag, count, b) in &a.sections {
+    for (tag, count, b) in &format::section_bytes(&d) {
         say!("             {tag:<5} {count:>5} {b:>10}");
     }
+    let Some(a) = analysis else {
+        return print(&out);
+    };
     say!("\nattribute      bits  raw bits/G  zstd bits/G (each stream alone)");
     let streams = h.streams();
     for (i, (name, raw, packed)) in a.streams.iter().enumerate() {
@@ -84,6 +98,10 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
         "total",
         h.bits_per_gaussian()
     );
+    print(&out)
+}
+
+fn print(out: &str) -> Result<()> {
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())

@@ -52,6 +52,12 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
     let bytes = read_input(&args.input)?;
     let loaded = gsimg::encode::load_image(&bytes, limits)
         .with_context(|| args.input.display().to_string())?;
+    if let Some(why) = &loaded.icc_dropped {
+        eprintln!(
+            "gsimg: warning: {}: {why}; ignoring it",
+            args.input.display()
+        );
+    }
     let (w, h) = (loaded.pixels.width, loaded.pixels.height);
     let view = args.size.viewport(w, h)?;
     view.validate(limits)?;

@@ -127,7 +127,8 @@ impl SampleKind {
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RenderInfo {
     /// Gaussian–pixel evaluations bounded by the Gaussians' clipped bounding boxes: the CPU
-    /// renderer's "render work", checked against [`Limits::max_render_work`](crate::Limits).
+    /// renderer's "render work" (without its per-row cost), checked against
+    /// [`Limits::render_work_limit`](crate::Limits::render_work_limit).
     pub work: u64,
     /// Entries of the per-tile Gaussian lists (one per Gaussian and 16 × 16 tile it touches).
     pub tile_entries: u64,

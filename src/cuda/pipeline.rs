@@ -344,7 +344,8 @@ impl Workspace {
             tiles_x: plan.project.tiles_x,
             tiles_y: plan.project.tiles_y,
             out_pitch: target.pitch,
-            max_work: limits.max_render_work,
+            max_work: limits
+                .render_work_limit(plan.project.region_w as u64 * plan.project.region_h as u64),
             capacity: cap as u32,
             expand_rgba: target.expand_rgba as i32,
         };
@@ -576,7 +577,7 @@ impl Workspace {
         limits.check(
             "render work (Gaussian-pixel evaluations)",
             work,
-            limits.max_render_work,
+            limits.render_work_limit(plan.project.region_w as u64 * plan.project.region_h as u64),
         )?;
         if pairs > self.capacity {
             return Ok(Outcome::Grow(pairs));

@@ -98,6 +98,10 @@ impl Pixels {
     }
 }
 
+/// The error of a file that is no picture gsimg reads.
+pub(crate) const UNRECOGNIZED: &str =
+    "unrecognized image format (supported: PNG, JPEG, WebP, TIFF, BMP, GIF)";
+
 /// A decoded input file.
 #[derive(Debug, Clone)]
 pub struct LoadedImage {
@@ -105,6 +109,9 @@ pub struct LoadedImage {
     pub pixels: Pixels,
     /// The embedded ICC profile, if any.
     pub icc_profile: Option<Vec<u8>>,
+    /// Why the file's ICC profile was dropped (too large, or not an ICC profile:
+    /// [`crate::format::icc_profile_problem`]), for the caller to report.
+    pub icc_dropped: Option<String>,
 }
 
 /// Decodes an image file held in memory. Fully opaque alpha is dropped; 16-bit samples keep
@@ -114,9 +121,7 @@ pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
         .with_guessed_format()
         .map_err(|e| Error::InputImage(e.to_string()))?;
     if reader.format().is_none() {
-        return Err(Error::InputImage(
-            "unrecognized image format (supported: PNG, JPEG, WebP, TIFF, BMP, GIF)".into(),
-        ));
+        return Err(Error::InputImage(UNRECOGNIZED.into()));
     }
     let mut il = image::Limits::default();
     il.max_image_width = Some(limits.max_dimension);
@@ -140,13 +145,20 @@ pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
     let orientation = decoder
         .orientation()
         .unwrap_or(image::metadata::Orientation::NoTransforms);
-    let icc_profile = decoder.icc_profile().ok().flatten();
+    let mut icc_profile = decoder.icc_profile().ok().flatten();
+    let icc_dropped = icc_profile
+        .as_deref()
+        .and_then(crate::format::icc_profile_problem);
+    if icc_dropped.is_some() {
+        icc_profile = None;
+    }
     let mut img =
         DynamicImage::from_decoder(decoder).map_err(|e| Error::InputImage(e.to_string()))?;
     img.apply_orientation(orientation);
     Ok(LoadedImage {
         pixels: from_dynamic(&img),
         icc_profile,
+        icc_dropped,
     })
 }
 

@@ -5,6 +5,7 @@ pub mod analytic;
 pub(crate) mod coverage;
 pub mod fit;
 mod input;
+pub mod memory;
 pub mod network;
 #[cfg(feature = "onnx")]
 mod onnx;

@@ -6,6 +6,35 @@ use super::consts::{META_ICC, META_ORIENTATION, TAG_META};
 use super::error::{FormatError, FormatErrorKind, Location};
 use crate::{Limits, Result};
 
+/// §8: the largest ICC profile a file may carry, in bytes (real profiles are at most a few
+/// hundred KB; a reader drops larger ones without decompressing them).
+pub const MAX_ICC_BYTES: u64 = 1 << 22;
+
+/// §8: why `profile` is not an ICC profile gsimg keeps, or `None` when it looks like one: at
+/// most [`MAX_ICC_BYTES`], a whole 128-byte header, the header's size field (bytes 0–3,
+/// big-endian) equal to the length, and the signature `acsp` at bytes 36–39.
+pub fn icc_profile_problem(profile: &[u8]) -> Option<String> {
+    let n = profile.len();
+    if n as u64 > MAX_ICC_BYTES {
+        Some(format!(
+            "the ICC profile has {n} bytes, over the {MAX_ICC_BYTES} a profile may have"
+        ))
+    } else if n < 128 {
+        Some(format!(
+            "the ICC profile has {n} bytes, less than an ICC header (128)"
+        ))
+    } else if u32::from_be_bytes([profile[0], profile[1], profile[2], profile[3]]) as usize != n {
+        Some(format!(
+            "the ICC profile's header gives its size as {} bytes, it has {n}",
+            u32::from_be_bytes([profile[0], profile[1], profile[2], profile[3]])
+        ))
+    } else if &profile[36..40] != b"acsp" {
+        Some("the ICC profile lacks the signature 'acsp' at byte 36".into())
+    } else {
+        None
+    }
+}
+
 /// Metadata carried alongside the picture.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Metadata {
@@ -44,6 +73,12 @@ impl Metadata {
 
     /// Parses a `meta` payload; unknown keys are skipped (§8).
     pub fn parse(p: &[u8], limits: &Limits) -> Result<Metadata> {
+        Self::parse_with_drops(p, limits).map(|(m, _)| m)
+    }
+
+    /// [`Self::parse`], also returning what was dropped and why (an ICC profile that is too
+    /// large or not a profile, §8), for the caller to report.
+    pub(crate) fn parse_with_drops(p: &[u8], limits: &Limits) -> Result<(Metadata, Vec<String>)> {
         let bad = |reason: String| -> crate::Error {
             FormatError::new(
                 FormatErrorKind::InvalidField {
@@ -58,6 +93,7 @@ impl Metadata {
             .into()
         };
         let mut m = Metadata::default();
+        let mut dropped = Vec::new();
         let mut pos = 0usize;
         while pos < p.len() {
             if p.len() - pos < 5 {
@@ -76,6 +112,14 @@ impl Metadata {
                         return Err(bad("ICC entry shorter than 4 bytes".into()));
                     }
                     let n = LE::read_u32(value) as u64;
+                    if n > MAX_ICC_BYTES {
+                        // Not decompressed: at most MAX_ICC_BYTES are ever allocated for it.
+                        dropped.push(format!(
+                            "the ICC profile has {n} bytes, over the {MAX_ICC_BYTES} a profile \
+                             may have"
+                        ));
+                        continue;
+                    }
                     limits.check("ICC profile size (bytes)", n, limits.max_section_bytes)?;
                     let icc = zstd::bulk::decompress(&value[4..], n as usize)
                         .map_err(|e| bad(format!("ICC profile does not decompress: {e}")))?;
@@ -85,7 +129,10 @@ impl Metadata {
                             icc.len()
                         )));
                     }
-                    m.icc_profile = Some(icc);
+                    match icc_profile_problem(&icc) {
+                        None => m.icc_profile = Some(icc),
+                        Some(why) => dropped.push(why),
+                    }
                 }
                 META_ORIENTATION => match value {
                     [o @ 1..=8] => m.orientation = Some(*o),
@@ -98,6 +145,6 @@ impl Metadata {
                 _ => {}
             }
         }
-        Ok(m)
+        Ok((m, dropped))
     }
 }

@@ -16,10 +16,11 @@ mod writer;
 
 pub use error::{FormatError, FormatErrorKind, Location};
 pub use header::{AttrQuant, ColorModel, Header, Packing, Predictor};
-pub use metadata::Metadata;
+pub use metadata::{MAX_ICC_BYTES, Metadata, icc_profile_problem};
 pub use quant::{Quantized, dequantize, quantize, rgb_to_ycbcr, ycbcr_to_rgb};
 pub use reader::{
-    Decoder, FileSource, MAX_EXPANSION, SectionInfo, SeekSource, Source, TileEntry, tag_name,
+    Decoder, FileSource, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, Source,
+    TileEntry, tag_name,
 };
 pub use writer::{AUTO_PACKING_MAX, Encoded, WriteOptions, plan_header, write};
 
@@ -60,11 +61,9 @@ pub struct Analysis {
     pub streams: Vec<(String, f64, f64)>,
 }
 
-/// Analyses a file's byte budget (for `gsimg info` and the spec's rationale).
-pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysis> {
-    let d = Decoder::new(bytes, *limits)?;
-    let file = d.decode_all()?;
-    let h = d.header().clone();
+/// The bytes of a file's sections by kind, from its header and tile index alone (no tile is
+/// read): (tag, number of sections, bytes including framing), in file order.
+pub fn section_bytes<S: Source>(d: &Decoder<S>) -> Vec<(String, u64, u64)> {
     let mut sections: Vec<(String, u64, u64)> = Vec::new();
     let mut add = |tag: [u8; 4], bytes: u64| {
         let name = tag_name(tag);
@@ -86,6 +85,15 @@ pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysi
         );
     }
     add(consts::TAG_GEND, consts::SECTION_OVERHEAD as u64);
+    sections
+}
+
+/// Analyses a file's byte budget (for `gsimg info` and the spec's rationale).
+pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysis> {
+    let d = Decoder::new(bytes, *limits)?;
+    let file = d.decode_all()?;
+    let h = d.header().clone();
+    let sections = section_bytes(&d);
     let n = file.gaussian_count().max(1) as f64;
     let mut names: Vec<String> = [
         "cell counts",

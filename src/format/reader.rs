@@ -1,6 +1,7 @@
 //! Reading `.gsi` files (§2–§8): whole files, or only the tiles a region needs.
 
 use std::io::{Read, Seek, SeekFrom};
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use byteorder::{ByteOrder, LittleEndian as LE};
 use rayon::prelude::*;
@@ -20,6 +21,16 @@ use crate::{Error, Limits, Result};
 /// §6: a tile's decompressed size may be at most this many times its compressed size (the
 /// largest expansion a zstd frame can encode is below it).
 pub const MAX_EXPANSION: u64 = 32_768;
+
+/// §6: a tile holds at most this many Gaussians per byte of its compressed data (every Gaussian
+/// costs at least one bit of the file), so a file's size bounds the Gaussians it can declare.
+pub const MAX_GAUSSIANS_PER_BYTE: u64 = 8;
+
+/// Most Gaussians decoded in one batch of tiles by [`Decoder::decode_tiles`] (a batch's
+/// payloads and per-tile buffers are the decode's only memory beside its result).
+const BATCH_GAUSSIANS: u64 = 1 << 20;
+/// Most compressed payload bytes read in one batch.
+const BATCH_BYTES: u64 = 1 << 26;
 
 /// Random-access bytes: a slice in memory, a file, or any `Read + Seek`.
 ///
@@ -172,6 +183,7 @@ pub struct Decoder<S> {
     header: Header,
     dequantizer: Dequantizer,
     metadata: Metadata,
+    dropped: Vec<String>,
     index: Vec<TileEntry>,
     sections: Vec<SectionInfo>,
     end_offset: u64,
@@ -210,13 +222,14 @@ impl<S: Source> Decoder<S> {
         sections.push(info);
         pos += section::total_len(info.payload_len);
         let mut metadata = Metadata::default();
+        let mut dropped = Vec::new();
         let index_payload = loop {
             let (info, payload) = read_section(&src, pos, &limits, None)?;
             sections.push(info);
             pos += section::total_len(info.payload_len);
             match info.tag {
                 TAG_TIDX => break payload,
-                TAG_META => metadata = Metadata::parse(&payload, &limits)?,
+                TAG_META => (metadata, dropped) = Metadata::parse_with_drops(&payload, &limits)?,
                 t if is_critical(t) => {
                     return Err(if [TAG_HEAD, TAG_TILE, TAG_GEND].contains(&t) {
                         unexpected(t, None, "TIDX or an ancillary section")
@@ -240,6 +253,7 @@ impl<S: Source> Decoder<S> {
             dequantizer: Dequantizer::new(&header),
             header,
             metadata,
+            dropped,
             index,
             sections,
             end_offset,
@@ -254,6 +268,13 @@ impl<S: Source> Decoder<S> {
     /// The metadata.
     pub fn metadata(&self) -> &Metadata {
         &self.metadata
+    }
+
+    /// Metadata the file carries but the reader dropped, with the reason of each: an ICC
+    /// profile too large or not a profile (format-spec.md §8). The picture decodes without it;
+    /// the caller tells the user.
+    pub fn dropped_metadata(&self) -> &[String] {
+        &self.dropped
     }
 
     /// The tile index.
@@ -321,22 +342,74 @@ impl<S: Source> Decoder<S> {
 
     /// Decodes the tiles `tiles` (in the order given) into one picture.
     pub fn decode_tiles(&self, tiles: &[u32]) -> Result<SplatImage> {
-        let payloads = tiles
-            .iter()
-            .map(|&t| Ok((t, self.read_tile_payload(t)?)))
-            .collect::<Result<Vec<_>>>()?;
+        self.decode_tiles_with(tiles, None)
+    }
+
+    /// [`Self::decode_tiles`], giving up with [`Error::Cancelled`] soon after `cancel` is set
+    /// (checked between batches of tiles): a viewer's way to drop a decode it no longer needs.
+    ///
+    /// Memory: the result (36 bytes a Gaussian) plus one batch of tiles in flight (at most
+    /// 2^20 Gaussians or 64 MiB of payload, or one larger tile).
+    pub fn decode_tiles_with(
+        &self,
+        tiles: &[u32],
+        cancel: Option<&AtomicBool>,
+    ) -> Result<SplatImage> {
+        let count = |t: u32| self.index.get(t as usize).map_or(0, |e| e.count as u64);
+        let total: u64 = tiles.iter().map(|&t| count(t)).sum();
+        // Every tile listed twice could double the header's count: check what is allocated.
+        self.limits
+            .check("decoded Gaussians", total, self.limits.max_gaussians)?;
+        self.limits.check(
+            "Gaussian memory (bytes)",
+            total * std::mem::size_of::<Gaussian>() as u64,
+            self.limits.max_memory_bytes,
+        )?;
+        // Reserved only when every tile's section lies within the source: the counts of a
+        // truncated or forged file are not to be trusted with memory before its tiles are read.
+        let len = self.src.len();
+        let present = tiles.iter().all(|&t| {
+            self.index
+                .get(t as usize)
+                .is_some_and(|e| e.offset + section::total_len(e.payload_len as u64) <= len)
+        });
+        let mut gaussians = Vec::with_capacity(if present { total as usize } else { 0 });
         let (header, dq, index) = (&self.header, &self.dequantizer, &self.index);
-        let decoded = payloads
-            .par_iter()
-            .map(|(t, p)| decode_tile_payload(header, dq, index, *t, p))
-            .collect::<Result<Vec<_>>>()?;
+        let mut rest = tiles;
+        while !rest.is_empty() {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(Error::Cancelled);
+            }
+            // At least one tile per batch, then more while the batch stays small.
+            let (mut n, mut g, mut b) = (0usize, 0u64, 0u64);
+            while n < rest.len() {
+                let t = rest[n];
+                let (tg, tb) = self
+                    .index
+                    .get(t as usize)
+                    .map_or((0, 0), |e| (e.count as u64, e.payload_len as u64));
+                if n > 0 && (g + tg > BATCH_GAUSSIANS || b + tb > BATCH_BYTES) {
+                    break;
+                }
+                (g, b) = (g + tg, b + tb);
+                n += 1;
+            }
+            let (batch, later) = rest.split_at(n);
+            rest = later;
+            let payloads = batch
+                .iter()
+                .map(|&t| Ok((t, self.read_tile_payload(t)?)))
+                .collect::<Result<Vec<_>>>()?;
+            let decoded = payloads
+                .par_iter()
+                .map(|(t, p)| decode_tile_payload(header, dq, index, *t, p))
+                .collect::<Result<Vec<_>>>()?;
+            for d in decoded {
+                gaussians.extend_from_slice(&d);
+            }
+        }
         let h = &self.header;
-        SplatImage::new(
-            h.width,
-            h.height,
-            h.layout,
-            decoded.into_iter().flatten().collect(),
-        )
+        SplatImage::new(h.width, h.height, h.layout, gaussians)
     }
 
     /// The tiles whose Gaussians can reach `viewport`'s region (§6), in file order.
@@ -502,6 +575,20 @@ fn parse_index(h: &Header, p: &[u8], first_tile: u64, limits: &Limits) -> Result
                 format!(
                     "{} (a tile payload has at least 4 bytes)",
                     entry.payload_len
+                ),
+            ));
+        }
+        // §6: every Gaussian costs at least one bit of the tile's compressed data. Checked here,
+        // before anything is allocated for the tile's Gaussians.
+        if entry.count as u64 > MAX_GAUSSIANS_PER_BYTE * (entry.payload_len as u64 - 4) {
+            return Err(bad(
+                Some(t32),
+                "Gaussian count",
+                format!(
+                    "{} Gaussians in {} bytes of compressed data (at most {MAX_GAUSSIANS_PER_BYTE} \
+                     a byte)",
+                    entry.count,
+                    entry.payload_len - 4
                 ),
             ));
         }

@@ -6,6 +6,7 @@ use super::consts::*;
 use super::header::{AttrQuant, ColorModel, Header, Packing, Predictor};
 use super::metadata::Metadata;
 use super::quant::{Quantized, dequantize, quantize, reach, rgb_to_ycbcr};
+use super::reader::MAX_GAUSSIANS_PER_BYTE;
 use super::section;
 use super::tile::{self, TileCells};
 use crate::splat::SplatImage;
@@ -243,6 +244,14 @@ pub(crate) fn quantize_tiles(image: &SplatImage, header: &Header) -> Vec<Vec<Qua
 
 /// Encodes `image` as a `.gsi` file.
 pub fn write(image: &SplatImage, opts: &WriteOptions) -> Result<Encoded> {
+    if let Some(why) = opts
+        .metadata
+        .icc_profile
+        .as_deref()
+        .and_then(super::metadata::icc_profile_problem)
+    {
+        return Err(Error::invalid("metadata", why));
+    }
     let candidates = match opts.packing {
         Some(p) => vec![p],
         None if image.gaussian_count() <= AUTO_PACKING_MAX => vec![Packing::Bytes, Packing::Bits],
@@ -286,6 +295,7 @@ fn write_with(image: &SplatImage, opts: &WriteOptions, header: Header) -> Result
             };
             let mut payload = (t as u32).to_le_bytes().to_vec();
             payload.extend(zstd::bulk::compress(&raw, opts.zstd_level).map_err(Error::Io)?);
+            pad_tile_payload(&mut payload, qs.len() as u64);
             Ok(Done {
                 payload,
                 raw_len: raw.len() as u32,
@@ -322,3 +332,22 @@ fn write_with(image: &SplatImage, opts: &WriteOptions, header: Header) -> Result
         notes: Vec::new(),
     })
 }
+
+/// §6, §7: pads a tile's payload (tile number and zstd frame) with a skippable frame when its
+/// compressed data is shorter than one bit per Gaussian (a tile of identical Gaussians can
+/// compress further), so that the file stays valid.
+fn pad_tile_payload(payload: &mut Vec<u8>, count: u64) {
+    let need = count.div_ceil(MAX_GAUSSIANS_PER_BYTE);
+    let have = payload.len() as u64 - 4;
+    if have >= need {
+        return;
+    }
+    // RFC 8878 §3.1.2: magic 0x184D2A50 (little-endian), user data size, user data.
+    let size = (need - have).saturating_sub(8);
+    payload.extend_from_slice(&SKIPPABLE_MAGIC.to_le_bytes());
+    payload.extend_from_slice(&(size as u32).to_le_bytes());
+    payload.resize(payload.len() + size as usize, 0);
+}
+
+/// RFC 8878 §3.1.2: the first of the 16 magic numbers of a skippable frame.
+const SKIPPABLE_MAGIC: u32 = 0x184D_2A50;

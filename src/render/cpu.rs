@@ -6,13 +6,15 @@
 //! depend on the thread count or on where the region starts: a region render is bit-for-bit the
 //! crop of the full render.
 
+use std::sync::atomic::{AtomicBool, Ordering};
+
 use rayon::prelude::*;
 
 use super::fastexp::exp_neg_half;
 use super::project::{CUTOFF_Q, MIN_WEIGHT_SUM, Projected, project, row_span};
-use super::{Frame, Sample, Viewport};
+use super::{Frame, RenderOptions, Sample, Viewport};
 use crate::splat::SplatImage;
-use crate::{Limits, Result};
+use crate::{Error, Limits, Result};
 
 const TILE_W: i64 = 64;
 const TILE_H: i64 = 32;
@@ -21,11 +23,27 @@ const LANES: usize = 8;
 /// Most tile-list entries held at once (4 bytes each); larger renders go in groups of tile rows.
 const MAX_LIST_ENTRIES: u64 = 1 << 24;
 
+/// Work counted for each row of a Gaussian in each tile it crosses (finding the row's span,
+/// [`row_span`], costs about as much as one group of [`LANES`] pixels).
+const ROW_COST: u64 = LANES as u64;
+
 /// Renders `viewport` of `image` on the CPU.
 pub fn render_cpu<T: Sample>(
     image: &SplatImage,
     viewport: &Viewport,
     limits: &Limits,
+) -> Result<Frame<T>> {
+    render_cpu_with(image, viewport, limits, &RenderOptions::default())
+}
+
+/// [`render_cpu`] with options: a cancel flag, checked before every tile of 64 × 32 pixels
+/// (a tile takes at most milliseconds for files within [`Limits`]): once it is set, the render
+/// stops and returns [`Error::Cancelled`].
+pub fn render_cpu_with<T: Sample>(
+    image: &SplatImage,
+    viewport: &Viewport,
+    limits: &Limits,
+    options: &RenderOptions,
 ) -> Result<Frame<T>> {
     viewport.validate(limits)?;
     let r = viewport.region;
@@ -38,16 +56,21 @@ pub fn render_cpu<T: Sample>(
     ];
     let projected = project_all(image, viewport, region, limits)?;
     let mut data = vec![T::default(); r.pixels() as usize * nc];
+    let cancel = options.cancel;
     let ctx = Ctx {
         projected: &projected,
         region,
         nc,
+        cancel,
     };
     match nc {
         1 => ctx.render::<T, 1>(&mut data),
         2 => ctx.render::<T, 2>(&mut data),
         3 => ctx.render::<T, 3>(&mut data),
         _ => ctx.render::<T, 4>(&mut data),
+    }
+    if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+        return Err(Error::Cancelled);
     }
     Ok(Frame {
         width: r.width,
@@ -67,9 +90,11 @@ pub(crate) fn project_all(
 ) -> Result<Vec<Projected>> {
     let (sx, sy) = viewport.scale_factors(image);
     let gaussians = image.gaussians();
+    // The picture's Gaussians and their projections, side by side.
     limits.check(
         "render memory (bytes)",
-        gaussians.len() as u64 * std::mem::size_of::<Projected>() as u64,
+        gaussians.len() as u64
+            * (std::mem::size_of::<Projected>() + std::mem::size_of::<crate::Gaussian>()) as u64,
         limits.max_memory_bytes,
     )?;
     let projected: Vec<Projected> = gaussians
@@ -85,16 +110,22 @@ pub(crate) fn project_all(
             (b[0] <= b[2] && b[1] <= b[3]).then_some(p)
         })
         .collect();
+    // The work the rasterizer will do: each row of a Gaussian's clipped box, in whole groups
+    // of LANES pixels, plus the cost of finding its span in every tile the row crosses.
     let work: u64 = projected
         .iter()
         .map(|p| {
-            ((p.bbox[2] - p.bbox[0] + 1) as u64).saturating_mul((p.bbox[3] - p.bbox[1] + 1) as u64)
+            let [x0, y0, x1, y1] = p.bbox;
+            let width = ((x1 - x0 + 1) as u64).next_multiple_of(LANES as u64);
+            let tiles = ((x1 - region[0]) / TILE_W - (x0 - region[0]) / TILE_W + 1) as u64;
+            ((y1 - y0 + 1) as u64).saturating_mul(width.saturating_add(ROW_COST * tiles))
         })
         .fold(0u64, |a, b| a.saturating_add(b));
+    let pixels = ((region[2] - region[0] + 1) * (region[3] - region[1] + 1)) as u64;
     limits.check(
         "render work (Gaussian-pixel evaluations)",
         work,
-        limits.max_render_work,
+        limits.render_work_limit(pixels),
     )?;
     Ok(projected)
 }
@@ -103,9 +134,14 @@ struct Ctx<'a> {
     projected: &'a [Projected],
     region: [i64; 4],
     nc: usize,
+    cancel: Option<&'a AtomicBool>,
 }
 
 impl Ctx<'_> {
+    fn cancelled(&self) -> bool {
+        self.cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+    }
+
     fn tiles_x(&self) -> i64 {
         (self.region[2] - self.region[0]) / TILE_W + 1
     }
@@ -138,7 +174,7 @@ impl Ctx<'_> {
         let band = width * TILE_H as usize * self.nc;
         let mut row0 = 0i64;
         let mut bands = out.chunks_mut(band);
-        while row0 < ty {
+        while row0 < ty && !self.cancelled() {
             let mut row1 = row0 + 1;
             let mut total = row_entries[row0 as usize];
             while row1 < ty && total + row_entries[row1 as usize] <= MAX_LIST_ENTRIES {
@@ -200,6 +236,9 @@ impl Ctx<'_> {
             let row = row0 + k as i64;
             let mut acc = vec![0f32; ((TILE_W * TILE_H) as usize + LANES) * (C + 1)];
             for col in 0..tx {
+                if self.cancelled() {
+                    return;
+                }
                 let t = (k as i64 * tx + col) as usize;
                 let list = &lists[offsets[t] as usize..offsets[t + 1] as usize];
                 self.render_tile::<T, C>(
@@ -218,6 +257,9 @@ impl Ctx<'_> {
     fn render_row_unlisted<T: Sample, const C: usize>(&self, row: i64, tx: i64, band: &mut [T]) {
         let mut acc = vec![0f32; ((TILE_W * TILE_H) as usize + LANES) * (C + 1)];
         for col in 0..tx {
+            if self.cancelled() {
+                return;
+            }
             let hits = self.projected.iter().filter(|p| {
                 let s = self.tile_span(p);
                 s[0] <= col && col <= s[2] && s[1] <= row && row <= s[3]

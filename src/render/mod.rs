@@ -12,8 +12,16 @@ pub mod project;
 use crate::splat::SplatImage;
 use crate::{Error, Limits, Result};
 
-pub use cpu::render_cpu;
+pub use cpu::{render_cpu, render_cpu_with};
 pub(crate) use fastexp::exp_neg_half;
+
+/// Options of a render beyond what and how much ([`render_cpu_with`]).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct RenderOptions<'a> {
+    /// Set from any thread to stop the render soon (a viewer that no longer needs it): the
+    /// render then returns [`Error::Cancelled`]. Checked before every tile of pixels.
+    pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
+}
 
 /// A rectangle of output pixels: columns `x .. x + width`, rows `y .. y + height`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]

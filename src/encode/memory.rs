@@ -1,0 +1,136 @@
+//! Peak memory of the encoders, estimated before a picture is decoded, so that a picture too
+//! large for [`Limits::max_memory_bytes`] is refused up front with the reason instead of
+//! taking the machine's memory (format-spec.md §9, ROBUSTNESS.md).
+//!
+//! The figures are upper fits of peaks measured with `/usr/bin/time -v` on the release build
+//! (BENCHMARKS.md, "Encoder memory"): the analytic encoder holds per pixel the float picture
+//! and the integral images of its quadtree (about 60 bytes), and per Gaussian the state of
+//! the colour fit and the refinement; the network encoder holds the network's activations for
+//! one tile (at most 2^21 pixels, [`super::NetworkOptions::max_tile_pixels`]) and, per pixel,
+//! the float picture and the colour fit's pixel–Gaussian weights.
+
+use crate::{Error, Limits, Result};
+
+/// Bytes every encode takes whatever the picture (program, thread pools, buffers).
+const BASE: u64 = 96 << 20;
+/// Analytic encoder: bytes per pixel (measured 57).
+const ANALYTIC_PER_PIXEL: u64 = 64;
+/// Analytic encoder: bytes per Gaussian (measured 720 to 1,100).
+const ANALYTIC_PER_GAUSSIAN: u64 = 1152;
+/// The analytic encoder places at most one Gaussian per this many pixels (its quadtree's
+/// smallest block is 2 × 2).
+const ANALYTIC_MIN_PIXELS_PER_GAUSSIAN: f64 = 4.0;
+/// Network encoder: bytes of one tile's activations in ONNX Runtime (measured about 700 MB for
+/// a 1.6-megapixel tile).
+const NETWORK_TILE: u64 = 512 << 20;
+/// Network encoder: bytes per pixel (measured 288).
+const NETWORK_PER_PIXEL: u64 = 320;
+
+/// An encoder, for [`estimate`].
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum EncoderKind {
+    /// The analytic encoder at this density (Gaussians per pixel).
+    Analytic {
+        /// Gaussians per native pixel.
+        density: f64,
+    },
+    /// The network encoder (compact model).
+    Network,
+}
+
+/// An upper estimate of the peak memory, in bytes, of encoding a `width × height` picture
+/// (from its file: decoding the file is included).
+pub fn estimate(kind: EncoderKind, width: u32, height: u32) -> u64 {
+    let px = width as u64 * height as u64;
+    match kind {
+        EncoderKind::Analytic { density } => {
+            let gaussians = (px as f64 * density.clamp(0.0, 1.0 / ANALYTIC_MIN_PIXELS_PER_GAUSSIAN))
+                .ceil() as u64;
+            BASE + ANALYTIC_PER_PIXEL * px + ANALYTIC_PER_GAUSSIAN * gaussians
+        }
+        EncoderKind::Network => BASE + NETWORK_TILE + NETWORK_PER_PIXEL * px,
+    }
+}
+
+/// Refuses, before the picture is decoded, an encode whose [`estimate`] is over
+/// `limits.max_memory_bytes`: the error gives the estimate and the limit.
+pub fn check(kind: EncoderKind, width: u32, height: u32, limits: &Limits) -> Result<()> {
+    let need = estimate(kind, width, height);
+    if need > limits.max_memory_bytes {
+        let name = match kind {
+            EncoderKind::Analytic { .. } => "the analytic encoder",
+            EncoderKind::Network => "the network encoder",
+        };
+        return Err(Error::invalid(
+            "picture size",
+            format!(
+                "{width}x{height}: {name} would need about {:.1} GiB, over the memory limit of \
+                 {:.1} GiB (Limits::max_memory_bytes)",
+                need as f64 / (1u64 << 30) as f64,
+                limits.max_memory_bytes as f64 / (1u64 << 30) as f64
+            ),
+        ));
+    }
+    Ok(())
+}
+
+/// The width and height of a picture file (PNG, JPEG, …) from its header alone.
+pub fn picture_size(bytes: &[u8]) -> Result<(u32, u32)> {
+    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
+        .with_guessed_format()
+        .map_err(|e| Error::InputImage(e.to_string()))?;
+    if reader.format().is_none() {
+        return Err(Error::InputImage(super::input::UNRECOGNIZED.into()));
+    }
+    reader
+        .into_dimensions()
+        .map_err(|e| Error::InputImage(e.to_string()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn estimates_cover_the_measured_peaks_and_refuse_16000_squared() {
+        // Peaks measured (BENCHMARKS.md): (kind, width, height, bytes).
+        let q50 = crate::encode::analytic::AnalyticOptions::with_quality(50)
+            .unwrap()
+            .density;
+        let measured = [
+            (
+                EncoderKind::Analytic { density: q50 },
+                1536,
+                1024,
+                189_392 << 10,
+            ),
+            (
+                EncoderKind::Analytic { density: q50 },
+                3072,
+                2048,
+                533_140 << 10,
+            ),
+            (
+                EncoderKind::Analytic { density: 1.0 },
+                768,
+                512,
+                206_628 << 10,
+            ),
+            (EncoderKind::Network, 1536, 1024, 859_224 << 10),
+            (EncoderKind::Network, 3072, 2048, 2_216_908 << 10),
+        ];
+        for (kind, w, h, peak) in measured {
+            let e = estimate(kind, w, h);
+            assert!(
+                e >= peak && e < peak * 2,
+                "{kind:?} {w}x{h}: {e} for {peak}"
+            );
+        }
+        let limits = Limits::default();
+        for kind in [EncoderKind::Analytic { density: q50 }, EncoderKind::Network] {
+            let e = check(kind, 16000, 16000, &limits).unwrap_err().to_string();
+            assert!(e.contains("max_memory_bytes") && e.contains("GiB"), "{e}");
+        }
+        check(EncoderKind::Analytic { density: q50 }, 6000, 4000, &limits).unwrap();
+    }
+}
