@@ -3,6 +3,7 @@
 mod common;
 
 mod cli;
+mod cli_edges;
 mod cuda;
 mod encode;
 mod format;

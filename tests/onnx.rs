@@ -581,13 +581,14 @@ fn cli_upscale_by_a_non_integer_factor() {
             model.to_str().unwrap(),
             "--ort-lib",
             &lib,
+            "-v",
         ];
         args.extend(size);
         let o = gsimg_env(&args, &[]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(err.contains("CPUExecutionProvider"), "{err}");
-        // auto: the GPU where one works, else the CPU (with a note or a warning that says so)
+        // auto: the GPU where one works, else the CPU (with -v, a note or a warning says so)
         let gpu = err.contains("rendered on the GPU");
         assert!(gpu || err.contains("rendered on the CPU"), "{err}");
         assert_eq!(gpu, !err.contains("rendering on the CPU"), "{err}");

@@ -2,16 +2,16 @@
 //! model is found) or the analytic encoder. Also the options and progress display shared with
 //! `gsimg upscale`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use super::io::{read_input, write_output};
-use gsimg::Limits;
+use super::io::read_input;
+use super::output::{Output, Writes};
+use super::report::{self, Progress};
+use super::{Context as RunContext, parse, usage};
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
 
@@ -30,10 +30,11 @@ pub struct EncodeArgs {
     /// threshold 1 - Q/100 where that is below the model's own, at least 0.05, so 95 to 100
     /// give the same file: somewhat larger files, slightly higher PSNR); 50 and below give the
     /// model's one trained rate.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true,
+          value_parser = parse::quality)]
     quality: u8,
     /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.
-    #[arg(long)]
+    #[arg(long, allow_negative_numbers = true, value_parser = parse::positive)]
     density: Option<f64>,
     /// Gradient-refinement iterations on the picture before writing (0: none; more: slower,
     /// better). Default: 40 for the analytic encoder, 0 for the network. Both refine in four
@@ -41,7 +42,7 @@ pub struct EncodeArgs {
     /// encoder from 0.015 Gaussians per pixel up). The Gaussians refinement starts from are
     /// resized: the analytic encoder's are smaller (σ 0.45 of their quadtree block instead of
     /// 0.55), the network's larger (oriented along the picture's edges, then σ × 1.3).
-    #[arg(long)]
+    #[arg(long, value_name = "STEPS", allow_negative_numbers = true, value_parser = parse::count)]
     refine: Option<usize>,
     /// Network encoder: write the network's colours as they are, without the least-squares
     /// colour fit that follows it by default (faster, about 0.4 dB lower on Kodak).
@@ -89,7 +90,7 @@ pub enum DeviceArg {
 
 impl NetworkArgs {
     /// Network options for a model of `kind` (used when --model is not given).
-    pub fn options(&self, kind: ModelKind, progress: &TermProgress) -> NetworkOptions {
+    pub fn options(&self, kind: ModelKind, progress: &Progress) -> NetworkOptions {
         let mut o = NetworkOptions::default()
             .with_kind(kind)
             .with_device(match self.device {
@@ -99,7 +100,8 @@ impl NetworkArgs {
             })
             .with_ort_library(self.ort_lib.clone())
             .with_threads(rayon::current_num_threads())
-            .with_progress(Some(progress.sink()));
+            .with_progress(Some(progress.sink()))
+            .with_messages(Some(Arc::new(|m: &str| report::info(m))));
         if let Some(m) = &self.model {
             o = o.with_model(m);
         }
@@ -107,89 +109,9 @@ impl NetworkArgs {
     }
 }
 
-/// A one-line progress display on stderr (percentage of tiles and seconds elapsed), shown once
-/// the work has taken a second, and only when stderr is a terminal.
-#[derive(Clone)]
-pub struct TermProgress {
-    state: Arc<Mutex<ProgressState>>,
-}
-
-struct ProgressState {
-    start: Instant,
-    done: usize,
-    total: usize,
-    shown: bool,
-    finished: bool,
-}
-
-impl TermProgress {
-    pub fn new(label: &'static str) -> TermProgress {
-        TermProgress::counting(label, "tile")
-    }
-
-    /// The same, counting `unit`s (singular; an "s" is added) in place of tiles.
-    pub fn counting(label: &'static str, unit: &'static str) -> TermProgress {
-        let state = Arc::new(Mutex::new(ProgressState {
-            start: Instant::now(),
-            done: 0,
-            total: 0,
-            shown: false,
-            finished: false,
-        }));
-        if std::io::stderr().is_terminal() {
-            let s = state.clone();
-            // A ticker, so that one long tile still shows time passing.
-            std::thread::spawn(move || {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_millis(250));
-                    let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
-                    if st.finished {
-                        break;
-                    }
-                    let t = st.start.elapsed().as_secs_f64();
-                    if t >= 1.0 {
-                        let pct = match (st.done * 100).checked_div(st.total) {
-                            Some(p) => format!(
-                                "{p:>3}% of {} {unit}{}, ",
-                                st.total,
-                                if st.total == 1 { "" } else { "s" }
-                            ),
-                            None => String::new(),
-                        };
-                        eprint!("\rgsimg: {label}: {pct}{t:.0} s ");
-                        st.shown = true;
-                    }
-                }
-            });
-        }
-        TermProgress { state }
-    }
-
-    /// Reports `done` of `total` tiles.
-    pub fn update(&self, done: usize, total: usize) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.done = done;
-        s.total = total;
-    }
-
-    /// A callback for the library.
-    pub fn sink(&self) -> network::ProgressSink {
-        let me = self.clone();
-        Arc::new(move |d, t| me.update(d, t))
-    }
-
-    /// Stops the display and clears its line.
-    pub fn finish(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.finished = true;
-        if s.shown {
-            eprint!("\r\x1b[K");
-            s.shown = false;
-        }
-    }
-}
-
-pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
+pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
+    let limits = &ctx.limits;
+    let output = Output::claim(&args.output, &[&args.input], Writes::Gsi, ctx.force)?;
     // Read the input first: a bad input fails with one line, before any note about models.
     let bytes = read_input(&args.input)?;
     let loaded = gsimg::encode::load_image(&bytes, limits)
@@ -201,20 +123,39 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
         None => match network::locate_model(ModelKind::Compact) {
             Ok(_) => Method::Network,
             Err(e) => {
-                eprintln!("gsimg: {e}; using the analytic encoder");
+                report::warn(&format!("{e}; using the analytic encoder"));
                 Method::Analytic
             }
         },
     };
     if method == Method::Network && args.density.is_some() {
-        bail!("--density applies to the analytic encoder only (use --quality with the network)");
+        usage!("--density applies to the analytic encoder only (use --quality with the network)");
     }
     if method == Method::Analytic && args.no_fit {
-        bail!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
+        usage!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
-    let (encoded, how) = match method {
-        Method::Analytic => {
+    let progress = Progress::new("encoding");
+    let network = match method {
+        Method::Analytic => None,
+        Method::Network => match network_encoder(&args, &progress) {
+            Ok(e) => Some(e),
+            // Nothing asked for the network: without ONNX Runtime, the analytic encoder.
+            Err(e @ gsimg::Error::RuntimeUnavailable(_))
+                if args.method.is_none() && args.net.ort_lib.is_none() =>
+            {
+                report::warn(
+                    "ONNX Runtime is unavailable (not found, and not fetched); using the \
+                     analytic encoder (-v says where it was looked for)",
+                );
+                report::note(&e.to_string());
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
+    };
+    let (encoded, how) = match network {
+        None => {
             let mut opts = AnalyticOptions::with_quality(args.quality)?;
             if let Some(d) = args.density {
                 opts.density = d;
@@ -223,30 +164,15 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
                 opts.refine.iterations = n;
             }
             opts.write.metadata.icc_profile = loaded.icc_profile;
-            (
-                analytic::encode(&loaded.pixels, &opts)?,
-                "analytic".to_string(),
-            )
+            let encoded = analytic::encode(&loaded.pixels, &opts);
+            progress.finish();
+            (encoded?, "analytic".to_string())
         }
-        Method::Network => {
-            let progress = TermProgress::new("encoding");
-            let encoder = args
-                .net
-                .options(ModelKind::Compact, &progress)
-                .with_quality(args.quality)?
-                .with_refine(args.refine.unwrap_or(0));
-            let encoder = if args.no_fit {
-                encoder.with_color_fit(None)
-            } else {
-                encoder
-            }
-            .build()?;
-            if encoder.info().kind == ModelKind::Upscale && args.quality != 50 {
-                eprintln!("gsimg: --quality has no effect with an upscale model (a dense field)");
-            } else if args.quality < 50 {
-                eprintln!(
-                    "gsimg: note: the compact model has one trained rate; --quality below 50 \
-                     gives the same file as 50 (use --method analytic for smaller files)"
+        Some(encoder) => {
+            if args.quality < 50 {
+                report::warn(
+                    "the compact model has one trained rate; --quality below 50 gives the same \
+                     file as 50 (use --method analytic for smaller files)",
                 );
             }
             let mut wo = encoder.write_options(loaded.pixels.layout);
@@ -262,14 +188,48 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
             (encoded?, how)
         }
     };
-    write_output(&args.output, &encoded.bytes)?;
-    eprintln!(
-        "gsimg: {}x{} -> {} Gaussians, {} bytes, {:.3} bpp ({how})",
+    // A picture is never nothing: an empty result is a fault (a damaged model), not a file.
+    if encoded.image.gaussian_count() == 0 {
+        anyhow::bail!(
+            "the encoder produced no Gaussians for a {}x{} picture; nothing written ({how})",
+            loaded.pixels.width,
+            loaded.pixels.height
+        );
+    }
+    output.write(&encoded.bytes)?;
+    report::info(&format!(
+        "{}x{} -> {} Gaussians, {} bytes, {:.3} bpp ({how})",
         loaded.pixels.width,
         loaded.pixels.height,
         encoded.image.gaussian_count(),
         encoded.bytes.len(),
         encoded.bytes.len() as f64 * 8.0 / px
-    );
+    ));
     Ok(())
+}
+
+/// The compact network encoder the options ask for; an upscale model is refused.
+fn network_encoder(
+    args: &EncodeArgs,
+    progress: &Progress,
+) -> gsimg::Result<gsimg::encode::NetworkEncoder> {
+    let options = args
+        .net
+        .options(ModelKind::Compact, progress)
+        .with_quality(args.quality)?
+        .with_refine(args.refine.unwrap_or(0));
+    let options = if args.no_fit {
+        options.with_color_fit(None)
+    } else {
+        options
+    };
+    let encoder = options.build()?;
+    if encoder.info().kind != ModelKind::Compact {
+        return Err(gsimg::Error::Model(format!(
+            "{} is an upscale model (a dense field for `gsimg upscale`, about 130 bits per \
+             pixel as a file); encode needs a compact model, or --method analytic",
+            encoder.model_path().display()
+        )));
+    }
+    Ok(encoder)
 }

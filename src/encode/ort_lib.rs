@@ -337,7 +337,7 @@ pub fn locate(
         (false, _) => tried.push("fetching from PyPI: disabled by GSIMG_ORT_FETCH".into()),
         (true, None) => tried.push("fetching from PyPI: no cache folder to fetch into".into()),
     }
-    Err(Error::Model(format!(
+    Err(Error::RuntimeUnavailable(format!(
         "ONNX Runtime (libonnxruntime, version 1.{MIN_MINOR} or newer) not found; tried: {}; {}",
         tried.join("; "),
         fix_hint()
