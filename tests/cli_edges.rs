@@ -29,7 +29,7 @@ fn setup(name: &str) -> (TempDir, String, String) {
     (t, png, gsi)
 }
 
-fn fails_with(o: &Output, code: i32, msg: &str) {
+pub(crate) fn fails_with(o: &Output, code: i32, msg: &str) {
     let e = stderr(o);
     assert_eq!(o.status.code(), Some(code), "{e}");
     assert!(e.contains(msg), "expected {msg:?} in: {e}");
@@ -413,4 +413,40 @@ fn quiet_verbose_and_progress_lines() {
     quiet.push("-q");
     let o = gsimg_env(&quiet, &[("GSIMG_PROGRESS_SECONDS", "0.1")]);
     assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
+}
+
+/// Without ONNX Runtime (none found, fetching forbidden), the default encode uses the analytic
+/// encoder with one warning line; asking for the network is still an error.
+#[test]
+fn without_onnx_runtime_the_default_encode_falls_back_with_one_warning() {
+    let t = TempDir::new("noort");
+    let (png, gsi) = (t.path("a.png"), t.path("a.gsi"));
+    write_png(&png, 48, 32, ChannelLayout::Rgb);
+    let cache = t.path("empty-cache");
+    let run = |args: &[&str]| {
+        Command::new(env!("CARGO_BIN_EXE_gsimg"))
+            .args(args)
+            .env_remove("ORT_DYLIB_PATH")
+            .env("GSIMG_CACHE_DIR", &cache)
+            .env("GSIMG_ORT_FETCH", "0")
+            .output()
+            .unwrap()
+    };
+    let o = run(&["encode", &png, &gsi]);
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    if e.contains("(network") {
+        // A system-wide ONNX Runtime exists on this machine: nothing to fall back from.
+        return;
+    }
+    let warnings: Vec<&str> = e.lines().filter(|l| l.contains("warning")).collect();
+    assert_eq!(warnings.len(), 1, "{e}");
+    assert!(
+        warnings[0].contains("ONNX Runtime") && warnings[0].contains("analytic"),
+        "{e}"
+    );
+    assert!(e.contains("(analytic)"), "{e}");
+    assert!(gsimg(&["info", &gsi]).status.success());
+    let o = run(&["encode", &png, &gsi, "--method", "network"]);
+    fails_with(&o, 1, "ONNX Runtime");
 }

@@ -777,3 +777,112 @@ fn tiled_vs_untiled_real_photo() {
     assert_eq!(ga.len(), gb.len());
     assert!(worst <= 1e-4 && max <= 1e-4);
 }
+
+/// `path` with its bytes for each of `values` (f32, little-endian) replaced by NaN: damaged
+/// weights that still load.
+fn with_nan_weights(from: &Path, to: &Path, values: &[f32]) {
+    let mut b = std::fs::read(from).unwrap();
+    for v in values {
+        let pat = v.to_le_bytes();
+        let mut i = 0;
+        let mut hits = 0;
+        while i + 4 <= b.len() {
+            if b[i..i + 4] == pat {
+                b[i..i + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+                hits += 1;
+                i += 4;
+            } else {
+                i += 1;
+            }
+        }
+        assert!(hits > 0, "{v} not found in {}", from.display());
+    }
+    std::fs::write(to, b).unwrap();
+}
+
+/// The models gsimg ships carry their SHA-256 beside them, and it matches.
+#[test]
+fn shipped_models_match_their_checksums() {
+    for m in ["compact.onnx", "upscale.onnx"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(m);
+        assert_eq!(
+            gsimg::encode::network::verify_model(&p).map_err(|e| e.to_string()),
+            Ok(true),
+            "{m}"
+        );
+    }
+}
+
+/// A model whose bytes changed under its checksum is refused; NaN weights (which once encoded
+/// every picture to 0 Gaussians, exit 0) are an error; an upscale model is no encode model.
+#[test]
+fn damaged_and_wrong_models_are_refused() {
+    let Some(lib) = ort_library() else {
+        return;
+    };
+    let t = TempDir::new("damaged");
+    let original = fixture("dummy_compact.onnx");
+    // A checksum beside it: verified, then one byte changed is refused before loading.
+    let copy = t.path("m.onnx");
+    std::fs::copy(&original, &copy).unwrap();
+    let sum = Command::new("sha256sum").arg(&copy).output().unwrap();
+    std::fs::write(t.path("m.onnx.sha256"), &sum.stdout).unwrap();
+    assert!(
+        gsimg::encode::network::verify_model(Path::new(&copy)).unwrap(),
+        "checked"
+    );
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    std::fs::write(&copy, &bytes).unwrap();
+    let e = model_error(Path::new(&copy));
+    assert!(e.contains("damaged") && e.contains("SHA-256"), "{e}");
+
+    // NaN in the presence biases and the blur (no checksum to catch it).
+    let nan = t.path("nan.onnx");
+    with_nan_weights(&original, Path::new(&nan), &[0.9, 0.8, 0.7, 0.6]);
+    let e = NetworkOptions::default()
+        .with_model(&nan)
+        .with_device(Device::Cpu)
+        .with_messages(quiet())
+        .build()
+        .unwrap();
+    let err = e
+        .encode(&synthetic_pixels(48, 32, ChannelLayout::Rgb))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("non-finite"), "{err}");
+    let (input, out) = (t.path("in.png"), t.path("out.gsi"));
+    write_png(&input, 48, 32);
+    let lib = lib.to_string_lossy().into_owned();
+    let o = gsimg_env(
+        &["encode", &input, &out, "--model", &nan, "--ort-lib", &lib],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("non-finite"), "{err}");
+    assert!(!Path::new(&out).exists());
+
+    // An upscale model given to encode: refused, nothing written.
+    let up = fixture("dummy_upscale.onnx");
+    let o = gsimg_env(
+        &[
+            "encode",
+            &input,
+            &out,
+            "--model",
+            up.to_str().unwrap(),
+            "--ort-lib",
+            &lib,
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("upscale model") && err.contains("compact"),
+        "{err}"
+    );
+    assert!(!Path::new(&out).exists());
+}

@@ -3,6 +3,7 @@
 
 pub mod analytic;
 pub(crate) mod coverage;
+mod digest;
 pub mod fit;
 mod input;
 pub mod network;

@@ -434,6 +434,40 @@ pub fn locate_model(kind: ModelKind) -> Result<PathBuf> {
     })
 }
 
+/// Checks a model file against the SHA-256 recorded beside it, in `<model file>.sha256` (the
+/// format of `sha256sum`), when there is one: a damaged model (a truncated copy, flipped bits)
+/// is refused before it runs. Returns whether there was a checksum to check; the models gsimg
+/// ships all have one.
+pub fn verify_model(path: &Path) -> Result<bool> {
+    let Some(name) = path.file_name() else {
+        return Ok(false);
+    };
+    let mut side = name.to_os_string();
+    side.push(".sha256");
+    let side = path.with_file_name(side);
+    let text = match std::fs::read_to_string(&side) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::Model(format!("cannot read {}: {e}", side.display()))),
+    };
+    let want = super::digest::parse_sha256(&text).ok_or_else(|| {
+        Error::Model(format!(
+            "{}: not a SHA-256 checksum (expected 64 hex digits, as sha256sum writes)",
+            side.display()
+        ))
+    })?;
+    let (_, got) = super::digest::file_sha256(path)
+        .map_err(|e| Error::Model(format!("model {}: {e}", path.display())))?;
+    if got != want {
+        return Err(Error::Model(format!(
+            "model {} is damaged: its SHA-256 is {got}, {} records {want}",
+            path.display(),
+            side.display()
+        )));
+    }
+    Ok(true)
+}
+
 /// A sink for one-line status messages (fetching ONNX Runtime, the provider that ran).
 pub type MessageSink = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -478,7 +512,8 @@ pub struct NetworkOptions {
     pub tile_size: Option<u32>,
     /// ONNX Runtime's intra-op threads on the CPU (0: its default, all cores).
     pub threads: usize,
-    /// Status messages (`None`: silent). Default: stderr, prefixed `gsimg: `.
+    /// Status messages (fetching ONNX Runtime, a CUDA fallback); `None`, the default: silent.
+    /// The library prints nothing itself.
     pub messages: Option<MessageSink>,
     /// Progress over tiles (`None`: none).
     pub progress: Option<ProgressSink>,
@@ -522,7 +557,7 @@ impl Default for NetworkOptions {
             max_tile_pixels: 1 << 21,
             tile_size: None,
             threads: 0,
-            messages: Some(Arc::new(|m: &str| eprintln!("gsimg: {m}"))),
+            messages: None,
             progress: None,
             alpha_fit: FitOptions {
                 clamp: (0.0, 1.0),
@@ -680,6 +715,7 @@ impl NetworkOptions {
             Some(p) => p.clone(),
             None => locate_model(self.kind)?,
         };
+        verify_model(&path)?;
         let search = self
             .library_search
             .clone()
@@ -909,6 +945,17 @@ impl NetworkEncoder {
                     )));
                 }
                 network_seconds += run_start.elapsed().as_secs_f64();
+                // A sound model never produces NaN or infinity; damaged weights do (and would
+                // otherwise drop every Gaussian, or draw garbage).
+                let bad = data.iter().filter(|v| !v.is_finite()).count();
+                if bad > 0 {
+                    return Err(Error::Model(format!(
+                        "model {}: the network produced {bad} non-finite values (NaN or \
+                         infinity) of {}; the model file is probably damaged",
+                        self.path.display(),
+                        data.len()
+                    )));
+                }
                 decode_cells(
                     pixels,
                     data,
@@ -926,6 +973,12 @@ impl NetworkEncoder {
         }
         // No pixel left to no Gaussian (it would render black): see `coverage`.
         ensure_coverage(w, h, c, &mut gaussians, &spares);
+        if gaussians.is_empty() {
+            return Err(Error::Model(format!(
+                "model {}: the network produced no Gaussians for a {w}x{h} picture",
+                self.path.display()
+            )));
+        }
         let image = SplatImage::new(w, h, pixels.layout, gaussians)?;
         Ok(NetworkOutput {
             image,
