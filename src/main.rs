@@ -24,18 +24,37 @@ use cli::report;
 struct Cli {
     /// Worker threads (default, and at most: the number of cores).
     #[arg(long, global = true, value_name = "N", allow_negative_numbers = true,
-          value_parser = cli::parse::at_least_one)]
+          value_parser = cli::parse::at_least_one, help_heading = "Common options", display_order = 100)]
     threads: Option<u32>,
     /// Say nothing but errors (no progress, warnings or summary).
-    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    #[arg(
+        short,
+        long,
+        global = true,
+        conflicts_with = "verbose",
+        help_heading = "Common options",
+        display_order = 101
+    )]
     quiet: bool,
     /// Also say where things run and were found (the renderer, the model, ONNX Runtime).
-    #[arg(short, long, global = true)]
+    #[arg(
+        short,
+        long,
+        global = true,
+        help_heading = "Common options",
+        display_order = 102
+    )]
     verbose: bool,
     /// Replace an output file that holds something else (a picture as the output of encode, a
     /// .gsi file as the output of decode) or that is the input; let encode write a name that
     /// does not end in .gsi.
-    #[arg(short = 'y', long, global = true)]
+    #[arg(
+        short = 'y',
+        long,
+        global = true,
+        help_heading = "Common options",
+        display_order = 103
+    )]
     force: bool,
     #[command(subcommand)]
     command: Command,

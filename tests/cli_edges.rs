@@ -450,3 +450,25 @@ fn without_onnx_runtime_the_default_encode_falls_back_with_one_warning() {
     let o = run(&["encode", &png, &gsi, "--method", "network"]);
     fails_with(&o, 1, "ONNX Runtime");
 }
+
+/// The help texts speak to users: upscale says it needs a size (no default scale of 1), and
+/// encode's short help is a line per option without the encoder's internals.
+#[test]
+fn help_texts_tell_what_users_need() {
+    let o = gsimg(&["upscale", "--help"]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    assert!(o.status.success());
+    assert!(h.contains("--scale, --width or --height"), "{h}");
+    assert!(!h.contains("default 1") && !h.contains("default: 1"), "{h}");
+    let o = gsimg(&["encode", "-h"]);
+    let h = String::from_utf8_lossy(&o.stdout);
+    for internal in ["σ", "quadtree", "presence", "structure-tensor", "threshold"] {
+        assert!(!h.contains(internal), "{internal}: {h}");
+    }
+    assert!(h.lines().count() < 30, "{h}");
+    for sub in ["encode", "decode", "info", "upscale"] {
+        let o = gsimg(&[sub, "--help"]);
+        let h = String::from_utf8_lossy(&o.stdout);
+        assert!(h.contains("--quiet") && h.contains("--force"), "{sub}: {h}");
+    }
+}

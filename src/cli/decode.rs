@@ -11,7 +11,7 @@ use super::report::{self, Progress};
 use super::{Context as RunContext, parse, usage};
 use gsimg::{Frame, Limits, Region, Viewport, format, render};
 
-/// Render a .gsi file to a picture at any size or region.
+/// Render a .gsi file to a picture at any size or region (default: its native size).
 #[derive(Args)]
 pub struct DecodeArgs {
     /// Input .gsi file, or - for stdin.
@@ -26,7 +26,7 @@ pub struct DecodeArgs {
     /// Output format (default: from the output's extension).
     #[arg(long, value_enum)]
     format: Option<OutFormat>,
-    /// Where to render: the GPU when one is usable (auto), the CPU, or the GPU or fail (cuda).
+    /// Where to render: auto (the GPU when usable, else the CPU), cpu, or cuda.
     #[arg(long, value_enum, default_value_t = RenderDevice::Auto)]
     device: RenderDevice,
 }

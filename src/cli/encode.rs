@@ -16,36 +16,37 @@ use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
+///
+/// By default the compact network model encodes (models/compact.onnx, run by ONNX Runtime,
+/// which gsimg fetches on first use). Without the model or ONNX Runtime, the analytic encoder
+/// encodes instead, with a warning.
 #[derive(Args)]
 pub struct EncodeArgs {
     /// Input picture, or - for stdin.
     input: PathBuf,
     /// Output .gsi file, or - for stdout.
     output: PathBuf,
-    /// Encoder to use (default: network when a compact model is found, else analytic).
+    /// Encoder: network (default when available) or analytic (needs no model, any rate).
     #[arg(long, value_enum)]
     method: Option<Method>,
-    /// Quality from 1 (smallest file) to 100. Analytic encoder: the Gaussian density. Compact
-    /// network model: above 50 it keeps Gaussians the model rated less likely (presence
-    /// threshold 1 - Q/100 where that is below the model's own, at least 0.05, so 95 to 100
-    /// give the same file: somewhat larger files, slightly higher PSNR); 50 and below give the
-    /// model's one trained rate.
+    /// Quality from 1 (smallest file) to 100.
+    ///
+    /// Analytic encoder: sets how many Gaussians are placed. Network: 50 and below give the
+    /// model's one trained rate; above 50 keeps more Gaussians (a larger file, a little
+    /// sharper; 95 to 100 give the same file).
     #[arg(long, default_value_t = 50, allow_negative_numbers = true,
           value_parser = parse::quality)]
     quality: u8,
-    /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.
+    /// Gaussians per pixel, e.g. 0.025 (analytic encoder; instead of --quality).
     #[arg(long, allow_negative_numbers = true, value_parser = parse::positive)]
     density: Option<f64>,
-    /// Gradient-refinement iterations on the picture before writing (0: none; more: slower,
-    /// better). Default: 40 for the analytic encoder, 0 for the network. Both refine in four
-    /// rounds, each after moving a tenth of the Gaussians to where the error is (the analytic
-    /// encoder from 0.015 Gaussians per pixel up). The Gaussians refinement starts from are
-    /// resized: the analytic encoder's are smaller (σ 0.45 of their quadtree block instead of
-    /// 0.55), the network's larger (oriented along the picture's edges, then σ × 1.3).
+    /// Refinement steps on the picture before writing: slower, better (0: none).
+    ///
+    /// Default: 40 for the analytic encoder, 0 for the network.
     #[arg(long, value_name = "STEPS", allow_negative_numbers = true, value_parser = parse::count)]
     refine: Option<usize>,
-    /// Network encoder: write the network's colours as they are, without the least-squares
-    /// colour fit that follows it by default (faster, about 0.4 dB lower on Kodak).
+    /// Network: write its colours as they are, without the colour fit (faster, about 0.4 dB
+    /// lower).
     #[arg(long)]
     no_fit: bool,
     #[command(flatten)]
@@ -54,25 +55,29 @@ pub struct EncodeArgs {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Method {
-    /// Encoder network (ONNX model) run by ONNX Runtime.
+    /// The compact network model, run by ONNX Runtime.
     Network,
-    /// Classical encoder: quadtree placement, structure-tensor shapes, least-squares colours.
+    /// The classical encoder: no model needed.
     Analytic,
 }
 
 /// Options of the encoder network, shared by `encode` and `upscale`.
 #[derive(Args, Clone)]
 pub struct NetworkArgs {
-    /// The ONNX model (default: models/<compact|upscale>.onnx next to the executable, else in
-    /// the source tree gsimg was built from).
-    #[arg(long)]
+    /// The network model file.
+    ///
+    /// Default: models/compact.onnx (encode) or models/upscale.onnx (upscale), next to gsimg
+    /// or in the source tree it was built from.
+    #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
-    /// Where the network runs: auto (CUDA if ONNX Runtime has it and it works, else CPU), cpu,
-    /// or cuda (an error if unavailable).
+    /// Where the network (and for upscale the renderer) runs: auto (the GPU when usable, else
+    /// the CPU), cpu, or cuda.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// The ONNX Runtime library (libonnxruntime.so.1.x) to use, before ORT_DYLIB_PATH and the
-    /// automatic search.
+    /// The ONNX Runtime library to use (libonnxruntime.so.1.x).
+    ///
+    /// Default: ORT_DYLIB_PATH, else one found next to gsimg, in its cache or on the system,
+    /// else fetched from PyPI into the cache (README.md, "ONNX Runtime").
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
 }

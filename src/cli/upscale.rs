@@ -22,8 +22,11 @@ use gsimg::encode::network::{ModelKind, ProgressSink};
 use gsimg::encode::symmetry::Symmetry;
 use gsimg::render::{Frame, FrameMean, Viewport};
 
-/// Upscale a picture by any factor (e.g. 2.5) with the encoder network.
+/// Upscale a picture by any factor (e.g. 2.5) with the upscale network.
+///
+/// Give the output size with --scale, --width or --height.
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("size").args(["scale", "width", "height"]).required(true).multiple(true)))]
 pub struct UpscaleArgs {
     /// Input picture, or - for stdin.
     input: PathBuf,
@@ -36,9 +39,8 @@ pub struct UpscaleArgs {
     format: Option<OutFormat>,
     #[command(flatten)]
     net: NetworkArgs,
-    /// Geometric self-ensemble: run the network on the picture in all 8 orientations (flips,
-    /// transposition) and average the 8 renders: +0.12 to +0.21 dB on Set5/Set14 at x2-x4
-    /// (BENCHMARKS.md), 8 times the work.
+    /// Run the network on all 8 orientations of the picture and average them: a little sharper
+    /// (+0.1 to +0.2 dB), 8 times the work.
     #[arg(long)]
     ensemble: bool,
 }

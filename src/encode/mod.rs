@@ -1,6 +1,7 @@
 //! Encoders: from pixels to Gaussians and `.gsi` files.
 #![forbid(unsafe_code)]
 
+mod alpha;
 pub mod analytic;
 pub(crate) mod coverage;
 mod digest;

@@ -560,6 +560,7 @@ impl Default for NetworkOptions {
             messages: None,
             progress: None,
             alpha_fit: FitOptions {
+                iterations: 15,
                 clamp: (0.0, 1.0),
                 ..FitOptions::default()
             },
@@ -1289,23 +1290,20 @@ fn fit_alpha(p: &Pixels, gs: &mut [Gaussian], opts: &FitOptions) {
         }
         return;
     }
-    let plane = Pixels {
-        width: p.width,
-        height: p.height,
-        layout: ChannelLayout::Gray,
-        data: alpha,
-    };
-    let mut tmp: Vec<Gaussian> = gs
-        .iter()
-        .map(|g| {
-            let mut t = *g;
-            t.color = [g.color[nc - 1], 0.0, 0.0, 0.0];
-            t
-        })
-        .collect();
-    fit_colors(&plane, &mut tmp, opts);
-    for (g, t) in gs.iter_mut().zip(&tmp) {
-        g.color[nc - 1] = t.color[0].clamp(0.0, 1.0);
+    // Matrix-free: the normal matrix of a dense field (the upscale model's 4 Gaussians a
+    // pixel) holds ~100 entries a Gaussian (see `alpha`).
+    let mut values: Vec<f32> = gs.iter().map(|g| g.color[nc - 1]).collect();
+    super::alpha::fit_plane(
+        p.width,
+        p.height,
+        &alpha,
+        gs,
+        &mut values,
+        opts.iterations,
+        opts.clamp,
+    );
+    for (g, v) in gs.iter_mut().zip(values) {
+        g.color[nc - 1] = v.clamp(0.0, 1.0);
     }
 }
 
