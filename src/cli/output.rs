@@ -253,7 +253,7 @@ fn same_file(out: &fs::Metadata, input: &Path) -> bool {
 }
 
 #[cfg(not(unix))]
-fn same_file(_: &fs::Metadata, input: &Path) -> bool {
+fn same_file(_: &fs::Metadata, _input: &Path) -> bool {
     false
 }
 
