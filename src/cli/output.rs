@@ -339,8 +339,9 @@ pub fn install_signal_handler() {
             for t in temporaries.iter() {
                 let _ = fs::remove_file(t);
             }
-            // Exit with the lock held: no rename can start after the cleanup.
-            std::process::exit(128 + sig);
+            // Exit with the lock held (no rename can start after the cleanup), at once: no
+            // exit handlers of libraries whose threads are still running (ONNX Runtime).
+            signal_hook::low_level::exit(128 + sig);
         }
     });
 }

@@ -206,6 +206,32 @@ fn check(path: &Path, probe: &dyn Fn(&Path) -> Option<u32>) -> std::result::Resu
     }
 }
 
+/// Removes the fetch folders (`.onnxruntime-<version>.<pid>.tmp`, a wheel of ~24 MB) left in
+/// the cache by processes that were killed while fetching and no longer exist (Linux, where
+/// `/proc` tells).
+fn remove_abandoned_fetches(cache: &Path) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".onnxruntime-")?.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
 /// The name of the file, in a cache folder, that records the size and SHA-256 of each library
 /// file fetched into it (lines `<sha256>  <size>  <name>`).
 const MANIFEST: &str = "gsimg-manifest.txt";
@@ -555,6 +581,7 @@ fn fetch(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
+    remove_abandoned_fetches(parent);
     let (wheel_dir, lib_dir) = (tmp.join("wheel"), tmp.join("lib"));
     let cleanup = || {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -805,8 +832,17 @@ mod tests {
         let dir = s.pinned_cache_dir().unwrap();
         let lib = dir.join(format!("libonnxruntime.so.{PINNED_VERSION}"));
         let quiet = |_: &str| {};
+        // A fetch abandoned by a killed process (its pid gone) is removed by the next fetch.
+        let mut dead = Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let abandoned = d
+            .join("cache")
+            .join(format!(".onnxruntime-{PINNED_VERSION}.{dead_pid}.tmp"));
+        std::fs::create_dir_all(abandoned.join("wheel")).unwrap();
         // Empty cache: fetched, with a manifest.
         let f = locate(&s, &elf_probe, &quiet).unwrap();
+        assert!(!abandoned.exists());
         assert_eq!(f.source, LibrarySource::Fetched);
         assert!(dir.join(MANIFEST).is_file());
         assert_eq!(
