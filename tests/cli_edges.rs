@@ -300,6 +300,11 @@ fn wrong_command_lines_exit_2_with_the_real_reason() {
         ),
         (vec!["upscale", &png, &out], "--scale"),
         (vec!["--threads", "0", "info", &gsi], "at least 1"),
+        (vec!["--threads", "-4", "info", &gsi], "at least 1"),
+        (
+            vec!["decode", &gsi, &out, "--region", "-1,0,5,5"],
+            "X,Y,W,H",
+        ),
     ] {
         let o = gsimg(&args);
         let e = stderr(&o);

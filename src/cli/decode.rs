@@ -21,7 +21,7 @@ pub struct DecodeArgs {
     #[command(flatten)]
     size: SizeArgs,
     /// Render only this rectangle of the output: X,Y,W,H in output pixels.
-    #[arg(long, value_parser = parse_region)]
+    #[arg(long, value_name = "X,Y,W,H", allow_hyphen_values = true, value_parser = parse_region)]
     region: Option<Region>,
     /// Output format (default: from the output's extension).
     #[arg(long, value_enum)]
