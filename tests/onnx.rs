@@ -831,6 +831,30 @@ fn damaged_and_wrong_models_are_refused() {
         gsimg::encode::network::verify_model(Path::new(&copy)).unwrap(),
         "checked"
     );
+    // -v says which model and library ran, and that the model was checked.
+    let (input, out) = (t.path("in.png"), t.path("out.gsi"));
+    write_png(&input, 48, 32);
+    let lib = lib.to_string_lossy().into_owned();
+    let o = gsimg_env(
+        &[
+            "-v",
+            "encode",
+            &input,
+            &out,
+            "--model",
+            &copy,
+            "--ort-lib",
+            &lib,
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("checked against the SHA-256") && err.contains("ONNX Runtime 1."),
+        "{err}"
+    );
+    std::fs::remove_file(&out).unwrap();
     let mut bytes = std::fs::read(&copy).unwrap();
     let n = bytes.len();
     bytes[n / 2] ^= 0x40;
@@ -852,9 +876,6 @@ fn damaged_and_wrong_models_are_refused() {
         .unwrap_err()
         .to_string();
     assert!(err.contains("non-finite"), "{err}");
-    let (input, out) = (t.path("in.png"), t.path("out.gsi"));
-    write_png(&input, 48, 32);
-    let lib = lib.to_string_lossy().into_owned();
     let o = gsimg_env(
         &["encode", &input, &out, "--model", &nan, "--ort-lib", &lib],
         &[],

@@ -184,6 +184,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
                      file as 50 (use --method analytic for smaller files)",
                 );
             }
+            note_network(&encoder);
             let mut wo = encoder.write_options(loaded.pixels.layout);
             wo.metadata.icc_profile = loaded.icc_profile;
             let encoded = encoder.encode_with(&loaded.pixels, &wo);
@@ -215,6 +216,30 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         encoded.bytes.len() as f64 * 8.0 / px
     ));
     Ok(())
+}
+
+/// Says (with `-v`) which model and ONNX Runtime library a network encoder uses.
+pub fn note_network(encoder: &gsimg::encode::NetworkEncoder) {
+    let model = encoder.model_path();
+    let mut sidecar = model.as_os_str().to_os_string();
+    sidecar.push(".sha256");
+    report::note(&format!(
+        "model {} ({})",
+        model.display(),
+        if std::path::Path::new(&sidecar).is_file() {
+            "checked against the SHA-256 beside it"
+        } else {
+            "no .sha256 beside it: not checked"
+        }
+    ));
+    let lib = encoder.library();
+    report::note(&format!(
+        "ONNX Runtime 1.{} from {} ({}), running on {}",
+        lib.minor,
+        lib.path.display(),
+        lib.source,
+        encoder.provider()
+    ));
 }
 
 /// The compact network encoder the options ask for; an upscale model is refused.

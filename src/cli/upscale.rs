@@ -86,6 +86,7 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
         .options(ModelKind::Upscale, &progress)
         .with_progress(Some(sink))
         .build()?;
+    super::encode::note_network(&encoder);
     let renderer = FrameRenderer::new(render_device)?;
     let result = upscale_passes(
         &encoder,
