@@ -499,3 +499,31 @@ fn help_texts_tell_what_users_need() {
         assert!(h.contains("--quiet") && h.contains("--force"), "{sub}: {h}");
     }
 }
+
+/// A large decode on the CPU renders in strips (to report progress): the picture is the same,
+/// pixel for pixel, as one render of the whole.
+#[test]
+fn a_decode_in_strips_is_the_whole_render() {
+    let (t, _png, gsi) = setup("strips");
+    let out = t.path("big.png");
+    // 2560x1920: 4.9 megapixels, two strips.
+    let o = gsimg_env(
+        &["decode", &gsi, &out, "--scale", "40", "--device", "cpu"],
+        &[("GSIMG_PROGRESS_SECONDS", "0.05")],
+    );
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bytes = std::fs::read(&gsi).unwrap();
+    let limits = gsimg::Limits::default();
+    let image = gsimg::format::Decoder::new(&bytes[..], limits)
+        .unwrap()
+        .decode_all()
+        .unwrap();
+    let view = gsimg::Viewport::scaled(64, 48, 40.0).unwrap();
+    let whole: gsimg::Frame<u8> = gsimg::render::render_cpu(&image, &view, &limits).unwrap();
+    let got = image::open(&out).unwrap().to_rgb8();
+    assert_eq!((got.width(), got.height()), (2560, 1920));
+    assert!(
+        got.as_raw() == &whole.data,
+        "the strips differ from the whole render"
+    );
+}

@@ -43,16 +43,6 @@ pub enum RenderDevice {
     Cuda,
 }
 
-/// Renders `view` of `image` on `device` (see [`RenderDevice`]).
-pub fn render_frame<T: gsimg::cuda::GpuSample>(
-    image: &gsimg::SplatImage,
-    view: &Viewport,
-    limits: &Limits,
-    device: RenderDevice,
-) -> Result<Frame<T>> {
-    FrameRenderer::new(device)?.render(image, view, limits)
-}
-
 /// A renderer on a [`RenderDevice`], set up once for any number of renders (the upscaler's
 /// self-ensemble renders 8 fields): the GPU is opened once, and without one `auto` says so
 /// once and renders on the CPU.
@@ -90,6 +80,11 @@ impl FrameRenderer {
             gpu,
             fell_back: std::cell::Cell::new(false),
         })
+    }
+
+    /// Whether renders go to the GPU (unless a failure falls back).
+    pub fn on_gpu(&self) -> bool {
+        self.gpu.is_some()
     }
 
     /// Where the renders so far ran: "the GPU", or "the CPU" (no GPU, or a GPU failure that
@@ -230,12 +225,65 @@ pub fn run(args: DecodeArgs, ctx: &RunContext) -> Result<()> {
         decoder.decode_all()
     }
     .with_context(name)?;
-    let progress = Progress::new("decoding");
+    let progress = Progress::counting("decoding", "strip");
     let meta = decoder.metadata();
-    let encoded = render_frame(&image, &view, limits, args.device)
+    let encoded = FrameRenderer::new(args.device)
+        .and_then(|r| render_in_strips(&r, &image, &view, limits, &progress))
         .and_then(|frame| write_frame(fmt, frame, meta.orientation, meta.icc_profile.as_deref()));
     progress.finish();
     output.write(&encoded?)
+}
+
+/// Output pixels above which the CPU renders a picture in strips of rows, reporting each.
+const STRIP_PIXELS: u64 = 1 << 22;
+
+/// Renders `view` of `image`; on the CPU, an output of more than [`STRIP_PIXELS`] is rendered
+/// as strips of whole rows (each a region of the same view: the renderer draws a region exactly
+/// as the same pixels of the whole), so that `progress` can count them.
+fn render_in_strips(
+    renderer: &FrameRenderer,
+    image: &gsimg::SplatImage,
+    view: &Viewport,
+    limits: &Limits,
+    progress: &Progress,
+) -> Result<Frame<u8>> {
+    let r = view.region;
+    let strips = (r.width as u64 * r.height as u64).div_ceil(STRIP_PIXELS);
+    if renderer.on_gpu() || strips <= 1 {
+        return renderer.render(image, view, limits);
+    }
+    let rows = r.height.div_ceil(strips as u32);
+    let n = r.height.div_ceil(rows) as usize;
+    progress.update(0, n);
+    let mut frame: Option<Frame<u8>> = None;
+    for (i, y) in (0..r.height).step_by(rows as usize).enumerate() {
+        let strip = Region {
+            x: r.x,
+            y: r.y + y,
+            width: r.width,
+            height: rows.min(r.height - y),
+        };
+        let part = renderer.render::<u8>(image, &view.with_region(strip), limits)?;
+        match frame.as_mut() {
+            None => {
+                let mut data =
+                    Vec::with_capacity(r.width as usize * r.height as usize * part.channels);
+                data.extend_from_slice(&part.data);
+                frame = Some(Frame {
+                    width: r.width,
+                    height: part.height,
+                    channels: part.channels,
+                    data,
+                });
+            }
+            Some(f) => {
+                f.data.extend_from_slice(&part.data);
+                f.height += part.height;
+            }
+        }
+        progress.update(i + 1, n);
+    }
+    frame.context("internal error: no strip rendered")
 }
 
 /// Encodes a rendered frame, applying an EXIF orientation (1 to 8) first.
