@@ -414,28 +414,6 @@ fn quiet_verbose_and_progress_lines() {
             .any(|l| l.starts_with("gsimg: decoding: ") && l.ends_with(" s")),
         "{e}"
     );
-    // The analytic encoder reports its steps (placement, fit, 4 rounds of refinement, fit).
-    let (png2, gsi2) = (t.path("b.png"), t.path("b.gsi"));
-    write_png(&png2, 160, 120, ChannelLayout::Rgb);
-    let o = gsimg_env(
-        &[
-            "encode",
-            &png2,
-            &gsi2,
-            "--method",
-            "analytic",
-            "--quality",
-            "80",
-        ],
-        &[("GSIMG_PROGRESS_SECONDS", "0.05")],
-    );
-    let e = stderr(&o);
-    assert!(o.status.success(), "{e}");
-    assert!(
-        e.lines()
-            .any(|l| l.starts_with("gsimg: encoding: ") && l.contains("of 7 steps")),
-        "{e}"
-    );
     let mut quiet = big.to_vec();
     quiet.push("-q");
     let o = gsimg_env(&quiet, &[("GSIMG_PROGRESS_SECONDS", "0.1")]);

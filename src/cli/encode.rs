@@ -169,11 +169,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
                 opts.refine.iterations = n;
             }
             opts.write.metadata.icc_profile = loaded.icc_profile;
-            progress.finish();
-            let progress = Progress::counting("encoding", "step");
-            let encoded = analytic::encode_with_progress(&loaded.pixels, &opts, &|d, t| {
-                progress.update(d, t)
-            });
+            let encoded = analytic::encode(&loaded.pixels, &opts);
             progress.finish();
             (encoded?, "analytic".to_string())
         }

@@ -286,25 +286,6 @@ fn shape(luma: &[f32], w: usize, h: usize, b: [u32; 4], mean: [f32; 4], spread: 
 
 /// Encodes `pixels` into a `.gsi` file with the analytic method.
 pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
-    encode_steps(pixels, opts, None)
-}
-
-/// [`encode`], reporting progress to `progress` as (steps done, steps in all): the placement,
-/// the colour fit, each round of refinement, the final fit. The file is the same as
-/// [`encode`]'s (each round is refined on its own, as [`refine`] does them in turn).
-pub fn encode_with_progress(
-    pixels: &Pixels,
-    opts: &AnalyticOptions,
-    progress: &(dyn Fn(usize, usize) + Sync),
-) -> Result<Encoded> {
-    encode_steps(pixels, opts, Some(progress))
-}
-
-fn encode_steps(
-    pixels: &Pixels,
-    opts: &AnalyticOptions,
-    progress: Option<&(dyn Fn(usize, usize) + Sync)>,
-) -> Result<Encoded> {
     pixels.validate()?;
     if !(opts.density > 0.0 && opts.density <= 4.0) {
         return Err(Error::invalid(
@@ -329,51 +310,14 @@ fn encode_steps(
             SPREAD
         },
     );
-    let mut ropts = opts.refine;
-    if opts.density < MOVE_MIN_DENSITY {
-        ropts.reallocate = 0.0;
-    }
-    // Refinement in rounds is reported round by round (with progress, each round runs as a
-    // refinement of one round, which is what `refine` does in turn).
-    let rounds = match (ropts.iterations, progress) {
-        (0, _) => 0,
-        (_, Some(_)) if ropts.reallocate > 0.0 && ropts.rounds > 0 => {
-            ropts.rounds.min(ropts.iterations)
-        }
-        _ => 1,
-    };
-    let total = 2 + if rounds > 0 { 1 + rounds } else { 0 };
-    let mut done = 0;
-    let mut step = || {
-        done += 1;
-        if let Some(p) = progress {
-            p(done, total);
-        }
-    };
-    if let Some(p) = progress {
-        p(0, total);
-    }
     let mut gaussians = place(pixels, target, spread);
-    step();
-    if rounds > 0 {
+    if opts.refine.iterations > 0 {
         fit_colors(pixels, &mut gaussians, &opts.fit);
-        step();
-        if rounds == 1 {
-            refine(pixels, &mut gaussians, &ropts);
-            step();
-        } else {
-            for r in 0..rounds {
-                let iterations =
-                    ropts.iterations / rounds + usize::from(r < ropts.iterations % rounds);
-                let one = RefineOptions {
-                    iterations,
-                    rounds: 1,
-                    ..ropts
-                };
-                refine(pixels, &mut gaussians, &one);
-                step();
-            }
+        let mut ropts = opts.refine;
+        if opts.density < MOVE_MIN_DENSITY {
+            ropts.reallocate = 0.0;
         }
+        refine(pixels, &mut gaussians, &ropts);
     }
     // Quantize the geometry as the file will, so the colours are fitted to what is stored.
     let draft = SplatImage::new(
@@ -389,7 +333,6 @@ fn encode_steps(
         g.color = color;
     }
     fit_colors(pixels, &mut gaussians, &opts.fit);
-    step();
     let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gaussians)?;
     format::write(&image, &opts.write)
 }
@@ -418,35 +361,6 @@ mod tests {
             let e = encode(&px, &opts).unwrap_err().to_string();
             assert!(e.contains(name), "{e}");
         }
-    }
-
-    /// With progress, refinement runs round by round: the file is the same byte for byte, and
-    /// every step is reported.
-    #[test]
-    fn progress_reports_every_step_and_changes_nothing() {
-        let (w, h) = (48u32, 40u32);
-        let data: Vec<f32> = (0..w * h)
-            .flat_map(|i| {
-                let (x, y) = ((i % w) as f32, (i / w) as f32);
-                [x / w as f32, (x * 0.3).sin() * 0.5 + 0.5, y / h as f32]
-            })
-            .collect();
-        let px = Pixels {
-            width: w,
-            height: h,
-            layout: ChannelLayout::Rgb,
-            data,
-        };
-        let mut opts = AnalyticOptions::with_quality(90).unwrap();
-        opts.refine.iterations = 10;
-        assert!(opts.density >= MOVE_MIN_DENSITY && opts.refine.rounds == 4);
-        let plain = encode(&px, &opts).unwrap();
-        let seen = std::sync::Mutex::new(Vec::new());
-        let reported =
-            encode_with_progress(&px, &opts, &|d, t| seen.lock().unwrap().push((d, t))).unwrap();
-        assert_eq!(plain.bytes, reported.bytes);
-        let seen = seen.into_inner().unwrap();
-        assert_eq!(seen, (0..=7).map(|d| (d, 7)).collect::<Vec<_>>());
     }
 
     /// Round Gaussians on a straight edge (dark left of the line x = y/2 + 20, bright right)
