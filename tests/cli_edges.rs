@@ -109,6 +109,7 @@ fn inputs_and_foreign_files_are_not_overwritten_without_force() {
 
 #[test]
 fn links_are_followed_and_devices_written_through() {
+    use std::os::unix::fs::FileTypeExt;
     let (t, _png, gsi) = setup("links");
     // A link to a picture: the picture is replaced, the link stays a link.
     let real = t.path("real.png");
@@ -147,7 +148,6 @@ fn links_are_followed_and_devices_written_through() {
         "analytic",
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
-    use std::os::unix::fs::FileTypeExt;
     assert!(
         std::fs::metadata("/dev/null")
             .unwrap()
@@ -170,8 +170,27 @@ fn links_are_followed_and_devices_written_through() {
         let bytes = reader.join().unwrap();
         let img = image::load_from_memory(&bytes).unwrap();
         assert_eq!((img.width(), img.height()), (64, 48));
-        use std::os::unix::fs::FileTypeExt;
         assert!(std::fs::metadata(&fifo).unwrap().file_type().is_fifo());
+    }
+    // A block device (a disk) is refused unless --force (needs root to make one: a node for an
+    // absent loop device, never opened).
+    let blk = t.path("disk");
+    if Command::new("mknod")
+        .args([&blk, "b", "7", "250"])
+        .status()
+        .is_ok_and(|s| s.success())
+    {
+        fails_with(
+            &gsimg(&["decode", &gsi, &blk, "--format", "png"]),
+            1,
+            "block device",
+        );
+        assert!(
+            std::fs::metadata(&blk)
+                .unwrap()
+                .file_type()
+                .is_block_device()
+        );
     }
     // A folder is an error.
     std::fs::create_dir(t.path("dir.png")).unwrap();

@@ -11,7 +11,8 @@
 //! `.NAME.gsimg-PID.tmp`; [`Output::write`] fills it, syncs it and renames it over the output,
 //! so the output appears whole or not at all. A symbolic link is followed (the file it points to
 //! is replaced, the link stays); a device node or FIFO (`/dev/null`, `/dev/stdout`, a named
-//! pipe) is written through, never renamed over; a folder is an error.
+//! pipe) is written through, never renamed over, except a block device (a disk): refused unless
+//! `--force`. A folder is an error.
 //!
 //! A temporary file is removed when the command fails, and on SIGINT or SIGTERM by the handler
 //! [`install_signal_handler`] starts (exit status 130 or 143). A process killed outright
@@ -104,6 +105,13 @@ impl Output {
                         path.display()
                     );
                 }
+            }
+            if is_block_device(m) && !force {
+                bail!(
+                    "{} is a block device (a disk); not writing over it (use --force to \
+                     write it anyway)",
+                    path.display()
+                );
             }
             if !m.is_file() {
                 // A device node or FIFO: write through it.
@@ -244,6 +252,17 @@ fn follow_links(path: &Path) -> Result<PathBuf> {
         "cannot write {}: too many levels of symbolic links",
         path.display()
     )
+}
+
+#[cfg(unix)]
+fn is_block_device(m: &fs::Metadata) -> bool {
+    use std::os::unix::fs::FileTypeExt;
+    m.file_type().is_block_device()
+}
+
+#[cfg(not(unix))]
+fn is_block_device(_: &fs::Metadata) -> bool {
+    false
 }
 
 #[cfg(unix)]
