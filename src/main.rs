@@ -45,9 +45,11 @@ struct Cli {
         display_order = 102
     )]
     verbose: bool,
-    /// Replace an output file that holds something else (a picture as the output of encode, a
-    /// .gsi file as the output of decode) or that is the input; let encode write a name that
-    /// does not end in .gsi.
+    /// Replace an output that holds something else or is the input.
+    ///
+    /// Without it, gsimg refuses to replace a picture with encode's output, a .gsi file with a
+    /// picture, or an input file; to name encode's output other than *.gsi; to write onto a
+    /// disk device; and a --format that contradicts the output's extension.
     #[arg(
         short = 'y',
         long,
