@@ -234,7 +234,11 @@ fn sigint_and_sigterm_leave_no_temporary_file_and_stale_ones_are_removed() {
             std::fs::remove_file(&out).unwrap();
         } else {
             assert_eq!(o.status.code(), Some(code), "SIG{signal}: {}", stderr(&o));
-            assert!(!Path::new(&out).exists());
+            // The signal may land after the rename: then the output is whole.
+            if Path::new(&out).exists() {
+                assert_eq!(dims(&out), (6400, 4800));
+                std::fs::remove_file(&out).unwrap();
+            }
         }
         assert!(
             t.files().iter().all(|f| !f.ends_with(".tmp")),
