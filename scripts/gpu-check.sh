@@ -155,7 +155,7 @@ print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonn
             set -x
             rm -f /tmp/u-gpu.png /tmp/u-cpu.png
             "$CLI" upscale examples/images/example.png /tmp/u-gpu.png --scale 2.5 --ensemble \
-                --model "$MODEL" --ort-lib "$ORTLIB" --device auto 2> /tmp/u-gpu.err
+                --model "$MODEL" --ort-lib "$ORTLIB" --device auto -v 2> /tmp/u-gpu.err
             rc=$?
             cat /tmp/u-gpu.err
             "$CLI" upscale examples/images/example.png /tmp/u-cpu.png --scale 2.5 --ensemble \

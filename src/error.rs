@@ -45,9 +45,15 @@ pub enum Error {
     #[error("cannot write output image: {0}")]
     OutputImage(String),
 
-    /// A neural encoder model or the ONNX Runtime library could not be loaded or run.
+    /// A neural encoder model could not be loaded or run, or the ONNX Runtime library found
+    /// failed.
     #[error("{0}")]
     Model(String),
+
+    /// No usable ONNX Runtime library could be found or fetched (the network encoders need
+    /// one; the analytic encoder does not). Not a fault of any file.
+    #[error("{0}")]
+    RuntimeUnavailable(String),
 
     /// No usable GPU: no NVIDIA driver, no CUDA device, a GPU too old for gsimg's kernels, or
     /// gsimg built without CUDA. Not a fault: callers use the CPU renderer.

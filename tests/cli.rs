@@ -6,28 +6,28 @@ use std::process::{Command, Output, Stdio};
 use crate::common::synthetic_pixels;
 use gsimg::ChannelLayout;
 
-fn gsimg(args: &[&str]) -> Output {
+pub(crate) fn gsimg(args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_gsimg"))
         .args(args)
         .output()
         .unwrap()
 }
 
-struct TempDir(PathBuf);
+pub(crate) struct TempDir(pub(crate) PathBuf);
 
 impl TempDir {
-    fn new(name: &str) -> TempDir {
+    pub(crate) fn new(name: &str) -> TempDir {
         let p = std::env::temp_dir().join(format!("gsimg-cli-{name}-{}", std::process::id()));
         let _ = std::fs::remove_dir_all(&p);
         std::fs::create_dir_all(&p).unwrap();
         TempDir(p)
     }
 
-    fn path(&self, f: &str) -> String {
+    pub(crate) fn path(&self, f: &str) -> String {
         self.0.join(f).to_string_lossy().into_owned()
     }
 
-    fn files(&self) -> Vec<String> {
+    pub(crate) fn files(&self) -> Vec<String> {
         let mut v: Vec<String> = std::fs::read_dir(&self.0)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
@@ -43,7 +43,7 @@ impl Drop for TempDir {
     }
 }
 
-fn write_png(path: &str, w: u32, h: u32, layout: ChannelLayout) {
+pub(crate) fn write_png(path: &str, w: u32, h: u32, layout: ChannelLayout) {
     let px = synthetic_pixels(w, h, layout);
     let bytes = px.to_u8();
     let color = match layout {
@@ -55,11 +55,11 @@ fn write_png(path: &str, w: u32, h: u32, layout: ChannelLayout) {
     image::save_buffer(path, &bytes, w, h, color).unwrap();
 }
 
-fn dims(path: &str) -> (u32, u32) {
+pub(crate) fn dims(path: &str) -> (u32, u32) {
     image::image_dimensions(Path::new(path)).unwrap()
 }
 
-fn stderr(o: &Output) -> String {
+pub(crate) fn stderr(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 

@@ -458,7 +458,16 @@ fn cli_device_choice() {
             "{err}"
         );
         assert!(!dir.join("cuda.png").exists());
-        let note = String::from_utf8_lossy(&auto.stderr);
+        // The CPU is the normal case without a GPU: a note with -v only.
+        let quiet = String::from_utf8_lossy(&auto.stderr);
+        assert!(!quiet.contains("rendering on the CPU"), "{quiet}");
+        let verbose = Command::new(env!("CARGO_BIN_EXE_gsimg"))
+            .args(["-v", "decode", gsi.to_str().unwrap()])
+            .arg(dir.join("auto-v.png"))
+            .args(["--scale", "2", "--device", "auto"])
+            .output()
+            .unwrap();
+        let note = String::from_utf8_lossy(&verbose.stderr);
         assert!(note.contains("rendering on the CPU"), "{note}");
     }
     std::fs::remove_dir_all(&dir).unwrap();

@@ -4,6 +4,7 @@ mod common;
 
 mod bounds;
 mod cli;
+mod cli_edges;
 mod cuda;
 mod encode;
 mod format;

@@ -581,13 +581,14 @@ fn cli_upscale_by_a_non_integer_factor() {
             model.to_str().unwrap(),
             "--ort-lib",
             &lib,
+            "-v",
         ];
         args.extend(size);
         let o = gsimg_env(&args, &[]);
         assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
         let err = String::from_utf8_lossy(&o.stderr).into_owned();
         assert!(err.contains("CPUExecutionProvider"), "{err}");
-        // auto: the GPU where one works, else the CPU (with a note or a warning that says so)
+        // auto: the GPU where one works, else the CPU (with -v, a note or a warning says so)
         let gpu = err.contains("rendered on the GPU");
         assert!(gpu || err.contains("rendered on the CPU"), "{err}");
         assert_eq!(gpu, !err.contains("rendering on the CPU"), "{err}");
@@ -775,4 +776,205 @@ fn tiled_vs_untiled_real_photo() {
     );
     assert_eq!(ga.len(), gb.len());
     assert!(worst <= 1e-4 && max <= 1e-4);
+}
+
+/// `path` with its bytes for each of `values` (f32, little-endian) replaced by NaN: damaged
+/// weights that still load.
+fn with_nan_weights(from: &Path, to: &Path, values: &[f32]) {
+    let mut b = std::fs::read(from).unwrap();
+    for v in values {
+        let pat = v.to_le_bytes();
+        let mut i = 0;
+        let mut hits = 0;
+        while i + 4 <= b.len() {
+            if b[i..i + 4] == pat {
+                b[i..i + 4].copy_from_slice(&f32::NAN.to_le_bytes());
+                hits += 1;
+                i += 4;
+            } else {
+                i += 1;
+            }
+        }
+        assert!(hits > 0, "{v} not found in {}", from.display());
+    }
+    std::fs::write(to, b).unwrap();
+}
+
+/// The models gsimg ships carry their SHA-256 beside them, and it matches.
+#[test]
+fn shipped_models_match_their_checksums() {
+    for m in ["compact.onnx", "upscale.onnx"] {
+        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(m);
+        assert_eq!(
+            gsimg::encode::network::verify_model(&p).map_err(|e| e.to_string()),
+            Ok(true),
+            "{m}"
+        );
+    }
+}
+
+/// A model whose bytes changed under its checksum is refused; NaN weights (which once encoded
+/// every picture to 0 Gaussians, exit 0) are an error; an upscale model is no encode model.
+#[test]
+fn damaged_and_wrong_models_are_refused() {
+    let Some(lib) = ort_library() else {
+        return;
+    };
+    let t = TempDir::new("damaged");
+    let original = fixture("dummy_compact.onnx");
+    // A checksum beside it: verified, then one byte changed is refused before loading.
+    let copy = t.path("m.onnx");
+    std::fs::copy(&original, &copy).unwrap();
+    let sum = Command::new("sha256sum").arg(&copy).output().unwrap();
+    std::fs::write(t.path("m.onnx.sha256"), &sum.stdout).unwrap();
+    assert!(
+        gsimg::encode::network::verify_model(Path::new(&copy)).unwrap(),
+        "checked"
+    );
+    // -v says which model and library ran, and that the model was checked.
+    let (input, out) = (t.path("in.png"), t.path("out.gsi"));
+    write_png(&input, 48, 32);
+    let lib = lib.to_string_lossy().into_owned();
+    let o = gsimg_env(
+        &[
+            "-v",
+            "encode",
+            &input,
+            &out,
+            "--model",
+            &copy,
+            "--ort-lib",
+            &lib,
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    assert!(
+        err.contains("checked against the SHA-256") && err.contains("ONNX Runtime 1."),
+        "{err}"
+    );
+    std::fs::remove_file(&out).unwrap();
+    let mut bytes = std::fs::read(&copy).unwrap();
+    let n = bytes.len();
+    bytes[n / 2] ^= 0x40;
+    std::fs::write(&copy, &bytes).unwrap();
+    let e = model_error(Path::new(&copy));
+    assert!(e.contains("damaged") && e.contains("SHA-256"), "{e}");
+
+    // NaN in the presence biases and the blur (no checksum to catch it).
+    let nan = t.path("nan.onnx");
+    with_nan_weights(&original, Path::new(&nan), &[0.9, 0.8, 0.7, 0.6]);
+    let e = NetworkOptions::default()
+        .with_model(&nan)
+        .with_device(Device::Cpu)
+        .with_messages(quiet())
+        .build()
+        .unwrap();
+    let err = e
+        .encode(&synthetic_pixels(48, 32, ChannelLayout::Rgb))
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("non-finite"), "{err}");
+    let o = gsimg_env(
+        &["encode", &input, &out, "--model", &nan, "--ort-lib", &lib],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("non-finite"), "{err}");
+    assert!(!Path::new(&out).exists());
+
+    // An upscale model given to encode: refused, nothing written.
+    let up = fixture("dummy_upscale.onnx");
+    let o = gsimg_env(
+        &[
+            "encode",
+            &input,
+            &out,
+            "--model",
+            up.to_str().unwrap(),
+            "--ort-lib",
+            &lib,
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.contains("upscale model") && err.contains("compact"),
+        "{err}"
+    );
+    assert!(!Path::new(&out).exists());
+}
+
+/// Peak resident memory of a finished child, from polling its `/proc/PID/status` (`VmHWM`, a
+/// high-water mark) until it exits; `None` where `/proc` has no such line.
+fn peak_rss_kb(mut child: std::process::Child) -> (std::process::ExitStatus, Option<u64>) {
+    let status_path = format!("/proc/{}/status", child.id());
+    let mut peak = None;
+    loop {
+        if let Ok(s) = std::fs::read_to_string(&status_path)
+            && let Some(kb) = s
+                .lines()
+                .find_map(|l| l.strip_prefix("VmHWM:"))
+                .and_then(|v| v.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+        {
+            peak = Some(peak.unwrap_or(0).max(kb));
+        }
+        if let Some(st) = child.try_wait().unwrap() {
+            return (st, peak);
+        }
+        std::thread::sleep(std::time::Duration::from_millis(2));
+    }
+}
+
+/// A gray + alpha upscale costs about what an RGB one does: alpha's least-squares fit once
+/// formed a normal matrix of ~100 entries per Gaussian of the dense field (733 MB against 97
+/// MB for this 256x256 picture with the dummy model).
+#[test]
+fn gray_alpha_upscale_takes_about_the_memory_of_rgb() {
+    let Some(lib) = ort_library() else {
+        return;
+    };
+    let t = TempDir::new("gamem");
+    let lib = lib.to_string_lossy().into_owned();
+    let model = fixture("dummy_upscale.onnx");
+    let mut peaks = Vec::new();
+    for layout in [ChannelLayout::Rgb, ChannelLayout::GrayAlpha] {
+        let input = t.path("in.png");
+        let px = synthetic_pixels(256, 256, layout);
+        let color = match layout {
+            ChannelLayout::Rgb => image::ExtendedColorType::Rgb8,
+            _ => image::ExtendedColorType::La8,
+        };
+        image::save_buffer(&input, &px.to_u8(), 256, 256, color).unwrap();
+        // GSIMG_MEASURE_BIN: another gsimg binary to measure the same way (BENCHMARKS.md).
+        let bin = std::env::var("GSIMG_MEASURE_BIN")
+            .unwrap_or_else(|_| env!("CARGO_BIN_EXE_gsimg").to_string());
+        let child = Command::new(bin)
+            .args(["upscale", &input, &t.path("out.png"), "--scale", "2"])
+            .args(["--device", "cpu", "--ort-lib", &lib, "--model"])
+            .arg(&model)
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let (status, peak) = peak_rss_kb(child);
+        assert!(status.success(), "{layout:?}");
+        let Some(peak) = peak else {
+            eprintln!("SKIPPED: no /proc/PID/status VmHWM here");
+            return;
+        };
+        peaks.push(peak);
+    }
+    eprintln!(
+        "peak resident memory: RGB {} kB, gray+alpha {} kB",
+        peaks[0], peaks[1]
+    );
+    assert!(
+        peaks[1] < peaks[0] * 2,
+        "gray+alpha {} kB against RGB {} kB",
+        peaks[1],
+        peaks[0]
+    );
 }

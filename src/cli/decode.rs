@@ -5,25 +5,28 @@ use std::path::PathBuf;
 use anyhow::{Context, Result, bail};
 use clap::{Args, ValueEnum};
 
-use super::io::{OutFormat, encode_image, read_input, write_output};
+use super::io::{OutFormat, encode_image, read_input};
+use super::output::{Output, Writes};
+use super::report::{self, Progress};
+use super::{Context as RunContext, parse, usage};
 use gsimg::{Frame, Limits, Region, Viewport, format, render};
 
-/// Render a .gsi file to a picture at any size or region.
+/// Render a .gsi file to a picture at any size or region (default: its native size).
 #[derive(Args)]
 pub struct DecodeArgs {
     /// Input .gsi file, or - for stdin.
     input: PathBuf,
-    /// Output picture (.png, .jpg, .webp), or - for stdout (with --format).
+    /// Output picture (.png, .jpg, .webp, .tif, .bmp), or - for stdout (PNG unless --format).
     output: PathBuf,
     #[command(flatten)]
     size: SizeArgs,
     /// Render only this rectangle of the output: X,Y,W,H in output pixels.
-    #[arg(long, value_parser = parse_region)]
+    #[arg(long, value_name = "X,Y,W,H", allow_hyphen_values = true, value_parser = parse_region)]
     region: Option<Region>,
-    /// Output format (default: from the output file's extension; PNG for stdout).
+    /// Output format (default: from the output's extension).
     #[arg(long, value_enum)]
     format: Option<OutFormat>,
-    /// Where to render: the GPU when one is usable (auto), the CPU, or the GPU or fail (cuda).
+    /// Where to render: auto (the GPU when usable, else the CPU), cpu, or cuda.
     #[arg(long, value_enum, default_value_t = RenderDevice::Auto)]
     device: RenderDevice,
 }
@@ -38,16 +41,6 @@ pub enum RenderDevice {
     Cpu,
     /// The CUDA renderer; an error when it is unavailable.
     Cuda,
-}
-
-/// Renders `view` of `image` on `device` (see [`RenderDevice`]).
-pub fn render_frame<T: gsimg::cuda::GpuSample>(
-    image: &gsimg::SplatImage,
-    view: &Viewport,
-    limits: &Limits,
-    device: RenderDevice,
-) -> Result<Frame<T>> {
-    FrameRenderer::new(device)?.render(image, view, limits)
 }
 
 /// A renderer on a [`RenderDevice`], set up once for any number of renders (the upscaler's
@@ -71,13 +64,13 @@ impl FrameRenderer {
             RenderDevice::Auto => match CudaRenderer::new() {
                 Ok(gpu) => Some(gpu),
                 Err(e @ gsimg::Error::NoGpu(_)) => {
-                    eprintln!("gsimg: note: rendering on the CPU ({e})");
+                    report::note(&format!("rendering on the CPU ({e})"));
                     None
                 }
                 Err(e) => {
-                    eprintln!(
-                        "gsimg: warning: the GPU could not be set up ({e}); rendering on the CPU"
-                    );
+                    report::warn(&format!(
+                        "the GPU could not be set up ({e}); rendering on the CPU"
+                    ));
                     None
                 }
             },
@@ -87,6 +80,11 @@ impl FrameRenderer {
             gpu,
             fell_back: std::cell::Cell::new(false),
         })
+    }
+
+    /// Whether renders go to the GPU (unless a failure falls back).
+    pub fn on_gpu(&self) -> bool {
+        self.gpu.is_some()
     }
 
     /// Where the renders so far ran: "the GPU", or "the CPU" (no GPU, or a GPU failure that
@@ -117,7 +115,9 @@ impl FrameRenderer {
                 gsimg::Error::InvalidParameter { .. } => Err(e.into()),
                 gsimg::Error::LimitsExceeded { what, .. } if !what.contains("GPU") => Err(e.into()),
                 e => {
-                    eprintln!("gsimg: warning: the GPU render failed ({e}); rendering on the CPU");
+                    report::warn(&format!(
+                        "the GPU render failed ({e}); rendering on the CPU"
+                    ));
                     self.fell_back.set(true);
                     Ok(render::render_cpu(image, view, limits)?)
                 }
@@ -130,14 +130,17 @@ impl FrameRenderer {
 /// The output size: a scale, or a width and/or height (aspect ratio kept when one is missing).
 #[derive(Args, Clone, Copy)]
 pub struct SizeArgs {
-    /// Scale factor of the output (any positive real, e.g. 2.5); default 1.
-    #[arg(long, conflicts_with_all = ["width", "height"])]
+    /// Scale factor of the output (any positive real, e.g. 2.5).
+    #[arg(long, conflicts_with_all = ["width", "height"], allow_negative_numbers = true,
+          value_parser = parse::positive)]
     pub scale: Option<f64>,
     /// Output width in pixels (height follows the aspect ratio unless given).
-    #[arg(long)]
+    #[arg(long, value_name = "PIXELS", allow_negative_numbers = true,
+          value_parser = parse::at_least_one)]
     pub width: Option<u32>,
     /// Output height in pixels (width follows the aspect ratio unless given).
-    #[arg(long)]
+    #[arg(long, value_name = "PIXELS", allow_negative_numbers = true,
+          value_parser = parse::at_least_one)]
     pub height: Option<u32>,
 }
 
@@ -145,13 +148,35 @@ impl SizeArgs {
     /// The full output for a picture of `w × h` native pixels.
     pub fn viewport(&self, w: u32, h: u32) -> Result<Viewport> {
         Ok(match (self.scale, self.width, self.height) {
-            (Some(s), _, _) => Viewport::scaled(w, h, s)?,
+            (Some(s), _, _) => {
+                // A size that rounds to nothing is refused, not drawn as one pixel.
+                if (w as f64 * s).round() < 1.0 || (h as f64 * s).round() < 1.0 {
+                    usage!(
+                        "--scale {s} makes the {w}x{h} picture less than a pixel {}; the \
+                         smallest scale for it is {}",
+                        if (w as f64 * s).round() < 1.0 {
+                            "wide"
+                        } else {
+                            "high"
+                        },
+                        smallest_scale(w.min(h))
+                    );
+                }
+                Viewport::scaled(w, h, s)?
+            }
             (None, Some(ow), Some(oh)) => Viewport::full(ow, oh),
             (None, Some(ow), None) => Viewport::full(ow, aspect(h, ow, w)?),
             (None, None, Some(oh)) => Viewport::full(aspect(w, oh, h)?, oh),
             (None, None, None) => Viewport::full(w, h),
         })
     }
+}
+
+/// The smallest scale at which `n` pixels round to one, rounded up to 3 significant digits.
+fn smallest_scale(n: u32) -> f64 {
+    let v = 0.5 / n.max(1) as f64;
+    let p = 10f64.powi(2 - v.log10().floor() as i32);
+    (v * p).ceil() / p
 }
 
 fn parse_region(s: &str) -> Result<Region, String> {
@@ -181,12 +206,10 @@ fn aspect(other: u32, new: u32, old: u32) -> Result<u32> {
     Ok(v as u32)
 }
 
-pub fn run(args: DecodeArgs, limits: &Limits) -> Result<()> {
-    let fmt = match args.format {
-        Some(f) => f,
-        None if args.output.as_os_str() == "-" => OutFormat::Png,
-        None => OutFormat::from_path(&args.output)?,
-    };
+pub fn run(args: DecodeArgs, ctx: &RunContext) -> Result<()> {
+    let limits = &ctx.limits;
+    let fmt = OutFormat::choose(args.format, &args.output, ctx.force)?;
+    let output = Output::claim(&args.output, &[&args.input], Writes::Picture, ctx.force)?;
     let bytes = read_input(&args.input)?;
     let name = || args.input.display().to_string();
     let decoder = format::Decoder::new(&bytes[..], *limits).with_context(name)?;
@@ -205,10 +228,65 @@ pub fn run(args: DecodeArgs, limits: &Limits) -> Result<()> {
         decoder.decode_all()
     }
     .with_context(name)?;
-    let frame = render_frame(&image, &view, limits, args.device)?;
+    let progress = Progress::counting("decoding", "strip");
     let meta = decoder.metadata();
-    let encoded = write_frame(fmt, frame, meta.orientation, meta.icc_profile.as_deref())?;
-    write_output(&args.output, &encoded)
+    let encoded = FrameRenderer::new(args.device)
+        .and_then(|r| render_in_strips(&r, &image, &view, limits, &progress))
+        .and_then(|frame| write_frame(fmt, frame, meta.orientation, meta.icc_profile.as_deref()));
+    progress.finish();
+    output.write(&encoded?)
+}
+
+/// Output pixels above which the CPU renders a picture in strips of rows, reporting each.
+const STRIP_PIXELS: u64 = 1 << 22;
+
+/// Renders `view` of `image`; on the CPU, an output of more than [`STRIP_PIXELS`] is rendered
+/// as strips of whole rows (each a region of the same view: the renderer draws a region exactly
+/// as the same pixels of the whole), so that `progress` can count them.
+fn render_in_strips(
+    renderer: &FrameRenderer,
+    image: &gsimg::SplatImage,
+    view: &Viewport,
+    limits: &Limits,
+    progress: &Progress,
+) -> Result<Frame<u8>> {
+    let r = view.region;
+    let strips = (r.width as u64 * r.height as u64).div_ceil(STRIP_PIXELS);
+    if renderer.on_gpu() || strips <= 1 {
+        return renderer.render(image, view, limits);
+    }
+    let rows = r.height.div_ceil(strips as u32);
+    let n = r.height.div_ceil(rows) as usize;
+    progress.update(0, n);
+    let mut frame: Option<Frame<u8>> = None;
+    for (i, y) in (0..r.height).step_by(rows as usize).enumerate() {
+        let strip = Region {
+            x: r.x,
+            y: r.y + y,
+            width: r.width,
+            height: rows.min(r.height - y),
+        };
+        let part = renderer.render::<u8>(image, &view.with_region(strip), limits)?;
+        match frame.as_mut() {
+            None => {
+                let mut data =
+                    Vec::with_capacity(r.width as usize * r.height as usize * part.channels);
+                data.extend_from_slice(&part.data);
+                frame = Some(Frame {
+                    width: r.width,
+                    height: part.height,
+                    channels: part.channels,
+                    data,
+                });
+            }
+            Some(f) => {
+                f.data.extend_from_slice(&part.data);
+                f.height += part.height;
+            }
+        }
+        progress.update(i + 1, n);
+    }
+    frame.context("internal error: no strip rendered")
 }
 
 /// Encodes a rendered frame, applying an EXIF orientation (1 to 8) first.

@@ -2,53 +2,60 @@
 //! model is found) or the analytic encoder. Also the options and progress display shared with
 //! `gsimg upscale`.
 
-use std::io::IsTerminal;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::sync::Arc;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
-use super::io::{read_input, write_output};
-use gsimg::Limits;
+use super::io::read_input;
+use super::output::{Output, Writes};
+use super::report::{self, Progress};
+use super::{Context as RunContext, parse, usage};
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
 use gsimg::encode::refine::{Effort, RefineDevice, RefineOptions};
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
+///
+/// By default the compact network model encodes (models/compact.onnx, run by ONNX Runtime,
+/// which gsimg fetches on first use). Without the model or ONNX Runtime, the analytic encoder
+/// encodes instead, with a warning.
 #[derive(Args)]
 pub struct EncodeArgs {
     /// Input picture, or - for stdin.
     input: PathBuf,
     /// Output .gsi file, or - for stdout.
     output: PathBuf,
-    /// Encoder to use (default: network when a compact model is found, else analytic).
+    /// Encoder: network (default when available) or analytic (needs no model, any rate).
     #[arg(long, value_enum)]
     method: Option<Method>,
-    /// Quality from 1 (smallest file) to 100. Analytic encoder: the Gaussian density. Compact
-    /// network model: above 50 it keeps Gaussians the model rated less likely (presence
-    /// threshold 1 - Q/100 where that is below the model's own, at least 0.05, so 95 to 100
-    /// give the same file: somewhat larger files, slightly higher PSNR); 50 and below give the
-    /// model's one trained rate.
-    #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
+    /// Quality from 1 (smallest file) to 100.
+    ///
+    /// Analytic encoder: sets how many Gaussians are placed. Network: 50 and below give the
+    /// model's one trained rate; above 50 keeps more Gaussians (a larger file, a little
+    /// sharper; 95 to 100 give the same file).
+    #[arg(long, default_value_t = 50, allow_negative_numbers = true,
+          value_parser = parse::quality)]
     quality: u8,
-    /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.
-    #[arg(long)]
+    /// Gaussians per pixel, e.g. 0.025 (analytic encoder; instead of --quality).
+    #[arg(long, allow_negative_numbers = true, value_parser = parse::positive)]
     density: Option<f64>,
-    /// Gradient-refinement steps on the picture before writing, in place of --effort's (0:
-    /// none; more: slower, better). Steps run in four rounds, each after moving a tenth of the
-    /// Gaussians to where the error is. On the GPU unless --device cpu.
-    #[arg(long)]
-    refine: Option<usize>,
-    /// How much work to spend: fast (the encoder's start, no refinement), default (on a GPU:
-    /// refinement of a fraction of a second; on the CPU: as fast, except the analytic encoder's
-    /// 40 steps), max (refinement to convergence: about a second on a GPU, minutes on the CPU).
-    /// --refine N sets the number of steps.
+    /// How much work to spend: fast, default or max.
+    ///
+    /// fast: the encoder's start, no refinement. default: on a GPU, refinement of a fraction of
+    /// a second; on the CPU as fast (the analytic encoder: 40 steps). max: refinement to
+    /// convergence, about a second on a GPU, minutes on the CPU.
     #[arg(long, value_enum, default_value_t = EffortArg::Default)]
     effort: EffortArg,
-    /// Network encoder: write the network's colours as they are, without the least-squares
-    /// colour fit that follows it by default (faster, about 0.4 dB lower on Kodak).
+    /// Refinement steps on the picture before writing, instead of --effort's (0: none).
+    ///
+    /// Steps run in four rounds, each after moving a tenth of the Gaussians to where the error
+    /// is; on the GPU unless --device cpu.
+    #[arg(long, value_name = "STEPS", allow_negative_numbers = true, value_parser = parse::count)]
+    refine: Option<usize>,
+    /// Network: write its colours as they are, without the colour fit (faster, about 0.4 dB
+    /// lower).
     #[arg(long)]
     no_fit: bool,
     #[command(flatten)]
@@ -67,25 +74,29 @@ enum EffortArg {
 
 #[derive(Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Method {
-    /// Encoder network (ONNX model) run by ONNX Runtime.
+    /// The compact network model, run by ONNX Runtime.
     Network,
-    /// Classical encoder: quadtree placement, structure-tensor shapes, least-squares colours.
+    /// The classical encoder: no model needed.
     Analytic,
 }
 
 /// Options of the encoder network, shared by `encode` and `upscale`.
 #[derive(Args, Clone)]
 pub struct NetworkArgs {
-    /// The ONNX model (default: models/<compact|upscale>.onnx next to the executable, else in
-    /// the source tree gsimg was built from).
-    #[arg(long)]
+    /// The network model file.
+    ///
+    /// Default: models/compact.onnx (encode) or models/upscale.onnx (upscale), next to gsimg
+    /// or in the source tree it was built from.
+    #[arg(long, value_name = "FILE")]
     pub model: Option<PathBuf>,
-    /// Where the network runs: auto (CUDA if ONNX Runtime has it and it works, else CPU), cpu,
-    /// or cuda (an error if unavailable).
+    /// Where the network (and for upscale the renderer) runs: auto (the GPU when usable, else
+    /// the CPU), cpu, or cuda.
     #[arg(long, value_enum, default_value_t = DeviceArg::Auto)]
     pub device: DeviceArg,
-    /// The ONNX Runtime library (libonnxruntime.so.1.x) to use, before ORT_DYLIB_PATH and the
-    /// automatic search.
+    /// The ONNX Runtime library to use (libonnxruntime.so.1.x).
+    ///
+    /// Default: ORT_DYLIB_PATH, else one found next to gsimg, in its cache or on the system,
+    /// else fetched from PyPI into the cache (README.md, "ONNX Runtime").
     #[arg(long, value_name = "PATH")]
     pub ort_lib: Option<PathBuf>,
 }
@@ -112,7 +123,7 @@ impl NetworkArgs {
     }
 
     /// Network options for a model of `kind` (used when --model is not given).
-    pub fn options(&self, kind: ModelKind, progress: &TermProgress) -> NetworkOptions {
+    pub fn options(&self, kind: ModelKind, progress: &Progress) -> NetworkOptions {
         let mut o = NetworkOptions::default()
             .with_kind(kind)
             .with_device(match self.device {
@@ -122,7 +133,8 @@ impl NetworkArgs {
             })
             .with_ort_library(self.ort_lib.clone())
             .with_threads(rayon::current_num_threads())
-            .with_progress(Some(progress.sink()));
+            .with_progress(Some(progress.sink()))
+            .with_messages(Some(Arc::new(|m: &str| report::info(m))));
         if let Some(m) = &self.model {
             o = o.with_model(m);
         }
@@ -130,95 +142,12 @@ impl NetworkArgs {
     }
 }
 
-/// A one-line progress display on stderr (percentage of tiles and seconds elapsed), shown once
-/// the work has taken a second, and only when stderr is a terminal.
-#[derive(Clone)]
-pub struct TermProgress {
-    state: Arc<Mutex<ProgressState>>,
-}
-
-struct ProgressState {
-    start: Instant,
-    done: usize,
-    total: usize,
-    shown: bool,
-    finished: bool,
-}
-
-impl TermProgress {
-    pub fn new(label: &'static str) -> TermProgress {
-        TermProgress::counting(label, "tile")
-    }
-
-    /// The same, counting `unit`s (singular; an "s" is added) in place of tiles.
-    pub fn counting(label: &'static str, unit: &'static str) -> TermProgress {
-        let state = Arc::new(Mutex::new(ProgressState {
-            start: Instant::now(),
-            done: 0,
-            total: 0,
-            shown: false,
-            finished: false,
-        }));
-        if std::io::stderr().is_terminal() {
-            let s = state.clone();
-            // A ticker, so that one long tile still shows time passing.
-            std::thread::spawn(move || {
-                loop {
-                    std::thread::sleep(std::time::Duration::from_millis(250));
-                    let mut st = s.lock().unwrap_or_else(|p| p.into_inner());
-                    if st.finished {
-                        break;
-                    }
-                    let t = st.start.elapsed().as_secs_f64();
-                    if t >= 1.0 {
-                        let pct = match (st.done * 100).checked_div(st.total) {
-                            Some(p) => format!(
-                                "{p:>3}% of {} {unit}{}, ",
-                                st.total,
-                                if st.total == 1 { "" } else { "s" }
-                            ),
-                            None => String::new(),
-                        };
-                        eprint!("\rgsimg: {label}: {pct}{t:.0} s ");
-                        st.shown = true;
-                    }
-                }
-            });
-        }
-        TermProgress { state }
-    }
-
-    /// Reports `done` of `total` tiles.
-    pub fn update(&self, done: usize, total: usize) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.done = done;
-        s.total = total;
-    }
-
-    /// A callback for the library.
-    pub fn sink(&self) -> network::ProgressSink {
-        let me = self.clone();
-        Arc::new(move |d, t| me.update(d, t))
-    }
-
-    /// Stops the display and clears its line.
-    pub fn finish(&self) {
-        let mut s = self.state.lock().unwrap_or_else(|p| p.into_inner());
-        s.finished = true;
-        if s.shown {
-            eprint!("\r\x1b[K");
-            s.shown = false;
-        }
-    }
-}
-
-pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
+pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
+    let limits = &ctx.limits;
+    let output = Output::claim(&args.output, &[&args.input], Writes::Gsi, ctx.force)?;
     // Read the input first: a bad input fails with one line, before any note about models.
     let bytes = read_input(&args.input)?;
-    // The picture's size from its header: a file that is no picture fails here, with one
-    // line, before any note about models; a picture too large for the encoder's memory is
-    // refused before it is decoded.
-    let (w, h) = gsimg::encode::memory::picture_size(&bytes)
+    let loaded = gsimg::encode::load_image(&bytes, limits)
         .with_context(|| args.input.display().to_string())?;
     let method = match args.method {
         Some(m) => m,
@@ -227,101 +156,63 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
         None => match network::locate_model(ModelKind::Compact) {
             Ok(_) => Method::Network,
             Err(e) => {
-                eprintln!("gsimg: {e}; using the analytic encoder");
+                report::warn(&format!("{e}; using the analytic encoder"));
                 Method::Analytic
             }
         },
     };
     if method == Method::Network && args.density.is_some() {
-        bail!("--density applies to the analytic encoder only (use --quality with the network)");
+        usage!("--density applies to the analytic encoder only (use --quality with the network)");
     }
     if method == Method::Analytic && args.no_fit {
-        bail!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
-    }
-    let kind = match method {
-        Method::Analytic => gsimg::encode::memory::EncoderKind::Analytic {
-            density: match args.density {
-                Some(d) => d,
-                None => AnalyticOptions::with_quality(args.quality)?.density,
-            },
-        },
-        Method::Network => gsimg::encode::memory::EncoderKind::Network,
-    };
-    if let Err(e) = gsimg::encode::memory::check(kind, w, h, limits) {
-        let analytic = gsimg::encode::memory::EncoderKind::Analytic {
-            density: AnalyticOptions::with_quality(args.quality)?.density,
-        };
-        let need = gsimg::encode::memory::estimate(analytic, w, h);
-        if method == Method::Network && need <= limits.max_memory_bytes {
-            bail!(
-                "{}: {e}; the analytic encoder (--method analytic) would need about {:.1} GiB",
-                args.input.display(),
-                need as f64 / (1u64 << 30) as f64
-            );
-        }
-        return Err(anyhow::Error::from(e).context(args.input.display().to_string()));
-    }
-    let loaded = gsimg::encode::load_image(&bytes, limits)
-        .with_context(|| args.input.display().to_string())?;
-    if let Some(why) = &loaded.icc_dropped {
-        eprintln!(
-            "gsimg: warning: {}: {why}; encoding without it",
-            args.input.display()
-        );
+        usage!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
-    let refine_device = args.net.refine_device();
-    let effort = match args.effort {
-        EffortArg::Fast => Effort::Fast,
-        EffortArg::Default => Effort::Default,
-        EffortArg::Max => Effort::Max,
+    let refine = refine_options(&args, method);
+    let progress = Progress::new("encoding");
+    let network = match method {
+        Method::Analytic => None,
+        Method::Network => match network_encoder(&args, &progress, refine) {
+            Ok(e) => Some(e),
+            // Nothing asked for the network: without ONNX Runtime, the analytic encoder.
+            Err(e @ gsimg::Error::RuntimeUnavailable(_))
+                if args.method.is_none() && args.net.ort_lib.is_none() =>
+            {
+                report::warn(
+                    "ONNX Runtime is unavailable (not found, and not fetched); using the \
+                     analytic encoder (-v says where it was looked for)",
+                );
+                report::note(&e.to_string());
+                None
+            }
+            Err(e) => return Err(e.into()),
+        },
     };
-    // Refinement on the GPU when one can be used (a probe: the refinement opens it again).
-    let gpu = refine_device != RefineDevice::Cpu
-        && effort != Effort::Fast
-        && gsimg::cuda::CudaRenderer::new().is_ok();
-    let mut refine = RefineOptions::for_effort(effort, refine_device, gpu);
-    if method == Method::Analytic && effort == Effort::Default && !gpu {
-        // Without refinement the analytic encoder's picture is poor: 40 steps on the CPU.
-        refine.iterations = AnalyticOptions::default().refine.iterations;
-    }
-    if let Some(n) = args.refine {
-        refine.iterations = n;
-    }
-    let (encoded, how) = match method {
-        Method::Analytic => {
+    let (encoded, how) = match network {
+        None => {
             let mut opts = AnalyticOptions::with_quality(args.quality)?;
             if let Some(d) = args.density {
                 opts.density = d;
             }
-            opts.refine = refine;
-            opts.write.metadata.icc_profile = loaded.icc_profile;
-            (
-                analytic::encode(&loaded.pixels, &opts)?,
-                "analytic".to_string(),
-            )
-        }
-        Method::Network => {
-            let progress = TermProgress::new("encoding");
-            let encoder = args
-                .net
-                .options(ModelKind::Compact, &progress)
-                .with_quality(args.quality)?
-                .with_refine_options(refine);
-            let encoder = if args.no_fit {
-                encoder.with_color_fit(None)
+            // (A fallback from the network gets the analytic encoder's refinement.)
+            opts.refine = if method == Method::Analytic {
+                refine
             } else {
-                encoder
-            }
-            .build()?;
-            if encoder.info().kind == ModelKind::Upscale && args.quality != 50 {
-                eprintln!("gsimg: --quality has no effect with an upscale model (a dense field)");
-            } else if args.quality < 50 {
-                eprintln!(
-                    "gsimg: note: the compact model has one trained rate; --quality below 50 \
-                     gives the same file as 50 (use --method analytic for smaller files)"
+                refine_options(&args, Method::Analytic)
+            };
+            opts.write.metadata.icc_profile = loaded.icc_profile;
+            let encoded = analytic::encode(&loaded.pixels, &opts);
+            progress.finish();
+            (encoded?, "analytic".to_string())
+        }
+        Some(encoder) => {
+            if args.quality < 50 {
+                report::warn(
+                    "the compact model has one trained rate; --quality below 50 gives the same \
+                     file as 50 (use --method analytic for smaller files)",
                 );
             }
+            note_network(&encoder);
             let mut wo = encoder.write_options(loaded.pixels.layout);
             wo.metadata.icc_profile = loaded.icc_profile;
             let encoded = encoder.encode_with(&loaded.pixels, &wo);
@@ -335,17 +226,102 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
             (encoded?, how)
         }
     };
-    for note in &encoded.notes {
-        eprintln!("gsimg: note: {note}");
+    // A picture is never nothing: an empty result is a fault (a damaged model), not a file.
+    if encoded.image.gaussian_count() == 0 {
+        anyhow::bail!(
+            "the encoder produced no Gaussians for a {}x{} picture; nothing written ({how})",
+            loaded.pixels.width,
+            loaded.pixels.height
+        );
     }
-    write_output(&args.output, &encoded.bytes)?;
-    eprintln!(
-        "gsimg: {}x{} -> {} Gaussians, {} bytes, {:.3} bpp ({how})",
+    for note in &encoded.notes {
+        report::note(note);
+    }
+    for warning in &encoded.warnings {
+        report::warn(warning);
+    }
+    output.write(&encoded.bytes)?;
+    report::info(&format!(
+        "{}x{} -> {} Gaussians, {} bytes, {:.3} bpp ({how})",
         loaded.pixels.width,
         loaded.pixels.height,
         encoded.image.gaussian_count(),
         encoded.bytes.len(),
         encoded.bytes.len() as f64 * 8.0 / px
-    );
+    ));
     Ok(())
+}
+
+/// Says (with `-v`) which model and ONNX Runtime library a network encoder uses.
+pub fn note_network(encoder: &gsimg::encode::NetworkEncoder) {
+    let model = encoder.model_path();
+    let mut sidecar = model.as_os_str().to_os_string();
+    sidecar.push(".sha256");
+    report::note(&format!(
+        "model {} ({})",
+        model.display(),
+        if std::path::Path::new(&sidecar).is_file() {
+            "checked against the SHA-256 beside it"
+        } else {
+            "no .sha256 beside it: not checked"
+        }
+    ));
+    let lib = encoder.library();
+    report::note(&format!(
+        "ONNX Runtime 1.{} from {} ({}), running on {}",
+        lib.minor,
+        lib.path.display(),
+        lib.source,
+        encoder.provider()
+    ));
+}
+
+/// The refinement `--effort`, `--refine` and `--device` ask for.
+fn refine_options(args: &EncodeArgs, method: Method) -> RefineOptions {
+    let device = args.net.refine_device();
+    let effort = match args.effort {
+        EffortArg::Fast => Effort::Fast,
+        EffortArg::Default => Effort::Default,
+        EffortArg::Max => Effort::Max,
+    };
+    // Refinement on the GPU when one can be used (a probe: the refinement opens it again).
+    let gpu = device != RefineDevice::Cpu
+        && effort != Effort::Fast
+        && gsimg::cuda::CudaRenderer::new().is_ok();
+    let mut refine = RefineOptions::for_effort(effort, device, gpu);
+    if method == Method::Analytic && effort == Effort::Default && !gpu {
+        // Without refinement the analytic encoder's picture is poor: 40 steps on the CPU.
+        refine.iterations = AnalyticOptions::default().refine.iterations;
+    }
+    if let Some(n) = args.refine {
+        refine.iterations = n;
+    }
+    refine
+}
+
+/// The compact network encoder the options ask for; an upscale model is refused.
+fn network_encoder(
+    args: &EncodeArgs,
+    progress: &Progress,
+    refine: RefineOptions,
+) -> gsimg::Result<gsimg::encode::NetworkEncoder> {
+    let options = args
+        .net
+        .options(ModelKind::Compact, progress)
+        .with_quality(args.quality)?
+        .with_refine_options(refine);
+    let options = if args.no_fit {
+        options.with_color_fit(None)
+    } else {
+        options
+    };
+    let encoder = options.build()?;
+    if encoder.info().kind != ModelKind::Compact {
+        return Err(gsimg::Error::Model(format!(
+            "{} is an upscale model (a dense field for `gsimg upscale`, about 130 bits per \
+             pixel as a file); encode needs a compact model, or --method analytic",
+            encoder.model_path().display()
+        )));
+    }
+    Ok(encoder)
 }

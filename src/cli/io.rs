@@ -1,8 +1,9 @@
-//! Files for the command-line tool: `-` for stdin/stdout, atomic output, image encoding.
+//! Files for the command-line tool: `-` for stdin, output picture formats and their encoding
+//! (writing the output file: [`output`](super::output)).
 
 use std::fs;
-use std::io::{Read, Write};
-use std::path::{Path, PathBuf};
+use std::io::Read;
+use std::path::Path;
 
 use anyhow::{Context, Result, bail};
 use image::{ExtendedColorType, ImageEncoder};
@@ -20,40 +21,7 @@ pub fn read_input(path: &Path) -> Result<Vec<u8>> {
     fs::read(path).with_context(|| format!("cannot read {}", path.display()))
 }
 
-/// Writes `bytes` to `path` atomically (a temporary file in the same folder, then a rename), or
-/// to stdout for `-`. On failure no file is left at `path` and the temporary file is removed.
-pub fn write_output(path: &Path, bytes: &[u8]) -> Result<()> {
-    if path.as_os_str() == "-" {
-        let mut out = std::io::stdout().lock();
-        out.write_all(bytes)
-            .and_then(|_| out.flush())
-            .context("cannot write standard output")?;
-        return Ok(());
-    }
-    let tmp = temp_path(path);
-    let result = (|| -> std::io::Result<()> {
-        let mut f = fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        drop(f);
-        fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = fs::remove_file(&tmp);
-        return Err(e).with_context(|| format!("cannot write {}", path.display()));
-    }
-    Ok(())
-}
-
-fn temp_path(path: &Path) -> PathBuf {
-    let name = path
-        .file_name()
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    path.with_file_name(format!(".{name}.{}.tmp", std::process::id()))
-}
-
-/// Output image formats.
+/// Output picture formats.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 pub enum OutFormat {
     /// PNG (lossless).
@@ -62,28 +30,82 @@ pub enum OutFormat {
     Jpeg,
     /// WebP (lossless).
     Webp,
+    /// TIFF (lossless, uncompressed).
+    Tiff,
+    /// BMP (uncompressed).
+    Bmp,
 }
 
+/// The extensions of each format, the first the usual one.
+const EXTENSIONS: [(OutFormat, &[&str]); 5] = [
+    (OutFormat::Png, &["png"]),
+    (OutFormat::Jpeg, &["jpg", "jpeg"]),
+    (OutFormat::Webp, &["webp"]),
+    (OutFormat::Tiff, &["tif", "tiff"]),
+    (OutFormat::Bmp, &["bmp"]),
+];
+
+const KNOWN: &str = ".png, .jpg, .webp, .tif or .bmp";
+
 impl OutFormat {
-    /// The format for a file name's extension.
-    pub fn from_path(path: &Path) -> Result<OutFormat> {
-        let ext = path
+    /// The format of a file name's extension: `Ok(None)` without an extension.
+    fn of_extension(path: &Path) -> Result<Option<OutFormat>> {
+        let Some(ext) = path
             .extension()
             .map(|e| e.to_string_lossy().to_ascii_lowercase())
-            .unwrap_or_default();
-        Ok(match ext.as_str() {
-            "png" => OutFormat::Png,
-            "jpg" | "jpeg" => OutFormat::Jpeg,
-            "webp" => OutFormat::Webp,
-            "" => bail!(
-                "{}: no extension to choose the output format by (use .png, .jpg or .webp, or --format)",
+        else {
+            return Ok(None);
+        };
+        match EXTENSIONS.iter().find(|(_, e)| e.contains(&ext.as_str())) {
+            Some((f, _)) => Ok(Some(*f)),
+            None => bail!(
+                "{}: unsupported output format .{ext} (use {KNOWN}, or --format)",
                 path.display()
             ),
-            e => bail!(
-                "{}: unsupported output format .{e} (use .png, .jpg or .webp)",
+        }
+    }
+
+    fn extension(self) -> &'static str {
+        EXTENSIONS
+            .iter()
+            .find(|(f, _)| *f == self)
+            .map_or("", |(_, e)| e[0])
+    }
+
+    /// The output format: `--format` if given, else the output's extension (PNG for stdout).
+    /// A `--format` that contradicts the extension (`--format png` onto `x.jpg`) is refused
+    /// unless `force`, with a warning then.
+    pub fn choose(format: Option<OutFormat>, path: &Path, force: bool) -> Result<OutFormat> {
+        if path.as_os_str() == "-" {
+            return Ok(format.unwrap_or(OutFormat::Png));
+        }
+        let by_name = match (format, OutFormat::of_extension(path)) {
+            // A name gsimg does not know (`out.dat`, a device) takes the format given.
+            (Some(f), Err(_)) => return Ok(f),
+            (_, r) => r?,
+        };
+        match (format, by_name) {
+            (Some(f), Some(e)) if f != e => {
+                let msg = format!(
+                    "--format {} does not match the output name {} (a .{} file)",
+                    f.extension(),
+                    path.display(),
+                    e.extension()
+                );
+                if !force {
+                    crate::cli::usage!(
+                        "{msg}; rename the output, or use --force to write it anyway"
+                    );
+                }
+                crate::cli::report::warn(&msg);
+                Ok(f)
+            }
+            (Some(f), _) | (None, Some(f)) => Ok(f),
+            (None, None) => bail!(
+                "{}: no extension to choose the output format by (use {KNOWN}, or --format)",
                 path.display()
             ),
-        })
+        }
     }
 }
 
@@ -154,6 +176,29 @@ pub fn encode_image(
                 let _ = e.set_icc_profile(icc.to_vec());
             }
             e.write_image(&data, width, height, color)
+        }
+        OutFormat::Tiff | OutFormat::Bmp => {
+            // Neither encoder keeps gray + alpha as such: write it as RGBA.
+            let (data, color) = match channels {
+                2 => (
+                    pixels
+                        .chunks_exact(2)
+                        .flat_map(|p| [p[0], p[0], p[0], p[1]])
+                        .collect(),
+                    ExtendedColorType::Rgba8,
+                ),
+                _ => (pixels.to_vec(), color),
+            };
+            if format == OutFormat::Tiff {
+                let mut e = image::codecs::tiff::TiffEncoder::new(std::io::Cursor::new(&mut out));
+                if let Some(icc) = icc {
+                    let _ = e.set_icc_profile(icc.to_vec());
+                }
+                e.write_image(&data, width, height, color)
+            } else {
+                image::codecs::bmp::BmpEncoder::new(&mut out)
+                    .write_image(&data, width, height, color)
+            }
         }
     };
     result.context("cannot encode the output image")?;

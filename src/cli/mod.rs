@@ -1,7 +1,79 @@
-//! The command-line tool's subcommands, one file each.
+//! The command-line tool's subcommands, one file each, and what they share.
 
 pub mod decode;
 pub mod encode;
 pub mod info;
 pub mod io;
+pub mod output;
+pub mod report;
 pub mod upscale;
+
+/// A wrong command line found after parsing (options that cannot go together, a size that
+/// rounds to nothing): `main` reports it with exit status 2, as clap does its own.
+#[derive(Debug)]
+pub struct UsageError(pub String);
+
+impl std::fmt::Display for UsageError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for UsageError {}
+
+/// Returns early with a [`UsageError`].
+macro_rules! usage {
+    ($($t:tt)*) => {
+        return Err(anyhow::Error::new($crate::cli::UsageError(format!($($t)*))))
+    };
+}
+pub(crate) use usage;
+
+/// What every subcommand is run with.
+pub struct Context {
+    /// The resource limits.
+    pub limits: gsimg::Limits,
+    /// `--force`: replace outputs that the checks of [`output::Output::claim`] protect.
+    pub force: bool,
+}
+
+/// Value parsers that accept negative-looking values (`--scale -1`) and reject them with the
+/// real reason, rather than clap's "unexpected argument".
+pub mod parse {
+    /// A positive finite real number.
+    pub fn positive(s: &str) -> Result<f64, String> {
+        match s.trim().parse::<f64>() {
+            Ok(v) if v.is_finite() && v > 0.0 => Ok(v),
+            Ok(_) => Err("must be a positive number".into()),
+            Err(_) => Err("expected a positive number, e.g. 2.5".into()),
+        }
+    }
+
+    /// A whole number of at least 1 (pixels, threads).
+    pub fn at_least_one(s: &str) -> Result<u32, String> {
+        match s.trim().parse::<i64>() {
+            Ok(v) if v >= 1 && v <= u32::MAX as i64 => Ok(v as u32),
+            Ok(v) if v < 1 => Err("must be at least 1".into()),
+            Ok(_) => Err(format!("must be at most {}", u32::MAX)),
+            Err(_) => Err("expected a whole number, e.g. 1920".into()),
+        }
+    }
+
+    /// A whole number of 0 or more.
+    pub fn count(s: &str) -> Result<usize, String> {
+        match s.trim().parse::<i64>() {
+            Ok(v) if v >= 0 => Ok(v as usize),
+            Ok(_) => Err("must be 0 or more".into()),
+            Err(_) => Err("expected a whole number, e.g. 40".into()),
+        }
+    }
+
+    /// A quality from 1 to 100.
+    pub fn quality(s: &str) -> Result<u8, String> {
+        match s.trim().parse::<i64>() {
+            Ok(v) if (1..=100).contains(&v) => Ok(v as u8),
+            Ok(_) => Err("must be from 1 to 100".into()),
+            Err(_) => Err("expected a whole number from 1 to 100".into()),
+        }
+    }
+}

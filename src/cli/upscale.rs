@@ -8,8 +8,11 @@ use anyhow::{Context, Result, bail};
 use clap::Args;
 
 use super::decode::{FrameRenderer, RenderDevice, SizeArgs, write_frame};
-use super::encode::{DeviceArg, NetworkArgs, TermProgress};
-use super::io::{OutFormat, read_input, write_output};
+use super::encode::{DeviceArg, NetworkArgs};
+use super::io::{OutFormat, read_input};
+use super::output::{Output, Writes};
+use super::report::{self, Progress};
+use super::{Context as RunContext, usage};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
@@ -19,36 +22,36 @@ use gsimg::encode::network::{ModelKind, ProgressSink};
 use gsimg::encode::symmetry::Symmetry;
 use gsimg::render::{Frame, FrameMean, Viewport};
 
-/// Upscale a picture by any factor (e.g. 2.5) with the encoder network.
+/// Upscale a picture by any factor (e.g. 2.5) with the upscale network.
+///
+/// Give the output size with --scale, --width or --height.
 #[derive(Args)]
+#[command(group(clap::ArgGroup::new("size").args(["scale", "width", "height"]).required(true).multiple(true)))]
 pub struct UpscaleArgs {
     /// Input picture, or - for stdin.
     input: PathBuf,
-    /// Output picture (.png, .jpg, .webp), or - for stdout (with --format).
+    /// Output picture (.png, .jpg, .webp, .tif, .bmp), or - for stdout (PNG unless --format).
     output: PathBuf,
     #[command(flatten)]
     size: SizeArgs,
-    /// Output format (default: from the output file's extension; PNG for stdout).
+    /// Output format (default: from the output's extension).
     #[arg(long, value_enum)]
     format: Option<OutFormat>,
     #[command(flatten)]
     net: NetworkArgs,
-    /// Geometric self-ensemble: run the network on the picture in all 8 orientations (flips,
-    /// transposition) and average the 8 renders: +0.12 to +0.21 dB on Set5/Set14 at x2-x4
-    /// (BENCHMARKS.md), 8 times the work.
+    /// Run the network on all 8 orientations of the picture and average them: a little sharper
+    /// (+0.1 to +0.2 dB), 8 times the work.
     #[arg(long)]
     ensemble: bool,
 }
 
-pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
+pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
+    let limits = &ctx.limits;
     if args.size.scale.is_none() && args.size.width.is_none() && args.size.height.is_none() {
-        bail!("give the output size: --scale S, --width W or --height H");
+        usage!("upscale needs the output size: --scale S, --width W or --height H");
     }
-    let fmt = match args.format {
-        Some(f) => f,
-        None if args.output.as_os_str() == "-" => OutFormat::Png,
-        None => OutFormat::from_path(&args.output)?,
-    };
+    let fmt = OutFormat::choose(args.format, &args.output, ctx.force)?;
+    let output = Output::claim(&args.output, &[&args.input], Writes::Picture, ctx.force)?;
     let bytes = read_input(&args.input)?;
     let loaded = gsimg::encode::load_image(&bytes, limits)
         .with_context(|| args.input.display().to_string())?;
@@ -69,9 +72,9 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
     };
     let progress = if args.ensemble {
         // 8 passes of the tiles: count the network runs
-        TermProgress::counting("upscaling", "network run")
+        Progress::counting("upscaling", "network run")
     } else {
-        TermProgress::new("upscaling")
+        Progress::new("upscaling")
     };
     let symmetries: &[Symmetry] = if args.ensemble {
         &Symmetry::ALL
@@ -89,6 +92,7 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
         .options(ModelKind::Upscale, &progress)
         .with_progress(Some(sink))
         .build()?;
+    super::encode::note_network(&encoder);
     let renderer = FrameRenderer::new(render_device)?;
     let result = upscale_passes(
         &encoder,
@@ -102,14 +106,14 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
     progress.finish();
     let (frame, last) = result?;
     let encoded = write_frame(fmt, frame, None, loaded.icc_profile.as_deref())?;
-    write_output(&args.output, &encoded)?;
+    output.write(&encoded)?;
     let ensemble = if args.ensemble {
         format!(", {}-way ensemble", symmetries.len())
     } else {
         String::new()
     };
-    eprintln!(
-        "gsimg: {w}x{h} -> {}x{} ({} Gaussians, network on {} in {:.2} s, rendered on {}, {} \
+    report::info(&format!(
+        "{w}x{h} -> {}x{} ({} Gaussians, network on {} in {:.2} s, rendered on {}, {} \
          tile{}{ensemble})",
         view.width,
         view.height,
@@ -119,7 +123,7 @@ pub fn run(args: UpscaleArgs, limits: &Limits) -> Result<()> {
         renderer.ran_on(),
         last.tiles,
         if last.tiles == 1 { "" } else { "s" }
-    );
+    ));
     Ok(())
 }
 

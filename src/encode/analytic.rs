@@ -311,14 +311,18 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
         },
     );
     let mut gaussians = place(pixels, target, spread);
-    let mut notes = Vec::new();
+    let (mut notes, mut warnings) = (Vec::new(), Vec::new());
+    let mut record = |o: super::refine::RefineOutcome| {
+        notes.extend(o.note());
+        warnings.extend(o.warning());
+    };
     if opts.refine.iterations > 0 {
         fit_colors(pixels, &mut gaussians, &opts.fit);
         let mut ropts = opts.refine;
         if opts.density < MOVE_MIN_DENSITY {
             ropts.reallocate = 0.0;
         }
-        notes.extend(refine(pixels, &mut gaussians, &ropts)?.note());
+        record(refine(pixels, &mut gaussians, &ropts)?);
     }
     // Quantize the geometry as the file will, so the colours are fitted to what is stored.
     let draft = SplatImage::new(
@@ -331,7 +335,13 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
     if opts.refine.iterations > 0 && opts.refine.quantized_steps > 0 {
         let grid = QuantGrid::of(&header);
         let steps = opts.refine.quantized_steps;
-        notes.extend(refine_quantized(pixels, &mut gaussians, &opts.refine, &grid, steps)?.note());
+        record(refine_quantized(
+            pixels,
+            &mut gaussians,
+            &opts.refine,
+            &grid,
+            steps,
+        )?);
     }
     for g in gaussians.iter_mut() {
         let color = g.color;
@@ -342,6 +352,7 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
     let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gaussians)?;
     let mut encoded = format::write(&image, &opts.write)?;
     encoded.notes = notes;
+    encoded.warnings = warnings;
     Ok(encoded)
 }
 

@@ -1,8 +1,10 @@
 //! Encoders: from pixels to Gaussians and `.gsi` files.
 #![forbid(unsafe_code)]
 
+mod alpha;
 pub mod analytic;
 pub(crate) mod coverage;
+mod digest;
 pub mod fit;
 mod input;
 pub mod memory;

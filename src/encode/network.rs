@@ -434,6 +434,40 @@ pub fn locate_model(kind: ModelKind) -> Result<PathBuf> {
     })
 }
 
+/// Checks a model file against the SHA-256 recorded beside it, in `<model file>.sha256` (the
+/// format of `sha256sum`), when there is one: a damaged model (a truncated copy, flipped bits)
+/// is refused before it runs. Returns whether there was a checksum to check; the models gsimg
+/// ships all have one.
+pub fn verify_model(path: &Path) -> Result<bool> {
+    let Some(name) = path.file_name() else {
+        return Ok(false);
+    };
+    let mut side = name.to_os_string();
+    side.push(".sha256");
+    let side = path.with_file_name(side);
+    let text = match std::fs::read_to_string(&side) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
+        Err(e) => return Err(Error::Model(format!("cannot read {}: {e}", side.display()))),
+    };
+    let want = super::digest::parse_sha256(&text).ok_or_else(|| {
+        Error::Model(format!(
+            "{}: not a SHA-256 checksum (expected 64 hex digits, as sha256sum writes)",
+            side.display()
+        ))
+    })?;
+    let (_, got) = super::digest::file_sha256(path)
+        .map_err(|e| Error::Model(format!("model {}: {e}", path.display())))?;
+    if got != want {
+        return Err(Error::Model(format!(
+            "model {} is damaged: its SHA-256 is {got}, {} records {want}",
+            path.display(),
+            side.display()
+        )));
+    }
+    Ok(true)
+}
+
 /// A sink for one-line status messages (fetching ONNX Runtime, the provider that ran).
 pub type MessageSink = Arc<dyn Fn(&str) + Send + Sync>;
 
@@ -478,7 +512,8 @@ pub struct NetworkOptions {
     pub tile_size: Option<u32>,
     /// ONNX Runtime's intra-op threads on the CPU (0: its default, all cores).
     pub threads: usize,
-    /// Status messages (`None`: silent). Default: stderr, prefixed `gsimg: `.
+    /// Status messages (fetching ONNX Runtime, a CUDA fallback); `None`, the default: silent.
+    /// The library prints nothing itself.
     pub messages: Option<MessageSink>,
     /// Progress over tiles (`None`: none).
     pub progress: Option<ProgressSink>,
@@ -522,9 +557,10 @@ impl Default for NetworkOptions {
             max_tile_pixels: 1 << 21,
             tile_size: None,
             threads: 0,
-            messages: Some(Arc::new(|m: &str| eprintln!("gsimg: {m}"))),
+            messages: None,
             progress: None,
             alpha_fit: FitOptions {
+                iterations: 15,
                 clamp: (0.0, 1.0),
                 ..FitOptions::default()
             },
@@ -693,6 +729,7 @@ impl NetworkOptions {
             Some(p) => p.clone(),
             None => locate_model(self.kind)?,
         };
+        verify_model(&path)?;
         let search = self
             .library_search
             .clone()
@@ -922,6 +959,17 @@ impl NetworkEncoder {
                     )));
                 }
                 network_seconds += run_start.elapsed().as_secs_f64();
+                // A sound model never produces NaN or infinity; damaged weights do (and would
+                // otherwise drop every Gaussian, or draw garbage).
+                let bad = data.iter().filter(|v| !v.is_finite()).count();
+                if bad > 0 {
+                    return Err(Error::Model(format!(
+                        "model {}: the network produced {bad} non-finite values (NaN or \
+                         infinity) of {}; the model file is probably damaged",
+                        self.path.display(),
+                        data.len()
+                    )));
+                }
                 decode_cells(
                     pixels,
                     data,
@@ -939,6 +987,12 @@ impl NetworkEncoder {
         }
         // No pixel left to no Gaussian (it would render black): see `coverage`.
         ensure_coverage(w, h, c, &mut gaussians, &spares);
+        if gaussians.is_empty() {
+            return Err(Error::Model(format!(
+                "model {}: the network produced no Gaussians for a {w}x{h} picture",
+                self.path.display()
+            )));
+        }
         let image = SplatImage::new(w, h, pixels.layout, gaussians)?;
         Ok(NetworkOutput {
             image,
@@ -981,7 +1035,11 @@ impl NetworkEncoder {
         let out = self.field(pixels)?;
         let mut gs = out.image.into_gaussians();
         let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
-        let mut notes = Vec::new();
+        let (mut notes, mut warnings) = (Vec::new(), Vec::new());
+        let mut record = |o: super::refine::RefineOutcome| {
+            notes.extend(o.note());
+            warnings.extend(o.warning());
+        };
         let color_fit = match self.opts.color_fit {
             Some(f) if self.info.quantizers.is_some() && !gs.is_empty() => Some(f),
             _ if refining => Some(FitOptions::default()),
@@ -1007,7 +1065,7 @@ impl NetworkEncoder {
                 if let Some((lo, hi)) = opts.scale_range {
                     ropts.scale_bounds = (lo.exp2(), hi.exp2());
                 }
-                notes.extend(refine(pixels, &mut gs, &ropts)?.note());
+                record(refine(pixels, &mut gs, &ropts)?);
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
@@ -1015,7 +1073,7 @@ impl NetworkEncoder {
             if refining && q_steps > 0 {
                 let grid = QuantGrid::of(&header);
                 let ropts = &self.opts.refine;
-                notes.extend(refine_quantized(pixels, &mut gs, ropts, &grid, q_steps)?.note());
+                record(refine_quantized(pixels, &mut gs, ropts, &grid, q_steps)?);
             }
             for g in gs.iter_mut() {
                 let color = g.color;
@@ -1044,6 +1102,7 @@ impl NetworkEncoder {
         let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         let mut encoded = format::write(&image, opts)?;
         encoded.notes = notes;
+        encoded.warnings = warnings;
         Ok(encoded)
     }
 }
@@ -1258,23 +1317,20 @@ fn fit_alpha(p: &Pixels, gs: &mut [Gaussian], opts: &FitOptions) {
         }
         return;
     }
-    let plane = Pixels {
-        width: p.width,
-        height: p.height,
-        layout: ChannelLayout::Gray,
-        data: alpha,
-    };
-    let mut tmp: Vec<Gaussian> = gs
-        .iter()
-        .map(|g| {
-            let mut t = *g;
-            t.color = [g.color[nc - 1], 0.0, 0.0, 0.0];
-            t
-        })
-        .collect();
-    fit_colors(&plane, &mut tmp, opts);
-    for (g, t) in gs.iter_mut().zip(&tmp) {
-        g.color[nc - 1] = t.color[0].clamp(0.0, 1.0);
+    // Matrix-free: the normal matrix of a dense field (the upscale model's 4 Gaussians a
+    // pixel) holds ~100 entries a Gaussian (see `alpha`).
+    let mut values: Vec<f32> = gs.iter().map(|g| g.color[nc - 1]).collect();
+    super::alpha::fit_plane(
+        p.width,
+        p.height,
+        &alpha,
+        gs,
+        &mut values,
+        opts.iterations,
+        opts.clamp,
+    );
+    for (g, v) in gs.iter_mut().zip(values) {
+        g.color[nc - 1] = v.clamp(0.0, 1.0);
     }
 }
 

@@ -44,7 +44,7 @@ impl OnnxModel {
         _validate: Validate<'_>,
         _say: &dyn Fn(&str),
     ) -> Result<OnnxModel> {
-        Err(Error::Model(
+        Err(Error::RuntimeUnavailable(
             "this gsimg was built without the `onnx` feature: the network encoder is unavailable \
              (rebuild with `--features onnx`, or use --method analytic)"
                 .into(),

@@ -190,6 +190,9 @@ fn check(path: &Path, probe: &dyn Fn(&Path) -> Option<u32>) -> std::result::Resu
     if path.is_dir() {
         return Err("is a folder, not the library file".into());
     }
+    // Loading a truncated library maps pages past its end: the process dies of SIGBUS at the
+    // first touch, with no message. Check that the file holds all its headers point to first.
+    whole_library(path)?;
     match probe(path) {
         None => Err(
             "cannot be loaded as ONNX Runtime 1.x (not a shared library, wrong \
@@ -201,6 +204,166 @@ fn check(path: &Path, probe: &dyn Fn(&Path) -> Option<u32>) -> std::result::Resu
         )),
         Some(m) => Ok(m),
     }
+}
+
+/// Removes the fetch folders (`.onnxruntime-<version>.<pid>.tmp`, a wheel of ~24 MB) left in
+/// the cache by processes that were killed while fetching and no longer exist (Linux, where
+/// `/proc` tells).
+fn remove_abandoned_fetches(cache: &Path) {
+    if !cfg!(target_os = "linux") {
+        return;
+    }
+    let Ok(entries) = std::fs::read_dir(cache) else {
+        return;
+    };
+    for e in entries.flatten() {
+        let name = e.file_name();
+        let Some(pid) = name
+            .to_str()
+            .and_then(|n| n.strip_prefix(".onnxruntime-")?.strip_suffix(".tmp"))
+            .and_then(|n| n.rsplit_once('.'))
+            .and_then(|(_, pid)| pid.parse::<u32>().ok())
+        else {
+            continue;
+        };
+        if pid != std::process::id() && !Path::new("/proc").join(pid.to_string()).exists() {
+            let _ = std::fs::remove_dir_all(e.path());
+        }
+    }
+}
+
+/// The name of the file, in a cache folder, that records the size and SHA-256 of each library
+/// file fetched into it (lines `<sha256>  <size>  <name>`).
+const MANIFEST: &str = "gsimg-manifest.txt";
+
+/// Records the size and SHA-256 of every file in `dir` in its [`MANIFEST`].
+fn write_manifest(dir: &Path) -> std::result::Result<(), String> {
+    let mut lines = String::new();
+    let mut names: Vec<_> = std::fs::read_dir(dir)
+        .map_err(|e| e.to_string())?
+        .filter_map(|e| e.ok())
+        .filter(|e| e.path().is_file())
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n != MANIFEST)
+        .collect();
+    names.sort();
+    for name in names {
+        let (size, hash) = super::digest::file_sha256(&dir.join(&name))
+            .map_err(|e| format!("cannot read {name}: {e}"))?;
+        lines.push_str(&format!("{hash}  {size}  {name}\n"));
+    }
+    std::fs::write(dir.join(MANIFEST), lines).map_err(|e| format!("cannot write {MANIFEST}: {e}"))
+}
+
+/// Checks a cached library against its folder's [`MANIFEST`] (size first, then SHA-256). A
+/// folder without a manifest (filled by hand) is not checked here.
+fn matches_manifest(dir: &Path, lib: &Path) -> std::result::Result<(), String> {
+    let Ok(text) = std::fs::read_to_string(dir.join(MANIFEST)) else {
+        return Ok(());
+    };
+    let name = lib.file_name().and_then(|n| n.to_str()).unwrap_or_default();
+    let Some((hash, size)) = text.lines().find_map(|l| {
+        let mut w = l.split_whitespace();
+        let (h, s, n) = (w.next()?, w.next()?, w.next()?);
+        (n == name).then(|| (h.to_string(), s.parse::<u64>().ok()))
+    }) else {
+        return Err(format!("is damaged: not in {MANIFEST}"));
+    };
+    let actual = std::fs::metadata(lib).map_err(|e| e.to_string())?.len();
+    if size != Some(actual) {
+        return Err(format!(
+            "is damaged: {actual} bytes where {} were fetched",
+            size.map_or("?".to_string(), |s| s.to_string())
+        ));
+    }
+    let (_, got) = super::digest::file_sha256(lib).map_err(|e| e.to_string())?;
+    if got != hash {
+        return Err(
+            "is damaged: its SHA-256 differs from the one recorded when it was fetched".into(),
+        );
+    }
+    Ok(())
+}
+
+/// Checks that a shared library file is whole: for ELF (Linux), that its program headers, every
+/// segment they describe and the section header table lie within the file. Other formats are
+/// only checked for being non-empty.
+fn whole_library(path: &Path) -> std::result::Result<(), String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = std::fs::File::open(path).map_err(|e| format!("cannot open it: {e}"))?;
+    let len = f.metadata().map_err(|e| e.to_string())?.len();
+    if len == 0 {
+        return Err("is empty".into());
+    }
+    let mut head = [0u8; 64];
+    let n = f.read(&mut head).map_err(|e| e.to_string())?;
+    if n < 16 || head[..4] != [0x7f, b'E', b'L', b'F'] {
+        // Not ELF: the loader's own checks apply.
+        return Ok(());
+    }
+    let (wide, little) = (head[4] == 2, head[5] == 1);
+    let truncated = |need: u64| {
+        format!("is damaged: truncated ({len} bytes; its headers describe at least {need})")
+    };
+    if n < if wide { 64 } else { 52 } {
+        return Err(truncated(if wide { 64 } else { 52 }));
+    }
+    let uint = |b: &[u8]| -> u64 {
+        let mut v = 0u64;
+        for (i, &x) in b.iter().enumerate() {
+            let shift = if little { 8 * i } else { 8 * (b.len() - 1 - i) };
+            v |= (x as u64) << shift;
+        }
+        v
+    };
+    // (e_phoff, e_shoff, e_phentsize, e_phnum, e_shentsize, e_shnum)
+    let (phoff, shoff, phent, phnum, shent, shnum) = if wide {
+        (
+            uint(&head[0x20..0x28]),
+            uint(&head[0x28..0x30]),
+            uint(&head[0x36..0x38]),
+            uint(&head[0x38..0x3a]),
+            uint(&head[0x3a..0x3c]),
+            uint(&head[0x3c..0x3e]),
+        )
+    } else {
+        (
+            uint(&head[0x1c..0x20]),
+            uint(&head[0x20..0x24]),
+            uint(&head[0x2a..0x2c]),
+            uint(&head[0x2c..0x2e]),
+            uint(&head[0x2e..0x30]),
+            uint(&head[0x30..0x32]),
+        )
+    };
+    let ph_end = phoff.saturating_add(phent.saturating_mul(phnum));
+    if ph_end > len {
+        return Err(truncated(ph_end));
+    }
+    if shoff != 0 {
+        let sh_end = shoff.saturating_add(shent.saturating_mul(shnum));
+        if sh_end > len {
+            return Err(truncated(sh_end));
+        }
+    }
+    let mut table = vec![0u8; (ph_end - phoff) as usize];
+    f.seek(SeekFrom::Start(phoff))
+        .and_then(|_| f.read_exact(&mut table))
+        .map_err(|e| e.to_string())?;
+    for ph in table.chunks_exact(phent.max(1) as usize) {
+        let (offset, filesz) = if wide && ph.len() >= 0x28 {
+            (uint(&ph[8..16]), uint(&ph[0x20..0x28]))
+        } else if !wide && ph.len() >= 0x14 {
+            (uint(&ph[4..8]), uint(&ph[0x10..0x14]))
+        } else {
+            return Err("is damaged: bad program header size".into());
+        };
+        let end = offset.saturating_add(filesz);
+        if end > len {
+            return Err(truncated(end));
+        }
+    }
+    Ok(())
 }
 
 fn fix_hint() -> String {
@@ -294,9 +457,21 @@ pub fn locate(
             for p in libraries_in(dir) {
                 any = true;
                 let p = absolute(&p);
-                match check(&p, probe) {
+                match matches_manifest(dir, &p).and_then(|()| check(&p, probe)) {
                     Ok(m) => return Ok(found(p, m, LibrarySource::Cache)),
-                    Err(why) => tried.push(format!("{}: {why}", p.display())),
+                    Err(why) => {
+                        tried.push(format!("{}: {why}", p.display()));
+                        // A damaged copy of the pinned version is removed, so that the fetch
+                        // below (or the next run's) fills the cache again.
+                        if Some(dir) == search.pinned_cache_dir().as_ref() {
+                            say(&format!(
+                                "the cached ONNX Runtime library {} {why}; removing it",
+                                p.display()
+                            ));
+                            let _ = std::fs::remove_dir_all(dir);
+                            break;
+                        }
+                    }
                 }
             }
         }
@@ -337,7 +512,7 @@ pub fn locate(
         (false, _) => tried.push("fetching from PyPI: disabled by GSIMG_ORT_FETCH".into()),
         (true, None) => tried.push("fetching from PyPI: no cache folder to fetch into".into()),
     }
-    Err(Error::Model(format!(
+    Err(Error::RuntimeUnavailable(format!(
         "ONNX Runtime (libonnxruntime, version 1.{MIN_MINOR} or newer) not found; tried: {}; {}",
         tried.join("; "),
         fix_hint()
@@ -406,6 +581,7 @@ fn fetch(
         std::process::id()
     ));
     let _ = std::fs::remove_dir_all(&tmp);
+    remove_abandoned_fetches(parent);
     let (wheel_dir, lib_dir) = (tmp.join("wheel"), tmp.join("lib"));
     let cleanup = || {
         let _ = std::fs::remove_dir_all(&tmp);
@@ -474,17 +650,17 @@ fn fetch(
         let libs = libraries_in(&lib_dir);
         let lib = libs.first().ok_or("the wheel holds no libonnxruntime")?;
         let name = lib.file_name().ok_or("bad library name")?.to_owned();
+        write_manifest(&lib_dir)?;
         // Only the library folder goes into the cache.
         let _ = std::fs::remove_dir_all(&wheel_dir);
-        match std::fs::rename(&lib_dir, dest) {
-            Ok(()) => {}
-            // Another process filled the cache meanwhile: use its copy.
-            Err(_) if dest.join(&name).is_file() => {}
-            Err(e) => {
-                return Err(format!(
-                    "cannot move the library to {}: {e}",
-                    dest.display()
-                ));
+        if std::fs::rename(&lib_dir, dest).is_err() {
+            // The folder is there: filled by another process meanwhile (use its copy if it is
+            // whole), or left damaged (replace it).
+            let theirs = absolute(&dest.join(&name));
+            if matches_manifest(dest, &theirs).is_err() || whole_library(&theirs).is_err() {
+                let _ = std::fs::remove_dir_all(dest);
+                std::fs::rename(&lib_dir, dest)
+                    .map_err(|e| format!("cannot move the library to {}: {e}", dest.display()))?;
             }
         }
         // Probe at the final path only (a library probed elsewhere could stay mapped there).
@@ -594,6 +770,121 @@ mod tests {
         };
         let err = locate(&old, &fake, &quiet).unwrap_err().to_string();
         assert!(err.contains("too old"), "{err}");
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A probe that loads only whole ELF files (version 31), like the real loader would.
+    fn elf_probe(p: &Path) -> Option<u32> {
+        let b = std::fs::read(p).ok()?;
+        (b.starts_with(b"\x7fELF") && whole_library(p).is_ok()).then_some(31)
+    }
+
+    #[test]
+    fn truncated_libraries_are_refused_before_loading() {
+        let d = tmpdir("elf");
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let whole = d.join("libonnxruntime.so.1.31.1");
+        std::fs::write(&whole, &exe).unwrap();
+        assert_eq!(whole_library(&whole), Ok(()));
+        for keep in [exe.len() / 2, 40, 0] {
+            std::fs::write(&whole, &exe[..keep]).unwrap();
+            let e = whole_library(&whole).unwrap_err();
+            assert!(
+                e.contains("truncated") || e.contains("empty"),
+                "{keep}: {e}"
+            );
+            // The probe (the loader) is never reached with it.
+            let never = |_: &Path| -> Option<u32> { panic!("probed a truncated library") };
+            assert!(check(&whole, &never).is_err());
+        }
+        let _ = std::fs::remove_dir_all(&d);
+    }
+
+    /// A damaged cached library (garbage, truncated, or bytes changed under its manifest) is
+    /// replaced by a fresh fetch in the same run. A fake `python` stands in for pip: it
+    /// "downloads" a wheel and "extracts" a whole ELF file as the library.
+    #[test]
+    #[cfg(unix)]
+    fn a_damaged_cache_is_fetched_again_in_the_same_run() {
+        use std::os::unix::fs::PermissionsExt;
+        let d = tmpdir("repair");
+        let exe = std::fs::read(std::env::current_exe().unwrap()).unwrap();
+        let good = d.join("good.so");
+        std::fs::write(&good, &exe).unwrap();
+        let py = d.join("python");
+        std::fs::write(
+            &py,
+            format!(
+                "#!/bin/sh\nif [ \"$1\" = -m ]; then\n  while [ $# -gt 0 ]; do \
+                 [ \"$1\" = --dest ] && dest=$2; shift; done\n  echo w > \
+                 \"$dest/onnxruntime-{PINNED_VERSION}-cp312-none-any.whl\"\n  exit 0\nfi\n\
+                 cp {} \"$4/libonnxruntime.so.{PINNED_VERSION}\"\n",
+                good.display()
+            ),
+        )
+        .unwrap();
+        std::fs::set_permissions(&py, std::fs::Permissions::from_mode(0o755)).unwrap();
+        let s = LibrarySearch {
+            fetch: true,
+            python: py.into_os_string(),
+            ..search(&d)
+        };
+        let dir = s.pinned_cache_dir().unwrap();
+        let lib = dir.join(format!("libonnxruntime.so.{PINNED_VERSION}"));
+        let quiet = |_: &str| {};
+        // A fetch abandoned by a killed process (its pid gone) is removed by the next fetch.
+        let mut dead = Command::new("true").spawn().unwrap();
+        let dead_pid = dead.id();
+        dead.wait().unwrap();
+        let abandoned = d
+            .join("cache")
+            .join(format!(".onnxruntime-{PINNED_VERSION}.{dead_pid}.tmp"));
+        std::fs::create_dir_all(abandoned.join("wheel")).unwrap();
+        // Empty cache: fetched, with a manifest.
+        let f = locate(&s, &elf_probe, &quiet).unwrap();
+        assert!(!abandoned.exists());
+        assert_eq!(f.source, LibrarySource::Fetched);
+        assert!(dir.join(MANIFEST).is_file());
+        assert_eq!(
+            locate(&s, &elf_probe, &quiet).unwrap().source,
+            LibrarySource::Cache
+        );
+        type Damage<'a> = (&'a str, Box<dyn Fn() + 'a>);
+        let damages: [Damage; 3] = [
+            (
+                "garbage without a manifest",
+                Box::new(|| {
+                    let _ = std::fs::remove_file(dir.join(MANIFEST));
+                    std::fs::write(&lib, vec![0x5a; 4096]).unwrap();
+                }),
+            ),
+            (
+                "truncated",
+                Box::new(|| std::fs::write(&lib, &exe[..exe.len() / 3]).unwrap()),
+            ),
+            (
+                "one byte changed",
+                Box::new(|| {
+                    let mut b = exe.clone();
+                    let i = b.len() - 100;
+                    b[i] ^= 1;
+                    std::fs::write(&lib, b).unwrap();
+                }),
+            ),
+        ];
+        for (what, damage) in damages {
+            // Each damage on a freshly fetched cache (with its manifest).
+            let _ = std::fs::remove_dir_all(&dir);
+            locate(&s, &elf_probe, &quiet).unwrap();
+            damage();
+            let said = std::sync::Mutex::new(Vec::<String>::new());
+            let say = |m: &str| said.lock().unwrap().push(m.to_string());
+            let f = locate(&s, &elf_probe, &say).unwrap_or_else(|e| panic!("{what}: {e}"));
+            assert_eq!(f.source, LibrarySource::Fetched, "{what}");
+            assert_eq!(std::fs::read(&lib).unwrap(), exe, "{what}");
+            let said = said.into_inner().unwrap().join("\n");
+            assert!(said.contains("removing it"), "{what}: {said}");
+        }
         let _ = std::fs::remove_dir_all(&d);
     }
 }

@@ -221,13 +221,16 @@ pub struct RefineOutcome {
 }
 
 impl RefineOutcome {
-    /// One line for the user about where the refinement ran, if anything is worth saying.
+    /// Where the refinement ran, for a user who asks (`-v`).
     pub fn note(&self) -> Option<String> {
-        match (&self.fallback, &self.gpu) {
-            (Some(why), _) => Some(why.clone()),
-            (None, Some(name)) => Some(format!("refined on the GPU ({name})")),
-            (None, None) => None,
-        }
+        self.gpu
+            .as_ref()
+            .map(|name| format!("refined on the GPU ({name})"))
+    }
+
+    /// The warning a user should see: the GPU failed and the CPU took over.
+    pub fn warning(&self) -> Option<String> {
+        self.fallback.clone()
     }
 }
 

@@ -79,9 +79,12 @@ pub struct Encoded {
     pub image: SplatImage,
     /// The header written.
     pub header: Header,
-    /// What the encoder wants the user to know about how the file was made (e.g. that the
-    /// refinement fell back from the GPU to the CPU, and why). The library never prints.
+    /// Details of how the file was made, for a user who asks (e.g. the GPU the refinement ran
+    /// on). The library never prints.
     pub notes: Vec<String>,
+    /// What went differently from what was asked and the user should see (e.g. the refinement
+    /// fell back from the GPU to the CPU, and why).
+    pub warnings: Vec<String>,
 }
 
 fn range_of(values: impl Iterator<Item = f64>, bound: f32) -> (f32, f32) {
@@ -330,6 +333,7 @@ fn write_with(image: &SplatImage, opts: &WriteOptions, header: Header) -> Result
         image,
         header,
         notes: Vec::new(),
+        warnings: Vec::new(),
     })
 }
 
