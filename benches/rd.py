@@ -28,7 +28,8 @@ kodim01-08): each picture is downscaled to half size with Pillow's BOX filter (t
 at the full size (`gsimg decode --width W --height H`), the JPEG, WebP and AVIF decodes are
 upscaled to the full size with Pillow's BICUBIC, and everything is compared with the full-size
 original. A gsimg setting whose template has {bytes} is given the budget directly (a target-size
-option) instead of being searched over {q}.
+option) instead of being searched over {q}; such a setting takes part in the display test only
+(for RD curves, sweep the target with {q}: 'ts@4000,8000,16000:encode --target-size {q}').
 
 Settings: --gsimg 'LABEL[@V1,V2,...]:TEMPLATE'. TEMPLATE is the gsimg command line after the
 binary, with {q} standing for each value swept (default values: --gsimg-q), e.g.
@@ -456,6 +457,9 @@ def measure_set(name, files, args, settings, work):
             log(f"[{name}] {codec} q{q}: {s['bpp']:.4f} bpp {s['psnr']:.2f} dB")
         curves[codec] = {"kind": "anchor", "points": pts}
     for st in settings:
+        if st.target_size:
+            log(f"[{name}] gsimg {st.label}: a {{bytes}} template is for the display test only (sweep with {{q}})")
+            continue
         pts = []
         for v in st.values:
             per = []
