@@ -145,9 +145,11 @@ impl NetworkArgs {
 pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
     let limits = &ctx.limits;
     let output = Output::claim(&args.output, &[&args.input], Writes::Gsi, ctx.force)?;
-    // Read the input first: a bad input fails with one line, before any note about models.
+    // Read the input first. The picture's size from its header: a file that is no picture
+    // fails here, with one line, before any note about models; a picture too large for the
+    // encoder's memory is refused before it is decoded.
     let bytes = read_input(&args.input)?;
-    let loaded = gsimg::encode::load_image(&bytes, limits)
+    let (w, h) = gsimg::encode::memory::picture_size(&bytes)
         .with_context(|| args.input.display().to_string())?;
     let method = match args.method {
         Some(m) => m,
@@ -166,6 +168,37 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
     }
     if method == Method::Analytic && args.no_fit {
         usage!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
+    }
+    let kind = match method {
+        Method::Analytic => gsimg::encode::memory::EncoderKind::Analytic {
+            density: match args.density {
+                Some(d) => d,
+                None => AnalyticOptions::with_quality(args.quality)?.density,
+            },
+        },
+        Method::Network => gsimg::encode::memory::EncoderKind::Network,
+    };
+    if let Err(e) = gsimg::encode::memory::check(kind, w, h, limits) {
+        let analytic = gsimg::encode::memory::EncoderKind::Analytic {
+            density: AnalyticOptions::with_quality(args.quality)?.density,
+        };
+        let need = gsimg::encode::memory::estimate(analytic, w, h);
+        if method == Method::Network && need <= limits.max_memory_bytes {
+            anyhow::bail!(
+                "{}: {e}; the analytic encoder (--method analytic) would need about {:.1} GiB",
+                args.input.display(),
+                need as f64 / (1u64 << 30) as f64
+            );
+        }
+        return Err(anyhow::Error::from(e).context(args.input.display().to_string()));
+    }
+    let loaded = gsimg::encode::load_image(&bytes, limits)
+        .with_context(|| args.input.display().to_string())?;
+    if let Some(why) = &loaded.icc_dropped {
+        report::warn(&format!(
+            "{}: {why}; encoding without it",
+            args.input.display()
+        ));
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
     let refine = refine_options(&args, method);
