@@ -214,7 +214,7 @@ pub fn run(args: DecodeArgs, ctx: &RunContext) -> Result<()> {
     let name = || args.input.display().to_string();
     let decoder = format::Decoder::new(&bytes[..], *limits).with_context(name)?;
     for why in decoder.dropped_metadata() {
-        eprintln!("gsimg: warning: {}: {why}; decoding without it", name());
+        report::warn(&format!("{}: {why}; decoding without it", name()));
     }
     let h = decoder.header().clone();
     let mut view = args.size.viewport(h.width, h.height)?;

@@ -56,10 +56,7 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
     let loaded = gsimg::encode::load_image(&bytes, limits)
         .with_context(|| args.input.display().to_string())?;
     if let Some(why) = &loaded.icc_dropped {
-        eprintln!(
-            "gsimg: warning: {}: {why}; ignoring it",
-            args.input.display()
-        );
+        super::report::warn(&format!("{}: {why}; ignoring it", args.input.display()));
     }
     let (w, h) = (loaded.pixels.width, loaded.pixels.height);
     let view = args.size.viewport(w, h)?;
