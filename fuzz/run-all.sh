@@ -7,6 +7,9 @@
 # Corpora grow in fuzz/corpus/<target> (git-ignored), seeded from fuzz/seeds/<target>; crashes
 # land in fuzz/artifacts/<target>: minimize them (`cargo +nightly fuzz tmin <target> <file>`) and
 # add them to tests/fuzz_regressions/<target>/ (see fuzz/README.md).
+# -rss_limit_mb=2048 -timeout=10 are the resource harness: parse, parse_and_render and region
+# decode under the library's default limits (gsimg::fuzzing::resource_limits), so an input that
+# makes a decode take more than 2 GiB or 10 s is a finding (fuzz/README.md).
 # The whole script is one block that bash reads before running it, so editing this file while
 # a long run is under way cannot derail that run.
 {

@@ -23,15 +23,18 @@ pub struct Limits {
     pub max_output_dimension: u32,
     /// Gaussian–pixel evaluations any render may do, whatever its size: the fixed part of the
     /// render-work limit ([`Limits::render_work_limit`]), so a file of huge overlapping
-    /// Gaussians cannot hang the caller. Default: 2^30 (1 to 4 s of the CPU renderer on two
-    /// cores; milliseconds on a GPU).
+    /// Gaussians cannot hang the caller. Default: 2^30 (with the per-pixel part at 4096 × 4096,
+    /// 2^31 in all: about 3 s of the CPU renderer on two cores, ROBUSTNESS.md; milliseconds on
+    /// a GPU).
     pub max_render_work: u64,
     /// Evaluations a render may do per pixel of its output region, on top of
     /// `max_render_work`. Real pictures need 5 to 12 (each output pixel is reached by that many
     /// Gaussians' 3σ boxes). Default: 64.
     pub max_render_work_per_pixel: u64,
-    /// Maximum bytes of memory one decode or render may allocate for Gaussians and their
-    /// per-tile lists. Default: 2^32 (4 GiB).
+    /// Maximum bytes of memory one decode or render may allocate for Gaussians, their
+    /// projections and per-tile lists; also the most an encode may need by its estimate
+    /// ([`crate::encode::memory`], checked by `gsimg encode` before decoding the picture).
+    /// Default: 2^32 (4 GiB).
     pub max_memory_bytes: u64,
 }
 

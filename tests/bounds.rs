@@ -225,7 +225,8 @@ fn peak_rss_probe() {
     };
     println!("probe-exit: {code}");
     println!("probe-peak-kib: {}", usage.ru_maxrss);
-    let ms = |t: libc::timeval| t.tv_sec as i64 * 1000 + t.tv_usec as i64 / 1000;
+    // time_t and suseconds_t are i64 on the 64-bit Linux targets gsimg is tested on.
+    let ms = |t: libc::timeval| t.tv_sec * 1000 + t.tv_usec / 1000;
     println!("probe-cpu-ms: {}", ms(usage.ru_utime) + ms(usage.ru_stime));
 }
 
