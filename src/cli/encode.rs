@@ -14,6 +14,7 @@ use super::io::{read_input, write_output};
 use gsimg::Limits;
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
+use gsimg::encode::{RateResult, RateTarget};
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
 #[derive(Args)]
@@ -26,15 +27,24 @@ pub struct EncodeArgs {
     #[arg(long, value_enum)]
     method: Option<Method>,
     /// Quality from 1 (smallest file) to 100. Analytic encoder: the Gaussian density. Compact
-    /// network model: above 50 it keeps Gaussians the model rated less likely (presence
+    /// network model: below 50 it keeps the most valuable share of the model's Gaussians (8 %
+    /// at 1, all at 50); above 50 it keeps Gaussians the model rated less likely (presence
     /// threshold 1 - Q/100 where that is below the model's own, at least 0.05, so 95 to 100
-    /// give the same file: somewhat larger files, slightly higher PSNR); 50 and below give the
-    /// model's one trained rate.
+    /// give the same file: somewhat larger files, slightly higher PSNR).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
     /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.
     #[arg(long)]
     density: Option<f64>,
+    /// Aim for this many bits per native pixel (within 3 %), in place of --quality: the
+    /// analytic encoder searches its density, the network encoder the share of its Gaussians
+    /// it keeps (it cannot go above the rate of all of them).
+    #[arg(long, value_name = "BPP", conflicts_with_all = ["target_size", "density"])]
+    target_bpp: Option<f64>,
+    /// A file of at most this many bytes (and within 3 % of it when the encoder can reach
+    /// it), in place of --quality.
+    #[arg(long, value_name = "BYTES", conflicts_with = "density")]
+    target_size: Option<u64>,
     /// Gradient-refinement iterations on the picture before writing (0: none; more: slower,
     /// better). Default: 40 for the analytic encoder, 0 for the network. Both refine in four
     /// rounds, each after moving a tenth of the Gaussians to where the error is (the analytic
@@ -213,6 +223,20 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
         bail!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
+    let target = match (args.target_bpp, args.target_size) {
+        (Some(b), _) => Some(RateTarget::Bpp(b)),
+        (None, Some(n)) => Some(RateTarget::Bytes(n)),
+        (None, None) => None,
+    };
+    let report = |r: RateResult| {
+        if !r.on_target {
+            eprintln!(
+                "gsimg: note: the target was not reached; the nearest file has {:.3} bpp",
+                r.encoded.bytes.len() as f64 * 8.0 / px
+            );
+        }
+        r.encoded
+    };
     let (encoded, how) = match method {
         Method::Analytic => {
             let mut opts = AnalyticOptions::with_quality(args.quality)?;
@@ -223,10 +247,11 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
                 opts.refine.iterations = n;
             }
             opts.write.metadata.icc_profile = loaded.icc_profile;
-            (
-                analytic::encode(&loaded.pixels, &opts)?,
-                "analytic".to_string(),
-            )
+            let encoded = match target {
+                Some(t) => report(analytic::encode_to_rate(&loaded.pixels, &opts, t)?),
+                None => analytic::encode(&loaded.pixels, &opts)?,
+            };
+            (encoded, "analytic".to_string())
         }
         Method::Network => {
             let progress = TermProgress::new("encoding");
@@ -243,15 +268,13 @@ pub fn run(args: EncodeArgs, limits: &Limits) -> Result<()> {
             .build()?;
             if encoder.info().kind == ModelKind::Upscale && args.quality != 50 {
                 eprintln!("gsimg: --quality has no effect with an upscale model (a dense field)");
-            } else if args.quality < 50 {
-                eprintln!(
-                    "gsimg: note: the compact model has one trained rate; --quality below 50 \
-                     gives the same file as 50 (use --method analytic for smaller files)"
-                );
             }
             let mut wo = encoder.write_options(loaded.pixels.layout);
             wo.metadata.icc_profile = loaded.icc_profile;
-            let encoded = encoder.encode_with(&loaded.pixels, &wo);
+            let encoded = match target {
+                Some(t) => encoder.encode_to_rate(&loaded.pixels, &wo, t).map(report),
+                None => encoder.encode_with(&loaded.pixels, &wo),
+            };
             progress.finish();
             let how = format!(
                 "network {} ({}), {}",
