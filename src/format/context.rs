@@ -97,10 +97,15 @@ impl Model {
         for (d, c) in self.dists.iter().zip(&self.copy_of) {
             match c {
                 Some(j) => {
+                    w.put(1, 1);
                     w.put(COPY, 7);
                     w.put(*j as u32, 7);
                 }
-                None => d.write(&mut w),
+                None if d.freq.is_empty() => w.put(0, 1),
+                None => {
+                    w.put(1, 1);
+                    d.write(&mut w);
+                }
             }
         }
         w.finish()
@@ -121,6 +126,10 @@ impl Model {
         let mut dists: Vec<Dist> = Vec::with_capacity(DISTS);
         let mut copy_of = vec![None; DISTS];
         for (i, c) in copy_of.iter_mut().enumerate() {
+            if r.get(1).ok_or("the distributions end early")? == 0 {
+                dists.push(Dist::default());
+                continue;
+            }
             let mut peek = BitReader::new(p);
             peek.seek(r.position());
             if peek.get(7) == Some(COPY) {

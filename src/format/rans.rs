@@ -214,11 +214,11 @@ impl Dist {
         }
     }
 
-    /// Bits the `CMOD` section takes to store it.
+    /// Bits the `CMOD` section takes to store it (with its flag bit).
     pub fn stored_bits(&self) -> usize {
         let mut w = BitWriter::default();
         self.write(&mut w);
-        w.bits()
+        w.bits() + 1
     }
 
     /// Bits that coding these token counts with this distribution takes (raw bits aside).
@@ -260,7 +260,7 @@ impl Dist {
             return Err(format!("alphabet of {n} tokens (at most {TOKENS})"));
         }
         match n {
-            0 => return Ok(Dist::default()),
+            0 => return Err("an alphabet of 0 tokens (an unused distribution has flag 0)".into()),
             1 => {
                 return Ok(Dist {
                     freq: vec![PROB_SCALE as u16],

@@ -416,8 +416,8 @@ pub(crate) fn fit_model(flags: u8, recorded: &[Vec<(u8, u8, u32)>]) -> (Model, f
                 *a += b;
             }
             let merged = cost(&m);
-            // A copy is stored in 14 bits.
-            let gain = rcost + alone - merged - 14.0;
+            // A copy is stored in 15 bits.
+            let gain = rcost + alone - merged - 15.0;
             if gain > 0.0 && best.is_none_or(|b| gain > b.1) {
                 best = Some((r, gain, merged));
             }
@@ -435,7 +435,7 @@ pub(crate) fn fit_model(flags: u8, recorded: &[Vec<(u8, u8, u32)>]) -> (Model, f
         }
     }
     let mut dists = vec![Dist::default(); DISTS];
-    let mut total = raw_bits + 16.0 + 7.0 * DISTS as f64;
+    let mut total = raw_bits + 16.0 + DISTS as f64;
     for (i, c, cost) in &roots {
         dists[*i] = Dist::from_counts(c);
         total += cost;
@@ -443,7 +443,7 @@ pub(crate) fn fit_model(flags: u8, recorded: &[Vec<(u8, u8, u32)>]) -> (Model, f
     for i in 0..DISTS {
         if let Some(j) = copy_of[i] {
             dists[i] = dists[j].clone();
-            total += 7.0;
+            total += 15.0;
         }
     }
     (Model::new(flags, dists, copy_of), total)
