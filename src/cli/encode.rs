@@ -27,10 +27,10 @@ pub struct EncodeArgs {
     #[arg(long, value_enum)]
     method: Option<Method>,
     /// Quality from 1 (smallest file) to 100. Analytic encoder: the Gaussian density. Compact
-    /// network model: below 50 it keeps the most valuable share of the model's Gaussians (8 %
+    /// network model: below 50 it keeps the most valuable share of the model's Gaussians (5 %
     /// at 1, all at 50); above 50 it keeps Gaussians the model rated less likely (presence
-    /// threshold 1 - Q/100 where that is below the model's own, at least 0.05, so 95 to 100
-    /// give the same file: somewhat larger files, slightly higher PSNR).
+    /// threshold 1 - Q/100 where that is below the model's own, at least 0.05) and stores
+    /// them with up to 2 more bits per attribute (below 50, up to 3 fewer).
     #[arg(long, default_value_t = 50, value_parser = clap::value_parser!(u8).range(1..=100))]
     quality: u8,
     /// Gaussians per native pixel (analytic encoder; overrides --quality), e.g. 0.025.

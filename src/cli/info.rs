@@ -67,7 +67,13 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     for (tag, count, b) in &a.sections {
         say!("             {tag:<5} {count:>5} {b:>10}");
     }
-    say!("\nattribute      bits  raw bits/G  zstd bits/G (each stream alone)");
+    if d.is_context_coded() {
+        say!("coding:      context-modelled rANS (version 1.1)");
+        say!("\nattribute      bits  raw bits/G  coded bits/G (exact cost of its values)");
+    } else {
+        say!("coding:      zstd attribute streams (version 1.0)");
+        say!("\nattribute      bits  raw bits/G  zstd bits/G (each stream alone)");
+    }
     let streams = h.streams();
     for (i, (name, raw, packed)) in a.streams.iter().enumerate() {
         let bits = if i == 0 {
@@ -84,6 +90,17 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
         "total",
         h.bits_per_gaussian()
     );
+    if d.is_context_coded() {
+        // The rest of the file: coder states, the CMOD distributions, headers and framing.
+        let whole = a.file_bytes as f64 * 8.0 / n.max(1) as f64;
+        say!(
+            "  {:<12} {:>5} {:>11} {:>12.2}",
+            "other",
+            "",
+            "",
+            whole - packed
+        );
+    }
     let mut stdout = std::io::stdout().lock();
     stdout
         .write_all(out.as_bytes())

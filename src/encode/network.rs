@@ -602,8 +602,8 @@ impl NetworkOptions {
     /// but never below [`QUALITY_THRESHOLD_FLOOR`] (so 95 to 100 give the same file), keeping
     /// Gaussians the model rated less likely (somewhat larger files, a little higher PSNR:
     /// BENCHMARKS.md). Quality 50 is the trained point; below it the encoder keeps a share of
-    /// the Gaussians ([`NetworkOptions::keep_fraction`]) and writes them with up to 2 bits
-    /// less precision ([`NetworkEncoder::write_options`]).
+    /// the Gaussians ([`NetworkOptions::keep_fraction`]) and writes them with up to 3 bits
+    /// less precision, above it with up to 2 bits more ([`NetworkEncoder::write_options`]).
     pub fn with_quality(mut self, quality: u8) -> Result<Self> {
         if !(1..=100).contains(&quality) {
             return Err(Error::invalid(
@@ -614,14 +614,14 @@ impl NetworkOptions {
         self.quality = quality;
         Ok(self)
     }
-    /// The share of the network's Gaussians a quality keeps: all from 50 up; below, from 8 %
+    /// The share of the network's Gaussians a quality keeps: all from 50 up; below, from 5 %
     /// at quality 1 geometrically up to all at 50, the least valuable dropped first
     /// ([`rank_by_value`]).
     pub fn keep_fraction(&self) -> f64 {
         if self.quality >= 50 {
             1.0
         } else {
-            0.08f64.powf((50 - self.quality) as f64 / 49.0)
+            0.05f64.powf((50 - self.quality) as f64 / 49.0)
         }
     }
 
@@ -957,7 +957,10 @@ impl NetworkEncoder {
     /// 6-bit scales and rotations): refined Gaussians are off the grid the model was trained
     /// on, and the finer steps paid (seven validation pictures, v3, 40 steps: +0.67 dB for 11 %
     /// more bits, BENCHMARKS.md). Positions then keep the analytic encoder's step of a quarter
-    /// pixel or finer whatever the model's cell size (6 bits in a 16-pixel cell).
+    /// pixel or finer whatever the model's cell size (6 bits in a 16-pixel cell). Without
+    /// refinement a compact model's bits follow the quality: up to 3 fewer per attribute at 1,
+    /// the model's own at 50, 2 more at 100 (positions from 76 and 96, scales 80 and 97,
+    /// rotations 84 and 98, luma 88 and 99, chroma 92 and 100).
     pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
         if self.opts.refine.iterations > 0 && self.info.quantizers.is_some() {
             return WriteOptions {
@@ -968,9 +971,9 @@ impl NetworkEncoder {
         }
         let mut wo = write_options_for(&self.info, layout);
         if self.info.kind == ModelKind::Compact && self.opts.quality < 50 {
-            // Below 50 the precision falls with the share kept: up to 2 bits fewer for
+            // Below 50 the precision falls with the share kept: up to 3 bits fewer for
             // positions, scales, rotations and colours at quality 1.
-            let drop = ((50 - self.opts.quality) as f64 / 49.0 * 2.0).round() as u8;
+            let drop = ((50 - self.opts.quality) as f64 / 49.0 * 3.0).round() as u8;
             for b in [
                 &mut wo.position_bits,
                 &mut wo.scale_bits,
@@ -979,6 +982,20 @@ impl NetworkEncoder {
                 &mut wo.chroma_bits,
             ] {
                 *b = b.saturating_sub(drop).max((*b).min(3));
+            }
+        } else if self.info.kind == ModelKind::Compact && self.opts.quality > 50 {
+            // Above 50 the precision rises too, one attribute at a time, so that every quality
+            // from 95 (where the presence threshold stops falling) to 100 still adds a bit.
+            let q = self.opts.quality;
+            for (b, steps) in [
+                (&mut wo.position_bits, [76, 96]),
+                (&mut wo.scale_bits, [80, 97]),
+                (&mut wo.rotation_bits, [84, 98]),
+                (&mut wo.luma_bits, [88, 99]),
+                (&mut wo.chroma_bits, [92, 100]),
+            ] {
+                let add = steps.iter().filter(|&&t| q >= t).count() as u8;
+                *b = (*b + add).min(16);
             }
         }
         wo

@@ -3,8 +3,9 @@
 //! Gaussians kept).
 //!
 //! The search evaluates the encoder at a knob value, then moves the knob by the ratio of the
-//! target to the size it got (sizes are nearly proportional to the Gaussian count), and once the
-//! target is bracketed interpolates between the nearest sizes on either side. A size cap is never
+//! target to the size it got (sizes are nearly proportional to the Gaussian count; after two
+//! evaluations, by the secant of log size against log knob), and once the target is bracketed
+//! interpolates between the nearest sizes on either side. A size cap is never
 //! exceeded: the result is the largest file under it.
 
 use crate::format::Encoded;
@@ -24,7 +25,7 @@ pub enum RateTarget {
 pub const BPP_TOLERANCE: f64 = 0.03;
 
 /// Most encodes one search may run.
-pub const MAX_ROUNDS: usize = 10;
+pub const MAX_ROUNDS: usize = 12;
 
 impl RateTarget {
     /// Checks the target's value.
@@ -84,6 +85,7 @@ pub fn search(
     let mut under: Option<(f64, f64, Encoded)> = None;
     let mut over: Option<(f64, f64, Encoded)> = None;
     let mut t = t0.clamp(lo, hi);
+    let mut last: Option<(f64, f64)> = None;
     let mut rounds = 0;
     while rounds < MAX_ROUNDS {
         let e = encode(t)?;
@@ -113,13 +115,21 @@ pub fn search(
                 }
                 n
             }
-            // Size about proportional to the knob: scale it by the ratio still missing (aim a
-            // little under a cap).
+            // Not bracketed yet: a secant step in log size against log knob from the last two
+            // evaluations (slope kept within 0.2 to 2), or, after the first, size taken as
+            // proportional to the knob; aiming a little under a cap.
             _ => {
                 let aim = if is_cap { want * 0.985 } else { want };
-                (t * aim / b).clamp(lo, hi)
+                let slope = match last {
+                    Some((lt, lb)) if (t.ln() - f64::ln(lt)).abs() > 1e-9 => {
+                        ((b.ln() - f64::ln(lb)) / (t.ln() - f64::ln(lt))).clamp(0.2, 2.0)
+                    }
+                    _ => 1.0,
+                };
+                (t * ((aim.ln() - b.ln()) / slope).exp()).clamp(lo, hi)
             }
         };
+        last = Some((t, b));
         if next == t {
             break; // at a bound of the knob
         }

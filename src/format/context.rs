@@ -25,6 +25,19 @@ pub const DISTS: usize = 107;
 
 /// §7.6 `flags` bit 0: rotations are coded as residuals from a neighbour's (else as values).
 pub const FLAG_PREDICT_ROTATION: u8 = 1;
+/// §7.6 `flags` bit 1: channel codes are coded as values (the prediction only picks contexts).
+pub const FLAG_CHANNEL_VALUES: u8 = 2;
+/// §7.6 `flags` bit 2: σ₁ codes are coded as values (the prediction only picks contexts).
+pub const FLAG_SCALE_VALUES: u8 = 4;
+/// The flags this reader knows.
+const FLAGS_KNOWN: u8 = FLAG_PREDICT_ROTATION | FLAG_CHANNEL_VALUES | FLAG_SCALE_VALUES;
+
+/// Without a prediction: a value coded as it is.
+const NO_PRED: Pred = Pred {
+    n: 0,
+    value: 0,
+    spread: 0,
+};
 
 /// §7.6: the alphabet size that marks a distribution as a copy of an earlier one.
 const COPY: u32 = 127;
@@ -120,8 +133,8 @@ impl Model {
             None => return Err("empty".into()),
         }
         let flags = r.get(8).ok_or("no flags")? as u8;
-        if flags & !FLAG_PREDICT_ROTATION != 0 {
-            return Err(format!("flags {flags:#04x} (known: 0x01)"));
+        if flags & !FLAGS_KNOWN != 0 {
+            return Err(format!("flags {flags:#04x} (known: 0x07)"));
         }
         let mut dists: Vec<Dist> = Vec::with_capacity(DISTS);
         let mut copy_of = vec![None; DISTS];
@@ -444,6 +457,8 @@ pub(crate) fn walk<S: Sym>(
     let ch_bits: [u8; 4] = std::array::from_fn(|c| h.channels.get(c).map_or(0, |q| q.bits));
     let alpha = if h.layout.has_alpha() { nc - 1 } else { 4 };
     let predict_rotation = flags & FLAG_PREDICT_ROTATION != 0;
+    let channel_values = flags & FLAG_CHANNEL_VALUES != 0;
+    let scale_values = flags & FLAG_SCALE_VALUES != 0;
     // `row[cx]` holds the summary of the cell above until this row's cell replaces it.
     let mut row = vec![Summary::default(); cells.cw as usize];
     let mut k = 0usize;
@@ -553,7 +568,8 @@ pub(crate) fn walk<S: Sym>(
                         aa.map(|a| a.s1),
                     );
                     let ctx = D_SCALE + activity(&p, sb) * 3 + count_class;
-                    code_predicted(s, LANE_S, ctx, &p, sb, &mut q.codes[CODE_S1])?;
+                    let pv = if scale_values { NO_PRED } else { p };
+                    code_predicted(s, LANE_S, ctx, &pv, sb, &mut q.codes[CODE_S1])?;
                     let pd = predict(prev.map(|(_, d)| d), la.map(|l| l.d), aa.map(|a| a.d));
                     let dctx = if pd.n == 0 {
                         5
@@ -619,7 +635,7 @@ pub(crate) fn walk<S: Sym>(
                     q.codes[CODE_ROT] = 0;
                 }
                 // Channels (§7.4.4).
-                let mut last_v = 0u32;
+                let (mut last_v, mut last_b) = (0u32, 0u8);
                 let mut last_p = Pred {
                     n: 0,
                     value: 0,
@@ -642,13 +658,15 @@ pub(crate) fn walk<S: Sym>(
                         D_CH0 + act
                     } else if color {
                         let base = if c == 1 { D_CH1 } else { D_CH2 };
-                        base + act * 3 + residual_class(&last_p, last_v, ch_bits[c - 1])
+                        base + act * 3 + residual_class(&last_p, last_v, last_b)
                     } else {
                         D_CH0 + act
                     };
+                    let pv = if channel_values { NO_PRED } else { p };
                     last_v =
-                        code_predicted(s, LANE_CH + c, dist, &p, b, &mut q.codes[CODE_CH + c])?;
-                    last_p = p;
+                        code_predicted(s, LANE_CH + c, dist, &pv, b, &mut q.codes[CODE_CH + c])?;
+                    last_p = pv;
+                    last_b = b;
                 }
                 sum_s1 += q.codes[CODE_S1] as u32;
                 sum_d += d;

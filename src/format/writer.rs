@@ -449,17 +449,18 @@ pub(crate) fn fit_model(flags: u8, recorded: &[Vec<(u8, u8, u32)>]) -> (Model, f
     (Model::new(flags, dists, copy_of), total)
 }
 
-/// The records of each tile and the model that codes them best: rotations predicted or not.
+/// The records of each tile and the model that codes them best, over the eight settings of the
+/// flags of §7.6 (rotations, channels and σ₁ predicted or coded as values).
 pub(crate) fn choose_model(header: &Header, tiles: &[Vec<Quantized>]) -> (Model, Recorded) {
     let mut best: Option<(Model, Recorded, f64)> = None;
-    for flags in [0, context::FLAG_PREDICT_ROTATION] {
+    for flags in 0..8 {
         let recorded = record_tiles(header, tiles, flags);
         let (model, bits) = fit_model(flags, &recorded);
         if best.as_ref().is_none_or(|b| bits < b.2) {
             best = Some((model, recorded, bits));
         }
     }
-    let (model, recorded, _) = best.expect("two candidates");
+    let (model, recorded, _) = best.expect("eight candidates");
     (model, recorded)
 }
 
