@@ -590,12 +590,12 @@ pub(crate) fn walk<S: Sym>(
                             z = zigzag(s1 - q.codes[CODE_S2] as i32);
                         }
                         s.code(LANE_D, D_DIFF + dctx, &mut z)?;
-                        let s2 = s1 - unzigzag(z);
-                        if S::DECODE && !(0..=smax as i32).contains(&s2) {
+                        let s2 = s1 as i64 - unzigzag(z) as i64;
+                        if S::DECODE && !(0..=smax as i64).contains(&s2) {
                             return Err(format!("a scale code of {s2} outside 0 to {smax}"));
                         }
                         q.codes[CODE_S2] = s2 as u16;
-                        d = s1.abs_diff(s2);
+                        d = s1.abs_diff(s2 as i32);
                     }
                 }
                 // Rotation (§7.4.3): only for elongated Gaussians.
