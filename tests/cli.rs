@@ -340,3 +340,27 @@ fn effort_max_refines_further_than_fast() {
         psnr[1]
     );
 }
+
+/// `--target-size` never writes more than asked; `--target-bpp` lands within 3 %; both with
+/// `--density` are a command-line error.
+#[test]
+fn rate_targets_from_the_command_line() {
+    let t = TempDir::new("rate");
+    let (input, gsi) = (t.path("in.png"), t.path("in.gsi"));
+    write_png(&input, 160, 120, ChannelLayout::Rgb);
+    let base = [
+        "encode", &input, &gsi, "--method", "analytic", "--refine", "0",
+    ];
+    let o = gsimg(&[&base[..], &["--target-size", "2500"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let n = std::fs::metadata(&gsi).unwrap().len();
+    assert!((2425..=2500).contains(&n), "{n} bytes for a cap of 2500");
+    let o = gsimg(&[&base[..], &["--target-bpp", "1.5"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bpp = std::fs::metadata(&gsi).unwrap().len() as f64 * 8.0 / (160.0 * 120.0);
+    assert!((bpp / 1.5 - 1.0).abs() <= 0.03, "{bpp} bpp for 1.5");
+    let o = gsimg(&[&base[..], &["--target-bpp", "1", "--density", "0.1"]].concat());
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
+    let o = gsimg(&["info", &gsi, "--streams"]);
+    assert!(String::from_utf8_lossy(&o.stdout).contains("coded bits/G"));
+}

@@ -163,3 +163,90 @@ fn efforts_order_the_work() {
         0
     );
 }
+
+/// Small pictures for the rate-control tests: the synthetic picture and three crops of the
+/// example photo.
+fn rate_pictures() -> Vec<gsimg::encode::Pixels> {
+    let mut v = vec![synthetic_pixels(96, 64, ChannelLayout::Rgb)];
+    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/images/example.png");
+    let photo = gsimg::encode::load_image(&std::fs::read(path).unwrap(), &Limits::default())
+        .unwrap()
+        .pixels;
+    for (x0, y0) in [(0u32, 0u32), (150, 60), (200, 150)] {
+        let (w, h) = (96u32, 72u32);
+        let nc = photo.channels();
+        let mut data = Vec::with_capacity((w * h) as usize * nc);
+        for y in y0..y0 + h {
+            let row = (y * photo.width + x0) as usize * nc;
+            data.extend_from_slice(&photo.data[row..row + w as usize * nc]);
+        }
+        v.push(gsimg::encode::Pixels {
+            width: w,
+            height: h,
+            layout: photo.layout,
+            data,
+        });
+    }
+    v
+}
+
+fn fast(quality: u8) -> AnalyticOptions {
+    let mut o = AnalyticOptions::with_quality(quality).unwrap();
+    o.refine.iterations = 0;
+    o
+}
+
+/// `--quality` moves both the rate and the PSNR up on every picture, up to above 2 bpp (the
+/// span down to 0.15 bpp is a Kodak-sized property: on these small pictures the header and
+/// coding model alone take 0.3 bpp; `benches/rate.rs` measures it).
+#[test]
+fn quality_is_monotone_in_rate_and_psnr() {
+    for (i, px) in rate_pictures().iter().enumerate() {
+        let n = (px.width * px.height) as f64;
+        let mut last = (0.0, 0.0);
+        let mut rates = Vec::new();
+        for q in [1u8, 15, 30, 45, 60, 75, 90, 100] {
+            let enc = analytic::encode(px, &fast(q)).unwrap();
+            let bpp = enc.bytes.len() as f64 * 8.0 / n;
+            let p = psnr(&render_native(&enc).data, &px.data);
+            assert!(
+                bpp > last.0 && p > last.1,
+                "picture {i}, quality {q}: {bpp:.3} bpp {p:.2} dB after {:.3} bpp {:.2} dB",
+                last.0,
+                last.1
+            );
+            last = (bpp, p);
+            rates.push(bpp);
+        }
+        assert!(*rates.last().unwrap() >= 2.0, "picture {i}: {rates:?}");
+    }
+}
+
+/// A rate target lands within 3 % and a size cap is never exceeded.
+#[test]
+fn rate_targets_are_met() {
+    use gsimg::encode::RateTarget;
+    for (i, px) in rate_pictures().iter().enumerate() {
+        let n = (px.width * px.height) as f64;
+        for bpp in [0.6, 1.5, 3.0] {
+            let r = analytic::encode_to_rate(px, &fast(50), RateTarget::Bpp(bpp)).unwrap();
+            let got = r.encoded.bytes.len() as f64 * 8.0 / n;
+            assert!(
+                r.on_target && (got / bpp - 1.0).abs() <= 0.03,
+                "picture {i}: {got:.3} bpp for {bpp}"
+            );
+        }
+        for cap in [700u64, 2000] {
+            let r = analytic::encode_to_rate(px, &fast(50), RateTarget::Bytes(cap)).unwrap();
+            let got = r.encoded.bytes.len() as u64;
+            assert!(
+                got <= cap && r.on_target,
+                "picture {i}: {got} bytes for a cap of {cap}"
+            );
+        }
+    }
+    // A cap below the smallest file is a clear error.
+    let px = &rate_pictures()[0];
+    let e = analytic::encode_to_rate(px, &fast(50), RateTarget::Bytes(10)).unwrap_err();
+    assert!(e.to_string().contains("target size"), "{e}");
+}

@@ -2,7 +2,7 @@
 //! typed error naming the problem, never a panic, a hang or an allocation beyond the limits.
 
 use crate::common::{Rng, random_image};
-use crate::test_vector::vector_bytes;
+use crate::test_vector::{VECTOR_11, vector_bytes};
 use gsimg::format::{self, FormatErrorKind, WriteOptions};
 use gsimg::{ChannelLayout, Error, Limits};
 
@@ -66,7 +66,11 @@ fn truncation_anywhere_is_reported_with_its_section() {
 
 #[test]
 fn every_single_bit_flip_is_detected() {
-    for bytes in [small_real_file(), vector_bytes()] {
+    let v11: Vec<u8> = VECTOR_11
+        .split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    for bytes in [small_real_file(), vector_bytes(), v11] {
         let good = format::read(&bytes, &Limits::default()).unwrap();
         for i in 0..bytes.len() * 8 {
             let mut b = bytes.clone();

@@ -60,3 +60,80 @@ fn the_spec_test_vector_decodes_as_the_spec_says() {
     assert_eq!(g[1].rotation, (3.0 * std::f64::consts::PI / 4.0) as f32);
     assert_eq!(&g[1].color[..3], &[0.0, (2.0f64 / 3.0) as f32, 1.0]);
 }
+
+/// The version 1.1 test vector of format-spec.md §10.2: the same two Gaussians, context-coded.
+pub const VECTOR_11: &str = "
+89 47 53 49 0D 0A 1A 0A 48 45 41 44 64 00 00 00
+01 01 00 00 10 00 00 00 08 00 00 00 03 00 08 00
+02 00 00 00 02 00 00 00 00 00 00 00 02 00 00 00
+00 00 00 00 00 00 00 00 02 00 00 00 00 00 80 BF
+00 00 00 40 02 00 00 00 00 00 00 00 00 00 00 00
+02 00 00 00 00 00 00 00 00 00 80 3F 02 00 00 00
+00 00 00 00 00 00 80 3F 02 00 00 00 00 00 00 00
+00 00 80 3F 81 8C 24 41 43 4D 4F 44 2C 00 00 00
+00 06 42 01 00 9A 3F C0 C1 82 90 00 3F C0 80 00
+7F 86 3F C0 81 FE 07 FC 08 0F F0 20 81 FF 02 00
+03 FC 31 02 00 00 FF 02 7F 81 00 00 75 CB 50 E3
+54 49 44 58 10 00 00 00 02 00 00 00 24 00 00 00
+00 00 00 00 09 00 00 00 D2 A6 31 00 54 49 4C 45
+24 00 00 00 00 00 00 00 60 20 0F 00 E0 25 04 00
+20 4B 03 00 40 23 04 00 00 D4 02 00 40 77 02 00
+00 56 01 00 E0 25 04 00 75 55 BE 24 47 45 4E 44
+00 00 00 00 D6 DB 68 C8";
+
+fn hex_bytes(s: &str) -> Vec<u8> {
+    s.split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect()
+}
+
+fn hex_dump(b: &[u8]) -> String {
+    b.chunks(16)
+        .map(|r| {
+            r.iter()
+                .map(|x| format!("{x:02X}"))
+                .collect::<Vec<_>>()
+                .join(" ")
+        })
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+#[test]
+fn the_version_1_1_vector_is_what_the_writer_writes_and_decodes_as_the_spec_says() {
+    use gsimg::format::{Coding, WriteOptions};
+    let v10 = format::read(&vector_bytes(), &Limits::default()).unwrap();
+    let written = format::write(
+        &v10.image,
+        &WriteOptions::matching(&v10.header, Coding::Context),
+    )
+    .unwrap();
+    let expected = hex_bytes(VECTOR_11);
+    assert_eq!(expected.len(), 264);
+    assert_eq!(
+        written.bytes,
+        expected,
+        "the writer now writes\n{}",
+        hex_dump(&written.bytes)
+    );
+    let file = format::read(&expected, &Limits::default()).unwrap();
+    assert_eq!(file.header.version_minor, 1);
+    let g = file.image.gaussians();
+    // §10.2: the first Gaussian as in 1.0; the second canonical (σ₁ ≥ σ₂, turned a quarter).
+    assert_eq!(
+        (g[0].x, g[0].y, g[0].scale, g[0].rotation),
+        (3.0, 5.0, [4.0, 0.5], std::f32::consts::FRAC_PI_4)
+    );
+    assert_eq!(
+        (g[1].x, g[1].y, g[1].scale, g[1].rotation),
+        (15.0, 1.0, [2.0, 1.0], std::f32::consts::FRAC_PI_4)
+    );
+    assert_eq!(&g[1].color[..3], &[0.0, (2.0f64 / 3.0) as f32, 1.0]);
+    // The same covariances as the 1.0 vector's Gaussians.
+    for (a, b) in g.iter().zip(v10.image.gaussians()) {
+        let (ca, cb) = (a.covariance(), b.covariance());
+        assert!(
+            (ca.0 - cb.0).abs() < 1e-5 && (ca.1 - cb.1).abs() < 1e-5 && (ca.2 - cb.2).abs() < 1e-5
+        );
+    }
+}

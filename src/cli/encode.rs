@@ -15,6 +15,7 @@ use super::{Context as RunContext, parse, usage};
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
 use gsimg::encode::refine::{Effort, RefineDevice, RefineOptions};
+use gsimg::encode::{RateResult, RateTarget};
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
 ///
@@ -32,15 +33,24 @@ pub struct EncodeArgs {
     method: Option<Method>,
     /// Quality from 1 (smallest file) to 100.
     ///
-    /// Analytic encoder: sets how many Gaussians are placed. Network: 50 and below give the
-    /// model's one trained rate; above 50 keeps more Gaussians (a larger file, a little
-    /// sharper; 95 to 100 give the same file).
+    /// Analytic encoder: sets how many Gaussians are placed. Network: below 50 it keeps the
+    /// most valuable share of the model's Gaussians (5 % at 1) with fewer bits each; above 50
+    /// it keeps Gaussians the model rated less likely, with more bits each.
     #[arg(long, default_value_t = 50, allow_negative_numbers = true,
           value_parser = parse::quality)]
     quality: u8,
     /// Gaussians per pixel, e.g. 0.025 (analytic encoder; instead of --quality).
     #[arg(long, allow_negative_numbers = true, value_parser = parse::positive)]
     density: Option<f64>,
+    /// Aim for this many bits per native pixel (within 3 %), in place of --quality: the
+    /// analytic encoder searches its density, the network encoder the share of its Gaussians
+    /// it keeps (it cannot go above the rate of all of them).
+    #[arg(long, value_name = "BPP", conflicts_with_all = ["target_size", "density"])]
+    target_bpp: Option<f64>,
+    /// A file of at most this many bytes (and within 3 % of it when the encoder can reach
+    /// it), in place of --quality.
+    #[arg(long, value_name = "BYTES", conflicts_with = "density")]
+    target_size: Option<u64>,
     /// How much work to spend: fast, default or max.
     ///
     /// fast: the encoder's start, no refinement. default: on a GPU, refinement of a fraction of
@@ -221,6 +231,20 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
             Err(e) => return Err(e.into()),
         },
     };
+    let target = match (args.target_bpp, args.target_size) {
+        (Some(b), _) => Some(RateTarget::Bpp(b)),
+        (None, Some(n)) => Some(RateTarget::Bytes(n)),
+        (None, None) => None,
+    };
+    let off_target = |r: RateResult| {
+        if !r.on_target {
+            report::warn(&format!(
+                "the target was not reached; the nearest file has {:.3} bpp",
+                r.encoded.bytes.len() as f64 * 8.0 / px
+            ));
+        }
+        r.encoded
+    };
     let (encoded, how) = match network {
         None => {
             let mut opts = AnalyticOptions::with_quality(args.quality)?;
@@ -234,21 +258,23 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
                 refine_options(&args, Method::Analytic)
             };
             opts.write.metadata.icc_profile = loaded.icc_profile;
-            let encoded = analytic::encode(&loaded.pixels, &opts);
+            let encoded = match target {
+                Some(t) => analytic::encode_to_rate(&loaded.pixels, &opts, t).map(off_target),
+                None => analytic::encode(&loaded.pixels, &opts),
+            };
             progress.finish();
             (encoded?, "analytic".to_string())
         }
         Some(encoder) => {
-            if args.quality < 50 {
-                report::warn(
-                    "the compact model has one trained rate; --quality below 50 gives the same \
-                     file as 50 (use --method analytic for smaller files)",
-                );
-            }
             note_network(&encoder);
             let mut wo = encoder.write_options(loaded.pixels.layout);
             wo.metadata.icc_profile = loaded.icc_profile;
-            let encoded = encoder.encode_with(&loaded.pixels, &wo);
+            let encoded = match target {
+                Some(t) => encoder
+                    .encode_to_rate(&loaded.pixels, &wo, t)
+                    .map(off_target),
+                None => encoder.encode_with(&loaded.pixels, &wo),
+            };
             progress.finish();
             let how = format!(
                 "network {} ({}), {}",

@@ -78,10 +78,19 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     for (tag, count, b) in &format::section_bytes(&d) {
         say!("             {tag:<5} {count:>5} {b:>10}");
     }
+    if d.is_context_coded() {
+        say!("coding:      context-modelled rANS (version 1.1)");
+    } else {
+        say!("coding:      zstd attribute streams (version 1.0)");
+    }
     let Some(a) = analysis else {
         return print(&out);
     };
-    say!("\nattribute      bits  raw bits/G  zstd bits/G (each stream alone)");
+    if d.is_context_coded() {
+        say!("\nattribute      bits  raw bits/G  coded bits/G (exact cost of its values)");
+    } else {
+        say!("\nattribute      bits  raw bits/G  zstd bits/G (each stream alone)");
+    }
     let streams = h.streams();
     for (i, (name, raw, packed)) in a.streams.iter().enumerate() {
         let bits = if i == 0 {
@@ -98,6 +107,17 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
         "total",
         h.bits_per_gaussian()
     );
+    if d.is_context_coded() {
+        // The rest of the file: coder states, the CMOD distributions, headers and framing.
+        let whole = a.file_bytes as f64 * 8.0 / n.max(1) as f64;
+        say!(
+            "  {:<12} {:>5} {:>11} {:>12.2}",
+            "other",
+            "",
+            "",
+            whole - packed
+        );
+    }
     print(&out)
 }
 

@@ -14,6 +14,7 @@ use rayon::prelude::*;
 
 use super::fit::{FitOptions, fit_colors};
 use super::input::Pixels;
+use super::rate::{self, RateResult, RateTarget};
 use super::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
 use crate::format::{self, Encoded, WriteOptions};
 use crate::splat::{Gaussian, SplatImage};
@@ -100,6 +101,28 @@ impl AnalyticOptions {
             ..Default::default()
         })
     }
+}
+
+/// Encodes `pixels` into a file of the size `target` asks for, searching the Gaussian density
+/// (the other settings of `opts` stay; each round is a full encode).
+pub fn encode_to_rate(
+    pixels: &Pixels,
+    opts: &AnalyticOptions,
+    target: RateTarget,
+) -> Result<RateResult> {
+    target.validate()?;
+    let px = pixels.width as f64 * pixels.height as f64;
+    // About 40 bits per Gaussian (format 1.1 at the default quantizers) for a first guess.
+    let t0 = target.bytes(px) * 8.0 / 40.0 / px;
+    rate::search(target, px, (1.0 / px, 1.0), t0, |density| {
+        encode(
+            pixels,
+            &AnalyticOptions {
+                density,
+                ..opts.clone()
+            },
+        )
+    })
 }
 
 /// Sums over rectangles in O(1): per channel, values and squares.

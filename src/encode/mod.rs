@@ -15,9 +15,11 @@ mod onnx;
 #[path = "onnx_stub.rs"]
 mod onnx;
 pub mod ort_lib;
+pub mod rate;
 pub mod realloc;
 pub mod refine;
 pub mod symmetry;
 
 pub use input::{LoadedImage, Pixels, from_dynamic, load_image};
 pub use network::{Device, ModelInfo, ModelKind, NetworkEncoder, NetworkOptions, Provider};
+pub use rate::{RateResult, RateTarget};

@@ -50,6 +50,7 @@ use super::fit::{FitOptions, fit_colors};
 use super::input::Pixels;
 use super::onnx::{ModelDecl, OnnxModel, TensorDecl};
 use super::ort_lib::{FoundLibrary, LibrarySearch};
+use super::rate::{self, RateResult, RateTarget};
 use super::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
 use super::symmetry::Symmetry;
 use crate::format::consts::{MAX_CHANNEL_VALUE, MAX_LOG2_SCALE};
@@ -649,9 +650,9 @@ impl NetworkOptions {
     /// quality above 50 lowers the presence threshold to `1 − quality/100` when that is lower,
     /// but never below [`QUALITY_THRESHOLD_FLOOR`] (so 95 to 100 give the same file), keeping
     /// Gaussians the model rated less likely (somewhat larger files, a little higher PSNR:
-    /// BENCHMARKS.md). Quality up to 50 is the trained point: a threshold above it would
-    /// leave most of the picture to the coverage spares, so it is not offered; smaller files
-    /// need rate control the model does not have yet.
+    /// BENCHMARKS.md). Quality 50 is the trained point; below it the encoder keeps a share of
+    /// the Gaussians ([`NetworkOptions::keep_fraction`]) and writes them with up to 3 bits
+    /// less precision, above it with up to 2 bits more ([`NetworkEncoder::write_options`]).
     pub fn with_quality(mut self, quality: u8) -> Result<Self> {
         if !(1..=100).contains(&quality) {
             return Err(Error::invalid(
@@ -662,6 +663,17 @@ impl NetworkOptions {
         self.quality = quality;
         Ok(self)
     }
+    /// The share of the network's Gaussians a quality keeps: all from 50 up; below, from 5 %
+    /// at quality 1 geometrically up to all at 50, the least valuable dropped first
+    /// ([`rank_by_value`]).
+    pub fn keep_fraction(&self) -> f64 {
+        if self.quality >= 50 {
+            1.0
+        } else {
+            0.05f64.powf((50 - self.quality) as f64 / 49.0)
+        }
+    }
+
     /// The presence threshold these options give a model whose operating threshold is
     /// `info.presence_threshold`: the explicit one, else the model's, lowered to
     /// `1 − quality/100` (at least [`QUALITY_THRESHOLD_FLOOR`]) when the quality is above 50
@@ -1012,7 +1024,10 @@ impl NetworkEncoder {
     /// 6-bit scales and rotations): refined Gaussians are off the grid the model was trained
     /// on, and the finer steps paid (seven validation pictures, v3, 40 steps: +0.67 dB for 11 %
     /// more bits, BENCHMARKS.md). Positions then keep the analytic encoder's step of a quarter
-    /// pixel or finer whatever the model's cell size (6 bits in a 16-pixel cell).
+    /// pixel or finer whatever the model's cell size (6 bits in a 16-pixel cell). Without
+    /// refinement a compact model's bits follow the quality: up to 3 fewer per attribute at 1,
+    /// the model's own at 50, 2 more at 100 (positions from 76 and 96, scales 80 and 97,
+    /// rotations 84 and 98, luma 88 and 99, chroma 92 and 100).
     pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
         if self.opts.refine.iterations > 0 && self.info.quantizers.is_some() {
             return WriteOptions {
@@ -1021,7 +1036,36 @@ impl NetworkEncoder {
                 ..WriteOptions::default()
             };
         }
-        write_options_for(&self.info, layout)
+        let mut wo = write_options_for(&self.info, layout);
+        if self.info.kind == ModelKind::Compact && self.opts.quality < 50 {
+            // Below 50 the precision falls with the share kept: up to 3 bits fewer for
+            // positions, scales, rotations and colours at quality 1.
+            let drop = ((50 - self.opts.quality) as f64 / 49.0 * 3.0).round() as u8;
+            for b in [
+                &mut wo.position_bits,
+                &mut wo.scale_bits,
+                &mut wo.rotation_bits,
+                &mut wo.luma_bits,
+                &mut wo.chroma_bits,
+            ] {
+                *b = b.saturating_sub(drop).max((*b).min(3));
+            }
+        } else if self.info.kind == ModelKind::Compact && self.opts.quality > 50 {
+            // Above 50 the precision rises too, one attribute at a time, so that every quality
+            // from 95 (where the presence threshold stops falling) to 100 still adds a bit.
+            let q = self.opts.quality;
+            for (b, steps) in [
+                (&mut wo.position_bits, [76, 96]),
+                (&mut wo.scale_bits, [80, 97]),
+                (&mut wo.rotation_bits, [84, 98]),
+                (&mut wo.luma_bits, [88, 99]),
+                (&mut wo.chroma_bits, [92, 100]),
+            ] {
+                let add = steps.iter().filter(|&&t| q >= t).count() as u8;
+                *b = (*b + add).min(16);
+            }
+        }
+        wo
     }
 
     /// Encodes `pixels` into a `.gsi` file with [`NetworkEncoder::write_options`].
@@ -1032,8 +1076,53 @@ impl NetworkEncoder {
     /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added).
     /// Alpha is fitted on the geometry as the file stores it.
     pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
-        let out = self.field(pixels)?;
-        let mut gs = out.image.into_gaussians();
+        let gs = self.field(pixels)?.image.into_gaussians();
+        let keep = match self.info.kind {
+            ModelKind::Compact => self.opts.keep_fraction(),
+            ModelKind::Upscale => 1.0,
+        };
+        if keep < 1.0 {
+            let ranked = rank_by_value(pixels, &gs, self.info.cell);
+            return self.finish(
+                pixels,
+                keep_share(pixels, &gs, &ranked, keep, self.info.cell),
+                opts,
+            );
+        }
+        self.finish(pixels, gs, opts)
+    }
+
+    /// Encodes `pixels` into a file of the size `target` asks for, by keeping the most
+    /// valuable share of the network's Gaussians ([`rank_by_value`]; the dropped ones serve as
+    /// spares where a cell would be left uncovered). The network runs once; each round of the
+    /// search fits the colours and writes again. The quality setting is not used.
+    pub fn encode_to_rate(
+        &self,
+        pixels: &Pixels,
+        opts: &WriteOptions,
+        target: RateTarget,
+    ) -> Result<RateResult> {
+        target.validate()?;
+        let gs = self.field(pixels)?.image.into_gaussians();
+        let ranked = rank_by_value(pixels, &gs, self.info.cell);
+        let n = gs.len().max(1) as f64;
+        let px = pixels.width as f64 * pixels.height as f64;
+        rate::search(target, px, (1.0 / n, 1.0), 1.0, |f| {
+            self.finish(
+                pixels,
+                keep_share(pixels, &gs, &ranked, f, self.info.cell),
+                opts,
+            )
+        })
+    }
+
+    /// Fits, quantizes and writes the network's (kept) Gaussians.
+    fn finish(
+        &self,
+        pixels: &Pixels,
+        mut gs: Vec<Gaussian>,
+        opts: &WriteOptions,
+    ) -> Result<Encoded> {
         let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
         let (mut notes, mut warnings) = (Vec::new(), Vec::new());
         let mut record = |o: super::refine::RefineOutcome| {
@@ -1105,6 +1194,101 @@ impl NetworkEncoder {
         encoded.warnings = warnings;
         Ok(encoded)
     }
+}
+
+/// The order in which Gaussians are worth keeping, most valuable first: a Gaussian's area (up
+/// to a cell's) times the squared distance of its colour from the mean colour of the
+/// Gaussians in the 3 × 3 cells around it (`cell` pixels a side). One whose colour its
+/// neighbours already give is the first to go: their normalized blend (format-spec.md §3.4)
+/// fills its place, and the colour fit that follows adjusts them.
+pub fn rank_by_value(pixels: &Pixels, gs: &[Gaussian], cell: u32) -> Vec<usize> {
+    let c = cell.max(1) as f32;
+    let (cw, chh) = (
+        pixels.width.div_ceil(cell.max(1)) as usize,
+        pixels.height.div_ceil(cell.max(1)) as usize,
+    );
+    let cell_of = |g: &Gaussian| {
+        let i = ((g.x / c) as usize).min(cw - 1);
+        let j = ((g.y / c) as usize).min(chh - 1);
+        (i, j)
+    };
+    let mut sum = vec![([0f64; 4], 0u32); cw * chh];
+    for g in gs {
+        let (i, j) = cell_of(g);
+        let s = &mut sum[j * cw + i];
+        for (a, v) in s.0.iter_mut().zip(&g.color) {
+            *a += *v as f64;
+        }
+        s.1 += 1;
+    }
+    let value: Vec<f64> = gs
+        .par_iter()
+        .map(|g| {
+            let (i, j) = cell_of(g);
+            let (mut acc, mut n) = ([0f64; 4], 0u32);
+            for jj in j.saturating_sub(1)..(j + 2).min(chh) {
+                for ii in i.saturating_sub(1)..(i + 2).min(cw) {
+                    let s = &sum[jj * cw + ii];
+                    for (a, v) in acc.iter_mut().zip(&s.0) {
+                        *a += v;
+                    }
+                    n += s.1;
+                }
+            }
+            // Without itself.
+            let others = (n - 1).max(1) as f64;
+            let contrast: f64 = (0..pixels.channels())
+                .map(|k| {
+                    let mean = (acc[k] - g.color[k] as f64) / others;
+                    (g.color[k] as f64 - mean).powi(2)
+                })
+                .sum();
+            let area = (g.scale[0] as f64 * g.scale[1] as f64).min((c * c) as f64);
+            if n <= 1 {
+                f64::INFINITY
+            } else {
+                area * (contrast + 1e-4)
+            }
+        })
+        .collect();
+    let mut order: Vec<usize> = (0..gs.len()).collect();
+    order.sort_by(|&a, &b| value[b].total_cmp(&value[a]).then(a.cmp(&b)));
+    order
+}
+
+/// The most valuable `share` (0 to 1) of `gs` by `ranked`, in their original order, with
+/// dropped Gaussians turned back on where a cell would be left uncovered.
+fn keep_share(
+    pixels: &Pixels,
+    gs: &[Gaussian],
+    ranked: &[usize],
+    share: f64,
+    cell: u32,
+) -> Vec<Gaussian> {
+    let n = ((gs.len() as f64 * share).round() as usize).clamp(1.min(gs.len()), gs.len());
+    let mut kept_idx: Vec<usize> = ranked[..n].to_vec();
+    kept_idx.sort_unstable();
+    let mut kept: Vec<Gaussian> = kept_idx.iter().map(|&i| gs[i]).collect();
+    let cells_x = pixels.width.div_ceil(cell.max(1)) as usize;
+    let mut per_cell = std::collections::HashMap::<usize, usize>::new();
+    let mut spares = Vec::new();
+    for &i in &ranked[n..] {
+        let g = gs[i];
+        let cx = ((g.x / cell as f32) as usize).min(cells_x - 1);
+        let cy = (g.y / cell as f32) as usize;
+        let c = cy * cells_x + cx;
+        let rank = per_cell.entry(c).or_insert(0);
+        if *rank < SPARES_PER_CELL {
+            spares.push(Spare {
+                cell: c,
+                rank: *rank,
+                gaussian: g,
+            });
+            *rank += 1;
+        }
+    }
+    ensure_coverage(pixels.width, pixels.height, cell, &mut kept, &spares);
+    kept
 }
 
 /// Position bits for refined Gaussians in cells of `cell` pixels: a step of at most a quarter

@@ -5,8 +5,11 @@ pub const SIGNATURE: [u8; 8] = [0x89, b'G', b'S', b'I', 0x0D, 0x0A, 0x1A, 0x0A];
 
 /// §2.2: the major version this reader implements; other majors are refused.
 pub const VERSION_MAJOR: u8 = 1;
-/// §2.2: the minor version this writer produces; readers accept any minor of major 1.
-pub const VERSION_MINOR: u8 = 0;
+/// §2.2: the newest minor version this reader knows and the writer produces (with
+/// context-coded tiles); readers accept any minor of major 1.
+pub const VERSION_MINOR: u8 = 1;
+/// §2.2: the minor version of files with zstd-compressed tiles.
+pub const VERSION_MINOR_ZSTD: u8 = 0;
 
 /// §2.3: bytes of a section's framing: tag (4) + length (4) + CRC-32 (4).
 pub const SECTION_OVERHEAD: usize = 12;
@@ -19,6 +22,8 @@ pub const TAG_TIDX: [u8; 4] = *b"TIDX";
 pub const TAG_TILE: [u8; 4] = *b"TILE";
 /// §2.4: the end marker.
 pub const TAG_GEND: [u8; 4] = *b"GEND";
+/// §7.6: the coding model of context-coded tiles (critical).
+pub const TAG_CMOD: [u8; 4] = *b"CMOD";
 /// §8: optional metadata (ancillary).
 pub const TAG_META: [u8; 4] = *b"meta";
 

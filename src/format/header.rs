@@ -159,7 +159,7 @@ impl Header {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut b = vec![0u8; self.encoded_len()];
         b[0] = VERSION_MAJOR;
-        b[1] = VERSION_MINOR;
+        b[1] = self.version_minor;
         LE::write_u32(&mut b[4..], self.width);
         LE::write_u32(&mut b[8..], self.height);
         b[12] = self.layout.channels() as u8;
@@ -234,8 +234,6 @@ impl Header {
         let gaussian_count = LE::read_u64(&p[20..]);
         let nc = layout.channels();
         let expected = HEAD_FIXED_LEN + QUANT_LEN * (3 + nc);
-        // While VERSION_MINOR is 0 the comparison reads `minor == 0`; it is written for any minor.
-        #[allow(clippy::absurd_extreme_comparisons)]
         let known_minor = minor <= VERSION_MINOR;
         if p.len() < expected || (known_minor && p.len() != expected) {
             return Err(bad(

@@ -5,10 +5,12 @@
 #![forbid(unsafe_code)]
 
 pub mod consts;
+mod context;
 mod error;
 mod header;
 mod metadata;
 mod quant;
+mod rans;
 mod reader;
 mod section;
 mod tile;
@@ -22,7 +24,7 @@ pub use reader::{
     Decoder, FileSource, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, Source,
     TileEntry, tag_name,
 };
-pub use writer::{AUTO_PACKING_MAX, Encoded, WriteOptions, plan_header, write};
+pub use writer::{AUTO_PACKING_MAX, Coding, Encoded, WriteOptions, plan_header, write};
 
 use crate::splat::SplatImage;
 use crate::{Limits, Result};
@@ -49,8 +51,10 @@ pub fn read(bytes: &[u8], limits: &Limits) -> Result<GsiFile> {
     })
 }
 
-/// Where the bytes of a file go: per section kind, and per attribute stream (each stream of
-/// every tile compressed on its own at `zstd_level`, an estimate of its share of the file).
+/// Where the bytes of a file go: per section kind, and per attribute stream. For a
+/// context-coded file (version 1.1) a stream's bits are the exact cost of its coded values;
+/// for a zstd-coded one each stream of every tile is compressed on its own at `zstd_level`, an
+/// estimate of its share of the file.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Analysis {
     /// Total file bytes.
@@ -117,6 +121,38 @@ pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysi
     names.extend(ch_names.iter().map(|s| s.to_string()));
     let mut raw_bits = vec![0f64; names.len()];
     let mut packed_bits = vec![0f64; names.len()];
+    if let Some(model) = d.model() {
+        // Context-coded (§7.4): the exact cost of each coded value under the file's model.
+        let tiles = (0..d.index().len() as u32)
+            .map(|t| d.tile_records(t))
+            .collect::<Result<Vec<_>>>()?;
+        let recorded = writer::record_tiles(&h, &tiles, model.flags);
+        let mut cost = [0f64; 10];
+        for syms in &recorded {
+            context::cost_syms(syms, model, &mut cost);
+        }
+        let nc = h.channels.len();
+        for (i, c) in cost.iter().enumerate() {
+            let at = if i == 9 { 6 + nc - 1 } else { i };
+            if at < packed_bits.len() {
+                packed_bits[at] += c;
+            }
+        }
+        let qs = h.streams();
+        for (i, r) in raw_bits.iter_mut().enumerate().skip(1) {
+            *r = qs[i - 1].bits as f64 * n;
+        }
+        let streams = names
+            .into_iter()
+            .zip(raw_bits.iter().zip(&packed_bits))
+            .map(|(name, (r, p))| (name, r / n, p / n))
+            .collect();
+        return Ok(Analysis {
+            file_bytes: bytes.len() as u64,
+            sections,
+            streams,
+        });
+    }
     let tiles = writer::quantize_tiles(&file, &h);
     for (t, qs) in tiles.iter().enumerate() {
         let cells = tile::TileCells::of(&h, t as u64);

@@ -170,10 +170,29 @@ pub fn quantize(h: &Header, gs: &Gaussian) -> Quantized {
     for (i, cq) in h.channels.iter().enumerate() {
         codes[CODE_CH + i] = code_for(cq, ch[i]);
     }
-    Quantized {
+    let mut q = Quantized {
         cell_y,
         cell_x,
         codes,
+    };
+    canonical(h, &mut q);
+    q
+}
+
+/// §5.2: the canonical record with `σ₁ ≥ σ₂` (swapping them turns the Gaussian by a quarter turn, which
+/// the rotation takes back) and rotation 0 for a round Gaussian: the same covariance.
+pub(crate) fn canonical(h: &Header, q: &mut Quantized) {
+    let rb = h.rotation.bits;
+    if rb == 0 {
+        return;
+    }
+    if q.codes[CODE_S2] > q.codes[CODE_S1] {
+        q.codes.swap(CODE_S1, CODE_S2);
+        let m = 1u32 << rb;
+        q.codes[CODE_ROT] = ((q.codes[CODE_ROT] as u32 + m / 2) & (m - 1)) as u16;
+    }
+    if q.codes[CODE_S1] == q.codes[CODE_S2] {
+        q.codes[CODE_ROT] = 0;
     }
 }
 

@@ -7,10 +7,12 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 use rayon::prelude::*;
 
 use super::consts::*;
+use super::context::{self, Model};
 use super::error::{FormatError, FormatErrorKind, Location, tag_str};
 use super::header::Header;
 use super::metadata::Metadata;
-use super::quant::{Dequantizer, reach, reach_bound};
+use super::quant::{Dequantizer, Quantized, reach, reach_bound};
+use super::rans;
 use super::section;
 use super::tile::{self, TileCells};
 use crate::render::Viewport;
@@ -184,6 +186,7 @@ pub struct Decoder<S> {
     dequantizer: Dequantizer,
     metadata: Metadata,
     dropped: Vec<String>,
+    model: Option<Model>,
     index: Vec<TileEntry>,
     sections: Vec<SectionInfo>,
     end_offset: u64,
@@ -223,6 +226,7 @@ impl<S: Source> Decoder<S> {
         pos += section::total_len(info.payload_len);
         let mut metadata = Metadata::default();
         let mut dropped = Vec::new();
+        let mut model: Option<Model> = None;
         let index_payload = loop {
             let (info, payload) = read_section(&src, pos, &limits, None)?;
             sections.push(info);
@@ -230,6 +234,22 @@ impl<S: Source> Decoder<S> {
             match info.tag {
                 TAG_TIDX => break payload,
                 TAG_META => (metadata, dropped) = Metadata::parse_with_drops(&payload, &limits)?,
+                TAG_CMOD if model.is_none() => {
+                    let m = Model::parse(&payload).map_err(|reason| {
+                        err(
+                            FormatErrorKind::InvalidField {
+                                field: "coding model",
+                                reason,
+                            },
+                            Location::Section {
+                                tag: TAG_CMOD,
+                                tile: None,
+                            },
+                        )
+                    })?;
+                    model = Some(m);
+                }
+                TAG_CMOD => return Err(unexpected(TAG_CMOD, None, "one CMOD at most")),
                 t if is_critical(t) => {
                     return Err(if [TAG_HEAD, TAG_TILE, TAG_GEND].contains(&t) {
                         unexpected(t, None, "TIDX or an ancillary section")
@@ -243,7 +263,7 @@ impl<S: Source> Decoder<S> {
                 _ => {} // §2.3: unknown ancillary sections are skipped.
             }
         };
-        let index = parse_index(&header, &index_payload, pos, &limits)?;
+        let index = parse_index(&header, &index_payload, pos, &limits, model.is_some())?;
         let end_offset = index
             .last()
             .map_or(pos, |e| e.offset + section::total_len(e.payload_len as u64));
@@ -254,6 +274,7 @@ impl<S: Source> Decoder<S> {
             header,
             metadata,
             dropped,
+            model,
             index,
             sections,
             end_offset,
@@ -277,6 +298,11 @@ impl<S: Source> Decoder<S> {
         &self.dropped
     }
 
+    /// Whether the tiles are context-coded (version 1.1, §7.4) rather than zstd-compressed.
+    pub fn is_context_coded(&self) -> bool {
+        self.model.is_some()
+    }
+
     /// The tile index.
     pub fn index(&self) -> &[TileEntry] {
         &self.index
@@ -290,7 +316,24 @@ impl<S: Source> Decoder<S> {
     /// Reads, checks and decodes tile `t` (§7).
     pub fn decode_tile(&self, t: u32) -> Result<Vec<Gaussian>> {
         let payload = self.read_tile_payload(t)?;
-        decode_tile_payload(&self.header, &self.dequantizer, &self.index, t, &payload)
+        let gs = self.decode_tile_codes(t, &payload)?;
+        check_reach(&self.index[t as usize], t, gs)
+    }
+
+    /// The stored records of tile `t` (§7), in file order.
+    pub(crate) fn tile_records(&self, t: u32) -> Result<Vec<Quantized>> {
+        let payload = self.read_tile_payload(t)?;
+        tile_records(&self.header, self.model.as_ref(), &self.index, t, &payload)
+    }
+
+    fn decode_tile_codes(&self, t: u32, payload: &[u8]) -> Result<Vec<Gaussian>> {
+        let qs = tile_records(&self.header, self.model.as_ref(), &self.index, t, payload)?;
+        Ok(qs.iter().map(|q| self.dequantizer.apply(q)).collect())
+    }
+
+    /// The coding model of a context-coded file.
+    pub(crate) fn model(&self) -> Option<&Model> {
+        self.model.as_ref()
     }
 
     fn read_tile_payload(&self, t: u32) -> Result<Vec<u8>> {
@@ -374,7 +417,17 @@ impl<S: Source> Decoder<S> {
                 .is_some_and(|e| e.offset + section::total_len(e.payload_len as u64) <= len)
         });
         let mut gaussians = Vec::with_capacity(if present { total as usize } else { 0 });
-        let (header, dq, index) = (&self.header, &self.dequantizer, &self.index);
+        let (h, model, index, dq) = (
+            &self.header,
+            self.model.as_ref(),
+            &self.index,
+            &self.dequantizer,
+        );
+        let decode = |(t, p): &(u32, Vec<u8>)| {
+            let qs = tile_records(h, model, index, *t, p)?;
+            let gs = qs.iter().map(|q| dq.apply(q)).collect();
+            check_reach(&index[*t as usize], *t, gs)
+        };
         let mut rest = tiles;
         while !rest.is_empty() {
             if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
@@ -400,10 +453,15 @@ impl<S: Source> Decoder<S> {
                 .iter()
                 .map(|&t| Ok((t, self.read_tile_payload(t)?)))
                 .collect::<Result<Vec<_>>>()?;
-            let decoded = payloads
-                .par_iter()
-                .map(|(t, p)| decode_tile_payload(header, dq, index, *t, p))
-                .collect::<Result<Vec<_>>>()?;
+            // Tiles are decoded in parallel when there are several (small files: one thread).
+            let decoded = if payloads.len() > 1 && h.gaussian_count > 1 << 15 {
+                payloads
+                    .par_iter()
+                    .map(decode)
+                    .collect::<Result<Vec<_>>>()?
+            } else {
+                payloads.iter().map(decode).collect::<Result<Vec<_>>>()?
+            };
             for d in decoded {
                 gaussians.extend_from_slice(&d);
             }
@@ -534,7 +592,13 @@ fn read_section<S: Source>(
 }
 
 /// Parses and checks the `TIDX` payload (§6); `first_tile` is the offset of the first `TILE`.
-fn parse_index(h: &Header, p: &[u8], first_tile: u64, limits: &Limits) -> Result<Vec<TileEntry>> {
+fn parse_index(
+    h: &Header,
+    p: &[u8],
+    first_tile: u64,
+    limits: &Limits,
+    context_coded: bool,
+) -> Result<Vec<TileEntry>> {
     let tiles = h.tile_count();
     let bad = |tile: Option<u32>, field: &'static str, reason: String| {
         err(
@@ -593,6 +657,30 @@ fn parse_index(h: &Header, p: &[u8], first_tile: u64, limits: &Limits) -> Result
             ));
         }
         let cells = TileCells::of(h, t as u64);
+        if context_coded {
+            // §7.4: no decompressed data; an empty tile has only its number.
+            if entry.raw_len != 0 {
+                return Err(bad(
+                    Some(t32),
+                    "raw length",
+                    format!("{} (context-coded tiles have 0)", entry.raw_len),
+                ));
+            }
+            if (entry.count == 0) != (entry.payload_len == 4) {
+                return Err(bad(
+                    Some(t32),
+                    "payload length",
+                    format!(
+                        "{} bytes for {} Gaussians (4 exactly when there are none)",
+                        entry.payload_len, entry.count
+                    ),
+                ));
+            }
+            total += entry.count as u64;
+            offset += section::total_len(entry.payload_len as u64);
+            index.push(entry);
+            continue;
+        }
         let max_raw = tile::max_raw_len(h, &cells, entry.count as u64)
             .min(MAX_EXPANSION * (entry.payload_len as u64 - 4));
         if entry.raw_len as u64 > max_raw || (entry.raw_len as u64) < cells.count() {
@@ -627,14 +715,15 @@ fn parse_index(h: &Header, p: &[u8], first_tile: u64, limits: &Limits) -> Result
     Ok(index)
 }
 
-/// Checks a `TILE` payload's tile number, decompresses it and decodes its Gaussians (§7).
-fn decode_tile_payload(
+/// Checks a `TILE` payload's tile number and decodes its stored records (§7): zstd-compressed
+/// streams (§7.1–7.3) or, with a coding model, context-coded values (§7.4–7.5).
+fn tile_records(
     h: &Header,
-    dq: &Dequantizer,
+    model: Option<&Model>,
     index: &[TileEntry],
     t: u32,
     payload: &[u8],
-) -> Result<Vec<Gaussian>> {
+) -> Result<Vec<Quantized>> {
     let loc = Location::Section {
         tag: TAG_TILE,
         tile: Some(t),
@@ -650,6 +739,29 @@ fn decode_tile_payload(
             loc,
         ));
     }
+    let cells = TileCells::of(h, t as u64);
+    if let Some(model) = model {
+        let mut qs = Vec::with_capacity(e.count as usize);
+        if e.count == 0 {
+            return Ok(qs);
+        }
+        let bad = |reason: String| {
+            err(
+                FormatErrorKind::InvalidField {
+                    field: "coded tile data",
+                    reason,
+                },
+                loc,
+            )
+        };
+        let lanes = context::lanes(h.channels.len());
+        let dec = rans::Decoder::new(&payload[4..], lanes)
+            .ok_or_else(|| bad("shorter than its coder states".into()))?;
+        let mut r = context::Reader { dec, model };
+        context::walk(h, &cells, e.count as u64, &mut qs, &mut r, model.flags).map_err(bad)?;
+        r.dec.finish(lanes).map_err(bad)?;
+        return Ok(qs);
+    }
     let raw = zstd::bulk::decompress(&payload[4..], e.raw_len as usize)
         .map_err(|x| err(FormatErrorKind::Decompression(x.to_string()), loc))?;
     if raw.len() != e.raw_len as usize {
@@ -662,9 +774,11 @@ fn decode_tile_payload(
             loc,
         ));
     }
-    let cells = TileCells::of(h, t as u64);
-    let qs = tile::decode(h, t, &cells, &raw, e.count as u64)?;
-    let gs: Vec<Gaussian> = qs.iter().map(|q| dq.apply(q)).collect();
+    tile::decode(h, t, &cells, &raw, e.count as u64)
+}
+
+/// §6: every Gaussian of tile `t` must stay within the tile's reach.
+fn check_reach(e: &TileEntry, t: u32, gs: Vec<Gaussian>) -> Result<Vec<Gaussian>> {
     // The cheap bound settles almost every Gaussian; the exact reach only the rest.
     let limit = e.reach as f64;
     if e.reach != REACH_UNBOUNDED
@@ -672,22 +786,20 @@ fn decode_tile_payload(
             .iter()
             .find(|g| reach_bound(g) > limit && reach(g) > limit)
     {
-        {
-            return Err(err(
-                FormatErrorKind::InvalidField {
-                    field: "reach",
-                    reason: format!(
-                        "a Gaussian reaches {:.1} pixels, the index says {}",
-                        reach(g),
-                        e.reach
-                    ),
-                },
-                Location::Section {
-                    tag: TAG_TIDX,
-                    tile: Some(t),
-                },
-            ));
-        }
+        return Err(err(
+            FormatErrorKind::InvalidField {
+                field: "reach",
+                reason: format!(
+                    "a Gaussian reaches {:.1} pixels, the index says {}",
+                    reach(g),
+                    e.reach
+                ),
+            },
+            Location::Section {
+                tag: TAG_TIDX,
+                tile: Some(t),
+            },
+        ));
     }
     Ok(gs)
 }

@@ -3,14 +3,26 @@
 use rayon::prelude::*;
 
 use super::consts::*;
+use super::context::{self, DISTS, Model};
 use super::header::{AttrQuant, ColorModel, Header, Packing, Predictor};
 use super::metadata::Metadata;
 use super::quant::{Quantized, dequantize, quantize, reach, rgb_to_ycbcr};
+use super::rans::{Dist, TOKENS};
 use super::reader::MAX_GAUSSIANS_PER_BYTE;
 use super::section;
 use super::tile::{self, TileCells};
 use crate::splat::SplatImage;
 use crate::{Error, Result};
+
+/// How the Gaussians of each tile are coded.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]
+pub enum Coding {
+    /// Version 1.1 (§7.4–7.6): context-modelled rANS coding with the file's distributions.
+    #[default]
+    Context,
+    /// Version 1.0 (§7.1–7.3): attribute streams compressed with zstd.
+    Zstd,
+}
 
 /// How to quantize and lay out a file. `Default` is the compact setting of the analytic encoder.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,7 +54,9 @@ pub struct WriteOptions {
     /// Symbol layout of every stream; `None` writes the file both ways (up to
     /// [`AUTO_PACKING_MAX`] Gaussians; above it, bytes) and keeps the smaller.
     pub packing: Option<Packing>,
-    /// zstd level (1 to 22).
+    /// How tiles are coded (version 1.1 context coding by default).
+    pub coding: Coding,
+    /// zstd level (1 to 22), for [`Coding::Zstd`].
     pub zstd_level: i32,
     /// Metadata to store.
     pub metadata: Metadata,
@@ -64,8 +78,44 @@ impl Default for WriteOptions {
             color_model: ColorModel::YCbCr,
             predict_values: true,
             packing: None,
+            coding: Coding::Context,
             zstd_level: 19,
             metadata: Metadata::default(),
+        }
+    }
+}
+
+impl WriteOptions {
+    /// The options that write Gaussians decoded under `h` again with the same quantizers and
+    /// tiling (so with the same stored codes), coded with `coding`.
+    pub fn matching(h: &Header, coding: Coding) -> WriteOptions {
+        let nc = h.channels.len();
+        let mut ranges = [(0.0, 0.0); 4];
+        for (r, q) in ranges.iter_mut().zip(&h.channels) {
+            *r = (q.min, q.max);
+        }
+        let bits = |i: usize| h.channels.get(i).map_or(8, |q| q.bits);
+        let alpha = h.layout.has_alpha().then(|| bits(nc - 1));
+        WriteOptions {
+            cell_size: h.cell_size,
+            tile_cells: Some(h.tile_cells),
+            position_bits: h.position.bits,
+            scale_bits: h.scale.bits,
+            scale_range: Some((h.scale.min, h.scale.max)),
+            rotation_bits: h.rotation.bits,
+            luma_bits: bits(0),
+            chroma_bits: if h.color_model == ColorModel::YCbCr {
+                bits(1)
+            } else {
+                bits(0)
+            },
+            alpha_bits: alpha.unwrap_or(8),
+            channel_ranges: Some(ranges),
+            color_model: h.color_model,
+            predict_values: true,
+            packing: None,
+            coding,
+            ..WriteOptions::default()
         }
     }
 }
@@ -156,7 +206,10 @@ fn plan_header_with(image: &SplatImage, opts: &WriteOptions, packing: Packing) -
         }
         c
     };
-    let value_predictor = if opts.predict_values {
+    let context = opts.coding == Coding::Context;
+    // Under context coding (§7.4) the predictor and packing fields are unused and written as 0.
+    let packing = if context { Packing::Bits } else { packing };
+    let value_predictor = if opts.predict_values && !context {
         Predictor::Previous
     } else {
         Predictor::None
@@ -197,7 +250,11 @@ fn plan_header_with(image: &SplatImage, opts: &WriteOptions, packing: Packing) -
     };
     let tile_cells = tile_cells.max((16u64.div_ceil(g)) as u16);
     Ok(Header {
-        version_minor: VERSION_MINOR,
+        version_minor: if context {
+            VERSION_MINOR
+        } else {
+            VERSION_MINOR_ZSTD
+        },
         width: image.width(),
         height: image.height(),
         layout,
@@ -255,6 +312,13 @@ pub fn write(image: &SplatImage, opts: &WriteOptions) -> Result<Encoded> {
     {
         return Err(Error::invalid("metadata", why));
     }
+    if opts.coding == Coding::Context {
+        let encoded = write_context(image, opts, plan_header_with(image, opts, Packing::Bits)?)?;
+        if let Some(e) = encoded {
+            return Ok(e);
+        }
+        // A context-coded tile below one bit per Gaussian (§6): version 1.0 coding instead.
+    }
     let candidates = match opts.packing {
         Some(p) => vec![p],
         None if image.gaussian_count() <= AUTO_PACKING_MAX => vec![Packing::Bytes, Packing::Bits],
@@ -277,45 +341,198 @@ pub fn write(image: &SplatImage, opts: &WriteOptions) -> Result<Encoded> {
 
 fn write_with(image: &SplatImage, opts: &WriteOptions, header: Header) -> Result<Encoded> {
     let tiles = quantize_tiles(image, &header);
-    struct Done {
-        payload: Vec<u8>,
-        raw_len: u32,
-        reach: u16,
-        gaussians: Vec<crate::Gaussian>,
-    }
     let done: Vec<Done> = tiles
         .par_iter()
         .enumerate()
         .map(|(t, qs)| {
             let cells = TileCells::of(&header, t as u64);
             let raw = tile::encode(&header, &cells, qs);
-            let gaussians: Vec<_> = qs.iter().map(|q| dequantize(&header, q)).collect();
-            let max_reach = gaussians.iter().map(reach).fold(0.0f64, f64::max).ceil();
-            let reach = if max_reach < REACH_UNBOUNDED as f64 {
-                max_reach as u16
-            } else {
-                REACH_UNBOUNDED
-            };
             let mut payload = (t as u32).to_le_bytes().to_vec();
             payload.extend(zstd::bulk::compress(&raw, opts.zstd_level).map_err(Error::Io)?);
             pad_tile_payload(&mut payload, qs.len() as u64);
-            Ok(Done {
-                payload,
-                raw_len: raw.len() as u32,
-                reach,
-                gaussians,
-            })
+            Ok(Done::new(&header, qs, payload, raw.len() as u32))
         })
         .collect::<Result<_>>()?;
+    assemble(image, opts, header, None, done)
+}
 
+/// One written tile.
+struct Done {
+    count: u32,
+    payload: Vec<u8>,
+    raw_len: u32,
+    reach: u16,
+    gaussians: Vec<crate::Gaussian>,
+}
+
+impl Done {
+    fn new(header: &Header, qs: &[Quantized], payload: Vec<u8>, raw_len: u32) -> Done {
+        let gaussians: Vec<_> = qs.iter().map(|q| dequantize(header, q)).collect();
+        let max_reach = gaussians.iter().map(reach).fold(0.0f64, f64::max).ceil();
+        let reach = if max_reach < REACH_UNBOUNDED as f64 {
+            max_reach as u16
+        } else {
+            REACH_UNBOUNDED
+        };
+        Done {
+            count: qs.len() as u32,
+            payload,
+            raw_len,
+            reach,
+            gaussians,
+        }
+    }
+}
+
+/// Per tile, the values it codes (§7.4) as (lane, distribution, value), in coding order.
+pub(crate) type Recorded = Vec<Vec<(u8, u8, u32)>>;
+
+/// The values each tile codes (§7.4), in coding order, under the model flags `flags`.
+pub(crate) fn record_tiles(header: &Header, tiles: &[Vec<Quantized>], flags: u8) -> Recorded {
+    tiles
+        .par_iter()
+        .enumerate()
+        .map(|(t, qs)| {
+            let cells = TileCells::of(header, t as u64);
+            let mut rec = context::Recorder::default();
+            let mut gs = qs.clone();
+            context::walk(header, &cells, qs.len() as u64, &mut gs, &mut rec, flags)
+                .expect("recording cannot fail");
+            rec.syms
+        })
+        .collect()
+}
+
+/// The distributions that code `recorded` best (§7.6): each context's token frequencies, with
+/// contexts whose own distribution does not pay for its storage stored as copies of an earlier
+/// one they are merged with (greedily, in order). Returns the model and its estimated size in
+/// bits (storage and coded values).
+pub(crate) fn fit_model(flags: u8, recorded: &[Vec<(u8, u8, u32)>]) -> (Model, f64) {
+    let mut counts = vec![[0u64; TOKENS]; DISTS];
+    let mut raw_bits = 0f64;
+    for syms in recorded {
+        context::count_tokens(syms, &mut counts);
+        raw_bits += syms
+            .iter()
+            .map(|&(_, _, v)| super::rans::tokenize(v).2 as f64)
+            .sum::<f64>();
+    }
+    let cost = |c: &[u64; TOKENS]| {
+        let d = Dist::from_counts(c);
+        d.coded_bits(c) + d.stored_bits() as f64
+    };
+    // Roots: (distribution index, merged counts, cost).
+    let mut roots: Vec<(usize, [u64; TOKENS], f64)> = Vec::new();
+    let mut copy_of = vec![None; DISTS];
+    for i in 0..DISTS {
+        if counts[i].iter().all(|&c| c == 0) {
+            continue;
+        }
+        let alone = cost(&counts[i]);
+        let mut best: Option<(usize, f64, f64)> = None; // (root slot, gain, merged cost)
+        for (r, (_, rc, rcost)) in roots.iter().enumerate() {
+            let mut m = *rc;
+            for (a, b) in m.iter_mut().zip(&counts[i]) {
+                *a += b;
+            }
+            let merged = cost(&m);
+            // A copy is stored in 15 bits.
+            let gain = rcost + alone - merged - 15.0;
+            if gain > 0.0 && best.is_none_or(|b| gain > b.1) {
+                best = Some((r, gain, merged));
+            }
+        }
+        match best {
+            Some((r, _, merged)) => {
+                let root = &mut roots[r];
+                for (a, b) in root.1.iter_mut().zip(&counts[i]) {
+                    *a += b;
+                }
+                root.2 = merged;
+                copy_of[i] = Some(root.0);
+            }
+            None => roots.push((i, counts[i], alone)),
+        }
+    }
+    let mut dists = vec![Dist::default(); DISTS];
+    let mut total = raw_bits + 16.0 + DISTS as f64;
+    for (i, c, cost) in &roots {
+        dists[*i] = Dist::from_counts(c);
+        total += cost;
+    }
+    for i in 0..DISTS {
+        if let Some(j) = copy_of[i] {
+            dists[i] = dists[j].clone();
+            total += 15.0;
+        }
+    }
+    (Model::new(flags, dists, copy_of), total)
+}
+
+/// The records of each tile and the model that codes them best, over the eight settings of the
+/// flags of §7.6 (rotations, channels and σ₁ predicted or coded as values).
+pub(crate) fn choose_model(header: &Header, tiles: &[Vec<Quantized>]) -> (Model, Recorded) {
+    let mut best: Option<(Model, Recorded, f64)> = None;
+    for flags in 0..8 {
+        let recorded = record_tiles(header, tiles, flags);
+        let (model, bits) = fit_model(flags, &recorded);
+        if best.as_ref().is_none_or(|b| bits < b.2) {
+            best = Some((model, recorded, bits));
+        }
+    }
+    let (model, recorded, _) = best.expect("eight candidates");
+    (model, recorded)
+}
+
+/// Writes version 1.1 (context-coded tiles), or `None` when a tile would take less than one bit
+/// per Gaussian (§6), which only the zstd coding's padding can meet.
+fn write_context(
+    image: &SplatImage,
+    opts: &WriteOptions,
+    header: Header,
+) -> Result<Option<Encoded>> {
+    let tiles = quantize_tiles(image, &header);
+    let (model, recorded) = choose_model(&header, &tiles);
+    let lanes = context::lanes(header.channels.len());
+    let done: Vec<Done> = tiles
+        .par_iter()
+        .zip(&recorded)
+        .enumerate()
+        .map(|(t, (qs, syms))| {
+            let mut payload = (t as u32).to_le_bytes().to_vec();
+            if !qs.is_empty() {
+                payload.extend(context::encode_syms(syms, &model, lanes));
+            }
+            Done::new(&header, qs, payload, 0)
+        })
+        .collect();
+    let below_a_bit = done
+        .iter()
+        .any(|d| d.count as u64 > MAX_GAUSSIANS_PER_BYTE * (d.payload.len() as u64 - 4));
+    if below_a_bit {
+        return Ok(None);
+    }
+    assemble(image, opts, header, Some(&model), done).map(Some)
+}
+
+fn assemble(
+    image: &SplatImage,
+    opts: &WriteOptions,
+    header: Header,
+    model: Option<&Model>,
+    done: Vec<Done>,
+) -> Result<Encoded> {
     let mut out = SIGNATURE.to_vec();
     section::push(&mut out, TAG_HEAD, &header.to_bytes());
     if !opts.metadata.is_empty() {
         section::push(&mut out, TAG_META, &opts.metadata.to_bytes());
     }
+    if let Some(m) = model {
+        section::push(&mut out, TAG_CMOD, &m.to_bytes());
+    }
     let mut index = Vec::with_capacity(done.len() * TIDX_ENTRY_LEN);
-    for (d, qs) in done.iter().zip(&tiles) {
-        index.extend_from_slice(&(qs.len() as u32).to_le_bytes());
+    for d in &done {
+        index.extend_from_slice(&d.count.to_le_bytes());
         index.extend_from_slice(&(d.payload.len() as u32).to_le_bytes());
         index.extend_from_slice(&d.raw_len.to_le_bytes());
         index.extend_from_slice(&d.reach.to_le_bytes());

@@ -1,0 +1,159 @@
+//! Rate control: a file of a requested size, for any encoder with a knob that moves its size
+//! monotonically (the analytic encoder's Gaussian density, the network encoder's share of
+//! Gaussians kept).
+//!
+//! The search evaluates the encoder at a knob value, then moves the knob by the ratio of the
+//! target to the size it got (sizes are nearly proportional to the Gaussian count; after two
+//! evaluations, by the secant of log size against log knob), and once the target is bracketed
+//! interpolates between the nearest sizes on either side. A size cap is never
+//! exceeded: the result is the largest file under it.
+
+use crate::format::Encoded;
+use crate::{Error, Result};
+
+/// What size a file should have.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum RateTarget {
+    /// Bits per native pixel; the file lands within [`BPP_TOLERANCE`] of it when the encoder
+    /// can reach it.
+    Bpp(f64),
+    /// At most this many bytes (and within [`BPP_TOLERANCE`] below it when reachable).
+    Bytes(u64),
+}
+
+/// Relative tolerance of a rate target.
+pub const BPP_TOLERANCE: f64 = 0.03;
+
+/// Most encodes one search may run.
+pub const MAX_ROUNDS: usize = 12;
+
+impl RateTarget {
+    /// Checks the target's value.
+    pub fn validate(&self) -> Result<()> {
+        match *self {
+            RateTarget::Bpp(b) if !(b > 0.0 && b <= 64.0) => Err(Error::invalid(
+                "target bits per pixel",
+                format!("{b} (allowed: above 0, at most 64)"),
+            )),
+            RateTarget::Bytes(0) => Err(Error::invalid("target size", "0 bytes (allowed: ≥ 1)")),
+            _ => Ok(()),
+        }
+    }
+
+    /// The target in bytes for a picture of `pixels` native pixels.
+    pub fn bytes(&self, pixels: f64) -> f64 {
+        match *self {
+            RateTarget::Bpp(b) => b * pixels / 8.0,
+            RateTarget::Bytes(n) => n as f64,
+        }
+    }
+
+    fn accepts(&self, bytes: f64, pixels: f64) -> bool {
+        let t = self.bytes(pixels);
+        match self {
+            RateTarget::Bpp(_) => (bytes / t - 1.0).abs() <= BPP_TOLERANCE,
+            RateTarget::Bytes(_) => bytes <= t && bytes >= t * (1.0 - BPP_TOLERANCE),
+        }
+    }
+}
+
+/// A file from [`search`] and whether it met the target.
+#[derive(Debug, Clone)]
+pub struct RateResult {
+    /// The file.
+    pub encoded: Encoded,
+    /// Whether its size is within the target's tolerance (else it is the nearest the encoder
+    /// reached, and under a size cap).
+    pub on_target: bool,
+    /// Encodes run.
+    pub rounds: usize,
+}
+
+/// Finds a knob value `t` in `[lo, hi]` (file size increasing with `t`, roughly in proportion)
+/// whose file meets `target`, starting from `t0`. `encode(t)` encodes at `t`.
+pub fn search(
+    target: RateTarget,
+    pixels: f64,
+    (lo, hi): (f64, f64),
+    t0: f64,
+    mut encode: impl FnMut(f64) -> Result<Encoded>,
+) -> Result<RateResult> {
+    target.validate()?;
+    let want = target.bytes(pixels);
+    let is_cap = matches!(target, RateTarget::Bytes(_));
+    // The nearest evaluations under and over the target: (t, bytes, file).
+    let mut under: Option<(f64, f64, Encoded)> = None;
+    let mut over: Option<(f64, f64, Encoded)> = None;
+    let mut t = t0.clamp(lo, hi);
+    let mut last: Option<(f64, f64)> = None;
+    let mut rounds = 0;
+    while rounds < MAX_ROUNDS {
+        let e = encode(t)?;
+        rounds += 1;
+        let b = e.bytes.len() as f64;
+        if target.accepts(b, pixels) {
+            return Ok(RateResult {
+                encoded: e,
+                on_target: true,
+                rounds,
+            });
+        }
+        if b <= want {
+            if under.as_ref().is_none_or(|u| t > u.0) {
+                under = Some((t, b, e));
+            }
+        } else if over.as_ref().is_none_or(|o| t < o.0) {
+            over = Some((t, b, e));
+        }
+        let next = match (&under, &over) {
+            (Some(u), Some(o)) => {
+                // Interpolate in log size between the bracket's ends.
+                let f = (want.ln() - u.1.ln()) / (o.1.ln() - u.1.ln());
+                let n = u.0 + (o.0 - u.0) * f.clamp(0.05, 0.95);
+                if (o.0 - u.0).abs() <= (hi - lo) * 1e-6 {
+                    break;
+                }
+                n
+            }
+            // Not bracketed yet: a secant step in log size against log knob from the last two
+            // evaluations (slope kept within 0.2 to 2), or, after the first, size taken as
+            // proportional to the knob; aiming a little under a cap.
+            _ => {
+                let aim = if is_cap { want * 0.985 } else { want };
+                let slope = match last {
+                    Some((lt, lb)) if (t.ln() - f64::ln(lt)).abs() > 1e-9 => {
+                        ((b.ln() - f64::ln(lb)) / (t.ln() - f64::ln(lt))).clamp(0.2, 2.0)
+                    }
+                    _ => 1.0,
+                };
+                (t * ((aim.ln() - b.ln()) / slope).exp()).clamp(lo, hi)
+            }
+        };
+        last = Some((t, b));
+        if next == t {
+            break; // at a bound of the knob
+        }
+        t = next;
+    }
+    // Off target: the largest file under the target, else (a rate only) the smallest over it.
+    match (under, over) {
+        (Some(u), _) => Ok(RateResult {
+            encoded: u.2,
+            on_target: false,
+            rounds,
+        }),
+        (None, Some(o)) if !is_cap => Ok(RateResult {
+            encoded: o.2,
+            on_target: false,
+            rounds,
+        }),
+        (None, Some(o)) => Err(Error::invalid(
+            "target size",
+            format!(
+                "{} bytes: the smallest file this encoder made has {} bytes",
+                want as u64, o.1 as u64
+            ),
+        )),
+        (None, None) => unreachable!("at least one encode ran"),
+    }
+}

@@ -1,0 +1,568 @@
+//! §7.5–7.6: the range-asymmetric-numeral-system (rANS) coder of version 1.1 tiles, and the
+//! distributions it codes with (§7.6, the `CMOD` section).
+//!
+//! Several coder states ("lanes") share one stream of 16-bit words; each symbol names its lane.
+//! The writer codes symbols in reverse order, the reader in forward order, so the words one
+//! lane's decoding reads are exactly those its encoding wrote, wherever the other lanes' fall.
+
+/// §7.5: probabilities are multiples of `2^-PROB_BITS`.
+pub const PROB_BITS: u32 = 10;
+/// §7.5: `2^PROB_BITS`.
+pub const PROB_SCALE: u32 = 1 << PROB_BITS;
+/// §7.5: the lower bound of a normalized coder state, and the state every lane starts (writer)
+/// and ends (reader) with.
+pub const STATE_LOW: u32 = 1 << 16;
+
+/// §7.6: tokens of the hybrid integer code (values below 16 are their own token; above,
+/// an exponent and one mantissa bit, the other bits coded raw).
+pub const TOKENS: usize = 72;
+
+/// §7.6: the token of `v`, its raw bits and their count.
+#[inline]
+pub fn tokenize(v: u32) -> (u32, u32, u32) {
+    if v < 16 {
+        (v, 0, 0)
+    } else {
+        let n = 31 - v.leading_zeros(); // 4..=31
+        let token = 16 + 2 * (n - 4) + ((v >> (n - 1)) & 1);
+        let nbits = n - 1;
+        (token, v & ((1 << nbits) - 1), nbits)
+    }
+}
+
+/// §7.6: the value of `token` with raw bits `raw` (`nbits` of them, see [`token_bits`]).
+#[inline]
+pub fn untokenize(token: u32, raw: u32) -> u32 {
+    if token < 16 {
+        token
+    } else {
+        let n = (token - 16) / 2 + 4;
+        let top = 2 | ((token - 16) & 1);
+        (top << (n - 1)) | raw
+    }
+}
+
+/// §7.6: raw bits that follow `token`.
+#[inline]
+pub fn token_bits(token: u32) -> u32 {
+    if token < 16 { 0 } else { (token - 16) / 2 + 3 }
+}
+
+/// One distribution of §7.6: the frequency of each token, summing to [`PROB_SCALE`].
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub struct Dist {
+    /// Frequencies; empty for a distribution the file never codes with.
+    pub freq: Vec<u16>,
+    /// The token whose frequency is implied (the rest of [`PROB_SCALE`]); the others are
+    /// storable values (§7.6).
+    pub implied: usize,
+}
+
+/// The frequency a 4-bit exponent `e` and its mantissa bits stand for (§7.6).
+fn freq_of(e: u32, mant: u32) -> u32 {
+    if e == 0 {
+        return 0;
+    }
+    let k = (e - 1).min(3);
+    ((1 << k) | mant) << (e - 1 - k)
+}
+
+/// The largest frequency not above `f` that §7.6 can store, as (exponent, mantissa).
+fn freq_code_floor(f: u32) -> (u32, u32) {
+    if f == 0 {
+        return (0, 0);
+    }
+    let e = 32 - f.leading_zeros(); // bit length
+    let k = (e - 1).min(3);
+    let mant = (f >> (e - 1 - k)) & ((1 << k) - 1);
+    (e, mant)
+}
+
+/// MSB-first bit writer (§7.6).
+#[derive(Default)]
+pub(crate) struct BitWriter {
+    bytes: Vec<u8>,
+    acc: u64,
+    n: u32,
+}
+
+impl BitWriter {
+    pub(crate) fn put(&mut self, v: u32, bits: u32) {
+        debug_assert!(bits <= 24 && (bits == 32 || v >> bits == 0));
+        self.acc = (self.acc << bits) | v as u64;
+        self.n += bits;
+        while self.n >= 8 {
+            self.n -= 8;
+            self.bytes.push((self.acc >> self.n) as u8);
+        }
+    }
+
+    /// Bits written so far.
+    pub(crate) fn bits(&self) -> usize {
+        self.bytes.len() * 8 + self.n as usize
+    }
+
+    pub(crate) fn finish(mut self) -> Vec<u8> {
+        if self.n > 0 {
+            self.bytes.push((self.acc << (8 - self.n)) as u8);
+        }
+        self.bytes
+    }
+}
+
+/// MSB-first bit reader; reading past the end is an error (`None`).
+pub(crate) struct BitReader<'a> {
+    data: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> BitReader<'a> {
+    pub(crate) fn new(data: &'a [u8]) -> Self {
+        BitReader { data, pos: 0 }
+    }
+
+    pub(crate) fn get(&mut self, bits: u32) -> Option<u32> {
+        let mut v = 0u32;
+        for _ in 0..bits {
+            let byte = *self.data.get(self.pos / 8)?;
+            v = (v << 1) | ((byte >> (7 - self.pos % 8)) & 1) as u32;
+            self.pos += 1;
+        }
+        Some(v)
+    }
+
+    /// Bits read so far.
+    pub(crate) fn position(&self) -> usize {
+        self.pos
+    }
+
+    /// Moves to bit `pos`.
+    pub(crate) fn seek(&mut self, pos: usize) {
+        self.pos = pos;
+    }
+
+    /// Bytes read, counting a partly read byte; and whether its unread bits are all zero.
+    pub(crate) fn end(&self) -> (usize, bool) {
+        let used = self.pos.div_ceil(8);
+        let pad_zero = self.pos.is_multiple_of(8) || {
+            let byte = self.data[self.pos / 8];
+            byte & ((1u8 << (8 - self.pos % 8)) - 1) == 0
+        };
+        (used, pad_zero)
+    }
+}
+
+impl Dist {
+    /// Normalizes token counts into frequencies the `CMOD` section can store exactly: every
+    /// counted token gets at least 1, the most frequent one takes what the others leave.
+    pub fn from_counts(counts: &[u64]) -> Dist {
+        let total: u64 = counts.iter().sum();
+        if total == 0 {
+            return Dist::default();
+        }
+        let len = counts.iter().rposition(|&c| c > 0).unwrap() + 1;
+        let counts = &counts[..len];
+        let top = (0..len)
+            .max_by_key(|&i| (counts[i], usize::MAX - i))
+            .unwrap();
+        let mut freq = vec![0u32; len];
+        if len > 1 {
+            for (i, &c) in counts.iter().enumerate() {
+                if i != top && c > 0 {
+                    let ideal = (c as f64 * PROB_SCALE as f64 / total as f64).max(1.0);
+                    // Nearest storable value at or below the ideal (storable values are 1, 2,
+                    // 3, then four significant bits).
+                    let (e, m) = freq_code_floor(ideal as u32);
+                    let lo = freq_of(e, m);
+                    let (e2, m2) = freq_code_floor(lo + (1 << (e - 1 - (e - 1).min(3))));
+                    let hi = freq_of(e2, m2);
+                    freq[i] = if (ideal - lo as f64) > (hi as f64 - ideal) {
+                        hi
+                    } else {
+                        lo
+                    };
+                }
+            }
+            // The top token keeps at least half its share (and at least 1): while the others
+            // leave it less, the largest of them steps down to the next storable value.
+            let want_top = ((counts[top] as f64 * PROB_SCALE as f64 / total as f64) as u32 / 2)
+                .clamp(1, PROB_SCALE / 2);
+            while freq.iter().sum::<u32>() - freq[top] > PROB_SCALE - want_top {
+                let big = (0..len)
+                    .filter(|&i| i != top)
+                    .max_by_key(|&i| freq[i])
+                    .unwrap();
+                let (e, m) = freq_code_floor(freq[big] - 1);
+                freq[big] = freq_of(e, m).max(1);
+            }
+            let rest: u32 = freq.iter().sum::<u32>() - freq[top];
+            freq[top] = PROB_SCALE - rest;
+        } else {
+            freq[0] = PROB_SCALE;
+        }
+        Dist {
+            freq: freq.into_iter().map(|f| f as u16).collect(),
+            implied: top,
+        }
+    }
+
+    /// Cost in bits of coding `token` with this distribution (without its raw bits).
+    pub fn cost(&self, token: u32) -> f64 {
+        match self.freq.get(token as usize) {
+            Some(&f) if f > 0 => PROB_BITS as f64 - (f as f64).log2(),
+            _ => f64::INFINITY,
+        }
+    }
+
+    /// Bits the `CMOD` section takes to store it (with its flag bit).
+    pub fn stored_bits(&self) -> usize {
+        let mut w = BitWriter::default();
+        self.write(&mut w);
+        w.bits() + 1
+    }
+
+    /// Bits that coding these token counts with this distribution takes (raw bits aside).
+    pub fn coded_bits(&self, counts: &[u64]) -> f64 {
+        counts
+            .iter()
+            .enumerate()
+            .filter(|&(_, &c)| c > 0)
+            .map(|(t, &c)| c as f64 * self.cost(t as u32))
+            .sum()
+    }
+
+    /// Writes the distribution as §7.6 stores it.
+    pub(crate) fn write(&self, w: &mut BitWriter) {
+        let n = self.freq.len() as u32;
+        w.put(n, 7);
+        if n < 2 {
+            return;
+        }
+        let top = self.implied;
+        w.put(top as u32, 7);
+        for (i, &f) in self.freq.iter().enumerate() {
+            if i != top {
+                let (e, m) = freq_code_floor(f as u32);
+                debug_assert_eq!(freq_of(e, m), f as u32, "unstorable frequency");
+                w.put(e, 4);
+                if e >= 2 {
+                    w.put(m, (e - 1).min(3));
+                }
+            }
+        }
+    }
+
+    /// Reads a distribution (§7.6); `Err` names what is wrong.
+    pub(crate) fn read(r: &mut BitReader) -> Result<Dist, String> {
+        let eof = || "the distributions end early".to_string();
+        let n = r.get(7).ok_or_else(eof)?;
+        if n as usize > TOKENS {
+            return Err(format!("alphabet of {n} tokens (at most {TOKENS})"));
+        }
+        match n {
+            0 => return Err("an alphabet of 0 tokens (an unused distribution has flag 0)".into()),
+            1 => {
+                return Ok(Dist {
+                    freq: vec![PROB_SCALE as u16],
+                    implied: 0,
+                });
+            }
+            _ => {}
+        }
+        let top = r.get(7).ok_or_else(eof)?;
+        if top >= n {
+            return Err(format!("implied token {top} of {n}"));
+        }
+        let mut freq = vec![0u16; n as usize];
+        let mut rest = 0u32;
+        for (i, f) in freq.iter_mut().enumerate() {
+            if i as u32 == top {
+                continue;
+            }
+            let e = r.get(4).ok_or_else(eof)?;
+            if e > PROB_BITS {
+                return Err(format!("frequency exponent {e} (at most {PROB_BITS})"));
+            }
+            let m = if e >= 2 {
+                r.get((e - 1).min(3)).ok_or_else(eof)?
+            } else {
+                0
+            };
+            *f = freq_of(e, m) as u16;
+            rest += *f as u32;
+        }
+        if rest >= PROB_SCALE {
+            return Err(format!(
+                "frequencies add up to {rest}, leaving none of {PROB_SCALE} to the implied token"
+            ));
+        }
+        freq[top as usize] = (PROB_SCALE - rest) as u16;
+        Ok(Dist {
+            freq,
+            implied: top as usize,
+        })
+    }
+
+    /// The decoding tables of §7.5: the token of each slot, and per token its frequency (low
+    /// 16 bits) and cumulative frequency (high 16 bits). An unused distribution decodes every
+    /// slot to the invalid token [`TOKENS`], leaving the state as it is.
+    pub(crate) fn tables(&self) -> ([u8; PROB_SCALE as usize], [u32; TOKENS + 1]) {
+        let mut toks = [TOKENS as u8; PROB_SCALE as usize];
+        let mut fs = [0u32; TOKENS + 1];
+        fs[TOKENS] = PROB_SCALE;
+        let mut c = 0usize;
+        for (t, &f) in self.freq.iter().enumerate() {
+            toks[c..c + f as usize].fill(t as u8);
+            fs[t] = f as u32 | ((c as u32) << 16);
+            c += f as usize;
+        }
+        (toks, fs)
+    }
+
+    /// Cumulative frequency of each token (encoder).
+    pub(crate) fn starts(&self) -> Vec<u16> {
+        let mut c = 0u16;
+        self.freq
+            .iter()
+            .map(|&f| {
+                let s = c;
+                c += f;
+                s
+            })
+            .collect()
+    }
+}
+
+/// One coded step for the writer: lane, start and frequency (in units of `2^-PROB_BITS`).
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Step {
+    pub lane: u8,
+    pub start: u16,
+    pub freq: u16,
+}
+
+/// Steps that code `nbits` raw bits of `v` as uniform symbols (§7.5), at most 8 bits each,
+/// most significant chunk first.
+pub(crate) fn raw_steps(lane: u8, v: u32, nbits: u32, out: &mut Vec<Step>) {
+    let mut left = nbits;
+    while left > 0 {
+        let k = left.min(8);
+        left -= k;
+        let chunk = (v >> left) & ((1 << k) - 1);
+        let freq = 1u16 << (PROB_BITS - k);
+        out.push(Step {
+            lane,
+            start: chunk as u16 * freq,
+            freq,
+        });
+    }
+}
+
+/// §7.5: encodes `steps` (in decoding order) with `lanes` states into a tile's coded bytes.
+pub(crate) fn encode(steps: &[Step], lanes: usize) -> Vec<u8> {
+    let mut x = vec![STATE_LOW; lanes];
+    let mut words: Vec<u16> = Vec::with_capacity(steps.len() / 2 + 8);
+    for s in steps.iter().rev() {
+        let st = &mut x[s.lane as usize];
+        let f = s.freq as u32;
+        if f == PROB_SCALE {
+            continue; // a certain token: decoding it leaves the state as it is
+        }
+        let x_max = ((STATE_LOW >> PROB_BITS) << 16) * f;
+        if *st >= x_max {
+            words.push(*st as u16);
+            *st >>= 16;
+        }
+        *st = ((*st / f) << PROB_BITS) + (*st % f) + s.start as u32;
+    }
+    let mut out = Vec::with_capacity(lanes * 4 + words.len() * 2);
+    for v in &x {
+        out.extend_from_slice(&v.to_le_bytes());
+    }
+    for w in words.iter().rev() {
+        out.extend_from_slice(&w.to_le_bytes());
+    }
+    out
+}
+
+/// §7.5: the reader's side. Reads past the end of the data give zero words and mark the
+/// decoder as overrun, which [`Decoder::finish`] reports.
+pub(crate) struct Decoder<'a> {
+    data: &'a [u8],
+    pos: usize,
+    pub(crate) x: [u32; 9],
+    overrun: bool,
+}
+
+impl<'a> Decoder<'a> {
+    /// Starts decoding `lanes` (at most 9) states from `data`.
+    pub(crate) fn new(data: &'a [u8], lanes: usize) -> Option<Self> {
+        if data.len() < lanes * 4 {
+            return None;
+        }
+        let mut x = [STATE_LOW; 9];
+        for (i, v) in x.iter_mut().take(lanes).enumerate() {
+            *v = u32::from_le_bytes(data[i * 4..i * 4 + 4].try_into().unwrap());
+        }
+        Some(Decoder {
+            data,
+            pos: lanes * 4,
+            x,
+            overrun: false,
+        })
+    }
+
+    /// Decodes one token of lane `lane` with the tables of [`Dist::tables`].
+    #[inline(always)]
+    pub(crate) fn token(
+        &mut self,
+        lane: usize,
+        toks: &[u8; PROB_SCALE as usize],
+        fs: &[u32; TOKENS + 1],
+    ) -> u32 {
+        let x = self.x[lane];
+        let slot = x & (PROB_SCALE - 1);
+        let t = toks[slot as usize];
+        let e = fs[t as usize];
+        let x = (e & 0xffff) * (x >> PROB_BITS) + slot - (e >> 16);
+        self.x[lane] = self.renorm(x);
+        t as u32
+    }
+
+    /// Decodes `nbits` raw bits of lane `lane`, most significant chunk first.
+    #[inline]
+    pub(crate) fn raw(&mut self, lane: usize, nbits: u32) -> u32 {
+        let mut v = 0u32;
+        let mut left = nbits;
+        while left > 0 {
+            let k = left.min(8);
+            left -= k;
+            let x = self.x[lane];
+            let slot = x & (PROB_SCALE - 1);
+            let chunk = slot >> (PROB_BITS - k);
+            let f = 1u32 << (PROB_BITS - k);
+            let x = f * (x >> PROB_BITS) + slot - chunk * f;
+            self.x[lane] = self.renorm(x);
+            v = (v << k) | chunk;
+        }
+        v
+    }
+
+    /// Reads a word into a state below [`STATE_LOW`] (without a branch on the state).
+    #[inline(always)]
+    fn renorm(&mut self, x: u32) -> u32 {
+        let need = x < STATE_LOW;
+        let w = match self.data.get(self.pos..self.pos + 2) {
+            Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
+            None => {
+                self.overrun |= need;
+                0
+            }
+        };
+        self.pos += 2 * need as usize;
+        if need { (x << 16) | w } else { x }
+    }
+
+    /// §7.5: the data must be used up exactly and every lane back at [`STATE_LOW`].
+    pub(crate) fn finish(&self, lanes: usize) -> Result<(), String> {
+        if self.overrun {
+            return Err("the coded data ends early".into());
+        }
+        if self.pos != self.data.len() {
+            return Err(format!(
+                "{} bytes after the coded data",
+                self.data.len() - self.pos
+            ));
+        }
+        if let Some(l) = (0..lanes).find(|&l| self.x[l] != STATE_LOW) {
+            return Err(format!("lane {l} ends in state {:#x}", self.x[l]));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn tokens_round_trip() {
+        for v in (0..70_000u32).chain([u32::MAX, u32::MAX - 1, 1 << 31, (1 << 31) - 1]) {
+            let (t, raw, n) = tokenize(v);
+            assert!((t as usize) < TOKENS, "{v}");
+            assert_eq!(token_bits(t), n);
+            assert_eq!(untokenize(t, raw), v);
+        }
+    }
+
+    #[test]
+    fn storable_frequencies_round_trip() {
+        for f in 0..PROB_SCALE {
+            let (e, m) = freq_code_floor(f);
+            let g = freq_of(e, m);
+            assert!(g <= f && (f == 0 || g > 0), "{f} -> {g}");
+            if f < 16 {
+                assert_eq!(g, f);
+            }
+        }
+    }
+
+    #[test]
+    fn distributions_normalize_and_round_trip() {
+        let cases: Vec<Vec<u64>> = vec![
+            vec![5],
+            vec![0, 0, 7],
+            vec![1000, 1, 1, 1, 0, 3],
+            (0..72).map(|i| 1 + (i * 7919) % 100).collect(),
+            (0..72)
+                .map(|i| if i == 40 { 1_000_000 } else { 1 })
+                .collect(),
+        ];
+        for counts in cases {
+            let d = Dist::from_counts(&counts);
+            assert_eq!(d.freq.iter().map(|&f| f as u32).sum::<u32>(), PROB_SCALE);
+            for (c, f) in counts.iter().zip(&d.freq) {
+                assert_eq!(*c > 0, *f > 0, "{counts:?} -> {:?}", d.freq);
+            }
+            let mut w = BitWriter::default();
+            d.write(&mut w);
+            let bytes = w.finish();
+            let back = Dist::read(&mut BitReader::new(&bytes)).unwrap();
+            assert_eq!(back, d);
+        }
+    }
+
+    #[test]
+    fn lanes_round_trip() {
+        let d = Dist::from_counts(&[50, 30, 10, 5, 3, 1, 1]);
+        let starts = d.starts();
+        let (toks, fs) = d.tables();
+        let mut seed = 12345u32;
+        let mut rnd = || {
+            seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            seed >> 8
+        };
+        let mut steps = Vec::new();
+        let mut expect = Vec::new();
+        for _ in 0..5000 {
+            let lane = (rnd() % 3) as u8;
+            let t = (rnd() % 7) as usize;
+            steps.push(Step {
+                lane,
+                start: starts[t],
+                freq: d.freq[t],
+            });
+            let nbits = rnd() % 20;
+            let raw = rnd() & ((1 << nbits) - 1);
+            raw_steps(lane, raw, nbits, &mut steps);
+            expect.push((lane, t as u32, nbits, raw));
+        }
+        let bytes = encode(&steps, 3);
+        let mut dec = Decoder::new(&bytes, 3).unwrap();
+        for (lane, t, nbits, raw) in expect {
+            assert_eq!(dec.token(lane as usize, &toks, &fs), t);
+            assert_eq!(dec.raw(lane as usize, nbits), raw);
+        }
+        dec.finish(3).unwrap();
+    }
+}
