@@ -26,6 +26,9 @@
 //!   (`RefineOptions::reallocate`, `rounds`; default: each encoder's own, for both 0.1 of the
 //!   Gaussians before each of 4 rounds, the analytic encoder only from 0.015 per pixel).
 
+#[path = "kodak.rs"]
+mod kodak;
+
 use std::time::Instant;
 
 use gsimg::encode::analytic::{self, AnalyticOptions};
@@ -77,14 +80,7 @@ fn net_fit() -> Option<gsimg::encode::fit::FitOptions> {
 }
 
 fn main() {
-    let dir = std::env::var("GSIMG_KODAK")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/kodak").into());
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e} (set GSIMG_KODAK)"))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "png"))
-        .collect();
-    files.sort();
+    let files = kodak::kodak_files();
     let densities: Vec<f64> = std::env::var("GSIMG_DENSITIES")
         .unwrap_or_else(|_| "0.005,0.01,0.02,0.04,0.08".into())
         .split(',')
@@ -101,8 +97,9 @@ fn main() {
         })
         .collect();
     println!(
-        "{} images of {dir}, {} threads",
+        "{} images of {}, {} threads",
         images.len(),
+        kodak::kodak_dir(),
         rayon::current_num_threads()
     );
     println!(

@@ -10,6 +10,9 @@
 //! `GSIMG_RATE_REFINE` (the analytic encoder's refinement iterations, default 40);
 //! `GSIMG_RATE_SAVE` (a folder: the quality-50 files are written there).
 
+#[path = "kodak.rs"]
+mod kodak;
+
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{Device, ModelKind, NetworkOptions};
 use gsimg::encode::{Pixels, RateTarget};
@@ -49,14 +52,7 @@ fn list(var: &str, default: &str) -> Vec<String> {
 }
 
 fn main() {
-    let dir = std::env::var("GSIMG_KODAK")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/kodak").into());
-    let mut files: Vec<_> = std::fs::read_dir(&dir)
-        .unwrap_or_else(|e| panic!("{dir}: {e} (set GSIMG_KODAK)"))
-        .map(|e| e.unwrap().path())
-        .filter(|p| p.extension().is_some_and(|x| x == "png"))
-        .collect();
-    files.sort();
+    let files = kodak::kodak_files();
     let qualities: Vec<u8> = list("GSIMG_RATE_QUALITIES", "1,10,25,40,50,70,95,100")
         .iter()
         .map(|q| q.parse().unwrap())

@@ -162,13 +162,7 @@ pub fn encode_image(
                     pixels.iter().flat_map(|&v| [v, v, v]).collect(),
                     ExtendedColorType::Rgb8,
                 ),
-                2 => (
-                    pixels
-                        .chunks_exact(2)
-                        .flat_map(|p| [p[0], p[0], p[0], p[1]])
-                        .collect(),
-                    ExtendedColorType::Rgba8,
-                ),
+                2 => (gray_alpha_to_rgba(pixels), ExtendedColorType::Rgba8),
                 _ => (pixels.to_vec(), color),
             };
             let mut e = image::codecs::webp::WebPEncoder::new_lossless(&mut out);
@@ -180,13 +174,7 @@ pub fn encode_image(
         OutFormat::Tiff | OutFormat::Bmp => {
             // Neither encoder keeps gray + alpha as such: write it as RGBA.
             let (data, color) = match channels {
-                2 => (
-                    pixels
-                        .chunks_exact(2)
-                        .flat_map(|p| [p[0], p[0], p[0], p[1]])
-                        .collect(),
-                    ExtendedColorType::Rgba8,
-                ),
+                2 => (gray_alpha_to_rgba(pixels), ExtendedColorType::Rgba8),
                 _ => (pixels.to_vec(), color),
             };
             if format == OutFormat::Tiff {
@@ -203,4 +191,12 @@ pub fn encode_image(
     };
     result.context("cannot encode the output image")?;
     Ok(out)
+}
+
+/// Gray + alpha samples as RGBA (for encoders without a gray + alpha layout).
+fn gray_alpha_to_rgba(pixels: &[u8]) -> Vec<u8> {
+    pixels
+        .chunks_exact(2)
+        .flat_map(|p| [p[0], p[0], p[0], p[1]])
+        .collect()
 }

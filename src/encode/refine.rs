@@ -942,7 +942,10 @@ mod grid_tests {
             assert_eq!((a.x, a.y), (b.x, b.y), "{g:?}");
             let (ca, cb) = (a.covariance(), b.covariance());
             for (u, v) in [(ca.0, cb.0), (ca.1, cb.1), (ca.2, cb.2)] {
-                assert!((u - v).abs() <= 1e-5 * (ca.0 + ca.2), "{g:?}: {ca:?} {cb:?}");
+                assert!(
+                    (u - v).abs() <= 1e-5 * (ca.0 + ca.2),
+                    "{g:?}: {ca:?} {cb:?}"
+                );
             }
             assert_eq!(grid.snap(&a), a, "snapping is idempotent");
         }
