@@ -15,8 +15,8 @@ G=${GPU_CHECK_CLI:-target/gpu-check/gsimg}
 ORTLIB=${ORT_DYLIB_PATH:-$(python3 -c 'import glob, os, onnxruntime as o; print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so*")))[0])')}
 export ORT_DYLIB_PATH=$ORTLIB GSIMG_ORT_FETCH=0
 mkdir -p /tmp/k
-OUTF=${2:-/tmp/k/rows.tsv}
-: > $OUTF
+ROWS_FILE=${2:-/tmp/k/rows.tsv}
+: > $ROWS_FILE
 run() { # tag pic args...
   local tag=$1 p=$2; shift 2
   local s=$(date +%s.%N)
@@ -30,7 +30,7 @@ from PIL import Image
 a, b = (np.asarray(Image.open(f).convert('RGB'), dtype=np.float64) for f in sys.argv[1:3])
 print(f"{10 * np.log10(255.0 ** 2 / ((a - b) ** 2).mean()):.3f}")
 PY
-)\t$(python3 -c "print(f'{$e-$s:.3f}')")" >> $OUTF
+)\t$(python3 -c "print(f'{$e-$s:.3f}')")" >> $ROWS_FILE
 }
 for i in $(seq -w 1 24); do
   p=kodim$i
@@ -42,7 +42,7 @@ for i in $(seq -w 1 24); do
     run ana-q$q-max $p --method analytic --quality $q --effort max
   done
 done
-python3 - $OUTF <<'PY'
+python3 - $ROWS_FILE <<'PY'
 import sys, collections, statistics
 rows = [l.split('\t') for l in open(sys.argv[1]) if l.strip()]
 by = collections.defaultdict(list)

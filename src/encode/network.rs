@@ -485,7 +485,7 @@ pub const REFINE_SIGMA_GROWTH: f32 = 1.3;
 /// The lowest presence threshold `--quality` reaches (at 95 and above). Below it are the slots
 /// the model rated absent, whose parameters training never rendered: with v6 on the seven
 /// validation pictures, thresholds 0.05 / 0.02 / 0.01 / 0 give 32.31 / 32.45 / 31.77 / 24.46 dB
-/// at 0.93 / 1.83 / 3.14 / 4.01 bpp (BENCHMARKS.md, "Eleventh session").
+/// at 0.93 / 1.83 / 3.14 / 4.01 bpp (BENCHMARKS.md).
 pub const QUALITY_THRESHOLD_FLOOR: f32 = 0.05;
 
 /// Settings of the network encoder. `Default` + `with_*`, checked by [`NetworkOptions::build`].

@@ -7,34 +7,14 @@
 //! (cuDNN loads lazily, at the first convolution); with `Device::Auto` any CUDA failure falls back
 //! to the CPU provider with a message saying why.
 //!
-//! # On the GPU machine (run on 2026-11-26: BENCHMARKS.md, "On the H100")
+//! # With the CUDA provider
 //!
-//! The CUDA build of ONNX Runtime is selected with `ORT_DYLIB_PATH` (or `--ort-lib`); its folder
-//! must also hold `libonnxruntime_providers_shared.so` and `libonnxruntime_providers_cuda.so`,
-//! which ONNX Runtime looks for next to itself. CUDA 13 and cuDNN 9 are on that machine's loader
-//! path (`../shared/device/README.md`). Step by step, from the repository root here:
-//!
-//! 1. `cargo build --release && cargo bench --bench encode --no-run` and copy the bench binary it
-//!    names (`target/release/deps/encode-<hash>`) to `target/release/encode-bench`; copy
-//!    `../shared/bench/kodak/kodim01.png` to `gpu-bench/kodim01.png` (untracked, not ignored: it
-//!    travels with the tree; delete it afterwards, never commit it);
-//! 2. `../shared/device/ort-gpu-pack.sh` writes `.ortgpu/part0..N` and `.ortgpu/zstd`; send each
-//!    part in back-to-back `run` calls (`mkdir -p /tmp/ortgpu && cp .ortgpu/partI /tmp/ortgpu/`,
-//!    carry `.ortgpu/partI`), less than ~30 s apart or the machine is handed back;
-//! 3. in the last call, carrying `.ortgpu/zstd`, `target/release/gsimg` and
-//!    `target/release/encode-bench`:
-//!    ```text
-//!    cat /tmp/ortgpu/part* | .ortgpu/zstd -dcq | tar xf - -C /tmp/ortgpu &&
-//!    export ORT_DYLIB_PATH=/tmp/ortgpu/lib/libonnxruntime.so.1.31.1 &&
-//!    nvidia-smi --query-gpu=name --format=csv,noheader &&
-//!    target/release/gsimg upscale gpu-bench/kodim01.png $OUT/up.png --scale 2.5 --device cuda &&
-//!    GSIMG_BENCH_DEVICE=cuda GSIMG_BENCH_MODELS=models/compact.onnx,models/upscale.onnx \
-//!      GSIMG_BENCH_IMAGE=gpu-bench/kodim01.png target/release/encode-bench &&
-//!    GSIMG_BENCH_DEVICE=cpu GSIMG_BENCH_MODELS=models/compact.onnx \
-//!      GSIMG_BENCH_IMAGE=gpu-bench/kodim01.png target/release/encode-bench
-//!    ```
-//!    (the CPU baseline in the same call, as the device README asks). `--device cuda` fails with
-//!    the reason if CUDA cannot run; `ORT_LOG=verbose` shows where ONNX Runtime placed the nodes.
+//! The CUDA build of ONNX Runtime (PyPI `onnxruntime-gpu`, CUDA 13, cuDNN 9) is selected with
+//! `ORT_DYLIB_PATH` (or `--ort-lib`); its folder must also hold
+//! `libonnxruntime_providers_shared.so` and `libonnxruntime_providers_cuda.so`, which ONNX Runtime
+//! looks for next to itself. `--device cuda` fails with the reason if CUDA cannot run;
+//! `ORT_LOG=verbose` shows where ONNX Runtime placed the nodes. `benches/encode.rs` times the
+//! encoders on either provider (`GSIMG_BENCH_DEVICE=cuda|cpu`).
 
 use std::collections::BTreeMap;
 use std::path::Path;

@@ -238,8 +238,8 @@ impl Default for RefineOptions {
     fn default() -> Self {
         RefineOptions {
             iterations: 40,
-            // Twice the step sizes used until the fourth session: with the moves in rounds,
-            // on seven validation pictures of the training set, +0.44 to +0.48 dB for the
+            // With the moves in rounds, these step sizes (twice smaller ones) gave, on seven
+            // validation pictures of the training set, +0.44 to +0.48 dB for the
             // analytic encoder and +0.27 dB for the network's; three times was worse for both
             // (BENCHMARKS.md).
             lr_position: 0.2,
