@@ -81,7 +81,7 @@ class Patches:
     """Random training patches from GPU-resident uint8 images."""
 
     def __init__(self, images, device, gen: torch.Generator):
-        self.imgs = [torch.from_numpy(a).to(device).permute(2, 0, 1).contiguous() for a in images]
+        self.imgs = [torch.from_numpy(np.array(a)).to(device).permute(2, 0, 1).contiguous() for a in images]
         self.sizes = [(t.shape[1], t.shape[2]) for t in self.imgs]
         self.w = torch.tensor([h * w for h, w in self.sizes], dtype=torch.float64)  # by area
         self.minside = torch.tensor([min(h, w) for h, w in self.sizes])

@@ -133,7 +133,7 @@ def test_fixtures_match_reference():
 
     from make_fixture import read_case
 
-    d = Path(__file__).resolve().parents[2] / "tests/fixtures/torch_render"
+    d = Path(__file__).resolve().parents[3] / "tests/fixtures/torch_render"
     files = sorted(d.glob("case_*.bin"))
     assert len(files) >= 3
     for p in files:
