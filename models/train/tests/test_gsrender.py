@@ -127,11 +127,11 @@ def test_triton_matches_torch(C, size):
 
 
 def test_fixtures_match_reference():
-    """tests/fixtures/torch_render/case_N.bin (made by make_fixture.py) hold renders within 1e-5 of
+    """tests/fixtures/torch_render/case_N.bin (written by `gsimg-train fixtures`) hold renders within 1e-5 of
     the float64 reference for the Gaussians they list."""
     from pathlib import Path
 
-    from make_fixture import read_case
+    from gsimg_train.fixtures import read_case
 
     d = Path(__file__).resolve().parents[3] / "tests/fixtures/torch_render"
     files = sorted(d.glob("case_*.bin"))
