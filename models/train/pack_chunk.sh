@@ -1,18 +1,19 @@
 #!/bin/bash
-# Training on the full-size bundle (models/README.md §6), which travels in parts: GPU calls stage
-# the parts (and checkpoints) on the warm machine, then training calls resume from its /tmp.
+# Trains on the full-size bundle when it comes in parts (`models/data/pack.py --parts N`) and runs
+# must be cut into time-boxed pieces on one GPU machine: `stage` collects the parts (and any
+# checkpoints) on that machine, `train` resumes each named run from there for a fixed time.
 #
 #   bash models/train/pack_chunk.sh stage FILE...   bundle parts to /tmp/pack, *.pt to /tmp/ck
 #   RUNS="a b" KIND_a=upscale ARGS_a="..." ... bash models/train/pack_chunk.sh train MINUTES
 #
-# `train` runs every named run side by side on GPU 0 (the models are small: one H100 is mostly
-# idle with one run, models/README.md §5 calls 18–20). Run NAME resumes from /tmp/state/NAME/
-# (this machine's previous chunk), else from a staged /tmp/ck/NAME.pt (with /tmp/ck/NAME_opt.pt,
-# if staged, for the Adam moments), else starts fresh (ARGS_NAME then gives --config etc.).
-# What comes back in $OUT: NAME.pt and NAME.log of every run, NAME_opt.pt for the runs listed in
-# OPT, NAME_best.pt (best validation so far) for those in BEST ($OUT takes 64 MiB at most). Runs
-# in EMA_ONLY come back without their raw weights (a resume from such a file goes on from the EMA
-# weights): three 3.8 M-parameter compact checkpoints fit $OUT only so.
+# `train` runs every named run side by side on GPU 0 (the models are small: one run leaves most
+# of an H100 idle). Run NAME resumes from /tmp/state/NAME/ (the previous piece on this machine),
+# else from a staged /tmp/ck/NAME.pt (with /tmp/ck/NAME_opt.pt, if staged, for the Adam moments),
+# else starts fresh (ARGS_NAME then gives --config etc.). Each piece copies into the folder OUT
+# (default /tmp/gsimg-out): NAME.pt and NAME.log of every run, NAME_opt.pt for the runs listed in
+# OPT, and NAME_best.pt (best validation so far) for those in BEST. Runs listed in EMA_ONLY are
+# copied without their raw weights, which keeps OUT small; a resume from such a file goes on from
+# the EMA weights.
 set -u
 export PYTHONUNBUFFERED=1
 export OUT=${OUT:-/tmp/gsimg-out}
