@@ -11,6 +11,7 @@
 #    It writes into RESULTS_DIR (default /tmp/gpu-check): nvidia-smi.txt, check.txt, cli.txt,
 #    sanitizer.txt, faults.txt, bench.md, bench.txt, upscale.txt, refine.txt and summary.txt, and
 #    prints the summary last.
+#
 # Steps: (1) GPU against CPU on every file and view (8-bit within 1 level on >= 99.9% of samples
 # and within 2 everywhere, f32 within 1e-4), RGBA8 output and the end-to-end decoder;
 # (2) `gsimg decode --device cuda` against `--device cpu` (the CLI); (3) compute-sanitizer
