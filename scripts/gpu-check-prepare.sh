@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Prepares the GPU check on the build machine (no GPU needed): release binaries, stripped into
-# target/gpu-check/ (git-ignored), and the test files in data/gpu-check/ (git-ignored).
+# target/gpu-check/ (git-ignored), and the test files in data/gpu-check/ (git-ignored), made from
+# kodim01, kodim05 and kodim23 of the Kodak set.
 #
-#   scripts/gpu-check-prepare.sh [KODAK_DIR]     # default KODAK_DIR: ../shared/bench/kodak
+#   scripts/gpu-check-prepare.sh KODAK_DIR      # KODAK_DIR: the folder of the Kodak PNGs
 #
-# Then run scripts/gpu-check.sh on the GPU machine, carrying both folders (see its header).
+# Then run scripts/gpu-check.sh on the GPU machine with both folders (see its header).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KODAK=${1:-../shared/bench/kodak}

@@ -1,15 +1,16 @@
 #!/usr/bin/env bash
-# GPU correctness check, compute-sanitizer runs and benchmarks of the CUDA renderer. Runs ON the
-# GPU machine (which has no Rust toolchain) against binaries built on the build machine.
+# GPU correctness check, compute-sanitizer runs and benchmarks of the CUDA renderer and the GPU
+# refinement. It runs on a machine with an NVIDIA GPU, against binaries built elsewhere, so that
+# machine needs no Rust toolchain.
 #
-# 1. Here:   scripts/gpu-check-prepare.sh
-#            (cargo build --release --bin gsimg --example gpu_check, stripped into
-#            target/gpu-check/; test files from two Kodak photos in data/gpu-check/)
-# 2. There:  the device tool's `run` with
-#              carry   = ["target/gpu-check", "data/gpu-check"]
-#              command = "scripts/gpu-check.sh \"$OUT\""
-#            It writes under OUT: nvidia-smi.txt, check.txt, cli.txt, sanitizer.txt, faults.txt, bench.md,
-#            bench.txt, upscale.txt, summary.txt, and prints the summary last.
+# 1. On the build machine: scripts/gpu-check-prepare.sh KODAK_DIR
+#    (release binaries stripped into target/gpu-check/, test files from three Kodak pictures in
+#    data/gpu-check/).
+# 2. Copy target/gpu-check/ and data/gpu-check/ into the same place of a checkout on the GPU
+#    machine, then run there:  scripts/gpu-check.sh RESULTS_DIR
+#    It writes into RESULTS_DIR (default /tmp/gpu-check): nvidia-smi.txt, check.txt, cli.txt,
+#    sanitizer.txt, faults.txt, bench.md, bench.txt, upscale.txt, refine.txt and summary.txt, and
+#    prints the summary last.
 #
 # Steps: (1) GPU against CPU on every file and view (8-bit within 1 level on >= 99.9% of samples
 # and within 2 everywhere, f32 within 1e-4), RGBA8 output and the end-to-end decoder;

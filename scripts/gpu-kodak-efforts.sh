@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# Kodak end to end on the GPU machine: `gsimg encode` at each --effort (network start, and the
+# Kodak end to end on a GPU machine: `gsimg encode` at each --effort (the network encoder, and the
 # analytic encoder at qualities 20 / 50 / 80), `gsimg decode`, 8-bit RGB PSNR (MSE per picture,
-# then the mean), bpp from the file's bytes (every Kodak picture has 393,216 pixels), wall time
-# of the encode command (PNG read to file written). The network runs on ONNX Runtime found by ORT_DYLIB_PATH, else the machine's Python
-# onnxruntime package (its CPU provider on the GPU machine).
+# then the mean), bpp from the file's bytes (every Kodak picture has 393,216 pixels), and the wall
+# time of the encode command (PNG read to file written). The network runs on the ONNX Runtime
+# library named by ORT_DYLIB_PATH, else on the machine's Python onnxruntime package (its CPU
+# provider).
 #
-#   scripts/gpu-check-prepare.sh                       # here: binaries into target/gpu-check
-#   scripts/gpu-kodak-efforts.sh KODAK_DIR ROWS.tsv    # there; prints the table
+#   scripts/gpu-check-prepare.sh KODAK_DIR             # build machine: binaries into target/gpu-check
+#   scripts/gpu-kodak-efforts.sh KODAK_DIR ROWS.tsv    # GPU machine; prints the table
 set -u
 cd "$(dirname "$0")/.."
 KODAK=${1:?usage: gpu-kodak-efforts.sh KODAK_DIR ROWS.tsv}
