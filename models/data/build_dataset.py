@@ -10,7 +10,7 @@ Steps (see models/data/README.md for the rationale and the thresholds):
 4. filter: exact duplicates, evaluation-set names, explicit excludes, short side < 256 px,
    transparency, few colours (palette art, screenshots, masks), near-empty / mostly-black images,
    large flat areas, smaller pre-scaled copies of one wallpaper, anything that matches an image of
-   the evaluation sets in /work/shared/bench (or --bench), and near-duplicates,
+   the evaluation sets (--eval-dir: Kodak, Set5, Set14), and near-duplicates,
 5. split whole name families into train and val (packages marked "train_only" go to train and
    leave the validation set as it would be without them),
 6. write the kept images as 8-bit RGB, long side <= --max-side (Lanczos, never upscaled), lossless
@@ -80,9 +80,10 @@ PACKAGES = [
     ("debian-edu-artwork-spacefun", "20220131-1", r"^usr/share/", {}),
     ("desktop-base", "12.0.6+nmu1~deb12u1", r"^usr/share/", {}),
     ("sway-backgrounds", "1.7-6", r"^usr/share/backgrounds/", {}),
-    # Added in the eighth session, to training only ("train_only": never in validation, and not
-    # counted for its size), so that the validation pictures stay those of the first build.
-    # enlightenment-data: 17 photographs inside Eet (.edj) theme files; each holds the picture as
+    # Training only ("train_only": never in validation, and not counted for its size), so that the
+    # validation pictures are those of the packages above, and validation figures stay comparable
+    # with models trained before these two packages were added.
+    # enlightenment-data: photographs inside Eet (.edj) theme files; each holds the picture as
     # plain JPEG streams at several sizes, of which unpack_edj() writes the largest colour one
     # as FILE.edj.jpg beside FILE.edj (those .jpg files are this package's candidates).
     ("enlightenment-data", "0.25.4-2", r"^usr/share/enlightenment/data/backgrounds/[^/]+\.edj\.jpg$",
@@ -643,7 +644,8 @@ def load_bench(bench: Path) -> list[dict]:
                     "t_centre": nvec(thumb16(centre_square(g))),
                     "an": analysis_grey(g)})
     if not out:
-        sys.exit(f"no evaluation images found under {bench}: pass --bench")
+        sys.exit(f"build_dataset.py: no evaluation images in {bench}/*/: --eval-dir takes a folder "
+                 "of set folders (kodak/, set5/, set14/)")
     return out
 
 
@@ -751,18 +753,25 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--data", type=Path, default=REPO / "data", help="work folder (default: data/)")
     ap.add_argument("--debs", type=Path, default=None, help="deb cache (default: DATA/debs)")
-    ap.add_argument("--bench", type=Path, default=Path("/work/shared/bench"),
-                    help="evaluation sets to exclude (folder of set folders)")
+    ap.add_argument("--eval-dir", "--bench", dest="eval_dir", type=Path, default=None, metavar="DIR",
+                    help="required: the evaluation sets to keep out of the training set, a folder "
+                         "of set folders (kodak/, set5/, set14/)")
     ap.add_argument("--max-side", type=int, default=1024, help="long side of the outputs (default 1024)")
     ap.add_argument("--format", choices=("auto", "webp", "png"), default="auto",
                     help="lossless output format; auto measures both and keeps the smaller total")
     ap.add_argument("--jobs", type=int, default=os.cpu_count() or 1)
-    ap.add_argument("--offline", action="store_true", help="never call apt-get")
+    ap.add_argument("--offline", action="store_true", help="never run apt-get")
     ap.add_argument("--check", action="store_true",
                     help="rebuild and verify every sha256 against the committed manifest")
     ap.add_argument("--manifest-dir", type=Path, default=HERE,
                     help="where manifest.tsv / rejected.tsv / packages.tsv go (default models/data)")
     args = ap.parse_args()
+    if args.eval_dir is None:
+        sys.exit("build_dataset.py: --eval-dir DIR is required (the Kodak, Set5 and Set14 folders "
+                 "to keep out of the training set)")
+    if not args.eval_dir.is_dir():
+        sys.exit(f"build_dataset.py: --eval-dir {args.eval_dir}: not a folder")
+    bench = load_bench(args.eval_dir)  # before the long steps, so a wrong folder fails at once
 
     for mod, want in (("Pillow", PIL.__version__), ("numpy", np.__version__)):
         if PINNED[mod] != want:
@@ -852,7 +861,6 @@ def main():
 
     # 4. evaluation-set exclusion. The thumbnail test runs on every analysed candidate, the crop
     #    search on the survivors so far and on the files dropped by name (to validate the search).
-    bench = load_bench(args.bench)
     bench_an = []
     for b in bench:
         g = b["an"].astype(np.float64)

@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""Bundle data/train + data/val into one uncompressed tar under data/pack/ for a GPU machine.
+"""Bundle data/train + data/val into uncompressed tars under data/pack/, to move to a training machine.
 
     python3 models/data/pack.py                 # build data/pack/gsimg-train.tar (<= 40 MiB)
     python3 models/data/pack.py --parts 3       # data/pack/gsimg-train-{1,2,3}of3.tar, each <= 40 MiB
@@ -17,9 +17,11 @@ until it fits). Only if L would drop below --min-side are images dropped instead
 in the order of sha256("gsimg-drop-v1:" + source sha256), validation images never.
 
 With --parts N the bundle is N tars (each a complete bundle of its own images, with its own
-pack_manifest.tsv, each at most --limit-mib): a GPU machine whose calls carry at most ~64 MiB gets
-them one per call into one folder, and the training script reads every tar in that folder. The
-images go to the parts in manifest order, each to the first part it fits in.
+pack_manifest.tsv, each at most --limit-mib), for transfers that limit the size of one file;
+`gsimg-train` reads every tar in the folder its configuration names (data.path, data/pack in the
+released configurations). The images go to the parts in manifest order, each to the first part it
+fits in. Writing a bundle removes the other .tar files in its folder, so the folder never mixes
+two bundles.
 
 Reading it needs only Python 3 + numpy + Pillow: see read_pack() below, e.g.
     import sys; sys.path.insert(0, "models/data"); from pack import read_pack
@@ -50,7 +52,7 @@ def sha256_bytes(b: bytes) -> str:
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading (the only part needed on the GPU machine)
+# Reading (needs only numpy and Pillow)
 # ---------------------------------------------------------------------------------------------
 def read_pack(path, verify: bool = True):
     """Returns (train, val): lists of (file name, HxWx3 uint8 numpy array), in manifest order."""

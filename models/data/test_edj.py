@@ -1,8 +1,12 @@
 """models/data/build_dataset.py: the JPEG streams of an Eet (.edj) theme file are found whole
 (a JPEG nested in an APP segment is not a stream of its own, stuffed bytes in the scan are not
-markers), and unpack_edj writes the largest colour one byte for byte."""
+markers), and unpack_edj writes the largest colour one byte for byte. The build refuses to start
+without a usable --eval-dir, with a one-line message, before it downloads anything."""
 
 import io
+import subprocess
+import sys
+from pathlib import Path
 
 import numpy as np
 from PIL import Image
@@ -48,3 +52,20 @@ def test_unpack_edj_writes_the_largest_colour_stream(tmp_path):
     assert not (tmp_path / "Empty.edj.jpg").exists()
     with Image.open(tmp_path / "Pic.edj.jpg") as im:
         assert im.size == (160, 90) and im.mode == "RGB"
+
+
+def run_build(tmp_path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, str(Path(__file__).with_name("build_dataset.py")),
+                           "--data", str(tmp_path / "data"), "--offline", *args],
+                          capture_output=True, text=True, timeout=120)
+
+
+def test_build_needs_an_evaluation_folder(tmp_path):
+    (tmp_path / "empty").mkdir()
+    for args, says in (((), "--eval-dir DIR is required"),
+                       (("--eval-dir", str(tmp_path / "missing")), "not a folder"),
+                       (("--eval-dir", str(tmp_path / "empty")), "no evaluation images")):
+        r = run_build(tmp_path, *args)
+        assert r.returncode == 1, r.stderr
+        assert says in r.stderr and len(r.stderr.strip().splitlines()) == 1, r.stderr
+    assert not (tmp_path / "data").exists()  # nothing downloaded or written
