@@ -441,7 +441,10 @@ def analyse(c: dict, max_side: int) -> dict:
         r["reject"] = str(e)
         return r
     except Exception as e:  # unreadable / truncated
-        r["reject"] = f"unreadable: {type(e).__name__}: {e}"
+        # The message names the file; keep it relative to the package root so the
+        # committed lists do not depend on where the build folder is.
+        msg = str(e).replace(os.fspath(c["file"]), c["path"])
+        r["reject"] = f"unreadable: {type(e).__name__}: {msg}"
         return r
     r["size"] = "%dx%d" % src_size
     r["note"] = note
