@@ -22,16 +22,15 @@
 //! ```
 #![warn(missing_docs)]
 
+mod core;
 pub mod cuda;
 pub mod encode;
-mod error;
 pub mod format;
 pub mod fuzzing;
-mod limits;
 pub mod render;
-pub mod splat;
 
-pub use error::{Error, Result};
-pub use limits::Limits;
+pub use crate::core::error::{Error, Result};
+pub use crate::core::limits::Limits;
+pub use crate::core::splat;
+pub use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 pub use render::{Frame, Region, Viewport};
-pub use splat::{ChannelLayout, Gaussian, SplatImage};

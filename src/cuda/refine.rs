@@ -18,8 +18,8 @@ use super::launch::{
 };
 use super::pipeline::{Plan, Workspace};
 use super::runtime::{Runtime, driver_err};
+use crate::core::splat::Gaussian;
 use crate::encode::refine::QuantGrid;
-use crate::splat::Gaussian;
 use crate::{Error, Limits, Result, Viewport};
 
 /// Steps enqueued between two looks at the device's state: a long descent whose lists

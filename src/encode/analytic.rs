@@ -16,8 +16,8 @@ use super::fit::{FitOptions, fit_colors};
 use super::input::Pixels;
 use super::rate::{self, RateResult, RateTarget};
 use super::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
+use crate::core::splat::{Gaussian, SplatImage};
 use crate::format::{self, Encoded, WriteOptions};
-use crate::splat::{Gaussian, SplatImage};
 use crate::{Error, Result};
 
 const ROOT: u32 = 32;

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
-use crate::splat::ChannelLayout;
+use crate::core::splat::ChannelLayout;
 use crate::{Error, Limits, Result};
 
 /// A picture in memory: `width × height` pixels of the layout's channels, interleaved, each in

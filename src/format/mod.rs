@@ -6,7 +6,7 @@
 
 pub mod consts;
 mod context;
-mod error;
+use crate::core::format_error as error;
 mod header;
 mod metadata;
 mod quant;
@@ -26,7 +26,7 @@ pub use reader::{
 };
 pub use writer::{AUTO_PACKING_MAX, Coding, Encoded, WriteOptions, plan_header, write};
 
-use crate::splat::SplatImage;
+use crate::core::splat::SplatImage;
 use crate::{Limits, Result};
 
 /// A whole decoded file.

@@ -7,9 +7,9 @@
 
 mod cpu;
 mod fastexp;
-pub mod project;
+pub use crate::core::geometry as project;
 
-use crate::splat::SplatImage;
+use crate::core::splat::SplatImage;
 use crate::{Error, Limits, Result};
 
 pub use cpu::{render_cpu, render_cpu_with};

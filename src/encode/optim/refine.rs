@@ -17,10 +17,10 @@
 
 use rayon::prelude::*;
 
-use super::input::Pixels;
+use crate::core::geometry::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
+use crate::core::splat::Gaussian;
+use crate::encode::Pixels;
 use crate::render::exp_neg_half;
-use crate::render::project::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
-use crate::splat::Gaussian;
 
 const TILE: i64 = 32;
 

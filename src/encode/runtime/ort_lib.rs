@@ -248,7 +248,7 @@ fn write_manifest(dir: &Path) -> std::result::Result<(), String> {
         .collect();
     names.sort();
     for name in names {
-        let (size, hash) = super::digest::file_sha256(&dir.join(&name))
+        let (size, hash) = crate::encode::digest::file_sha256(&dir.join(&name))
             .map_err(|e| format!("cannot read {name}: {e}"))?;
         lines.push_str(&format!("{hash}  {size}  {name}\n"));
     }
@@ -276,7 +276,7 @@ fn matches_manifest(dir: &Path, lib: &Path) -> std::result::Result<(), String> {
             size.map_or("?".to_string(), |s| s.to_string())
         ));
     }
-    let (_, got) = super::digest::file_sha256(lib).map_err(|e| e.to_string())?;
+    let (_, got) = crate::encode::digest::file_sha256(lib).map_err(|e| e.to_string())?;
     if got != hash {
         return Err(
             "is damaged: its SHA-256 differs from the one recorded when it was fetched".into(),

@@ -24,8 +24,8 @@ use ort::ep::{self, ExecutionProvider};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::network::{Device, Provider};
 use super::ort_lib::{self, FoundLibrary, LibrarySearch};
+use crate::encode::network::{Device, Provider};
 use crate::{Error, Result};
 
 /// The process's ONNX Runtime: the library (loaded once, never unloaded) and its environment.

@@ -35,7 +35,7 @@
 //!
 //! Gray pictures go in as RGB (the gray value in each channel) and come out as the luma of the
 //! network's colours. Alpha is not seen by the network: each Gaussian's alpha is fitted by least
-//! squares to the picture's alpha under the rendering rule ([`fit`](super::fit)), on the
+//! squares to the picture's alpha under the rendering rule ([`fit`](crate::encode::fit)), on the
 //! geometry the file stores.
 
 use std::collections::BTreeMap;
@@ -45,17 +45,17 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use super::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
-use super::fit::{FitOptions, fit_colors};
-use super::input::Pixels;
-use super::onnx::{ModelDecl, OnnxModel, TensorDecl};
-use super::ort_lib::{FoundLibrary, LibrarySearch};
-use super::rate::{self, RateResult, RateTarget};
-use super::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
-use super::symmetry::Symmetry;
+use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
+use crate::encode::input::Pixels;
+use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
+use crate::encode::optim::fit::{FitOptions, fit_colors};
+use crate::encode::optim::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
+use crate::encode::optim::symmetry::Symmetry;
+use crate::encode::rate::{self, RateResult, RateTarget};
+use crate::encode::runtime::onnx::{ModelDecl, OnnxModel, TensorDecl};
+use crate::encode::runtime::ort_lib::{FoundLibrary, LibrarySearch};
 use crate::format::consts::{MAX_CHANNEL_VALUE, MAX_LOG2_SCALE};
 use crate::format::{self, ColorModel, Encoded, WriteOptions};
-use crate::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::{Error, Result};
 
 /// Which device runs the network.
@@ -451,13 +451,13 @@ pub fn verify_model(path: &Path) -> Result<bool> {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
         Err(e) => return Err(Error::Model(format!("cannot read {}: {e}", side.display()))),
     };
-    let want = super::digest::parse_sha256(&text).ok_or_else(|| {
+    let want = crate::encode::digest::parse_sha256(&text).ok_or_else(|| {
         Error::Model(format!(
             "{}: not a SHA-256 checksum (expected 64 hex digits, as sha256sum writes)",
             side.display()
         ))
     })?;
-    let (_, got) = super::digest::file_sha256(path)
+    let (_, got) = crate::encode::digest::file_sha256(path)
         .map_err(|e| Error::Model(format!("model {}: {e}", path.display())))?;
     if got != want {
         return Err(Error::Model(format!(
@@ -525,7 +525,7 @@ pub struct NetworkOptions {
     /// The analytic encoder ends with the same fit.
     pub color_fit: Option<FitOptions>,
     /// Per-image refinement of the network's Gaussians before writing (compact files; 0
-    /// iterations, the default: none). See [`refine`](super::refine).
+    /// iterations, the default: none). See [`refine`](crate::encode::refine).
     pub refine: RefineOptions,
 }
 
@@ -615,14 +615,14 @@ impl NetworkOptions {
         self
     }
     /// The whole refinement setting (steps, rounds, quantization-aware steps, device), e.g.
-    /// [`RefineOptions::for_effort`](super::refine::RefineOptions::for_effort).
+    /// [`RefineOptions::for_effort`](crate::encode::refine::RefineOptions::for_effort).
     pub fn with_refine_options(mut self, refine: RefineOptions) -> Self {
         self.refine = refine;
         self
     }
 
     /// Where the refinement ([`NetworkOptions::with_refine`]) runs (default: the CPU).
-    pub fn with_refine_device(mut self, device: super::refine::RefineDevice) -> Self {
+    pub fn with_refine_device(mut self, device: crate::encode::refine::RefineDevice) -> Self {
         self.refine.device = device;
         self
     }
@@ -1125,7 +1125,7 @@ impl NetworkEncoder {
     ) -> Result<Encoded> {
         let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
         let (mut notes, mut warnings) = (Vec::new(), Vec::new());
-        let mut record = |o: super::refine::RefineOutcome| {
+        let mut record = |o: crate::encode::refine::RefineOutcome| {
             notes.extend(o.note());
             warnings.extend(o.warning());
         };
@@ -1141,7 +1141,7 @@ impl NetworkEncoder {
                 // Edge-aligned shapes refine much further than the network's round ones
                 // (v2: +0.4 dB after 40 steps on six Kodak pictures; v3: +0.3 dB on seven
                 // validation pictures).
-                super::analytic::orient_by_structure(pixels, &mut gs);
+                crate::encode::analytic::orient_by_structure(pixels, &mut gs);
                 // The network's Gaussians are smaller than the quadtree's and refine further
                 // when enlarged (`REFINE_SIGMA_GROWTH`).
                 for g in gs.iter_mut() {
@@ -1504,7 +1504,7 @@ fn fit_alpha(p: &Pixels, gs: &mut [Gaussian], opts: &FitOptions) {
     // Matrix-free: the normal matrix of a dense field (the upscale model's 4 Gaussians a
     // pixel) holds ~100 entries a Gaussian (see `alpha`).
     let mut values: Vec<f32> = gs.iter().map(|g| g.color[nc - 1]).collect();
-    super::alpha::fit_plane(
+    crate::encode::optim::alpha::fit_plane(
         p.width,
         p.height,
         &alpha,

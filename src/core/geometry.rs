@@ -5,7 +5,7 @@
 //! centre, the inverse covariance ("conic"), the amplitude and the pixel bounding box of its
 //! 3-sigma ellipse. `kernels/project.cu` mirrors this function line by line.
 
-use crate::splat::Gaussian;
+use crate::core::splat::Gaussian;
 
 /// Variance, in output pixels², of the prefilter added to every Gaussian (§3.3): the variance of
 /// a box of one output pixel, 1/12, so that rendering at 2× and averaging 2×2 blocks gives the

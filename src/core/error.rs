@@ -4,7 +4,7 @@
 //! caller got wrong is [`Error::InvalidParameter`], a well-formed request that would exceed the
 //! configured [`Limits`](crate::Limits) is [`Error::LimitsExceeded`], and I/O is [`Error::Io`].
 
-use crate::format::FormatError;
+use super::format_error::FormatError;
 
 /// Result alias used throughout the crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
