@@ -3,6 +3,7 @@
 
 pub mod error;
 pub mod format_error;
+pub mod frame;
 pub mod geometry;
 pub mod limits;
 pub mod splat;

@@ -226,7 +226,7 @@ impl GpuRefiner {
         _gaussians: &mut [crate::core::splat::Gaussian],
         _adam: &super::AdamSettings,
         _iterations: usize,
-        _grid: Option<&crate::encode::refine::QuantGrid>,
+        _grid: Option<&crate::format::QuantGrid>,
     ) -> Result<(f64, f64)> {
         match self.never {}
     }

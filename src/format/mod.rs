@@ -6,6 +6,7 @@
 
 pub mod consts;
 mod context;
+mod grid;
 use crate::core::format_error as error;
 mod header;
 mod metadata;
@@ -17,6 +18,7 @@ mod tile;
 mod writer;
 
 pub use error::{FormatError, FormatErrorKind, Location};
+pub use grid::QuantGrid;
 pub use header::{AttrQuant, ColorModel, Header, Packing, Predictor};
 pub use metadata::{MAX_ICC_BYTES, Metadata, icc_profile_problem};
 pub use quant::{Quantized, dequantize, quantize, rgb_to_ycbcr, ycbcr_to_rgb};

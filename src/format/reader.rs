@@ -16,8 +16,8 @@ use super::rans;
 use super::section;
 use super::tile::{self, TileCells};
 use crate::core::geometry::PREFILTER_VARIANCE;
+use crate::core::geometry::Viewport;
 use crate::core::splat::{Gaussian, SplatImage};
-use crate::render::Viewport;
 use crate::{Error, Limits, Result};
 
 /// §6: a tile's decompressed size may be at most this many times its compressed size (the

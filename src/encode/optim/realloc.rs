@@ -22,9 +22,9 @@
 
 use rayon::prelude::*;
 
+use crate::core::frame::Pixels;
 use crate::core::geometry::{MIN_WEIGHT_SUM, Projected, project, row_span, weight};
 use crate::core::splat::Gaussian;
-use crate::encode::Pixels;
 
 /// Least distance between two added Gaussians, native pixels.
 const SPACING: f32 = 2.0;

@@ -6,7 +6,7 @@
 
 use crate::core::splat::Gaussian;
 
-use crate::encode::Pixels;
+use crate::core::frame::Pixels;
 
 /// One of the 8 symmetries of the square: a horizontal flip, then a vertical flip, then a
 /// transposition (x ↔ y), each present or not.
