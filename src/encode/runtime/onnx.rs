@@ -25,7 +25,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::ort_lib::{self, FoundLibrary, LibrarySearch};
-use crate::encode::network::{Device, Provider};
+use super::{Device, Provider};
 use crate::{Error, Result};
 
 /// The process's ONNX Runtime: the library (loaded once, never unloaded) and its environment.

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::ort_lib::{FoundLibrary, LibrarySearch};
-use crate::encode::network::{Device, Provider};
+use super::{Device, Provider};
 use crate::{Error, Result};
 
 /// Declared type and shape of a model input or output.
