@@ -5,17 +5,17 @@
 //!    the number of leaves meets the requested Gaussian count.
 //! 2. Each leaf becomes one Gaussian at its centre, shaped by the block's gradient structure
 //!    tensor: elongated along edges, narrow across them, round in flat areas.
-//! 3. Colours are fitted by least squares ([`fit`](super::fit)), then every parameter is
-//!    refined by gradient descent on the render error ([`refine`](super::refine)).
+//! 3. Colours are fitted by least squares ([`fit`](super::optim::fit)), then every parameter is
+//!    refined by gradient descent on the render error ([`refine`](super::optim::refine)).
 //! 4. The geometry is quantized exactly as the file will store it, and the colours are fitted
 //!    again by least squares to the picture under the rendering rule.
 
 use rayon::prelude::*;
 
-use super::fit::{FitOptions, fit_colors};
-use super::input::Pixels;
+use super::optim::fit::{FitOptions, fit_colors};
+use super::optim::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
 use super::rate::{self, RateResult, RateTarget};
-use super::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
+use crate::core::frame::Pixels;
 use crate::core::splat::{Gaussian, SplatImage};
 use crate::format::{self, Encoded, WriteOptions};
 use crate::{Error, Result};
@@ -335,7 +335,7 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
     );
     let mut gaussians = place(pixels, target, spread);
     let (mut notes, mut warnings) = (Vec::new(), Vec::new());
-    let mut record = |o: super::refine::RefineOutcome| {
+    let mut record = |o: super::optim::refine::RefineOutcome| {
         notes.extend(o.note());
         warnings.extend(o.warning());
     };

@@ -35,7 +35,7 @@
 //!
 //! Gray pictures go in as RGB (the gray value in each channel) and come out as the luma of the
 //! network's colours. Alpha is not seen by the network: each Gaussian's alpha is fitted by least
-//! squares to the picture's alpha under the rendering rule ([`fit`](crate::encode::fit)), on the
+//! squares to the picture's alpha under the rendering rule ([`fit`](crate::encode::optim::fit)), on the
 //! geometry the file stores.
 
 use std::collections::BTreeMap;
@@ -56,8 +56,8 @@ pub use options::*;
 pub use post::*;
 pub use tiling::*;
 
+use crate::core::frame::Pixels;
 use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
-use crate::encode::input::Pixels;
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use crate::encode::optim::fit::{FitOptions, fit_colors};
 use crate::encode::optim::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
@@ -365,7 +365,7 @@ impl NetworkEncoder {
     ) -> Result<Encoded> {
         let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
         let (mut notes, mut warnings) = (Vec::new(), Vec::new());
-        let mut record = |o: crate::encode::refine::RefineOutcome| {
+        let mut record = |o: crate::encode::optim::refine::RefineOutcome| {
             notes.extend(o.note());
             warnings.extend(o.warning());
         };

@@ -148,14 +148,17 @@ impl NetworkOptions {
         self
     }
     /// The whole refinement setting (steps, rounds, quantization-aware steps, device), e.g.
-    /// [`RefineOptions::for_effort`](crate::encode::refine::RefineOptions::for_effort).
+    /// [`RefineOptions::for_effort`](crate::encode::optim::refine::RefineOptions::for_effort).
     pub fn with_refine_options(mut self, refine: RefineOptions) -> Self {
         self.refine = refine;
         self
     }
 
     /// Where the refinement ([`NetworkOptions::with_refine`]) runs (default: the CPU).
-    pub fn with_refine_device(mut self, device: crate::encode::refine::RefineDevice) -> Self {
+    pub fn with_refine_device(
+        mut self,
+        device: crate::encode::optim::refine::RefineDevice,
+    ) -> Self {
         self.refine.device = device;
         self
     }
