@@ -1,4 +1,4 @@
-//! Rendering a [`SplatImage`] at any output size, scale or region.
+//! Rendering a [`SplatImage`](crate::SplatImage) at any output size, scale or region.
 //!
 //! A render is described by a [`Viewport`]: the size of a virtual full output (the whole image
 //! scaled to `width × height`, x and y scales independent) and the rectangle of it to produce.
@@ -19,6 +19,6 @@ pub(crate) use fastexp::exp_neg_half;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct RenderOptions<'a> {
     /// Set from any thread to stop the render soon (a viewer that no longer needs it): the
-    /// render then returns [`Error::Cancelled`]. Checked before every tile of pixels.
+    /// render then returns [`Error::Cancelled`](crate::Error::Cancelled). Checked before every tile of pixels.
     pub cancel: Option<&'a std::sync::atomic::AtomicBool>,
 }

@@ -13,7 +13,7 @@
 //!    reach of one already removed (two cheap neighbours are often cheap only because each
 //!    covers for the other).
 //! 3. **Addition.** On the error map of what is left, `m` new Gaussians go to the pixels of
-//!    largest error (a greedy pick, at least [`SPACING`] px apart), small and round, with the
+//!    largest error (a greedy pick, at least `SPACING` px apart), small and round, with the
 //!    colour that would make their pixel exact if the blend were theirs alone: the least-squares
 //!    colour fit and refinement that follow settle them.
 //!
