@@ -259,10 +259,10 @@ fn graph() -> BTreeMap<String, BTreeMap<String, String>> {
         for p in paths_of(&code_of(&text)) {
             let target = resolve(&module, &p);
             let mut to = component(&target);
-            if to == "lib" && !target.is_empty() {
-                if let Some(c) = root_names.get(&target[0]) {
-                    to = c.clone();
-                }
+            if to == "lib"
+                && let Some(c) = target.first().and_then(|n| root_names.get(n))
+            {
+                to = c.clone();
             }
             if to == from || (to == "lib" && target.len() <= 1) {
                 continue;
