@@ -63,7 +63,7 @@ layer! {
 pub use crate::core::splat;
 
 // The model, geometry, pixel buffers, limits and errors.
-pub use crate::core::error::{Error, Result};
+pub use crate::core::error::{Cause, Error, Result};
 pub use crate::core::format_error::{FormatError, FormatErrorKind, Location};
 pub use crate::core::frame::{Frame, FrameMean, Pixels, Sample};
 pub use crate::core::geometry::{Region, Viewport};
@@ -78,5 +78,6 @@ pub use crate::render::{RenderOptions, render_cpu, render_cpu_with};
 pub use crate::encode::analytic::{AnalyticOptions, encode as encode_analytic};
 pub use crate::encode::optim::refine::Effort;
 pub use crate::encode::{
-    LoadedImage, ModelKind, NetworkEncoder, NetworkOptions, RateResult, RateTarget, load_image,
+    LoadedImage, ModelKind, NetworkEncoder, NetworkOptions, Quality, RateResult, RateTarget,
+    load_image,
 };

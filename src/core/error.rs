@@ -39,30 +39,40 @@ pub enum Error {
 
     /// An input image could not be read or decoded.
     #[error("cannot read input image: {0}")]
-    InputImage(String),
+    InputImage(#[source] Cause),
 
     /// An output image could not be encoded.
     #[error("cannot write output image: {0}")]
-    OutputImage(String),
+    OutputImage(#[source] Cause),
 
     /// A neural encoder model could not be loaded or run, or the ONNX Runtime library found
     /// failed.
     #[error("{0}")]
-    Model(String),
+    Model(#[source] Cause),
 
     /// No usable ONNX Runtime library could be found or fetched (the network encoders need
     /// one; the analytic encoder does not). Not a fault of any file.
     #[error("{0}")]
-    RuntimeUnavailable(String),
+    RuntimeUnavailable(#[source] Cause),
 
     /// No usable GPU: no NVIDIA driver, no CUDA device, a GPU too old for gsimg's kernels, or
     /// gsimg built without CUDA. Not a fault: callers use the CPU renderer.
     #[error("no usable CUDA GPU: {0}")]
-    NoGpu(String),
+    NoGpu(#[source] Cause),
 
     /// The CUDA renderer failed on a usable GPU (out of memory, a launch failure, …).
     #[error("CUDA: {0}")]
-    Cuda(String),
+    Cuda(#[source] Cause),
+
+    /// No model file was given, and none was found where the caller asked to look
+    /// (`tried`, in order; empty when no search was asked for).
+    #[error("no {kind} model {}", tried_text(.tried))]
+    ModelNotFound {
+        /// The kind of model wanted, e.g. `"compact"`.
+        kind: &'static str,
+        /// The paths looked at.
+        tried: Vec<std::path::PathBuf>,
+    },
 
     /// The caller cancelled the work (a decode or render option's cancel flag was set).
     #[error("cancelled")]
@@ -71,6 +81,85 @@ pub enum Error {
     /// An I/O error from the operating system.
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
+}
+
+fn tried_text(tried: &[std::path::PathBuf]) -> String {
+    if tried.is_empty() {
+        return "given".into();
+    }
+    let paths: Vec<String> = tried.iter().map(|p| p.display().to_string()).collect();
+    format!("found (tried {})", paths.join(", "))
+}
+
+/// The detail of a fault outside gsimg's own checks (a picture decoder, a model file, ONNX
+/// Runtime, the CUDA driver): a one-line message for people and, where there is one, the error
+/// it comes from ([`std::error::Error::source`]). It dereferences to the message.
+#[derive(Debug)]
+pub struct Cause {
+    message: String,
+    source: Option<Box<dyn std::error::Error + Send + Sync + 'static>>,
+}
+
+impl Cause {
+    /// A cause with only a message.
+    pub fn new(message: impl Into<String>) -> Self {
+        Cause {
+            message: message.into(),
+            source: None,
+        }
+    }
+
+    /// A cause with a message and the error it comes from.
+    pub fn with_source(
+        message: impl Into<String>,
+        source: impl std::error::Error + Send + Sync + 'static,
+    ) -> Self {
+        Cause {
+            message: message.into(),
+            source: Some(Box::new(source)),
+        }
+    }
+
+    /// The message with `prefix` in front, the source kept.
+    pub fn prefixed(self, prefix: &str) -> Self {
+        Cause {
+            message: format!("{prefix}{}", self.message),
+            source: self.source,
+        }
+    }
+}
+
+impl std::ops::Deref for Cause {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.message
+    }
+}
+
+impl std::fmt::Display for Cause {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.source
+            .as_deref()
+            .map(|e| e as &(dyn std::error::Error + 'static))
+    }
+}
+
+impl From<String> for Cause {
+    fn from(message: String) -> Self {
+        Cause::new(message)
+    }
+}
+
+impl From<&str> for Cause {
+    fn from(message: &str) -> Self {
+        Cause::new(message)
+    }
 }
 
 impl Error {

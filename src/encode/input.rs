@@ -7,6 +7,7 @@ use image::{DynamicImage, ImageDecoder, ImageReader};
 
 pub use crate::core::frame::Pixels;
 use crate::core::splat::ChannelLayout;
+use crate::core::error::Cause;
 use crate::{Error, Limits, Result};
 
 /// The error of a file that is no picture gsimg reads.
@@ -30,7 +31,7 @@ pub struct LoadedImage {
 pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::InputImage(e.to_string()))?;
+        .map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))?;
     if reader.format().is_none() {
         return Err(Error::InputImage(UNRECOGNIZED.into()));
     }
@@ -46,7 +47,7 @@ pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
     reader.limits(il);
     let mut decoder = reader
         .into_decoder()
-        .map_err(|e| Error::InputImage(e.to_string()))?;
+        .map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))?;
     let (w, h) = decoder.dimensions();
     limits.check(
         "input pixel count",
@@ -64,7 +65,7 @@ pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
         icc_profile = None;
     }
     let mut img =
-        DynamicImage::from_decoder(decoder).map_err(|e| Error::InputImage(e.to_string()))?;
+        DynamicImage::from_decoder(decoder).map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))?;
     img.apply_orientation(orientation);
     Ok(LoadedImage {
         pixels: from_dynamic(&img),

@@ -15,4 +15,4 @@ pub use runtime::ort_lib;
 
 pub use input::{LoadedImage, Pixels, from_dynamic, load_image};
 pub use network::{Device, ModelInfo, ModelKind, NetworkEncoder, NetworkOptions, Provider};
-pub use rate::{RateResult, RateTarget};
+pub use rate::{Quality, RateResult, RateTarget};

@@ -155,7 +155,7 @@ impl NetworkEncoder {
     ///
     /// # fn main() -> gsimg::Result<()> {
     /// # let pixels: Pixels = todo!();
-    /// let encoder = NetworkOptions::default().with_kind(ModelKind::Upscale).build()?;
+    /// let encoder = NetworkOptions::default().with_kind(ModelKind::Upscale).with_installed().build()?;
     /// let (view, limits) = (Viewport::full(pixels.width * 3, pixels.height * 3), Limits::default());
     /// let r = view.region;
     /// let mut mean = FrameMean::new(r.width, r.height, pixels.channels(), &limits)?;
@@ -208,7 +208,7 @@ impl NetworkEncoder {
                         "model {}: output `gaussians` has shape {shape:?} for a {ww}x{wh} input; \
                          the contract (gsimg.cell = {c}, gsimg.per_cell = {k}) needs {want:?}",
                         self.path.display()
-                    )));
+                    ).into()));
                 }
                 network_seconds += run_start.elapsed().as_secs_f64();
                 // A sound model never produces NaN or infinity; damaged weights do (and would
@@ -220,7 +220,7 @@ impl NetworkEncoder {
                          infinity) of {}; the model file is probably damaged",
                         self.path.display(),
                         data.len()
-                    )));
+                    ).into()));
                 }
                 decode_cells(
                     pixels,
@@ -243,7 +243,7 @@ impl NetworkEncoder {
             return Err(Error::Model(format!(
                 "model {}: the network produced no Gaussians for a {w}x{h} picture",
                 self.path.display()
-            )));
+            ).into()));
         }
         let image = SplatImage::new(w, h, pixels.layout, gaussians)?;
         Ok(NetworkOutput {
@@ -258,12 +258,11 @@ impl NetworkEncoder {
     /// The file layout and quantizers this model's Gaussians are written with: a compact model's
     /// own (cell size c, its bits and ranges, YCbCr); for an upscale model a fine setting (cell
     /// 1 px, positions 6 bits, log2 σ 8 bits, rotation 8 bits, Y/Cb/Cr 10/8/8 bits, ranges from
-    /// the data), which costs well under 0.05 dB on an upscale (BENCHMARKS.md). A compact model
+    /// the data), which costs well under 0.05 dB on an upscale. A compact model
     /// whose Gaussians are refined per picture ([`NetworkOptions::with_refine`]) writes with the
     /// analytic encoder's quantizers instead ([`WriteOptions::default`]: ranges from the data,
     /// 6-bit scales and rotations): refined Gaussians are off the grid the model was trained
-    /// on, and the finer steps paid (seven validation pictures, v3, 40 steps: +0.67 dB for 11 %
-    /// more bits, BENCHMARKS.md). Positions then keep the analytic encoder's step of a quarter
+    /// on, and the finer steps pay for their bits. Positions then keep the analytic encoder's step of a quarter
     /// pixel or finer whatever the model's cell size (6 bits in a 16-pixel cell). Without
     /// refinement a compact model's bits follow the quality: up to 3 fewer per attribute at 1,
     /// the model's own at 50, 2 more at 100 (positions from 76 and 96, scales 80 and 97,
@@ -277,32 +276,25 @@ impl NetworkEncoder {
             };
         }
         let mut wo = write_options_for(&self.info, layout);
-        if self.info.kind == ModelKind::Compact && self.opts.quality < 50 {
-            // Below 50 the precision falls with the share kept: up to 3 bits fewer for
-            // positions, scales, rotations and colours at quality 1.
-            let drop = ((50 - self.opts.quality) as f64 / 49.0 * 3.0).round() as u8;
-            for b in [
+        if self.info.kind == ModelKind::Compact {
+            // The quality's precision (rate::Quality::network_precision); at least 3 bits (or
+            // the model's own when fewer), at most 16.
+            let quality = rate::Quality::new(self.opts.quality).unwrap_or_default();
+            for (b, delta) in [
                 &mut wo.position_bits,
                 &mut wo.scale_bits,
                 &mut wo.rotation_bits,
                 &mut wo.luma_bits,
                 &mut wo.chroma_bits,
-            ] {
-                *b = b.saturating_sub(drop).max((*b).min(3));
-            }
-        } else if self.info.kind == ModelKind::Compact && self.opts.quality > 50 {
-            // Above 50 the precision rises too, one attribute at a time, so that every quality
-            // from 95 (where the presence threshold stops falling) to 100 still adds a bit.
-            let q = self.opts.quality;
-            for (b, steps) in [
-                (&mut wo.position_bits, [76, 96]),
-                (&mut wo.scale_bits, [80, 97]),
-                (&mut wo.rotation_bits, [84, 98]),
-                (&mut wo.luma_bits, [88, 99]),
-                (&mut wo.chroma_bits, [92, 100]),
-            ] {
-                let add = steps.iter().filter(|&&t| q >= t).count() as u8;
-                *b = (*b + add).min(16);
+            ]
+            .into_iter()
+            .zip(quality.network_precision())
+            {
+                *b = if delta < 0 {
+                    b.saturating_sub(delta.unsigned_abs()).max((*b).min(3))
+                } else {
+                    (*b + delta as u8).min(16)
+                };
             }
         }
         wo
@@ -378,9 +370,7 @@ impl NetworkEncoder {
             // Refine (when asked) within the file's scale range, quantize the geometry as the
             // file will, and fit every channel (alpha included) to what is stored.
             if refining {
-                // Edge-aligned shapes refine much further than the network's round ones
-                // (v2: +0.4 dB after 40 steps on six Kodak pictures; v3: +0.3 dB on seven
-                // validation pictures).
+                // Edge-aligned shapes refine much further than the network's round ones.
                 crate::encode::analytic::orient_by_structure(pixels, &mut gs);
                 // The network's Gaussians are smaller than the quadtree's and refine further
                 // when enlarged (`REFINE_SIGMA_GROWTH`).

@@ -2,6 +2,7 @@
 //! outputs, where a model file is, and its checksum.
 
 use super::*;
+use crate::core::error::Cause;
 
 /// The two operating points of the encoder network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -21,7 +22,8 @@ impl ModelKind {
         }
     }
 
-    fn name(self) -> &'static str {
+    /// The kind's name: `"upscale"` or `"compact"`.
+    pub fn name(self) -> &'static str {
         match self {
             ModelKind::Upscale => "upscale",
             ModelKind::Compact => "compact",
@@ -73,7 +75,7 @@ pub struct ModelInfo {
 }
 
 pub(super) fn meta_err(key: &str, why: impl std::fmt::Display) -> Error {
-    Error::Model(format!("metadata `{key}` {why}"))
+    Error::Model(format!("metadata `{key}` {why}").into())
 }
 
 impl ModelInfo {
@@ -278,7 +280,7 @@ pub(super) fn check_io(decl: &ModelDecl, info: &ModelInfo) -> Result<()> {
         return Err(Error::Model(format!(
             "expected one input `image` [1, 3, H, W], the model has {}",
             describe(&decl.inputs)
-        )));
+        ).into()));
     };
     let dim_ok = |d: i64, want: i64| d == want || d < 0;
     if input.name != "image"
@@ -290,13 +292,13 @@ pub(super) fn check_io(decl: &ModelDecl, info: &ModelInfo) -> Result<()> {
         return Err(Error::Model(format!(
             "expected one float32 input `image` [1, 3, H, W], the model has {}",
             describe(&decl.inputs)
-        )));
+        ).into()));
     }
     let Some(out) = decl.outputs.iter().find(|o| o.name == "gaussians") else {
         return Err(Error::Model(format!(
             "expected an output `gaussians` [1, K, 9, H/c, W/c], the model has {}",
             describe(&decl.outputs)
-        )));
+        ).into()));
     };
     if out.is_f32 != Some(true)
         || out.shape.len() != 5
@@ -307,7 +309,7 @@ pub(super) fn check_io(decl: &ModelDecl, info: &ModelInfo) -> Result<()> {
         return Err(Error::Model(format!(
             "expected a float32 output `gaussians` [1, K = {}, 9, H/c, W/c], the model declares {:?}",
             info.per_cell, out.shape
-        )));
+        ).into()));
     }
     Ok(())
 }
@@ -330,24 +332,17 @@ pub fn model_candidates(kind: ModelKind) -> Vec<PathBuf> {
     v
 }
 
-/// The default model of `kind`, or an error naming every path tried.
+/// The installed model of `kind` (the first of [`model_candidates`] that exists), or
+/// [`Error::ModelNotFound`] naming every path tried.
 pub fn locate_model(kind: ModelKind) -> Result<PathBuf> {
-    let c = model_candidates(kind);
-    c.iter().find(|p| p.is_file()).cloned().ok_or_else(|| {
-        Error::Model(format!(
-            "no {} model found (tried {}); pass one with --model PATH{}",
-            kind.name(),
-            c.iter()
-                .map(|p| p.display().to_string())
-                .collect::<Vec<_>>()
-                .join(", "),
-            if kind == ModelKind::Compact {
-                ", or use --method analytic"
-            } else {
-                ""
-            }
-        ))
-    })
+    let tried = model_candidates(kind);
+    match tried.iter().find(|p| p.is_file()) {
+        Some(p) => Ok(p.clone()),
+        None => Err(Error::ModelNotFound {
+            kind: kind.name(),
+            tried,
+        }),
+    }
 }
 
 /// Checks a model file against the SHA-256 recorded beside it, in `<model file>.sha256` (the
@@ -364,22 +359,27 @@ pub fn verify_model(path: &Path) -> Result<bool> {
     let text = match std::fs::read_to_string(&side) {
         Ok(t) => t,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(false),
-        Err(e) => return Err(Error::Model(format!("cannot read {}: {e}", side.display()))),
+        Err(e) => {
+            return Err(Error::Model(Cause::with_source(
+                format!("cannot read {}: {e}", side.display()),
+                e,
+            )));
+        }
     };
     let want = crate::encode::digest::parse_sha256(&text).ok_or_else(|| {
         Error::Model(format!(
             "{}: not a SHA-256 checksum (expected 64 hex digits, as sha256sum writes)",
             side.display()
-        ))
+        ).into())
     })?;
     let (_, got) = crate::encode::digest::file_sha256(path)
-        .map_err(|e| Error::Model(format!("model {}: {e}", path.display())))?;
+        .map_err(|e| Error::Model(Cause::with_source(format!("model {}: {e}", path.display()), e)))?;
     if got != want {
         return Err(Error::Model(format!(
             "model {} is damaged: its SHA-256 is {got}, {} records {want}",
             path.display(),
             side.display()
-        )));
+        ).into()));
     }
     Ok(true)
 }

@@ -9,30 +9,33 @@ pub type MessageSink = Arc<dyn Fn(&str) + Send + Sync>;
 pub type ProgressSink = Arc<dyn Fn(usize, usize) + Send + Sync>;
 
 /// Before a compact model's Gaussians are refined per picture, both their σ are multiplied by
-/// this (after orienting them by the picture's structure tensor). On seven validation pictures
-/// of the training set, v3 at quality 50 with 40 steps: 34.96 dB at 0.821 bpp as they come,
-/// 35.32 at 0.832 with ×1.2, **35.35 at 0.835 with ×1.3**, 35.30 / 35.17 / 34.88 with ×1.4 /
-/// 1.5 / 1.6 (BENCHMARKS.md). A floor on σ (1 or 1.5 px, with ×1.2) gave nothing more.
+/// this (after orienting them by the picture's structure tensor): the network's Gaussians are
+/// smaller than the ones refinement converges to, and 1.3 was the best growth on validation
+/// pictures of the training set (about +0.4 dB over none; larger factors lose again).
 pub const REFINE_SIGMA_GROWTH: f32 = 1.3;
 
-/// The lowest presence threshold `--quality` reaches (at 95 and above). Below it are the slots
-/// the model rated absent, whose parameters training never rendered: with v6 on the seven
-/// validation pictures, thresholds 0.05 / 0.02 / 0.01 / 0 give 32.31 / 32.45 / 31.77 / 24.46 dB
-/// at 0.93 / 1.83 / 3.14 / 4.01 bpp (BENCHMARKS.md).
-pub const QUALITY_THRESHOLD_FLOOR: f32 = 0.05;
+pub use crate::encode::rate::QUALITY_THRESHOLD_FLOOR;
 
 /// Settings of the network encoder. `Default` + `with_*`, checked by [`NetworkOptions::build`].
 #[derive(Clone)]
 pub struct NetworkOptions {
-    /// The model file; `None` looks for the default model of [`NetworkOptions::kind`].
+    /// The model file. Without one, [`NetworkOptions::build`] fails with
+    /// [`Error::ModelNotFound`] unless [`NetworkOptions::installed`] asks it to look for the
+    /// installed model of [`NetworkOptions::kind`].
     pub model: Option<PathBuf>,
-    /// Which default model to look for when no file is given.
+    /// Which installed model to look for when no file is given.
     pub kind: ModelKind,
+    /// Look for what is not given where gsimg installs it: the model of
+    /// [`NetworkOptions::kind`] ([`model_candidates`]) and ONNX Runtime as the command line does
+    /// ([`LibrarySearch::from_env`], which may fetch it from PyPI with pip). Off by default: the
+    /// library then uses only the paths it is given.
+    pub installed: bool,
     /// Where the network runs.
     pub device: Device,
     /// An explicit ONNX Runtime library, tried before anything else.
     pub ort_library: Option<PathBuf>,
-    /// Where else ONNX Runtime is looked for (`None`: from the environment).
+    /// Where else ONNX Runtime is looked for (`None`: [`LibrarySearch::from_env`] with
+    /// [`NetworkOptions::installed`], else [`LibrarySearch::default`], the system loader only).
     pub library_search: Option<LibrarySearch>,
     /// Gaussians whose presence is below this are dropped; `None`: the model's operating
     /// threshold ([`ModelInfo::presence_threshold`]), lowered by `quality` above 50
@@ -67,6 +70,7 @@ impl std::fmt::Debug for NetworkOptions {
         f.debug_struct("NetworkOptions")
             .field("model", &self.model)
             .field("kind", &self.kind)
+            .field("installed", &self.installed)
             .field("device", &self.device)
             .field("ort_library", &self.ort_library)
             .field("presence_threshold", &self.presence_threshold)
@@ -83,6 +87,7 @@ impl Default for NetworkOptions {
         NetworkOptions {
             model: None,
             kind: ModelKind::Compact,
+            installed: false,
             device: Device::Auto,
             ort_library: None,
             library_search: None,
@@ -98,19 +103,15 @@ impl Default for NetworkOptions {
                 clamp: (0.0, 1.0),
                 ..FitOptions::default()
             },
-            // 15 conjugate-gradient steps, one sweep over the chunks: v3 gains +0.42 dB on
-            // Kodak over the network's own colours (26.62 against 26.20 dB); a second sweep
-            // added nothing there or on seven validation pictures (30.59 against 30.58 dB) and
-            // cost ~2 ms of the H100 encode (BENCHMARKS.md)
+            // 15 conjugate-gradient steps, one sweep over the chunks: the fit beats the
+            // network's own colours by about 0.4 dB; a second sweep adds nothing.
             color_fit: Some(FitOptions {
                 iterations: 15,
                 sweeps: 1,
                 ..FitOptions::default()
             }),
             // When refining (`with_refine`): four rounds, each after moving a tenth of the
-            // Gaussians to where the error is. On seven validation pictures of the training
-            // set (not Kodak) with v3 and 40 steps: 32.63 dB without moves, 33.44 with the
-            // analytic encoder's 0.2 × 2, 33.82 with 0.1 × 4 (BENCHMARKS.md).
+            // Gaussians to where the error is (more, smaller moves beat fewer, larger ones).
             refine: RefineOptions {
                 iterations: 0,
                 reallocate: 0.1,
@@ -130,6 +131,12 @@ impl NetworkOptions {
     /// Looks for the default model of this kind when no file is given.
     pub fn with_kind(mut self, kind: ModelKind) -> Self {
         self.kind = kind;
+        self
+    }
+    /// Looks for the model and ONNX Runtime where gsimg installs them when they are not given
+    /// ([`NetworkOptions::installed`]): what the `gsimg` command does.
+    pub fn with_installed(mut self) -> Self {
+        self.installed = true;
         self
     }
     /// Runs on this device.
@@ -185,29 +192,21 @@ impl NetworkOptions {
     /// threshold, [`ModelInfo::presence_threshold`], 0.5 unless the model says otherwise);
     /// quality above 50 lowers the presence threshold to `1 − quality/100` when that is lower,
     /// but never below [`QUALITY_THRESHOLD_FLOOR`] (so 95 to 100 give the same file), keeping
-    /// Gaussians the model rated less likely (somewhat larger files, a little higher PSNR:
-    /// BENCHMARKS.md). Quality 50 is the trained point; below it the encoder keeps a share of
+    /// Gaussians the model rated less likely (somewhat larger files, a little higher PSNR).
+    /// Quality 50 is the trained point; below it the encoder keeps a share of
     /// the Gaussians ([`NetworkOptions::keep_fraction`]) and writes them with up to 3 bits
     /// less precision, above it with up to 2 bits more ([`NetworkEncoder::write_options`]).
     pub fn with_quality(mut self, quality: u8) -> Result<Self> {
-        if !(1..=100).contains(&quality) {
-            return Err(Error::invalid(
-                "quality",
-                format!("{quality} (allowed: 1 to 100)"),
-            ));
-        }
-        self.quality = quality;
+        self.quality = rate::Quality::new(quality)?.get();
         Ok(self)
     }
     /// The share of the network's Gaussians a quality keeps: all from 50 up; below, from 5 %
     /// at quality 1 geometrically up to all at 50, the least valuable dropped first
     /// ([`rank_by_value`]).
     pub fn keep_fraction(&self) -> f64 {
-        if self.quality >= 50 {
-            1.0
-        } else {
-            0.05f64.powf((50 - self.quality) as f64 / 49.0)
-        }
+        rate::Quality::new(self.quality)
+            .unwrap_or_default()
+            .network_keep_fraction()
     }
 
     /// The presence threshold these options give a model whose operating threshold is
@@ -217,10 +216,9 @@ impl NetworkOptions {
     pub fn presence_threshold_for(&self, info: &ModelInfo) -> f32 {
         match self.presence_threshold {
             Some(t) => t,
-            None if self.quality > 50 => info
-                .presence_threshold
-                .min((1.0 - self.quality as f32 / 100.0).max(QUALITY_THRESHOLD_FLOOR)),
-            None => info.presence_threshold,
+            None => rate::Quality::new(self.quality)
+                .unwrap_or_default()
+                .network_presence_threshold(info.presence_threshold),
         }
     }
     /// Runs inputs up to this many (padded) pixels in one piece.
@@ -258,12 +256,7 @@ impl NetworkOptions {
                 format!("{t} (allowed: 0 to 1)"),
             ));
         }
-        if !(1..=100).contains(&self.quality) {
-            return Err(Error::invalid(
-                "quality",
-                format!("{} (allowed: 1 to 100)", self.quality),
-            ));
-        }
+        rate::Quality::new(self.quality)?;
         if self.max_tile_pixels < 64 * 64 {
             return Err(Error::invalid(
                 "max tile pixels",
@@ -275,13 +268,25 @@ impl NetworkOptions {
         }
         let path = match &self.model {
             Some(p) => p.clone(),
-            None => locate_model(self.kind)?,
+            None if self.installed => locate_model(self.kind)?,
+            None => {
+                return Err(Error::ModelNotFound {
+                    kind: self.kind.name(),
+                    tried: Vec::new(),
+                });
+            }
         };
         verify_model(&path)?;
         let search = self
             .library_search
             .clone()
-            .unwrap_or_else(LibrarySearch::from_env)
+            .unwrap_or_else(|| {
+                if self.installed {
+                    LibrarySearch::from_env()
+                } else {
+                    LibrarySearch::default()
+                }
+            })
             .with_explicit(self.ort_library.clone());
         let sink = self.messages.clone();
         let say = move |m: &str| {

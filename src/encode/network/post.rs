@@ -233,7 +233,7 @@ pub(crate) fn decode_cells(
                     Error::Model(format!(
                         "the network produced a non-finite value for Gaussian {kk} of cell \
                          ({gx}, {gy}): {v:?}"
-                    ))
+                    ).into())
                 })?;
                 present.push(g);
             }
