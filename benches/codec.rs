@@ -183,6 +183,7 @@ fn main() {
                 .collect();
             for q in qualities {
                 let mut o = NetworkOptions::default()
+                    .with_installed()
                     .with_model(&model)
                     .with_device(Device::Cpu)
                     .with_refine(refine)

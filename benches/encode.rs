@@ -145,6 +145,7 @@ fn main() {
         .collect();
     for (path, dummy, fit) in runs_of {
         let mut opts = NetworkOptions::default()
+            .with_installed()
             .with_model(path)
             .with_device(device)
             .with_threads(rayon::current_num_threads());

@@ -66,6 +66,7 @@ fn main() {
     for method in list("GSIMG_RATE_METHODS", "network,analytic") {
         let net = (method == "network").then(|| {
             NetworkOptions::default()
+                .with_installed()
                 .with_kind(ModelKind::Compact)
                 .with_device(Device::Cpu)
         });

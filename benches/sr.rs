@@ -46,6 +46,7 @@ fn main() {
         .map(|s| s.trim().parse().expect("GSIMG_SR_SCALES: whole numbers"))
         .collect();
     let mut opts = NetworkOptions::default()
+        .with_installed()
         .with_kind(ModelKind::Upscale)
         .with_device(Device::Cpu);
     if let Ok(m) = std::env::var("GSIMG_SR_MODEL") {

@@ -307,7 +307,8 @@ pub fn network_output(data: &[u8]) {
         }
     }
     let before = gaussians.len();
-    let added = crate::encode::coverage::ensure_coverage(w, h, cell, &mut gaussians, &spares);
+    let added =
+        crate::encode::optim::coverage::ensure_coverage(w, h, cell, &mut gaussians, &spares);
     assert!(added <= spares.len() && gaussians.len() == before + added);
     let image = SplatImage::new(w, h, layout, gaussians).expect("decoded Gaussians are valid");
     let mut opts = write_options_for(&info, layout);

@@ -121,6 +121,9 @@ fn main() -> ExitCode {
                     msg.push_str(&cause);
                 }
             }
+            if let Some(g) = e.chain().find_map(|c| c.downcast_ref::<gsimg::Error>()) {
+                msg.push_str(cli::model_hint(g));
+            }
             eprintln!("gsimg: error: {msg}");
             if e.downcast_ref::<cli::UsageError>().is_some() {
                 ExitCode::from(2)

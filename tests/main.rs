@@ -9,6 +9,7 @@ mod cuda;
 mod encode;
 mod format;
 mod fuzz_regressions;
+mod layers;
 mod malformed;
 mod onnx;
 mod render;

@@ -34,6 +34,7 @@ fn ort_library() -> Option<PathBuf> {
     static LIB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let r = LIB.get_or_init(|| {
         NetworkOptions::default()
+            .with_installed()
             .with_model(fixture("dummy_upscale.onnx"))
             .with_device(Device::Cpu)
             .build()
@@ -52,6 +53,7 @@ fn ort_library() -> Option<PathBuf> {
 
 fn encoder(model: &str, f: impl FnOnce(NetworkOptions) -> NetworkOptions) -> NetworkEncoder {
     let o = NetworkOptions::default()
+        .with_installed()
         .with_model(fixture(model))
         .with_device(Device::Cpu)
         .with_messages(quiet());
@@ -234,7 +236,10 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
         (99, 0.05),
         (100, 0.05),
     ] {
-        let o = NetworkOptions::default().with_quality(q).unwrap();
+        let o = NetworkOptions::default()
+            .with_installed()
+            .with_quality(q)
+            .unwrap();
         assert!(
             (o.presence_threshold_for(&info) - t).abs() < 1e-6,
             "quality {q}"
@@ -243,14 +248,20 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
     // A model whose operating threshold is 0.45: quality never raises it, lowers it above 55.
     info.presence_threshold = 0.45;
     for (q, t) in [(50, 0.45), (52, 0.45), (60, 0.4), (90, 0.1)] {
-        let o = NetworkOptions::default().with_quality(q).unwrap();
+        let o = NetworkOptions::default()
+            .with_installed()
+            .with_quality(q)
+            .unwrap();
         assert!(
             (o.presence_threshold_for(&info) - t).abs() < 1e-6,
             "quality {q}"
         );
     }
     // An explicit threshold wins.
-    let o = NetworkOptions::default().with_quality(90).unwrap();
+    let o = NetworkOptions::default()
+        .with_installed()
+        .with_quality(90)
+        .unwrap();
     assert_eq!(
         o.with_presence_threshold(0.75)
             .presence_threshold_for(&info),
@@ -377,6 +388,7 @@ fn rgba_alpha_survives_the_round_trip() {
 
 fn model_error(path: &Path) -> String {
     match NetworkOptions::default()
+        .with_installed()
         .with_model(path)
         .with_device(Device::Cpu)
         .with_messages(quiet())
@@ -421,13 +433,20 @@ fn bad_models_give_clear_errors() {
 #[test]
 fn options_are_validated() {
     let e = NetworkOptions::default()
+        .with_installed()
         .with_presence_threshold(1.5)
         .build()
         .err()
         .unwrap();
     assert!(e.to_string().contains("presence threshold"), "{e}");
-    assert!(NetworkOptions::default().with_quality(0).is_err());
+    assert!(
+        NetworkOptions::default()
+            .with_installed()
+            .with_quality(0)
+            .is_err()
+    );
     let e = NetworkOptions::default()
+        .with_installed()
         .with_tile_size(Some(0))
         .build()
         .err()
@@ -465,6 +484,7 @@ fn library_lookup_order() {
     };
     let search = LibrarySearch {
         explicit: Some(lib.clone()),
+        explicit_label: "--ort-lib".into(),
         env_path: Some("/nonexistent/libonnxruntime.so.1.31.1".into()),
         exe_dir: None,
         cache_dir: None,
@@ -729,6 +749,7 @@ fn tiled_vs_untiled_real_photo() {
     };
     let build = |tile: Option<u32>| {
         NetworkOptions::default()
+            .with_installed()
             .with_model(&model)
             .with_device(Device::Cpu)
             .with_messages(quiet())
@@ -866,6 +887,7 @@ fn damaged_and_wrong_models_are_refused() {
     let nan = t.path("nan.onnx");
     with_nan_weights(&original, Path::new(&nan), &[0.9, 0.8, 0.7, 0.6]);
     let e = NetworkOptions::default()
+        .with_installed()
         .with_model(&nan)
         .with_device(Device::Cpu)
         .with_messages(quiet())

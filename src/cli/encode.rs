@@ -14,6 +14,7 @@ use super::report::{self, Progress};
 use super::{Context as RunContext, parse, usage};
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
+use gsimg::encode::ort_lib::LibrarySearch;
 use gsimg::encode::refine::{Effort, RefineDevice, RefineOptions};
 use gsimg::encode::{RateResult, RateTarget};
 
@@ -134,8 +135,16 @@ impl NetworkArgs {
 
     /// Network options for a model of `kind` (used when --model is not given).
     pub fn options(&self, kind: ModelKind, progress: &Progress) -> NetworkOptions {
+        // The command line looks for the model and ONNX Runtime where gsimg installs them, and
+        // fetches ONNX Runtime into the per-user cache when it is nowhere.
+        let search = LibrarySearch {
+            explicit_label: "--ort-lib".into(),
+            ..LibrarySearch::from_env()
+        };
         let mut o = NetworkOptions::default()
             .with_kind(kind)
+            .with_installed()
+            .with_library_search(search)
             .with_device(match self.device {
                 DeviceArg::Auto => Device::Auto,
                 DeviceArg::Cpu => Device::Cpu,
@@ -168,7 +177,10 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         None => match network::locate_model(ModelKind::Compact) {
             Ok(_) => Method::Network,
             Err(e) => {
-                report::warn(&format!("{e}; using the analytic encoder"));
+                report::warn(&format!(
+                    "{e}{}; using the analytic encoder",
+                    crate::cli::model_hint(&e)
+                ));
                 Method::Analytic
             }
         },
@@ -376,11 +388,14 @@ fn network_encoder(
     };
     let encoder = options.build()?;
     if encoder.info().kind != ModelKind::Compact {
-        return Err(gsimg::Error::Model(format!(
-            "{} is an upscale model (a dense field for `gsimg upscale`, about 130 bits per \
-             pixel as a file); encode needs a compact model, or --method analytic",
-            encoder.model_path().display()
-        )));
+        return Err(gsimg::Error::Model(
+            format!(
+                "{} is an upscale model (a dense field for `gsimg upscale`, about 130 bits per \
+                 pixel as a file); encode needs a compact model, or --method analytic",
+                encoder.model_path().display()
+            )
+            .into(),
+        ));
     }
     Ok(encoder)
 }

@@ -77,3 +77,15 @@ pub mod parse {
         }
     }
 }
+
+/// What the command line adds to a library error about a missing model: the options that fix
+/// it (the library's errors name no command-line options).
+pub fn model_hint(e: &gsimg::Error) -> &'static str {
+    match e {
+        gsimg::Error::ModelNotFound {
+            kind: "compact", ..
+        } => "; pass one with --model PATH, or use --method analytic",
+        gsimg::Error::ModelNotFound { .. } => "; pass one with --model PATH",
+        _ => "",
+    }
+}

@@ -16,7 +16,7 @@ pub(crate) enum Module {
 
 pub(crate) const MODULE_COUNT: usize = 4;
 
-/// (file name, PTX text) of each module, indexed by [`Module`].
+/// (file name, PTX text) of each module, indexed by `Module`.
 pub const PTX_FILES: [(&str, &str); MODULE_COUNT] = [
     ("project.ptx", include_str!("../../kernels/ptx/project.ptx")),
     ("bin.ptx", include_str!("../../kernels/ptx/bin.ptx")),

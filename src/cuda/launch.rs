@@ -120,7 +120,7 @@ fn need(what: &'static str, have: usize, want: u64) -> Result<()> {
     if (have as u64) < want {
         return Err(Error::Cuda(format!(
             "internal error: {what} holds {have} elements, the launch needs {want}"
-        )));
+        ).into()));
     }
     Ok(())
 }
@@ -129,7 +129,7 @@ fn grid(blocks: u64, threads: u32) -> Result<LaunchConfig> {
     if blocks == 0 || blocks > MAX_GRID_X {
         return Err(Error::Cuda(format!(
             "internal error: grid of {blocks} blocks"
-        )));
+        ).into()));
     }
     Ok(LaunchConfig {
         grid_dim: (blocks as u32, 1, 1),
@@ -160,7 +160,7 @@ pub(crate) fn project_gaussians(
     need("tile_counts", tile_counts.len(), n)?;
     need("stats", stats.len(), STATS_WORDS as u64)?;
     if p.region_w <= 0 || p.region_h <= 0 || p.tiles_x <= 0 || p.tiles_y <= 0 {
-        return Err(Error::Cuda(format!("internal error: {p:?}")));
+        return Err(Error::Cuda(format!("internal error: {p:?}").into()));
     }
     let cfg = grid(blocks_for(n, PROJECT_THREADS), PROJECT_THREADS)?;
     let f = rt.function(Kernel::ProjectGaussians)?;
@@ -389,7 +389,7 @@ pub(crate) fn rasterize(
     out: &mut CudaViewMut<'_, u8>,
 ) -> Result<()> {
     if !(1..=4).contains(&channels) {
-        return Err(Error::Cuda(format!("internal error: {channels} channels")));
+        return Err(Error::Cuda(format!("internal error: {channels} channels").into()));
     }
     let tiles = p.tiles_x as u64 * p.tiles_y as u64;
     need("tile ranges", ranges.len(), tiles)?;
@@ -400,7 +400,7 @@ pub(crate) fn rasterize(
         || p.tiles_y as u64 != (p.region_h as u64).div_ceil(TILE as u64)
         || p.capacity as usize > tile_vals.len()
     {
-        return Err(Error::Cuda(format!("internal error: {p:?}")));
+        return Err(Error::Cuda(format!("internal error: {p:?}").into()));
     }
     let out_channels = if p.expand_rgba != 0 { 4 } else { channels } as u64;
     let row_bytes = p.region_w as u64 * out_channels * kind.size() as u64;
@@ -408,7 +408,7 @@ pub(crate) fn rasterize(
         return Err(Error::Cuda(format!(
             "internal error: pitch {} for rows of {row_bytes} bytes",
             p.out_pitch
-        )));
+        ).into()));
     }
     need(
         "output",
@@ -539,7 +539,7 @@ fn check_refine_params(p: &RefineParams) -> Result<u64> {
         || p.tiles_y as i64 != (p.height as u64).div_ceil(TILE as u64) as i64
         || !(1..=4).contains(&p.channels)
     {
-        return Err(Error::Cuda(format!("internal error: {p:?}")));
+        return Err(Error::Cuda(format!("internal error: {p:?}").into()));
     }
     Ok(p.tiles_x as u64 * p.tiles_y as u64)
 }

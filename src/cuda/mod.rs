@@ -32,7 +32,7 @@
 //! # Ok(()) }
 //! ```
 
-use crate::render::Sample;
+use crate::core::frame::Sample;
 
 #[cfg(feature = "cuda")]
 mod api;
@@ -73,6 +73,15 @@ pub struct AdamSettings {
     pub lr_final: f32,
     /// Smallest and largest σ, native pixels.
     pub scale_bounds: (f32, f32),
+}
+
+/// The step-size factor of step `step` of `iterations`: `lr_final^(step / (iterations − 1))`,
+/// computed in binary32 as the GPU's host side does.
+pub fn lr_factor(lr_final: f32, step: usize, iterations: usize) -> f32 {
+    if lr_final == 1.0 || iterations < 2 {
+        return 1.0;
+    }
+    lr_final.powf(step as f32 / (iterations - 1) as f32)
 }
 
 /// Whether gsimg was built with the CUDA renderer (the `cuda` feature).

@@ -312,7 +312,7 @@ impl Workspace {
                 Outcome::Grow(needed) => {
                     return Err(Error::Cuda(format!(
                         "internal error: tile lists of {needed} entries overflowed twice"
-                    )));
+                    ).into()));
                 }
             }
         }
@@ -354,7 +354,7 @@ impl Workspace {
             return Err(Error::Cuda(format!(
                 "internal error: output buffer of {} bytes, {out_len} needed",
                 target.buf.len()
-            )));
+            ).into()));
         }
         let mut out = target.buf.slice_mut(..out_len);
         launch::rasterize(

@@ -18,8 +18,8 @@ use super::launch::{
 };
 use super::pipeline::{Plan, Workspace};
 use super::runtime::{Runtime, driver_err};
-use crate::encode::refine::QuantGrid;
-use crate::splat::Gaussian;
+use crate::core::splat::Gaussian;
+use crate::format::QuantGrid;
 use crate::{Error, Limits, Result, Viewport};
 
 /// Steps enqueued between two looks at the device's state: a long descent whose lists
@@ -298,7 +298,7 @@ impl GpuRefiner {
         // Adam's bias corrections for step t = step + 1, as refine.rs computes them.
         let t = (step + 1) as i32;
         let (b1, b2) = (0.9f32, 0.999f32);
-        let f = crate::encode::refine::lr_factor(adam.lr_final, step, iterations);
+        let f = super::lr_factor(adam.lr_final, step, iterations);
         let u = UpdateParams {
             lr: [
                 adam.lr_position * f,

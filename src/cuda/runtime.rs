@@ -7,6 +7,7 @@ use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverEr
 use cudarc::nvrtc::Ptx;
 
 use super::kernels::{KERNEL_COUNT, Kernel, MODULE_COUNT, PTX_FILES};
+use crate::core::error::Cause;
 use crate::{Error, Result};
 
 /// Oldest compute capability the PTX targets (`-arch=compute_75`, Turing).
@@ -14,7 +15,7 @@ pub(crate) const MIN_COMPUTE_CAPABILITY: (i32, i32) = (7, 5);
 
 /// Maps a driver error to [`Error::Cuda`], saying what was being done.
 pub(crate) fn driver_err(what: &'static str) -> impl FnOnce(DriverError) -> Error {
-    move |e| Error::Cuda(format!("{what}: {e}"))
+    move |e| Error::Cuda(Cause::with_source(format!("{what}: {e}"), e))
 }
 
 /// A failure to open device `ordinal`: out of memory is a fault of a usable GPU
@@ -23,9 +24,9 @@ pub(crate) fn driver_err(what: &'static str) -> impl FnOnce(DriverError) -> Erro
 fn open_err(e: DriverError) -> Error {
     let why = format!("cannot open CUDA device: {e}");
     if fault_of_a_usable_gpu(e.0) {
-        Error::Cuda(why)
+        Error::Cuda(Cause::with_source(why, e))
     } else {
-        Error::NoGpu(why)
+        Error::NoGpu(Cause::with_source(why, e))
     }
 }
 
@@ -83,7 +84,7 @@ impl Runtime {
             return Err(Error::NoGpu(format!(
                 "the GPU has compute capability {major}.{minor}; gsimg's kernels need {}.{} or newer",
                 MIN_COMPUTE_CAPABILITY.0, MIN_COMPUTE_CAPABILITY.1
-            )));
+            ).into()));
         }
         let name = ctx.name().map_err(driver_err("cannot query the device"))?;
         let multiprocessors = ctx
@@ -118,7 +119,7 @@ impl Runtime {
                 let module = self
                     .ctx
                     .load_module(Ptx::from_src(ptx))
-                    .map_err(|e| Error::Cuda(format!("cannot load kernels/ptx/{file}: {e}")))?;
+                    .map_err(|e| Error::Cuda(format!("cannot load kernels/ptx/{file}: {e}").into()))?;
                 // Another thread may have loaded it meanwhile: either copy is fine.
                 let _ = self.modules[m].set(module);
                 self.modules[m].get().expect("just set")
@@ -126,7 +127,7 @@ impl Runtime {
         };
         let f = module
             .load_function(k.name())
-            .map_err(|e| Error::Cuda(format!("kernel {} not found: {e}", k.name())))?;
+            .map_err(|e| Error::Cuda(format!("kernel {} not found: {e}", k.name()).into()))?;
         let _ = slot.set(f);
         Ok(slot.get().expect("just set"))
     }

@@ -223,10 +223,10 @@ impl GpuRefiner {
     /// Unreachable.
     pub fn descend(
         &mut self,
-        _gaussians: &mut [crate::splat::Gaussian],
+        _gaussians: &mut [crate::core::splat::Gaussian],
         _adam: &super::AdamSettings,
         _iterations: usize,
-        _grid: Option<&crate::encode::refine::QuantGrid>,
+        _grid: Option<&crate::format::QuantGrid>,
     ) -> Result<(f64, f64)> {
         match self.never {}
     }
@@ -234,7 +234,7 @@ impl GpuRefiner {
     /// Unreachable.
     pub fn gradients(
         &mut self,
-        _gaussians: &[crate::splat::Gaussian],
+        _gaussians: &[crate::core::splat::Gaussian],
     ) -> Result<(f64, Vec<[f64; 9]>)> {
         match self.never {}
     }

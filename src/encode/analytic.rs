@@ -5,46 +5,40 @@
 //!    the number of leaves meets the requested Gaussian count.
 //! 2. Each leaf becomes one Gaussian at its centre, shaped by the block's gradient structure
 //!    tensor: elongated along edges, narrow across them, round in flat areas.
-//! 3. Colours are fitted by least squares ([`fit`](super::fit)), then every parameter is
-//!    refined by gradient descent on the render error ([`refine`](super::refine)).
+//! 3. Colours are fitted by least squares ([`fit`](super::optim::fit)), then every parameter is
+//!    refined by gradient descent on the render error ([`refine`](super::optim::refine)).
 //! 4. The geometry is quantized exactly as the file will store it, and the colours are fitted
 //!    again by least squares to the picture under the rendering rule.
 
 use rayon::prelude::*;
 
-use super::fit::{FitOptions, fit_colors};
-use super::input::Pixels;
+use super::optim::fit::{FitOptions, fit_colors};
+use super::optim::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
 use super::rate::{self, RateResult, RateTarget};
-use super::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
+use crate::core::frame::Pixels;
+use crate::core::splat::{Gaussian, SplatImage};
 use crate::format::{self, Encoded, WriteOptions};
-use crate::splat::{Gaussian, SplatImage};
 use crate::{Error, Result};
 
 const ROOT: u32 = 32;
 const MIN_BLOCK: u32 = 2;
 
 /// Below this many Gaussians per pixel the refinement moves none
-/// ([`RefineOptions::reallocate`] is ignored): on Kodak, moving a fifth of them cost 1.0 dB at
-/// 1/200 per pixel and 0.05 dB at 1/100, where the gaps between Gaussians are too wide for the
-/// small ones it adds; it gained 0.46 dB at 0.0178 and 0.52 dB at 0.02 (BENCHMARKS.md).
+/// ([`RefineOptions::reallocate`] is ignored): at lower densities the gaps between Gaussians are
+/// too wide for the small ones a move adds, and moves lose quality instead of gaining it.
 pub const MOVE_MIN_DENSITY: f64 = 0.015;
 
 /// σ of a Gaussian in a flat quadtree block, as a fraction of the block's side, when the
-/// Gaussians are written as placed (best without refinement: on seven validation pictures of
-/// the training set at 0.0178 per pixel, 30.09 dB at 0.669 bpp against 29.98 at 0.657 with
-/// [`REFINED_SPREAD`]).
+/// Gaussians are written as placed (without refinement, wider Gaussians than
+/// [`REFINED_SPREAD`] cover the block better).
 pub const SPREAD: f64 = 0.55;
 
-/// The same when the Gaussians are refined: smaller Gaussians refine further. On the same seven
-/// pictures with 40 steps, 0.45 against 0.55 gave +0.34, +0.27, +0.26 and +0.05 dB at 0.005,
-/// 0.01, 0.0178 and 0.03 per pixel for ≤ 1 % fewer bits (0.35: −0.7 dB, 0.4: −0.2 dB, 0.5 and
-/// 0.45 equal within 0.06 dB, 0.7: −1.1 dB; BENCHMARKS.md), up to
+/// The same when the Gaussians are refined: smaller Gaussians refine further, up to
 /// [`REFINED_SPREAD_MAX_DENSITY`].
 pub const REFINED_SPREAD: f64 = 0.45;
 
-/// Above this density (Gaussians per pixel) refinement starts from [`SPREAD`] again: on the
-/// same seven pictures 0.45 and 0.55 were equal at 0.06 (39.75 dB at 2.696 bpp against 39.79
-/// at 2.731) and 0.55 better at 0.12 (41.21 against 41.02 dB at 5.1 bpp).
+/// Above this density (Gaussians per pixel) refinement starts from [`SPREAD`] again: dense
+/// Gaussians no longer gain from starting smaller.
 pub const REFINED_SPREAD_MAX_DENSITY: f64 = 0.06;
 
 /// Settings of the analytic encoder.
@@ -70,10 +64,8 @@ impl Default for AnalyticOptions {
             spread: None,
             fit: FitOptions::default(),
             // Four rounds of moving a tenth of the Gaussians to the error, then 10 steps each
-            // (at densities from MOVE_MIN_DENSITY up). Two rounds of a fifth gave +0.46 /
-            // +0.52 dB on Kodak at 0.0178 / 0.02 per pixel (BENCHMARKS.md); four of a tenth
-            // gave +0.12 / +0.15 dB more on seven validation pictures of the training set at
-            // 0.015 / 0.0178 (as for the network encoder, where it was found).
+            // (at densities from MOVE_MIN_DENSITY up): more, smaller moves beat fewer, larger
+            // ones, as for the network encoder.
             refine: RefineOptions {
                 reallocate: 0.1,
                 rounds: 4,
@@ -86,18 +78,11 @@ impl Default for AnalyticOptions {
 
 impl AnalyticOptions {
     /// Options for a quality from 1 (smallest) to 100 (largest): the Gaussian density goes
-    /// geometrically from 1/400 to 1/5 per pixel.
+    /// geometrically from 1/400 to 1/5 per pixel
+    /// ([`Quality::analytic_density`](crate::encode::rate::Quality::analytic_density)).
     pub fn with_quality(quality: u8) -> Result<Self> {
-        if !(1..=100).contains(&quality) {
-            return Err(Error::invalid(
-                "quality",
-                format!("{quality} (allowed: 1 to 100)"),
-            ));
-        }
-        let t = (quality as f64 - 1.0) / 99.0;
-        let density = (1.0f64 / 400.0) * (80.0f64).powf(t);
         Ok(AnalyticOptions {
-            density,
+            density: rate::Quality::new(quality)?.analytic_density(),
             ..Default::default()
         })
     }
@@ -335,7 +320,7 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
     );
     let mut gaussians = place(pixels, target, spread);
     let (mut notes, mut warnings) = (Vec::new(), Vec::new());
-    let mut record = |o: super::refine::RefineOutcome| {
+    let mut record = |o: super::optim::refine::RefineOutcome| {
         notes.extend(o.note());
         warnings.extend(o.warning());
     };

@@ -5,98 +5,10 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
-use crate::splat::ChannelLayout;
+pub use crate::core::frame::Pixels;
+use crate::core::splat::ChannelLayout;
+use crate::core::error::Cause;
 use crate::{Error, Limits, Result};
-
-/// A picture in memory: `width × height` pixels of the layout's channels, interleaved, each in
-/// [0, 1] (sRGB-encoded values as stored, not linearized).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Pixels {
-    /// Width in pixels.
-    pub width: u32,
-    /// Height in pixels.
-    pub height: u32,
-    /// Channels per pixel.
-    pub layout: ChannelLayout,
-    /// `width * height * channels` values.
-    pub data: Vec<f32>,
-}
-
-impl Pixels {
-    /// Number of channels.
-    pub fn channels(&self) -> usize {
-        self.layout.channels()
-    }
-
-    /// Checks that the buffer matches the size.
-    pub fn validate(&self) -> Result<()> {
-        if self.width == 0 || self.height == 0 {
-            return Err(Error::invalid(
-                "image size",
-                format!("{}x{}", self.width, self.height),
-            ));
-        }
-        let n = self.width as usize * self.height as usize * self.channels();
-        if self.data.len() != n {
-            return Err(Error::invalid(
-                "pixel buffer",
-                format!("{} values, {n} expected", self.data.len()),
-            ));
-        }
-        Ok(())
-    }
-
-    /// Builds pixels from 8-bit samples.
-    pub fn from_u8(width: u32, height: u32, layout: ChannelLayout, samples: &[u8]) -> Result<Self> {
-        let p = Pixels {
-            width,
-            height,
-            layout,
-            data: samples.iter().map(|&v| v as f32 / 255.0).collect(),
-        };
-        p.validate()?;
-        Ok(p)
-    }
-
-    /// Converts to 8-bit samples (§3.5 rounding).
-    pub fn to_u8(&self) -> Vec<u8> {
-        self.data
-            .iter()
-            .map(|&v| <u8 as crate::render::Sample>::from_value(v))
-            .collect()
-    }
-
-    /// The picture with its channels converted to `layout` (gray ↔ RGB by BT.601 luma, alpha
-    /// added as opaque or dropped).
-    pub fn to_layout(&self, layout: ChannelLayout) -> Pixels {
-        if layout == self.layout {
-            return self.clone();
-        }
-        let (ci, co) = (self.channels(), layout.channels());
-        let mut data = Vec::with_capacity(self.width as usize * self.height as usize * co);
-        for px in self.data.chunks_exact(ci) {
-            let (color, alpha): ([f32; 3], f32) = match self.layout {
-                ChannelLayout::Gray => ([px[0]; 3], 1.0),
-                ChannelLayout::GrayAlpha => ([px[0]; 3], px[1]),
-                ChannelLayout::Rgb => ([px[0], px[1], px[2]], 1.0),
-                ChannelLayout::Rgba => ([px[0], px[1], px[2]], px[3]),
-            };
-            let luma = 0.299 * color[0] + 0.587 * color[1] + 0.114 * color[2];
-            match layout {
-                ChannelLayout::Gray => data.push(luma),
-                ChannelLayout::GrayAlpha => data.extend([luma, alpha]),
-                ChannelLayout::Rgb => data.extend(color),
-                ChannelLayout::Rgba => data.extend([color[0], color[1], color[2], alpha]),
-            }
-        }
-        Pixels {
-            width: self.width,
-            height: self.height,
-            layout,
-            data,
-        }
-    }
-}
 
 /// The error of a file that is no picture gsimg reads.
 pub(crate) const UNRECOGNIZED: &str =
@@ -119,7 +31,7 @@ pub struct LoadedImage {
 pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
     let mut reader = ImageReader::new(Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::InputImage(e.to_string()))?;
+        .map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))?;
     if reader.format().is_none() {
         return Err(Error::InputImage(UNRECOGNIZED.into()));
     }
@@ -135,7 +47,7 @@ pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
     reader.limits(il);
     let mut decoder = reader
         .into_decoder()
-        .map_err(|e| Error::InputImage(e.to_string()))?;
+        .map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))?;
     let (w, h) = decoder.dimensions();
     limits.check(
         "input pixel count",
@@ -153,7 +65,7 @@ pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
         icc_profile = None;
     }
     let mut img =
-        DynamicImage::from_decoder(decoder).map_err(|e| Error::InputImage(e.to_string()))?;
+        DynamicImage::from_decoder(decoder).map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))?;
     img.apply_orientation(orientation);
     Ok(LoadedImage {
         pixels: from_dynamic(&img),

@@ -9,6 +9,7 @@
 //! one tile (at most 2^21 pixels, [`super::NetworkOptions::max_tile_pixels`]) and, per pixel,
 //! the float picture and the colour fit's pixel–Gaussian weights.
 
+use crate::core::error::Cause;
 use crate::{Error, Limits, Result};
 
 /// Bytes every encode takes whatever the picture (program, thread pools, buffers).
@@ -78,13 +79,13 @@ pub fn check(kind: EncoderKind, width: u32, height: u32, limits: &Limits) -> Res
 pub fn picture_size(bytes: &[u8]) -> Result<(u32, u32)> {
     let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
         .with_guessed_format()
-        .map_err(|e| Error::InputImage(e.to_string()))?;
+        .map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))?;
     if reader.format().is_none() {
         return Err(Error::InputImage(super::input::UNRECOGNIZED.into()));
     }
     reader
         .into_dimensions()
-        .map_err(|e| Error::InputImage(e.to_string()))
+        .map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))
 }
 
 #[cfg(test)]

@@ -11,6 +11,97 @@
 use crate::format::Encoded;
 use crate::{Error, Result};
 
+/// The quality every encoder takes: 1 (smallest files) to 100 (best pictures), 50 the
+/// default. It is the one knob of the command line's `--quality` and of the encoders' options,
+/// and this type is the one place that maps it to each encoder's settings:
+///
+/// - the analytic encoder: the Gaussian density, geometrically from 1/400 per pixel at 1 to
+///   1/5 at 100 ([`Quality::analytic_density`]);
+/// - the network encoder, whose model has one trained rate at 50: below 50 a share of its
+///   Gaussians ([`Quality::network_keep_fraction`]) and fewer bits, above 50 a lower presence
+///   threshold ([`Quality::network_presence_threshold`]) and more bits
+///   ([`Quality::network_precision`]).
+///
+/// Rate targets ([`RateTarget`]) search the same settings for a size instead.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Quality(u8);
+
+/// The lowest presence threshold a network quality reaches (at 95 and above). Below it are the
+/// slots the model rated absent, whose parameters training never rendered: lower thresholds
+/// double the file for almost no gain, then lose quality.
+pub const QUALITY_THRESHOLD_FLOOR: f32 = 0.05;
+
+impl Quality {
+    /// The default quality.
+    pub const DEFAULT: Quality = Quality(50);
+
+    /// A quality from 1 to 100, or [`Error::InvalidParameter`].
+    pub fn new(quality: u8) -> Result<Self> {
+        if (1..=100).contains(&quality) {
+            Ok(Quality(quality))
+        } else {
+            Err(Error::invalid(
+                "quality",
+                format!("{quality} (allowed: 1 to 100)"),
+            ))
+        }
+    }
+
+    /// The value, 1 to 100.
+    pub fn get(self) -> u8 {
+        self.0
+    }
+
+    /// The analytic encoder's Gaussians per pixel: 1/400 at 1, geometrically up to 1/5 at 100.
+    pub fn analytic_density(self) -> f64 {
+        let t = (self.0 as f64 - 1.0) / 99.0;
+        (1.0f64 / 400.0) * (80.0f64).powf(t)
+    }
+
+    /// The share of the network's Gaussians kept: all from 50 up; below, from 5 % at 1
+    /// geometrically up to all at 50, the least valuable dropped first.
+    pub fn network_keep_fraction(self) -> f64 {
+        if self.0 >= 50 {
+            1.0
+        } else {
+            0.05f64.powf((50 - self.0) as f64 / 49.0)
+        }
+    }
+
+    /// The network's presence threshold for a model whose trained threshold is `trained`: that
+    /// threshold up to 50; above, lowered to `1 − quality/100` when that is lower, but never
+    /// below [`QUALITY_THRESHOLD_FLOOR`] (so 95 to 100 keep the same Gaussians).
+    pub fn network_presence_threshold(self, trained: f32) -> f32 {
+        if self.0 > 50 {
+            trained.min((1.0 - self.0 as f32 / 100.0).max(QUALITY_THRESHOLD_FLOOR))
+        } else {
+            trained
+        }
+    }
+
+    /// Bits added to (positive) or removed from (negative) the network model's own precision of
+    /// positions, scales, rotations, luma and chroma: below 50 all fall together, up to 3 bits
+    /// at 1; above 50 they rise one attribute at a time (positions at 76 and 96, scales 80 and
+    /// 97, rotations 84 and 98, luma 88 and 99, chroma 92 and 100), so that every quality from
+    /// 95 (where the presence threshold stops falling) to 100 still adds a bit.
+    pub fn network_precision(self) -> [i8; 5] {
+        let q = self.0;
+        if q < 50 {
+            let drop = ((50 - q) as f64 / 49.0 * 3.0).round() as i8;
+            [-drop; 5]
+        } else {
+            [[76, 96], [80, 97], [84, 98], [88, 99], [92, 100]]
+                .map(|steps: [u8; 2]| steps.iter().filter(|&&t| q >= t).count() as i8)
+        }
+    }
+}
+
+impl Default for Quality {
+    fn default() -> Self {
+        Quality::DEFAULT
+    }
+}
+
 /// What size a file should have.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RateTarget {

@@ -4,7 +4,7 @@ use byteorder::{ByteOrder, LittleEndian as LE};
 
 use super::consts::*;
 use super::error::{FormatError, FormatErrorKind, Location};
-use crate::splat::ChannelLayout;
+use crate::core::splat::ChannelLayout;
 use crate::{Error, Limits, Result};
 
 /// §4.1: how stored channel values map to the rendered channels.

@@ -6,7 +6,8 @@
 
 pub mod consts;
 mod context;
-mod error;
+mod grid;
+use crate::core::format_error as error;
 mod header;
 mod metadata;
 mod quant;
@@ -17,6 +18,7 @@ mod tile;
 mod writer;
 
 pub use error::{FormatError, FormatErrorKind, Location};
+pub use grid::QuantGrid;
 pub use header::{AttrQuant, ColorModel, Header, Packing, Predictor};
 pub use metadata::{MAX_ICC_BYTES, Metadata, icc_profile_problem};
 pub use quant::{Quantized, dequantize, quantize, rgb_to_ycbcr, ycbcr_to_rgb};
@@ -26,7 +28,7 @@ pub use reader::{
 };
 pub use writer::{AUTO_PACKING_MAX, Coding, Encoded, WriteOptions, plan_header, write};
 
-use crate::splat::SplatImage;
+use crate::core::splat::SplatImage;
 use crate::{Limits, Result};
 
 /// A whole decoded file.

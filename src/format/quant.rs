@@ -1,7 +1,7 @@
 //! Quantization and dequantization of Gaussians (§5), and the colour model (§4.1).
 
 use super::header::{AttrQuant, ColorModel, Header};
-use crate::splat::Gaussian;
+use crate::core::splat::Gaussian;
 
 /// A Gaussian as stored: its cell and one code per stream (§7.2 order: x, y, σ₁, σ₂, θ, then
 /// up to four channels).

@@ -15,9 +15,9 @@ use super::quant::{Dequantizer, Quantized, reach, reach_bound};
 use super::rans;
 use super::section;
 use super::tile::{self, TileCells};
-use crate::render::Viewport;
-use crate::render::project::PREFILTER_VARIANCE;
-use crate::splat::{Gaussian, SplatImage};
+use crate::core::geometry::PREFILTER_VARIANCE;
+use crate::core::geometry::Viewport;
+use crate::core::splat::{Gaussian, SplatImage};
 use crate::{Error, Limits, Result};
 
 /// §6: a tile's decompressed size may be at most this many times its compressed size (the

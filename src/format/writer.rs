@@ -11,7 +11,7 @@ use super::rans::{Dist, TOKENS};
 use super::reader::MAX_GAUSSIANS_PER_BYTE;
 use super::section;
 use super::tile::{self, TileCells};
-use crate::splat::SplatImage;
+use crate::core::splat::SplatImage;
 use crate::{Error, Result};
 
 /// How the Gaussians of each tile are coded.

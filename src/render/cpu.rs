@@ -13,7 +13,7 @@ use rayon::prelude::*;
 use super::fastexp::exp_neg_half;
 use super::project::{CUTOFF_Q, MIN_WEIGHT_SUM, Projected, project, row_span};
 use super::{Frame, RenderOptions, Sample, Viewport};
-use crate::splat::SplatImage;
+use crate::core::splat::SplatImage;
 use crate::{Error, Limits, Result};
 
 const TILE_W: i64 = 64;

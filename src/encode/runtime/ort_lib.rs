@@ -81,6 +81,8 @@ pub struct FoundLibrary {
 pub struct LibrarySearch {
     /// An explicit library path, tried first.
     pub explicit: Option<PathBuf>,
+    /// What messages call the explicit path (the command line names its option).
+    pub explicit_label: String,
     /// The value of `ORT_DYLIB_PATH`, tried second.
     pub env_path: Option<PathBuf>,
     /// The executable's folder.
@@ -95,9 +97,20 @@ pub struct LibrarySearch {
     pub python: OsString,
 }
 
+/// The search of a library that was given no environment: the explicit path, then the system
+/// loader; no cache, no fetch.
 impl Default for LibrarySearch {
     fn default() -> Self {
-        Self::from_env()
+        LibrarySearch {
+            explicit: None,
+            explicit_label: "explicit library path".into(),
+            env_path: None,
+            exe_dir: None,
+            cache_dir: None,
+            system: true,
+            fetch: false,
+            python: "python3".into(),
+        }
     }
 }
 
@@ -119,6 +132,7 @@ impl LibrarySearch {
         );
         LibrarySearch {
             explicit: None,
+            explicit_label: "explicit library path".into(),
             env_path: var("ORT_DYLIB_PATH").map(PathBuf::from),
             exe_dir: std::env::current_exe()
                 .ok()
@@ -248,7 +262,7 @@ fn write_manifest(dir: &Path) -> std::result::Result<(), String> {
         .collect();
     names.sort();
     for name in names {
-        let (size, hash) = super::digest::file_sha256(&dir.join(&name))
+        let (size, hash) = crate::encode::digest::file_sha256(&dir.join(&name))
             .map_err(|e| format!("cannot read {name}: {e}"))?;
         lines.push_str(&format!("{hash}  {size}  {name}\n"));
     }
@@ -276,7 +290,7 @@ fn matches_manifest(dir: &Path, lib: &Path) -> std::result::Result<(), String> {
             size.map_or("?".to_string(), |s| s.to_string())
         ));
     }
-    let (_, got) = super::digest::file_sha256(lib).map_err(|e| e.to_string())?;
+    let (_, got) = crate::encode::digest::file_sha256(lib).map_err(|e| e.to_string())?;
     if got != hash {
         return Err(
             "is damaged: its SHA-256 differs from the one recorded when it was fetched".into(),
@@ -366,13 +380,14 @@ fn whole_library(path: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-fn fix_hint() -> String {
+fn fix_hint(search: &LibrarySearch) -> String {
     format!(
         "to fix: let gsimg fetch it (needs python3 with pip and access to PyPI; unset \
          GSIMG_ORT_FETCH), or install it yourself: `python3 -m pip download --no-deps \
          --only-binary=:all: onnxruntime=={PINNED_VERSION}`, unzip \
          onnxruntime/capi/libonnxruntime.so.{PINNED_VERSION} from the wheel, and pass its path \
-         with --ort-lib or ORT_DYLIB_PATH (or put it in <gsimg's folder>/lib/)"
+         with {} or ORT_DYLIB_PATH (or put it in <gsimg's folder>/lib/)",
+        search.explicit_label
     )
 }
 
@@ -390,7 +405,11 @@ pub fn locate(
     };
     // 1, 2: explicit requests are honoured or refused, never replaced.
     for (req, source, what) in [
-        (&search.explicit, LibrarySource::Explicit, "--ort-lib"),
+        (
+            &search.explicit,
+            LibrarySource::Explicit,
+            search.explicit_label.as_str(),
+        ),
         (
             &search.env_path,
             LibrarySource::Environment,
@@ -407,12 +426,12 @@ pub fn locate(
                      onnxruntime/capi/libonnxruntime.so.{PINNED_VERSION} from the onnxruntime \
                      wheel on PyPI), or unset it to let gsimg find or fetch one",
                     p.display()
-                ))),
+                ).into())),
             };
         }
     }
     let mut tried: Vec<String> = vec![
-        "--ort-lib: not given".into(),
+        format!("{}: not given", search.explicit_label),
         "ORT_DYLIB_PATH: not set".into(),
     ];
     // 3: next to the executable.
@@ -515,8 +534,8 @@ pub fn locate(
     Err(Error::RuntimeUnavailable(format!(
         "ONNX Runtime (libonnxruntime, version 1.{MIN_MINOR} or newer) not found; tried: {}; {}",
         tried.join("; "),
-        fix_hint()
-    )))
+        fix_hint(search)
+    ).into()))
 }
 
 /// Runs a command; the error names it by `what` and ends with the last lines it printed.
@@ -691,6 +710,7 @@ mod tests {
     fn search(dir: &Path) -> LibrarySearch {
         LibrarySearch {
             explicit: None,
+            explicit_label: "--ort-lib".into(),
             env_path: None,
             exe_dir: Some(dir.join("exe")),
             cache_dir: Some(dir.join("cache")),

@@ -10,9 +10,9 @@
 //! # With the CUDA provider
 //!
 //! The CUDA build of ONNX Runtime (PyPI `onnxruntime-gpu`, CUDA 13, cuDNN 9) is selected with
-//! `ORT_DYLIB_PATH` (or `--ort-lib`); its folder must also hold
+//! `ORT_DYLIB_PATH` or an explicit library path; its folder must also hold
 //! `libonnxruntime_providers_shared.so` and `libonnxruntime_providers_cuda.so`, which ONNX Runtime
-//! looks for next to itself. `--device cuda` fails with the reason if CUDA cannot run;
+//! looks for next to itself. `Device::Cuda` fails with the reason if CUDA cannot run;
 //! `ORT_LOG=verbose` shows where ONNX Runtime placed the nodes. `benches/encode.rs` times the
 //! encoders on either provider (`GSIMG_BENCH_DEVICE=cuda|cpu`).
 
@@ -24,8 +24,9 @@ use ort::ep::{self, ExecutionProvider};
 use ort::session::Session;
 use ort::value::TensorRef;
 
-use super::network::{Device, Provider};
 use super::ort_lib::{self, FoundLibrary, LibrarySearch};
+use super::{Device, Provider};
+use crate::core::error::Cause;
 use crate::{Error, Result};
 
 /// The process's ONNX Runtime: the library (loaded once, never unloaded) and its environment.
@@ -36,8 +37,8 @@ struct Runtime {
 
 static RUNTIME: Mutex<Option<Arc<Runtime>>> = Mutex::new(None);
 
-fn model_err(context: &str, e: impl std::fmt::Display) -> Error {
-    Error::Model(format!("{context}: {e}"))
+fn model_err(context: &str, e: impl std::error::Error + Send + Sync + 'static) -> Error {
+    Error::Model(Cause::with_source(format!("{context}: {e}"), e))
 }
 
 /// Loads ONNX Runtime once per process. A later call that explicitly asks for another library
@@ -57,7 +58,7 @@ fn runtime(search: &LibrarySearch, say: &dyn Fn(&str)) -> Result<Arc<Runtime>> {
                     "ONNX Runtime is already loaded in this process from {}; cannot switch to {}",
                     rt.library.path.display(),
                     wanted.display()
-                )));
+                ).into()));
             }
         }
         return Ok(rt.clone());
@@ -164,7 +165,7 @@ impl OnnxModel {
                 } else {
                     "no such file"
                 }
-            )));
+            ).into()));
         }
         let rt = runtime(search, say)?;
         let ctx = |what: &str| format!("model {}: {what}", model.display());
@@ -208,7 +209,7 @@ impl OnnxModel {
                              (ONNX Runtime 1.{} from {}); {fix}; or use --device cpu",
                             rt.library.minor,
                             rt.library.path.display()
-                        )));
+                        ).into()));
                     }
                     // A CPU-only library is the normal case, not worth a message.
                     if !why.starts_with(NOT_BUILT) {
@@ -295,7 +296,7 @@ enum CudaFailure {
 
 fn prefix(e: Error, p: &str) -> Error {
     match e {
-        Error::Model(m) if !p.is_empty() => Error::Model(format!("{p}{m}")),
+        Error::Model(m) if !p.is_empty() => Error::Model(m.prefixed(p)),
         e => e,
     }
 }

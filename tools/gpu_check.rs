@@ -43,7 +43,7 @@ fn main() {
         Some("compare-png") if args.len() == 3 => compare_png(&args[1], &args[2]),
         Some("parse-time") if args.len() == 2 => parse_time(Path::new(&args[1])),
         _ => {
-            eprintln!("usage: see the header of examples/gpu_check.rs");
+            eprintln!("usage: see the header of tools/gpu_check.rs");
             std::process::exit(2)
         }
     };

@@ -24,6 +24,7 @@ fn main() -> Result<()> {
         .collect();
     files.sort();
     let network = NetworkOptions::default()
+        .with_installed()
         .with_model(&model)
         .with_device(Device::Cpu)
         .with_refine(40)

@@ -14,8 +14,8 @@
 
 use rayon::prelude::*;
 
-use crate::render::project::{Projected, project, row_span, weight};
-use crate::splat::Gaussian;
+use crate::core::geometry::{Projected, project, row_span, weight};
+use crate::core::splat::Gaussian;
 
 /// Rows of a band: the unit of the parallel per-pixel sums.
 const BAND: usize = 16;

@@ -4,9 +4,9 @@
 //! averaged ([`crate::render::FrameMean`]). The maps are exact: a field mapped back renders the
 //! same pixels as the transformed picture's render, transformed back.
 
-use crate::splat::Gaussian;
+use crate::core::splat::Gaussian;
 
-use super::Pixels;
+use crate::core::frame::Pixels;
 
 /// One of the 8 symmetries of the square: a horizontal flip, then a vertical flip, then a
 /// transposition (x ↔ y), each present or not.

@@ -13,8 +13,8 @@
 
 use rayon::prelude::*;
 
-use crate::render::project::{Projected, project};
-use crate::splat::Gaussian;
+use crate::core::geometry::{Projected, project};
+use crate::core::splat::Gaussian;
 
 /// A pixel counts as reached only inside `q ≤ REACH_Q` of some Gaussian, against the rendering
 /// rule's 3σ cutoff `q ≤ 9`: this check runs on the network's unrounded Gaussians, and the file
@@ -189,7 +189,7 @@ pub(crate) fn ensure_coverage(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::project::weight;
+    use crate::core::geometry::weight;
 
     fn g(x: f32, y: f32, s: f32) -> Gaussian {
         Gaussian {

@@ -13,7 +13,7 @@
 //!    reach of one already removed (two cheap neighbours are often cheap only because each
 //!    covers for the other).
 //! 3. **Addition.** On the error map of what is left, `m` new Gaussians go to the pixels of
-//!    largest error (a greedy pick, at least [`SPACING`] px apart), small and round, with the
+//!    largest error (a greedy pick, at least `SPACING` px apart), small and round, with the
 //!    colour that would make their pixel exact if the blend were theirs alone: the least-squares
 //!    colour fit and refinement that follow settle them.
 //!
@@ -22,9 +22,9 @@
 
 use rayon::prelude::*;
 
-use super::input::Pixels;
-use crate::render::project::{MIN_WEIGHT_SUM, Projected, project, row_span, weight};
-use crate::splat::Gaussian;
+use crate::core::frame::Pixels;
+use crate::core::geometry::{MIN_WEIGHT_SUM, Projected, project, row_span, weight};
+use crate::core::splat::Gaussian;
 
 /// Least distance between two added Gaussians, native pixels.
 const SPACING: f32 = 2.0;

@@ -4,8 +4,8 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use super::network::{Device, Provider};
 use super::ort_lib::{FoundLibrary, LibrarySearch};
+use super::{Device, Provider};
 use crate::{Error, Result};
 
 /// Declared type and shape of a model input or output.

@@ -5,7 +5,8 @@
 //! centre, the inverse covariance ("conic"), the amplitude and the pixel bounding box of its
 //! 3-sigma ellipse. `kernels/project.cu` mirrors this function line by line.
 
-use crate::splat::Gaussian;
+use super::splat::{Gaussian, SplatImage};
+use crate::{Error, Limits, Result};
 
 /// Variance, in output pixels², of the prefilter added to every Gaussian (§3.3): the variance of
 /// a box of one output pixel, 1/12, so that rendering at 2× and averaging 2×2 blocks gives the
@@ -104,5 +105,135 @@ pub fn weight(p: &Projected, x: i64, y: i64) -> f32 {
         p.amp * (-0.5 * q).exp()
     } else {
         0.0
+    }
+}
+
+/// A rectangle of output pixels: columns `x .. x + width`, rows `y .. y + height`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Region {
+    /// Left column.
+    pub x: u32,
+    /// Top row.
+    pub y: u32,
+    /// Width in pixels.
+    pub width: u32,
+    /// Height in pixels.
+    pub height: u32,
+}
+
+impl Region {
+    /// Number of pixels.
+    pub fn pixels(&self) -> u64 {
+        self.width as u64 * self.height as u64
+    }
+}
+
+/// What to render: the full output size the image is scaled to, and the part of it to produce.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Viewport {
+    /// Width of the virtual full output, in pixels.
+    pub width: u32,
+    /// Height of the virtual full output, in pixels.
+    pub height: u32,
+    /// The rectangle of the full output to render.
+    pub region: Region,
+}
+
+impl Viewport {
+    /// The whole image at `width × height`.
+    pub fn full(width: u32, height: u32) -> Self {
+        Viewport {
+            width,
+            height,
+            region: Region {
+                x: 0,
+                y: 0,
+                width,
+                height,
+            },
+        }
+    }
+
+    /// The whole image scaled by `scale` (rounded to whole pixels, at least 1).
+    pub fn scaled(native_width: u32, native_height: u32, scale: f64) -> Result<Self> {
+        Self::scaled_xy(native_width, native_height, scale, scale)
+    }
+
+    /// The whole image scaled by `sx` horizontally and `sy` vertically.
+    pub fn scaled_xy(native_width: u32, native_height: u32, sx: f64, sy: f64) -> Result<Self> {
+        let dim = |n: u32, s: f64, name| {
+            if !(s.is_finite() && s > 0.0) {
+                return Err(Error::invalid(
+                    name,
+                    format!("{s} must be a positive finite number"),
+                ));
+            }
+            let v = (n as f64 * s).round().max(1.0);
+            if v > u32::MAX as f64 {
+                return Err(Error::invalid(
+                    name,
+                    format!("{s} gives an output over 2^32 pixels wide"),
+                ));
+            }
+            Ok(v as u32)
+        };
+        Ok(Self::full(
+            dim(native_width, sx, "scale")?,
+            dim(native_height, sy, "scale")?,
+        ))
+    }
+
+    /// The same full output, restricted to `region`.
+    pub fn with_region(mut self, region: Region) -> Self {
+        self.region = region;
+        self
+    }
+
+    /// Checks the viewport against the image and the limits.
+    pub fn validate(&self, limits: &Limits) -> Result<()> {
+        if self.width == 0 || self.height == 0 {
+            return Err(Error::invalid(
+                "output size",
+                format!("{}x{}: both must be at least 1", self.width, self.height),
+            ));
+        }
+        let r = &self.region;
+        if r.width == 0 || r.height == 0 {
+            return Err(Error::invalid(
+                "region",
+                format!("{}x{}: empty", r.width, r.height),
+            ));
+        }
+        if r.x as u64 + r.width as u64 > self.width as u64
+            || r.y as u64 + r.height as u64 > self.height as u64
+        {
+            return Err(Error::invalid(
+                "region",
+                format!(
+                    "{},{} {}x{} reaches outside the {}x{} output",
+                    r.x, r.y, r.width, r.height, self.width, self.height
+                ),
+            ));
+        }
+        limits.check(
+            "output width",
+            self.width as u64,
+            limits.max_output_dimension as u64,
+        )?;
+        limits.check(
+            "output height",
+            self.height as u64,
+            limits.max_output_dimension as u64,
+        )?;
+        limits.check("output pixel count", r.pixels(), limits.max_output_pixels)?;
+        Ok(())
+    }
+
+    /// Horizontal and vertical scale factors from `image`'s native size.
+    pub fn scale_factors(&self, image: &SplatImage) -> (f64, f64) {
+        (
+            self.width as f64 / image.width() as f64,
+            self.height as f64 / image.height() as f64,
+        )
     }
 }

@@ -34,7 +34,7 @@ fn main() -> Result<()> {
         layout: ChannelLayout::Rgb,
         data: hd.into_raw(),
     };
-    let opts = NetworkOptions::default();
+    let opts = NetworkOptions::default().with_installed();
     let fit = opts
         .color_fit
         .context("the network encoder has no default colour fit")?;

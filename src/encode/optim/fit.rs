@@ -12,9 +12,9 @@
 
 use rayon::prelude::*;
 
-use super::input::Pixels;
-use crate::render::project::{Projected, project, row_span, weight};
-use crate::splat::Gaussian;
+use crate::core::frame::Pixels;
+use crate::core::geometry::{Projected, project, row_span, weight};
+use crate::core::splat::Gaussian;
 
 /// Side of a fitting chunk in native pixels.
 const CHUNK: f64 = 384.0;

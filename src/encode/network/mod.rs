@@ -1,0 +1,553 @@
+//! The neural encoder: a picture to Gaussians with an encoder network run by ONNX Runtime.
+//!
+//! This file holds everything but the runtime (`onnx.rs` is the only file that
+//! touches `ort`): the model contract and its checks, pre-processing (channels, padding, tiles),
+//! post-processing (the network's field to [`Gaussian`]s), alpha, and the file quantizers.
+//!
+//! # The model contract
+//!
+//! - input `image`, float32 `[1, 3, H, W]`: RGB in [0, 1], sRGB values as stored (not
+//!   linearized); H and W are multiples of `gsimg.multiple` (the picture is padded to one by
+//!   repeating its last row and column);
+//! - output `gaussians`, float32 `[1, K, 9, H/c, W/c]`: for Gaussian k of cell (i, j) (cell
+//!   (i, j) covers x in [i·c, (i+1)·c), y in [j·c, (j+1)·c)): 0 dx, 1 dy = offset of the centre
+//!   from the cell's centre in input pixels; 2 log2σ₁, 3 log2σ₂ in input pixels; 4 θ radians;
+//!   5, 6, 7 R, G, B; 8 presence in [0, 1] (below the threshold, 0.5 by default, the Gaussian is
+//!   dropped);
+//! - metadata `gsimg.kind` (`upscale` | `compact`), `gsimg.cell` (c), `gsimg.per_cell` (K),
+//!   `gsimg.multiple`, `gsimg.receptive_field` (context pixels each side a cell depends on),
+//!   `gsimg.version`; for `compact` the file quantizers it was trained with: `gsimg.pos_bits`,
+//!   `gsimg.scale_bits`, `gsimg.scale_min`, `gsimg.scale_max` (log2 σ), `gsimg.rot_bits`,
+//!   `gsimg.color_bits` (`Y,Cb,Cr`), `gsimg.color_min`, `gsimg.color_max` (comma-separated
+//!   YCbCr ranges). An `upscale` model may give its log2 σ range (`gsimg.scale_min` and
+//!   `gsimg.scale_max`, or `gsimg.log2_sigma_range` = `lo,hi`): its file quantizer then uses it.
+//!
+//! # Tiles
+//!
+//! Pictures larger than [`NetworkOptions::max_tile_pixels`] run in tiles: each tile's core is a
+//! rectangle of whole cells (a multiple of `gsimg.multiple` pixels), its window the core plus a
+//! margin of at least `gsimg.receptive_field` pixels on each side (clipped to the padded
+//! picture), and each Gaussian is taken from the tile whose core holds its anchor cell. Every
+//! kept cell then sees exactly the context it sees untiled, so tiling changes the result only by
+//! floating-point summation order (no seams), and memory is bounded by the window size.
+//!
+//! # Channels
+//!
+//! Gray pictures go in as RGB (the gray value in each channel) and come out as the luma of the
+//! network's colours. Alpha is not seen by the network: each Gaussian's alpha is fitted by least
+//! squares to the picture's alpha under the rendering rule ([`fit`](crate::encode::optim::fit)), on the
+//! geometry the file stores.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use rayon::prelude::*;
+
+mod model;
+mod options;
+mod post;
+mod tiling;
+
+pub use crate::encode::runtime::{Device, Provider};
+pub use model::*;
+pub use options::*;
+pub use post::*;
+pub use tiling::*;
+
+use crate::core::frame::Pixels;
+use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
+use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
+use crate::encode::optim::fit::{FitOptions, fit_colors};
+use crate::encode::optim::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
+use crate::encode::optim::symmetry::Symmetry;
+use crate::encode::rate::{self, RateResult, RateTarget};
+use crate::encode::runtime::onnx::{ModelDecl, OnnxModel, TensorDecl};
+use crate::encode::runtime::ort_lib::{FoundLibrary, LibrarySearch};
+use crate::format::consts::{MAX_CHANNEL_VALUE, MAX_LOG2_SCALE};
+use crate::format::{self, ColorModel, Encoded, WriteOptions};
+use crate::{Error, Result};
+
+/// A loaded encoder network, ready to encode pictures.
+pub struct NetworkEncoder {
+    opts: NetworkOptions,
+    model: OnnxModel,
+    info: ModelInfo,
+    path: PathBuf,
+}
+
+/// What one run of the network produced.
+#[derive(Debug, Clone)]
+pub struct NetworkOutput {
+    /// The Gaussians (continuous, not quantized), alpha fitted if the picture has alpha.
+    pub image: SplatImage,
+    /// The execution provider that ran.
+    pub provider: Provider,
+    /// Network runs (tiles).
+    pub tiles: usize,
+    /// Seconds in the network runs.
+    pub network_seconds: f64,
+    /// Seconds in all.
+    pub total_seconds: f64,
+}
+
+impl NetworkEncoder {
+    /// The model's metadata.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The model file.
+    pub fn model_path(&self) -> &Path {
+        &self.path
+    }
+
+    /// The execution provider the network runs on.
+    pub fn provider(&self) -> Provider {
+        self.model.provider
+    }
+
+    /// Why CUDA was allowed but not used, if it was not.
+    pub fn cuda_fallback_reason(&self) -> Option<&str> {
+        self.model.fallback_reason.as_deref()
+    }
+
+    /// The ONNX Runtime library in use.
+    pub fn library(&self) -> &FoundLibrary {
+        &self.model.library
+    }
+
+    /// The tiles a `width × height` picture is run in.
+    pub fn tiles_for(&self, width: u32, height: u32) -> Vec<Tile> {
+        let m = self.info.multiple;
+        plan_tiles(
+            width.div_ceil(m) * m,
+            height.div_ceil(m) * m,
+            m,
+            self.info.tile_margin(),
+            self.opts.max_tile_pixels,
+            self.opts.tile_size,
+        )
+    }
+
+    /// Runs the network over `pixels` and returns its Gaussians (not quantized), alpha fitted.
+    pub fn gaussians(&self, pixels: &Pixels) -> Result<NetworkOutput> {
+        let mut out = self.field(pixels)?;
+        if pixels.layout.has_alpha() {
+            let mut gs = out.image.into_gaussians();
+            fit_alpha(pixels, &mut gs, &self.opts.alpha_fit);
+            out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+        }
+        Ok(out)
+    }
+
+    /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
+    /// transformed picture and the Gaussians are mapped back to `pixels`' frame
+    /// ([`Symmetry::unapply_gaussians`], exact). Averaging the renders of all 8 is the upscale
+    /// model's geometric self-ensemble (`gsimg upscale --ensemble`; BENCHMARKS.md):
+    ///
+    /// ```no_run
+    /// use gsimg::encode::symmetry::Symmetry;
+    /// use gsimg::encode::{NetworkOptions, ModelKind, Pixels};
+    /// use gsimg::render::{FrameMean, render_cpu};
+    /// use gsimg::{Frame, Limits, Viewport};
+    ///
+    /// # fn main() -> gsimg::Result<()> {
+    /// # let pixels: Pixels = todo!();
+    /// let encoder = NetworkOptions::default().with_kind(ModelKind::Upscale).with_installed().build()?;
+    /// let (view, limits) = (Viewport::full(pixels.width * 3, pixels.height * 3), Limits::default());
+    /// let r = view.region;
+    /// let mut mean = FrameMean::new(r.width, r.height, pixels.channels(), &limits)?;
+    /// for s in Symmetry::ALL {
+    ///     let field = encoder.gaussians_under(&pixels, s)?.image;
+    ///     mean.add(&render_cpu::<f32>(&field, &view, &limits)?)?;
+    /// }
+    /// let upscaled: Frame<u8> = mean.mean();
+    /// # Ok(())
+    /// # }
+    /// ```
+    pub fn gaussians_under(&self, pixels: &Pixels, symmetry: Symmetry) -> Result<NetworkOutput> {
+        if symmetry == Symmetry::IDENTITY {
+            return self.gaussians(pixels);
+        }
+        pixels.validate()?;
+        let mut out = self.gaussians(&symmetry.apply_pixels(pixels))?;
+        let mut gs = out.image.into_gaussians();
+        symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
+        out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+        Ok(out)
+    }
+
+    /// The network's Gaussians, alpha not yet fitted (the alpha channel holds the nearest
+    /// pixel's alpha).
+    fn field(&self, pixels: &Pixels) -> Result<NetworkOutput> {
+        pixels.validate()?;
+        let start = Instant::now();
+        let (w, h) = (pixels.width, pixels.height);
+        let info = &self.info;
+        let (c, k) = (info.cell, info.per_cell as usize);
+        let tiles = self.tiles_for(w, h);
+        let mut gaussians = Vec::new();
+        let mut spares = Vec::new();
+        let threshold = self.opts.presence_threshold_for(info);
+        let mut network_seconds = 0.0;
+        if let Some(p) = &self.opts.progress {
+            p(0, tiles.len());
+        }
+        for (t, tile) in tiles.iter().enumerate() {
+            let [wx0, wy0, wx1, wy1] = tile.window;
+            let (ww, wh) = ((wx1 - wx0) as usize, (wy1 - wy0) as usize);
+            let input = tile_input(pixels, tile.window);
+            let (hc, wc) = (wh / c as usize, ww / c as usize);
+            let run_start = Instant::now();
+            self.model.run(&input, wh, ww, &mut |shape, data| {
+                let want = [1, k as i64, 9, hc as i64, wc as i64];
+                if shape != want || data.len() != k * 9 * hc * wc {
+                    return Err(Error::Model(format!(
+                        "model {}: output `gaussians` has shape {shape:?} for a {ww}x{wh} input; \
+                         the contract (gsimg.cell = {c}, gsimg.per_cell = {k}) needs {want:?}",
+                        self.path.display()
+                    ).into()));
+                }
+                network_seconds += run_start.elapsed().as_secs_f64();
+                // A sound model never produces NaN or infinity; damaged weights do (and would
+                // otherwise drop every Gaussian, or draw garbage).
+                let bad = data.iter().filter(|v| !v.is_finite()).count();
+                if bad > 0 {
+                    return Err(Error::Model(format!(
+                        "model {}: the network produced {bad} non-finite values (NaN or \
+                         infinity) of {}; the model file is probably damaged",
+                        self.path.display(),
+                        data.len()
+                    ).into()));
+                }
+                decode_cells(
+                    pixels,
+                    data,
+                    (hc, wc),
+                    tile,
+                    info,
+                    threshold,
+                    &mut gaussians,
+                    &mut spares,
+                )
+            })?;
+            if let Some(p) = &self.opts.progress {
+                p(t + 1, tiles.len());
+            }
+        }
+        // No pixel left to no Gaussian (it would render black): see `coverage`.
+        ensure_coverage(w, h, c, &mut gaussians, &spares);
+        if gaussians.is_empty() {
+            return Err(Error::Model(format!(
+                "model {}: the network produced no Gaussians for a {w}x{h} picture",
+                self.path.display()
+            ).into()));
+        }
+        let image = SplatImage::new(w, h, pixels.layout, gaussians)?;
+        Ok(NetworkOutput {
+            image,
+            provider: self.model.provider,
+            tiles: tiles.len(),
+            network_seconds,
+            total_seconds: start.elapsed().as_secs_f64(),
+        })
+    }
+
+    /// The file layout and quantizers this model's Gaussians are written with: a compact model's
+    /// own (cell size c, its bits and ranges, YCbCr); for an upscale model a fine setting (cell
+    /// 1 px, positions 6 bits, log2 σ 8 bits, rotation 8 bits, Y/Cb/Cr 10/8/8 bits, ranges from
+    /// the data), which costs well under 0.05 dB on an upscale. A compact model
+    /// whose Gaussians are refined per picture ([`NetworkOptions::with_refine`]) writes with the
+    /// analytic encoder's quantizers instead ([`WriteOptions::default`]: ranges from the data,
+    /// 6-bit scales and rotations): refined Gaussians are off the grid the model was trained
+    /// on, and the finer steps pay for their bits. Positions then keep the analytic encoder's step of a quarter
+    /// pixel or finer whatever the model's cell size (6 bits in a 16-pixel cell). Without
+    /// refinement a compact model's bits follow the quality: up to 3 fewer per attribute at 1,
+    /// the model's own at 50, 2 more at 100 (positions from 76 and 96, scales 80 and 97,
+    /// rotations 84 and 98, luma 88 and 99, chroma 92 and 100).
+    pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
+        if self.opts.refine.iterations > 0 && self.info.quantizers.is_some() {
+            return WriteOptions {
+                cell_size: self.info.cell as u16,
+                position_bits: refined_position_bits(self.info.cell),
+                ..WriteOptions::default()
+            };
+        }
+        let mut wo = write_options_for(&self.info, layout);
+        if self.info.kind == ModelKind::Compact {
+            // The quality's precision (rate::Quality::network_precision); at least 3 bits (or
+            // the model's own when fewer), at most 16.
+            let quality = rate::Quality::new(self.opts.quality).unwrap_or_default();
+            for (b, delta) in [
+                &mut wo.position_bits,
+                &mut wo.scale_bits,
+                &mut wo.rotation_bits,
+                &mut wo.luma_bits,
+                &mut wo.chroma_bits,
+            ]
+            .into_iter()
+            .zip(quality.network_precision())
+            {
+                *b = if delta < 0 {
+                    b.saturating_sub(delta.unsigned_abs()).max((*b).min(3))
+                } else {
+                    (*b + delta as u8).min(16)
+                };
+            }
+        }
+        wo
+    }
+
+    /// Encodes `pixels` into a `.gsi` file with [`NetworkEncoder::write_options`].
+    pub fn encode(&self, pixels: &Pixels) -> Result<Encoded> {
+        self.encode_with(pixels, &self.write_options(pixels.layout))
+    }
+
+    /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added).
+    /// Alpha is fitted on the geometry as the file stores it.
+    pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
+        let gs = self.field(pixels)?.image.into_gaussians();
+        let keep = match self.info.kind {
+            ModelKind::Compact => self.opts.keep_fraction(),
+            ModelKind::Upscale => 1.0,
+        };
+        if keep < 1.0 {
+            let ranked = rank_by_value(pixels, &gs, self.info.cell);
+            return self.finish(
+                pixels,
+                keep_share(pixels, &gs, &ranked, keep, self.info.cell),
+                opts,
+            );
+        }
+        self.finish(pixels, gs, opts)
+    }
+
+    /// Encodes `pixels` into a file of the size `target` asks for, by keeping the most
+    /// valuable share of the network's Gaussians ([`rank_by_value`]; the dropped ones serve as
+    /// spares where a cell would be left uncovered). The network runs once; each round of the
+    /// search fits the colours and writes again. The quality setting is not used.
+    pub fn encode_to_rate(
+        &self,
+        pixels: &Pixels,
+        opts: &WriteOptions,
+        target: RateTarget,
+    ) -> Result<RateResult> {
+        target.validate()?;
+        let gs = self.field(pixels)?.image.into_gaussians();
+        let ranked = rank_by_value(pixels, &gs, self.info.cell);
+        let n = gs.len().max(1) as f64;
+        let px = pixels.width as f64 * pixels.height as f64;
+        rate::search(target, px, (1.0 / n, 1.0), 1.0, |f| {
+            self.finish(
+                pixels,
+                keep_share(pixels, &gs, &ranked, f, self.info.cell),
+                opts,
+            )
+        })
+    }
+
+    /// Fits, quantizes and writes the network's (kept) Gaussians.
+    fn finish(
+        &self,
+        pixels: &Pixels,
+        mut gs: Vec<Gaussian>,
+        opts: &WriteOptions,
+    ) -> Result<Encoded> {
+        let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
+        let (mut notes, mut warnings) = (Vec::new(), Vec::new());
+        let mut record = |o: crate::encode::optim::refine::RefineOutcome| {
+            notes.extend(o.note());
+            warnings.extend(o.warning());
+        };
+        let color_fit = match self.opts.color_fit {
+            Some(f) if self.info.quantizers.is_some() && !gs.is_empty() => Some(f),
+            _ if refining => Some(FitOptions::default()),
+            _ => None,
+        };
+        if let Some(fit) = color_fit {
+            // Refine (when asked) within the file's scale range, quantize the geometry as the
+            // file will, and fit every channel (alpha included) to what is stored.
+            if refining {
+                // Edge-aligned shapes refine much further than the network's round ones.
+                crate::encode::analytic::orient_by_structure(pixels, &mut gs);
+                // The network's Gaussians are smaller than the quadtree's and refine further
+                // when enlarged (`REFINE_SIGMA_GROWTH`).
+                for g in gs.iter_mut() {
+                    g.scale = g.scale.map(|s| s * REFINE_SIGMA_GROWTH);
+                }
+                // The network's colours assume its quantizers' clamping: start the refinement
+                // from the least-squares colours of its geometry instead.
+                fit_colors(pixels, &mut gs, &fit);
+                let mut ropts = self.opts.refine;
+                if let Some((lo, hi)) = opts.scale_range {
+                    ropts.scale_bounds = (lo.exp2(), hi.exp2());
+                }
+                record(refine(pixels, &mut gs, &ropts)?);
+            }
+            let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
+            let header = format::plan_header(&draft, opts)?;
+            let q_steps = self.opts.refine.quantized_steps;
+            if refining && q_steps > 0 {
+                let grid = QuantGrid::of(&header);
+                let ropts = &self.opts.refine;
+                record(refine_quantized(pixels, &mut gs, ropts, &grid, q_steps)?);
+            }
+            for g in gs.iter_mut() {
+                let color = g.color;
+                *g = format::dequantize(&header, &format::quantize(&header, g));
+                g.color = color;
+            }
+            fit_colors(pixels, &mut gs, &fit);
+        } else if pixels.layout.has_alpha() {
+            let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
+            let header = format::plan_header(&draft, opts)?;
+            let mut stored: Vec<Gaussian> = gs
+                .iter()
+                .map(|g| format::dequantize(&header, &format::quantize(&header, g)))
+                .collect();
+            // Fit alpha to the stored geometry, keep the network's (unquantized) colours.
+            fit_alpha(pixels, &mut stored, &self.opts.alpha_fit);
+            let a = pixels.channels() - 1;
+            for (g, s) in gs.iter_mut().zip(&stored) {
+                *g = Gaussian {
+                    color: g.color,
+                    ..*s
+                };
+                g.color[a] = s.color[a];
+            }
+        }
+        let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+        let mut encoded = format::write(&image, opts)?;
+        encoded.notes = notes;
+        encoded.warnings = warnings;
+        Ok(encoded)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn meta(pairs: &[(&str, &str)]) -> BTreeMap<String, String> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn refined_positions_keep_a_quarter_pixel_step() {
+        for (cell, bits) in [(1, 2), (4, 4), (8, 5), (12, 6), (16, 6), (32, 7)] {
+            let b = refined_position_bits(cell);
+            assert_eq!(b, bits, "cell {cell}");
+            assert!(cell as f64 / f64::from(1u32 << b) <= 0.25, "cell {cell}");
+        }
+        assert_eq!(refined_position_bits(1 << 20), 16);
+    }
+
+    const COMPACT: &[(&str, &str)] = &[
+        ("gsimg.kind", "compact"),
+        ("gsimg.cell", "8"),
+        ("gsimg.per_cell", "4"),
+        ("gsimg.multiple", "8"),
+        ("gsimg.receptive_field", "50"),
+        ("gsimg.version", "1"),
+        ("gsimg.pos_bits", "5"),
+        ("gsimg.scale_bits", "5"),
+        ("gsimg.scale_min", "-2.0"),
+        ("gsimg.scale_max", "2.25"),
+        ("gsimg.rot_bits", "5"),
+        ("gsimg.color_bits", "8,6,6"),
+        ("gsimg.color_min", "0.0,-0.5,-0.5"),
+        ("gsimg.color_max", "1.0,0.5,0.5"),
+    ];
+
+    #[test]
+    fn metadata_parses_and_rejects() {
+        let info = ModelInfo::from_metadata(&meta(COMPACT)).unwrap();
+        assert_eq!(info.kind, ModelKind::Compact);
+        assert_eq!(info.tile_margin(), 56);
+        let q = info.quantizers.unwrap();
+        assert_eq!(q.color_bits, [8, 6, 6]);
+        assert_eq!(q.scale_range, (-2.0, 2.25));
+        assert_eq!(info.presence_threshold, 0.5);
+        let mut m = meta(COMPACT);
+        m.insert("gsimg.presence_threshold".into(), "0.45".into());
+        assert_eq!(
+            ModelInfo::from_metadata(&m).unwrap().presence_threshold,
+            0.45
+        );
+        for (key, value, needle) in [
+            ("gsimg.presence_threshold", "1", "below 1"),
+            ("gsimg.presence_threshold", "nan", "below 1"),
+            (
+                "gsimg.presence_threshold",
+                "half",
+                "gsimg.presence_threshold",
+            ),
+            ("gsimg.cell", "zero", "gsimg.cell"),
+            ("gsimg.kind", "superres", "upscale or compact"),
+            ("gsimg.multiple", "12", "not a multiple"),
+            ("gsimg.color_bits", "8,6", "three"),
+            ("gsimg.color_bits", "8,6,5", "same number"),
+        ] {
+            let mut m = meta(COMPACT);
+            m.insert(key.into(), value.into());
+            let e = ModelInfo::from_metadata(&m).unwrap_err().to_string();
+            assert!(e.contains(needle), "{key}={value}: {e}");
+        }
+        let up = meta(&[
+            ("gsimg.kind", "upscale"),
+            ("gsimg.cell", "1"),
+            ("gsimg.per_cell", "4"),
+            ("gsimg.multiple", "1"),
+            ("gsimg.receptive_field", "35"),
+            ("gsimg.version", "1"),
+            ("gsimg.log2_sigma_range", "-6.0,-1.0"),
+        ]);
+        let info = ModelInfo::from_metadata(&up).unwrap();
+        assert_eq!(
+            (info.scale_range, info.tile_margin()),
+            (Some((-6.0, -1.0)), 35)
+        );
+        let mut m = meta(COMPACT);
+        m.remove("gsimg.rot_bits");
+        let e = ModelInfo::from_metadata(&m).unwrap_err().to_string();
+        assert!(e.contains("gsimg.rot_bits") && e.contains("missing"), "{e}");
+    }
+
+    #[test]
+    fn tiles_cover_once_and_align() {
+        for (wp, hp, m, margin, max, side) in [
+            (768, 512, 8, 56, 1 << 21, None),
+            (6000, 4000, 8, 56, 1 << 20, None),
+            (1000, 333, 1, 35, 1 << 16, None),
+            (64, 40, 8, 8, 1 << 20, Some(16)),
+        ] {
+            let tiles = plan_tiles(wp, hp, m, margin, max, side);
+            let mut covered = vec![0u8; (wp * hp) as usize];
+            for t in &tiles {
+                let [x0, y0, x1, y1] = t.core;
+                assert!(x0 % m == 0 && y0 % m == 0 && t.window[0] % m == 0 && t.window[1] % m == 0);
+                assert!(t.window[2] % m == 0 && t.window[3] % m == 0);
+                assert!(
+                    (t.window[2] - t.window[0]) as u64 * (t.window[3] - t.window[1]) as u64
+                        <= max.max(((wp * hp) as u64).min(max))
+                        || side.is_some()
+                );
+                for y in y0..y1 {
+                    for x in x0..x1 {
+                        covered[(y * wp + x) as usize] += 1;
+                    }
+                }
+                assert!(
+                    x0 - t.window[0] >= margin.min(x0) && t.window[2] - x1 >= margin.min(wp - x1)
+                );
+            }
+            assert!(covered.iter().all(|&c| c == 1), "{wp}x{hp}");
+        }
+        assert_eq!(plan_tiles(768, 512, 8, 56, 1 << 21, None).len(), 1);
+    }
+}

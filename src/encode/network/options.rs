@@ -1,0 +1,319 @@
+//! The encoder's settings.
+
+use super::*;
+
+/// A sink for one-line status messages (fetching ONNX Runtime, the provider that ran).
+pub type MessageSink = Arc<dyn Fn(&str) + Send + Sync>;
+
+/// A progress callback: (tiles done, tiles in all).
+pub type ProgressSink = Arc<dyn Fn(usize, usize) + Send + Sync>;
+
+/// Before a compact model's Gaussians are refined per picture, both their σ are multiplied by
+/// this (after orienting them by the picture's structure tensor): the network's Gaussians are
+/// smaller than the ones refinement converges to, and 1.3 was the best growth on validation
+/// pictures of the training set (about +0.4 dB over none; larger factors lose again).
+pub const REFINE_SIGMA_GROWTH: f32 = 1.3;
+
+pub use crate::encode::rate::QUALITY_THRESHOLD_FLOOR;
+
+/// Settings of the network encoder. `Default` + `with_*`, checked by [`NetworkOptions::build`].
+#[derive(Clone)]
+pub struct NetworkOptions {
+    /// The model file. Without one, [`NetworkOptions::build`] fails with
+    /// [`Error::ModelNotFound`] unless [`NetworkOptions::installed`] asks it to look for the
+    /// installed model of [`NetworkOptions::kind`].
+    pub model: Option<PathBuf>,
+    /// Which installed model to look for when no file is given.
+    pub kind: ModelKind,
+    /// Look for what is not given where gsimg installs it: the model of
+    /// [`NetworkOptions::kind`] ([`model_candidates`]) and ONNX Runtime as the command line does
+    /// ([`LibrarySearch::from_env`], which may fetch it from PyPI with pip). Off by default: the
+    /// library then uses only the paths it is given.
+    pub installed: bool,
+    /// Where the network runs.
+    pub device: Device,
+    /// An explicit ONNX Runtime library, tried before anything else.
+    pub ort_library: Option<PathBuf>,
+    /// Where else ONNX Runtime is looked for (`None`: [`LibrarySearch::from_env`] with
+    /// [`NetworkOptions::installed`], else [`LibrarySearch::default`], the system loader only).
+    pub library_search: Option<LibrarySearch>,
+    /// Gaussians whose presence is below this are dropped; `None`: the model's operating
+    /// threshold ([`ModelInfo::presence_threshold`]), lowered by `quality` above 50
+    /// ([`NetworkOptions::presence_threshold_for`]).
+    pub presence_threshold: Option<f32>,
+    /// Quality 1 to 100 of a compact model ([`NetworkOptions::with_quality`]).
+    pub quality: u8,
+    /// Largest network input (padded pixels) run in one piece; larger pictures go in tiles.
+    pub max_tile_pixels: u64,
+    /// Force tiles with cores of this side (pixels, rounded up to the model's multiple).
+    pub tile_size: Option<u32>,
+    /// ONNX Runtime's intra-op threads on the CPU (0: its default, all cores).
+    pub threads: usize,
+    /// Status messages (fetching ONNX Runtime, a CUDA fallback); `None`, the default: silent.
+    /// The library prints nothing itself.
+    pub messages: Option<MessageSink>,
+    /// Progress over tiles (`None`: none).
+    pub progress: Option<ProgressSink>,
+    /// The least-squares fit of alpha.
+    pub alpha_fit: FitOptions,
+    /// Compact models: colours refitted by least squares to the picture, on the geometry as the
+    /// file stores it, before writing (`None`: the network's colours are written as they are).
+    /// The analytic encoder ends with the same fit.
+    pub color_fit: Option<FitOptions>,
+    /// Per-image refinement of the network's Gaussians before writing (compact files; 0
+    /// iterations, the default: none). See [`refine`](crate::encode::refine).
+    pub refine: RefineOptions,
+}
+
+impl std::fmt::Debug for NetworkOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetworkOptions")
+            .field("model", &self.model)
+            .field("kind", &self.kind)
+            .field("installed", &self.installed)
+            .field("device", &self.device)
+            .field("ort_library", &self.ort_library)
+            .field("presence_threshold", &self.presence_threshold)
+            .field("quality", &self.quality)
+            .field("max_tile_pixels", &self.max_tile_pixels)
+            .field("tile_size", &self.tile_size)
+            .field("threads", &self.threads)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Default for NetworkOptions {
+    fn default() -> Self {
+        NetworkOptions {
+            model: None,
+            kind: ModelKind::Compact,
+            installed: false,
+            device: Device::Auto,
+            ort_library: None,
+            library_search: None,
+            presence_threshold: None,
+            quality: 50,
+            max_tile_pixels: 1 << 21,
+            tile_size: None,
+            threads: 0,
+            messages: None,
+            progress: None,
+            alpha_fit: FitOptions {
+                iterations: 15,
+                clamp: (0.0, 1.0),
+                ..FitOptions::default()
+            },
+            // 15 conjugate-gradient steps, one sweep over the chunks: the fit beats the
+            // network's own colours by about 0.4 dB; a second sweep adds nothing.
+            color_fit: Some(FitOptions {
+                iterations: 15,
+                sweeps: 1,
+                ..FitOptions::default()
+            }),
+            // When refining (`with_refine`): four rounds, each after moving a tenth of the
+            // Gaussians to where the error is (more, smaller moves beat fewer, larger ones).
+            refine: RefineOptions {
+                iterations: 0,
+                reallocate: 0.1,
+                rounds: 4,
+                ..RefineOptions::default()
+            },
+        }
+    }
+}
+
+impl NetworkOptions {
+    /// Uses this model file.
+    pub fn with_model(mut self, path: impl Into<PathBuf>) -> Self {
+        self.model = Some(path.into());
+        self
+    }
+    /// Looks for the default model of this kind when no file is given.
+    pub fn with_kind(mut self, kind: ModelKind) -> Self {
+        self.kind = kind;
+        self
+    }
+    /// Looks for the model and ONNX Runtime where gsimg installs them when they are not given
+    /// ([`NetworkOptions::installed`]): what the `gsimg` command does.
+    pub fn with_installed(mut self) -> Self {
+        self.installed = true;
+        self
+    }
+    /// Runs on this device.
+    pub fn with_device(mut self, device: Device) -> Self {
+        self.device = device;
+        self
+    }
+    /// Tries this ONNX Runtime library first.
+    pub fn with_ort_library(mut self, path: Option<PathBuf>) -> Self {
+        self.ort_library = path;
+        self
+    }
+    /// Searches for ONNX Runtime this way instead of from the environment.
+    pub fn with_library_search(mut self, search: LibrarySearch) -> Self {
+        self.library_search = Some(search);
+        self
+    }
+    /// The whole refinement setting (steps, rounds, quantization-aware steps, device), e.g.
+    /// [`RefineOptions::for_effort`](crate::encode::optim::refine::RefineOptions::for_effort).
+    pub fn with_refine_options(mut self, refine: RefineOptions) -> Self {
+        self.refine = refine;
+        self
+    }
+
+    /// Where the refinement ([`NetworkOptions::with_refine`]) runs (default: the CPU).
+    pub fn with_refine_device(
+        mut self,
+        device: crate::encode::optim::refine::RefineDevice,
+    ) -> Self {
+        self.refine.device = device;
+        self
+    }
+
+    /// Refines the network's Gaussians by `iterations` gradient steps on the picture before
+    /// writing (then quantizes the geometry and fits the colours to it by least squares):
+    /// slower, better files.
+    pub fn with_refine(mut self, iterations: usize) -> Self {
+        self.refine.iterations = iterations;
+        self
+    }
+    /// Compact models: refit the colours by least squares before writing (the default), or
+    /// write the network's colours as they are (`None`).
+    pub fn with_color_fit(mut self, fit: Option<FitOptions>) -> Self {
+        self.color_fit = fit;
+        self
+    }
+    /// Sets the presence threshold (0 to 1) in place of the model's and the quality's.
+    pub fn with_presence_threshold(mut self, t: f32) -> Self {
+        self.presence_threshold = Some(t);
+        self
+    }
+    /// Quality 1 to 100 for a compact model. The model has one trained rate (its operating
+    /// threshold, [`ModelInfo::presence_threshold`], 0.5 unless the model says otherwise);
+    /// quality above 50 lowers the presence threshold to `1 − quality/100` when that is lower,
+    /// but never below [`QUALITY_THRESHOLD_FLOOR`] (so 95 to 100 give the same file), keeping
+    /// Gaussians the model rated less likely (somewhat larger files, a little higher PSNR).
+    /// Quality 50 is the trained point; below it the encoder keeps a share of
+    /// the Gaussians ([`NetworkOptions::keep_fraction`]) and writes them with up to 3 bits
+    /// less precision, above it with up to 2 bits more ([`NetworkEncoder::write_options`]).
+    pub fn with_quality(mut self, quality: u8) -> Result<Self> {
+        self.quality = rate::Quality::new(quality)?.get();
+        Ok(self)
+    }
+    /// The share of the network's Gaussians a quality keeps: all from 50 up; below, from 5 %
+    /// at quality 1 geometrically up to all at 50, the least valuable dropped first
+    /// ([`rank_by_value`]).
+    pub fn keep_fraction(&self) -> f64 {
+        rate::Quality::new(self.quality)
+            .unwrap_or_default()
+            .network_keep_fraction()
+    }
+
+    /// The presence threshold these options give a model whose operating threshold is
+    /// `info.presence_threshold`: the explicit one, else the model's, lowered to
+    /// `1 − quality/100` (at least [`QUALITY_THRESHOLD_FLOOR`]) when the quality is above 50
+    /// and that is lower.
+    pub fn presence_threshold_for(&self, info: &ModelInfo) -> f32 {
+        match self.presence_threshold {
+            Some(t) => t,
+            None => rate::Quality::new(self.quality)
+                .unwrap_or_default()
+                .network_presence_threshold(info.presence_threshold),
+        }
+    }
+    /// Runs inputs up to this many (padded) pixels in one piece.
+    pub fn with_max_tile_pixels(mut self, n: u64) -> Self {
+        self.max_tile_pixels = n;
+        self
+    }
+    /// Forces tiles with cores of this side.
+    pub fn with_tile_size(mut self, side: Option<u32>) -> Self {
+        self.tile_size = side;
+        self
+    }
+    /// ONNX Runtime's CPU threads (0: all cores).
+    pub fn with_threads(mut self, n: usize) -> Self {
+        self.threads = n;
+        self
+    }
+    /// Where status messages go (`None`: nowhere).
+    pub fn with_messages(mut self, sink: Option<MessageSink>) -> Self {
+        self.messages = sink;
+        self
+    }
+    /// Where progress goes.
+    pub fn with_progress(mut self, sink: Option<ProgressSink>) -> Self {
+        self.progress = sink;
+        self
+    }
+
+    /// Checks the options, finds the model and ONNX Runtime, opens the model on the device and
+    /// checks it against the contract.
+    pub fn build(self) -> Result<NetworkEncoder> {
+        if let Some(t) = self.presence_threshold.filter(|t| !(0.0..=1.0).contains(t)) {
+            return Err(Error::invalid(
+                "presence threshold",
+                format!("{t} (allowed: 0 to 1)"),
+            ));
+        }
+        rate::Quality::new(self.quality)?;
+        if self.max_tile_pixels < 64 * 64 {
+            return Err(Error::invalid(
+                "max tile pixels",
+                format!("{} (allowed: at least 4096)", self.max_tile_pixels),
+            ));
+        }
+        if self.tile_size == Some(0) {
+            return Err(Error::invalid("tile size", "0 (allowed: at least 1)"));
+        }
+        let path = match &self.model {
+            Some(p) => p.clone(),
+            None if self.installed => locate_model(self.kind)?,
+            None => {
+                return Err(Error::ModelNotFound {
+                    kind: self.kind.name(),
+                    tried: Vec::new(),
+                });
+            }
+        };
+        verify_model(&path)?;
+        let search = self
+            .library_search
+            .clone()
+            .unwrap_or_else(|| {
+                if self.installed {
+                    LibrarySearch::from_env()
+                } else {
+                    LibrarySearch::default()
+                }
+            })
+            .with_explicit(self.ort_library.clone());
+        let sink = self.messages.clone();
+        let say = move |m: &str| {
+            if let Some(s) = &sink {
+                s(m)
+            }
+        };
+        let info_cell = std::sync::OnceLock::new();
+        let validate = |decl: &ModelDecl| -> Result<(usize, usize)> {
+            let info = ModelInfo::from_metadata(&decl.metadata)?;
+            check_io(decl, &info)?;
+            let side = 64usize.div_ceil(info.multiple as usize) * info.multiple as usize;
+            let _ = info_cell.set(info);
+            Ok((side, side))
+        };
+        let model = OnnxModel::open(&path, self.device, &search, self.threads, &validate, &say)?;
+        let info = info_cell
+            .into_inner()
+            .ok_or_else(|| Error::Model("internal error: model not validated".into()))?;
+        if let Some(why) = &model.fallback_reason {
+            say(&format!("CUDA not used ({why}); running on the CPU"));
+        }
+        Ok(NetworkEncoder {
+            opts: self,
+            model,
+            info,
+            path,
+        })
+    }
+}
