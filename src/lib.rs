@@ -30,6 +30,7 @@ pub mod fuzzing;
 mod limits;
 pub mod render;
 pub mod splat;
+pub mod view;
 
 pub use error::{Error, Result};
 pub use limits::Limits;
