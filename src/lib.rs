@@ -27,6 +27,8 @@ pub mod encode;
 mod error;
 pub mod format;
 pub mod fuzzing;
+#[cfg(feature = "image-hooks")]
+pub mod image_hooks;
 mod limits;
 pub mod render;
 pub mod splat;

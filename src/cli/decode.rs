@@ -166,9 +166,7 @@ pub fn run(args: DecodeArgs, ctx: &RunContext) -> Result<()> {
     let progress = Progress::counting("decoding", "strip");
     let encoded = on_device(args.device, decoder.device())
         .and_then(|device| render_in_strips(&mut decoder, device, args.device, &view, &progress))
-        .and_then(|frame| {
-            write_frame(fmt, frame, info.orientation, decoder.icc_profile())
-        });
+        .and_then(|frame| write_frame(fmt, frame, info.orientation, decoder.icc_profile()));
     progress.finish();
     output.write(&encoded?)
 }

@@ -98,14 +98,7 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
         on_fallback: Some(&report_fallback),
         cancel: None,
     };
-    let result = view::upscale(
-        &encoder,
-        &loaded.pixels,
-        &view,
-        &renderer,
-        limits,
-        &options,
-    );
+    let result = view::upscale(&encoder, &loaded.pixels, &view, &renderer, limits, &options);
     progress.finish();
     // The renderer's GPU faults under --device cuda say so, as decode's do.
     let up = match result {

@@ -105,7 +105,9 @@ impl std::fmt::Display for Fallback {
             FallbackKind::GpuSetup => {
                 write!(f, "the GPU could not be set up ({r}); rendering on the CPU")
             }
-            FallbackKind::GpuRender => write!(f, "the GPU render failed ({r}); rendering on the CPU"),
+            FallbackKind::GpuRender => {
+                write!(f, "the GPU render failed ({r}); rendering on the CPU")
+            }
         }
     }
 }
@@ -253,7 +255,10 @@ impl Renderer {
             if upload.is_none() {
                 *upload = Some(gpu.upload(image)?);
             }
-            upload.as_mut().expect("uploaded above").render(view, limits)
+            upload
+                .as_mut()
+                .expect("uploaded above")
+                .render(view, limits)
         };
         match (self.backend, on_gpu()) {
             (_, Ok(frame)) => {
@@ -288,7 +293,9 @@ impl Renderer {
 
 /// `other × new / old`, rounded, at least 1 (the side that follows the aspect ratio).
 fn aspect(other: u32, new: u32, old: u32) -> Result<u32> {
-    let v = (other as f64 * new as f64 / old.max(1) as f64).round().max(1.0);
+    let v = (other as f64 * new as f64 / old.max(1) as f64)
+        .round()
+        .max(1.0);
     if v > u32::MAX as f64 {
         return Err(Error::invalid(
             "output size",
@@ -429,10 +436,15 @@ mod tests {
                 data: data.clone(),
             };
             let ours = orient_frame(frame, o);
-            let mut img: image::DynamicImage =
-                image::RgbImage::from_raw(w, h, data.clone()).unwrap().into();
+            let mut img: image::DynamicImage = image::RgbImage::from_raw(w, h, data.clone())
+                .unwrap()
+                .into();
             img.apply_orientation(Orientation::from_exif(o).unwrap());
-            assert_eq!((ours.width, ours.height), (img.width(), img.height()), "{o}");
+            assert_eq!(
+                (ours.width, ours.height),
+                (img.width(), img.height()),
+                "{o}"
+            );
             assert_eq!(ours.data, img.to_rgb8().into_raw(), "orientation {o}");
         }
     }

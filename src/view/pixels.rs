@@ -64,7 +64,9 @@ pub fn required_len(width: u32, height: u32, fmt: PixelFormat, stride: usize) ->
     if stride < row {
         return Err(Error::invalid(
             "stride",
-            format!("{stride} bytes is less than the {row} bytes of a {width}-pixel row of {fmt:?}"),
+            format!(
+                "{stride} bytes is less than the {row} bytes of a {width}-pixel row of {fmt:?}"
+            ),
         ));
     }
     stride
@@ -110,17 +112,17 @@ pub(crate) fn write_u8(frame: &Frame<u8>, fmt: PixelFormat, buf: &mut [u8], stri
     }
     let bpp = fmt.bytes_per_pixel();
     for (src, dst) in frame.data.chunks_exact(w * c).zip(buf.chunks_mut(stride)) {
-        for (s, d) in src.chunks_exact(c).zip(dst[..w * bpp].chunks_exact_mut(bpp)) {
+        for (s, d) in src
+            .chunks_exact(c)
+            .zip(dst[..w * bpp].chunks_exact_mut(bpp))
+        {
             let (r, g, b, a) = rgba(s);
             match fmt {
                 PixelFormat::Rgba8 => d.copy_from_slice(&[r, g, b, a]),
                 PixelFormat::Rgb8 => d.copy_from_slice(&[r, g, b]),
-                PixelFormat::Bgra8Premultiplied => d.copy_from_slice(&[
-                    premultiply(b, a),
-                    premultiply(g, a),
-                    premultiply(r, a),
-                    a,
-                ]),
+                PixelFormat::Bgra8Premultiplied => {
+                    d.copy_from_slice(&[premultiply(b, a), premultiply(g, a), premultiply(r, a), a])
+                }
                 PixelFormat::RgbaF32 => unreachable!("float formats come from float renders"),
             }
         }
@@ -186,7 +188,12 @@ mod tests {
         let mut buf = [0u8; 10];
         write_u8(&frame(1, vec![7, 200]), PixelFormat::Rgba8, &mut buf, 8);
         assert_eq!(buf[..8], [7, 7, 7, 255, 200, 200, 200, 255]);
-        write_u8(&frame(2, vec![100, 128, 9, 0]), PixelFormat::Rgb8, &mut buf, 6);
+        write_u8(
+            &frame(2, vec![100, 128, 9, 0]),
+            PixelFormat::Rgb8,
+            &mut buf,
+            6,
+        );
         assert_eq!(buf[..6], [100, 100, 100, 9, 9, 9]);
         let f = frame(4, vec![255, 128, 1, 128, 10, 20, 30, 0]);
         write_u8(&f, PixelFormat::Bgra8Premultiplied, &mut buf, 8);

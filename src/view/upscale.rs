@@ -116,7 +116,8 @@ pub fn upscale(
         r.network_seconds += out.network_seconds;
         match mean.as_mut() {
             None => {
-                let (frame, rendered) = renderer.render(&out.image, view, limits, options.cancel)?;
+                let (frame, rendered) =
+                    renderer.render(&out.image, view, limits, options.cancel)?;
                 note(rendered, r);
                 r.frame = frame;
             }
