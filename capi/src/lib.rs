@@ -592,6 +592,92 @@ mod tests {
             .into_owned()
     }
 
+    /// A picture of large overlapping Gaussians: seconds to render at 4096 x 4096.
+    fn heavy_file() -> Vec<u8> {
+        let gs = (0..3000)
+            .map(|i| gsimg::Gaussian {
+                x: (i * 37 % 256) as f32,
+                y: (i * 91 % 256) as f32,
+                scale: [20.0 + (i % 7) as f32, 25.0 + (i % 5) as f32],
+                rotation: i as f32 * 0.1,
+                color: [0.5, (i % 3) as f32 / 3.0, 0.25, 1.0],
+            })
+            .collect();
+        let img = gsimg::SplatImage::new(256, 256, gsimg::ChannelLayout::Rgb, gs).unwrap();
+        gsimg::format::write(&img, &Default::default())
+            .unwrap()
+            .bytes
+    }
+
+    #[test]
+    fn renders_and_cancels_through_the_c_api() {
+        let bytes = heavy_file();
+        let mut dec = std::ptr::null_mut();
+        // SAFETY: every pointer is valid; the decoder is freed once, after the other thread
+        // stopped using it.
+        unsafe {
+            assert_eq!(
+                gsimg_decoder_new_from_memory(bytes.as_ptr(), bytes.len(), &mut dec),
+                GSIMG_OK
+            );
+            let mut info = GsimgInfo::default();
+            assert_eq!(gsimg_decoder_info(dec, &mut info), GSIMG_OK);
+            assert_eq!((info.width, info.height, info.channels), (256, 256, 3));
+            assert_eq!((info.has_alpha, info.orientation), (0, 1));
+            let (mut icc, mut len) = (std::ptr::dangling::<u8>(), 7usize);
+            assert_eq!(gsimg_decoder_icc_profile(dec, &mut icc, &mut len), GSIMG_OK);
+            assert!(icc.is_null() && len == 0);
+            assert_eq!(
+                gsimg_decoder_set_backend(dec, 9),
+                GSIMG_ERROR_INVALID_ARGUMENT
+            );
+            assert_eq!(gsimg_decoder_set_backend(dec, GSIMG_BACKEND_CPU), GSIMG_OK);
+            let mut small = vec![0u8; 16 * 16 * 16];
+            for fmt in 0..4 {
+                let stride = gsimg_min_stride(16, fmt);
+                let st =
+                    gsimg_decoder_render(dec, 16, 16, fmt, small.as_mut_ptr(), stride, 16 * stride);
+                assert_eq!(st, GSIMG_OK, "{fmt}");
+                let st = gsimg_decoder_render(
+                    dec,
+                    16,
+                    16,
+                    fmt,
+                    small.as_mut_ptr(),
+                    stride,
+                    16 * stride - 1,
+                );
+                assert_eq!(st, GSIMG_ERROR_INVALID_ARGUMENT, "{fmt}");
+            }
+            assert_eq!(gsimg_decoder_set_limits(dec, 100, 0), GSIMG_OK);
+            let st = gsimg_decoder_render(dec, 16, 16, 0, small.as_mut_ptr(), 64, 1024);
+            assert_eq!(st, GSIMG_ERROR_LIMITS);
+            assert!(last_error().contains("over the limit"), "{}", last_error());
+            assert_eq!(gsimg_decoder_set_limits(dec, 1 << 40, 1 << 50), GSIMG_OK);
+
+            let done = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let addr = dec as usize;
+            let canceller = {
+                let done = done.clone();
+                std::thread::spawn(move || {
+                    while !done.load(std::sync::atomic::Ordering::Relaxed) {
+                        gsimg_decoder_cancel(addr as *mut GsimgDecoder);
+                        std::thread::sleep(std::time::Duration::from_millis(2));
+                    }
+                })
+            };
+            let (w, h) = (4096u32, 4096u32);
+            let stride = gsimg_min_stride(w, GSIMG_PIXEL_RGBA8);
+            let mut big = vec![0u8; stride * h as usize];
+            let st = gsimg_decoder_render(dec, w, h, 0, big.as_mut_ptr(), stride, big.len());
+            done.store(true, std::sync::atomic::Ordering::Relaxed);
+            canceller.join().unwrap();
+            assert_eq!(st, GSIMG_ERROR_CANCELLED);
+            assert_eq!(last_error(), "cancelled");
+            gsimg_decoder_free(dec);
+        }
+    }
+
     #[test]
     fn bad_arguments_are_refused_with_a_message() {
         let mut dec = std::ptr::null_mut();
