@@ -18,6 +18,10 @@
 //! are public only with the `unstable` feature (the `cli` feature turns it on), hidden from the
 //! documentation, and may change in any release.
 //!
+//! For viewers, [`view`] opens a file and renders any size or region into the caller's buffer
+//! in the pixel format it draws, on the CPU or a GPU; with the `image-hooks` feature,
+//! `image_hooks` makes `.gsi` files open through the `image` crate.
+//!
 //! ```no_run
 //! # fn main() -> gsimg::Result<()> {
 //! let bytes = std::fs::read("photo.gsi")?;
@@ -34,6 +38,9 @@
 #![cfg_attr(not(feature = "unstable"), allow(dead_code, unused_imports))]
 
 mod core;
+#[cfg(feature = "image-hooks")]
+pub mod image_hooks;
+pub mod view;
 
 /// Declares the crate's layer modules: public but hidden from the documentation with the
 /// `unstable` feature, private without it.

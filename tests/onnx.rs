@@ -164,6 +164,56 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
     assert!(render::FrameMean::new(w, h, 3, &tight).is_err());
 }
 
+/// `gsimg::view::upscale` (the CLI's upscale) is the network's Gaussians rendered at the size,
+/// and with `ensemble` the 8-bit mean of the 8 orientations' float renders.
+#[test]
+fn library_upscale_renders_the_network_fields() {
+    use gsimg::view::{Backend, Device, Renderer, UpscaleOptions, upscale};
+    if ort_library().is_none() {
+        return;
+    }
+    let e = encoder("dummy_upscale.onnx", |o| o);
+    let px = synthetic_pixels(37, 23, ChannelLayout::Rgb);
+    let view = Viewport::full(93, 58);
+    let cpu = Renderer::new(Backend::Cpu).unwrap();
+    let passes = Mutex::new(Vec::new());
+    let on_pass = |k: usize, n: usize| passes.lock().unwrap().push((k, n));
+    let opts = UpscaleOptions {
+        on_pass: Some(&on_pass),
+        ..Default::default()
+    };
+    let single = upscale(&e, &px, &view, &cpu, &Limits::default(), &opts).unwrap();
+    let field = e.gaussians(&px).unwrap().image;
+    let want: Frame<u8> = render::render_cpu(&field, &view, &Limits::default()).unwrap();
+    assert_eq!(single.frame, want);
+    assert_eq!(
+        (single.device, single.fallback.is_none()),
+        (Device::Cpu, true)
+    );
+    assert_eq!(single.gaussians, field.gaussian_count() as u64);
+    assert_eq!(passes.lock().unwrap().as_slice(), [(0, 1)]);
+
+    let ensemble = UpscaleOptions {
+        ensemble: true,
+        ..Default::default()
+    };
+    let got = upscale(&e, &px, &view, &cpu, &Limits::default(), &ensemble).unwrap();
+    let mut mean = render::FrameMean::new(93, 58, 3, &Limits::default()).unwrap();
+    for sym in Symmetry::ALL {
+        let out = e.gaussians_under(&px, sym).unwrap();
+        mean.add(&render_f32(&out.image, 93, 58)).unwrap();
+    }
+    assert_eq!(got.frame, mean.mean::<u8>());
+    // A cancel before the first pass stops it.
+    let stop = std::sync::atomic::AtomicBool::new(true);
+    let cancelled = UpscaleOptions {
+        cancel: Some(&stop),
+        ..Default::default()
+    };
+    let r = upscale(&e, &px, &view, &cpu, &Limits::default(), &cancelled);
+    assert!(matches!(r, Err(gsimg::Error::Cancelled)), "{r:?}");
+}
+
 #[test]
 fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
     if ort_library().is_none() {
