@@ -28,9 +28,9 @@ use image::metadata::Orientation;
 use image::{ColorType, ImageDecoder, ImageDecoderRect, ImageError, ImageResult};
 
 use crate::format::consts::SIGNATURE;
-use crate::render::{Region, Viewport};
 use crate::view::{self, Decoder};
 use crate::{Error, Limits};
+use crate::{Region, Viewport};
 
 /// Registers the `.gsi` decoder with the `image` crate: by extension (`image::open`) and by
 /// signature (`ImageReader::with_guessed_format`, `image::load_from_memory`). Calling it again

@@ -41,6 +41,10 @@ const RULES: &[(&str, &[&str])] = &[
     ),
     // The façade of the encode layer re-exports its parts.
     ("encode", &["*encode"]),
+    // The viewer's API: decoding, rendering on either backend, and the upscaler's network.
+    ("view", &["core", "format", "render", "cuda", "encode"]),
+    // The `image` crate's hooks sit on the viewer's API (and detect files by the signature).
+    ("image_hooks", &["core", "format", "view"]),
     // The crate root, the fuzz-target bodies and the command line sit on top of everything.
     ("lib", &["*"]),
     ("fuzzing", &["*"]),

@@ -7,7 +7,7 @@ use super::pixels::{self, PixelFormat};
 use super::{Backend, CancelHandle, Device, Fallback, FallbackCallback, Rendered, Renderer};
 use crate::cuda::{GpuImage, GpuSample};
 use crate::format::{self, FileSource, Source};
-use crate::render::{Frame, Region, Viewport};
+use crate::{Frame, Region, Viewport};
 use crate::{Limits, Result, SplatImage};
 
 /// The bytes of an opened file: in memory, or read on demand from a file.

@@ -38,8 +38,9 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::cuda::{CudaRenderer, GpuImage, GpuSample};
-use crate::render::{self, Frame, Region, RenderOptions, Viewport};
+use crate::render::{self, RenderOptions};
 use crate::{Error, Limits, Result, SplatImage};
+use crate::{Frame, Region, Viewport};
 
 pub use decoder::{Decoder, Info};
 pub use pixels::{PixelFormat, premultiply, required_len};

@@ -1,6 +1,6 @@
 //! Pixel formats of a caller's buffer, and the one conversion from a render's 1–4 channels.
 
-use crate::render::Frame;
+use crate::Frame;
 use crate::{Error, Result};
 
 /// The layout of the pixels [`Decoder::render_into`](super::Decoder::render_into) writes.

@@ -5,8 +5,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use super::{Device, Fallback, Rendered, Renderer};
 use crate::encode::symmetry::Symmetry;
 use crate::encode::{NetworkEncoder, Pixels, Provider};
-use crate::render::{Frame, FrameMean, Viewport};
 use crate::{Error, Limits, Result};
+use crate::{Frame, FrameMean, Viewport};
 
 /// Options of [`upscale`] beyond the picture and the size.
 #[derive(Default, Clone, Copy)]
