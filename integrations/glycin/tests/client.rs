@@ -6,6 +6,7 @@
 mod common;
 
 use glycin::{FrameRequest, Loader, MemoryFormat};
+use glycin_utils::MemoryFormatInfo;
 
 fn pixels(frame: &glycin::Frame) -> Vec<u8> {
     let n = frame.memory_format().n_bytes().u32() as usize;

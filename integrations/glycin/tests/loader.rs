@@ -6,7 +6,7 @@ mod common;
 use glycin_gsimg::{GsiLoader, MIME_TYPE};
 use glycin_utils::{
     Frame, FrameRequest, ImageDetails, InitializationDetails, LoaderImplementation, LocalMemory,
-    MemoryFormat, ProcessError,
+    MemoryFormat, MemoryFormatInfo, ProcessError,
 };
 
 fn open(file: &str) -> Result<(GsiLoader, ImageDetails<LocalMemory>), ProcessError> {
