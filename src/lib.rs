@@ -27,9 +27,12 @@ pub mod encode;
 mod error;
 pub mod format;
 pub mod fuzzing;
+#[cfg(feature = "image-hooks")]
+pub mod image_hooks;
 mod limits;
 pub mod render;
 pub mod splat;
+pub mod view;
 
 pub use error::{Error, Result};
 pub use limits::Limits;

@@ -15,3 +15,4 @@ mod render;
 mod robustness;
 mod test_vector;
 mod torch_fixture;
+mod viewer;

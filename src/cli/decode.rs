@@ -2,14 +2,15 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::{Args, ValueEnum};
 
 use super::io::{OutFormat, encode_image, read_input};
 use super::output::{Output, Writes};
 use super::report::{self, Progress};
 use super::{Context as RunContext, parse, usage};
-use gsimg::{Frame, Limits, Region, Viewport, format, render};
+use gsimg::view::{self, Backend, Decoder, Device, Fallback, FallbackKind};
+use gsimg::{Frame, Region, Viewport};
 
 /// Render a .gsi file to a picture at any size or region (default: its native size).
 #[derive(Args)]
@@ -43,87 +44,30 @@ pub enum RenderDevice {
     Cuda,
 }
 
-/// A renderer on a [`RenderDevice`], set up once for any number of renders (the upscaler's
-/// self-ensemble renders 8 fields): the GPU is opened once, and without one `auto` says so
-/// once and renders on the CPU.
-pub struct FrameRenderer {
-    device: RenderDevice,
-    gpu: Option<gsimg::cuda::CudaRenderer>,
-    /// Set when a GPU render failed and `auto` rendered on the CPU instead.
-    fell_back: std::cell::Cell<bool>,
+impl From<RenderDevice> for Backend {
+    fn from(d: RenderDevice) -> Backend {
+        match d {
+            RenderDevice::Auto => Backend::Auto,
+            RenderDevice::Cpu => Backend::Cpu,
+            RenderDevice::Cuda => Backend::Cuda,
+        }
+    }
 }
 
-impl FrameRenderer {
-    pub fn new(device: RenderDevice) -> Result<FrameRenderer> {
-        use gsimg::cuda::CudaRenderer;
-        let gpu = match device {
-            RenderDevice::Cpu => None,
-            RenderDevice::Cuda => {
-                Some(CudaRenderer::new().context("rendering with --device cuda")?)
-            }
-            RenderDevice::Auto => match CudaRenderer::new() {
-                Ok(gpu) => Some(gpu),
-                Err(e @ gsimg::Error::NoGpu(_)) => {
-                    report::note(&format!("rendering on the CPU ({e})"));
-                    None
-                }
-                Err(e) => {
-                    report::warn(&format!(
-                        "the GPU could not be set up ({e}); rendering on the CPU"
-                    ));
-                    None
-                }
-            },
-        };
-        Ok(FrameRenderer {
-            device,
-            gpu,
-            fell_back: std::cell::Cell::new(false),
-        })
+/// Tells the user of a fallback to the CPU: a note when there is no GPU, a warning when one
+/// failed.
+pub fn report_fallback(f: &Fallback) {
+    match f.kind {
+        FallbackKind::NoGpu => report::note(&f.to_string()),
+        _ => report::warn(&f.to_string()),
     }
+}
 
-    /// Whether renders go to the GPU (unless a failure falls back).
-    pub fn on_gpu(&self) -> bool {
-        self.gpu.is_some()
-    }
-
-    /// Where the renders so far ran: "the GPU", or "the CPU" (no GPU, or a GPU failure that
-    /// `auto` fell back from).
-    pub fn ran_on(&self) -> &'static str {
-        if self.gpu.is_some() && !self.fell_back.get() {
-            "the GPU"
-        } else {
-            "the CPU"
-        }
-    }
-
-    /// Renders `view` of `image`; with `auto`, a GPU failure falls back to the CPU (warning).
-    pub fn render<T: gsimg::cuda::GpuSample>(
-        &self,
-        image: &gsimg::SplatImage,
-        view: &Viewport,
-        limits: &Limits,
-    ) -> Result<Frame<T>> {
-        let Some(gpu) = &self.gpu else {
-            return Ok(render::render_cpu(image, view, limits)?);
-        };
-        let on_gpu = || -> gsimg::Result<Frame<T>> { gpu.upload(image)?.render(view, limits) };
-        match (self.device, on_gpu()) {
-            (_, Ok(frame)) => Ok(frame),
-            (RenderDevice::Auto, Err(e)) => match e {
-                // Requests the CPU would refuse too: report them as they are.
-                gsimg::Error::InvalidParameter { .. } => Err(e.into()),
-                gsimg::Error::LimitsExceeded { what, .. } if !what.contains("GPU") => Err(e.into()),
-                e => {
-                    report::warn(&format!(
-                        "the GPU render failed ({e}); rendering on the CPU"
-                    ));
-                    self.fell_back.set(true);
-                    Ok(render::render_cpu(image, view, limits)?)
-                }
-            },
-            (_, Err(e)) => Err(anyhow::Error::from(e).context("rendering with --device cuda")),
-        }
+/// Adds what `--device cuda` asked for to a render error.
+pub fn on_device<T>(device: RenderDevice, r: gsimg::Result<T>) -> Result<T> {
+    match device {
+        RenderDevice::Cuda => r.context("rendering with --device cuda"),
+        _ => Ok(r?),
     }
 }
 
@@ -165,8 +109,8 @@ impl SizeArgs {
                 Viewport::scaled(w, h, s)?
             }
             (None, Some(ow), Some(oh)) => Viewport::full(ow, oh),
-            (None, Some(ow), None) => Viewport::full(ow, aspect(h, ow, w)?),
-            (None, None, Some(oh)) => Viewport::full(aspect(w, oh, h)?, oh),
+            (None, Some(ow), None) => view::fit_within(w, h, ow, 0)?,
+            (None, None, Some(oh)) => view::fit_within(w, h, 0, oh)?,
             (None, None, None) => Viewport::full(w, h),
         })
     }
@@ -197,42 +141,32 @@ fn parse_region(s: &str) -> Result<Region, String> {
     }
 }
 
-/// `other × new / old`, rounded, at least 1.
-fn aspect(other: u32, new: u32, old: u32) -> Result<u32> {
-    let v = (other as f64 * new as f64 / old as f64).round().max(1.0);
-    if v > u32::MAX as f64 {
-        bail!("the output size {new} gives an aspect-preserving size over 2^32");
-    }
-    Ok(v as u32)
-}
-
 pub fn run(args: DecodeArgs, ctx: &RunContext) -> Result<()> {
     let limits = &ctx.limits;
     let fmt = OutFormat::choose(args.format, &args.output, ctx.force)?;
     let output = Output::claim(&args.output, &[&args.input], Writes::Picture, ctx.force)?;
     let bytes = read_input(&args.input)?;
     let name = || args.input.display().to_string();
-    let decoder = format::Decoder::new(&bytes[..], *limits).with_context(name)?;
+    let mut decoder = Decoder::from_bytes(bytes, *limits).with_context(name)?;
     for why in decoder.dropped_metadata() {
         report::warn(&format!("{}: {why}; decoding without it", name()));
     }
-    let h = decoder.header().clone();
-    let mut view = args.size.viewport(h.width, h.height)?;
+    let info = decoder.info();
+    let mut view = args.size.viewport(info.width, info.height)?;
     if let Some(r) = args.region {
         view = view.with_region(r);
     }
     view.validate(limits)?;
-    let image = if args.region.is_some() {
-        decoder.decode_region(&view)
-    } else {
-        decoder.decode_all()
-    }
-    .with_context(name)?;
+    // A region needs only the tiles that reach it.
+    decoder
+        .prepare(args.region.is_some().then_some(&view))
+        .with_context(name)?;
+    decoder.set_backend(args.device.into());
+    decoder.on_fallback(report_fallback);
     let progress = Progress::counting("decoding", "strip");
-    let meta = decoder.metadata();
-    let encoded = FrameRenderer::new(args.device)
-        .and_then(|r| render_in_strips(&r, &image, &view, limits, &progress))
-        .and_then(|frame| write_frame(fmt, frame, meta.orientation, meta.icc_profile.as_deref()));
+    let encoded = on_device(args.device, decoder.device())
+        .and_then(|device| render_in_strips(&mut decoder, device, args.device, &view, &progress))
+        .and_then(|frame| write_frame(fmt, frame, info.orientation, decoder.icc_profile()));
     progress.finish();
     output.write(&encoded?)
 }
@@ -240,20 +174,20 @@ pub fn run(args: DecodeArgs, ctx: &RunContext) -> Result<()> {
 /// Output pixels above which the CPU renders a picture in strips of rows, reporting each.
 const STRIP_PIXELS: u64 = 1 << 22;
 
-/// Renders `view` of `image`; on the CPU, an output of more than [`STRIP_PIXELS`] is rendered
-/// as strips of whole rows (each a region of the same view: the renderer draws a region exactly
-/// as the same pixels of the whole), so that `progress` can count them.
+/// Renders `view`; on the CPU, an output of more than [`STRIP_PIXELS`] is rendered as strips of
+/// whole rows (each a region of the same view: the renderer draws a region exactly as the same
+/// pixels of the whole), so that `progress` can count them.
 fn render_in_strips(
-    renderer: &FrameRenderer,
-    image: &gsimg::SplatImage,
+    decoder: &mut Decoder,
+    device: Device,
+    asked: RenderDevice,
     view: &Viewport,
-    limits: &Limits,
     progress: &Progress,
 ) -> Result<Frame<u8>> {
     let r = view.region;
     let strips = (r.width as u64 * r.height as u64).div_ceil(STRIP_PIXELS);
-    if renderer.on_gpu() || strips <= 1 {
-        return renderer.render(image, view, limits);
+    if device == Device::Cuda || strips <= 1 {
+        return on_device(asked, decoder.render_frame(view)).map(|(f, _)| f);
     }
     let rows = r.height.div_ceil(strips as u32);
     let n = r.height.div_ceil(rows) as usize;
@@ -266,7 +200,7 @@ fn render_in_strips(
             width: r.width,
             height: rows.min(r.height - y),
         };
-        let part = renderer.render::<u8>(image, &view.with_region(strip), limits)?;
+        let (part, _) = on_device(asked, decoder.render_frame::<u8>(&view.with_region(strip)))?;
         match frame.as_mut() {
             None => {
                 let mut data =
@@ -293,37 +227,9 @@ fn render_in_strips(
 pub fn write_frame(
     fmt: OutFormat,
     frame: Frame<u8>,
-    orientation: Option<u8>,
+    orientation: u8,
     icc: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
-    use image::metadata::Orientation;
-    let Some(o) = orientation
-        .and_then(Orientation::from_exif)
-        .filter(|o| *o != Orientation::NoTransforms)
-    else {
-        return encode_image(
-            fmt,
-            frame.width,
-            frame.height,
-            frame.channels,
-            &frame.data,
-            icc,
-        );
-    };
-    let (w, h, c) = (frame.width, frame.height, frame.channels);
-    let mut img: image::DynamicImage = match c {
-        1 => image::GrayImage::from_raw(w, h, frame.data).map(Into::into),
-        2 => image::GrayAlphaImage::from_raw(w, h, frame.data).map(Into::into),
-        3 => image::RgbImage::from_raw(w, h, frame.data).map(Into::into),
-        _ => image::RgbaImage::from_raw(w, h, frame.data).map(Into::into),
-    }
-    .context("internal error: frame size mismatch")?;
-    img.apply_orientation(o);
-    let bytes = match c {
-        1 => img.to_luma8().into_raw(),
-        2 => img.to_luma_alpha8().into_raw(),
-        3 => img.to_rgb8().into_raw(),
-        _ => img.to_rgba8().into_raw(),
-    };
-    encode_image(fmt, img.width(), img.height(), c, &bytes, icc)
+    let f = view::orient_frame(frame, orientation);
+    encode_image(fmt, f.width, f.height, f.channels, &f.data, icc)
 }

@@ -4,10 +4,10 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result};
 use clap::Args;
 
-use super::decode::{FrameRenderer, RenderDevice, SizeArgs, write_frame};
+use super::decode::{RenderDevice, SizeArgs, on_device, report_fallback, write_frame};
 use super::encode::{DeviceArg, NetworkArgs};
 use super::io::{OutFormat, read_input};
 use super::output::{Output, Writes};
@@ -16,11 +16,8 @@ use super::{Context as RunContext, usage};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gsimg::Limits;
-use gsimg::encode::NetworkEncoder;
 use gsimg::encode::network::{ModelKind, ProgressSink};
-use gsimg::encode::symmetry::Symmetry;
-use gsimg::render::{Frame, FrameMean, Viewport};
+use gsimg::view::{self, Renderer, UpscaleOptions};
 
 /// Upscale a picture by any factor (e.g. 2.5) with the upscale network.
 ///
@@ -73,15 +70,15 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
     } else {
         Progress::new("upscaling")
     };
-    let symmetries: &[Symmetry] = if args.ensemble {
-        &Symmetry::ALL
+    let passes = if args.ensemble {
+        gsimg::encode::symmetry::Symmetry::ALL.len()
     } else {
-        &[Symmetry::IDENTITY]
+        1
     };
     // The progress of all passes as one: pass k of n reports its tiles as (k·t + d) / (n·t).
     let pass = Arc::new(AtomicUsize::new(0));
     let sink: ProgressSink = {
-        let (progress, pass, n) = (progress.clone(), pass.clone(), symmetries.len());
+        let (progress, pass, n) = (progress.clone(), pass.clone(), passes);
         Arc::new(move |d, t| progress.update(pass.load(Ordering::Relaxed) * t + d, n * t))
     };
     let encoder = args
@@ -90,22 +87,30 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
         .with_progress(Some(sink))
         .build()?;
     super::encode::note_network(&encoder);
-    let renderer = FrameRenderer::new(render_device)?;
-    let result = upscale_passes(
-        &encoder,
-        &loaded.pixels,
-        symmetries,
-        &view,
-        limits,
-        &renderer,
-        &pass,
-    );
+    let renderer = on_device(render_device, Renderer::new(render_device.into()))?;
+    if let Some(f) = renderer.setup_fallback() {
+        report_fallback(f);
+    }
+    let on_pass = |k: usize, _: usize| pass.store(k, Ordering::Relaxed);
+    let options = UpscaleOptions {
+        ensemble: args.ensemble,
+        on_pass: Some(&on_pass),
+        on_fallback: Some(&report_fallback),
+        cancel: None,
+    };
+    let result = view::upscale(&encoder, &loaded.pixels, &view, &renderer, limits, &options);
     progress.finish();
-    let (frame, last) = result?;
-    let encoded = write_frame(fmt, frame, None, loaded.icc_profile.as_deref())?;
+    // The renderer's GPU faults under --device cuda say so, as decode's do.
+    let up = match result {
+        Err(e @ (gsimg::Error::Cuda(_) | gsimg::Error::NoGpu(_))) => {
+            on_device(render_device, Err(e))?
+        }
+        r => r?,
+    };
+    let encoded = write_frame(fmt, up.frame, 1, loaded.icc_profile.as_deref())?;
     output.write(&encoded)?;
     let ensemble = if args.ensemble {
-        format!(", {}-way ensemble", symmetries.len())
+        format!(", {passes}-way ensemble")
     } else {
         String::new()
     };
@@ -114,66 +119,12 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
          tile{}{ensemble})",
         view.width,
         view.height,
-        last.gaussians,
-        last.provider,
-        last.network_seconds,
-        renderer.ran_on(),
-        last.tiles,
-        if last.tiles == 1 { "" } else { "s" }
+        up.gaussians,
+        up.provider,
+        up.network_seconds,
+        up.device,
+        up.tiles,
+        if up.tiles == 1 { "" } else { "s" }
     ));
     Ok(())
-}
-
-/// What the summary line reports: the Gaussians and tiles of the first pass (every pass has
-/// the same), the network time of all.
-struct PassSummary {
-    gaussians: u64,
-    provider: gsimg::encode::Provider,
-    tiles: usize,
-    network_seconds: f64,
-}
-
-/// Runs the network under each symmetry and renders each field at `view`; one pass renders
-/// directly, several are averaged in floats. `pass` counts the passes done (for the progress).
-fn upscale_passes(
-    encoder: &NetworkEncoder,
-    pixels: &gsimg::encode::Pixels,
-    symmetries: &[Symmetry],
-    view: &Viewport,
-    limits: &Limits,
-    renderer: &FrameRenderer,
-    pass: &AtomicUsize,
-) -> Result<(Frame<u8>, PassSummary)> {
-    let mut mean = None;
-    if symmetries.len() > 1 {
-        let r = view.region;
-        mean = Some(FrameMean::new(
-            r.width,
-            r.height,
-            pixels.layout.channels(),
-            limits,
-        )?);
-    }
-    let mut summary = None::<PassSummary>;
-    for (k, &sym) in symmetries.iter().enumerate() {
-        pass.store(k, Ordering::Relaxed);
-        let out = encoder.gaussians_under(pixels, sym)?;
-        let s = summary.get_or_insert(PassSummary {
-            gaussians: out.image.gaussian_count() as u64,
-            provider: out.provider,
-            tiles: out.tiles,
-            network_seconds: 0.0,
-        });
-        s.network_seconds += out.network_seconds;
-        match mean.as_mut() {
-            None => {
-                return Ok((renderer.render(&out.image, view, limits)?, summary.unwrap()));
-            }
-            Some(m) => m.add(&renderer.render(&out.image, view, limits)?)?,
-        }
-    }
-    match (mean, summary) {
-        (Some(mean), Some(summary)) => Ok((mean.mean(), summary)),
-        _ => bail!("no symmetry to upscale under"),
-    }
 }

@@ -365,8 +365,13 @@ impl<S: Source> Decoder<S> {
 
     /// Decodes every tile and checks the end of the file (§2.4): the whole picture.
     pub fn decode_all(&self) -> Result<SplatImage> {
+        self.decode_all_with(None)
+    }
+
+    /// [`Self::decode_all`], giving up with [`Error::Cancelled`] soon after `cancel` is set.
+    pub fn decode_all_with(&self, cancel: Option<&AtomicBool>) -> Result<SplatImage> {
         let tiles: Vec<u32> = (0..self.index.len() as u32).collect();
-        let image = self.decode_tiles(&tiles)?;
+        let image = self.decode_tiles_with(&tiles, cancel)?;
         let (info, _) = read_section(&self.src, self.end_offset, &self.limits, None)?;
         if info.tag != TAG_GEND || info.payload_len != 0 {
             return Err(unexpected(info.tag, None, "an empty GEND"));
