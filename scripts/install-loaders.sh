@@ -16,10 +16,11 @@
 #   --glycin       also build and install the glycin loader
 #   --uninstall    remove what an install put there, and refresh the caches
 #
-# Needs: cargo and cargo-c (`cargo install cargo-c`, or Debian's cargo-c), a C compiler, make,
-# pkg-config, gdk-pixbuf's development files (Debian: libgdk-pixbuf-2.0-dev), shared-mime-info;
-# for --glycin also libseccomp and fontconfig development files (libseccomp-dev,
-# libfontconfig-dev). Run as root for a system-wide install.
+# Needs: cargo and cargo-c (`cargo install cargo-c --version 0.10.24 --locked`; Debian 12's
+# cargo-c is too old for edition 2024), a C compiler, make, pkg-config, gdk-pixbuf's development
+# files (Debian: libgdk-pixbuf-2.0-dev), shared-mime-info; for --glycin also libseccomp and
+# fontconfig development files (libseccomp-dev, libfontconfig-dev). Run as root for a
+# system-wide install.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -70,12 +71,12 @@ if ((UNINSTALL)); then
 fi
 
 cargo cinstall --version >/dev/null 2>&1 || {
-  echo "install-loaders.sh: cargo-c is missing (cargo install cargo-c, or Debian's cargo-c)" >&2
+  echo "install-loaders.sh: cargo-c is missing (cargo install cargo-c --version 0.10.24 --locked)" >&2
   exit 1
 }
 
 echo "== the C library into $PREFIX"
-cargo cinstall --release --prefix="$PREFIX" --libdir="$LIBDIR" --manifest-path capi/Cargo.toml
+cargo cinstall --release -p gsimg-capi --prefix="$PREFIX" --libdir="$LIBDIR"
 command -v ldconfig >/dev/null && ldconfig "$LIBDIR" 2>/dev/null || true
 
 echo "== the gdk-pixbuf loader into $MODULEDIR"
