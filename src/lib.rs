@@ -10,7 +10,10 @@
 //! - [`splat`]: the Gaussian image model shared by every stage;
 //! - [`format`]: the `.gsi` container (no pixels, no accelerators);
 //! - [`render`]: the CPU reference renderer, any output size and region;
-//! - [`encode`]: encoders from pixels to Gaussians.
+//! - [`encode`]: encoders from pixels to Gaussians;
+//! - [`view`]: the viewer's API: open a file, render any size or region into your buffer in
+//!   the pixel format you draw, on the CPU or a GPU; `image_hooks` (feature `image-hooks`):
+//!   `.gsi` in the `image` crate.
 //!
 //! ```no_run
 //! # fn main() -> gsimg::Result<()> {

@@ -322,3 +322,50 @@ fn image_crate_opens_gsi_files() {
     );
     assert!(rect == undo(w, h, cli), "read_rect");
 }
+
+/// On a GPU: `Backend::Cuda` renders every view (the upload kept between them) as
+/// `gsimg decode --device cuda` does. Skipped without a CUDA device.
+#[test]
+fn cuda_renders_equal_gsimg_decode_on_the_gpu() {
+    if let Err(e) = gsimg::cuda::CudaRenderer::new() {
+        eprintln!("note: no CUDA device, viewer GPU check skipped ({e})");
+        return;
+    }
+    let dir = TempDir::new("viewer-cuda");
+    let bytes = gsi(41, 70, 50, ChannelLayout::GrayAlpha, None);
+    let file = dir.path("p.gsi");
+    std::fs::write(&file, &bytes).unwrap();
+    let mut dec = Decoder::from_bytes(bytes, Limits::default()).unwrap();
+    dec.set_backend(Backend::Cuda);
+    for (w, h, region) in [
+        (70, 50, None),
+        (333, 100, None),
+        (700, 500, Some((123, 45, 200, 150))),
+    ] {
+        let mut args = vec![
+            "--width".to_string(),
+            w.to_string(),
+            "--height".into(),
+            h.to_string(),
+        ];
+        let mut view = Viewport::full(w, h);
+        if let Some((x, y, rw, rh)) = region {
+            args.extend(["--region".into(), format!("{x},{y},{rw},{rh}")]);
+            view = view.with_region(Region {
+                x,
+                y,
+                width: rw,
+                height: rh,
+            });
+        }
+        let out = dir.path("gpu.png");
+        let mut all: Vec<&str> = vec!["decode", &file, &out, "--device", "cuda", "--force"];
+        all.extend(args.iter().map(String::as_str));
+        let o = gsimg(&all);
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+        let cli = image::open(&out).unwrap().into_bytes();
+        let (frame, rendered) = dec.render_frame::<u8>(&view).unwrap();
+        assert_eq!(rendered.device, view::Device::Cuda);
+        assert!(frame.data == cli, "{w}x{h} {region:?}");
+    }
+}
