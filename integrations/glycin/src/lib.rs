@@ -17,9 +17,9 @@ use glycin_utils::{
     ByteData, Frame, FrameRequest, ImageDetails, InitializationDetails, LoaderImplementation,
     MemoryFormat, ProcessError,
 };
-use gsimg::format::Decoder;
+use gsimg::view::{Backend, Decoder};
+use gsimg::{Limits, Region, Viewport};
 use gufo_common::orientation::Orientation;
-use gsimg::{Limits, Region, SplatImage, Viewport, render};
 
 /// The MIME type this loader is registered for (the shared-mime-info entry's).
 pub const MIME_TYPE: &str = "image/x-gsi";
@@ -29,12 +29,10 @@ const MAX_FILE_BYTES: u64 = 1 << 32;
 
 /// One opened `.gsi` file: its Gaussians, decoded once, rendered for every frame request.
 pub struct GsiLoader {
-    image: SplatImage,
+    decoder: Decoder,
     /// Native size.
     width: u32,
     height: u32,
-    limits: Limits,
-    icc_profile: Option<Vec<u8>>,
 }
 
 fn expected(msg: impl std::fmt::Display) -> ProcessError {
@@ -42,33 +40,33 @@ fn expected(msg: impl std::fmt::Display) -> ProcessError {
 }
 
 impl GsiLoader {
-    /// Opens a `.gsi` file from its bytes.
+    /// Opens a `.gsi` file from its bytes and decodes its Gaussians (a corrupt file fails
+    /// here, before any frame is asked for).
     pub fn from_bytes<B: ByteData>(
-        bytes: &[u8],
+        bytes: Vec<u8>,
     ) -> Result<(GsiLoader, ImageDetails<B>), ProcessError> {
-        let limits = Limits::default();
-        let decoder = Decoder::new(bytes, limits).map_err(expected)?;
-        let header = decoder.header().clone();
-        let meta = decoder.metadata().clone();
-        let image = decoder.decode_all().map_err(expected)?;
-        let mut details = ImageDetails::new(header.width, header.height);
+        let mut decoder = Decoder::from_bytes(bytes, Limits::default()).map_err(expected)?;
+        // glycin's sandbox gives a loader no GPU device: render on the CPU from the start.
+        decoder.set_backend(Backend::Cpu);
+        decoder.prepare(None).map_err(expected)?;
+        let info = decoder.info();
+        let mut details = ImageDetails::new(info.width, info.height);
         details.info_format_name = Some("GSI (Gaussian splatting)".to_string());
         details.info_dimensions_text = Some(format!(
             "{} × {} native, resolution-free",
-            header.width, header.height
+            info.width, info.height
         ));
-        if let Some(o) = meta.orientation {
-            let o = Orientation::try_from(u16::from(o))
-                .map_err(|_| expected(format!("invalid EXIF orientation {o}")))?;
+        if info.orientation != 1 {
+            let o = Orientation::try_from(u16::from(info.orientation))
+                .map_err(|_| expected(format!("invalid EXIF orientation {}", info.orientation)))?;
             details.transformation_orientation = Some(o);
         }
+        let (width, height) = (info.width, info.height);
         Ok((
             GsiLoader {
-                image,
-                width: header.width,
-                height: header.height,
-                limits,
-                icc_profile: meta.icc_profile,
+                decoder,
+                width,
+                height,
             },
             details,
         ))
@@ -76,7 +74,10 @@ impl GsiLoader {
 
     /// Renders the frame `request` asks for: the whole picture at `scale` (default: native
     /// size), or the `clip` rectangle of it.
-    pub fn render<B: ByteData>(&self, request: &FrameRequest) -> Result<Frame<B>, ProcessError> {
+    pub fn render<B: ByteData>(
+        &mut self,
+        request: &FrameRequest,
+    ) -> Result<Frame<B>, ProcessError> {
         let (w, h) = request.scale.unwrap_or((self.width, self.height));
         if w == 0 || h == 0 {
             return Err(expected(format!("requested scale {w}x{h} is empty")));
@@ -99,7 +100,8 @@ impl GsiLoader {
                 height: ch,
             });
         }
-        let frame = render::render_cpu::<u8>(&self.image, &view, &self.limits).map_err(expected)?;
+        // The file's own channels, as `gsimg decode` writes them.
+        let (frame, _) = self.decoder.render_frame::<u8>(&view).map_err(expected)?;
         let format = match frame.channels {
             1 => MemoryFormat::G8,
             2 => MemoryFormat::G8a8,
@@ -112,7 +114,7 @@ impl GsiLoader {
         out.details.info_alpha_channel = Some(frame.channels % 2 == 0);
         out.details.info_grayscale = Some(frame.channels <= 2);
         out.details.info_bit_depth = Some(8);
-        if let Some(icc) = &self.icc_profile {
+        if let Some(icc) = self.decoder.icc_profile() {
             out.details.color_icc_profile =
                 Some(B::try_from_slice(icc).map_err(|_| ProcessError::out_of_memory())?);
         }
@@ -137,7 +139,7 @@ impl LoaderImplementation for GsiLoader {
         if bytes.len() as u64 > MAX_FILE_BYTES {
             return Err(expected("the file is larger than 4 GiB"));
         }
-        GsiLoader::from_bytes(&bytes)
+        GsiLoader::from_bytes(bytes)
     }
 
     fn specific_frame<B: ByteData>(

@@ -22,7 +22,10 @@ fn pixels(frame: &glycin::Frame) -> Vec<u8> {
 fn glycin_loads_gsi_at_the_requested_scale() {
     futures_lite::future::block_on(async {
         let file = gio::File::for_path(common::dir().join("rgb.gsi"));
-        let mut image = Loader::new(file).load().await.expect("glycin loads the .gsi file");
+        let mut image = Loader::new(file)
+            .load()
+            .await
+            .expect("glycin loads the .gsi file");
         eprintln!("sandbox: {:?}", image.active_sandbox_mechanism());
         assert_eq!(image.mime_type().as_str(), "image/x-gsi");
         let (w, h) = (image.details().width(), image.details().height());
@@ -35,17 +38,36 @@ fn glycin_loads_gsi_at_the_requested_scale() {
             let (ws, hs) = ((w * zoom).to_string(), (h * zoom).to_string());
             let (rw, rh, _, px) = common::decode("rgb.gsi", &["--width", &ws, "--height", &hs]);
             assert_eq!((frame.width(), frame.height()), (rw, rh));
-            assert!(pixels(&frame) == px, "zoom {zoom}: pixels differ from gsimg decode");
+            assert!(
+                pixels(&frame) == px,
+                "zoom {zoom}: pixels differ from gsimg decode"
+            );
         }
         let frame = image
-            .specific_frame(FrameRequest::new().scale(w * 5, h * 5).clip(400, 300, 256, 128))
+            .specific_frame(
+                FrameRequest::new()
+                    .scale(w * 5, h * 5)
+                    .clip(400, 300, 256, 128),
+            )
             .await
             .expect("clipped frame");
         let (ws, hs) = ((w * 5).to_string(), (h * 5).to_string());
-        let (_, _, _, px) =
-            common::decode("rgb.gsi", &["--width", &ws, "--height", &hs, "--region", "400,300,256,128"]);
+        let (_, _, _, px) = common::decode(
+            "rgb.gsi",
+            &[
+                "--width",
+                &ws,
+                "--height",
+                &hs,
+                "--region",
+                "400,300,256,128",
+            ],
+        );
         assert_eq!((frame.width(), frame.height()), (256, 128));
-        assert!(pixels(&frame) == px, "clip: pixels differ from gsimg decode");
+        assert!(
+            pixels(&frame) == px,
+            "clip: pixels differ from gsimg decode"
+        );
     });
 }
 

@@ -14,7 +14,11 @@ fn open(file: &str) -> Result<(GsiLoader, ImageDetails<LocalMemory>), ProcessErr
     GsiLoader::load(f, MIME_TYPE.to_string(), InitializationDetails::default())
 }
 
-fn frame(loader: &mut GsiLoader, scale: Option<(u32, u32)>, clip: Option<(u32, u32, u32, u32)>) -> Frame<LocalMemory> {
+fn frame(
+    loader: &mut GsiLoader,
+    scale: Option<(u32, u32)>,
+    clip: Option<(u32, u32, u32, u32)>,
+) -> Frame<LocalMemory> {
     let mut req = FrameRequest::default();
     req.scale = scale;
     req.clip = clip;
@@ -24,9 +28,16 @@ fn frame(loader: &mut GsiLoader, scale: Option<(u32, u32)>, clip: Option<(u32, u
 fn assert_same(f: &Frame<LocalMemory>, reference: (u32, u32, usize, Vec<u8>), what: &str) {
     let (w, h, c, px) = reference;
     assert_eq!((f.width, f.height), (w, h), "{what}: size");
-    assert_eq!(f.memory_format.n_bytes().u32() as usize, c, "{what}: channels");
+    assert_eq!(
+        f.memory_format.n_bytes().u32() as usize,
+        c,
+        "{what}: channels"
+    );
     assert_eq!(f.stride as usize, w as usize * c, "{what}: stride");
-    assert!(f.texture[..] == px[..], "{what}: pixels differ from gsimg decode");
+    assert!(
+        f.texture[..] == px[..],
+        "{what}: pixels differ from gsimg decode"
+    );
 }
 
 #[test]
@@ -42,7 +53,11 @@ fn renders_at_every_requested_scale() {
         let h = (nh as f64 * zoom).round() as u32;
         let f = frame(&mut loader, Some((w, h)), None);
         let (ws, hs) = (w.to_string(), h.to_string());
-        assert_same(&f, common::decode("rgb.gsi", &["--width", &ws, "--height", &hs]), &format!("zoom {zoom}"));
+        assert_same(
+            &f,
+            common::decode("rgb.gsi", &["--width", &ws, "--height", &hs]),
+            &format!("zoom {zoom}"),
+        );
     }
 }
 
@@ -54,7 +69,17 @@ fn renders_a_clip_of_a_zoomed_view() {
     let (ws, hs) = (w.to_string(), h.to_string());
     assert_same(
         &f,
-        common::decode("rgb.gsi", &["--width", &ws, "--height", &hs, "--region", "1000,700,300,200"]),
+        common::decode(
+            "rgb.gsi",
+            &[
+                "--width",
+                &ws,
+                "--height",
+                &hs,
+                "--region",
+                "1000,700,300,200",
+            ],
+        ),
         "clip of the 8x view",
     );
     // A clip outside the frame is an error, not a panic or a clamp.
@@ -69,11 +94,19 @@ fn alpha_and_gray_keep_their_channels() {
     let (mut loader, _) = open("alpha.gsi").unwrap();
     let f = frame(&mut loader, Some((640, 482)), None);
     assert_eq!(f.memory_format, MemoryFormat::R8g8b8a8);
-    assert_same(&f, common::decode("alpha.gsi", &["--width", "640", "--height", "482"]), "alpha");
+    assert_same(
+        &f,
+        common::decode("alpha.gsi", &["--width", "640", "--height", "482"]),
+        "alpha",
+    );
     let (mut loader, _) = open("gray.gsi").unwrap();
     let f = frame(&mut loader, Some((500, 377)), None);
     assert_eq!(f.memory_format, MemoryFormat::G8);
-    assert_same(&f, common::decode("gray.gsi", &["--width", "500", "--height", "377"]), "gray");
+    assert_same(
+        &f,
+        common::decode("gray.gsi", &["--width", "500", "--height", "377"]),
+        "gray",
+    );
 }
 
 #[test]
@@ -105,6 +138,7 @@ fn refuses_bad_input() {
         assert!(r.is_err(), "{what}: accepted");
     }
     let f = std::fs::File::open(common::dir().join("rgb.gsi")).unwrap();
-    let r = GsiLoader::load::<LocalMemory, _>(f, "image/png".into(), InitializationDetails::default());
+    let r =
+        GsiLoader::load::<LocalMemory, _>(f, "image/png".into(), InitializationDetails::default());
     assert!(matches!(r, Err(ProcessError::UnsupportedImageFormat(_))));
 }
