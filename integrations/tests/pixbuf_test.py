@@ -145,6 +145,35 @@ pb = GdkPixbuf.Pixbuf.new_from_file(rgb)
 check(pb.get_option("orientation") is None, "no orientation in the file: no option")
 
 
+# --- ICC profile ------------------------------------------------------------------------------
+def minimal_icc():
+    """A 132-byte ICC profile: the 128-byte header (size, version 2.1, a display RGB profile,
+    'acsp') and an empty tag table; enough for gsimg's checks and to be carried through."""
+    h = bytearray(128)
+    struct.pack_into(">I", h, 0, 132)
+    struct.pack_into(">I", h, 8, 0x02100000)
+    h[12:16], h[16:20], h[20:24], h[36:40] = b"mntr", b"RGB ", b"XYZ ", b"acsp"
+    return bytes(h) + struct.pack(">I", 0)
+
+
+def png_with_icc(src, dst, icc):
+    """Copies a PNG, adding an iCCP chunk after IHDR."""
+    b = open(src, "rb").read()
+    ihdr_end = 8 + 8 + struct.unpack_from(">I", b, 8)[0] + 4
+    body = b"iCCP" + b"test\0\0" + zlib.compress(icc)
+    chunk = struct.pack(">I", len(body) - 4) + body + struct.pack(">I", zlib.crc32(body))
+    open(dst, "wb").write(b[:ihdr_end] + chunk + b[ihdr_end:])
+
+
+icc = minimal_icc()
+png_with_icc(path("alpha.png"), path("icc.png"), icc)
+subprocess.run([GSIMG, "-q", "--force", "encode", "--method", "analytic", "--effort", "fast", path("icc.png"), path("icc.gsi")], check=True)
+pb = GdkPixbuf.Pixbuf.new_from_file_at_scale(path("icc.gsi"), 100, -1, True)
+opt = pb.get_option("icc-profile")
+check(opt is not None and GLib.base64_decode(opt) == icc, "ICC profile: pixbuf option 'icc-profile' holds the file's profile")
+check(GdkPixbuf.Pixbuf.new_from_file(rgb).get_option("icc-profile") is None, "no ICC profile in the file: no option")
+
+
 # --- Bad input: a GError, never a crash -----------------------------------------------------
 def must_fail(name, content, what):
     p = path(name)
