@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # Desktop integration tests: the gdk-pixbuf loader (through python3-gi and
-# gdk-pixbuf-thumbnailer), the shared-mime-info entry, a real GTK viewer (eog under Xvfb), and
-# the glycin loader. Nothing is installed system-wide but Debian packages: the C library goes to
-# a private prefix, the loader into a private loaders.cache (GDK_PIXBUF_MODULE_FILE), the MIME
-# entry into a private XDG_DATA_HOME. Artifacts (the screenshot, thumbnails) stay in
-# target/desktop-test/.
+# gdk-pixbuf-thumbnailer), the shared-mime-info entry, a real GTK viewer (eog under Xvfb), the
+# Qt image format plugin (QImageReader through python3-pyqt5) and the glycin loader. Nothing is
+# installed system-wide but Debian packages: the C library goes to a private prefix, the loader
+# into a private loaders.cache (GDK_PIXBUF_MODULE_FILE), the MIME entry into a private
+# XDG_DATA_HOME, the Qt plugin into a private QT_PLUGIN_PATH. Artifacts (the screenshot,
+# thumbnails) stay in target/desktop-test/.
 #
 # Usage: integrations/tests/run.sh [--no-apt]   (--no-apt: the packages are already there)
 set -euo pipefail
@@ -16,10 +17,11 @@ step() { printf '\n== %s (%ds)\n' "$1" $(($(date +%s) - start)); }
 
 # Debian packages: the loader's build (gdk-pixbuf headers), the tests' clients (python3-gi,
 # GdkPixbuf's typelib, gdk-pixbuf-thumbnailer, gio), the viewer and the screenshot (eog, Xvfb,
-# ImageMagick's import), D-Bus for eog, cargo-c for the C library, libseccomp for glycin.
+# ImageMagick's import), D-Bus for eog, libseccomp and fontconfig for glycin, Qt 5 and PyQt5
+# for the Qt plugin.
 PACKAGES=(libgdk-pixbuf-2.0-dev gir1.2-gdkpixbuf-2.0 python3-gi libgdk-pixbuf2.0-bin
   shared-mime-info libglib2.0-bin eog xvfb xauth imagemagick dbus libseccomp-dev
-  libfontconfig-dev make gcc pkg-config)
+  libfontconfig-dev make gcc g++ pkg-config qtbase5-dev qtbase5-dev-tools python3-pyqt5)
 if [[ ${1:-} != --no-apt ]]; then
   missing=()
   for p in "${PACKAGES[@]}"; do
@@ -97,6 +99,12 @@ $PY integrations/tests/pixbuf_test.py "$GSIMG" "$W"
 step "eog under Xvfb shows a .gsi file"
 HOME=$T/home XDG_CONFIG_HOME=$T/home/config XDG_CACHE_HOME=$T/home/cache \
   GSIMG="$GSIMG" $PY integrations/tests/eog_test.py "$W/rgb.gsi" "$T/eog-screenshot.png"
+
+step "Qt image format plugin: QImageReader through python3-pyqt5"
+make -s -C integrations/qt BUILDDIR="$T/qt" RPATH="$LIBDIR"
+mkdir -p "$T/qt-plugins/imageformats"
+cp "$T/qt/libqgsi.so" "$T/qt-plugins/imageformats/"
+QT_PLUGIN_PATH=$T/qt-plugins QT_QPA_PLATFORM=offscreen $PY integrations/tests/qt_test.py "$GSIMG" "$W"
 
 step "glycin loader"
 GSIMG="$GSIMG" GSIMG_TEST_DIR="$W" integrations/tests/glycin.sh
