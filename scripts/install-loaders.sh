@@ -6,14 +6,17 @@
 #   - the shared-mime-info entry (image/x-gsi: *.gsi and the file signature), then
 #     update-mime-database;
 #   - a thumbnailer entry (file managers' thumbnails through gdk-pixbuf-thumbnailer);
-#   - with --glycin, the glycin loader and its conf.d file (Loupe and newer gdk-pixbuf builds).
+#   - with --glycin, the glycin loader and its conf.d file (Loupe and newer gdk-pixbuf builds);
+#   - with --qt, the Qt 5 image format plugin, into Qt's imageformats/ plugin directory
+#     (Gwenview and other Qt programs).
 #
-# Usage: scripts/install-loaders.sh [--prefix DIR] [--glycin] [--uninstall]
+# Usage: scripts/install-loaders.sh [--prefix DIR] [--glycin] [--qt] [--uninstall]
 #   --prefix DIR   where the library, the MIME entry, the thumbnailer and the glycin loader go
 #                  (default /usr/local). The gdk-pixbuf module always goes where
 #                  `pkg-config --variable=gdk_pixbuf_moduledir gdk-pixbuf-2.0` says, since
 #                  gdk-pixbuf looks nowhere else.
 #   --glycin       also build and install the glycin loader
+#   --qt           also build and install the Qt plugin (needs qtbase5-dev, qtbase5-dev-tools)
 #   --uninstall    remove what an install put there, and refresh the caches
 #
 # Needs: cargo and cargo-c (`cargo install cargo-c --version 0.10.24 --locked`; Debian 12's
@@ -26,14 +29,16 @@ cd "$(dirname "$0")/.."
 
 PREFIX=/usr/local
 GLYCIN=0
+QT=0
 UNINSTALL=0
 while (($#)); do
   case $1 in
     --prefix) PREFIX=${2:?--prefix needs a directory}; shift 2 ;;
     --prefix=*) PREFIX=${1#--prefix=}; shift ;;
     --glycin) GLYCIN=1; shift ;;
+    --qt) QT=1; shift ;;
     --uninstall) UNINSTALL=1; shift ;;
-    -h | --help) sed -n '2,24p' "$0" | sed 's/^# \{0,1\}//'; exit 0 ;;
+    -h | --help) awk 'NR > 1 && !/^#/ { exit } NR > 1 { sub(/^# ?/, ""); print }' "$0"; exit 0 ;;
     *) echo "install-loaders.sh: unknown argument '$1' (see --help)" >&2; exit 2 ;;
   esac
 done
@@ -51,6 +56,10 @@ QUERY=$(pkg-config --variable=gdk_pixbuf_query_loaders gdk-pixbuf-2.0)
 [[ -x $QUERY ]] || QUERY=$(command -v gdk-pixbuf-query-loaders || true)
 GLYCIN_BIN=$PREFIX/libexec/glycin-loaders/2+/glycin-gsimg
 GLYCIN_CONF=$DATADIR/glycin-loaders/2+/conf.d/gsimg.conf
+QT_PLUGIN=
+if pkg-config --exists Qt5Core; then
+  QT_PLUGIN=$(make -s -C integrations/qt print-plugindir)
+fi
 
 refresh_caches() {
   if [[ -n $QUERY ]]; then "$QUERY" --update-cache; else
@@ -64,7 +73,8 @@ refresh_caches() {
 if ((UNINSTALL)); then
   rm -fv "$MODULEDIR/libpixbufloader-gsi.so" "$DATADIR/mime/packages/gsimg.xml" \
     "$DATADIR/thumbnailers/gsimg.thumbnailer" "$GLYCIN_BIN" "$GLYCIN_CONF" \
-    "$LIBDIR"/libgsimg.* "$LIBDIR/pkgconfig/gsimg.pc"
+    "$LIBDIR"/libgsimg.* "$LIBDIR/pkgconfig/gsimg.pc" \
+    ${QT_PLUGIN:+"$QT_PLUGIN/imageformats/libqgsi.so"}
   rm -rfv "$PREFIX/include/gsimg"
   refresh_caches
   exit 0
@@ -96,6 +106,12 @@ if ((GLYCIN)); then
   mkdir -p "$(dirname "$GLYCIN_CONF")"
   sed "s|@BINDIR@|$(dirname "$GLYCIN_BIN")|" integrations/glycin/gsimg.conf.in >"$GLYCIN_CONF"
   chmod 644 "$GLYCIN_CONF"
+fi
+
+if ((QT)); then
+  echo "== the Qt plugin"
+  make -s -C integrations/qt BUILDDIR="$PWD/target/qt" RPATH="$LIBDIR"
+  make -s -C integrations/qt BUILDDIR="$PWD/target/qt" RPATH="$LIBDIR" install
 fi
 
 echo "== refreshing gdk-pixbuf's loader cache and the MIME database"
