@@ -507,9 +507,11 @@ pub(crate) fn walk<S: Sym>(
             }
             let la = left.filter(|l| l.avail);
             let aa = above.filter(|a| a.avail);
-            let mut sum_s1 = 0u32;
-            let mut sum_d = 0u32;
-            let mut sum_ch = [0u32; 4];
+            // §7.4.5's means are over exact sums: a cell may hold more than 65,537
+            // Gaussians of 16-bit codes, whose sum does not fit 32 bits.
+            let mut sum_s1 = 0u64;
+            let mut sum_d = 0u64;
+            let mut sum_ch = [0u64; 4];
             let mut last_rot: Option<u16> = None;
             let mut prev: Option<(Quantized, u16)> = None; // (codes, d)
             let count_class = match count {
@@ -668,17 +670,17 @@ pub(crate) fn walk<S: Sym>(
                     last_p = pv;
                     last_b = b;
                 }
-                sum_s1 += q.codes[CODE_S1] as u32;
-                sum_d += d;
+                sum_s1 += u64::from(q.codes[CODE_S1]);
+                sum_d += u64::from(d);
                 for (c, sc) in sum_ch.iter_mut().enumerate() {
-                    *sc += q.codes[CODE_CH + c] as u32;
+                    *sc += u64::from(q.codes[CODE_CH + c]);
                 }
                 gs[g] = q;
                 prev = Some((q, d as u16));
             }
             k += count as usize;
             let summary = if count > 0 {
-                let mean = |s: u32| ((2 * s as u64 + count as u64) / (2 * count as u64)) as u16;
+                let mean = |s: u64| ((2 * s + u64::from(count)) / (2 * u64::from(count))) as u16;
                 Summary {
                     avail: true,
                     rot_avail: last_rot.is_some(),
