@@ -604,9 +604,7 @@ mod tests {
             })
             .collect();
         let img = gsimg::SplatImage::new(256, 256, gsimg::ChannelLayout::Rgb, gs).unwrap();
-        gsimg::format::write(&img, &Default::default())
-            .unwrap()
-            .bytes
+        gsimg::write(&img, &Default::default()).unwrap().bytes
     }
 
     #[test]

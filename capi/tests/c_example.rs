@@ -30,9 +30,9 @@ fn test_file(w: u32, h: u32, n: usize) -> Vec<u8> {
         })
         .collect();
     let img = SplatImage::new(w, h, ChannelLayout::Rgba, gs).unwrap();
-    let mut opts = gsimg::format::WriteOptions::default();
+    let mut opts = gsimg::WriteOptions::default();
     opts.metadata.orientation = Some(6);
-    gsimg::format::write(&img, &opts).unwrap().bytes
+    gsimg::write(&img, &opts).unwrap().bytes
 }
 
 /// The pixels of a PAM file (header up to ENDHDR) with its width and height.
