@@ -45,7 +45,7 @@ cargo build --release --quiet --bin gsimg
 GSIMG=$ROOT/target/release/gsimg
 PREFIX=$T/prefix
 if cargo cinstall --version >/dev/null 2>&1; then
-  cargo cinstall --release --quiet -p gsimg-capi --prefix="$PREFIX" --libdir="$PREFIX/lib"
+  cargo cinstall --release -p gsimg-capi --prefix="$PREFIX" --libdir="$PREFIX/lib"
   LIBDIR=$PREFIX/lib
 else
   # Without cargo-c (.ci/run installs it), link cargo build's library through a gsimg.pc of
