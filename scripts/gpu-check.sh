@@ -29,8 +29,8 @@
 # Exit status 1 when any step fails.
 set -uo pipefail
 cd "$(dirname "$0")/.."
-OUT=${1:-${OUT:-/tmp/gpu-check}}
-mkdir -p "$OUT"
+RESULTS=${1:-/tmp/gpu-check}
+mkdir -p "$RESULTS"
 BIN=${GPU_CHECK_BIN:-target/gpu-check/gpu_check}
 RBIN=${GPU_CHECK_REFINE_BIN:-target/gpu-check/refine_check}
 CLI=${GPU_CHECK_CLI:-target/gpu-check/gsimg}
@@ -42,22 +42,22 @@ record() { # name rc
     if [[ $2 == 0 ]]; then results+=("PASS  $1"); else results+=("FAIL  $1 (exit $2)"); status=1; fi
 }
 want() { [[ " ${GPU_CHECK_STEPS:-1 2 3 4 5 6 7} " == *" $1 "* ]]; }
-logged() { # file name command: runs the command with its output in $OUT/file, shows it, records it
-    "$3" > "$OUT/$1" 2>&1
+logged() { # file name command: runs the command with its output in $RESULTS/file, shows it, records it
+    "$3" > "$RESULTS/$1" 2>&1
     local rc=$?
-    cat "$OUT/$1"
+    cat "$RESULTS/$1"
     record "$2" $rc
 }
 
-nvidia-smi > "$OUT/nvidia-smi.txt" 2>&1
+nvidia-smi > "$RESULTS/nvidia-smi.txt" 2>&1
 nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm --format=csv \
-    >> "$OUT/nvidia-smi.txt" 2>&1
+    >> "$RESULTS/nvidia-smi.txt" 2>&1
 echo "== $(date -u +%FT%TZ) $(nvidia-smi --query-gpu=name,driver_version --format=csv,noheader)"
 
 if want 1; then
     echo "== 1. GPU against CPU"
     t0=$SECONDS
-    timeout 300 "$BIN" check "$DATA" 2>&1 | tee "$OUT/check.txt"
+    timeout 300 "$BIN" check "$DATA" 2>&1 | tee "$RESULTS/check.txt"
     record "GPU = CPU on every file and view ($((SECONDS - t0)) s)" "${PIPESTATUS[0]}"
 fi
 
@@ -79,13 +79,13 @@ fi
 
 if want 3; then
     echo "== 3. compute-sanitizer"
-    : > "$OUT/sanitizer.txt"
+    : > "$RESULTS/sanitizer.txt"
     for tool in memcheck racecheck initcheck synccheck; do
         case=full
         [[ $tool == racecheck ]] && case=small
-        echo "---- $tool ($case case)" | tee -a "$OUT/sanitizer.txt"
+        echo "---- $tool ($case case)" | tee -a "$RESULTS/sanitizer.txt"
         timeout 240 "$SAN" --tool $tool --error-exitcode 7 "$BIN" sanitize "$DATA" $case \
-            2>&1 | tail -n 40 | tee -a "$OUT/sanitizer.txt"
+            2>&1 | tail -n 40 | tee -a "$RESULTS/sanitizer.txt"
         record "compute-sanitizer $tool" "${PIPESTATUS[0]}"
     done
 fi
@@ -136,7 +136,7 @@ fi
 
 if want 5; then
     echo "== 5. benchmarks"
-    timeout 400 "$BIN" bench "$DATA" --out "$OUT/bench.md" 2>&1 | tee "$OUT/bench.txt"
+    timeout 400 "$BIN" bench "$DATA" --out "$RESULTS/bench.md" 2>&1 | tee "$RESULTS/bench.txt"
     record "benchmarks ran" "${PIPESTATUS[0]}"
 fi
 
@@ -149,7 +149,7 @@ if want 6; then
     ORTLIB=${ORT_DYLIB_PATH:-$(python3 -c 'import glob, os, onnxruntime as o
 print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so*")))[-1])' 2>/dev/null)}
     if [[ -z $ORTLIB || ! -f $MODEL ]]; then
-        echo "no ONNX Runtime library or no $MODEL" | tee "$OUT/upscale.txt"
+        echo "no ONNX Runtime library or no $MODEL" | tee "$RESULTS/upscale.txt"
         record "gsimg upscale --ensemble (no ONNX Runtime library or model: not run)" 1
     else
         upscale_gpu_vs_cpu() (
@@ -203,10 +203,10 @@ fi
 {
     echo "gpu-check summary ($(nvidia-smi --query-gpu=name --format=csv,noheader), $(date -u +%FT%TZ))"
     printf '%s\n' "${results[@]}"
-    grep -E "^\| (compact|dense)" "$OUT/bench.md" 2>/dev/null | cut -d'|' -f2-7
-    grep -E "full decode" "$OUT/bench.md" 2>/dev/null | cut -d'|' -f2-4
+    grep -E "^\| (compact|dense)" "$RESULTS/bench.md" 2>/dev/null | cut -d'|' -f2-7
+    grep -E "full decode" "$RESULTS/bench.md" 2>/dev/null | cut -d'|' -f2-4
     if [[ $status == 0 ]]; then echo "OVERALL: PASS"; else echo "OVERALL: FAIL"; fi
-} > "$OUT/summary.txt"
+} > "$RESULTS/summary.txt"
 echo
-cat "$OUT/summary.txt"
+cat "$RESULTS/summary.txt"
 exit $status
