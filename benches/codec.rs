@@ -7,7 +7,7 @@
 //!
 //! The compact network model (on the CPU provider) is measured too when it is found.
 //! Environment:
-//! - `GSIMG_KODAK`: folder of PNGs (default `../shared/bench/kodak`);
+//! - `GSIMG_KODAK`: folder of the Kodak PNGs (required);
 //! - `GSIMG_DENSITIES`: comma-separated Gaussians per pixel for the analytic encoder (empty: no
 //!   analytic rows); `GSIMG_REFINE`: its refinement iterations (default 40);
 //!   `GSIMG_REFINE_LR`: their step sizes, `POSITION,SCALE,ROTATION,COLOUR`; `GSIMG_SPREAD`: the

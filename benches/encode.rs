@@ -1,4 +1,4 @@
-//! Network encoder speed (issue 3 §4): `cargo bench --bench encode`.
+//! Network encoder speed: `cargo bench --bench encode`.
 //!
 //! For each model (compact: `encode` to a `.gsi` file; upscale: the Gaussian field `upscale`
 //! renders from) and each picture (a Kodak image at 768×512, and 1920×1080 made by resizing it),
@@ -12,11 +12,13 @@
 //!
 //! Environment: `GSIMG_BENCH_MODELS` (comma-separated .onnx paths; default `models/compact.onnx`
 //! and `models/upscale.onnx`, else the dummy test models, labelled so), `GSIMG_BENCH_DEVICE`
-//! (auto | cpu | cuda, default auto), `GSIMG_BENCH_IMAGE` (default Kodak kodim01),
+//! (auto | cpu | cuda, default auto), `GSIMG_BENCH_IMAGE` (required: a Kodak PNG, e.g. kodim01),
 //! `ORT_DYLIB_PATH` (e.g. the GPU build of ONNX Runtime), `GSIMG_BENCH_NO_FIT=1` (compact models
 //! also without the least-squares colour fit, as `gsimg encode --no-fit`), `GSIMG_BENCH_FITS`
 //! (compact models: comma-separated colour fits to time, each `default`, `none` or
 //! `ITERATIONSxSWEEPS`, e.g. `default,15x1,none`; overrides `GSIMG_BENCH_NO_FIT`).
+
+mod kodak;
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -104,9 +106,10 @@ fn main() {
             })
             .collect(),
     };
-    let image_path = std::env::var("GSIMG_BENCH_IMAGE")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| root.join("../shared/bench/kodak/kodim01.png"));
+    let image_path = PathBuf::from(kodak::required_env(
+        "GSIMG_BENCH_IMAGE",
+        "a Kodak PNG (e.g. kodim01.png)",
+    ));
     let bytes = std::fs::read(&image_path)
         .unwrap_or_else(|e| panic!("{}: {e} (set GSIMG_BENCH_IMAGE)", image_path.display()));
     let kodak = gsimg::encode::load_image(&bytes, &Limits::default())

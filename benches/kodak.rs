@@ -1,9 +1,18 @@
 //! What the Kodak benchmarks share: the folder of pictures they read.
 
-/// The folder `GSIMG_KODAK` names (default: the evaluation pictures beside the checkout).
+/// The folder `GSIMG_KODAK` names; without it the benchmark stops with a one-line message.
+#[allow(dead_code)] // not every benchmark reads the Kodak folder
 pub fn kodak_dir() -> String {
-    std::env::var("GSIMG_KODAK")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench/kodak").into())
+    required_env("GSIMG_KODAK", "the folder of the Kodak PNGs")
+}
+
+/// The value of the environment variable `name`, or a one-line message naming what it must hold
+/// and exit status 2: the evaluation pictures are not part of the repository.
+pub fn required_env(name: &str, what: &str) -> String {
+    std::env::var(name).unwrap_or_else(|_| {
+        eprintln!("set {name} to {what}");
+        std::process::exit(2)
+    })
 }
 
 /// The PNG files of [`kodak_dir`], sorted by name.

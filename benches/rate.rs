@@ -4,7 +4,7 @@
 //! PSNR of the native render against the original, 8-bit), whether both rise with the quality,
 //! and how close `--target-bpp` targets land.
 //!
-//! Environment: `GSIMG_KODAK` (folder of PNGs, default `../shared/bench/kodak`);
+//! Environment: `GSIMG_KODAK` (folder of the Kodak PNGs, required);
 //! `GSIMG_RATE_METHODS` (`network,analytic` by default); `GSIMG_RATE_QUALITIES` (default
 //! `1,10,25,40,50,70,95,100`); `GSIMG_RATE_TARGETS` (bpp, default `0.2,0.35,0.5`);
 //! `GSIMG_RATE_REFINE` (the analytic encoder's refinement iterations, default 40);

@@ -7,10 +7,12 @@
 //! the same bicubic filter for the baseline; PSNR on the Y channel (BT.601, 16–235) with `s`
 //! pixels shaved at each border, averaged over the set.
 //!
-//! Environment: `GSIMG_BENCH_ROOT` (folder holding set5/ and set14/; default ../shared/bench),
+//! Environment: `GSIMG_BENCH_ROOT` (folder holding set5/ and set14/; required),
 //! `GSIMG_SR_SCALES` (default 2,3,4,6,8), `GSIMG_SR_MODEL` (default: models/upscale.onnx),
 //! `GSIMG_SR_ENSEMBLE=1` (also the geometric self-ensemble of `gsimg upscale --ensemble`: 8
 //! passes averaged; an extra column).
+
+mod kodak;
 
 use gsimg::encode::Pixels;
 use gsimg::encode::network::{Device, ModelKind, NetworkOptions};
@@ -38,8 +40,7 @@ fn y_psnr(a: &RgbImage, b: &RgbImage, shave: u32) -> f64 {
 }
 
 fn main() {
-    let root = std::env::var("GSIMG_BENCH_ROOT")
-        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/../shared/bench").into());
+    let root = kodak::required_env("GSIMG_BENCH_ROOT", "the folder holding set5/ and set14/");
     let scales: Vec<u32> = std::env::var("GSIMG_SR_SCALES")
         .unwrap_or_else(|_| "2,3,4,6,8".into())
         .split(',')

@@ -8,7 +8,7 @@
 # Then run scripts/gpu-check.sh on the GPU machine with both folders (see its header).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-KODAK=${1:-../shared/bench/kodak}
+KODAK=${1:?usage: scripts/gpu-check-prepare.sh KODAK_DIR}
 cargo build --release --bin gsimg --example gpu_check --example refine_check
 mkdir -p target/gpu-check
 strip -o target/gpu-check/gpu_check target/release/examples/gpu_check

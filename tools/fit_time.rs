@@ -1,6 +1,6 @@
 //! Times the least-squares colour fit alone (`encode::fit::fit_colors`, the network encoder's
 //! default options) on the compact network's Gaussians for a Kodak picture and for it resized to
-//! 1920×1080: `cargo run --release --example fit_time [MODEL.onnx] [PICTURE.png]`.
+//! 1920×1080: `cargo run --release --example fit_time MODEL.onnx PICTURE.png`.
 //! `RAYON_NUM_THREADS` sets the threads; `REPS` the timed runs (default 10, after one warm-up).
 
 use std::time::Instant;
@@ -16,7 +16,7 @@ fn main() -> Result<()> {
     let model = args.next().unwrap_or_else(|| "models/compact.onnx".into());
     let picture = args
         .next()
-        .unwrap_or_else(|| "../shared/bench/kodak/kodim01.png".into());
+        .context("usage: fit_time MODEL.onnx PICTURE.png (a Kodak picture, e.g. kodim01.png)")?;
     let reps: usize = std::env::var("REPS")
         .ok()
         .and_then(|v| v.parse().ok())

@@ -2,8 +2,8 @@
 //! the same number of Gaussians (its density set to the network's count for that picture), both
 //! with their default refinement: PSNR (of the float render, clamped to [0, 1]) and bpp of each,
 //! to see where the refined network falls behind.
-//! `cargo run --release --example refined_pairs [FOLDER of PNGs] [MODEL.onnx]` (default: the
-//! Kodak folder of `../shared/bench` and `models/compact.onnx`).
+//! `cargo run --release --example refined_pairs FOLDER [MODEL.onnx]` (FOLDER: PNGs, e.g. the
+//! Kodak pictures; MODEL default `models/compact.onnx`).
 
 use anyhow::{Context, Result};
 use gsimg::encode::analytic::{self, AnalyticOptions};
@@ -15,7 +15,7 @@ fn main() -> Result<()> {
     let mut args = std::env::args().skip(1);
     let dir = args
         .next()
-        .unwrap_or_else(|| "../shared/bench/kodak".into());
+        .context("usage: refined_pairs FOLDER [MODEL.onnx] (FOLDER: PNGs, e.g. Kodak)")?;
     let model = args.next().unwrap_or_else(|| "models/compact.onnx".into());
     let mut files: Vec<_> = std::fs::read_dir(&dir)
         .with_context(|| dir.clone())?
