@@ -9,10 +9,8 @@ loader (which expands gray to RGB as the loader does).
 Usage: pixbuf_test.py GSIMG WORKDIR  (WORKDIR holds rgb.gsi, alpha.gsi, gray.gsi)
 """
 
-import os
 import struct
 import subprocess
-import sys
 import zlib
 
 import gi
@@ -20,18 +18,7 @@ import gi
 gi.require_version("GdkPixbuf", "2.0")
 from gi.repository import GdkPixbuf, GLib  # noqa: E402
 
-GSIMG, WORK = sys.argv[1], sys.argv[2]
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def path(name):
-    return os.path.join(WORK, name)
+from harness import GSIMG, check, decode, finish, path, same_pixels  # noqa: E402
 
 
 def packed(pb):
@@ -44,19 +31,11 @@ def packed(pb):
 
 def reference(gsi, *size_args):
     """`gsimg decode` of `gsi` with the given size arguments, as gdk-pixbuf reads the PNG."""
-    out = path("ref-%s-%s.png" % (os.path.basename(gsi), "_".join(size_args) or "native"))
-    subprocess.run(
-        [GSIMG, "-q", "--force", "decode", gsi, out, "--device", "cpu", *size_args], check=True
-    )
-    return packed(GdkPixbuf.Pixbuf.new_from_file(out))
+    return packed(GdkPixbuf.Pixbuf.new_from_file(decode(gsi, "ref", *size_args)))
 
 
 def same(pb, ref, what):
-    got = packed(pb)
-    check(got[0] == ref[0], "%s: %s equals gsimg decode's %s" % (what, got[0], ref[0]))
-    if got[0] == ref[0]:
-        diff = sum(1 for a, b in zip(got[1], ref[1]) if a != b)
-        check(diff == 0, "%s: pixels equal gsimg decode byte for byte (%d differ)" % (what, diff))
+    same_pixels(packed(pb), ref, what)
 
 
 # --- Whole-file loads at the size the application asks for --------------------------------
@@ -209,7 +188,4 @@ pb = GdkPixbuf.Pixbuf.new_from_file(thumb)
 check(max(pb.get_width(), pb.get_height()) == 256, "gdk-pixbuf-thumbnailer -s 256: %dx%d" % (pb.get_width(), pb.get_height()))
 same(pb, reference(rgb, "--width", str(pb.get_width()), "--height", str(pb.get_height())), "thumbnail rendered at its size")
 
-if failures:
-    print("%d check(s) failed" % len(failures))
-    sys.exit(1)
-print("all gdk-pixbuf checks passed")
+finish("gdk-pixbuf")

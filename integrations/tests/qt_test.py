@@ -6,26 +6,12 @@ Usage: qt_test.py GSIMG WORKDIR   (QT_PLUGIN_PATH names a directory with imagefo
 WORKDIR holds rgb.gsi, alpha.gsi and orient6.gsi from run.sh and pixbuf_test.py)
 """
 
-import os
-import subprocess
-import sys
-
 from PyQt5.QtCore import QCoreApplication, QRect, QSize
 from PyQt5.QtGui import QImage, QImageIOHandler, QImageReader
 
-GSIMG, WORK = sys.argv[1], sys.argv[2]
+from harness import check, decode, finish, path, same_pixels
+
 app = QCoreApplication([])
-failures = []
-
-
-def check(cond, what):
-    print(("ok   " if cond else "FAIL ") + what, flush=True)
-    if not cond:
-        failures.append(what)
-
-
-def path(name):
-    return os.path.join(WORK, name)
 
 
 def packed(img):
@@ -37,9 +23,7 @@ def packed(img):
 
 
 def reference(gsi, fmt, *size_args):
-    out = path("qt-ref-%s-%s.png" % (os.path.basename(gsi), "_".join(size_args) or "native"))
-    subprocess.run([GSIMG, "-q", "--force", "decode", gsi, out, "--device", "cpu", *size_args], check=True)
-    return packed(QImage(out).convertToFormat(fmt))
+    return packed(QImage(decode(gsi, "qt-ref", *size_args)).convertToFormat(fmt))
 
 
 def read(gsi, scaled=None, clip=None, auto_transform=False):
@@ -54,11 +38,7 @@ def read(gsi, scaled=None, clip=None, auto_transform=False):
 
 
 def same(img, ref, what):
-    got = packed(img)
-    check(got[0] == ref[0], "%s: %s equals gsimg decode's %s" % (what, got[0], ref[0]))
-    if got[0] == ref[0]:
-        diff = sum(1 for a, b in zip(got[1], ref[1]) if a != b)
-        check(diff == 0, "%s: pixels equal gsimg decode byte for byte (%d differ)" % (what, diff))
+    same_pixels(packed(img), ref, what)
 
 
 rgb = path("rgb.gsi")
@@ -96,7 +76,4 @@ for name, content in [("qt-truncated.gsi", data[: len(data) // 2]), ("qt-flipped
     r, img = read(path(name), scaled=(100, 75))
     check(img.isNull(), "%s: refused (%s)" % (name, r.errorString()))
 
-if failures:
-    print("%d check(s) failed" % len(failures))
-    sys.exit(1)
-print("all Qt checks passed")
+finish("Qt")
