@@ -9,14 +9,15 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 KODAK=${1:?usage: scripts/gpu-check-prepare.sh KODAK_DIR}
-cargo build --release --bin gsimg --example gpu_check --example refine_check
+cargo build --release -p gsimg-cli
+cargo build --release --example gpu_check --example refine_check
 mkdir -p target/gpu-check
 strip -o target/gpu-check/gpu_check target/release/examples/gpu_check
 strip -o target/gpu-check/refine_check target/release/examples/refine_check
 strip -o target/gpu-check/gsimg target/release/gsimg
 # the fault-injection test build of the CLI (its own target folder: features never leak into the
 # release binary)
-cargo build --release --bin gsimg --features fault-injection --target-dir target/fault-injection
+cargo build --release -p gsimg-cli --features fault-injection --target-dir target/fault-injection
 strip -o target/gpu-check/gsimg-fi target/fault-injection/release/gsimg
 mkdir -p data/gpu-check
 cp "$KODAK/kodim01.png" "$KODAK/kodim05.png" "$KODAK/kodim23.png" data/gpu-check/

@@ -14,9 +14,9 @@
 //! them.
 //!
 //! The modules themselves (format internals, quantizers, the optimizer, ONNX Runtime plumbing)
-//! are an unstable interface for gsimg's own command line, benchmarks, tools and fuzzing: they
-//! are public only with the `unstable` feature (the `cli` feature turns it on), hidden from the
-//! documentation, and may change in any release.
+//! are an unstable interface for gsimg's benchmarks, tools, tests and fuzzing: they
+//! are public only with the `unstable` feature, hidden from the documentation, and may change in
+//! any release. The `gsimg` command (package `gsimg-cli`) is built on the public names alone.
 //!
 //! For viewers, [`view`] opens a file and renders any size or region into the caller's buffer
 //! in the pixel format it draws, on the CPU or a GPU; with the `image-hooks` feature,
@@ -77,14 +77,28 @@ pub use crate::core::geometry::{Region, Viewport};
 pub use crate::core::limits::Limits;
 pub use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 // Files.
-pub use crate::format::{Coding, Encoded, GsiFile, Header, Metadata, WriteOptions, read, write};
+pub use crate::format::consts::SIGNATURE;
+pub use crate::format::{
+    Analysis, AttrQuant, Coding, ColorModel, Encoded, GsiFile, Header, Inspection, Metadata,
+    Packing, Predictor, WriteOptions, analyze, inspect, read, write,
+};
 // Rendering.
 pub use crate::cuda::{CudaDecoder, CudaRenderer, GpuImage};
 pub use crate::render::{RenderOptions, render_cpu, render_cpu_with};
-// Encoding.
-pub use crate::encode::analytic::{AnalyticOptions, encode as encode_analytic};
-pub use crate::encode::optim::refine::Effort;
+// Encoding: pictures in, the two encoders, their settings, rate control, memory.
+pub use crate::encode::analytic::{
+    AnalyticOptions, encode as encode_analytic, encode_to_rate as encode_analytic_to_rate,
+};
+pub use crate::encode::memory::{
+    EncoderKind, check as check_encode_memory, estimate as estimate_encode_memory, picture_size,
+};
+pub use crate::encode::optim::fit::FitOptions;
+pub use crate::encode::optim::refine::{Effort, RefineDevice, RefineOptions};
 pub use crate::encode::{
     LoadedImage, ModelKind, NetworkEncoder, NetworkOptions, Quality, RateResult, RateTarget,
     load_image,
 };
+// The network encoder's model and ONNX Runtime.
+pub use crate::encode::network::{MessageSink, ModelInfo, ProgressSink, Quantizers, locate_model};
+pub use crate::encode::runtime::ort_lib::{FoundLibrary, LibrarySearch, LibrarySource};
+pub use crate::encode::runtime::{Device as NetworkDevice, Provider};

@@ -1,7 +1,9 @@
 //! The layer rules of ARCHITECTURE.md, checked on the source: every `crate::` and `super::` path
 //! in the library's code (use declarations and paths in expressions; comments and `#[cfg(test)]`
 //! modules excluded) is resolved to the component it names, and each component may only name
-//! the components its rule lists. The component graph must also be free of cycles.
+//! the components its rule lists. The component graph must also be free of cycles. The command
+//! line (`cli/`, its own package) may name only the library's public interface: no module that
+//! is public only with the `unstable` feature.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -45,10 +47,9 @@ const RULES: &[(&str, &[&str])] = &[
     ("view", &["core", "format", "render", "cuda", "encode"]),
     // The `image` crate's hooks sit on the viewer's API (and detect files by the signature).
     ("image_hooks", &["core", "format", "view"]),
-    // The crate root, the fuzz-target bodies and the command line sit on top of everything.
+    // The crate root and the fuzz-target bodies sit on top of everything.
     ("lib", &["*"]),
     ("fuzzing", &["*"]),
-    ("cli", &["*"]),
 ];
 
 /// The component a module path (without `crate`) belongs to.
@@ -56,7 +57,7 @@ fn component(module: &[String]) -> String {
     let first = module.first().map(String::as_str).unwrap_or("");
     match first {
         "" => "lib".into(),
-        "core" | "format" | "render" | "cuda" | "fuzzing" | "cli" => first.into(),
+        "core" | "format" | "render" | "cuda" | "fuzzing" => first.into(),
         "encode" => match module.get(1).map(String::as_str) {
             Some(
                 s @ ("optim" | "runtime" | "network" | "input" | "analytic" | "rate" | "memory"
@@ -81,9 +82,6 @@ fn module_of(src: &Path, file: &Path) -> Vec<String> {
     let stem = last.trim_end_matches(".rs");
     if stem != "mod" && stem != "lib" && stem != "main" {
         parts.push(stem.to_string());
-    }
-    if parts.first().map(String::as_str) == Some("main") || rel == Path::new("main.rs") {
-        return vec!["cli".into()];
     }
     parts
 }
@@ -330,9 +328,9 @@ fn the_component_graph_has_no_cycle() {
         stack.push(n);
         if let Some(tos) = g.get(n) {
             for to in tos.keys() {
-                // The top (lib, fuzzing, cli, the encode façade) may name anything; cycles
+                // The top (lib, fuzzing, the encode façade) may name anything; cycles
                 // through them are re-exports, not dependencies of the lower layer.
-                if matches!(to.as_str(), "lib" | "fuzzing" | "cli") {
+                if matches!(to.as_str(), "lib" | "fuzzing") {
                     continue;
                 }
                 if let Some(c) = visit(to, g, state, stack) {
@@ -372,4 +370,87 @@ fn the_checker_sees_violations() {
     assert_eq!(got, ["core", "encode::optim", "render"]);
     let sup = resolve(&["encode".into(), "network".into()], "super::optim::fit");
     assert_eq!(component(&sup), "encode::optim");
+}
+
+/// The modules lib.rs declares with `layer!`: public only with the `unstable` feature.
+fn unstable_modules() -> Vec<String> {
+    let lib =
+        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
+    let code = code_of(&lib);
+    let start = code
+        .find("layer! {")
+        .expect("lib.rs declares its layer modules with layer!");
+    let body = &code[start + "layer! {".len()..];
+    let body = &body[..body.find('}').unwrap()];
+    body.split(';')
+        .map(|m| m.trim().to_string())
+        .filter(|m| !m.is_empty())
+        .collect()
+}
+
+/// The first path segments after each `gsimg::` in `code` (a use tree's `{a, b::c}` gives `a`
+/// and `b`).
+fn gsimg_names(code: &str) -> Vec<String> {
+    let ident = |s: &str| -> String {
+        s.chars()
+            .take_while(|c| c.is_alphanumeric() || *c == '_')
+            .collect()
+    };
+    let mut out = Vec::new();
+    for (i, _) in code.match_indices("gsimg::") {
+        if code[..i].ends_with(|c: char| c.is_alphanumeric() || c == '_' || c == ':') {
+            continue;
+        }
+        let rest = code[i + "gsimg::".len()..].trim_start();
+        if let Some(tree) = rest.strip_prefix('{') {
+            // The names at the tree's first level.
+            let mut depth = 0;
+            let mut item_start = true;
+            for (j, c) in tree.char_indices() {
+                match c {
+                    '{' => depth += 1,
+                    '}' if depth == 0 => break,
+                    '}' => depth -= 1,
+                    ',' if depth == 0 => item_start = true,
+                    c if item_start && depth == 0 && !c.is_whitespace() => {
+                        out.push(ident(&tree[j..]));
+                        item_start = false;
+                    }
+                    _ => {}
+                }
+            }
+        } else {
+            out.push(ident(rest));
+        }
+    }
+    out
+}
+
+#[test]
+fn the_command_line_uses_only_the_public_interface() {
+    let hidden = unstable_modules();
+    assert!(hidden.iter().any(|m| m == "format"), "{hidden:?}");
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/src");
+    let mut files = Vec::new();
+    rust_files(&src, &mut files);
+    assert!(!files.is_empty(), "no sources in {}", src.display());
+    let mut bad = Vec::new();
+    for file in files {
+        let code = code_of(&std::fs::read_to_string(&file).unwrap());
+        for name in gsimg_names(&code) {
+            if hidden.contains(&name) || name == "splat" {
+                bad.push(format!("{}: gsimg::{name}", file.display()));
+            }
+        }
+    }
+    assert!(
+        bad.is_empty(),
+        "the command line names unstable modules:\n{}",
+        bad.join("\n")
+    );
+    // The parser: a tree and a plain path.
+    assert_eq!(
+        gsimg_names("use gsimg::{view::{self, X}, format, Limits};\nlet x = gsimg::encode::f();"),
+        ["view", "format", "Limits", "encode"]
+    );
 }

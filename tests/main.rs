@@ -2,18 +2,13 @@
 
 mod common;
 
-mod bounds;
-mod cli;
-mod cli_edges;
 mod cuda;
 mod encode;
 mod format;
 mod fuzz_regressions;
 mod layers;
 mod malformed;
-mod onnx;
 mod render;
 mod robustness;
 mod test_vector;
 mod torch_fixture;
-mod viewer;

@@ -1,12 +1,5 @@
-//! The command-line tool's subcommands, one file each, and what they share.
-
-pub mod decode;
-pub mod encode;
-pub mod info;
-pub mod io;
-pub mod output;
-pub mod report;
-pub mod upscale;
+//! What the subcommands share: the usage error, the run context, value parsers, and the hints
+//! the command line adds to library errors.
 
 /// A wrong command line found after parsing (options that cannot go together, a size that
 /// rounds to nothing): `main` reports it with exit status 2, as clap does its own.
@@ -24,7 +17,7 @@ impl std::error::Error for UsageError {}
 /// Returns early with a [`UsageError`].
 macro_rules! usage {
     ($($t:tt)*) => {
-        return Err(anyhow::Error::new($crate::cli::UsageError(format!($($t)*))))
+        return Err(anyhow::Error::new($crate::common::UsageError(format!($($t)*))))
     };
 }
 pub(crate) use usage;
@@ -78,14 +71,39 @@ pub mod parse {
     }
 }
 
-/// What the command line adds to a library error about a missing model: the options that fix
-/// it (the library's errors name no command-line options).
-pub fn model_hint(e: &gsimg::Error) -> &'static str {
+/// A library error as the command line says it: the library's errors name no command-line
+/// options, so the options that fix a missing model, a GPU-only network or a build without
+/// ONNX Runtime are added here.
+pub fn describe(e: &gsimg::Error) -> String {
+    use gsimg::Error;
     match e {
-        gsimg::Error::ModelNotFound {
+        Error::ModelNotFound {
             kind: "compact", ..
-        } => "; pass one with --model PATH, or use --method analytic",
-        gsimg::Error::ModelNotFound { .. } => "; pass one with --model PATH",
-        _ => "",
+        } => format!("{e}; pass one with --model PATH, or use --method analytic"),
+        Error::ModelNotFound { .. } => format!("{e}; pass one with --model PATH"),
+        Error::CudaProviderUnavailable {
+            reason,
+            cpu_only_build: true,
+            runtime_minor,
+            runtime_path,
+        } => format!(
+            "--device cuda: the CUDA execution provider cannot run: {reason} (ONNX Runtime \
+             1.{runtime_minor} from {}); set ORT_DYLIB_PATH (or --ort-lib) to the GPU build's \
+             libonnxruntime.so.1.x (PyPI onnxruntime-gpu, with \
+             libonnxruntime_providers_shared.so and libonnxruntime_providers_cuda.so next to \
+             it); or use --device cpu",
+            runtime_path.display()
+        ),
+        Error::CudaProviderUnavailable { .. } => format!("--device cuda: {e}; or use --device cpu"),
+        Error::NotBuiltWith {
+            feature: "onnx", ..
+        } => {
+            let text = e.to_string();
+            match text.strip_suffix(')') {
+                Some(head) => format!("{head}, or use --method analytic)"),
+                None => text,
+            }
+        }
+        _ => e.to_string(),
     }
 }

@@ -12,11 +12,10 @@ use super::io::read_input;
 use super::output::{Output, Writes};
 use super::report::{self, Progress};
 use super::{Context as RunContext, parse, usage};
-use gsimg::encode::analytic::{self, AnalyticOptions};
-use gsimg::encode::network::{self, Device, ModelKind, NetworkOptions};
-use gsimg::encode::ort_lib::LibrarySearch;
-use gsimg::encode::refine::{Effort, RefineDevice, RefineOptions};
-use gsimg::encode::{RateResult, RateTarget};
+use gsimg::{
+    AnalyticOptions, Effort, EncoderKind, LibrarySearch, ModelKind, NetworkDevice, NetworkOptions,
+    RateResult, RateTarget, RefineDevice, RefineOptions,
+};
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
 ///
@@ -146,9 +145,9 @@ impl NetworkArgs {
             .with_installed()
             .with_library_search(search)
             .with_device(match self.device {
-                DeviceArg::Auto => Device::Auto,
-                DeviceArg::Cpu => Device::Cpu,
-                DeviceArg::Cuda => Device::Cuda,
+                DeviceArg::Auto => NetworkDevice::Auto,
+                DeviceArg::Cpu => NetworkDevice::Cpu,
+                DeviceArg::Cuda => NetworkDevice::Cuda,
             })
             .with_ort_library(self.ort_lib.clone())
             .with_threads(rayon::current_num_threads())
@@ -168,18 +167,17 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
     // fails here, with one line, before any note about models; a picture too large for the
     // encoder's memory is refused before it is decoded.
     let bytes = read_input(&args.input)?;
-    let (w, h) = gsimg::encode::memory::picture_size(&bytes)
-        .with_context(|| args.input.display().to_string())?;
+    let (w, h) = gsimg::picture_size(&bytes).with_context(|| args.input.display().to_string())?;
     let method = match args.method {
         Some(m) => m,
         None if args.net.model.is_some() => Method::Network,
         None if args.density.is_some() => Method::Analytic,
-        None => match network::locate_model(ModelKind::Compact) {
+        None => match gsimg::locate_model(ModelKind::Compact) {
             Ok(_) => Method::Network,
             Err(e) => {
                 report::warn(&format!(
-                    "{e}{}; using the analytic encoder",
-                    crate::cli::model_hint(&e)
+                    "{}; using the analytic encoder",
+                    crate::describe(&e)
                 ));
                 Method::Analytic
             }
@@ -192,19 +190,19 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         usage!("--no-fit applies to the network encoder only (the analytic encoder always fits)");
     }
     let kind = match method {
-        Method::Analytic => gsimg::encode::memory::EncoderKind::Analytic {
+        Method::Analytic => EncoderKind::Analytic {
             density: match args.density {
                 Some(d) => d,
                 None => AnalyticOptions::with_quality(args.quality)?.density,
             },
         },
-        Method::Network => gsimg::encode::memory::EncoderKind::Network,
+        Method::Network => EncoderKind::Network,
     };
-    if let Err(e) = gsimg::encode::memory::check(kind, w, h, limits) {
-        let analytic = gsimg::encode::memory::EncoderKind::Analytic {
+    if let Err(e) = gsimg::check_encode_memory(kind, w, h, limits) {
+        let analytic = EncoderKind::Analytic {
             density: AnalyticOptions::with_quality(args.quality)?.density,
         };
-        let need = gsimg::encode::memory::estimate(analytic, w, h);
+        let need = gsimg::estimate_encode_memory(analytic, w, h);
         if method == Method::Network && need <= limits.max_memory_bytes {
             anyhow::bail!(
                 "{}: {e}; the analytic encoder (--method analytic) would need about {:.1} GiB",
@@ -214,8 +212,8 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         }
         return Err(anyhow::Error::from(e).context(args.input.display().to_string()));
     }
-    let loaded = gsimg::encode::load_image(&bytes, limits)
-        .with_context(|| args.input.display().to_string())?;
+    let loaded =
+        gsimg::load_image(&bytes, limits).with_context(|| args.input.display().to_string())?;
     if let Some(why) = &loaded.icc_dropped {
         report::warn(&format!(
             "{}: {why}; encoding without it",
@@ -230,14 +228,14 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         Method::Network => match network_encoder(&args, &progress, refine) {
             Ok(e) => Some(e),
             // Nothing asked for the network: without ONNX Runtime, the analytic encoder.
-            Err(e @ gsimg::Error::RuntimeUnavailable(_))
+            Err(e @ (gsimg::Error::RuntimeUnavailable(_) | gsimg::Error::NotBuiltWith { .. }))
                 if args.method.is_none() && args.net.ort_lib.is_none() =>
             {
                 report::warn(
                     "ONNX Runtime is unavailable (not found, and not fetched); using the \
                      analytic encoder (-v says where it was looked for)",
                 );
-                report::note(&e.to_string());
+                report::note(&crate::describe(&e));
                 None
             }
             Err(e) => return Err(e.into()),
@@ -271,8 +269,8 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
             };
             opts.write.metadata.icc_profile = loaded.icc_profile;
             let encoded = match target {
-                Some(t) => analytic::encode_to_rate(&loaded.pixels, &opts, t).map(off_target),
-                None => analytic::encode(&loaded.pixels, &opts),
+                Some(t) => gsimg::encode_analytic_to_rate(&loaded.pixels, &opts, t).map(off_target),
+                None => gsimg::encode_analytic(&loaded.pixels, &opts),
             };
             progress.finish();
             (encoded?, "analytic".to_string())
@@ -324,7 +322,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
 }
 
 /// Says (with `-v`) which model and ONNX Runtime library a network encoder uses.
-pub fn note_network(encoder: &gsimg::encode::NetworkEncoder) {
+pub fn note_network(encoder: &gsimg::NetworkEncoder) {
     let model = encoder.model_path();
     let mut sidecar = model.as_os_str().to_os_string();
     sidecar.push(".sha256");
@@ -356,9 +354,8 @@ fn refine_options(args: &EncodeArgs, method: Method) -> RefineOptions {
         EffortArg::Max => Effort::Max,
     };
     // Refinement on the GPU when one can be used (a probe: the refinement opens it again).
-    let gpu = device != RefineDevice::Cpu
-        && effort != Effort::Fast
-        && gsimg::cuda::CudaRenderer::new().is_ok();
+    let gpu =
+        device != RefineDevice::Cpu && effort != Effort::Fast && gsimg::CudaRenderer::new().is_ok();
     let mut refine = RefineOptions::for_effort(effort, device, gpu);
     if method == Method::Analytic && effort == Effort::Default && !gpu {
         // Without refinement the analytic encoder's picture is poor: 40 steps on the CPU.
@@ -375,7 +372,7 @@ fn network_encoder(
     args: &EncodeArgs,
     progress: &Progress,
     refine: RefineOptions,
-) -> gsimg::Result<gsimg::encode::NetworkEncoder> {
+) -> gsimg::Result<gsimg::NetworkEncoder> {
     let options = args
         .net
         .options(ModelKind::Compact, progress)

@@ -8,7 +8,7 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::io::read_input;
-use gsimg::{Limits, format};
+use gsimg::{Coding, Limits};
 
 /// Describe a .gsi file: size, channels, Gaussians, bytes per section (and per attribute).
 #[derive(Args)]
@@ -24,13 +24,13 @@ pub struct InfoArgs {
 pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     let bytes = read_input(&args.input)?;
     let name = || args.input.display().to_string();
-    let d = format::Decoder::new(&bytes[..], *limits).with_context(name)?;
+    let d = gsimg::inspect(&bytes, limits).with_context(name)?;
     let analysis = if args.streams {
-        Some(format::analyze(&bytes, limits, 19).with_context(name)?)
+        Some(gsimg::analyze(&bytes, limits, 19).with_context(name)?)
     } else {
         None
     };
-    let h = d.header();
+    let h = &d.header;
     let n = h.gaussian_count;
     let pixels = h.width as f64 * h.height as f64;
     // The report is built first and written in one go: a closed stdout (`gsimg info … | head`)
@@ -65,20 +65,20 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
         bytes.len() as f64 * 8.0 / pixels,
         bytes.len() as f64 * 8.0 / n.max(1) as f64
     );
-    if let Some(o) = d.metadata().orientation {
+    if let Some(o) = d.metadata.orientation {
         say!("orientation: {o}");
     }
-    if let Some(icc) = &d.metadata().icc_profile {
+    if let Some(icc) = &d.metadata.icc_profile {
         say!("icc profile: {} bytes", icc.len());
     }
-    for why in d.dropped_metadata() {
+    for why in &d.dropped_metadata {
         say!("dropped:     {why}");
     }
     say!("\nsections:    tag   count      bytes");
-    for (tag, count, b) in &format::section_bytes(&d) {
+    for (tag, count, b) in &d.sections {
         say!("             {tag:<5} {count:>5} {b:>10}");
     }
-    if d.is_context_coded() {
+    if d.coding == Coding::Context {
         say!("coding:      context-modelled rANS (version 1.1)");
     } else {
         say!("coding:      zstd attribute streams (version 1.0)");
@@ -86,7 +86,7 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     let Some(a) = analysis else {
         return print(&out);
     };
-    if d.is_context_coded() {
+    if d.coding == Coding::Context {
         say!("\nattribute      bits  raw bits/G  coded bits/G (exact cost of its values)");
     } else {
         say!("\nattribute      bits  raw bits/G  zstd bits/G (each stream alone)");
@@ -107,7 +107,7 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
         "total",
         h.bits_per_gaussian()
     );
-    if d.is_context_coded() {
+    if d.coding == Coding::Context {
         // The rest of the file: coder states, the CMOD distributions, headers and framing.
         let whole = a.file_bytes as f64 * 8.0 / n.max(1) as f64;
         say!(

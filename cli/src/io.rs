@@ -93,11 +93,9 @@ impl OutFormat {
                     e.extension()
                 );
                 if !force {
-                    crate::cli::usage!(
-                        "{msg}; rename the output, or use --force to write it anyway"
-                    );
+                    crate::usage!("{msg}; rename the output, or use --force to write it anyway");
                 }
-                crate::cli::report::warn(&msg);
+                crate::report::warn(&msg);
                 Ok(f)
             }
             (Some(f), _) | (None, Some(f)) => Ok(f),

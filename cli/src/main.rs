@@ -4,14 +4,23 @@
 //! command line is wrong, 130 or 143 when stopped by SIGINT or SIGTERM. Errors are one line on
 //! stderr: `gsimg: error: ...`.
 
-mod cli;
+#![forbid(unsafe_code)]
+
+mod common;
+mod decode;
+mod encode;
+mod info;
+mod io;
+mod output;
+mod report;
+mod upscale;
 
 use std::process::ExitCode;
 
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use cli::report;
+use common::{Context, UsageError, describe, parse, usage};
 
 #[derive(Parser)]
 #[command(
@@ -24,7 +33,7 @@ use cli::report;
 struct Cli {
     /// Worker threads (default, and at most: the number of cores).
     #[arg(long, global = true, value_name = "N", allow_negative_numbers = true,
-          value_parser = cli::parse::at_least_one, help_heading = "Common options", display_order = 100)]
+          value_parser = parse::at_least_one, help_heading = "Common options", display_order = 100)]
     threads: Option<u32>,
     /// Say nothing but errors (no progress, warnings or summary).
     #[arg(
@@ -64,10 +73,10 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
-    Encode(cli::encode::EncodeArgs),
-    Decode(cli::decode::DecodeArgs),
-    Info(cli::info::InfoArgs),
-    Upscale(cli::upscale::UpscaleArgs),
+    Encode(encode::EncodeArgs),
+    Decode(decode::DecodeArgs),
+    Info(info::InfoArgs),
+    Upscale(upscale::UpscaleArgs),
 }
 
 fn main() -> ExitCode {
@@ -77,7 +86,7 @@ fn main() -> ExitCode {
         (_, true) => report::VERBOSE,
         _ => report::NORMAL,
     });
-    cli::output::install_signal_handler();
+    output::install_signal_handler();
     // More threads than cores only slow CPU-bound work down (2000 threads made a 20 ms decode
     // take seconds): the request is capped at the core count.
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
@@ -94,7 +103,7 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     }
-    let ctx = cli::Context {
+    let ctx = Context {
         limits: gsimg::Limits::default(),
         force: cli.force,
     };
@@ -111,9 +120,13 @@ fn main() -> ExitCode {
         }
         Err(e) => {
             // The chain adds context layers (file names); a cause whose text its parent already
-            // shows (thiserror's `#[from]` wrappers) is not repeated.
+            // shows (thiserror's `#[from]` wrappers) is not repeated. The library's errors are
+            // worded with the options that fix them.
             let mut msg = String::new();
-            for cause in e.chain().map(|c| c.to_string()) {
+            for cause in e.chain().map(|c| match c.downcast_ref::<gsimg::Error>() {
+                Some(g) => describe(g),
+                None => c.to_string(),
+            }) {
                 if !msg.contains(&cause) {
                     if !msg.is_empty() {
                         msg.push_str(": ");
@@ -121,11 +134,8 @@ fn main() -> ExitCode {
                     msg.push_str(&cause);
                 }
             }
-            if let Some(g) = e.chain().find_map(|c| c.downcast_ref::<gsimg::Error>()) {
-                msg.push_str(cli::model_hint(g));
-            }
             eprintln!("gsimg: error: {msg}");
-            if e.downcast_ref::<cli::UsageError>().is_some() {
+            if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {
                 ExitCode::from(1)
@@ -134,11 +144,11 @@ fn main() -> ExitCode {
     }
 }
 
-fn run(command: Command, ctx: &cli::Context) -> Result<()> {
+fn run(command: Command, ctx: &Context) -> Result<()> {
     match command {
-        Command::Encode(a) => cli::encode::run(a, ctx),
-        Command::Decode(a) => cli::decode::run(a, ctx),
-        Command::Info(a) => cli::info::run(a, &ctx.limits),
-        Command::Upscale(a) => cli::upscale::run(a, ctx),
+        Command::Encode(a) => encode::run(a, ctx),
+        Command::Decode(a) => decode::run(a, ctx),
+        Command::Info(a) => info::run(a, &ctx.limits),
+        Command::Upscale(a) => upscale::run(a, ctx),
     }
 }

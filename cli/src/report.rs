@@ -152,7 +152,7 @@ impl Progress {
     }
 
     /// A callback for the library (the network encoder reports tiles done).
-    pub fn sink(&self) -> gsimg::encode::network::ProgressSink {
+    pub fn sink(&self) -> gsimg::ProgressSink {
         let me = self.clone();
         Arc::new(move |d, t| me.update(d, t))
     }

@@ -16,8 +16,8 @@ use super::{Context as RunContext, usage};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use gsimg::encode::network::{ModelKind, ProgressSink};
 use gsimg::view::{self, Renderer, UpscaleOptions};
+use gsimg::{ModelKind, ProgressSink};
 
 /// Upscale a picture by any factor (e.g. 2.5) with the upscale network.
 ///
@@ -50,8 +50,8 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
     let fmt = OutFormat::choose(args.format, &args.output, ctx.force)?;
     let output = Output::claim(&args.output, &[&args.input], Writes::Picture, ctx.force)?;
     let bytes = read_input(&args.input)?;
-    let loaded = gsimg::encode::load_image(&bytes, limits)
-        .with_context(|| args.input.display().to_string())?;
+    let loaded =
+        gsimg::load_image(&bytes, limits).with_context(|| args.input.display().to_string())?;
     if let Some(why) = &loaded.icc_dropped {
         super::report::warn(&format!("{}: {why}; ignoring it", args.input.display()));
     }
@@ -71,7 +71,7 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
         Progress::new("upscaling")
     };
     let passes = if args.ensemble {
-        gsimg::encode::symmetry::Symmetry::ALL.len()
+        view::ENSEMBLE_PASSES
     } else {
         1
     };

@@ -235,7 +235,7 @@ const MIB: u64 = 1 << 20;
 /// The memory of the command line doing next to nothing (`info` of the spec's test vector),
 /// against which the runs below are measured.
 fn baseline_rss() -> u64 {
-    let p = temp_file("baseline.gsi", &crate::test_vector::vector_bytes());
+    let p = temp_file("baseline.gsi", &crate::common::vector_bytes());
     let r = gsimg_measured(&["info", p.to_str().unwrap()]);
     std::fs::remove_file(&p).unwrap();
     assert_eq!(r.code, Some(0), "{}", r.stderr);
@@ -659,7 +659,7 @@ fn pictures_too_large_for_the_encoders_memory_are_refused_before_decoding() {
 #[test]
 #[ignore = "writes files into the source tree"]
 fn write_fuzz_regression_inputs() {
-    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/fuzz_regressions");
+    let dir = crate::repo_root().join("tests/fuzz_regressions");
     let count = zero_bit_file(zero_bit_header(16, 16, 16, 1, 0.0), |_| 1 << 26, false, &[]);
     let mut zeros = zstd::stream::Encoder::new(Vec::new(), 19).unwrap();
     for _ in 0..64 {

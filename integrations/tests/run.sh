@@ -41,7 +41,7 @@ mkdir -p "$T/work" "$T/home" "$T/xdg-data"
 W=$T/work
 
 step "the CLI and the C library (cargo cinstall into a private prefix)"
-cargo build --release --quiet --bin gsimg
+cargo build --release --quiet -p gsimg-cli
 GSIMG=$ROOT/target/release/gsimg
 PREFIX=$T/prefix
 if cargo cinstall --version >/dev/null 2>&1; then

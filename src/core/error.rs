@@ -55,6 +55,40 @@ pub enum Error {
     #[error("{0}")]
     RuntimeUnavailable(#[source] Cause),
 
+    /// The network was asked to run on a GPU only ([`NetworkDevice::Cuda`](crate::NetworkDevice))
+    /// and ONNX Runtime's CUDA execution provider cannot run. Not a fault of any file: the
+    /// caller may ask for the CPU instead.
+    #[error(
+        "the CUDA execution provider cannot run: {reason} (ONNX Runtime 1.{runtime_minor} from \
+         {}); {}",
+        runtime_path.display(),
+        if *cpu_only_build { CPU_ONLY_BUILD_FIX } else { CUDA_LIBRARIES_FIX }
+    )]
+    CudaProviderUnavailable {
+        /// ONNX Runtime's reason.
+        reason: String,
+        /// The library is a build without the CUDA provider (PyPI's `onnxruntime`), rather
+        /// than a GPU build whose provider failed to start.
+        cpu_only_build: bool,
+        /// The ONNX Runtime library's minor version (`1.31.1` gives 31).
+        runtime_minor: u32,
+        /// Where that library is.
+        runtime_path: std::path::PathBuf,
+    },
+
+    /// This build of gsimg was made without a feature the request needs (`onnx` for the
+    /// network encoders).
+    #[error(
+        "this gsimg was built without the `{feature}` feature: {what} is unavailable (rebuild \
+         with `--features {feature}`)"
+    )]
+    NotBuiltWith {
+        /// The Cargo feature, e.g. `"onnx"`.
+        feature: &'static str,
+        /// What needs it, e.g. `"the network encoder"`.
+        what: &'static str,
+    },
+
     /// No usable GPU: no NVIDIA driver, no CUDA device, a GPU too old for gsimg's kernels, or
     /// gsimg built without CUDA. Not a fault: callers use the CPU renderer.
     #[error("no usable CUDA GPU: {0}")]
@@ -82,6 +116,16 @@ pub enum Error {
     #[error("I/O error: {0}")]
     Io(#[from] std::io::Error),
 }
+
+/// What [`Error::CudaProviderUnavailable`] suggests for a CPU-only build of ONNX Runtime.
+const CPU_ONLY_BUILD_FIX: &str = "use the GPU build's libonnxruntime.so.1.x (PyPI \
+     onnxruntime-gpu, with libonnxruntime_providers_shared.so and \
+     libonnxruntime_providers_cuda.so next to it)";
+
+/// What [`Error::CudaProviderUnavailable`] suggests for a GPU build whose provider failed.
+const CUDA_LIBRARIES_FIX: &str = "this needs an NVIDIA GPU and driver, and the CUDA and \
+     cuDNN libraries that build was made for (CUDA 13 and cuDNN 9 for onnxruntime-gpu 1.31) on \
+     the loader path, e.g. through LD_LIBRARY_PATH";
 
 fn tried_text(tried: &[std::path::PathBuf]) -> String {
     if tried.is_empty() {

@@ -53,6 +53,40 @@ pub fn read(bytes: &[u8], limits: &Limits) -> Result<GsiFile> {
     })
 }
 
+/// What a file holds, from its header, metadata and tile index alone: no tile is decoded, so
+/// this is quick for any file size ([`inspect`]).
+#[derive(Debug, Clone)]
+pub struct Inspection {
+    /// The header.
+    pub header: Header,
+    /// The metadata the reader kept.
+    pub metadata: Metadata,
+    /// Why each metadata entry the reader dropped was dropped (an invalid ICC profile, …).
+    pub dropped_metadata: Vec<String>,
+    /// How the tiles are coded (version 1.1: [`Coding::Context`]; 1.0: [`Coding::Zstd`]).
+    pub coding: Coding,
+    /// The bytes of the sections by kind: (tag, number of sections, bytes including framing),
+    /// in file order.
+    pub sections: Vec<(String, u64, u64)>,
+}
+
+/// Reads and checks a file's header, metadata and tile index (the checks of [`read`] that need
+/// no tile), for a description of the file.
+pub fn inspect(bytes: &[u8], limits: &Limits) -> Result<Inspection> {
+    let d = Decoder::new(bytes, *limits)?;
+    Ok(Inspection {
+        header: d.header().clone(),
+        metadata: d.metadata().clone(),
+        dropped_metadata: d.dropped_metadata().to_vec(),
+        coding: if d.is_context_coded() {
+            Coding::Context
+        } else {
+            Coding::Zstd
+        },
+        sections: section_bytes(&d),
+    })
+}
+
 /// Where the bytes of a file go: per section kind, and per attribute stream. For a
 /// context-coded file (version 1.1) a stream's bits are the exact cost of its coded values;
 /// for a zstd-coded one each stream of every tile is compressed on its own at `zstd_level`, an
@@ -69,7 +103,7 @@ pub struct Analysis {
 
 /// The bytes of a file's sections by kind, from its header and tile index alone (no tile is
 /// read): (tag, number of sections, bytes including framing), in file order.
-pub fn section_bytes<S: Source>(d: &Decoder<S>) -> Vec<(String, u64, u64)> {
+fn section_bytes<S: Source>(d: &Decoder<S>) -> Vec<(String, u64, u64)> {
     let mut sections: Vec<(String, u64, u64)> = Vec::new();
     let mut add = |tag: [u8; 4], bytes: u64| {
         let name = tag_name(tag);
@@ -94,7 +128,7 @@ pub fn section_bytes<S: Source>(d: &Decoder<S>) -> Vec<(String, u64, u64)> {
     sections
 }
 
-/// Analyses a file's byte budget (for `gsimg info` and the spec's rationale).
+/// Analyses a file's byte budget: decodes every tile and measures each attribute stream.
 pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysis> {
     let d = Decoder::new(bytes, *limits)?;
     let file = d.decode_all()?;

@@ -44,7 +44,7 @@ use crate::{Frame, Region, Viewport};
 
 pub use decoder::{Decoder, Info};
 pub use pixels::{PixelFormat, premultiply, required_len};
-pub use upscale::{UpscaleOptions, Upscaled, upscale};
+pub use upscale::{ENSEMBLE_PASSES, UpscaleOptions, Upscaled, upscale};
 
 /// Where renders run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default)]

@@ -8,6 +8,10 @@ use crate::encode::{NetworkEncoder, Pixels, Provider};
 use crate::{Error, Limits, Result};
 use crate::{Frame, FrameMean, Viewport};
 
+/// Network passes of an ensemble upscale ([`UpscaleOptions::ensemble`]): the picture in each
+/// of its 8 orientations (the 4 rotations, mirrored or not).
+pub const ENSEMBLE_PASSES: usize = Symmetry::ALL.len();
+
 /// Options of [`upscale`] beyond the picture and the size.
 #[derive(Default, Clone, Copy)]
 pub struct UpscaleOptions<'a> {

@@ -126,3 +126,27 @@ pub fn tiled_file(seed: u64, w: u32, h: u32, n: usize, smax: f64) -> gsimg::form
     };
     gsimg::format::write(&img, &opts).unwrap()
 }
+
+/// The test vector of format-spec.md §10 (tests/test_vector.rs checks it byte for byte).
+/// The 195 bytes printed in §10.
+pub const VECTOR: &str = "
+89 47 53 49 0D 0A 1A 0A 48 45 41 44 64 00 00 00
+01 00 00 00 10 00 00 00 08 00 00 00 03 00 08 00
+02 00 00 00 02 00 00 00 00 00 00 00 02 00 00 00
+00 00 00 00 00 00 00 00 02 00 00 00 00 00 80 BF
+00 00 00 40 02 00 00 00 00 00 00 00 00 00 00 00
+02 00 00 00 00 00 00 00 00 00 80 3F 02 00 00 00
+00 00 00 00 00 00 80 3F 02 00 00 00 00 00 00 00
+00 00 80 3F 43 8D 41 B4 54 49 44 58 10 00 00 00
+02 00 00 00 17 00 00 00 0A 00 00 00 09 00 00 00
+EE 5E 46 F2 54 49 4C 45 17 00 00 00 00 00 00 00
+28 B5 2F FD 20 0A 51 00 00 01 01 70 80 D0 20 70
+C0 20 70 FB C0 C6 0C 47 45 4E 44 00 00 00 00 D6
+DB 68 C8";
+
+pub fn vector_bytes() -> Vec<u8> {
+    VECTOR
+        .split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect()
+}

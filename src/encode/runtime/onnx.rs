@@ -193,23 +193,12 @@ impl OnnxModel {
                 Err(CudaFailure::Model(e)) => return Err(e),
                 Err(CudaFailure::Unavailable(why)) => {
                     if device == Device::Cuda {
-                        let fix = if why.starts_with(NOT_BUILT) {
-                            "set ORT_DYLIB_PATH (or --ort-lib) to the GPU build's \
-                             libonnxruntime.so.1.x (PyPI onnxruntime-gpu, with \
-                             libonnxruntime_providers_shared.so and \
-                             libonnxruntime_providers_cuda.so next to it)"
-                        } else {
-                            "this needs an NVIDIA GPU and driver, and the CUDA and cuDNN \
-                             libraries that build was made for (CUDA 13 and cuDNN 9 for \
-                             onnxruntime-gpu 1.31) on the loader path, e.g. through \
-                             LD_LIBRARY_PATH"
-                        };
-                        return Err(Error::Model(format!(
-                            "--device cuda: the CUDA execution provider cannot run: {why} \
-                             (ONNX Runtime 1.{} from {}); {fix}; or use --device cpu",
-                            rt.library.minor,
-                            rt.library.path.display()
-                        ).into()));
+                        return Err(Error::CudaProviderUnavailable {
+                            cpu_only_build: why.starts_with(NOT_BUILT),
+                            reason: why,
+                            runtime_minor: rt.library.minor,
+                            runtime_path: rt.library.path.clone(),
+                        });
                     }
                     // A CPU-only library is the normal case, not worth a message.
                     if !why.starts_with(NOT_BUILT) {

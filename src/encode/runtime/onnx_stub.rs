@@ -44,11 +44,10 @@ impl OnnxModel {
         _validate: Validate<'_>,
         _say: &dyn Fn(&str),
     ) -> Result<OnnxModel> {
-        Err(Error::RuntimeUnavailable(
-            "this gsimg was built without the `onnx` feature: the network encoder is unavailable \
-             (rebuild with `--features onnx`, or use --method analytic)"
-                .into(),
-        ))
+        Err(Error::NotBuiltWith {
+            feature: "onnx",
+            what: "the network encoder",
+        })
     }
 
     pub fn run(&self, _image: &[f32], _h: usize, _w: usize, _f: OutputSink<'_>) -> Result<()> {

@@ -19,9 +19,7 @@ use gsimg::encode::{Device, Pixels};
 use gsimg::{ChannelLayout, Frame, Limits, SplatImage, Viewport, format, render};
 
 fn fixture(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("tests/fixtures/onnx")
-        .join(name)
+    crate::repo_root().join("tests/fixtures/onnx").join(name)
 }
 
 fn quiet() -> Option<MessageSink> {
@@ -778,7 +776,7 @@ fn tiled_vs_untiled_real_photo() {
     }
     let model = std::env::var("GSIMG_TILE_MODEL")
         .map(PathBuf::from)
-        .unwrap_or_else(|_| Path::new(env!("CARGO_MANIFEST_DIR")).join("models/compact.onnx"));
+        .unwrap_or_else(|_| crate::repo_root().join("models/compact.onnx"));
     let bytes = std::fs::read(&photo).unwrap();
     let full = gsimg::encode::load_image(&bytes, &Limits::default())
         .unwrap()
@@ -875,7 +873,7 @@ fn with_nan_weights(from: &Path, to: &Path, values: &[f32]) {
 #[test]
 fn shipped_models_match_their_checksums() {
     for m in ["compact.onnx", "upscale.onnx"] {
-        let p = Path::new(env!("CARGO_MANIFEST_DIR")).join("models").join(m);
+        let p = crate::repo_root().join("models").join(m);
         assert_eq!(
             gsimg::encode::network::verify_model(&p).map_err(|e| e.to_string()),
             Ok(true),
