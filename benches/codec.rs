@@ -47,7 +47,7 @@ fn psnr_u8(a: &[u8], b: &[u8]) -> f64 {
 }
 
 /// Refinement step sizes from `var` = `POSITION,SCALE,ROTATION,COLOUR`, when set.
-fn step_sizes(var: &str, o: &mut gsimg::encode::refine::RefineOptions) {
+fn step_sizes(var: &str, o: &mut gsimg::encode::optim::refine::RefineOptions) {
     if let Ok(v) = std::env::var(var) {
         let l: Vec<f32> = v
             .split(',')
@@ -61,7 +61,7 @@ fn step_sizes(var: &str, o: &mut gsimg::encode::refine::RefineOptions) {
 
 /// The network encoder's colour fit from `GSIMG_NET_FIT`: `none`, or `ITERATIONS,SWEEPS`
 /// (default: the encoder's own).
-fn net_fit() -> Option<gsimg::encode::fit::FitOptions> {
+fn net_fit() -> Option<gsimg::encode::optim::fit::FitOptions> {
     let default = NetworkOptions::default().color_fit;
     match std::env::var("GSIMG_NET_FIT").as_deref() {
         Err(_) => default,
@@ -70,7 +70,7 @@ fn net_fit() -> Option<gsimg::encode::fit::FitOptions> {
             let (i, s) = v
                 .split_once(',')
                 .expect("GSIMG_NET_FIT: none or ITERATIONS,SWEEPS");
-            Some(gsimg::encode::fit::FitOptions {
+            Some(gsimg::encode::optim::fit::FitOptions {
                 iterations: i.parse().expect("GSIMG_NET_FIT: iterations"),
                 sweeps: s.parse().expect("GSIMG_NET_FIT: sweeps"),
                 ..default.unwrap_or_default()
@@ -106,7 +106,7 @@ fn main() {
         "{:<22} {:>10} {:>10} {:>9} {:>12}",
         "encoder", "Gaussians", "bpp", "PSNR", "encode s/img"
     );
-    let report = |name: &str, encode: &dyn Fn(&gsimg::encode::Pixels) -> format::Encoded| {
+    let report = |name: &str, encode: &dyn Fn(&gsimg::Pixels) -> format::Encoded| {
         let (mut bpp, mut psnr, mut gauss, mut secs) = (0.0, 0.0, 0.0, 0.0);
         for px in &images {
             let t = Instant::now();
@@ -139,7 +139,7 @@ fn main() {
             r.parse().expect("GSIMG_REALLOC: rounds"),
         )
     });
-    let moves = |o: &mut gsimg::encode::refine::RefineOptions| {
+    let moves = |o: &mut gsimg::encode::optim::refine::RefineOptions| {
         if let Some((f, r)) = realloc {
             (o.reallocate, o.rounds) = (f, r);
         }

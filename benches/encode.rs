@@ -23,9 +23,10 @@ mod kodak;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use gsimg::encode::fit::{FitOptions, fit_colors};
+use gsimg::Pixels;
+use gsimg::encode::Device;
 use gsimg::encode::network::{ModelKind, NetworkEncoder, NetworkOptions};
-use gsimg::encode::{Device, Pixels};
+use gsimg::encode::optim::fit::{FitOptions, fit_colors};
 use gsimg::{ChannelLayout, Frame, Limits, Viewport, render};
 
 /// This process's user + system CPU seconds (Linux `/proc/self/stat`, 100 ticks a second),

@@ -13,9 +13,10 @@
 #[path = "kodak.rs"]
 mod kodak;
 
+use gsimg::Pixels;
+use gsimg::encode::RateTarget;
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{Device, ModelKind, NetworkOptions};
-use gsimg::encode::{Pixels, RateTarget};
 use gsimg::render::render_cpu;
 use gsimg::{Frame, Limits, Viewport, format};
 

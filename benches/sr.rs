@@ -14,11 +14,11 @@
 
 mod kodak;
 
-use gsimg::encode::Pixels;
+use gsimg::Pixels;
 use gsimg::encode::network::{Device, ModelKind, NetworkOptions};
-use gsimg::encode::symmetry::Symmetry;
-use gsimg::render::{FrameMean, render_cpu};
+use gsimg::encode::optim::symmetry::Symmetry;
 use gsimg::{Frame, Limits, Viewport};
+use gsimg::{FrameMean, render_cpu};
 use image::RgbImage;
 use image::imageops::{FilterType, resize};
 

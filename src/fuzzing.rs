@@ -8,9 +8,10 @@
 
 use std::collections::BTreeMap;
 
+use crate::core::frame::Pixels;
+use crate::encode::ModelInfo;
 use crate::encode::analytic::{self, AnalyticOptions};
 use crate::encode::network::{Tile, decode_cells, plan_tiles, write_options_for};
-use crate::encode::{ModelInfo, Pixels};
 use crate::format::{self, Decoder, WriteOptions};
 use crate::render::render_cpu;
 use crate::{ChannelLayout, Frame, Gaussian, Limits, Region, SplatImage, Viewport};

@@ -33,11 +33,7 @@
 //! # Ok(()) }
 //! ```
 #![warn(missing_docs)]
-// Without `unstable` the modules are private and some of their items serve only the tools,
-// benchmarks and tests that need the feature.
-#![cfg_attr(not(feature = "unstable"), allow(dead_code, unused_imports))]
 
-mod core;
 #[cfg(feature = "image-hooks")]
 pub mod image_hooks;
 pub mod view;
@@ -57,17 +53,17 @@ macro_rules! layer {
 }
 
 layer! {
+    core;
     cuda;
     encode;
     format;
-    fuzzing;
     render;
 }
 
-/// The Gaussian picture model (unstable path; the types are re-exported at the root).
+/// The bodies of the fuzz targets (`fuzz/`), replayed by the tests.
 #[cfg(feature = "unstable")]
 #[doc(hidden)]
-pub use crate::core::splat;
+pub mod fuzzing;
 
 // The model, geometry, pixel buffers, limits and errors.
 pub use crate::core::error::{Cause, Error, Result};
@@ -83,7 +79,7 @@ pub use crate::format::{
     Packing, Predictor, WriteOptions, analyze, inspect, read, write,
 };
 // Rendering.
-pub use crate::cuda::{CudaDecoder, CudaRenderer, GpuImage};
+pub use crate::cuda::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage};
 pub use crate::render::{RenderOptions, render_cpu, render_cpu_with};
 // Encoding: pictures in, the two encoders, their settings, rate control, memory.
 pub use crate::encode::analytic::{
@@ -95,10 +91,10 @@ pub use crate::encode::memory::{
 pub use crate::encode::optim::fit::FitOptions;
 pub use crate::encode::optim::refine::{Effort, RefineDevice, RefineOptions};
 pub use crate::encode::{
-    LoadedImage, ModelKind, NetworkEncoder, NetworkOptions, Quality, RateResult, RateTarget,
-    load_image,
+    LoadedImage, ModelInfo, ModelKind, NetworkEncoder, NetworkOptions, Quality, RateResult,
+    RateTarget, load_image,
 };
 // The network encoder's model and ONNX Runtime.
-pub use crate::encode::network::{MessageSink, ModelInfo, ProgressSink, Quantizers, locate_model};
+pub use crate::encode::network::{MessageSink, ProgressSink, Quantizers, locate_model};
 pub use crate::encode::runtime::ort_lib::{FoundLibrary, LibrarySearch, LibrarySource};
 pub use crate::encode::runtime::{Device as NetworkDevice, Provider};

@@ -7,7 +7,7 @@
 use std::path::{Path, PathBuf};
 
 use crate::common::{Rng, max_abs_diff, random_image};
-use gsimg::render::project::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
+use gsimg::core::geometry::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
 use gsimg::render::render_cpu;
 use gsimg::{ChannelLayout, Error, Frame, Limits, Region, SplatImage, Viewport};
 
@@ -404,7 +404,7 @@ fn gpu_three_radix_passes_and_three_scan_levels() {
 }
 
 /// A picture to refine against: another random scene rendered, plus a little noise.
-fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg::encode::Pixels {
+fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg::Pixels {
     let scene = random_image(rng, w, h, layout, 60, 1.0, 8.0);
     let frame: Frame<f32> = render_cpu(&scene, &Viewport::full(w, h), &Limits::default()).unwrap();
     let data = frame
@@ -412,7 +412,7 @@ fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg:
         .iter()
         .map(|v| v + rng.range(-0.02, 0.02) as f32)
         .collect();
-    gsimg::encode::Pixels {
+    gsimg::Pixels {
         width: w,
         height: h,
         layout,
@@ -435,7 +435,7 @@ fn gpu_refinement_gradients_match_cpu() {
     ] {
         let target = refine_target(&mut rng, w, h, layout);
         let gs = random_image(&mut rng, w, h, layout, n, 0.3, smax).into_gaussians();
-        let (cpu_loss, cpu) = gsimg::encode::refine::gradients(&target, &gs);
+        let (cpu_loss, cpu) = gsimg::encode::optim::refine::gradients(&target, &gs);
         let mut refiner = gpu.refiner(w, h, layout.channels(), &target.data).unwrap();
         let (gpu_loss, dev) = refiner.gradients(&gs).unwrap();
         assert!(
@@ -466,12 +466,12 @@ fn gpu_refinement_descends_as_the_cpu_does() {
     let (w, h, layout) = (48u32, 40u32, ChannelLayout::Rgb);
     let target = refine_target(&mut rng, w, h, layout);
     let start = random_image(&mut rng, w, h, layout, 80, 1.0, 4.0).into_gaussians();
-    let opts = gsimg::encode::refine::RefineOptions {
+    let opts = gsimg::encode::optim::refine::RefineOptions {
         iterations: 30,
         ..Default::default()
     };
     let mut cpu = start.clone();
-    let c = gsimg::encode::refine::refine(&target, &mut cpu, &opts).unwrap();
+    let c = gsimg::encode::optim::refine::refine(&target, &mut cpu, &opts).unwrap();
     let mut dev = start.clone();
     let mut refiner = gpu.refiner(w, h, 3, &target.data).unwrap();
     let adam = opts.adam();
@@ -488,6 +488,6 @@ fn gpu_refinement_descends_as_the_cpu_does() {
         c.last
     );
     // What the GPU returns renders to the error it reports.
-    let (again, _) = gsimg::encode::refine::gradients(&target, &dev);
+    let (again, _) = gsimg::encode::optim::refine::gradients(&target, &dev);
     assert!((again - last).abs() <= 1e-4 * last, "{again} vs {last}");
 }

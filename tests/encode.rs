@@ -148,7 +148,7 @@ fn quantization_aware_steps_keep_or_improve_the_stored_picture() {
 
 #[test]
 fn efforts_order_the_work() {
-    use gsimg::encode::refine::{Effort, RefineDevice, RefineOptions};
+    use gsimg::encode::optim::refine::{Effort, RefineDevice, RefineOptions};
     let o = |e, gpu| RefineOptions::for_effort(e, RefineDevice::Auto, gpu);
     assert_eq!(o(Effort::Fast, true).iterations, 0);
     // Without a GPU the default effort does not refine (a second per picture on two cores).
@@ -166,7 +166,7 @@ fn efforts_order_the_work() {
 
 /// Small pictures for the rate-control tests: the synthetic picture and three crops of the
 /// example photo.
-fn rate_pictures() -> Vec<gsimg::encode::Pixels> {
+fn rate_pictures() -> Vec<gsimg::Pixels> {
     let mut v = vec![synthetic_pixels(96, 64, ChannelLayout::Rgb)];
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/images/example.png");
     let photo = gsimg::encode::load_image(&std::fs::read(path).unwrap(), &Limits::default())
@@ -180,7 +180,7 @@ fn rate_pictures() -> Vec<gsimg::encode::Pixels> {
             let row = (y * photo.width + x0) as usize * nc;
             data.extend_from_slice(&photo.data[row..row + w as usize * nc]);
         }
-        v.push(gsimg::encode::Pixels {
+        v.push(gsimg::Pixels {
             width: w,
             height: h,
             layout: photo.layout,

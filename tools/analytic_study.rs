@@ -7,7 +7,7 @@ use std::time::Instant;
 
 use anyhow::Result;
 use gsimg::encode::analytic::{self, AnalyticOptions};
-use gsimg::encode::refine::RefineOptions;
+use gsimg::encode::optim::refine::RefineOptions;
 use gsimg::{Frame, Limits, Viewport, format, render};
 
 fn main() -> Result<()> {

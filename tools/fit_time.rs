@@ -1,4 +1,4 @@
-//! Times the least-squares colour fit alone (`encode::fit::fit_colors`, the network encoder's
+//! Times the least-squares colour fit alone (`encode::optim::fit::fit_colors`, the network encoder's
 //! default options) on the compact network's Gaussians for a Kodak picture and for it resized to
 //! 1920×1080: `cargo run --release --example fit_time MODEL.onnx PICTURE.png`.
 //! `RAYON_NUM_THREADS` sets the threads; `REPS` the timed runs (default 10, after one warm-up).
@@ -6,9 +6,10 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use gsimg::encode::fit::fit_colors;
+use gsimg::Pixels;
 use gsimg::encode::network::NetworkOptions;
-use gsimg::encode::{Device, Pixels, load_image};
+use gsimg::encode::optim::fit::fit_colors;
+use gsimg::encode::{Device, load_image};
 use gsimg::{ChannelLayout, Limits};
 
 fn main() -> Result<()> {

@@ -3,7 +3,7 @@
 //! `cargo run --release --example make_fuzz_seeds`
 
 use anyhow::Result;
-use gsimg::encode::Pixels;
+use gsimg::Pixels;
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::format::{self, Metadata, Packing, WriteOptions};
 use gsimg::{ChannelLayout, SplatImage};

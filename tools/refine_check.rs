@@ -22,9 +22,9 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use gsimg::Pixels;
 use gsimg::cuda::CudaRenderer;
-use gsimg::encode::Pixels;
-use gsimg::encode::refine::{RefineOptions, gradients, refine};
+use gsimg::encode::optim::refine::{RefineOptions, gradients, refine};
 use gsimg::render::render_cpu;
 use gsimg::{ChannelLayout, Frame, Gaussian, Limits, SplatImage, Viewport};
 
@@ -191,7 +191,7 @@ fn sanitize() -> Result<()> {
         &SplatImage::new(w, h, layout, gs.clone())?,
         &gsimg::format::WriteOptions::default(),
     )?;
-    let grid = gsimg::encode::refine::QuantGrid::of(&header);
+    let grid = gsimg::encode::optim::refine::QuantGrid::of(&header);
     let (c, d) = refiner.descend(&mut gs, &adam, 5, Some(&grid))?;
     println!("descent {a:.3e} -> {b:.3e}; quantization-aware {c:.3e} -> {d:.3e}");
     if !(b <= a && d <= c) {
@@ -305,7 +305,7 @@ fn curve(pngs: &[&String], densities: &[String], scheds: &[String], fine: bool) 
             opts.refine.rounds = f[2].parse()?;
             opts.refine.reallocate = f[3].parse()?;
             opts.refine.quantized_steps = f.get(4).map_or(Ok(0), |q| q.parse())?;
-            opts.refine.device = gsimg::encode::refine::RefineDevice::Cuda;
+            opts.refine.device = gsimg::encode::optim::refine::RefineDevice::Cuda;
             if fine {
                 // Near-lossless quantizers: the PSNR difference to the default ones is what
                 // quantization costs.

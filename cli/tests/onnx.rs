@@ -10,12 +10,13 @@ use std::process::{Command, Output};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use crate::common::{Rng, max_abs_diff, psnr, synthetic_pixels};
+use gsimg::Pixels;
+use gsimg::encode::Device;
 use gsimg::encode::network::{
     MessageSink, ModelKind, NetworkEncoder, NetworkOptions, Provider, plan_tiles,
 };
-use gsimg::encode::ort_lib::{LibrarySearch, LibrarySource};
-use gsimg::encode::symmetry::Symmetry;
-use gsimg::encode::{Device, Pixels};
+use gsimg::encode::optim::symmetry::Symmetry;
+use gsimg::encode::runtime::ort_lib::{LibrarySearch, LibrarySource};
 use gsimg::{ChannelLayout, Frame, Limits, SplatImage, Viewport, format, render};
 
 fn fixture(name: &str) -> PathBuf {
@@ -138,7 +139,7 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
     let px = synthetic_pixels(37, 23, ChannelLayout::Rgb);
     let (w, h) = (93, 58);
     let single = render_f32(&e.gaussians(&px).unwrap().image, w, h);
-    let mut mean = render::FrameMean::new(w, h, 3, &Limits::default()).unwrap();
+    let mut mean = gsimg::FrameMean::new(w, h, 3, &Limits::default()).unwrap();
     for sym in Symmetry::ALL {
         let out = e.gaussians_under(&px, sym).unwrap();
         assert_eq!((out.image.width(), out.image.height()), (37, 23), "{sym:?}");
@@ -159,7 +160,7 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
         max_memory_bytes: 1000,
         ..Limits::default()
     };
-    assert!(render::FrameMean::new(w, h, 3, &tight).is_err());
+    assert!(gsimg::FrameMean::new(w, h, 3, &tight).is_err());
 }
 
 /// `gsimg::view::upscale` (the CLI's upscale) is the network's Gaussians rendered at the size,
@@ -196,7 +197,7 @@ fn library_upscale_renders_the_network_fields() {
         ..Default::default()
     };
     let got = upscale(&e, &px, &view, &cpu, &Limits::default(), &ensemble).unwrap();
-    let mut mean = render::FrameMean::new(93, 58, 3, &Limits::default()).unwrap();
+    let mut mean = gsimg::FrameMean::new(93, 58, 3, &Limits::default()).unwrap();
     for sym in Symmetry::ALL {
         let out = e.gaussians_under(&px, sym).unwrap();
         mean.add(&render_f32(&out.image, 93, 58)).unwrap();
@@ -256,14 +257,14 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
         .image
         .gaussians()
         .iter()
-        .map(|g| gsimg::render::project::project(g, 1.0, 1.0))
+        .map(|g| gsimg::core::geometry::project(g, 1.0, 1.0))
         .collect();
     for y in 0..70i64 {
         for x in 0..100i64 {
             assert!(
                 stored
                     .iter()
-                    .any(|p| gsimg::render::project::weight(p, x, y) > 0.0),
+                    .any(|p| gsimg::core::geometry::weight(p, x, y) > 0.0),
                 "pixel ({x}, {y}) is reached by no Gaussian"
             );
         }
@@ -540,7 +541,7 @@ fn library_lookup_order() {
         fetch: false,
         python: "python3".into(),
     };
-    let found = gsimg::encode::ort_lib::locate(&search, &probe, &quiet).unwrap();
+    let found = gsimg::encode::runtime::ort_lib::locate(&search, &probe, &quiet).unwrap();
     assert_eq!(
         (found.source, found.path),
         (LibrarySource::Explicit, lib.clone())
@@ -549,7 +550,7 @@ fn library_lookup_order() {
         explicit: None,
         ..search
     };
-    let e = gsimg::encode::ort_lib::locate(&bad, &probe, &quiet)
+    let e = gsimg::encode::runtime::ort_lib::locate(&bad, &probe, &quiet)
         .unwrap_err()
         .to_string();
     assert!(

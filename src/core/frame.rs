@@ -19,7 +19,7 @@ pub struct Frame<T> {
 }
 
 /// The mean of several float renders of one region (the upscaler's geometric self-ensemble,
-/// `crate::encode::symmetry`): add each render, then take the mean in any sample type.
+/// `crate::encode::optim::symmetry`): add each render, then take the mean in any sample type.
 #[derive(Debug, Clone)]
 pub struct FrameMean {
     sum: Frame<f32>,

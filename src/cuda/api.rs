@@ -12,6 +12,7 @@ use super::{GpuSample, HostFrame, RenderInfo};
 use crate::{ChannelLayout, Error, Frame, Limits, Result, SplatImage, Viewport};
 
 /// Number of CUDA devices; 0 without an NVIDIA driver.
+#[cfg(feature = "unstable")]
 pub fn device_count() -> usize {
     super::runtime::device_count()
 }
@@ -101,7 +102,7 @@ impl CudaRenderer {
 
     /// Uploads a picture (`width × height`, `channels` values per pixel, rows top to bottom,
     /// values as the renderer produces them) for refinement on the device
-    /// ([`GpuRefiner::descend`](super::GpuRefiner::descend)).
+    /// (`GpuRefiner::descend`).
     pub fn refiner(
         &self,
         width: u32,
@@ -305,7 +306,7 @@ impl GpuImage {
         self.n
     }
 
-    /// Measures each render's device time into [`RenderInfo::gpu_ms`] (two CUDA events).
+    /// Measures each render's device time into `RenderInfo::gpu_ms` (two CUDA events).
     pub fn set_timing(&mut self, on: bool) -> Result<()> {
         self.ws.set_timing(&self.rt, on)
     }

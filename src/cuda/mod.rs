@@ -50,14 +50,18 @@ mod runtime;
 mod stub;
 
 #[cfg(feature = "cuda")]
-pub use api::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, device_count};
+pub use api::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage};
+#[cfg(all(feature = "cuda", feature = "unstable"))]
+pub use api::device_count;
 #[cfg(feature = "cuda")]
 pub use refine::GpuRefiner;
 #[cfg(not(feature = "cuda"))]
-pub use stub::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, GpuRefiner, device_count};
+pub use stub::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, GpuRefiner};
+#[cfg(all(not(feature = "cuda"), feature = "unstable"))]
+pub use stub::device_count;
 
 /// Step sizes and bounds of a descent (the Adam settings of
-/// [`RefineOptions`](crate::encode::refine::RefineOptions)).
+/// [`RefineOptions`](crate::encode::optim::refine::RefineOptions)).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct AdamSettings {
     /// Step size of positions, native pixels.
@@ -85,10 +89,11 @@ pub fn lr_factor(lr_final: f32, step: usize, iterations: usize) -> f32 {
 }
 
 /// Whether gsimg was built with the CUDA renderer (the `cuda` feature).
+#[cfg(feature = "unstable")]
 pub const BUILT_WITH_CUDA: bool = cfg!(feature = "cuda");
 
 /// The PTX of each kernel file, as embedded (for tests and diagnostics).
-#[cfg(feature = "cuda")]
+#[cfg(all(feature = "cuda", feature = "unstable"))]
 pub use kernels::PTX_FILES;
 
 /// Sample types the GPU renderer writes: `u8` (§3.5) and `f32` (unclamped values, for tests).

@@ -436,7 +436,7 @@ impl GpuRefiner {
     /// `grid`, the steps are quantization-aware ([`refine_quantized`]) and what is left is
     /// snapped to it.
     ///
-    /// [`refine_quantized`]: crate::encode::refine::refine_quantized
+    /// [`refine_quantized`]: crate::encode::optim::refine::refine_quantized
     pub fn descend(
         &mut self,
         gaussians: &mut [Gaussian],

@@ -43,6 +43,7 @@ pub(crate) fn driver_present() -> bool {
 }
 
 /// Number of CUDA devices, 0 without a driver.
+#[cfg(feature = "unstable")]
 pub(crate) fn device_count() -> usize {
     if !driver_present() {
         return 0;

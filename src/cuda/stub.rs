@@ -12,6 +12,7 @@ fn unsupported<T>() -> Result<T> {
 }
 
 /// Number of CUDA devices: always 0 without the `cuda` feature.
+#[cfg(feature = "unstable")]
 pub fn device_count() -> usize {
     0
 }

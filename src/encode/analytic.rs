@@ -46,8 +46,8 @@ pub const REFINED_SPREAD_MAX_DENSITY: f64 = 0.06;
 pub struct AnalyticOptions {
     /// Target number of Gaussians per native pixel (e.g. 1/40 for a compact file).
     pub density: f64,
-    /// σ of a Gaussian in a flat block, as a fraction of the block's side; `None`: [`SPREAD`],
-    /// or [`REFINED_SPREAD`] when refining at densities up to [`REFINED_SPREAD_MAX_DENSITY`].
+    /// σ of a Gaussian in a flat block, as a fraction of the block's side; `None`: `SPREAD`,
+    /// or `REFINED_SPREAD` when refining at densities up to `REFINED_SPREAD_MAX_DENSITY`.
     pub spread: Option<f64>,
     /// Colour fit settings.
     pub fit: FitOptions,

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
-pub use crate::core::frame::Pixels;
+use crate::core::frame::Pixels;
 use crate::core::splat::ChannelLayout;
 use crate::core::error::Cause;
 use crate::{Error, Limits, Result};
@@ -22,7 +22,7 @@ pub struct LoadedImage {
     /// The embedded ICC profile, if any.
     pub icc_profile: Option<Vec<u8>>,
     /// Why the file's ICC profile was dropped (too large, or not an ICC profile:
-    /// [`crate::format::icc_profile_problem`]), for the caller to report.
+    /// `crate::format::icc_profile_problem`), for the caller to report.
     pub icc_dropped: Option<String>,
 }
 

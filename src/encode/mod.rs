@@ -10,9 +10,11 @@ pub mod optim;
 pub mod rate;
 pub mod runtime;
 
-pub use optim::{fit, realloc, refine, symmetry};
-pub use runtime::ort_lib;
-
-pub use input::{LoadedImage, Pixels, from_dynamic, load_image};
-pub use network::{Device, ModelInfo, ModelKind, NetworkEncoder, NetworkOptions, Provider};
+pub use input::{LoadedImage, load_image};
+pub use network::{ModelInfo, ModelKind, NetworkEncoder, NetworkOptions, Provider};
+// For the tools, tests and benchmarks only.
+#[cfg(feature = "unstable")]
+pub use input::from_dynamic;
+#[cfg(feature = "unstable")]
+pub use network::Device;
 pub use rate::{Quality, RateResult, RateTarget};

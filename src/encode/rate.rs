@@ -70,7 +70,7 @@ impl Quality {
 
     /// The network's presence threshold for a model whose trained threshold is `trained`: that
     /// threshold up to 50; above, lowered to `1 − quality/100` when that is lower, but never
-    /// below [`QUALITY_THRESHOLD_FLOOR`] (so 95 to 100 keep the same Gaussians).
+    /// below `QUALITY_THRESHOLD_FLOOR` (so 95 to 100 keep the same Gaussians).
     pub fn network_presence_threshold(self, trained: f32) -> f32 {
         if self.0 > 50 {
             trained.min((1.0 - self.0 as f32 / 100.0).max(QUALITY_THRESHOLD_FLOOR))
@@ -105,10 +105,10 @@ impl Default for Quality {
 /// What size a file should have.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub enum RateTarget {
-    /// Bits per native pixel; the file lands within [`BPP_TOLERANCE`] of it when the encoder
+    /// Bits per native pixel; the file lands within `BPP_TOLERANCE` of it when the encoder
     /// can reach it.
     Bpp(f64),
-    /// At most this many bytes (and within [`BPP_TOLERANCE`] below it when reachable).
+    /// At most this many bytes (and within `BPP_TOLERANCE` below it when reachable).
     Bytes(u64),
 }
 
@@ -148,7 +148,7 @@ impl RateTarget {
     }
 }
 
-/// A file from [`search`] and whether it met the target.
+/// A file from `search` and whether it met the target.
 #[derive(Debug, Clone)]
 pub struct RateResult {
     /// The file.

@@ -17,16 +17,23 @@ mod section;
 mod tile;
 mod writer;
 
-pub use error::{FormatError, FormatErrorKind, Location};
 pub use grid::QuantGrid;
 pub use header::{AttrQuant, ColorModel, Header, Packing, Predictor};
-pub use metadata::{MAX_ICC_BYTES, Metadata, icc_profile_problem};
-pub use quant::{Quantized, dequantize, quantize, rgb_to_ycbcr, ycbcr_to_rgb};
-pub use reader::{
-    Decoder, FileSource, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, Source,
-    TileEntry, tag_name,
-};
-pub use writer::{AUTO_PACKING_MAX, Coding, Encoded, WriteOptions, plan_header, write};
+pub use metadata::{Metadata, icc_profile_problem};
+pub use quant::{dequantize, quantize};
+pub use reader::{Decoder, FileSource, Source, tag_name};
+pub use writer::{Coding, Encoded, WriteOptions, plan_header, write};
+// For the tools, tests and fuzz targets only.
+#[cfg(feature = "unstable")]
+pub use error::{FormatError, FormatErrorKind, Location};
+#[cfg(feature = "unstable")]
+pub use metadata::MAX_ICC_BYTES;
+#[cfg(feature = "unstable")]
+pub use quant::{Quantized, rgb_to_ycbcr, ycbcr_to_rgb};
+#[cfg(feature = "unstable")]
+pub use reader::{MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, TileEntry};
+#[cfg(feature = "unstable")]
+pub use writer::AUTO_PACKING_MAX;
 
 use crate::core::splat::SplatImage;
 use crate::{Limits, Result};

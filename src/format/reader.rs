@@ -1,5 +1,6 @@
 //! Reading `.gsi` files (§2–§8): whole files, or only the tiles a region needs.
 
+#[cfg(feature = "unstable")]
 use std::io::{Read, Seek, SeekFrom};
 use std::sync::atomic::{AtomicBool, Ordering};
 
@@ -120,12 +121,14 @@ impl Source for FileSource {
 }
 
 /// A [`Source`] over any `Read + Seek`, behind a mutex.
+#[cfg(feature = "unstable")]
 #[derive(Debug)]
 pub struct SeekSource<R> {
     inner: std::sync::Mutex<R>,
     len: u64,
 }
 
+#[cfg(feature = "unstable")]
 impl<R: Read + Seek> SeekSource<R> {
     /// Wraps `inner`, measuring its length.
     pub fn new(mut inner: R) -> std::io::Result<Self> {
@@ -137,6 +140,7 @@ impl<R: Read + Seek> SeekSource<R> {
     }
 }
 
+#[cfg(feature = "unstable")]
 impl<R: Read + Seek> Source for SeekSource<R> {
     fn len(&self) -> u64 {
         self.len
@@ -314,6 +318,7 @@ impl<S: Source> Decoder<S> {
     }
 
     /// Reads, checks and decodes tile `t` (§7).
+    #[cfg(feature = "unstable")]
     pub fn decode_tile(&self, t: u32) -> Result<Vec<Gaussian>> {
         let payload = self.read_tile_payload(t)?;
         let gs = self.decode_tile_codes(t, &payload)?;
@@ -326,6 +331,7 @@ impl<S: Source> Decoder<S> {
         tile_records(&self.header, self.model.as_ref(), &self.index, t, &payload)
     }
 
+    #[cfg(feature = "unstable")]
     fn decode_tile_codes(&self, t: u32, payload: &[u8]) -> Result<Vec<Gaussian>> {
         let qs = tile_records(&self.header, self.model.as_ref(), &self.index, t, payload)?;
         Ok(qs.iter().map(|q| self.dequantizer.apply(q)).collect())
@@ -389,6 +395,7 @@ impl<S: Source> Decoder<S> {
     }
 
     /// Decodes the tiles `tiles` (in the order given) into one picture.
+    #[cfg(feature = "unstable")]
     pub fn decode_tiles(&self, tiles: &[u32]) -> Result<SplatImage> {
         self.decode_tiles_with(tiles, None)
     }
@@ -511,6 +518,7 @@ impl<S: Source> Decoder<S> {
 
     /// Decodes only the tiles `viewport` needs: rendering the result at `viewport` gives the
     /// same pixels as rendering the whole picture.
+    #[cfg(feature = "unstable")]
     pub fn decode_region(&self, viewport: &Viewport) -> Result<SplatImage> {
         let tiles = self.tiles_for(viewport);
         self.decode_tiles(&tiles)

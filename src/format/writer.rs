@@ -52,7 +52,7 @@ pub struct WriteOptions {
     /// Predict scales and channels from the previous Gaussian (§4.3).
     pub predict_values: bool,
     /// Symbol layout of every stream; `None` writes the file both ways (up to
-    /// [`AUTO_PACKING_MAX`] Gaussians; above it, bytes) and keeps the smaller.
+    /// `AUTO_PACKING_MAX` Gaussians; above it, bytes) and keeps the smaller.
     pub packing: Option<Packing>,
     /// How tiles are coded (version 1.1 context coding by default).
     pub coding: Coding,

@@ -11,8 +11,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use rayon::prelude::*;
 
 use super::fastexp::exp_neg_half;
-use super::project::{CUTOFF_Q, MIN_WEIGHT_SUM, Projected, project, row_span};
-use super::{Frame, RenderOptions, Sample, Viewport};
+use super::RenderOptions;
+use crate::core::frame::{Frame, Sample};
+use crate::core::geometry::{CUTOFF_Q, MIN_WEIGHT_SUM, Projected, Viewport, project, row_span};
 use crate::core::splat::SplatImage;
 use crate::{Error, Limits, Result};
 

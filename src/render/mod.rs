@@ -1,16 +1,12 @@
 //! Rendering a [`SplatImage`](crate::SplatImage) at any output size, scale or region.
 //!
-//! A render is described by a [`Viewport`]: the size of a virtual full output (the whole image
+//! A render is described by a [`Viewport`](crate::Viewport): the size of a virtual full output (the whole image
 //! scaled to `width × height`, x and y scales independent) and the rectangle of it to produce.
 //! The region of a render is bit-for-bit the same as the same rectangle cropped from the full
-//! render. `format-spec.md` §3 is the normative rule; [`project`] holds the per-Gaussian math.
+//! render. `format-spec.md` §3 is the normative rule; `core::geometry` holds the per-Gaussian math.
 
 mod cpu;
 mod fastexp;
-pub use crate::core::geometry as project;
-
-pub use crate::core::frame::{Frame, FrameMean, Sample};
-pub use crate::core::geometry::{Region, Viewport};
 
 pub use cpu::{render_cpu, render_cpu_with};
 pub(crate) use fastexp::exp_neg_half;

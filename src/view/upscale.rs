@@ -3,8 +3,9 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Device, Fallback, Rendered, Renderer};
-use crate::encode::symmetry::Symmetry;
-use crate::encode::{NetworkEncoder, Pixels, Provider};
+use crate::core::frame::Pixels;
+use crate::encode::optim::symmetry::Symmetry;
+use crate::encode::{NetworkEncoder, Provider};
 use crate::{Error, Limits, Result};
 use crate::{Frame, FrameMean, Viewport};
 

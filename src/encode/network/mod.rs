@@ -144,13 +144,13 @@ impl NetworkEncoder {
 
     /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
     /// transformed picture and the Gaussians are mapped back to `pixels`' frame
-    /// ([`Symmetry::unapply_gaussians`], exact). Averaging the renders of all 8 is the upscale
+    /// (`Symmetry::unapply_gaussians`, exact). Averaging the renders of all 8 is the upscale
     /// model's geometric self-ensemble (`gsimg upscale --ensemble`; BENCHMARKS.md):
     ///
     /// ```no_run
-    /// use gsimg::encode::symmetry::Symmetry;
-    /// use gsimg::encode::{NetworkOptions, ModelKind, Pixels};
-    /// use gsimg::render::{FrameMean, render_cpu};
+    /// use gsimg::encode::optim::symmetry::Symmetry;
+    /// use gsimg::encode::{NetworkOptions, ModelKind};
+    /// use gsimg::{FrameMean, Pixels, render_cpu};
     /// use gsimg::{Frame, Limits, Viewport};
     ///
     /// # fn main() -> gsimg::Result<()> {
@@ -325,7 +325,7 @@ impl NetworkEncoder {
     }
 
     /// Encodes `pixels` into a file of the size `target` asks for, by keeping the most
-    /// valuable share of the network's Gaussians ([`rank_by_value`]; the dropped ones serve as
+    /// valuable share of the network's Gaussians (`rank_by_value`; the dropped ones serve as
     /// spares where a cell would be left uncovered). The network runs once; each round of the
     /// search fits the colours and writes again. The quality setting is not used.
     pub fn encode_to_rate(

@@ -332,7 +332,7 @@ pub fn model_candidates(kind: ModelKind) -> Vec<PathBuf> {
     v
 }
 
-/// The installed model of `kind` (the first of [`model_candidates`] that exists), or
+/// The installed model of `kind` (the first of `model_candidates` that exists), or
 /// [`Error::ModelNotFound`] naming every path tried.
 pub fn locate_model(kind: ModelKind) -> Result<PathBuf> {
     let tried = model_candidates(kind);

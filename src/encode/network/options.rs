@@ -14,8 +14,6 @@ pub type ProgressSink = Arc<dyn Fn(usize, usize) + Send + Sync>;
 /// pictures of the training set (about +0.4 dB over none; larger factors lose again).
 pub const REFINE_SIGMA_GROWTH: f32 = 1.3;
 
-pub use crate::encode::rate::QUALITY_THRESHOLD_FLOOR;
-
 /// Settings of the network encoder. `Default` + `with_*`, checked by [`NetworkOptions::build`].
 #[derive(Clone)]
 pub struct NetworkOptions {
@@ -26,7 +24,7 @@ pub struct NetworkOptions {
     /// Which installed model to look for when no file is given.
     pub kind: ModelKind,
     /// Look for what is not given where gsimg installs it: the model of
-    /// [`NetworkOptions::kind`] ([`model_candidates`]) and ONNX Runtime as the command line does
+    /// [`NetworkOptions::kind`] (`model_candidates`) and ONNX Runtime as the command line does
     /// ([`LibrarySearch::from_env`], which may fetch it from PyPI with pip). Off by default: the
     /// library then uses only the paths it is given.
     pub installed: bool,
@@ -61,7 +59,7 @@ pub struct NetworkOptions {
     /// The analytic encoder ends with the same fit.
     pub color_fit: Option<FitOptions>,
     /// Per-image refinement of the network's Gaussians before writing (compact files; 0
-    /// iterations, the default: none). See [`refine`](crate::encode::refine).
+    /// iterations, the default: none). See `refine`.
     pub refine: RefineOptions,
 }
 
@@ -191,7 +189,7 @@ impl NetworkOptions {
     /// Quality 1 to 100 for a compact model. The model has one trained rate (its operating
     /// threshold, [`ModelInfo::presence_threshold`], 0.5 unless the model says otherwise);
     /// quality above 50 lowers the presence threshold to `1 − quality/100` when that is lower,
-    /// but never below [`QUALITY_THRESHOLD_FLOOR`] (so 95 to 100 give the same file), keeping
+    /// but never below `QUALITY_THRESHOLD_FLOOR` (so 95 to 100 give the same file), keeping
     /// Gaussians the model rated less likely (somewhat larger files, a little higher PSNR).
     /// Quality 50 is the trained point; below it the encoder keeps a share of
     /// the Gaussians ([`NetworkOptions::keep_fraction`]) and writes them with up to 3 bits
@@ -202,7 +200,7 @@ impl NetworkOptions {
     }
     /// The share of the network's Gaussians a quality keeps: all from 50 up; below, from 5 %
     /// at quality 1 geometrically up to all at 50, the least valuable dropped first
-    /// ([`rank_by_value`]).
+    /// (`rank_by_value`).
     pub fn keep_fraction(&self) -> f64 {
         rate::Quality::new(self.quality)
             .unwrap_or_default()
@@ -211,7 +209,7 @@ impl NetworkOptions {
 
     /// The presence threshold these options give a model whose operating threshold is
     /// `info.presence_threshold`: the explicit one, else the model's, lowered to
-    /// `1 − quality/100` (at least [`QUALITY_THRESHOLD_FLOOR`]) when the quality is above 50
+    /// `1 − quality/100` (at least `QUALITY_THRESHOLD_FLOOR`) when the quality is above 50
     /// and that is lower.
     pub fn presence_threshold_for(&self, info: &ModelInfo) -> f32 {
         match self.presence_threshold {

@@ -194,7 +194,7 @@ mod tests {
     use super::*;
 
     /// On a picture of one fitting chunk the matrix-free solve is the same least-squares
-    /// solve as [`fit_colors`](crate::encode::fit::fit_colors) (which forms `AᵀA`): the same
+    /// solve as [`fit_colors`](crate::encode::optim::fit::fit_colors) (which forms `AᵀA`): the same
     /// values to float rounding, and a lower error than the nearest-pixel values it starts from.
     #[test]
     fn matches_the_normal_matrix_fit_and_is_deterministic() {
@@ -247,18 +247,18 @@ mod tests {
                 ..*g
             })
             .collect();
-        let px = crate::encode::Pixels {
+        let px = crate::core::frame::Pixels {
             width: w,
             height: h,
             layout: crate::ChannelLayout::Gray,
             data: plane.clone(),
         };
-        let opts = crate::encode::fit::FitOptions {
+        let opts = crate::encode::optim::fit::FitOptions {
             iterations: 15,
             clamp: (0.0, 1.0),
             ..Default::default()
         };
-        crate::encode::fit::fit_colors(&px, &mut old, &opts);
+        crate::encode::optim::fit::fit_colors(&px, &mut old, &opts);
         let worst = old
             .iter()
             .zip(&values)

@@ -17,7 +17,7 @@
 //!    colour that would make their pixel exact if the blend were theirs alone: the least-squares
 //!    colour fit and refinement that follow settle them.
 //!
-//! Everything runs at 1× with the spec's weights (`render::project`), in a fixed order, so the
+//! Everything runs at 1× with the spec's weights (`core::geometry`), in a fixed order, so the
 //! result does not depend on the thread count.
 
 use rayon::prelude::*;
@@ -292,14 +292,14 @@ mod tests {
             }
         }
         let start = gs.clone();
-        let fit = crate::encode::fit::FitOptions::default();
+        let fit = crate::encode::optim::fit::FitOptions::default();
         let mut fitted = gs.clone();
-        crate::encode::fit::fit_colors(&target, &mut fitted, &fit);
+        crate::encode::optim::fit::fit_colors(&target, &mut fitted, &fit);
         let before = mse(&target, &fitted);
         let n = gs.len();
         let moved = reallocate(&target, &mut gs, 0.25);
         let moved_only = gs.clone();
-        crate::encode::fit::fit_colors(&target, &mut gs, &fit);
+        crate::encode::optim::fit::fit_colors(&target, &mut gs, &fit);
         assert_eq!(gs.len(), n, "the count is kept");
         assert!(moved > 0);
         let after = mse(&target, &gs);

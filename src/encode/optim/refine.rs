@@ -45,20 +45,20 @@ pub struct RefineOptions {
     /// Smallest and largest σ allowed, native pixels.
     pub scale_bounds: (f32, f32),
     /// Fraction of the Gaussians moved to where the error is before each round
-    /// ([`reallocate`](super::realloc::reallocate)); 0: none.
+    /// (`reallocate`); 0: none.
     pub reallocate: f32,
     /// Rounds of (move, colour fit, descent) the iterations are split into, when `reallocate`
     /// is above 0.
     pub rounds: usize,
     /// Quantization-aware steps the encoders run after the rounds, once the file's quantizers
-    /// are known ([`refine_quantized`]); 0: none.
+    /// are known (`refine_quantized`); 0: none.
     pub quantized_steps: usize,
     /// Where the descent runs.
     pub device: RefineDevice,
 }
 
 impl RefineOptions {
-    /// The step sizes and bounds, for a descent on the GPU ([`crate::cuda::GpuRefiner`]).
+    /// The step sizes and bounds, for a descent on the GPU (`crate::cuda::GpuRefiner`).
     pub fn adam(&self) -> crate::cuda::AdamSettings {
         crate::cuda::AdamSettings {
             lr_position: self.lr_position,
@@ -379,6 +379,7 @@ pub fn refine_quantized(
 /// native-size render) and the gradient of the summed squared error with respect to each
 /// Gaussian's (x, y, log2 σ1, log2 σ2, θ, channels 0..3): what one step of the CPU descent
 /// computes (the reference the GPU's gradients are checked against).
+#[cfg(feature = "unstable")]
 pub fn gradients(target: &Pixels, gaussians: &[Gaussian]) -> (f64, Vec<[f64; 9]>) {
     let nc = target.channels();
     let (w, h) = (target.width as i64, target.height as i64);

@@ -1,7 +1,7 @@
 //! The 8 symmetries of the square (flips and transposition) on pictures and on Gaussians, for
 //! the upscale network's geometric self-ensemble: the network sees the picture in each of the 8
 //! orientations, each field is mapped back to the picture's own frame, and the renders are
-//! averaged ([`crate::render::FrameMean`]). The maps are exact: a field mapped back renders the
+//! averaged ([`crate::FrameMean`]). The maps are exact: a field mapped back renders the
 //! same pixels as the transformed picture's render, transformed back.
 
 use crate::core::splat::Gaussian;
@@ -158,7 +158,9 @@ impl Symmetry {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::render::{Frame, Viewport, render_cpu};
+    use crate::core::frame::Frame;
+    use crate::core::geometry::Viewport;
+    use crate::render::render_cpu;
     use crate::{ChannelLayout, Limits, SplatImage};
 
     fn gaussians(n: usize, w: f32, h: f32) -> Vec<Gaussian> {

@@ -21,6 +21,9 @@
 //! nothing works the error lists every path tried and how to fix it.
 //!
 //! This file knows nothing of `ort`: the caller passes the probe (`ort::util::probe`).
+// Without the `onnx` feature nothing opens ONNX Runtime: the search's settings stay (they are
+// part of the encoder's options) but the search itself is never called.
+#![cfg_attr(not(feature = "onnx"), allow(dead_code))]
 
 use std::ffi::OsString;
 use std::path::{Path, PathBuf};
