@@ -107,3 +107,63 @@ pub fn describe(e: &gsimg::Error) -> String {
         _ => e.to_string(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::describe;
+    use gsimg::Error;
+
+    /// The library's typed errors, worded as the command line has always worded them.
+    #[test]
+    fn library_errors_get_the_options_that_fix_them() {
+        let not_built = Error::CudaProviderUnavailable {
+            reason: "this ONNX Runtime library was built without the CUDA execution provider"
+                .into(),
+            cpu_only_build: true,
+            runtime_minor: 31,
+            runtime_path: "/c/libonnxruntime.so.1.31.1".into(),
+        };
+        assert!(!not_built.to_string().contains("--"), "{not_built}");
+        assert_eq!(
+            describe(&not_built),
+            "--device cuda: the CUDA execution provider cannot run: this ONNX Runtime library was built without the CUDA execution provider (ONNX Runtime 1.31 from /c/libonnxruntime.so.1.31.1); set ORT_DYLIB_PATH (or --ort-lib) to the GPU build's libonnxruntime.so.1.x (PyPI onnxruntime-gpu, with libonnxruntime_providers_shared.so and libonnxruntime_providers_cuda.so next to it); or use --device cpu"
+        );
+        let failed = Error::CudaProviderUnavailable {
+            reason: "warm-up run failed: no kernel image".into(),
+            cpu_only_build: false,
+            runtime_minor: 31,
+            runtime_path: "/g/libonnxruntime.so.1.31.1".into(),
+        };
+        assert!(!failed.to_string().contains("--"), "{failed}");
+        assert_eq!(
+            describe(&failed),
+            "--device cuda: the CUDA execution provider cannot run: warm-up run failed: no kernel image (ONNX Runtime 1.31 from /g/libonnxruntime.so.1.31.1); this needs an NVIDIA GPU and driver, and the CUDA and cuDNN libraries that build was made for (CUDA 13 and cuDNN 9 for onnxruntime-gpu 1.31) on the loader path, e.g. through LD_LIBRARY_PATH; or use --device cpu"
+        );
+        let no_onnx = Error::NotBuiltWith {
+            feature: "onnx",
+            what: "the network encoder",
+        };
+        assert_eq!(
+            describe(&no_onnx),
+            "this gsimg was built without the `onnx` feature: the network encoder is unavailable (rebuild with `--features onnx`, or use --method analytic)"
+        );
+        let compact = Error::ModelNotFound {
+            kind: "compact",
+            tried: vec!["/m/compact.onnx".into()],
+        };
+        assert_eq!(
+            describe(&compact),
+            "no compact model found (tried /m/compact.onnx); pass one with --model PATH, or use --method analytic"
+        );
+        let upscale = Error::ModelNotFound {
+            kind: "upscale",
+            tried: vec![],
+        };
+        assert_eq!(
+            describe(&upscale),
+            "no upscale model given; pass one with --model PATH"
+        );
+        let other = Error::Cancelled;
+        assert_eq!(describe(&other), "cancelled");
+    }
+}

@@ -631,6 +631,56 @@ fn gsimg_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     c.output().unwrap()
 }
 
+/// `--device cuda` with an ONNX Runtime that cannot run CUDA (PyPI's CPU build here): one line
+/// that says why and which options fix it, exit status 1, no output. (With a GPU build and a
+/// GPU, it runs.)
+#[test]
+fn cli_network_on_cuda_without_the_provider_says_how_to_fix_it() {
+    let Some(lib) = ort_library() else {
+        return;
+    };
+    let t = TempDir::new("cudaprov");
+    let input = t.path("in.png");
+    write_png(&input, 20, 12);
+    let out = t.path("out.png");
+    let model = fixture("dummy_upscale.onnx");
+    let o = gsimg_env(
+        &[
+            "upscale",
+            &input,
+            &out,
+            "--scale",
+            "2",
+            "--model",
+            model.to_str().unwrap(),
+            "--ort-lib",
+            lib.to_str().unwrap(),
+            "--device",
+            "cuda",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    if o.status.success() {
+        eprintln!("the CUDA provider ran here: nothing to check");
+        return;
+    }
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(
+        err.starts_with("gsimg: error: --device cuda: the CUDA execution provider cannot run: ")
+            && err.trim_end().ends_with("; or use --device cpu")
+            && err.lines().count() == 1,
+        "{err}"
+    );
+    if err.contains("built without the CUDA execution provider") {
+        assert!(
+            err.contains("set ORT_DYLIB_PATH (or --ort-lib) to the GPU build's"),
+            "{err}"
+        );
+    }
+    assert!(!Path::new(&out).exists());
+}
+
 #[test]
 fn cli_upscale_by_a_non_integer_factor() {
     let Some(lib) = ort_library() else {
