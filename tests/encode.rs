@@ -251,11 +251,11 @@ fn rate_targets_are_met() {
     assert!(e.to_string().contains("target size"), "{e}");
 }
 
-/// What a progress hook was called with.
-fn progress_recorder() -> (
-    gsimg::ProgressSink,
-    std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>,
-) {
+/// The (done, total) pairs a progress hook was called with.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>;
+
+/// A progress hook that records its calls.
+fn progress_recorder() -> (gsimg::ProgressSink, Seen) {
     let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
     let s = seen.clone();
     (

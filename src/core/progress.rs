@@ -122,7 +122,9 @@ mod tests {
     use super::*;
     use std::sync::Mutex;
 
-    fn recorder() -> (ProgressSink, Arc<Mutex<Vec<(usize, usize)>>>) {
+    type Seen = Arc<Mutex<Vec<(usize, usize)>>>;
+
+    fn recorder() -> (ProgressSink, Seen) {
         let seen = Arc::new(Mutex::new(Vec::new()));
         let s = seen.clone();
         (Arc::new(move |d, t| s.lock().unwrap().push((d, t))), seen)

@@ -192,13 +192,13 @@ impl NetworkEncoder {
     fn field_units(&self, width: u32, height: u32) -> usize {
         self.tiles_for(width, height)
             .iter()
-            .map(|t| Self::tile_units(t))
+            .map(Self::tile_units)
             .sum()
     }
 
     fn tile_units(t: &Tile) -> usize {
         let [x0, y0, x1, y1] = t.window;
-        ((x1 - x0) as usize * (y1 - y0) as usize >> 15).max(1)
+        (((x1 - x0) as usize * (y1 - y0) as usize) >> 15).max(1)
     }
 
     /// Progress units of [`NetworkEncoder::finish`] (colour fits, refinement, writing).

@@ -244,6 +244,7 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn descend(
         &mut self,
         target: &Pixels,

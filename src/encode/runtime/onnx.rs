@@ -175,13 +175,6 @@ impl OnnxModel {
                 if threads > 0 {
                     b = b.with_intra_threads(threads)?;
                 }
-                // Without ONNX Runtime's CPU arena each run's activations are freed when it
-                // ends: with it, a picture run in tiles kept the arena's high-water mark
-                // (grown in doubling chunks), 1.8 GiB instead of 0.9 for a 4 MP picture in
-                // tiles of 2 MP, at no measured cost in speed (BENCHMARKS.md, "Encoder memory").
-                b = b.with_execution_providers([ep::CPU::default()
-                    .with_arena_allocator(false)
-                    .build()])?;
                 b.commit_from_file(model)
             })();
             r.map_err(|e| model_err(&ctx("cannot load it as an ONNX model"), e))
@@ -317,8 +310,17 @@ fn run_raw(
 ) -> Result<()> {
     let input = TensorRef::from_array_view(([1usize, 3, h, w], image))
         .map_err(|e| model_err("cannot build the input tensor", e))?;
+    // ONNX Runtime's CPU memory arena returns its memory after each run: a picture run in
+    // tiles otherwise kept the high-water mark of its largest tile's activations, grown in
+    // doubling chunks (1.8 GiB instead of 0.8 for a 4 MP picture in tiles of 2 MP), while the
+    // arena within a run keeps its speed (BENCHMARKS.md, "Encoder memory").
+    let mut options = ort::session::RunOptions::new()
+        .map_err(|e| model_err("cannot create the run options", e))?;
+    options
+        .set("memory.enable_memory_arena_shrinkage", "cpu:0")
+        .map_err(|e| model_err("cannot set the run options", e))?;
     let outputs = session
-        .run(ort::inputs!["image" => input])
+        .run_with_options(ort::inputs!["image" => input], &options)
         .map_err(|e| model_err(&format!("the network failed on a {w}x{h} input"), e))?;
     let out = outputs
         .get("gaussians")
