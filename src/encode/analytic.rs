@@ -78,7 +78,7 @@ impl std::fmt::Debug for AnalyticOptions {
 }
 
 /// Progress units of placing the Gaussians (40 passes of the quadtree), in units of about one
-/// refinement step ([`crate::core::progress`]).
+/// refinement step (`gsimg::ProgressSink`).
 const PLACE_UNITS: usize = 8;
 /// Progress units of a colour fit.
 const FIT_UNITS: usize = ROUND_START_UNITS;

@@ -334,7 +334,7 @@ pub fn refine(
     refine_with_progress(target, gaussians, opts, &meter.part(refine_units(opts)))
 }
 
-/// Progress units ([`crate::core::progress`]) of a move and the colour fit after it, in a
+/// Progress units (`gsimg::ProgressSink`) of a move and the colour fit after it, in a
 /// refinement's rounds: about the time of this many descent steps.
 pub const ROUND_START_UNITS: usize = 6;
 
