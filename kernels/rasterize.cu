@@ -1,7 +1,9 @@
 // Stage 3: per-tile rasterization (format-spec.md §3.4-3.5).
 //
-// Launch: grid = tiles_x * tiles_y blocks (tile t = blockIdx.x, row-major), RASTER_THREADS = 256
-// threads, one per pixel of the 16 x 16 tile. Warp w covers the 8 x 4 pixels at column 8 * (w % 2),
+// Launch: one block per tile, tile t = tile_base + blockIdx.x (row-major), RASTER_THREADS = 256
+// threads, one per pixel of the 16 x 16 tile. A render launches all tiles_x * tiles_y tiles at
+// once, or in batches of consecutive tiles (tile_base > 0) so that it can be cancelled between
+// them. Warp w covers the 8 x 4 pixels at column 8 * (w % 2),
 // row 4 * (w / 2) of the tile; lane l is pixel (l % 8, l / 8) of that block, so a Gaussian whose
 // box misses the warp's 8 x 4 pixels is skipped by the whole warp at once.
 //
@@ -39,14 +41,15 @@ __device__ __forceinline__ void rasterize_tile(const Splat* __restrict__ splats,
                                                const uint2* __restrict__ ranges,
                                                const RenderStats* __restrict__ stats,
                                                const RasterParams& p,
-                                               unsigned char* __restrict__ out) {
+                                               unsigned char* __restrict__ out,
+                                               const unsigned int tile_base) {
     // Over a limit: blend nothing, but still write every pixel (zeros), so the output the host
     // may already be copying back is initialized; the host reports the limit or renders again
     // with larger lists.
     const bool over = stats->work > p.max_work || stats->pairs > p.capacity;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
-    const int tile = blockIdx.x;
+    const int tile = (int)(tile_base + blockIdx.x);
     const int tile_x0 = (tile % p.tiles_x) * TILE_W, tile_y0 = (tile / p.tiles_x) * TILE_H;
     // The warp's 8 x 4 pixel block and this thread's pixel, region-relative.
     const int wx0 = tile_x0 + (warp & 1) * WARP_PX_W, wy0 = tile_y0 + (warp >> 1) * WARP_PX_H;
@@ -93,8 +96,9 @@ __device__ __forceinline__ void rasterize_tile(const Splat* __restrict__ splats,
              const uint2* __restrict__ ranges,           /* [tiles] (start, end) */           \
              const RenderStats* __restrict__ stats,                                           \
              const RasterParams p,                                                            \
-             unsigned char* __restrict__ out) {          /* region_h rows of out_pitch B */   \
-        rasterize_tile<C, T>(splats, tile_vals, ranges, stats, p, out);                       \
+             unsigned char* __restrict__ out,            /* region_h rows of out_pitch B */   \
+             const unsigned int tile_base) {             /* tile of block 0 */                \
+        rasterize_tile<C, T>(splats, tile_vals, ranges, stats, p, out, tile_base);            \
     }
 
 DEFINE_RASTERIZE(rasterize_u8_c1, 1, unsigned char)

@@ -9,8 +9,8 @@
 # 2. Copy target/gpu-check/ and data/gpu-check/ into the same place of a checkout on the GPU
 #    machine, then run there:  scripts/gpu-check.sh RESULTS_DIR
 #    It writes into RESULTS_DIR (default /tmp/gpu-check): nvidia-smi.txt, check.txt, cli.txt,
-#    sanitizer.txt, faults.txt, bench.md, bench.txt, upscale.txt, refine.txt and summary.txt, and
-#    prints the summary last.
+#    sanitizer.txt, faults.txt, bench.md, bench.txt, upscale.txt, refine.txt, cancel.txt and
+#    summary.txt, and prints the summary last.
 #
 # Steps: (1) GPU against CPU on every file and view (8-bit within 1 level on >= 99.9% of samples
 # and within 2 everywhere, f32 within 1e-4), RGBA8 output and the end-to-end decoder;
@@ -24,7 +24,9 @@
 # its gradients against the CPU refinement's on random scenes (1e-4 of the largest), the
 # compute-sanitizer tools on a small descent, an encode whose refinement meets a GPU out of
 # memory (falls back to the CPU with one note line and writes the file), and its speed on three
-# Kodak pictures (refine.txt).
+# Kodak pictures (refine.txt); (8) a 16384 x 16384 render cancelled from another thread after a
+# fifth of its time returns within three quarters of it, and the same render in batches equals
+# the one in a single launch (cancel.txt).
 # GPU_CHECK_STEPS="1 2 6" runs only those steps (default: all).
 # Exit status 1 when any step fails.
 set -uo pipefail
@@ -41,7 +43,7 @@ status=0
 record() { # name rc
     if [[ $2 == 0 ]]; then results+=("PASS  $1"); else results+=("FAIL  $1 (exit $2)"); status=1; fi
 }
-want() { [[ " ${GPU_CHECK_STEPS:-1 2 3 4 5 6 7} " == *" $1 "* ]]; }
+want() { [[ " ${GPU_CHECK_STEPS:-1 2 3 4 5 6 7 8} " == *" $1 "* ]]; }
 logged() { # file name command: runs the command with its output in $RESULTS/file, shows it, records it
     "$3" > "$RESULTS/$1" 2>&1
     local rc=$?
@@ -198,6 +200,12 @@ open('/tmp/hog.ready', 'w').close(); time.sleep(60)" & hog=$!
         exit $ok
     )
     logged refine.txt "refinement: GPU gradients = CPU (1e-4), sanitizers clean, out-of-memory falls back to the CPU" refine_checks
+fi
+
+if want 8; then
+    echo "== 8. a GPU render cancelled from another thread"
+    cancel_check() { timeout 120 "$BIN" cancel 16384; }
+    logged cancel.txt "a 16384^2 GPU render cancels within 3/4 of its time; batches = one launch" cancel_check
 fi
 
 {

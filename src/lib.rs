@@ -71,6 +71,7 @@ pub use crate::core::format_error::{FormatError, FormatErrorKind, Location};
 pub use crate::core::frame::{Frame, FrameMean, Pixels, Sample};
 pub use crate::core::geometry::{Region, Viewport};
 pub use crate::core::limits::Limits;
+pub use crate::core::progress::ProgressSink;
 pub use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 // Files.
 pub use crate::format::consts::SIGNATURE;

@@ -327,6 +327,70 @@ fn gpu_tile_lists_grow_past_their_first_capacity() {
     assert_eq!(info.attempts, 1);
 }
 
+/// A render given a cancel flag rasterizes in batches of tiles. Not cancelled, it equals the
+/// render in one launch byte for byte; cancelled from another thread mid-render, it returns
+/// `Error::Cancelled` well before the whole render would end (when the whole render takes long
+/// enough to tell); the next render is whole again. A 832² render in batches of 256 tiles (11
+/// batches), small enough for `scripts/cuda-emu/`; `gpu_check cancel` in
+/// `scripts/gpu-check.sh` times a 16384² render in the default batches on a GPU.
+#[test]
+fn gpu_render_is_cancellable_between_batches_of_tiles() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let Some(gpu) = gpu() else { return };
+    let limits = Limits::default();
+    let mut rng = Rng::new(5);
+    // Few, large Gaussians: every pixel does real work, within the render-work limit.
+    let img = random_image(&mut rng, 64, 64, ChannelLayout::Rgb, 24, 3.0, 12.0);
+    let mut dev = gpu.upload(&img).unwrap();
+    dev.set_cancel_batch_tiles(256);
+    let view = Viewport::scaled(64, 64, 13.0).unwrap();
+    let flag = AtomicBool::new(false);
+    let t = Instant::now();
+    let whole: Frame<u8> = dev.render(&view, &limits).unwrap();
+    let t_whole = t.elapsed();
+    let batched: Frame<u8> = dev.render_cancellable(&view, &limits, &flag).unwrap();
+    assert!(whole.data == batched.data, "batched render differs");
+    // Cancelled after a fifth of the whole render's time.
+    let (result, took) = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(t_whole / 5);
+            flag.store(true, Ordering::Relaxed);
+        });
+        let t = Instant::now();
+        let r = dev.render_cancellable::<u8>(&view, &limits, &flag);
+        (r, t.elapsed())
+    });
+    eprintln!(
+        "{}x{} render: whole {:.1} ms, cancelled after {:.1} ms: {:.1} ms",
+        view.region.width,
+        view.region.height,
+        t_whole.as_secs_f64() * 1e3,
+        t_whole.as_secs_f64() * 1e3 / 5.0,
+        took.as_secs_f64() * 1e3
+    );
+    if t_whole >= Duration::from_millis(50) {
+        assert!(
+            matches!(result, Err(Error::Cancelled)),
+            "not cancelled: {:?}",
+            result.map(|_| ())
+        );
+        assert!(
+            took < t_whole * 3 / 4,
+            "cancel took {took:?} of {t_whole:?}"
+        );
+    } else {
+        eprintln!("note: the whole render is too fast to time a cancel");
+        assert!(matches!(result, Ok(_) | Err(Error::Cancelled)));
+    }
+    flag.store(false, Ordering::Relaxed);
+    let again: Frame<u8> = dev.render_cancellable(&view, &limits, &flag).unwrap();
+    assert!(
+        again.data == whole.data,
+        "the render after a cancel differs"
+    );
+}
+
 #[test]
 fn gpu_decoder_renders_gsi_bytes() {
     let Some(gpu) = gpu() else { return };

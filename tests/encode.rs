@@ -250,3 +250,62 @@ fn rate_targets_are_met() {
     let e = analytic::encode_to_rate(px, &fast(50), RateTarget::Bytes(10)).unwrap_err();
     assert!(e.to_string().contains("target size"), "{e}");
 }
+
+/// The (done, total) pairs a progress hook was called with.
+type Seen = std::sync::Arc<std::sync::Mutex<Vec<(usize, usize)>>>;
+
+/// A progress hook that records its calls.
+fn progress_recorder() -> (gsimg::ProgressSink, Seen) {
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let s = seen.clone();
+    (
+        std::sync::Arc::new(move |d, t| s.lock().unwrap().push((d, t))),
+        seen,
+    )
+}
+
+/// One operation's progress: starts at 0, one total, rising, ends at the total; returns the
+/// fractions reported.
+pub(crate) fn check_progress(seen: &[(usize, usize)]) -> Vec<f64> {
+    assert!(!seen.is_empty(), "no progress reported");
+    let total = seen[0].1;
+    assert_eq!(seen[0].0, 0, "{seen:?}");
+    assert!(seen.iter().all(|&(_, t)| t == total), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    assert_eq!(seen.last().unwrap().0, total, "{seen:?}");
+    seen.iter().map(|&(d, t)| d as f64 / t as f64).collect()
+}
+
+/// The analytic encoder reports its progress to the hook: increasing fractions, one step of
+/// the refinement at a time (rounds of moves and the quantization-aware steps included), up
+/// to the whole; an encode to a rate reports one rising count over all its rounds.
+#[test]
+fn the_analytic_encoder_reports_rising_progress_through_its_refinement() {
+    let px = synthetic_pixels(96, 64, ChannelLayout::Rgb);
+    let (sink, seen) = progress_recorder();
+    let mut opts = AnalyticOptions {
+        density: 0.05,
+        progress: Some(sink),
+        ..Default::default()
+    };
+    opts.refine.iterations = 24;
+    opts.refine.rounds = 3;
+    opts.refine.quantized_steps = 6;
+    let with = analytic::encode(&px, &opts).unwrap();
+    let fractions = check_progress(&seen.lock().unwrap());
+    // Every refinement step is a report of its own, spread over the whole encode.
+    assert!(fractions.len() > 24 + 6, "{fractions:?}");
+    let middle = fractions.iter().filter(|&&f| f > 0.2 && f < 0.8).count();
+    assert!(middle >= 10, "{fractions:?}");
+    // The hook changes nothing in the file.
+    opts.progress = None;
+    assert_eq!(analytic::encode(&px, &opts).unwrap().bytes, with.bytes);
+
+    let (sink, seen) = progress_recorder();
+    opts.progress = Some(sink);
+    opts.refine.iterations = 0;
+    let r = analytic::encode_to_rate(&px, &opts, gsimg::RateTarget::Bpp(1.5)).unwrap();
+    assert!(r.rounds >= 1);
+    let fractions = check_progress(&seen.lock().unwrap());
+    assert!(fractions.len() >= 3, "{fractions:?}");
+}

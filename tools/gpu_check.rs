@@ -9,6 +9,7 @@
 //! gpu_check bench DIR [--out F]    GPU render and end-to-end decode benchmarks, CPU baseline
 //! gpu_check compare-png A B        8-bit difference of two pictures (CLI smoke test)
 //! gpu_check parse-time FILE        median time of format::read (CPU only)
+//! gpu_check cancel [SIDE]          a SIDE² render (default 16384) cancelled from another thread
 //! ```
 //! Exit status 1 when a check fails.
 
@@ -42,6 +43,14 @@ fn main() {
         }
         Some("compare-png") if args.len() == 3 => compare_png(&args[1], &args[2]),
         Some("parse-time") if args.len() == 2 => parse_time(Path::new(&args[1])),
+        Some("cancel") if args.len() <= 2 => match args.get(1).map(|a| a.parse::<u32>()) {
+            None => cancel(16384),
+            Some(Ok(side)) if side >= 64 => cancel(side),
+            Some(_) => {
+                eprintln!("gpu_check cancel: SIDE is a number of pixels, at least 64");
+                std::process::exit(2)
+            }
+        },
         _ => {
             eprintln!("usage: see the header of tools/gpu_check.rs");
             std::process::exit(2)
@@ -399,6 +408,76 @@ fn sanitize(dir: &Path, small: bool) -> Result<()> {
 }
 
 /// Median time of `format::read` (parse, entropy decoding, dequantization) of one file.
+/// A `side × side` render of 24 large Gaussians (every pixel does work, within the render-work
+/// limit) through `GpuImage::render_cancellable`: not cancelled, it must equal the render in one
+/// launch; cancelled from another thread after a fifth of the whole render's time, it must
+/// return `Error::Cancelled` within three quarters of that time; the next render must be whole.
+fn cancel(side: u32) -> Result<()> {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    let gpu = CudaRenderer::new()?;
+    let mut rng = Rng(5);
+    let gs = (0..24)
+        .map(|_| Gaussian {
+            x: rng.range(0.0, 64.0) as f32,
+            y: rng.range(0.0, 64.0) as f32,
+            scale: [rng.range(3.0, 12.0) as f32, rng.range(3.0, 12.0) as f32],
+            rotation: rng.range(0.0, 6.0) as f32,
+            color: [rng.next() as f32, rng.next() as f32, rng.next() as f32, 1.0],
+        })
+        .collect();
+    let img = SplatImage::new(64, 64, ChannelLayout::Rgb, gs)?;
+    let limits = Limits::default();
+    let mut dev = gpu.upload(&img)?;
+    let view = Viewport::scaled(64, 64, side as f64 / 64.0)?;
+    let flag = AtomicBool::new(false);
+    // Warm-up (first launches, allocations), then the whole render timed.
+    dev.render::<u8>(&view, &limits)?;
+    let t = Instant::now();
+    let whole = dev.render::<u8>(&view, &limits)?;
+    let t_whole = t.elapsed();
+    let t = Instant::now();
+    let batched = dev.render_cancellable::<u8>(&view, &limits, &flag)?;
+    let t_batched = t.elapsed();
+    if batched.data != whole.data {
+        bail!("the batched render differs from the render in one launch");
+    }
+    let (result, took) = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(t_whole / 5);
+            flag.store(true, Ordering::Relaxed);
+        });
+        let t = Instant::now();
+        let r = dev.render_cancellable::<u8>(&view, &limits, &flag);
+        (r, t.elapsed())
+    });
+    let ms = |d: std::time::Duration| d.as_secs_f64() * 1e3;
+    println!(
+        "{side}x{side} render (with the download): whole {:.1} ms, in batches {:.1} ms; \
+         cancelled after {:.1} ms: returned after {:.1} ms ({})",
+        ms(t_whole),
+        ms(t_batched),
+        ms(t_whole) / 5.0,
+        ms(took),
+        match &result {
+            Err(gsimg::Error::Cancelled) => "cancelled".to_string(),
+            Ok(_) => "finished".to_string(),
+            Err(e) => e.to_string(),
+        }
+    );
+    match result {
+        Err(gsimg::Error::Cancelled) if took < t_whole * 3 / 4 => {}
+        Err(gsimg::Error::Cancelled) => bail!("the cancel took {took:?} of {t_whole:?}"),
+        Ok(_) => bail!("the render was not cancelled"),
+        Err(e) => return Err(e.into()),
+    }
+    flag.store(false, Ordering::Relaxed);
+    if dev.render_cancellable::<u8>(&view, &limits, &flag)?.data != whole.data {
+        bail!("the render after a cancel differs");
+    }
+    println!("PASS");
+    Ok(())
+}
+
 fn parse_time(path: &Path) -> Result<()> {
     let bytes = std::fs::read(path)?;
     let limits = Limits::default();

@@ -222,7 +222,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
     let refine = refine_options(&args, method);
-    let progress = Progress::new("encoding");
+    let progress = Progress::percent("encoding");
     let network = match method {
         Method::Analytic => None,
         Method::Network => match network_encoder(&args, &progress, refine) {
@@ -268,6 +268,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
                 refine_options(&args, Method::Analytic)
             };
             opts.write.metadata.icc_profile = loaded.icc_profile;
+            opts.progress = Some(progress.sink());
             let encoded = match target {
                 Some(t) => gsimg::encode_analytic_to_rate(&loaded.pixels, &opts, t).map(off_target),
                 None => gsimg::encode_analytic(&loaded.pixels, &opts),

@@ -62,7 +62,7 @@ pub fn line_interval() -> Duration {
 }
 
 /// The progress of one long operation: units done of a total when the work reports them
-/// ([`Progress::update`]), else the time spent.
+/// ([`Progress::update`]), shown as a count or as a percentage, else the time spent.
 #[derive(Clone)]
 pub struct Progress {
     inner: Arc<Inner>,
@@ -70,7 +70,8 @@ pub struct Progress {
 
 struct Inner {
     label: String,
-    unit: &'static str,
+    /// What is counted; `None`: units of no meaning of their own, shown as a percentage.
+    unit: Option<&'static str>,
     bar: ProgressBar,
     start: Instant,
     counts: Mutex<Option<(usize, usize)>>,
@@ -78,13 +79,23 @@ struct Inner {
 }
 
 impl Progress {
-    /// Progress of `label` (e.g. "encoding"), counted in tiles.
+    /// Progress of `label` (e.g. "upscaling"), counted in tiles.
     pub fn new(label: &str) -> Progress {
         Progress::counting(label, "tile")
     }
 
     /// The same, counting `unit`s (singular; an "s" is added).
     pub fn counting(label: &str, unit: &'static str) -> Progress {
+        Progress::with_unit(label, Some(unit))
+    }
+
+    /// Progress of `label` shown as a percentage (the library's encoders report units of
+    /// their whole work, not tiles).
+    pub fn percent(label: &str) -> Progress {
+        Progress::with_unit(label, None)
+    }
+
+    fn with_unit(label: &str, unit: Option<&'static str>) -> Progress {
         let bar = ProgressBar::with_draw_target(None, ProgressDrawTarget::hidden());
         bar.set_style(
             ProgressStyle::with_template("gsimg: {prefix} {spinner} {elapsed}")
@@ -137,10 +148,13 @@ impl Progress {
         let p = &self.inner;
         let mut counts = p.counts.lock().unwrap_or_else(|e| e.into_inner());
         if counts.is_none() && total > 0 {
+            let count = match p.unit {
+                Some(unit) => format!("{{pos}}/{{len}} {unit}s"),
+                None => "{percent}%".to_string(),
+            };
             p.bar.set_style(
                 ProgressStyle::with_template(&format!(
-                    "gsimg: {{prefix}} [{{bar:30}}] {{pos}}/{{len}} {}s {{elapsed}}",
-                    p.unit
+                    "gsimg: {{prefix}} [{{bar:30}}] {count} {{elapsed}}"
                 ))
                 .unwrap_or_else(|_| ProgressStyle::default_bar())
                 .progress_chars("=> "),
@@ -151,7 +165,7 @@ impl Progress {
         p.bar.set_position(done as u64);
     }
 
-    /// A callback for the library (the network encoder reports tiles done).
+    /// A callback for the library (the encoders report their work done).
     pub fn sink(&self) -> gsimg::ProgressSink {
         let me = self.clone();
         Arc::new(move |d, t| me.update(d, t))
@@ -165,17 +179,21 @@ impl Progress {
 }
 
 impl Inner {
-    /// One line of progress: "encoding: 40% of 12 tiles, 10 s".
+    /// One line of progress: "encoding: 40% of 12 tiles, 10 s" (or "encoding: 40%, 10 s").
     fn line(&self) -> String {
         let t = self.start.elapsed().as_secs_f64();
         let counts = *self.counts.lock().unwrap_or_else(|e| e.into_inner());
-        match counts {
-            Some((done, total)) if total > 0 => format!(
-                "{}: {}% of {total} {}{}, {t:.0} s",
+        match (counts, self.unit) {
+            (Some((done, total)), Some(unit)) if total > 0 => format!(
+                "{}: {}% of {total} {unit}{}, {t:.0} s",
                 self.label,
-                done * 100 / total,
-                self.unit,
+                done as u128 * 100 / total as u128,
                 if total == 1 { "" } else { "s" }
+            ),
+            (Some((done, total)), None) if total > 0 => format!(
+                "{}: {}%, {t:.0} s",
+                self.label,
+                done as u128 * 100 / total as u128
             ),
             _ => format!("{}: {t:.0} s", self.label),
         }

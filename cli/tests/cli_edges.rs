@@ -443,6 +443,33 @@ fn quiet_verbose_and_progress_lines() {
     assert!(o.status.success() && o.stderr.is_empty(), "{}", stderr(&o));
 }
 
+/// An encode's progress lines (stderr not a terminal) give a percentage that rises through
+/// the refinement, not only the time spent.
+#[test]
+fn encode_progress_lines_rise_through_the_refinement() {
+    let t = TempDir::new("encprogress");
+    let (png, gsi) = (t.path("a.png"), t.path("a.gsi"));
+    write_png(&png, 320, 240, ChannelLayout::Rgb);
+    let o = gsimg_env(
+        &[
+            "encode", &png, &gsi, "--method", "analytic", "--refine", "80", "--device", "cpu",
+        ],
+        &[("GSIMG_PROGRESS_SECONDS", "0.02")],
+    );
+    let e = stderr(&o);
+    assert!(o.status.success(), "{e}");
+    let percents: Vec<u32> = e
+        .lines()
+        .filter_map(|l| l.strip_prefix("gsimg: encoding: "))
+        .filter_map(|l| l.split('%').next()?.parse().ok())
+        .collect();
+    assert!(percents.windows(2).all(|w| w[0] <= w[1]), "{e}");
+    assert!(
+        percents.iter().any(|&p| p > 0 && p < 100),
+        "no percentage within the work: {e}"
+    );
+}
+
 /// Without ONNX Runtime (none found, fetching forbidden), the default encode uses the analytic
 /// encoder with one warning line; asking for the network is still an error.
 #[test]

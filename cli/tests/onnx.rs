@@ -792,7 +792,9 @@ fn cli_encode_with_a_model_and_decode() {
     );
 }
 
-/// Messages and progress reach the sinks.
+/// Progress reaches the hook: the network's Gaussians report tiles done of all; an encode
+/// reports one rising count over the tiles and then the colour fits, every refinement step and
+/// the writing, up to the whole.
 #[test]
 fn progress_and_messages() {
     if ort_library().is_none() {
@@ -800,14 +802,32 @@ fn progress_and_messages() {
     }
     let seen = Arc::new(Mutex::new(Vec::new()));
     let s2 = seen.clone();
-    let e = encoder("dummy_compact.onnx", |o| {
-        o.with_tile_size(Some(32))
-            .with_progress(Some(Arc::new(move |d, t| s2.lock().unwrap().push((d, t)))))
-    });
+    let sink: gsimg::ProgressSink = Arc::new(move |d, t| s2.lock().unwrap().push((d, t)));
     let px = synthetic_pixels(64, 64, ChannelLayout::Rgb);
+    let e = encoder("dummy_compact.onnx", |o| {
+        o.with_tile_size(Some(32)).with_progress(Some(sink.clone()))
+    });
+    e.gaussians(&px).unwrap();
+    assert_eq!(
+        std::mem::take(&mut *seen.lock().unwrap()),
+        vec![(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
+    );
     e.encode(&px).unwrap();
-    let seen = seen.lock().unwrap();
-    assert_eq!(*seen, vec![(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]);
+    let plain = crate::encode::check_progress(&std::mem::take(&mut *seen.lock().unwrap()));
+    // The four tiles, then the colour fit and the writing.
+    assert!(plain.len() >= 6, "{plain:?}");
+    let refined = encoder("dummy_compact.onnx", |o| {
+        o.with_tile_size(Some(32))
+            .with_progress(Some(sink.clone()))
+            .with_refine_options(gsimg::encode::refine::RefineOptions {
+                iterations: 12,
+                quantized_steps: 4,
+                ..NetworkOptions::default().refine
+            })
+    });
+    refined.encode(&px).unwrap();
+    let fractions = crate::encode::check_progress(&seen.lock().unwrap());
+    assert!(fractions.len() > 4 + 12 + 4, "{fractions:?}");
 }
 
 /// Tiled vs untiled on a real photo with a real model (slow; not run by default):

@@ -6,4 +6,5 @@ pub mod format_error;
 pub mod frame;
 pub mod geometry;
 pub mod limits;
+pub mod progress;
 pub mod splat;

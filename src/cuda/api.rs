@@ -2,6 +2,7 @@
 
 use std::marker::PhantomData;
 use std::sync::Arc;
+use std::sync::atomic::AtomicBool;
 
 use cudarc::driver::{CudaSlice, CudaStream, PinnedHostSlice};
 
@@ -318,7 +319,28 @@ impl GpuImage {
         viewport: &Viewport,
         limits: &Limits,
     ) -> Result<Frame<T>> {
-        self.render_host(viewport, limits, false).map(|(f, _)| f)
+        self.render_host(viewport, limits, false, None)
+            .map(|(f, _)| f)
+    }
+
+    /// [`GpuImage::render`], stopped with [`Error::Cancelled`] soon after `cancel` is set from
+    /// another thread: the tiles are rasterized in batches of about a megapixel, and the flag is
+    /// checked between them.
+    pub fn render_cancellable<T: GpuSample>(
+        &mut self,
+        viewport: &Viewport,
+        limits: &Limits,
+        cancel: &AtomicBool,
+    ) -> Result<Frame<T>> {
+        self.render_host(viewport, limits, false, Some(cancel))
+            .map(|(f, _)| f)
+    }
+
+    /// Tiles per launch of [`GpuImage::render_cancellable`] (default 4,096 tiles of 16 × 16
+    /// pixels): smaller batches cancel sooner. For tests on slow emulations of the device.
+    #[doc(hidden)]
+    pub fn set_cancel_batch_tiles(&mut self, tiles: u32) {
+        self.ws.cancel_batch_tiles = tiles.max(1) as u64;
     }
 
     /// Renders `viewport` into a 4-channel host frame: gray is repeated into red, green and
@@ -328,7 +350,8 @@ impl GpuImage {
         viewport: &Viewport,
         limits: &Limits,
     ) -> Result<Frame<T>> {
-        self.render_host(viewport, limits, true).map(|(f, _)| f)
+        self.render_host(viewport, limits, true, None)
+            .map(|(f, _)| f)
     }
 
     /// [`GpuImage::render`], also returning what the render did.
@@ -338,7 +361,7 @@ impl GpuImage {
         limits: &Limits,
         rgba: bool,
     ) -> Result<(Frame<T>, RenderInfo)> {
-        self.render_host(viewport, limits, rgba)
+        self.render_host(viewport, limits, rgba, None)
     }
 
     fn render_host<T: GpuSample>(
@@ -346,6 +369,7 @@ impl GpuImage {
         viewport: &Viewport,
         limits: &Limits,
         rgba: bool,
+        cancel: Option<&AtomicBool>,
     ) -> Result<(Frame<T>, RenderInfo)> {
         let plan = Plan::new(self.n, (self.width, self.height), viewport, limits)?;
         let nc = self.layout.channels();
@@ -370,6 +394,7 @@ impl GpuImage {
                 kind: T::KIND,
                 expand_rgba: rgba,
             },
+            cancel,
             |s, buf| download_into(s, buf, &mut data),
         )?;
         Ok((
@@ -432,6 +457,7 @@ impl GpuImage {
                 kind: T::KIND,
                 expand_rgba: rgba,
             },
+            None,
             |_, _| Ok(()),
         )
     }
@@ -552,6 +578,7 @@ impl CudaDecoder {
                 kind: super::SampleKind::U8,
                 expand_rgba: nc != 4,
             },
+            None,
             |s, buf| {
                 s.memcpy_dtoh(&buf.slice(..bytes as usize), host)
                     .map_err(driver_err("device-to-host copy"))

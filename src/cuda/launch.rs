@@ -387,12 +387,18 @@ pub(crate) fn rasterize(
     stats: &CudaSlice<u32>,
     p: &RasterParams,
     out: &mut CudaViewMut<'_, u8>,
+    batch: std::ops::Range<u64>,
 ) -> Result<()> {
     if !(1..=4).contains(&channels) {
         return Err(Error::Cuda(format!("internal error: {channels} channels").into()));
     }
     let tiles = p.tiles_x as u64 * p.tiles_y as u64;
     need("tile ranges", ranges.len(), tiles)?;
+    if batch.start >= batch.end || batch.end > tiles || batch.end > u32::MAX as u64 {
+        return Err(Error::Cuda(format!(
+            "internal error: tiles {batch:?} of {tiles}"
+        ).into()));
+    }
     need("stats", stats.len(), STATS_WORDS as u64)?;
     if p.region_w <= 0
         || p.region_h <= 0
@@ -420,7 +426,8 @@ pub(crate) fn rasterize(
         super::SampleKind::F32 => 4,
     } + channels as u8
         - 1;
-    let cfg = grid(tiles, RASTER_THREADS)?;
+    let cfg = grid(batch.end - batch.start, RASTER_THREADS)?;
+    let tile_base = batch.start as u32;
     let f = rt.function(Kernel::Rasterize(index))?;
     #[cfg(feature = "fault-injection")]
     if std::env::var_os("GSIMG_INJECT_CUDA_FAULT").is_some_and(|v| v == "rasterize") {
@@ -434,10 +441,11 @@ pub(crate) fn rasterize(
         .arg(ranges)
         .arg(stats)
         .arg(p)
-        .arg(out);
+        .arg(out)
+        .arg(&tile_base);
     // SAFETY: matches rasterize_*(const Splat*, const unsigned*, const uint2*, const
-    // RenderStats*, RasterParams, unsigned char*). The grid has one block per tile (checked
-    // against the region). The kernel draws nothing when stats->pairs > p.capacity; otherwise
+    // RenderStats*, RasterParams, unsigned char*, unsigned). The grid has one block per tile of
+    // `batch`, which lies within the region's tiles and below 2^32 (checked above). The kernel draws nothing when stats->pairs > p.capacity; otherwise
     // the ranges lie below stats->pairs <= p.capacity <= tile_vals.len(), and every value is a
     // Gaussian index < n, the length of splats. Pixels are written only inside the region, row
     // y at y * out_pitch, within the length checked above; f32 rows are 4-byte aligned since

@@ -7,8 +7,15 @@
 //! check the total against it and do nothing when it does not fit, and the host, which reads the
 //! render's counters back at the end anyway, grows the lists and renders again. The capacity
 //! only grows, so a viewer pays for this at most once per new zoom level.
+//!
+//! A render given a cancel flag rasterizes in batches of [`CANCEL_BATCH_TILES`] tiles, with at
+//! most two batches queued on the device: before queueing the next one the host waits for the
+//! one before it, checking the flag meanwhile. A cancel then returns after at most the two
+//! batches in flight (and the stages before rasterization, which are bounded by the
+//! Gaussians' count), not after the whole picture.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, DeviceRepr, PinnedHostSlice};
@@ -22,6 +29,10 @@ use crate::{Error, Limits, Result, Viewport};
 const RADIX_ENTRIES_PER_BLOCK: u64 = 4096;
 /// At most this many radix blocks (the histogram then has 131,072 entries).
 const MAX_RADIX_BLOCKS: u64 = 512;
+/// Tiles per rasterization launch of a cancellable render: 4,096 tiles of 16 × 16 pixels, a
+/// megapixel (on an H100 a launch of this size takes tens to hundreds of microseconds at
+/// typical densities, and at most the render-work limit's share of it).
+pub(crate) const CANCEL_BATCH_TILES: u64 = 4096;
 /// Most tile-list entries (indices and the grid-stride loops stay in 32 bits).
 const MAX_CAPACITY: u64 = 1 << 31;
 /// Largest output region the kernels address (region-relative coordinates and the per-Gaussian
@@ -171,6 +182,8 @@ pub(crate) struct Workspace {
     capacity: u64,
     /// Events at the start, after projection, after binning and after rasterization.
     timing: Option<[CudaEvent; 4]>,
+    /// Tiles per rasterization launch of a cancellable render ([`CANCEL_BATCH_TILES`]).
+    pub(crate) cancel_batch_tiles: u64,
 }
 
 /// Allocates `buf` anew when it is shorter than `len` (with `slack` extra when it does).
@@ -252,6 +265,7 @@ impl Workspace {
             stats_host,
             capacity: 0,
             timing: None,
+            cancel_batch_tiles: CANCEL_BATCH_TILES,
         })
     }
 
@@ -272,7 +286,8 @@ impl Workspace {
 
     /// Renders `plan` of `gaussians` into `target`, then runs `after` on the stream (to enqueue
     /// downloads of the target) before waiting for the device. Renders again with larger lists
-    /// when they overflowed.
+    /// when they overflowed. With `cancel`, rasterizes in batches and returns
+    /// [`Error::Cancelled`] soon after the flag is set (module documentation).
     #[allow(clippy::too_many_arguments)]
     pub(crate) fn render(
         &mut self,
@@ -282,6 +297,7 @@ impl Workspace {
         channels: usize,
         limits: &Limits,
         mut target: Target<'_>,
+        cancel: Option<&AtomicBool>,
         mut after: impl FnMut(&Arc<CudaStream>, &CudaSlice<u8>) -> Result<()>,
     ) -> Result<RenderInfo> {
         let out_bytes = target.pitch * plan.project.region_h as u64;
@@ -290,7 +306,10 @@ impl Workspace {
         let mut attempts = 0;
         loop {
             attempts += 1;
-            self.enqueue(rt, gaussians, plan, channels, limits, &mut target)?;
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(Error::Cancelled);
+            }
+            self.enqueue(rt, gaussians, plan, channels, limits, &mut target, cancel)?;
             after(&self.stream, target.buf)?;
             match self.finish(rt, plan, limits)? {
                 Outcome::Done(mut info) => {
@@ -318,6 +337,7 @@ impl Workspace {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn enqueue(
         &mut self,
         rt: &Runtime,
@@ -326,6 +346,7 @@ impl Workspace {
         channels: usize,
         limits: &Limits,
         target: &mut Target<'_>,
+        cancel: Option<&AtomicBool>,
     ) -> Result<()> {
         let stream = self.stream.clone();
         let s = &*stream;
@@ -357,18 +378,40 @@ impl Workspace {
             ).into()));
         }
         let mut out = target.buf.slice_mut(..out_len);
-        launch::rasterize(
-            rt,
-            s,
-            target.kind,
-            channels,
-            splats,
-            vals,
-            self.ranges.as_ref().expect("allocated by enqueue_bins"),
-            &self.stats,
-            &params,
-            &mut out,
-        )?;
+        let tiles = plan.tiles() as u64;
+        let batch = if cancel.is_some() {
+            self.cancel_batch_tiles
+        } else {
+            tiles
+        };
+        // The event after the batch before the last one queued (cancellable renders only).
+        let mut queued: Option<CudaEvent> = None;
+        let mut start = 0;
+        while start < tiles {
+            let end = (start + batch).min(tiles);
+            launch::rasterize(
+                rt,
+                s,
+                target.kind,
+                channels,
+                splats,
+                vals,
+                self.ranges.as_ref().expect("allocated by enqueue_bins"),
+                &self.stats,
+                &params,
+                &mut out,
+                start..end,
+            )?;
+            start = end;
+            if let Some(flag) = cancel
+                && start < tiles
+            {
+                let done = stream
+                    .record_event(None)
+                    .map_err(driver_err("event record"))?;
+                wait_unless_cancelled(&stream, queued.replace(done).as_ref(), flag)?;
+            }
+        }
         self.mark(3)?;
         stream
             .memcpy_dtoh(&self.stats, &mut self.stats_host)
@@ -599,6 +642,30 @@ impl Workspace {
             gpu_ms,
             stage_ms,
         }))
+    }
+}
+
+/// Waits until the device has passed `event` (if any), polling `cancel`: when it is set, waits
+/// for the work already queued on `stream` (so nothing still writes into buffers the caller may
+/// drop or reuse) and returns [`Error::Cancelled`].
+fn wait_unless_cancelled(
+    stream: &CudaStream,
+    event: Option<&CudaEvent>,
+    cancel: &AtomicBool,
+) -> Result<()> {
+    loop {
+        if cancel.load(Ordering::Relaxed) {
+            stream
+                .synchronize()
+                .map_err(driver_err("GPU render"))?;
+            return Err(Error::Cancelled);
+        }
+        if event.map_or(Ok(true), |e| e.try_is_complete())
+            .map_err(driver_err("GPU render"))?
+        {
+            return Ok(());
+        }
+        std::thread::sleep(std::time::Duration::from_micros(50));
     }
 }
 

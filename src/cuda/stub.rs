@@ -162,6 +162,22 @@ impl GpuImage {
     }
 
     /// Unreachable.
+    #[doc(hidden)]
+    pub fn set_cancel_batch_tiles(&mut self, _tiles: u32) {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn render_cancellable<T: GpuSample>(
+        &mut self,
+        _v: &Viewport,
+        _l: &Limits,
+        _c: &std::sync::atomic::AtomicBool,
+    ) -> Result<Frame<T>> {
+        match self.never {}
+    }
+
+    /// Unreachable.
     pub fn render_rgba<T: GpuSample>(&mut self, _v: &Viewport, _l: &Limits) -> Result<Frame<T>> {
         match self.never {}
     }

@@ -13,9 +13,13 @@
 use rayon::prelude::*;
 
 use super::optim::fit::{FitOptions, fit_colors};
-use super::optim::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
+use super::optim::refine::{
+    QuantGrid, ROUND_START_UNITS, RefineOptions, refine_quantized_with_progress, refine_units,
+    refine_with_progress,
+};
 use super::rate::{self, RateResult, RateTarget};
 use crate::core::frame::Pixels;
+use crate::core::progress::{Meter, Part, ProgressSink};
 use crate::core::splat::{Gaussian, SplatImage};
 use crate::format::{self, Encoded, WriteOptions};
 use crate::{Error, Result};
@@ -42,7 +46,7 @@ pub const REFINED_SPREAD: f64 = 0.45;
 pub const REFINED_SPREAD_MAX_DENSITY: f64 = 0.06;
 
 /// Settings of the analytic encoder.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct AnalyticOptions {
     /// Target number of Gaussians per native pixel (e.g. 1/40 for a compact file).
     pub density: f64,
@@ -55,7 +59,31 @@ pub struct AnalyticOptions {
     pub refine: RefineOptions,
     /// File layout and quantization.
     pub write: WriteOptions,
+    /// Progress of the encode (placement, colour fits, refinement steps, writing), reported
+    /// as units done of a total ([`ProgressSink`]); `None`, the default: none.
+    pub progress: Option<ProgressSink>,
 }
+
+impl std::fmt::Debug for AnalyticOptions {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AnalyticOptions")
+            .field("density", &self.density)
+            .field("spread", &self.spread)
+            .field("fit", &self.fit)
+            .field("refine", &self.refine)
+            .field("write", &self.write)
+            .field("progress", &self.progress.as_ref().map(|_| "…"))
+            .finish()
+    }
+}
+
+/// Progress units of placing the Gaussians (40 passes of the quadtree), in units of about one
+/// refinement step (`gsimg::ProgressSink`).
+const PLACE_UNITS: usize = 8;
+/// Progress units of a colour fit.
+const FIT_UNITS: usize = ROUND_START_UNITS;
+/// Progress units of quantizing and writing the file.
+const WRITE_UNITS: usize = 2;
 
 impl Default for AnalyticOptions {
     fn default() -> Self {
@@ -72,6 +100,7 @@ impl Default for AnalyticOptions {
                 ..RefineOptions::default()
             },
             write: WriteOptions::default(),
+            progress: None,
         }
     }
 }
@@ -99,15 +128,24 @@ pub fn encode_to_rate(
     let px = pixels.width as f64 * pixels.height as f64;
     // About 40 bits per Gaussian (format 1.1 at the default quantizers) for a first guess.
     let t0 = target.bytes(px) * 8.0 / 40.0 / px;
-    rate::search(target, px, (1.0 / px, 1.0), t0, |density| {
-        encode(
+    // The number of rounds is not known in advance: each round takes half of the progress
+    // left, and the end reports all.
+    let meter = Meter::new(opts.progress.as_ref(), 1 << 20);
+    let mut left = 1usize << 20;
+    let result = rate::search(target, px, (1.0 / px, 1.0), t0, |density| {
+        let part = meter.part(left / 2);
+        left -= left / 2;
+        encode_part(
             pixels,
             &AnalyticOptions {
                 density,
                 ..opts.clone()
             },
+            &part,
         )
-    })
+    });
+    meter.finish();
+    result
 }
 
 /// Sums over rectangles in O(1): per channel, values and squares.
@@ -292,8 +330,26 @@ fn shape(luma: &[f32], w: usize, h: usize, b: [u32; 4], mean: [f32; 4], spread: 
     }
 }
 
+/// The progress units of an encode with `opts` ([`AnalyticOptions::progress`]).
+fn encode_units(opts: &AnalyticOptions) -> usize {
+    let refine = if opts.refine.iterations > 0 {
+        FIT_UNITS + refine_units(&opts.refine) + opts.refine.quantized_steps
+    } else {
+        0
+    };
+    PLACE_UNITS + refine + FIT_UNITS + WRITE_UNITS
+}
+
 /// Encodes `pixels` into a `.gsi` file with the analytic method.
 pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
+    let meter = Meter::new(opts.progress.as_ref(), encode_units(opts));
+    let encoded = encode_part(pixels, opts, &meter.part(encode_units(opts)));
+    meter.finish();
+    encoded
+}
+
+/// [`encode`], reporting to `progress`.
+fn encode_part(pixels: &Pixels, opts: &AnalyticOptions, progress: &Part) -> Result<Encoded> {
     pixels.validate()?;
     if !(opts.density > 0.0 && opts.density <= 4.0) {
         return Err(Error::invalid(
@@ -318,7 +374,16 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
             SPREAD
         },
     );
+    let units = encode_units(opts);
+    let mut at = 0;
+    // The next `n` units of this encode.
+    let mut stage = |n: usize| {
+        let p = progress.within(at, n, units);
+        at += n;
+        p
+    };
     let mut gaussians = place(pixels, target, spread);
+    stage(PLACE_UNITS).finish();
     let (mut notes, mut warnings) = (Vec::new(), Vec::new());
     let mut record = |o: super::optim::refine::RefineOutcome| {
         notes.extend(o.note());
@@ -326,11 +391,14 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
     };
     if opts.refine.iterations > 0 {
         fit_colors(pixels, &mut gaussians, &opts.fit);
+        stage(FIT_UNITS).finish();
         let mut ropts = opts.refine;
         if opts.density < MOVE_MIN_DENSITY {
             ropts.reallocate = 0.0;
         }
-        record(refine(pixels, &mut gaussians, &ropts)?);
+        // (Without moves the refinement counts fewer units: its part is spread over them.)
+        let part = stage(refine_units(&opts.refine));
+        record(refine_with_progress(pixels, &mut gaussians, &ropts, &part)?);
     }
     // Quantize the geometry as the file will, so the colours are fitted to what is stored.
     let draft = SplatImage::new(
@@ -343,12 +411,13 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
     if opts.refine.iterations > 0 && opts.refine.quantized_steps > 0 {
         let grid = QuantGrid::of(&header);
         let steps = opts.refine.quantized_steps;
-        record(refine_quantized(
+        record(refine_quantized_with_progress(
             pixels,
             &mut gaussians,
             &opts.refine,
             &grid,
             steps,
+            &stage(steps),
         )?);
     }
     for g in gaussians.iter_mut() {
@@ -357,8 +426,10 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
         g.color = color;
     }
     fit_colors(pixels, &mut gaussians, &opts.fit);
+    stage(FIT_UNITS).finish();
     let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gaussians)?;
     let mut encoded = format::write(&image, &opts.write)?;
+    stage(WRITE_UNITS).finish();
     encoded.notes = notes;
     encoded.warnings = warnings;
     Ok(encoded)

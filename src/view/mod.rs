@@ -133,8 +133,9 @@ pub type FallbackCallback = Box<dyn Fn(&Fallback) + Send + Sync>;
 pub struct CancelHandle(Arc<AtomicBool>);
 
 impl CancelHandle {
-    /// Stops the render in progress soon (within one tile of pixels on the CPU; a GPU render,
-    /// which takes milliseconds, finishes and is then discarded).
+    /// Stops the render in progress soon: on the CPU within one tile of 64 × 32 pixels; on a
+    /// GPU within the two batches of about a megapixel each that may be queued on the device
+    /// (a render of less finishes and is then discarded).
     pub fn cancel(&self) {
         self.0.store(true, Ordering::Relaxed);
     }
@@ -256,14 +257,15 @@ impl Renderer {
             if upload.is_none() {
                 *upload = Some(gpu.upload(image)?);
             }
-            upload
-                .as_mut()
-                .expect("uploaded above")
-                .render(view, limits)
+            let gpu_image = upload.as_mut().expect("uploaded above");
+            match cancel {
+                Some(c) => gpu_image.render_cancellable(view, limits, c),
+                None => gpu_image.render(view, limits),
+            }
         };
         match (self.backend, on_gpu()) {
             (_, Ok(frame)) => {
-                // A GPU render is not interrupted; a cancel during it discards the result.
+                // A cancel during the last batches of tiles discards the finished result.
                 if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
                     return Err(Error::Cancelled);
                 }
@@ -275,6 +277,8 @@ impl Renderer {
                     },
                 ))
             }
+            // A cancel is no GPU fault: no fallback to the CPU.
+            (_, Err(Error::Cancelled)) => Err(Error::Cancelled),
             (Backend::Auto, Err(e)) => match e {
                 // Requests the CPU would refuse too: report them as they are.
                 Error::InvalidParameter { .. } => Err(e),

@@ -57,10 +57,14 @@ pub use post::*;
 pub use tiling::*;
 
 use crate::core::frame::Pixels;
+use crate::core::progress::{Meter, Part};
 use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use crate::encode::optim::fit::{FitOptions, fit_colors};
-use crate::encode::optim::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
+use crate::encode::optim::refine::{
+    QuantGrid, ROUND_START_UNITS, RefineOptions, refine_quantized_with_progress, refine_units,
+    refine_with_progress,
+};
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::rate::{self, RateResult, RateTarget};
 use crate::encode::runtime::onnx::{ModelDecl, OnnxModel, TensorDecl};
@@ -133,7 +137,10 @@ impl NetworkEncoder {
 
     /// Runs the network over `pixels` and returns its Gaussians (not quantized), alpha fitted.
     pub fn gaussians(&self, pixels: &Pixels) -> Result<NetworkOutput> {
-        let mut out = self.field(pixels)?;
+        // Progress in tiles.
+        let tiles = self.tiles_for(pixels.width, pixels.height).len();
+        let meter = Meter::new(self.opts.progress.as_ref(), tiles);
+        let mut out = self.field(pixels, &meter.part(tiles))?;
         if pixels.layout.has_alpha() {
             let mut gs = out.image.into_gaussians();
             fit_alpha(pixels, &mut gs, &self.opts.alpha_fit);
@@ -179,9 +186,34 @@ impl NetworkEncoder {
         Ok(out)
     }
 
+    /// Progress units of running the network over a `width × height` picture: about one per
+    /// 32,768 pixels of each tile's window (a refinement step on a picture takes about the
+    /// time of the network on 32 times its pixels).
+    fn field_units(&self, width: u32, height: u32) -> usize {
+        self.tiles_for(width, height)
+            .iter()
+            .map(Self::tile_units)
+            .sum()
+    }
+
+    fn tile_units(t: &Tile) -> usize {
+        let [x0, y0, x1, y1] = t.window;
+        (((x1 - x0) as usize * (y1 - y0) as usize) >> 15).max(1)
+    }
+
+    /// Progress units of [`NetworkEncoder::finish`] (colour fits, refinement, writing).
+    fn finish_units(&self) -> usize {
+        let fits = if self.opts.refine.iterations > 0 {
+            2 * ROUND_START_UNITS + refine_units(&self.opts.refine) + self.opts.refine.quantized_steps
+        } else {
+            ROUND_START_UNITS
+        };
+        fits + FINISH_WRITE_UNITS
+    }
+
     /// The network's Gaussians, alpha not yet fitted (the alpha channel holds the nearest
-    /// pixel's alpha).
-    fn field(&self, pixels: &Pixels) -> Result<NetworkOutput> {
+    /// pixel's alpha); the tiles are reported to `progress`.
+    fn field(&self, pixels: &Pixels, progress: &Part) -> Result<NetworkOutput> {
         pixels.validate()?;
         let start = Instant::now();
         let (w, h) = (pixels.width, pixels.height);
@@ -192,10 +224,9 @@ impl NetworkEncoder {
         let mut spares = Vec::new();
         let threshold = self.opts.presence_threshold_for(info);
         let mut network_seconds = 0.0;
-        if let Some(p) = &self.opts.progress {
-            p(0, tiles.len());
-        }
-        for (t, tile) in tiles.iter().enumerate() {
+        let units: usize = tiles.iter().map(Self::tile_units).sum();
+        let mut done = 0;
+        for tile in &tiles {
             let [wx0, wy0, wx1, wy1] = tile.window;
             let (ww, wh) = ((wx1 - wx0) as usize, (wy1 - wy0) as usize);
             let input = tile_input(pixels, tile.window);
@@ -233,9 +264,8 @@ impl NetworkEncoder {
                     &mut spares,
                 )
             })?;
-            if let Some(p) = &self.opts.progress {
-                p(t + 1, tiles.len());
-            }
+            done += Self::tile_units(tile);
+            progress.report(done, units);
         }
         // No pixel left to no Gaussian (it would render black): see `coverage`.
         ensure_coverage(w, h, c, &mut gaussians, &spares);
@@ -308,7 +338,17 @@ impl NetworkEncoder {
     /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added).
     /// Alpha is fitted on the geometry as the file stores it.
     pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
-        let gs = self.field(pixels)?.image.into_gaussians();
+        // Progress: the network's tiles, then the fits, refinement and writing.
+        let (field, finish) = (
+            self.field_units(pixels.width, pixels.height),
+            self.finish_units(),
+        );
+        let meter = Meter::new(self.opts.progress.as_ref(), field + finish);
+        let gs = self
+            .field(pixels, &meter.part(field))?
+            .image
+            .into_gaussians();
+        let finishing = meter.part(finish);
         let keep = match self.info.kind {
             ModelKind::Compact => self.opts.keep_fraction(),
             ModelKind::Upscale => 1.0,
@@ -319,9 +359,10 @@ impl NetworkEncoder {
                 pixels,
                 keep_share(pixels, &gs, &ranked, keep, self.info.cell),
                 opts,
+                &finishing,
             );
         }
-        self.finish(pixels, gs, opts)
+        self.finish(pixels, gs, opts, &finishing)
     }
 
     /// Encodes `pixels` into a file of the size `target` asks for, by keeping the most
@@ -335,26 +376,49 @@ impl NetworkEncoder {
         target: RateTarget,
     ) -> Result<RateResult> {
         target.validate()?;
-        let gs = self.field(pixels)?.image.into_gaussians();
+        // Progress: the network's tiles, then rounds of finishing; their number is not known
+        // in advance, so each takes half of what is left, and the end reports all.
+        let field = self.field_units(pixels.width, pixels.height);
+        let finish = 4 * self.finish_units();
+        let meter = Meter::new(self.opts.progress.as_ref(), field + finish);
+        let gs = self
+            .field(pixels, &meter.part(field))?
+            .image
+            .into_gaussians();
         let ranked = rank_by_value(pixels, &gs, self.info.cell);
         let n = gs.len().max(1) as f64;
         let px = pixels.width as f64 * pixels.height as f64;
-        rate::search(target, px, (1.0 / n, 1.0), 1.0, |f| {
+        let mut left = finish;
+        let result = rate::search(target, px, (1.0 / n, 1.0), 1.0, |f| {
+            let part = meter.part(left / 2);
+            left -= left / 2;
             self.finish(
                 pixels,
                 keep_share(pixels, &gs, &ranked, f, self.info.cell),
                 opts,
+                &part,
             )
-        })
+        });
+        meter.finish();
+        result
     }
 
-    /// Fits, quantizes and writes the network's (kept) Gaussians.
+    /// Fits, quantizes and writes the network's (kept) Gaussians, reporting to `progress`
+    /// ([`NetworkEncoder::finish_units`] spread over it).
     fn finish(
         &self,
         pixels: &Pixels,
         mut gs: Vec<Gaussian>,
         opts: &WriteOptions,
+        progress: &Part,
     ) -> Result<Encoded> {
+        let units = self.finish_units();
+        let mut at = 0;
+        let mut stage = |n: usize| {
+            let p = progress.within(at, n, units);
+            at += n;
+            p
+        };
         let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
         let (mut notes, mut warnings) = (Vec::new(), Vec::new());
         let mut record = |o: crate::encode::optim::refine::RefineOutcome| {
@@ -380,11 +444,13 @@ impl NetworkEncoder {
                 // The network's colours assume its quantizers' clamping: start the refinement
                 // from the least-squares colours of its geometry instead.
                 fit_colors(pixels, &mut gs, &fit);
+                stage(ROUND_START_UNITS).finish();
                 let mut ropts = self.opts.refine;
                 if let Some((lo, hi)) = opts.scale_range {
                     ropts.scale_bounds = (lo.exp2(), hi.exp2());
                 }
-                record(refine(pixels, &mut gs, &ropts)?);
+                let part = stage(refine_units(&ropts));
+                record(refine_with_progress(pixels, &mut gs, &ropts, &part)?);
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
@@ -392,7 +458,10 @@ impl NetworkEncoder {
             if refining && q_steps > 0 {
                 let grid = QuantGrid::of(&header);
                 let ropts = &self.opts.refine;
-                record(refine_quantized(pixels, &mut gs, ropts, &grid, q_steps)?);
+                let part = stage(q_steps);
+                record(refine_quantized_with_progress(
+                    pixels, &mut gs, ropts, &grid, q_steps, &part,
+                )?);
             }
             for g in gs.iter_mut() {
                 let color = g.color;
@@ -418,13 +487,18 @@ impl NetworkEncoder {
                 g.color[a] = s.color[a];
             }
         }
+        stage(ROUND_START_UNITS).finish();
         let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         let mut encoded = format::write(&image, opts)?;
+        progress.finish();
         encoded.notes = notes;
         encoded.warnings = warnings;
         Ok(encoded)
     }
 }
+
+/// Progress units of writing a file.
+const FINISH_WRITE_UNITS: usize = 2;
 
 #[cfg(test)]
 mod tests {

@@ -5,8 +5,7 @@ use super::*;
 /// A sink for one-line status messages (fetching ONNX Runtime, the provider that ran).
 pub type MessageSink = Arc<dyn Fn(&str) + Send + Sync>;
 
-/// A progress callback: (tiles done, tiles in all).
-pub type ProgressSink = Arc<dyn Fn(usize, usize) + Send + Sync>;
+pub use crate::core::progress::ProgressSink;
 
 /// Before a compact model's Gaussians are refined per picture, both their σ are multiplied by
 /// this (after orienting them by the picture's structure tensor): the network's Gaussians are
@@ -50,7 +49,9 @@ pub struct NetworkOptions {
     /// Status messages (fetching ONNX Runtime, a CUDA fallback); `None`, the default: silent.
     /// The library prints nothing itself.
     pub messages: Option<MessageSink>,
-    /// Progress over tiles (`None`: none).
+    /// Progress (`None`: none): [`NetworkEncoder::gaussians`] reports tiles done of the tiles
+    /// in all; an encode reports units of its whole work (the network's tiles weighted by their
+    /// size, then the colour fits, refinement steps and writing; `crate::core::progress`).
     pub progress: Option<ProgressSink>,
     /// The least-squares fit of alpha.
     pub alpha_fit: FitOptions,

@@ -19,6 +19,7 @@ use rayon::prelude::*;
 
 use crate::core::frame::Pixels;
 use crate::core::geometry::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
+use crate::core::progress::{Meter, Part};
 use crate::core::splat::Gaussian;
 pub use crate::cuda::lr_factor;
 pub use crate::format::QuantGrid;
@@ -243,6 +244,7 @@ impl Engine {
         }
     }
 
+    #[allow(clippy::too_many_arguments)]
     fn descend(
         &mut self,
         target: &Pixels,
@@ -251,12 +253,16 @@ impl Engine {
         iterations: usize,
         grid: Option<&QuantGrid>,
         fallback: &mut Option<String>,
+        progress: &Part,
     ) -> (f64, f64) {
         if let Engine::Gpu(g, _) = self {
             let adam = opts.adam();
             let start = gaussians.to_vec();
             match g.descend(gaussians, &adam, iterations, grid) {
-                Ok(r) => return r,
+                Ok(r) => {
+                    progress.finish();
+                    return r;
+                }
                 Err(e) => {
                     *fallback = Some(format!("refining on the CPU after a GPU error: {e}"));
                     gaussians.copy_from_slice(&start);
@@ -264,7 +270,7 @@ impl Engine {
                 }
             }
         }
-        descend(target, gaussians, opts, iterations, grid)
+        descend(target, gaussians, opts, iterations, grid, progress)
     }
 }
 
@@ -324,6 +330,32 @@ pub fn refine(
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
 ) -> crate::Result<RefineOutcome> {
+    let meter = Meter::silent();
+    refine_with_progress(target, gaussians, opts, &meter.part(refine_units(opts)))
+}
+
+/// Progress units (`gsimg::ProgressSink`) of a move and the colour fit after it, in a
+/// refinement's rounds: about the time of this many descent steps.
+pub const ROUND_START_UNITS: usize = 6;
+
+/// The progress units [`refine`] reports for `opts`: one per step, plus
+/// [`ROUND_START_UNITS`] per round of moves.
+pub fn refine_units(opts: &RefineOptions) -> usize {
+    if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
+        opts.iterations
+    } else {
+        opts.iterations + opts.rounds.min(opts.iterations) * ROUND_START_UNITS
+    }
+}
+
+/// [`refine`], reporting its steps to `progress` ([`refine_units`] of them, spread over the
+/// part).
+pub fn refine_with_progress(
+    target: &Pixels,
+    gaussians: &mut [Gaussian],
+    opts: &RefineOptions,
+    progress: &Part,
+) -> crate::Result<RefineOutcome> {
     let (mut engine, mut fallback) =
         Engine::for_work(target, gaussians, opts.iterations, opts.device)?;
     let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
@@ -334,6 +366,7 @@ pub fn refine(
             opts.iterations,
             None,
             &mut fallback,
+            progress,
         )
     } else {
         // Rounds: move some Gaussians, refit the colours (the moved ones start from a guess),
@@ -341,11 +374,24 @@ pub fn refine(
         let rounds = opts.rounds.min(opts.iterations);
         let mut first = f64::NAN;
         let mut last = f64::NAN;
+        let mut at = 0;
         for r in 0..rounds {
             let iterations = opts.iterations / rounds + usize::from(r < opts.iterations % rounds);
             super::realloc::reallocate(target, gaussians, opts.reallocate);
             super::fit::fit_colors(target, gaussians, &super::fit::FitOptions::default());
-            let (f, l) = engine.descend(target, gaussians, opts, iterations, None, &mut fallback);
+            let units = refine_units(opts);
+            progress.within(at, ROUND_START_UNITS, units).finish();
+            let steps = progress.within(at + ROUND_START_UNITS, iterations, units);
+            at += ROUND_START_UNITS + iterations;
+            let (f, l) = engine.descend(
+                target,
+                gaussians,
+                opts,
+                iterations,
+                None,
+                &mut fallback,
+                &steps,
+            );
             if r == 0 {
                 first = f;
             }
@@ -367,8 +413,29 @@ pub fn refine_quantized(
     grid: &QuantGrid,
     steps: usize,
 ) -> crate::Result<RefineOutcome> {
+    let meter = Meter::silent();
+    refine_quantized_with_progress(target, gaussians, opts, grid, steps, &meter.part(steps))
+}
+
+/// [`refine_quantized`], reporting its steps to `progress` (a part of `steps` units).
+pub fn refine_quantized_with_progress(
+    target: &Pixels,
+    gaussians: &mut [Gaussian],
+    opts: &RefineOptions,
+    grid: &QuantGrid,
+    steps: usize,
+    progress: &Part,
+) -> crate::Result<RefineOutcome> {
     let (mut engine, mut fallback) = Engine::for_work(target, gaussians, steps, opts.device)?;
-    let (first, last) = engine.descend(target, gaussians, opts, steps, Some(grid), &mut fallback);
+    let (first, last) = engine.descend(
+        target,
+        gaussians,
+        opts,
+        steps,
+        Some(grid),
+        &mut fallback,
+        progress,
+    );
     for g in gaussians.iter_mut() {
         *g = grid.snap(g);
     }
@@ -454,6 +521,7 @@ fn descend(
     opts: &RefineOptions,
     iterations: usize,
     grid: Option<&QuantGrid>,
+    progress: &Part,
 ) -> (f64, f64) {
     // The latent parameters Adam moves; `gaussians` holds what is rendered (the latent ones,
     // or their snap to the grid).
@@ -496,6 +564,7 @@ fn descend(
             best.clear();
             best.extend_from_slice(gaussians);
         }
+        progress.report(step, iterations);
         if step == iterations {
             break;
         }

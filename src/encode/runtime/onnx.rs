@@ -299,8 +299,17 @@ fn run_raw(
 ) -> Result<()> {
     let input = TensorRef::from_array_view(([1usize, 3, h, w], image))
         .map_err(|e| model_err("cannot build the input tensor", e))?;
+    // ONNX Runtime's CPU memory arena returns its memory after each run: a picture run in
+    // tiles otherwise kept the high-water mark of its largest tile's activations, grown in
+    // doubling chunks (1.8 GiB instead of 0.8 for a 4 MP picture in tiles of 2 MP), while the
+    // arena within a run keeps its speed (BENCHMARKS.md, "Encoder memory").
+    let mut options = ort::session::RunOptions::new()
+        .map_err(|e| model_err("cannot create the run options", e))?;
+    options
+        .set("memory.enable_memory_arena_shrinkage", "cpu:0")
+        .map_err(|e| model_err("cannot set the run options", e))?;
     let outputs = session
-        .run(ort::inputs!["image" => input])
+        .run_with_options(ort::inputs!["image" => input], &options)
         .map_err(|e| model_err(&format!("the network failed on a {w}x{h} input"), e))?;
     let out = outputs
         .get("gaussians")
