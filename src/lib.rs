@@ -96,6 +96,6 @@ pub use crate::encode::{
     RateTarget, load_image,
 };
 // The network encoder's model and ONNX Runtime.
-pub use crate::encode::network::{MessageSink, ProgressSink, Quantizers, locate_model};
+pub use crate::encode::network::{MessageSink, Quantizers, locate_model};
 pub use crate::encode::runtime::ort_lib::{FoundLibrary, LibrarySearch, LibrarySource};
 pub use crate::encode::runtime::{Device as NetworkDevice, Provider};

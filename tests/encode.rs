@@ -1,6 +1,6 @@
 //! The analytic encoder on synthetic pictures: quality, channels, alpha, sizes.
 
-use crate::common::{psnr, synthetic_pixels};
+use crate::common::{check_progress, psnr, synthetic_pixels};
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::render::render_cpu;
 use gsimg::{ChannelLayout, Frame, Limits, Viewport, format};
@@ -262,18 +262,6 @@ fn progress_recorder() -> (gsimg::ProgressSink, Seen) {
         std::sync::Arc::new(move |d, t| s.lock().unwrap().push((d, t))),
         seen,
     )
-}
-
-/// One operation's progress: starts at 0, one total, rising, ends at the total; returns the
-/// fractions reported.
-pub(crate) fn check_progress(seen: &[(usize, usize)]) -> Vec<f64> {
-    assert!(!seen.is_empty(), "no progress reported");
-    let total = seen[0].1;
-    assert_eq!(seen[0].0, 0, "{seen:?}");
-    assert!(seen.iter().all(|&(_, t)| t == total), "{seen:?}");
-    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
-    assert_eq!(seen.last().unwrap().0, total, "{seen:?}");
-    seen.iter().map(|&(d, t)| d as f64 / t as f64).collect()
 }
 
 /// The analytic encoder reports its progress to the hook: increasing fractions, one step of

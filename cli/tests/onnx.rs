@@ -813,20 +813,20 @@ fn progress_and_messages() {
         vec![(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
     );
     e.encode(&px).unwrap();
-    let plain = crate::encode::check_progress(&std::mem::take(&mut *seen.lock().unwrap()));
+    let plain = crate::common::check_progress(&std::mem::take(&mut *seen.lock().unwrap()));
     // The four tiles, then the colour fit and the writing.
     assert!(plain.len() >= 6, "{plain:?}");
     let refined = encoder("dummy_compact.onnx", |o| {
         o.with_tile_size(Some(32))
             .with_progress(Some(sink.clone()))
-            .with_refine_options(gsimg::encode::refine::RefineOptions {
+            .with_refine_options(gsimg::RefineOptions {
                 iterations: 12,
                 quantized_steps: 4,
                 ..NetworkOptions::default().refine
             })
     });
     refined.encode(&px).unwrap();
-    let fractions = crate::encode::check_progress(&seen.lock().unwrap());
+    let fractions = crate::common::check_progress(&seen.lock().unwrap());
     assert!(fractions.len() > 4 + 12 + 4, "{fractions:?}");
 }
 

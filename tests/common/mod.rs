@@ -150,3 +150,15 @@ pub fn vector_bytes() -> Vec<u8> {
         .map(|h| u8::from_str_radix(h, 16).unwrap())
         .collect()
 }
+
+/// One operation's progress: starts at 0, one total, rising, ends at the total; returns the
+/// fractions reported.
+pub fn check_progress(seen: &[(usize, usize)]) -> Vec<f64> {
+    assert!(!seen.is_empty(), "no progress reported");
+    let total = seen[0].1;
+    assert_eq!(seen[0].0, 0, "{seen:?}");
+    assert!(seen.iter().all(|&(_, t)| t == total), "{seen:?}");
+    assert!(seen.windows(2).all(|w| w[0].0 < w[1].0), "{seen:?}");
+    assert_eq!(seen.last().unwrap().0, total, "{seen:?}");
+    seen.iter().map(|&(d, t)| d as f64 / t as f64).collect()
+}
