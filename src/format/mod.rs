@@ -23,7 +23,7 @@ pub use header::{AttrQuant, ColorModel, Header, Packing, Predictor};
 pub use metadata::{MAX_ICC_BYTES, Metadata, icc_profile_problem};
 pub use quant::{Quantized, dequantize, quantize, rgb_to_ycbcr, ycbcr_to_rgb};
 pub use reader::{
-    Decoder, FileSource, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, Source,
+    Decoder, FileSource, MAX_CELLS_PER_BYTE, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, Source,
     TileEntry, tag_name,
 };
 pub use writer::{AUTO_PACKING_MAX, Coding, Encoded, WriteOptions, plan_header, write};
@@ -128,7 +128,7 @@ pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysi
         let tiles = (0..d.index().len() as u32)
             .map(|t| d.tile_records(t))
             .collect::<Result<Vec<_>>>()?;
-        let recorded = writer::record_tiles(&h, &tiles, model.flags);
+        let recorded = writer::record_tiles(&h, &tiles);
         let mut cost = [0f64; 10];
         for syms in &recorded {
             context::cost_syms(syms, model, &mut cost);

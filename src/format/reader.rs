@@ -28,6 +28,10 @@ pub const MAX_EXPANSION: u64 = 32_768;
 /// costs at least one bit of the file), so a file's size bounds the Gaussians it can declare.
 pub const MAX_GAUSSIANS_PER_BYTE: u64 = 8;
 
+/// §6: a context-coded tile with Gaussians has at most this many cells per byte of its coded
+/// data, so a file's size bounds the cells its reader walks.
+pub const MAX_CELLS_PER_BYTE: u64 = 256;
+
 /// Most Gaussians decoded in one batch of tiles by [`Decoder::decode_tiles`] (a batch's
 /// payloads and per-tile buffers are the decode's only memory beside its result).
 const BATCH_GAUSSIANS: u64 = 1 << 20;
@@ -671,6 +675,21 @@ fn parse_index(
                     format!("{} (context-coded tiles have 0)", entry.raw_len),
                 ));
             }
+            // §6: at most MAX_CELLS_PER_BYTE cells a byte of a tile with Gaussians, so that
+            // the walk over its cells' quadrants is bounded by the file's size.
+            if entry.count > 0
+                && cells.count() > MAX_CELLS_PER_BYTE * (entry.payload_len as u64 - 4)
+            {
+                return Err(bad(
+                    Some(t32),
+                    "payload length",
+                    format!(
+                        "{} bytes for {} cells (at most {MAX_CELLS_PER_BYTE} cells a byte)",
+                        entry.payload_len - 4,
+                        cells.count()
+                    ),
+                ));
+            }
             if (entry.count == 0) != (entry.payload_len == 4) {
                 return Err(bad(
                     Some(t32),
@@ -746,9 +765,8 @@ fn tile_records(
     }
     let cells = TileCells::of(h, t as u64);
     if let Some(model) = model {
-        let mut qs = Vec::with_capacity(e.count as usize);
         if e.count == 0 {
-            return Ok(qs);
+            return Ok(Vec::new());
         }
         let bad = |reason: String| {
             err(
@@ -760,11 +778,20 @@ fn tile_records(
             )
         };
         let lanes = context::lanes(h.channels.len());
-        let dec = rans::Decoder::new(&payload[4..], lanes)
-            .ok_or_else(|| bad("shorter than its coder states".into()))?;
-        let mut r = context::Reader { dec, model };
-        context::walk(h, &cells, e.count as u64, &mut qs, &mut r, model.flags).map_err(bad)?;
-        r.dec.finish(lanes).map_err(bad)?;
+        let dec = rans::Decoder::new(&payload[4..], lanes).map_err(bad)?;
+        let blank = Quantized {
+            cell_y: 0,
+            cell_x: 0,
+            codes: [0; 9],
+        };
+        let mut qs = vec![blank; e.count as usize];
+        let mut r = context::Reader {
+            dec,
+            model,
+            unused: false,
+        };
+        context::walk(h, &cells, &mut qs, &mut r).map_err(bad)?;
+        r.finish(lanes).map_err(bad)?;
         return Ok(qs);
     }
     let raw = zstd::bulk::decompress(&payload[4..], e.raw_len as usize)
