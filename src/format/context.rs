@@ -6,7 +6,7 @@
 
 use super::header::Header;
 use super::quant::{CODE_CH, CODE_ROT, CODE_S1, CODE_S2, CODE_X, CODE_Y, Quantized};
-use super::rans::{self, BitReader, BitWriter, Dist, PROB_SCALE, Step, TOKENS};
+use super::rans::{self, BitReader, BitWriter, Dist, Step, TOKENS};
 use super::tile::TileCells;
 
 /// §7.6: the distributions, in the order the `CMOD` section stores them (the count of each
@@ -51,8 +51,7 @@ pub struct Model {
     pub dists: Vec<Dist>,
     /// For each distribution, the earlier one it is stored as a copy of.
     pub copy_of: Vec<Option<usize>>,
-    toks: Vec<[u8; PROB_SCALE as usize]>,
-    fs: Vec<[u32; 256]>,
+    tables: Vec<rans::Tables>,
     /// Index of each distribution's tables (0: the unused distributions' shared one).
     offsets: [u8; DISTS],
 }
@@ -65,7 +64,7 @@ impl Model {
         assert_eq!(copy_of.len(), DISTS);
         // Unused distributions share one table of invalid tokens, at index 0.
         let (t0, f0) = Dist::default().tables();
-        let (mut toks, mut fs) = (vec![t0], vec![f0]);
+        let mut tables = vec![rans::Tables { toks: t0, fs: f0 }];
         let mut offsets = [0u8; DISTS];
         for i in 0..DISTS {
             let d = &dists[i];
@@ -73,17 +72,15 @@ impl Model {
                 offsets[i] = offsets[j];
             } else if !d.freq.is_empty() {
                 let o = &mut offsets[i];
-                *o = toks.len() as u8;
-                let (t, f) = d.tables();
-                toks.push(t);
-                fs.push(f);
+                *o = tables.len() as u8;
+                let (toks, fs) = d.tables();
+                tables.push(rans::Tables { toks, fs });
             }
         }
         Model {
             dists,
             copy_of,
-            toks,
-            fs,
+            tables,
             offsets,
         }
     }
@@ -182,27 +179,22 @@ impl Coder for Recorder {
 pub(crate) struct Reader<'a> {
     pub dec: rans::Decoder<'a>,
     pub model: &'a Model,
-    /// Whether a value was coded with an unused distribution.
-    pub unused: bool,
 }
 
 impl Coder for Reader<'_> {
     const DECODE: bool = true;
     #[inline(always)]
     fn code(&mut self, lane: usize, dist: usize, _v: u32) -> u32 {
-        let i = self.model.offsets[dist] as usize;
-        let (v, ok) = self.dec.value(lane, &self.model.toks[i], &self.model.fs[i]);
-        self.unused |= !ok;
-        v
+        // An unused distribution decodes a value above every range (§7.4), which the walk
+        // reports.
+        let t = &self.model.tables[self.model.offsets[dist] as usize];
+        self.dec.value(lane, t)
     }
 }
 
 impl Reader<'_> {
     /// §7.5: after the walk, the coded data must be used up exactly.
     pub(crate) fn finish(&self, lanes: usize) -> Result<(), String> {
-        if self.unused {
-            return Err("a value coded with an unused distribution".into());
-        }
         self.dec.finish(lanes)
     }
 }
@@ -274,14 +266,12 @@ fn unzigzag(z: u32) -> u32 {
     (z >> 1) ^ (z & 1).wrapping_neg()
 }
 
-/// `v` of a `bits`-bit attribute on the scale of `to` bits.
+/// `v` of a `bits`-bit attribute on the scale of `to` bits (two shifts, one of them by 0).
 #[inline(always)]
 fn rescale(v: u32, bits: u8, to: u8) -> u32 {
-    if bits <= to {
-        v << (to - bits)
-    } else {
-        v >> (bits - to)
-    }
+    let up = to.saturating_sub(bits) as u32;
+    let down = bits.saturating_sub(to) as u32;
+    (v << up) >> down
 }
 
 /// §7.4: the activity class 0–4 of two neighbours `spread` apart (on an 8-bit scale).
@@ -440,6 +430,20 @@ pub(crate) fn walk<C: Coder>(
     let smask = (1u32 << sb) - 1;
     let ch_bits: [u8; 4] = std::array::from_fn(|c| h.channels.get(c).map_or(0, |q| q.bits));
     let alpha = if h.layout.has_alpha() { nc - 1 } else { 4 };
+    // Per channel: its first distribution, the factor of its activity class, and whether the
+    // residual class of the channel before it adds (§7.4.4).
+    let mut ch_dist = [(D_CH0, 1usize, 0usize); 4];
+    for (ch, d) in ch_dist.iter_mut().enumerate().take(nc) {
+        *d = if ch == alpha {
+            (D_ALPHA, 1, 0)
+        } else if ch == 0 || !color {
+            (D_CH0, 1, 0)
+        } else if ch == 1 {
+            (D_CH1, 4, 1)
+        } else {
+            (D_CH2, 4, 1)
+        };
+    }
     // The summaries of the quadrants of the current cell row: `top` the upper halves of
     // its cells, `bot` the lower halves (until they are replaced, the previous row's).
     let w2 = 2 * cells.cw as usize;
@@ -447,6 +451,11 @@ pub(crate) fn walk<C: Coder>(
     let mut bot = vec![Summary::default(); w2];
     let mut k = 0usize;
     let mut bad = false;
+    let mut prev = Quantized {
+        cell_y: 0,
+        cell_x: 0,
+        codes: [0; 9],
+    };
     for j in 0..cells.ch {
         let cy = cells.cy0 + j;
         for i in 0..cells.cw {
@@ -527,11 +536,7 @@ pub(crate) fn walk<C: Coder>(
                     let mm = m.min(3);
                     let (mut sum_s1, mut sum_d, mut sum_ch) = (0u64, 0u64, [0u64; 4]);
                     let mut last_rot: Option<u16> = None;
-                    let mut prev = Quantized {
-                        cell_y: cy,
-                        cell_x: cx,
-                        codes: [0; 9],
-                    };
+                    // `prev` is read only after the quadrant's first Gaussian set it.
                     let mut prev_d = 0u32;
                     for r in 0..m {
                         let g = &mut gs[k + r];
@@ -616,20 +621,12 @@ pub(crate) fn walk<C: Coder>(
                             }
                             let nch = &nch[ch];
                             let p = predict(first, nch, prev.codes[CODE_CH + ch]);
-                            let dist = if ch == alpha {
-                                D_ALPHA + nch.act
-                            } else if ch == 0 || !color {
-                                D_CH0 + nch.act
-                            } else {
-                                (if ch == 1 { D_CH1 } else { D_CH2 }) + 4 * nch.act + rc
-                            };
+                            let (base, mul, with_rc) = ch_dist[ch];
+                            let dist = base + mul * nch.act + with_rc * rc;
                             let (code, v) =
                                 code_predicted(c, LANE_CH + ch, dist, p, b, q.codes[CODE_CH + ch], &mut bad);
                             q.codes[CODE_CH + ch] = code;
                             rc = if p.0 { residual_class(v, b) } else { 3 };
-                        }
-                        for ch in nc..4 {
-                            q.codes[CODE_CH + ch] = 0;
                         }
                         q.cell_y = cy;
                         q.cell_x = cx;

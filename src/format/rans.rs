@@ -363,6 +363,8 @@ const fn token_table() -> [u64; 256] {
         t[i] = base | (nbits << 32);
         i += 1;
     }
+    // An invalid token (an unused distribution's) decodes to a value above every range.
+    t[TOKENS] = u32::MAX as u64;
     t
 }
 static TOKEN_TABLE: [u64; 256] = token_table();
@@ -406,21 +408,26 @@ pub(crate) fn encode(steps: &[Step], lanes: usize, raw: BitWriter) -> Vec<u8> {
     out
 }
 
+/// The decoding tables of one distribution (see [`Dist::tables`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Tables {
+    pub toks: [u8; PROB_SCALE as usize],
+    pub fs: [u32; 256],
+}
+
 /// §7.5: the reader's side. Reads past the end of the words or the raw bits give zeros;
 /// [`Decoder::finish`] reports them.
 pub(crate) struct Decoder<'a> {
-    words: &'a [u8],
+    words: Vec<u16>,
     pos: usize,
     pub(crate) x: [u32; MAX_LANES],
     raw: &'a [u8],
+    /// Bytes of `raw` taken into `acc` (past its end: zero bytes, counted).
     raw_pos: usize,
     /// Raw bits not yet read, most significant first.
     acc: u64,
-    /// Bits of `acc` that came from `raw`.
+    /// Bits of `acc` not yet read.
     acc_bits: u32,
-    /// Raw bits read.
-    raw_read: u64,
-    overrun: bool,
 }
 
 impl<'a> Decoder<'a> {
@@ -442,38 +449,37 @@ impl<'a> Decoder<'a> {
         for (i, v) in x.iter_mut().take(lanes).enumerate() {
             *v = u32::from_le_bytes(data[4 + i * 4..8 + i * 4].try_into().unwrap());
         }
+        let words = data[head..data.len() - raw_len]
+            .chunks_exact(2)
+            .map(|w| u16::from_le_bytes([w[0], w[1]]))
+            .collect();
         Ok(Decoder {
-            words: &data[head..data.len() - raw_len],
+            words,
             pos: 0,
             x,
             raw: &data[data.len() - raw_len..],
             raw_pos: 0,
             acc: 0,
             acc_bits: 0,
-            raw_read: 0,
-            overrun: false,
         })
     }
 
-    /// Decodes one value of lane `lane` (§7.5–7.6): its token with the tables of
-    /// [`Dist::tables`], then its raw bits. Returns the value and whether the token was valid
-    /// (an unused distribution gives an invalid one, and the value 0).
+    /// Decodes one value of lane `lane` (§7.5–7.6): its token with `t`, then its raw bits.
+    /// An invalid token (of an unused distribution) gives `u32::MAX`.
     #[inline(always)]
-    pub(crate) fn value(
-        &mut self,
-        lane: usize,
-        toks: &[u8; PROB_SCALE as usize],
-        fs: &[u32; 256],
-    ) -> (u32, bool) {
+    pub(crate) fn value(&mut self, lane: usize, t: &Tables) -> u32 {
         let x = self.x[lane];
         let slot = x & (PROB_SCALE - 1);
-        let t = toks[slot as usize];
-        let e = fs[t as usize];
+        let tok = t.toks[slot as usize];
+        let e = t.fs[tok as usize];
         let x = (e & 0xffff) * (x >> PROB_BITS) + slot - (e >> 16);
-        self.x[lane] = self.renorm(x);
-        let tt = TOKEN_TABLE[t as usize];
-        let v = (tt as u32).wrapping_add(self.raw_bits((tt >> 32) as u32));
-        (v, (t as usize) < TOKENS)
+        // Renormalization: a word when the state fell below STATE_LOW (past the end: 0).
+        let need = x < STATE_LOW;
+        let w = self.words.get(self.pos).copied().unwrap_or(0) as u32;
+        self.pos += need as usize;
+        self.x[lane] = if need { (x << 16) | w } else { x };
+        let tt = TOKEN_TABLE[tok as usize];
+        (tt as u32).wrapping_add(self.raw_bits((tt >> 32) as u32))
     }
 
     /// `n` (at most 31) raw bits, most significant first.
@@ -484,67 +490,44 @@ impl<'a> Decoder<'a> {
         }
         let v = ((self.acc >> 32) >> (32 - n)) as u32;
         self.acc <<= n;
-        self.acc_bits = self.acc_bits.wrapping_sub(n);
-        self.raw_read += n as u64;
+        self.acc_bits -= n;
         v
     }
 
     #[inline(never)]
     fn refill(&mut self) {
         while self.acc_bits <= 56 {
-            match self.raw.get(self.raw_pos) {
-                Some(&b) => {
-                    self.acc |= (b as u64) << (56 - self.acc_bits);
-                    self.raw_pos += 1;
-                    self.acc_bits += 8;
-                }
-                None => {
-                    // Zeros past the end; `raw_read` tells `finish` they were read.
-                    self.acc_bits = 64;
-                    return;
-                }
-            }
+            let b = self.raw.get(self.raw_pos).copied().unwrap_or(0);
+            self.acc |= (b as u64) << (56 - self.acc_bits);
+            self.raw_pos += 1;
+            self.acc_bits += 8;
         }
-    }
-
-    /// Reads a word into a state below [`STATE_LOW`] (without a branch on the state).
-    #[inline(always)]
-    fn renorm(&mut self, x: u32) -> u32 {
-        let need = x < STATE_LOW;
-        let w = match self.words.get(self.pos..self.pos + 2) {
-            Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
-            None => {
-                self.overrun |= need;
-                0
-            }
-        };
-        self.pos += 2 * need as usize;
-        if need { (x << 16) | w } else { x }
     }
 
     /// §7.5: the words and the raw bits must be used up exactly (the last raw byte's unread
     /// bits zero) and every lane back at [`STATE_LOW`].
     pub(crate) fn finish(&self, lanes: usize) -> Result<(), String> {
-        if self.overrun {
+        if self.pos > self.words.len() {
             return Err("the coded words end early".into());
         }
-        if self.pos != self.words.len() {
+        if self.pos < self.words.len() {
             return Err(format!(
-                "{} bytes of words after the coded values",
+                "{} words after the coded values",
                 self.words.len() - self.pos
             ));
         }
         let have = self.raw.len() as u64 * 8;
-        if self.raw_read > have {
+        let read = self.raw_pos as u64 * 8 - self.acc_bits as u64;
+        if read > have {
             return Err("the raw bits end early".into());
         }
-        if self.raw_read.div_ceil(8) != self.raw.len() as u64 {
+        if read.div_ceil(8) != self.raw.len() as u64 {
             return Err(format!(
                 "{} bytes of raw bits after the coded values",
-                self.raw.len() as u64 - self.raw_read.div_ceil(8)
+                self.raw.len() as u64 - read.div_ceil(8)
             ));
         }
-        let pad = (have - self.raw_read) as u32;
+        let pad = (have - read) as u32;
         if pad > 0 && self.raw[self.raw.len() - 1] & ((1u8 << pad) - 1) != 0 {
             return Err("raw padding bits set".into());
         }
@@ -612,6 +595,7 @@ mod tests {
         let d = Dist::from_counts(&counts);
         let starts = d.starts();
         let (toks, fs) = d.tables();
+        let tables = Tables { toks, fs };
         let mut seed = 12345u32;
         let mut rnd = || {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
@@ -642,7 +626,7 @@ mod tests {
         let bytes = encode(&steps, 3, raw);
         let mut dec = Decoder::new(&bytes, 3).unwrap();
         for (lane, v) in expect {
-            assert_eq!(dec.value(lane as usize, &toks, &fs), (v, true));
+            assert_eq!(dec.value(lane as usize, &tables), v);
         }
         dec.finish(3).unwrap();
         // A byte more or less anywhere is an error.

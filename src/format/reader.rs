@@ -321,7 +321,8 @@ impl<S: Source> Decoder<S> {
     pub fn decode_tile(&self, t: u32) -> Result<Vec<Gaussian>> {
         let payload = self.read_tile_payload(t)?;
         let gs = self.decode_tile_codes(t, &payload)?;
-        check_reach(&self.index[t as usize], t, gs)
+        check_reach(&self.index[t as usize], t, &gs)?;
+        Ok(gs)
     }
 
     /// The stored records of tile `t` (§7), in file order.
@@ -434,8 +435,9 @@ impl<S: Source> Decoder<S> {
         );
         let decode = |(t, p): &(u32, Vec<u8>)| {
             let qs = tile_records(h, model, index, *t, p)?;
-            let gs = qs.iter().map(|q| dq.apply(q)).collect();
-            check_reach(&index[*t as usize], *t, gs)
+            let gs: Vec<Gaussian> = qs.iter().map(|q| dq.apply(q)).collect();
+            check_reach(&index[*t as usize], *t, &gs)?;
+            Ok::<_, Error>(gs)
         };
         let mut rest = tiles;
         while !rest.is_empty() {
@@ -463,20 +465,27 @@ impl<S: Source> Decoder<S> {
                 .map(|&t| Ok((t, self.read_tile_payload(t)?)))
                 .collect::<Result<Vec<_>>>()?;
             // Tiles are decoded in parallel when there are several (small files: one thread).
-            let decoded = if payloads.len() > 1 && h.gaussian_count > 1 << 15 {
-                payloads
+            if payloads.len() > 1 && h.gaussian_count > 1 << 15 {
+                let decoded = payloads
                     .par_iter()
                     .map(decode)
-                    .collect::<Result<Vec<_>>>()?
+                    .collect::<Result<Vec<_>>>()?;
+                for d in decoded {
+                    gaussians.extend_from_slice(&d);
+                }
             } else {
-                payloads.iter().map(decode).collect::<Result<Vec<_>>>()?
-            };
-            for d in decoded {
-                gaussians.extend_from_slice(&d);
+                // One thread: each tile's Gaussians go straight into the result.
+                for (t, p) in &payloads {
+                    let qs = tile_records(h, model, index, *t, p)?;
+                    let start = gaussians.len();
+                    gaussians.extend(qs.iter().map(|q| dq.apply(q)));
+                    check_reach(&index[*t as usize], *t, &gaussians[start..])?;
+                }
             }
         }
         let h = &self.header;
-        SplatImage::new(h.width, h.height, h.layout, gaussians)
+        // Dequantized Gaussians are finite with positive scales (§5).
+        Ok(SplatImage::from_valid(h.width, h.height, h.layout, gaussians))
     }
 
     /// The tiles whose Gaussians can reach `viewport`'s region (§6), in file order.
@@ -785,11 +794,7 @@ fn tile_records(
             codes: [0; 9],
         };
         let mut qs = vec![blank; e.count as usize];
-        let mut r = context::Reader {
-            dec,
-            model,
-            unused: false,
-        };
+        let mut r = context::Reader { dec, model };
         context::walk(h, &cells, &mut qs, &mut r).map_err(bad)?;
         r.finish(lanes).map_err(bad)?;
         return Ok(qs);
@@ -810,7 +815,7 @@ fn tile_records(
 }
 
 /// §6: every Gaussian of tile `t` must stay within the tile's reach.
-fn check_reach(e: &TileEntry, t: u32, gs: Vec<Gaussian>) -> Result<Vec<Gaussian>> {
+fn check_reach(e: &TileEntry, t: u32, gs: &[Gaussian]) -> Result<()> {
     // The cheap bound settles almost every Gaussian; the exact reach only the rest.
     let limit = e.reach as f64;
     if e.reach != REACH_UNBOUNDED
@@ -833,7 +838,7 @@ fn check_reach(e: &TileEntry, t: u32, gs: Vec<Gaussian>) -> Result<Vec<Gaussian>
             },
         ));
     }
-    Ok(gs)
+    Ok(())
 }
 
 /// Human-readable tag, for reports.
