@@ -158,8 +158,8 @@ fn main() {
             "", "", "", "", "", "µs", "µs", "ms"
         );
         let (mut n_all, mut z_all, mut c_all) = (0f64, 0f64, 0f64);
-        let (mut attr_z, mut attr_c): (Vec<(String, f64)>, Vec<(String, f64)>) =
-            (Vec::new(), Vec::new());
+        let mut attr_z: Vec<(String, f64)> = Vec::new();
+        let mut attr_c: Vec<(String, f64)> = Vec::new();
         let (mut reads_z, mut reads_c, mut writes_c) = (Vec::new(), Vec::new(), Vec::new());
         for path in &files {
             let bytes = std::fs::read(path).unwrap();

@@ -439,7 +439,7 @@ impl<'a> Decoder<'a> {
             return Err("shorter than its raw length and coder states".into());
         }
         let raw_len = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
-        if raw_len > data.len() - head || (data.len() - head - raw_len) % 2 != 0 {
+        if raw_len > data.len() - head || !(data.len() - head - raw_len).is_multiple_of(2) {
             return Err(format!(
                 "{raw_len} bytes of raw bits do not leave whole words in {} bytes",
                 data.len() - head
@@ -609,7 +609,7 @@ mod tests {
             let v = match rnd() % 4 {
                 0 => rnd() % 16,
                 1 => rnd() % 70_000,
-                2 => rnd() << 8 | rnd() % 256,
+                2 => (rnd() << 8) | (rnd() % 256),
                 _ => rnd() % 300,
             };
             let (t, bits, n) = tokenize(v);
