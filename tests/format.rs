@@ -339,7 +339,8 @@ fn context_coding_stores_what_zstd_coding_stores() {
                 tile_cells: Some(5),
                 position_bits: bits.0,
                 scale_bits: bits.1,
-                rotation_bits: bits.1,
+                // The last case without rotations: non-canonical scale pairs (§7.4.2).
+                rotation_bits: if case == 4 { 0 } else { bits.1 },
                 luma_bits: bits.1.max(bits.0),
                 chroma_bits: bits.0,
                 alpha_bits: bits.1,

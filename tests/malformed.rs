@@ -252,3 +252,23 @@ fn reading_any_tile_of_a_truncated_file_is_an_error_not_a_panic() {
         }
     }
 }
+
+#[test]
+fn a_context_coded_tile_of_more_cells_than_its_bytes_allow_is_refused() {
+    // §6, §7.4: at most 256 cells per byte of a context-coded tile with Gaussians. The 1.1
+    // vector's one tile (40 bytes of coded data) made 65535 × 16 native pixels of 8-pixel
+    // cells in one tile: 16,384 cells.
+    let mut b: Vec<u8> = VECTOR_11
+        .split_whitespace()
+        .map(|h| u8::from_str_radix(h, 16).unwrap())
+        .collect();
+    b[20..24].copy_from_slice(&65535u32.to_le_bytes());
+    b[24..28].copy_from_slice(&16u32.to_le_bytes());
+    b[32..34].copy_from_slice(&65535u16.to_le_bytes());
+    let crc = crc32fast::hash(&b[8..116]);
+    b[116..120].copy_from_slice(&crc.to_le_bytes());
+    let t = std::time::Instant::now();
+    let e = format::read(&b, &Limits::default()).unwrap_err();
+    assert!(e.to_string().contains("cells a byte"), "{e}");
+    assert!(t.elapsed().as_millis() < 100);
+}

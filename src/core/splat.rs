@@ -96,6 +96,23 @@ pub struct SplatImage {
 }
 
 impl SplatImage {
+    /// A picture of Gaussians that are valid by construction (a decoder's: finite values,
+    /// positive scales), without checking each again.
+    pub(crate) fn from_valid(
+        width: u32,
+        height: u32,
+        layout: ChannelLayout,
+        gaussians: Vec<Gaussian>,
+    ) -> Self {
+        debug_assert!(Self::new(width, height, layout, gaussians.clone()).is_ok());
+        SplatImage {
+            width,
+            height,
+            layout,
+            gaussians,
+        }
+    }
+
     /// Builds an image, checking that the size is non-zero and every Gaussian is finite with
     /// positive scales.
     pub fn new(

@@ -1,54 +1,43 @@
 //! §7.4: the context model of version 1.1 tiles: which value of which Gaussian is coded, in
 //! which lane, with which distribution. The writer and the reader walk a tile with the same
-//! function ([`walk`]), so they cannot disagree on an order or a context.
+//! function ([`walk`]), so they cannot disagree on an order or a context; the reader's side
+//! is a table lookup, a multiplication and a few integer operations per value, with the
+//! checks of the decoded values gathered into one flag tested after the tile.
 
 use super::header::Header;
 use super::quant::{CODE_CH, CODE_ROT, CODE_S1, CODE_S2, CODE_X, CODE_Y, Quantized};
-use super::rans::{self, BitReader, BitWriter, Dist, PROB_SCALE, Step, TOKENS};
+use super::rans::{self, BitReader, BitWriter, Dist, Step, TOKENS};
 use super::tile::TileCells;
 
-/// §7.4: the distributions, in the order the `CMOD` section stores them.
-pub const D_COUNT: usize = 0; // 6: neighbours' counts
-pub const D_POS_Y_FIRST: usize = 6; // 4: the cell's count
-pub const D_POS_Y_NEXT: usize = 10; // 4: Gaussians left in the cell
-pub const D_POS_X: usize = 14;
-pub const D_POS_X_SAME: usize = 15;
-pub const D_SCALE: usize = 16; // 21: activity × the cell's count
-pub const D_DIFF: usize = 37; // 6: predicted difference
-pub const D_ROT: usize = 43; // 8: anisotropy, with / without predictor
-pub const D_CH0: usize = 51; // 7: activity
-pub const D_CH1: usize = 58; // 21: activity × residual of channel 0
-pub const D_CH2: usize = 79; // 21: activity × residual of channel 1
-pub const D_ALPHA: usize = 100; // 7: activity
+/// §7.6: the distributions, in the order the `CMOD` section stores them (the count of each
+/// group in its comment).
+pub const D_COUNT: usize = 0; // 20: quadrant × the left quadrant's count
+pub const D_Y_FIRST: usize = 20; // 3: the quadrant's count
+pub const D_Y_NEXT: usize = 23; // 4: the quadrant's count and the Gaussian's rank
+pub const D_X_FIRST: usize = 27; // 3
+pub const D_X_NEXT: usize = 30; // 4
+pub const D_X_SAME: usize = 34; // 1: same y as the previous Gaussian
+pub const D_SCALE: usize = 35; // 12: activity × first in the quadrant
+pub const D_DIFF: usize = 47; // 6: the neighbours' difference class
+pub const D_ROT: usize = 53; // 8: anisotropy × with / without a reference
+pub const D_CH0: usize = 61; // 6: activity
+pub const D_CH1: usize = 67; // 24: activity × residual class of channel 0
+pub const D_CH2: usize = 91; // 24: activity × residual class of channel 1
+pub const D_ALPHA: usize = 115; // 6: activity
 /// Number of distributions.
-pub const DISTS: usize = 107;
-
-/// §7.6 `flags` bit 0: rotations are coded as residuals from a neighbour's (else as values).
-pub const FLAG_PREDICT_ROTATION: u8 = 1;
-/// §7.6 `flags` bit 1: channel codes are coded as values (the prediction only picks contexts).
-pub const FLAG_CHANNEL_VALUES: u8 = 2;
-/// §7.6 `flags` bit 2: σ₁ codes are coded as values (the prediction only picks contexts).
-pub const FLAG_SCALE_VALUES: u8 = 4;
-/// The flags this reader knows.
-const FLAGS_KNOWN: u8 = FLAG_PREDICT_ROTATION | FLAG_CHANNEL_VALUES | FLAG_SCALE_VALUES;
-
-/// Without a prediction: a value coded as it is.
-const NO_PRED: Pred = Pred {
-    n: 0,
-    value: 0,
-    spread: 0,
-};
+pub const DISTS: usize = 121;
 
 /// §7.6: the alphabet size that marks a distribution as a copy of an earlier one.
 const COPY: u32 = 127;
 
-/// §7.4: lanes: counts and y, x, σ₁, σ₁ − σ₂, rotation, then one per channel.
-const LANE_Y: usize = 0;
-const LANE_X: usize = 1;
-const LANE_S: usize = 2;
-const LANE_D: usize = 3;
-const LANE_R: usize = 4;
-const LANE_CH: usize = 5;
+/// §7.4: lanes: counts, y, x, σ₁, σ₁ − σ₂, rotation, then one per channel.
+const LANE_N: usize = 0;
+const LANE_Y: usize = 1;
+const LANE_X: usize = 2;
+const LANE_S: usize = 3;
+const LANE_D: usize = 4;
+const LANE_R: usize = 5;
+const LANE_CH: usize = 6;
 
 /// Lanes of a file with `channels` channels.
 pub fn lanes(channels: usize) -> usize {
@@ -58,14 +47,11 @@ pub fn lanes(channels: usize) -> usize {
 /// §7.4, the `CMOD` section: the coding method and its distributions.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Model {
-    /// §7.6 flags ([`FLAG_PREDICT_ROTATION`]).
-    pub flags: u8,
     /// The distributions, [`DISTS`] of them (unused ones empty).
     pub dists: Vec<Dist>,
     /// For each distribution, the earlier one it is stored as a copy of.
     pub copy_of: Vec<Option<usize>>,
-    toks: Vec<[u8; PROB_SCALE as usize]>,
-    fs: Vec<[u32; TOKENS + 1]>,
+    tables: Vec<rans::Tables>,
     /// Index of each distribution's tables (0: the unused distributions' shared one).
     offsets: [u8; DISTS],
 }
@@ -73,12 +59,12 @@ pub struct Model {
 impl Model {
     /// A model of these distributions (`copy_of[i]`: distribution i is stored as a copy of an
     /// earlier one, which it must equal).
-    pub fn new(flags: u8, dists: Vec<Dist>, copy_of: Vec<Option<usize>>) -> Model {
+    pub fn new(dists: Vec<Dist>, copy_of: Vec<Option<usize>>) -> Model {
         assert_eq!(dists.len(), DISTS);
         assert_eq!(copy_of.len(), DISTS);
         // Unused distributions share one table of invalid tokens, at index 0.
         let (t0, f0) = Dist::default().tables();
-        let (mut toks, mut fs) = (vec![t0], vec![f0]);
+        let mut tables = vec![rans::Tables { toks: t0, fs: f0 }];
         let mut offsets = [0u8; DISTS];
         for i in 0..DISTS {
             let d = &dists[i];
@@ -86,18 +72,15 @@ impl Model {
                 offsets[i] = offsets[j];
             } else if !d.freq.is_empty() {
                 let o = &mut offsets[i];
-                *o = toks.len() as u8;
-                let (t, f) = d.tables();
-                toks.push(t);
-                fs.push(f);
+                *o = tables.len() as u8;
+                let (toks, fs) = d.tables();
+                tables.push(rans::Tables { toks, fs });
             }
         }
         Model {
-            flags,
             dists,
             copy_of,
-            toks,
-            fs,
+            tables,
             offsets,
         }
     }
@@ -106,7 +89,7 @@ impl Model {
     pub fn to_bytes(&self) -> Vec<u8> {
         let mut w = BitWriter::default();
         w.put(0, 8); // method 0
-        w.put(self.flags as u32, 8);
+        w.put(0, 8); // flags
         for (d, c) in self.dists.iter().zip(&self.copy_of) {
             match c {
                 Some(j) => {
@@ -132,9 +115,10 @@ impl Model {
             Some(m) => return Err(format!("coding method {m} (this reader knows 0)")),
             None => return Err("empty".into()),
         }
-        let flags = r.get(8).ok_or("no flags")? as u8;
-        if flags & !FLAGS_KNOWN != 0 {
-            return Err(format!("flags {flags:#04x} (known: 0x07)"));
+        match r.get(8) {
+            Some(0) => {}
+            Some(f) => return Err(format!("flags {f:#04x} (this reader knows none)")),
+            None => return Err("no flags".into()),
         }
         let mut dists: Vec<Dist> = Vec::with_capacity(DISTS);
         let mut copy_of = vec![None; DISTS];
@@ -164,29 +148,30 @@ impl Model {
                 p.len().saturating_sub(used)
             ));
         }
-        Ok(Model::new(flags, dists, copy_of))
+        Ok(Model::new(dists, copy_of))
     }
 }
 
 /// Something that codes one value: the writer records it, the reader decodes it.
-pub(crate) trait Sym {
+pub(crate) trait Coder {
     /// Whether values are read (decoding) rather than given (encoding).
     const DECODE: bool;
-    /// Codes `v` in `lane` with distribution `dist`.
-    fn code(&mut self, lane: usize, dist: usize, v: &mut u32) -> Result<(), String>;
+    /// Codes `v` in `lane` with distribution `dist`; returns the value (decoding: the one
+    /// read, whatever `v` is).
+    fn code(&mut self, lane: usize, dist: usize, v: u32) -> u32;
 }
 
-/// The writer's side: the values in coding order.
+/// The writer's side: the values in coding order, as (lane, distribution, value).
 #[derive(Default)]
 pub(crate) struct Recorder {
     pub syms: Vec<(u8, u8, u32)>,
 }
 
-impl Sym for Recorder {
+impl Coder for Recorder {
     const DECODE: bool = false;
-    fn code(&mut self, lane: usize, dist: usize, v: &mut u32) -> Result<(), String> {
-        self.syms.push((lane as u8, dist as u8, *v));
-        Ok(())
+    fn code(&mut self, lane: usize, dist: usize, v: u32) -> u32 {
+        self.syms.push((lane as u8, dist as u8, v));
+        v
     }
 }
 
@@ -196,18 +181,21 @@ pub(crate) struct Reader<'a> {
     pub model: &'a Model,
 }
 
-impl Sym for Reader<'_> {
+impl Coder for Reader<'_> {
     const DECODE: bool = true;
     #[inline(always)]
-    fn code(&mut self, lane: usize, dist: usize, v: &mut u32) -> Result<(), String> {
-        let i = self.model.offsets[dist] as usize;
-        let t = self.dec.token(lane, &self.model.toks[i], &self.model.fs[i]);
-        if t as usize >= TOKENS {
-            return Err(format!("a value coded with the unused distribution {dist}"));
-        }
-        let raw = self.dec.raw(lane, rans::token_bits(t));
-        *v = rans::untokenize(t, raw);
-        Ok(())
+    fn code(&mut self, lane: usize, dist: usize, _v: u32) -> u32 {
+        // An unused distribution decodes a value above every range (§7.4), which the walk
+        // reports.
+        let t = &self.model.tables[self.model.offsets[dist] as usize];
+        self.dec.value(lane, t)
+    }
+}
+
+impl Reader<'_> {
+    /// §7.5: after the walk, the coded data must be used up exactly.
+    pub(crate) fn finish(&self, lanes: usize) -> Result<(), String> {
+        self.dec.finish(lanes)
     }
 }
 
@@ -218,25 +206,27 @@ pub(crate) fn count_tokens(syms: &[(u8, u8, u32)], counts: &mut [[u64; TOKENS]])
     }
 }
 
-/// The coded bytes of a tile's recorded values under `model`.
+/// The coded bytes of a tile's recorded values under `model` (§7.4–7.5).
 pub(crate) fn encode_syms(syms: &[(u8, u8, u32)], model: &Model, lanes: usize) -> Vec<u8> {
     let starts: Vec<Vec<u16>> = model.dists.iter().map(|d| d.starts()).collect();
-    let mut steps = Vec::with_capacity(syms.len() * 2);
+    let mut steps = Vec::with_capacity(syms.len());
+    let mut raw = BitWriter::default();
     for &(lane, d, v) in syms {
-        let (t, raw, nbits) = rans::tokenize(v);
+        let (t, bits, nbits) = rans::tokenize(v);
         let dist = &model.dists[d as usize];
         steps.push(Step {
             lane,
             start: starts[d as usize][t as usize],
             freq: dist.freq[t as usize],
         });
-        rans::raw_steps(lane, raw, nbits, &mut steps);
+        if nbits > 0 {
+            raw.put_long(bits, nbits);
+        }
     }
-    rans::encode(&steps, lanes)
+    rans::encode(&steps, lanes, raw)
 }
 
-/// Bits the recorded values cost under `model`, per lane-group name index (see
-/// [`stream_of`]).
+/// Bits the recorded values cost under `model`, per stream (see [`stream_of`]).
 pub(crate) fn cost_syms(syms: &[(u8, u8, u32)], model: &Model, out: &mut [f64]) {
     for &(_, d, v) in syms {
         let (t, _, nbits) = rans::tokenize(v);
@@ -244,13 +234,13 @@ pub(crate) fn cost_syms(syms: &[(u8, u8, u32)], model: &Model, out: &mut [f64]) 
     }
 }
 
-/// The stream (as `gsimg info` names them: counts, x, y, σ₁, σ₂, θ, channels) a distribution
-/// codes.
+/// The stream (as `gsimg info` names them: counts, x, y, σ₁, σ₂, θ, channels 0–2, alpha as
+/// 9) a distribution codes.
 pub(crate) fn stream_of(d: usize) -> usize {
     match d {
-        D_COUNT..D_POS_Y_FIRST => 0,
-        D_POS_Y_FIRST..D_POS_X => 2,
-        D_POS_X | D_POS_X_SAME => 1,
+        D_COUNT..D_Y_FIRST => 0,
+        D_Y_FIRST..D_X_FIRST => 2,
+        D_X_FIRST..D_SCALE => 1,
         D_SCALE..D_DIFF => 3,
         D_DIFF..D_ROT => 4,
         D_ROT..D_CH0 => 5,
@@ -261,28 +251,64 @@ pub(crate) fn stream_of(d: usize) -> usize {
     }
 }
 
-#[inline]
-fn zigzag(r: i32) -> u32 {
-    ((r << 1) ^ (r >> 31)) as u32
+/// §7.4: the zig-zag of the residual `code − p` taken modulo `2^bits` into
+/// `−2^(bits−1) … 2^(bits−1) − 1`: a value below `2^bits`.
+#[inline(always)]
+fn zigzag_mod(code: u32, p: u32, bits: u8) -> u32 {
+    let m = 1u32 << bits;
+    let r = code.wrapping_sub(p) & (m - 1);
+    let s = if r >= m / 2 { r as i32 - m as i32 } else { r as i32 };
+    ((s << 1) ^ (s >> 31)) as u32
 }
 
-#[inline]
-fn unzigzag(z: u32) -> i32 {
-    ((z >> 1) as i32) ^ -((z & 1) as i32)
+#[inline(always)]
+fn unzigzag(z: u32) -> u32 {
+    (z >> 1) ^ (z & 1).wrapping_neg()
 }
 
-/// `v` of a `bits`-bit attribute on the scale of `to` bits.
-#[inline]
+/// `v` of a `bits`-bit attribute on the scale of `to` bits (two shifts, one of them by 0).
+#[inline(always)]
 fn rescale(v: u32, bits: u8, to: u8) -> u32 {
-    if bits <= to {
-        v << (to - bits)
-    } else {
-        v >> (bits - to)
+    let up = to.saturating_sub(bits) as u32;
+    let down = bits.saturating_sub(to) as u32;
+    (v << up) >> down
+}
+
+/// §7.4: the activity class 0–4 of two neighbours `spread` apart (on an 8-bit scale).
+#[inline]
+fn activity(spread: u32, bits: u8) -> usize {
+    match rescale(spread, bits, 8) {
+        0 => 0,
+        1..=3 => 1,
+        4..=11 => 2,
+        12..=31 => 3,
+        _ => 4,
     }
 }
 
-/// What the neighbours of a cell hold (§7.4): means of its Gaussians' codes, or those of the
-/// nearest cell to the left or above when it is empty.
+/// §7.4.4: the residual class 0–2 of a coded residual `v` (on an 8-bit scale).
+#[inline(always)]
+fn residual_class(v: u32, bits: u8) -> usize {
+    match rescale(v.div_ceil(2), bits, 8) {
+        0 => 0,
+        1..=4 => 1,
+        _ => 2,
+    }
+}
+
+/// §7.4.2: the class of a scale difference (on a 6-bit scale): 0, 1, 2–3, 4–7, 8 and more.
+#[inline(always)]
+fn diff_class(d: u32, bits: u8) -> usize {
+    match rescale(d, bits, 6) {
+        0 => 0,
+        1 => 1,
+        2..=3 => 2,
+        4..=7 => 3,
+        _ => 4,
+    }
+}
+
+/// §7.4.5: what a quadrant offers its neighbours' predictions.
 #[derive(Debug, Clone, Copy, Default)]
 struct Summary {
     avail: bool,
@@ -294,415 +320,356 @@ struct Summary {
     ch: [u16; 4],
 }
 
-/// A prediction from up to three neighbours (§7.4): the previous Gaussian of the cell `p`, the
-/// cell to the left `l` and the cell above `a`. With all three, `(2p + l + a + 2) >> 2`; with
-/// two, their rounded mean `(u + v + 1) >> 1`; with one, its value.
-#[derive(Clone, Copy)]
-struct Pred {
-    n: u32,
+/// §7.4: a quadrant's prediction of one attribute from its neighbours: the mean of two, the
+/// value of one, or none; and its activity class (0–4 by the spread of two, 4 for one, 5
+/// for none).
+#[derive(Debug, Clone, Copy)]
+struct Near {
     value: u32,
-    spread: u32,
+    has: bool,
+    act: usize,
 }
 
 #[inline(always)]
-fn predict(prev: Option<u16>, left: Option<u16>, above: Option<u16>) -> Pred {
-    let spread = |v: &[u32]| {
-        let (lo, hi) = v
-            .iter()
-            .fold((u32::MAX, 0), |(lo, hi), &x| (lo.min(x), hi.max(x)));
-        hi - lo
-    };
-    match (prev, left, above) {
-        (Some(p), Some(l), Some(a)) => {
-            let (p, l, a) = (p as u32, l as u32, a as u32);
-            Pred {
-                n: 3,
-                value: (2 * p + l + a + 2) >> 2,
-                spread: spread(&[p, l, a]),
-            }
-        }
-        (Some(u), Some(v), None) | (Some(u), None, Some(v)) | (None, Some(u), Some(v)) => {
-            let (u, v) = (u as u32, v as u32);
-            Pred {
-                n: 2,
-                value: (u + v + 1) >> 1,
-                spread: u.abs_diff(v),
-            }
-        }
-        (Some(u), None, None) | (None, Some(u), None) | (None, None, Some(u)) => Pred {
-            n: 1,
-            value: u as u32,
-            spread: 0,
+fn near(l: Option<u16>, a: Option<u16>, bits: u8) -> Near {
+    match (l, a) {
+        (Some(l), Some(a)) => Near {
+            value: (l as u32 + a as u32 + 1) >> 1,
+            has: true,
+            act: activity(l.abs_diff(a) as u32, bits),
         },
-        (None, None, None) => Pred {
-            n: 0,
+        (Some(v), None) | (None, Some(v)) => Near {
+            value: v as u32,
+            has: true,
+            act: 4,
+        },
+        (None, None) => Near {
             value: 0,
-            spread: 0,
+            has: false,
+            act: 5,
         },
     }
 }
 
-/// §7.4: the activity class 0–6 of a prediction of a `bits`-bit attribute.
-#[inline]
-fn activity(p: &Pred, bits: u8) -> usize {
-    match p.n {
-        0 => 6,
-        1 => 5,
-        _ => match rescale(p.spread, bits, 8) {
-            0 => 0,
-            1..=3 => 1,
-            4..=11 => 2,
-            12..=31 => 3,
-            _ => 4,
-        },
+/// §7.4: a Gaussian's prediction of an attribute: for the first Gaussian of a quadrant its
+/// neighbours' ([`Near`]); for the others, the rounded mean of that and the previous
+/// Gaussian's code, or the previous code alone. Returns (whether there is one, its value).
+#[inline(always)]
+fn predict(first: bool, n: &Near, prev: u16) -> (bool, u32) {
+    if first {
+        (n.has, n.value)
+    } else if n.has {
+        (true, (prev as u32 + n.value + 1) >> 1)
+    } else {
+        (true, prev as u32)
     }
 }
 
-/// §7.4: the class 0–2 of a residual's size (0 without a prediction).
+/// Codes a predicted code of `bits` bits (§7.4): with a prediction `p` as
+/// [`zigzag_mod`]`(code, p)`, else as the code. Returns the code and the coded value;
+/// a value above `2^bits − 1` sets `bad`.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn code_predicted<C: Coder>(
+    c: &mut C,
+    lane: usize,
+    dist: usize,
+    (has, p): (bool, u32),
+    bits: u8,
+    code: u16,
+    bad: &mut bool,
+) -> (u16, u32) {
+    let mask = (1u32 << bits) - 1;
+    let enc = if C::DECODE {
+        0
+    } else if has {
+        zigzag_mod(code as u32, p, bits)
+    } else {
+        code as u32
+    };
+    let v = c.code(lane, dist, enc);
+    *bad |= v > mask;
+    let q = if has {
+        p.wrapping_add(unzigzag(v)) & mask
+    } else {
+        v & mask
+    };
+    (q as u16, v)
+}
+
+/// §7.4: the quadrant (0 top left, 1 top right, 2 bottom left, 3 bottom right) of a record's
+/// position in its cell, for position bits `pb`.
 #[inline]
-fn residual_class(p: &Pred, v: u32, bits: u8) -> usize {
-    if p.n == 0 {
+pub(crate) fn quadrant(q: &Quantized, pb: u8) -> usize {
+    if pb == 0 {
         return 0;
     }
-    match rescale(v.div_ceil(2), bits, 8) {
-        0 => 0,
-        1..=4 => 1,
-        _ => 2,
-    }
+    let half = pb - 1;
+    (((q.codes[CODE_Y] >> half) << 1) | (q.codes[CODE_X] >> half)) as usize
 }
 
-/// §7.4: the class of a scale difference (on a 6-bit scale): 0, 1, 2–3, 4–7, 8 and more.
-#[inline]
-fn diff_class(d: u32, bits: u8) -> usize {
-    match rescale(d, bits, 6) {
-        0 => 0,
-        1 => 1,
-        2..=3 => 2,
-        4..=7 => 3,
-        _ => 4,
-    }
-}
-
-/// Codes a value predicted by `p` (§7.4): without a prediction the code itself, else the
-/// zig-zag of the residual. Returns the coded value.
-#[inline(always)]
-fn code_predicted<S: Sym>(
-    s: &mut S,
-    lane: usize,
-    dist: usize,
-    p: &Pred,
-    bits: u8,
-    code: &mut u16,
-) -> Result<u32, String> {
-    let max = (1u32 << bits) - 1;
-    let mut v = 0;
-    if !S::DECODE {
-        v = if p.n == 0 {
-            *code as u32
-        } else {
-            zigzag(*code as i32 - p.value as i32)
-        };
-    }
-    s.code(lane, dist, &mut v)?;
-    if S::DECODE {
-        let c = if p.n == 0 {
-            v as i64
-        } else {
-            p.value as i64 + unzigzag(v) as i64
-        };
-        if c < 0 || c > max as i64 {
-            return Err(format!("a code of {c} outside 0 to {max}"));
-        }
-        *code = c as u16;
-    }
-    Ok(v)
-}
-
-/// Codes a non-negative value (`DECODE`: reads it, checking it is at most `max`).
-#[inline(always)]
-fn code_plain<S: Sym>(
-    s: &mut S,
-    lane: usize,
-    dist: usize,
-    v: u32,
-    max: u32,
-) -> Result<u32, String> {
-    let mut v = v;
-    s.code(lane, dist, &mut v)?;
-    if S::DECODE && v > max {
-        return Err(format!("a value of {v} above {max}"));
-    }
-    Ok(v)
-}
-
-#[allow(clippy::needless_range_loop)] // `gs` grows while decoding
-/// §7.4: walks tile `cells` of `h` holding `n` Gaussians: codes each cell's count, then each of
-/// its Gaussians' attributes. Encoding, `gs` holds the tile's Gaussians in the order of §7.3
-/// (scales canonical, §5.2); decoding, `gs` is empty and receives them.
-pub(crate) fn walk<S: Sym>(
+/// §7.4: walks tile `cells` of `h`: for each cell in raster order, each of its quadrants in
+/// order, codes the quadrant's count, then each of its Gaussians' attributes. Encoding, `gs`
+/// holds the tile's Gaussians in the order of §7.3 (by cell, quadrant, then codes; scales
+/// canonical, §5.2); decoding, `gs` holds as many records as the tile index counts, and
+/// receives them.
+pub(crate) fn walk<C: Coder>(
     h: &Header,
     cells: &TileCells,
-    n: u64,
-    gs: &mut Vec<Quantized>,
-    s: &mut S,
-    flags: u8,
+    gs: &mut [Quantized],
+    c: &mut C,
 ) -> Result<(), String> {
+    let n = gs.len();
     let nc = h.channels.len();
     let color = nc >= 3;
     let pb = h.position.bits;
     let sb = h.scale.bits;
     let rb = h.rotation.bits;
-    let pmax = (1u32 << pb) - 1;
-    let smax = (1u32 << sb) - 1;
+    let half = pb.saturating_sub(1);
+    let hmask = (1u32 << half) - 1;
+    let smask = (1u32 << sb) - 1;
     let ch_bits: [u8; 4] = std::array::from_fn(|c| h.channels.get(c).map_or(0, |q| q.bits));
     let alpha = if h.layout.has_alpha() { nc - 1 } else { 4 };
-    let predict_rotation = flags & FLAG_PREDICT_ROTATION != 0;
-    let channel_values = flags & FLAG_CHANNEL_VALUES != 0;
-    let scale_values = flags & FLAG_SCALE_VALUES != 0;
-    // `row[cx]` holds the summary of the cell above until this row's cell replaces it.
-    let mut row = vec![Summary::default(); cells.cw as usize];
+    // Per channel: its first distribution, the factor of its activity class, and whether the
+    // residual class of the channel before it adds (§7.4.4).
+    let mut ch_dist = [(D_CH0, 1usize, 0usize); 4];
+    for (ch, d) in ch_dist.iter_mut().enumerate().take(nc) {
+        *d = if ch == alpha {
+            (D_ALPHA, 1, 0)
+        } else if ch == 0 || !color {
+            (D_CH0, 1, 0)
+        } else if ch == 1 {
+            (D_CH1, 4, 1)
+        } else {
+            (D_CH2, 4, 1)
+        };
+    }
+    // The summaries of the quadrants of the current cell row: `top` the upper halves of
+    // its cells, `bot` the lower halves (until they are replaced, the previous row's).
+    let w2 = 2 * cells.cw as usize;
+    let mut top = vec![Summary::default(); w2];
+    let mut bot = vec![Summary::default(); w2];
     let mut k = 0usize;
+    let mut bad = false;
+    let mut prev = Quantized {
+        cell_y: 0,
+        cell_x: 0,
+        codes: [0; 9],
+    };
     for j in 0..cells.ch {
         let cy = cells.cy0 + j;
         for i in 0..cells.cw {
             let cx = cells.cx0 + i;
-            let above = if j > 0 { Some(row[i as usize]) } else { None };
-            let left = if i > 0 {
-                Some(row[i as usize - 1])
-            } else {
-                None
-            };
-            // The cell's count.
-            let cp = predict(
-                None,
-                left.map(|l| l.count.min(u16::MAX as u32) as u16),
-                above.map(|a| a.count.min(u16::MAX as u32) as u16),
-            );
-            let cctx = if cp.n == 0 {
-                5
-            } else {
-                cp.value.min(4) as usize
-            };
-            let mut count = 0u32;
-            if !S::DECODE {
-                while k + (count as usize) < gs.len()
-                    && gs[k + count as usize].cell_y == cy
-                    && gs[k + count as usize].cell_x == cx
-                {
-                    count += 1;
+            for quad in 0..4usize {
+                let (qx, qy) = (quad & 1, quad >> 1);
+                let sx = 2 * i as usize + qx;
+                let left_in = sx > 0;
+                let above_in = j > 0 || qy == 1;
+                let (left, above) = if qy == 0 {
+                    (top[sx.wrapping_sub(1).min(w2 - 1)], bot[sx])
+                } else {
+                    (bot[sx.wrapping_sub(1).min(w2 - 1)], top[sx])
+                };
+                // The count (§7.4.1).
+                let lc = if left_in {
+                    left.count.min(3) as usize
+                } else {
+                    4
+                };
+                let mut m = 0usize;
+                if !C::DECODE {
+                    while k + m < n
+                        && gs[k + m].cell_y == cy
+                        && gs[k + m].cell_x == cx
+                        && quadrant(&gs[k + m], pb) == quad
+                    {
+                        m += 1;
+                    }
                 }
-            }
-            s.code(LANE_Y, D_COUNT + cctx, &mut count)?;
-            if S::DECODE {
-                if gs.len() as u64 + count as u64 > n {
+                let m = c.code(LANE_N, D_COUNT + 5 * quad + lc, m as u32) as usize;
+                if m > n - k {
                     return Err(format!(
                         "cell counts add up to more than the index's {n} Gaussians"
                     ));
                 }
-                gs.extend((0..count).map(|_| Quantized {
-                    cell_y: cy,
-                    cell_x: cx,
-                    codes: [0; 9],
-                }));
-            }
-            let la = left.filter(|l| l.avail);
-            let aa = above.filter(|a| a.avail);
-            // §7.4.5's means are over exact sums: a cell may hold more than 65,537
-            // Gaussians of 16-bit codes, whose sum does not fit 32 bits.
-            let mut sum_s1 = 0u64;
-            let mut sum_d = 0u64;
-            let mut sum_ch = [0u64; 4];
-            let mut last_rot: Option<u16> = None;
-            let mut prev: Option<(Quantized, u16)> = None; // (codes, d)
-            let count_class = match count {
-                0 | 1 => 0,
-                2 | 3 => 1,
-                _ => 2,
-            };
-            for g in k..k + count as usize {
-                let left_in_cell = (k + count as usize - g - 1).min(3);
-                let mut q = gs[g];
-                // Position (§7.4.1).
-                if pb > 0 {
-                    let (mut dy, mut qx) = (0u32, q.codes[CODE_X] as u32);
-                    match prev {
-                        None => {
-                            let y = code_plain(
-                                s,
-                                LANE_Y,
-                                D_POS_Y_FIRST + (count as usize).min(4) - 1,
-                                q.codes[CODE_Y] as u32,
-                                pmax,
-                            )?;
-                            q.codes[CODE_Y] = y as u16;
-                        }
-                        Some((p, _)) => {
-                            let py = p.codes[CODE_Y] as u32;
-                            if !S::DECODE {
-                                dy = q.codes[CODE_Y] as u32 - py;
-                            }
-                            dy = code_plain(s, LANE_Y, D_POS_Y_NEXT + left_in_cell, dy, pmax - py)?;
-                            q.codes[CODE_Y] = (py + dy) as u16;
-                        }
-                    }
-                    match prev {
-                        Some((p, _)) if dy == 0 => {
-                            let px = p.codes[CODE_X] as u32;
-                            let dx = code_plain(
-                                s,
-                                LANE_X,
-                                D_POS_X_SAME,
-                                qx.wrapping_sub(px),
-                                pmax - px,
-                            )?;
-                            qx = px + dx;
-                        }
-                        _ => qx = code_plain(s, LANE_X, D_POS_X, qx, pmax)?,
-                    }
-                    q.codes[CODE_X] = qx as u16;
-                }
-                // Scales (§7.4.2): σ₁ predicted, then σ₁ − σ₂.
-                let mut d = 0u32;
-                if sb > 0 {
-                    let p = predict(
-                        prev.map(|(p, _)| p.codes[CODE_S1]),
-                        la.map(|l| l.s1),
-                        aa.map(|a| a.s1),
-                    );
-                    let ctx = D_SCALE + activity(&p, sb) * 3 + count_class;
-                    let pv = if scale_values { NO_PRED } else { p };
-                    code_predicted(s, LANE_S, ctx, &pv, sb, &mut q.codes[CODE_S1])?;
-                    let pd = predict(prev.map(|(_, d)| d), la.map(|l| l.d), aa.map(|a| a.d));
-                    let dctx = if pd.n == 0 {
-                        5
+                let summary = if m == 0 {
+                    let l = if left_in && left.avail {
+                        Some(left)
                     } else {
-                        diff_class(pd.value, sb)
+                        None
                     };
-                    let s1 = q.codes[CODE_S1] as i32;
-                    if rb > 0 {
-                        // Canonical: σ₁ ≥ σ₂.
-                        if !S::DECODE {
-                            d = (s1 - q.codes[CODE_S2] as i32) as u32;
-                        }
-                        d = code_plain(s, LANE_D, D_DIFF + dctx, d, s1 as u32)?;
-                        q.codes[CODE_S2] = (s1 as u32 - d) as u16;
+                    let a = if above_in && above.avail {
+                        Some(above)
                     } else {
-                        let mut z = 0;
-                        if !S::DECODE {
-                            z = zigzag(s1 - q.codes[CODE_S2] as i32);
-                        }
-                        s.code(LANE_D, D_DIFF + dctx, &mut z)?;
-                        let s2 = s1 as i64 - unzigzag(z) as i64;
-                        if S::DECODE && !(0..=smax as i64).contains(&s2) {
-                            return Err(format!("a scale code of {s2} outside 0 to {smax}"));
-                        }
-                        q.codes[CODE_S2] = s2 as u16;
-                        d = s1.abs_diff(s2 as i32);
-                    }
-                }
-                // Rotation (§7.4.3): only for elongated Gaussians.
-                if rb > 0 && d > 0 {
-                    let rmax = (1u32 << rb) - 1;
-                    let pred = match prev {
-                        _ if !predict_rotation => None,
-                        Some((p, pd)) if pd > 0 => Some(p.codes[CODE_ROT]),
-                        _ => la
-                            .filter(|l| l.rot_avail)
-                            .or(aa.filter(|a| a.rot_avail))
-                            .map(|c| c.rot),
+                        None
                     };
-                    let ctx =
-                        D_ROT + diff_class(d, sb).max(1) - 1 + if pred.is_some() { 0 } else { 4 };
-                    let mut v = 0u32;
-                    match pred {
-                        None => {
-                            v = code_plain(s, LANE_R, ctx, q.codes[CODE_ROT] as u32, rmax)?;
-                            q.codes[CODE_ROT] = v as u16;
+                    let mut s = l.or(a).unwrap_or_default();
+                    s.count = 0;
+                    s
+                } else {
+                    let la = left_in && left.avail;
+                    let aa = above_in && above.avail;
+                    let nb = |f: fn(&Summary) -> u16, bits: u8| {
+                        near(la.then(|| f(&left)), aa.then(|| f(&above)), bits)
+                    };
+                    let ns = nb(|s| s.s1, sb);
+                    let nd = nb(|s| s.d, sb);
+                    let nch: [Near; 4] = [
+                        nb(|s| s.ch[0], ch_bits[0]),
+                        nb(|s| s.ch[1], ch_bits[1]),
+                        nb(|s| s.ch[2], ch_bits[2]),
+                        nb(|s| s.ch[3], ch_bits[3]),
+                    ];
+                    let dctx = D_DIFF + if nd.has { diff_class(nd.value, sb) } else { 5 };
+                    let near_rot = if la && left.rot_avail {
+                        Some(left.rot)
+                    } else if aa && above.rot_avail {
+                        Some(above.rot)
+                    } else {
+                        None
+                    };
+                    let (yhi, xhi) = if pb > 0 {
+                        ((qy as u32) << half, (qx as u32) << half)
+                    } else {
+                        (0, 0)
+                    };
+                    let mm = m.min(3);
+                    let (mut sum_s1, mut sum_d, mut sum_ch) = (0u64, 0u64, [0u64; 4]);
+                    let mut last_rot: Option<u16> = None;
+                    // `prev` is read only after the quadrant's first Gaussian set it.
+                    let mut prev_d = 0u32;
+                    for r in 0..m {
+                        let g = &mut gs[k + r];
+                        let first = r == 0;
+                        let mut q = *g;
+                        // Position (§7.4.1), as offsets in the quadrant.
+                        if pb > 0 {
+                            let (yl, xl) = (q.codes[CODE_Y] as u32 & hmask, q.codes[CODE_X] as u32 & hmask);
+                            let (py, px) = (prev.codes[CODE_Y] as u32 & hmask, prev.codes[CODE_X] as u32 & hmask);
+                            let (y, x) = if first {
+                                let y = c.code(LANE_Y, D_Y_FIRST + mm - 1, yl);
+                                let x = c.code(LANE_X, D_X_FIRST + mm - 1, xl);
+                                bad |= (y | x) > hmask;
+                                (y, x)
+                            } else {
+                                let rank = if m == 2 { 0 } else { r.min(3) };
+                                let dy = c.code(LANE_Y, D_Y_NEXT + rank, yl.wrapping_sub(py));
+                                bad |= dy > hmask - py;
+                                let x = if dy == 0 {
+                                    let dx = c.code(LANE_X, D_X_SAME, xl.wrapping_sub(px));
+                                    bad |= dx > hmask - px;
+                                    px.wrapping_add(dx)
+                                } else {
+                                    let x = c.code(LANE_X, D_X_NEXT + rank, xl);
+                                    bad |= x > hmask;
+                                    x
+                                };
+                                (py.wrapping_add(dy), x)
+                            };
+                            q.codes[CODE_Y] = (yhi | (y & hmask)) as u16;
+                            q.codes[CODE_X] = (xhi | (x & hmask)) as u16;
+                        } else {
+                            q.codes[CODE_Y] = 0;
+                            q.codes[CODE_X] = 0;
                         }
-                        Some(p) => {
-                            let m = 1i32 << rb;
-                            if !S::DECODE {
-                                let mut r = (q.codes[CODE_ROT] as i32 - p as i32) & (m - 1);
-                                if r >= m / 2 {
-                                    r -= m;
-                                }
-                                v = zigzag(r);
+                        // Scales (§7.4.2): σ₁ predicted, then σ₁ − σ₂.
+                        let mut d = 0u32;
+                        if sb > 0 {
+                            let p = predict(first, &ns, prev.codes[CODE_S1]);
+                            let ctx = D_SCALE + 2 * ns.act + first as usize;
+                            let (s1, _) =
+                                code_predicted(c, LANE_S, ctx, p, sb, q.codes[CODE_S1], &mut bad);
+                            let s1 = s1 as u32;
+                            let v = c.code(
+                                LANE_D,
+                                dctx,
+                                s1.wrapping_sub(q.codes[CODE_S2] as u32) & smask,
+                            );
+                            bad |= v > smask || (rb > 0 && v > s1);
+                            d = v & smask;
+                            q.codes[CODE_S1] = s1 as u16;
+                            q.codes[CODE_S2] = (s1.wrapping_sub(d) & smask) as u16;
+                        } else {
+                            q.codes[CODE_S1] = 0;
+                            q.codes[CODE_S2] = 0;
+                        }
+                        // Rotation (§7.4.3): only for elongated Gaussians.
+                        if rb > 0 && d > 0 {
+                            let reference = if !first && prev_d > 0 {
+                                Some(prev.codes[CODE_ROT])
+                            } else {
+                                near_rot
+                            };
+                            let ctx = D_ROT + diff_class(d, sb).max(1) - 1
+                                + 4 * reference.is_none() as usize;
+                            let p = (reference.is_some(), reference.unwrap_or(0) as u32);
+                            let (rot, _) =
+                                code_predicted(c, LANE_R, ctx, p, rb, q.codes[CODE_ROT], &mut bad);
+                            q.codes[CODE_ROT] = rot;
+                            last_rot = Some(rot);
+                        } else {
+                            q.codes[CODE_ROT] = 0;
+                        }
+                        // Channels (§7.4.4).
+                        let mut rc = 0usize;
+                        for ch in 0..nc {
+                            let b = ch_bits[ch];
+                            if b == 0 {
+                                q.codes[CODE_CH + ch] = 0;
+                                rc = 0;
+                                continue;
                             }
-                            v = code_plain(s, LANE_R, ctx, v, rmax)?;
-                            q.codes[CODE_ROT] = ((p as i32 + unzigzag(v)) & (m - 1)) as u16;
+                            let nch = &nch[ch];
+                            let p = predict(first, nch, prev.codes[CODE_CH + ch]);
+                            let (base, mul, with_rc) = ch_dist[ch];
+                            let dist = base + mul * nch.act + with_rc * rc;
+                            let (code, v) =
+                                code_predicted(c, LANE_CH + ch, dist, p, b, q.codes[CODE_CH + ch], &mut bad);
+                            q.codes[CODE_CH + ch] = code;
+                            rc = if p.0 { residual_class(v, b) } else { 3 };
                         }
+                        q.cell_y = cy;
+                        q.cell_x = cx;
+                        sum_s1 += q.codes[CODE_S1] as u64;
+                        sum_d += d as u64;
+                        for (s, code) in sum_ch.iter_mut().zip(&q.codes[CODE_CH..]) {
+                            *s += *code as u64;
+                        }
+                        *g = q;
+                        prev = q;
+                        prev_d = d;
                     }
-                    last_rot = Some(q.codes[CODE_ROT]);
-                } else if S::DECODE {
-                    q.codes[CODE_ROT] = 0;
-                }
-                // Channels (§7.4.4).
-                let (mut last_v, mut last_b) = (0u32, 0u8);
-                let mut last_p = Pred {
-                    n: 0,
-                    value: 0,
-                    spread: 0,
+                    let mean = |s: u64| {
+                        if m == 1 {
+                            s as u16
+                        } else {
+                            ((2 * s + m as u64) / (2 * m as u64)) as u16
+                        }
+                    };
+                    Summary {
+                        avail: true,
+                        rot_avail: last_rot.is_some(),
+                        count: m as u32,
+                        s1: mean(sum_s1),
+                        d: mean(sum_d),
+                        rot: last_rot.unwrap_or(0),
+                        ch: sum_ch.map(mean),
+                    }
                 };
-                for c in 0..nc {
-                    let b = ch_bits[c];
-                    if b == 0 {
-                        continue;
-                    }
-                    let p = predict(
-                        prev.map(|(p, _)| p.codes[CODE_CH + c]),
-                        la.map(|l| l.ch[c]),
-                        aa.map(|a| a.ch[c]),
-                    );
-                    let act = activity(&p, b);
-                    let dist = if c == alpha {
-                        D_ALPHA + act
-                    } else if c == 0 {
-                        D_CH0 + act
-                    } else if color {
-                        let base = if c == 1 { D_CH1 } else { D_CH2 };
-                        base + act * 3 + residual_class(&last_p, last_v, last_b)
-                    } else {
-                        D_CH0 + act
-                    };
-                    let pv = if channel_values { NO_PRED } else { p };
-                    last_v =
-                        code_predicted(s, LANE_CH + c, dist, &pv, b, &mut q.codes[CODE_CH + c])?;
-                    last_p = pv;
-                    last_b = b;
+                k += m;
+                if qy == 0 {
+                    top[sx] = summary;
+                } else {
+                    bot[sx] = summary;
                 }
-                sum_s1 += u64::from(q.codes[CODE_S1]);
-                sum_d += u64::from(d);
-                for (c, sc) in sum_ch.iter_mut().enumerate() {
-                    *sc += u64::from(q.codes[CODE_CH + c]);
-                }
-                gs[g] = q;
-                prev = Some((q, d as u16));
             }
-            k += count as usize;
-            let summary = if count > 0 {
-                let mean = |s: u64| ((2 * s + u64::from(count)) / (2 * u64::from(count))) as u16;
-                Summary {
-                    avail: true,
-                    rot_avail: last_rot.is_some(),
-                    count,
-                    s1: mean(sum_s1),
-                    d: mean(sum_d),
-                    rot: last_rot.unwrap_or(0),
-                    ch: sum_ch.map(mean),
-                }
-            } else {
-                let mut inherited = la.or(aa).unwrap_or_default();
-                inherited.count = 0;
-                inherited
-            };
-            row[i as usize] = summary;
         }
     }
-    if S::DECODE && gs.len() as u64 != n {
-        return Err(format!(
-            "cell counts add up to {}, the index says {n}",
-            gs.len()
-        ));
+    if k != n {
+        return Err(format!("cell counts add up to {k}, the index says {n}"));
+    }
+    if bad {
+        return Err("a coded value outside its range".into());
     }
     Ok(())
 }

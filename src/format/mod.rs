@@ -31,7 +31,7 @@ pub use metadata::MAX_ICC_BYTES;
 #[cfg(feature = "unstable")]
 pub use quant::{Quantized, rgb_to_ycbcr, ycbcr_to_rgb};
 #[cfg(feature = "unstable")]
-pub use reader::{MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, TileEntry};
+pub use reader::{MAX_CELLS_PER_BYTE, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, TileEntry};
 #[cfg(feature = "unstable")]
 pub use writer::AUTO_PACKING_MAX;
 
@@ -169,7 +169,7 @@ pub fn analyze(bytes: &[u8], limits: &Limits, zstd_level: i32) -> Result<Analysi
         let tiles = (0..d.index().len() as u32)
             .map(|t| d.tile_records(t))
             .collect::<Result<Vec<_>>>()?;
-        let recorded = writer::record_tiles(&h, &tiles, model.flags);
+        let recorded = writer::record_tiles(&h, &tiles);
         let mut cost = [0f64; 10];
         for syms in &recorded {
             context::cost_syms(syms, model, &mut cost);

@@ -74,35 +74,92 @@ pub fn ycbcr_to_rgb(c: [f64; 3]) -> [f64; 3] {
     ]
 }
 
-/// [`dequantize`] for many records of one header: the same values, with the scale codes'
-/// powers of two computed once (when there are at most 4096 codes).
+/// [`dequantize`] for many records of one header: the same values, with each attribute's
+/// code-to-value mapping tabulated once (for attributes of at most [`TABLE_BITS`] bits).
 #[derive(Debug, Clone)]
 pub struct Dequantizer {
     header: Header,
+    /// `2^min…max` per scale code.
     scales: Option<Vec<f32>>,
+    /// `θ` per rotation code.
+    rotations: Option<Vec<f32>>,
+    /// The stored channel value (before the colour model) per code, per channel.
+    channels: [Option<Vec<f64>>; 4],
 }
+
+/// Attributes of at most this many bits get tables in a [`Dequantizer`].
+pub const TABLE_BITS: u8 = 12;
 
 impl Dequantizer {
     /// Prepares for records of `header`.
     pub fn new(header: &Header) -> Dequantizer {
-        let codes = 1usize << header.scale.bits;
-        let scales = (codes <= 4096).then(|| {
-            (0..codes)
-                .map(|c| ranged(&header.scale, c as u16).exp2() as f32)
-                .collect()
+        let table = |bits: u8, f: &dyn Fn(u16) -> f64| {
+            (bits <= TABLE_BITS).then(|| (0..1u32 << bits).map(|c| f(c as u16)).collect())
+        };
+        let scales = table(header.scale.bits, &|c| ranged(&header.scale, c).exp2())
+            .map(|t: Vec<f64>| t.into_iter().map(|v| v as f32).collect());
+        let rotations = table(header.rotation.bits, &|c| rotation(header, c))
+            .map(|t: Vec<f64>| t.into_iter().map(|v| v as f32).collect());
+        let channels = std::array::from_fn(|i| {
+            header
+                .channels
+                .get(i)
+                .and_then(|q| table(q.bits, &|c| ranged(q, c)))
         });
         Dequantizer {
             header: header.clone(),
             scales,
+            rotations,
+            channels,
         }
     }
 
     /// The Gaussian `q` decodes to (identical to [`dequantize`]).
+    #[inline]
     pub fn apply(&self, q: &Quantized) -> Gaussian {
-        dequantize_with(&self.header, q, |code| match &self.scales {
+        let h = &self.header;
+        let scale = |code: u16| match &self.scales {
             Some(t) => t[code as usize],
-            None => ranged(&self.header.scale, code).exp2() as f32,
-        })
+            None => ranged(&h.scale, code).exp2() as f32,
+        };
+        let rot = match &self.rotations {
+            Some(t) => t[q.codes[CODE_ROT] as usize],
+            None => rotation(h, q.codes[CODE_ROT]) as f32,
+        };
+        let mut ch = [0f64; 4];
+        for (i, cq) in h.channels.iter().enumerate() {
+            let code = q.codes[CODE_CH + i];
+            ch[i] = match &self.channels[i] {
+                Some(t) => t[code as usize],
+                None => ranged(cq, code),
+            };
+        }
+        finish(h, q, [scale(q.codes[CODE_S1]), scale(q.codes[CODE_S2])], rot, ch)
+    }
+}
+
+/// §5.3: the rotation of a code.
+fn rotation(h: &Header, code: u16) -> f64 {
+    std::f64::consts::PI * code as f64 / (1u32 << h.rotation.bits) as f64
+}
+
+/// §5: a Gaussian from its record's dequantized scales, rotation and stored channel values.
+#[inline(always)]
+fn finish(h: &Header, q: &Quantized, scale: [f32; 2], rotation: f32, mut ch: [f64; 4]) -> Gaussian {
+    let g = h.cell_size as f64;
+    // (code + ½) / 2^b, as a product with the exact power of two 2^−b.
+    let step = 1.0 / (1u32 << h.position.bits) as f64;
+    let pos = |cell: u32, code: u16| ((cell as f64 + (code as f64 + 0.5) * step) * g) as f32;
+    if h.color_model == ColorModel::YCbCr {
+        let rgb = ycbcr_to_rgb([ch[0], ch[1], ch[2]]);
+        ch[..3].copy_from_slice(&rgb);
+    }
+    Gaussian {
+        x: pos(q.cell_x, q.codes[CODE_X]),
+        y: pos(q.cell_y, q.codes[CODE_Y]),
+        scale,
+        rotation,
+        color: ch.map(|v| v as f32),
     }
 }
 
@@ -112,28 +169,12 @@ pub fn dequantize(h: &Header, q: &Quantized) -> Gaussian {
 }
 
 fn dequantize_with(h: &Header, q: &Quantized, scale: impl Fn(u16) -> f32) -> Gaussian {
-    let g = h.cell_size as f64;
-    let pos = |cell: u32, code: u16| {
-        let steps = (1u32 << h.position.bits) as f64;
-        ((cell as f64 + (code as f64 + 0.5) / steps) * g) as f32
-    };
-    let rotation =
-        std::f64::consts::PI * q.codes[CODE_ROT] as f64 / (1u32 << h.rotation.bits) as f64;
     let mut ch = [0f64; 4];
     for (i, cq) in h.channels.iter().enumerate() {
         ch[i] = ranged(cq, q.codes[CODE_CH + i]);
     }
-    if h.color_model == ColorModel::YCbCr {
-        let rgb = ycbcr_to_rgb([ch[0], ch[1], ch[2]]);
-        ch[..3].copy_from_slice(&rgb);
-    }
-    Gaussian {
-        x: pos(q.cell_x, q.codes[CODE_X]),
-        y: pos(q.cell_y, q.codes[CODE_Y]),
-        scale: [scale(q.codes[CODE_S1]), scale(q.codes[CODE_S2])],
-        rotation: rotation as f32,
-        color: ch.map(|v| v as f32),
-    }
+    let rot = rotation(h, q.codes[CODE_ROT]) as f32;
+    finish(h, q, [scale(q.codes[CODE_S1]), scale(q.codes[CODE_S2])], rot, ch)
 }
 
 /// §5: the nearest stored record for a Gaussian (positions clamped into the cell grid, values

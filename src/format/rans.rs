@@ -30,6 +30,7 @@ pub fn tokenize(v: u32) -> (u32, u32, u32) {
     }
 }
 
+#[cfg(test)]
 /// §7.6: the value of `token` with raw bits `raw` (`nbits` of them, see [`token_bits`]).
 #[inline]
 pub fn untokenize(token: u32, raw: u32) -> u32 {
@@ -42,6 +43,7 @@ pub fn untokenize(token: u32, raw: u32) -> u32 {
     }
 }
 
+#[cfg(test)]
 /// §7.6: raw bits that follow `token`.
 #[inline]
 pub fn token_bits(token: u32) -> u32 {
@@ -94,6 +96,16 @@ impl BitWriter {
         while self.n >= 8 {
             self.n -= 8;
             self.bytes.push((self.acc >> self.n) as u8);
+        }
+    }
+
+    /// Writes `bits` (at most 32) bits of `v`.
+    pub(crate) fn put_long(&mut self, v: u32, bits: u32) {
+        if bits > 16 {
+            self.put(v >> 16, bits - 16);
+            self.put(v & 0xffff, 16);
+        } else {
+            self.put(v, bits);
         }
     }
 
@@ -306,9 +318,9 @@ impl Dist {
     /// The decoding tables of §7.5: the token of each slot, and per token its frequency (low
     /// 16 bits) and cumulative frequency (high 16 bits). An unused distribution decodes every
     /// slot to the invalid token [`TOKENS`], leaving the state as it is.
-    pub(crate) fn tables(&self) -> ([u8; PROB_SCALE as usize], [u32; TOKENS + 1]) {
+    pub(crate) fn tables(&self) -> ([u8; PROB_SCALE as usize], [u32; 256]) {
         let mut toks = [TOKENS as u8; PROB_SCALE as usize];
-        let mut fs = [0u32; TOKENS + 1];
+        let mut fs = [0u32; 256];
         fs[TOKENS] = PROB_SCALE;
         let mut c = 0usize;
         for (t, &f) in self.freq.iter().enumerate() {
@@ -333,6 +345,30 @@ impl Dist {
     }
 }
 
+/// The most lanes a tile has (§7.4: 6 + 4 channels).
+pub const MAX_LANES: usize = 10;
+
+/// §7.6: per token, its value without raw bits (low 32 bits) and its raw bit count (high 32
+/// bits); tokens 72 and above (never decoded from a valid distribution) have 0 and 0.
+const fn token_table() -> [u64; 256] {
+    let mut t = [0u64; 256];
+    let mut i = 0;
+    while i < TOKENS {
+        let (base, nbits) = if i < 16 {
+            (i as u64, 0u64)
+        } else {
+            let n = (i as u64 - 16) / 2 + 4;
+            ((2 | ((i as u64 - 16) & 1)) << (n - 1), n - 1)
+        };
+        t[i] = base | (nbits << 32);
+        i += 1;
+    }
+    // An invalid token (an unused distribution's) decodes to a value above every range.
+    t[TOKENS] = u32::MAX as u64;
+    t
+}
+static TOKEN_TABLE: [u64; 256] = token_table();
+
 /// One coded step for the writer: lane, start and frequency (in units of `2^-PROB_BITS`).
 #[derive(Debug, Clone, Copy)]
 pub(crate) struct Step {
@@ -341,25 +377,9 @@ pub(crate) struct Step {
     pub freq: u16,
 }
 
-/// Steps that code `nbits` raw bits of `v` as uniform symbols (§7.5), at most 8 bits each,
-/// most significant chunk first.
-pub(crate) fn raw_steps(lane: u8, v: u32, nbits: u32, out: &mut Vec<Step>) {
-    let mut left = nbits;
-    while left > 0 {
-        let k = left.min(8);
-        left -= k;
-        let chunk = (v >> left) & ((1 << k) - 1);
-        let freq = 1u16 << (PROB_BITS - k);
-        out.push(Step {
-            lane,
-            start: chunk as u16 * freq,
-            freq,
-        });
-    }
-}
-
-/// §7.5: encodes `steps` (in decoding order) with `lanes` states into a tile's coded bytes.
-pub(crate) fn encode(steps: &[Step], lanes: usize) -> Vec<u8> {
+/// §7.5: the coded data of a tile from its steps (in decoding order), `lanes` states, and its
+/// raw bits (in decoding order).
+pub(crate) fn encode(steps: &[Step], lanes: usize, raw: BitWriter) -> Vec<u8> {
     let mut x = vec![STATE_LOW; lanes];
     let mut words: Vec<u16> = Vec::with_capacity(steps.len() / 2 + 8);
     for s in steps.iter().rev() {
@@ -375,104 +395,141 @@ pub(crate) fn encode(steps: &[Step], lanes: usize) -> Vec<u8> {
         }
         *st = ((*st / f) << PROB_BITS) + (*st % f) + s.start as u32;
     }
-    let mut out = Vec::with_capacity(lanes * 4 + words.len() * 2);
+    let raw = raw.finish();
+    let mut out = Vec::with_capacity(4 + lanes * 4 + words.len() * 2 + raw.len());
+    out.extend_from_slice(&(raw.len() as u32).to_le_bytes());
     for v in &x {
         out.extend_from_slice(&v.to_le_bytes());
     }
     for w in words.iter().rev() {
         out.extend_from_slice(&w.to_le_bytes());
     }
+    out.extend_from_slice(&raw);
     out
 }
 
-/// §7.5: the reader's side. Reads past the end of the data give zero words and mark the
-/// decoder as overrun, which [`Decoder::finish`] reports.
+/// The decoding tables of one distribution (see [`Dist::tables`]).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Tables {
+    pub toks: [u8; PROB_SCALE as usize],
+    pub fs: [u32; 256],
+}
+
+/// §7.5: the reader's side. Reads past the end of the words or the raw bits give zeros;
+/// [`Decoder::finish`] reports them.
 pub(crate) struct Decoder<'a> {
-    data: &'a [u8],
+    words: Vec<u16>,
     pos: usize,
-    pub(crate) x: [u32; 9],
-    overrun: bool,
+    pub(crate) x: [u32; MAX_LANES],
+    raw: &'a [u8],
+    /// Bytes of `raw` taken into `acc` (past its end: zero bytes, counted).
+    raw_pos: usize,
+    /// Raw bits not yet read, most significant first.
+    acc: u64,
+    /// Bits of `acc` not yet read.
+    acc_bits: u32,
 }
 
 impl<'a> Decoder<'a> {
-    /// Starts decoding `lanes` (at most 9) states from `data`.
-    pub(crate) fn new(data: &'a [u8], lanes: usize) -> Option<Self> {
-        if data.len() < lanes * 4 {
-            return None;
+    /// Starts decoding a tile's coded data (§7.4) with `lanes` (at most [`MAX_LANES`]) states;
+    /// `Err` says why the data cannot hold them.
+    pub(crate) fn new(data: &'a [u8], lanes: usize) -> Result<Self, String> {
+        let head = 4 + lanes * 4;
+        if data.len() < head {
+            return Err("shorter than its raw length and coder states".into());
         }
-        let mut x = [STATE_LOW; 9];
+        let raw_len = u32::from_le_bytes(data[..4].try_into().unwrap()) as usize;
+        if raw_len > data.len() - head || !(data.len() - head - raw_len).is_multiple_of(2) {
+            return Err(format!(
+                "{raw_len} bytes of raw bits do not leave whole words in {} bytes",
+                data.len() - head
+            ));
+        }
+        let mut x = [STATE_LOW; MAX_LANES];
         for (i, v) in x.iter_mut().take(lanes).enumerate() {
-            *v = u32::from_le_bytes(data[i * 4..i * 4 + 4].try_into().unwrap());
+            *v = u32::from_le_bytes(data[4 + i * 4..8 + i * 4].try_into().unwrap());
         }
-        Some(Decoder {
-            data,
-            pos: lanes * 4,
+        let words = data[head..data.len() - raw_len]
+            .chunks_exact(2)
+            .map(|w| u16::from_le_bytes([w[0], w[1]]))
+            .collect();
+        Ok(Decoder {
+            words,
+            pos: 0,
             x,
-            overrun: false,
+            raw: &data[data.len() - raw_len..],
+            raw_pos: 0,
+            acc: 0,
+            acc_bits: 0,
         })
     }
 
-    /// Decodes one token of lane `lane` with the tables of [`Dist::tables`].
+    /// Decodes one value of lane `lane` (§7.5–7.6): its token with `t`, then its raw bits.
+    /// An invalid token (of an unused distribution) gives `u32::MAX`.
     #[inline(always)]
-    pub(crate) fn token(
-        &mut self,
-        lane: usize,
-        toks: &[u8; PROB_SCALE as usize],
-        fs: &[u32; TOKENS + 1],
-    ) -> u32 {
+    pub(crate) fn value(&mut self, lane: usize, t: &Tables) -> u32 {
         let x = self.x[lane];
         let slot = x & (PROB_SCALE - 1);
-        let t = toks[slot as usize];
-        let e = fs[t as usize];
+        let tok = t.toks[slot as usize];
+        let e = t.fs[tok as usize];
         let x = (e & 0xffff) * (x >> PROB_BITS) + slot - (e >> 16);
-        self.x[lane] = self.renorm(x);
-        t as u32
+        // Renormalization: a word when the state fell below STATE_LOW (past the end: 0).
+        let need = x < STATE_LOW;
+        let w = self.words.get(self.pos).copied().unwrap_or(0) as u32;
+        self.pos += need as usize;
+        self.x[lane] = if need { (x << 16) | w } else { x };
+        let tt = TOKEN_TABLE[tok as usize];
+        (tt as u32).wrapping_add(self.raw_bits((tt >> 32) as u32))
     }
 
-    /// Decodes `nbits` raw bits of lane `lane`, most significant chunk first.
-    #[inline]
-    pub(crate) fn raw(&mut self, lane: usize, nbits: u32) -> u32 {
-        let mut v = 0u32;
-        let mut left = nbits;
-        while left > 0 {
-            let k = left.min(8);
-            left -= k;
-            let x = self.x[lane];
-            let slot = x & (PROB_SCALE - 1);
-            let chunk = slot >> (PROB_BITS - k);
-            let f = 1u32 << (PROB_BITS - k);
-            let x = f * (x >> PROB_BITS) + slot - chunk * f;
-            self.x[lane] = self.renorm(x);
-            v = (v << k) | chunk;
+    /// `n` (at most 31) raw bits, most significant first.
+    #[inline(always)]
+    fn raw_bits(&mut self, n: u32) -> u32 {
+        if self.acc_bits < 32 {
+            self.refill();
         }
+        let v = ((self.acc >> 32) >> (32 - n)) as u32;
+        self.acc <<= n;
+        self.acc_bits -= n;
         v
     }
 
-    /// Reads a word into a state below [`STATE_LOW`] (without a branch on the state).
-    #[inline(always)]
-    fn renorm(&mut self, x: u32) -> u32 {
-        let need = x < STATE_LOW;
-        let w = match self.data.get(self.pos..self.pos + 2) {
-            Some(b) => u16::from_le_bytes([b[0], b[1]]) as u32,
-            None => {
-                self.overrun |= need;
-                0
-            }
-        };
-        self.pos += 2 * need as usize;
-        if need { (x << 16) | w } else { x }
+    #[inline(never)]
+    fn refill(&mut self) {
+        while self.acc_bits <= 56 {
+            let b = self.raw.get(self.raw_pos).copied().unwrap_or(0);
+            self.acc |= (b as u64) << (56 - self.acc_bits);
+            self.raw_pos += 1;
+            self.acc_bits += 8;
+        }
     }
 
-    /// §7.5: the data must be used up exactly and every lane back at [`STATE_LOW`].
+    /// §7.5: the words and the raw bits must be used up exactly (the last raw byte's unread
+    /// bits zero) and every lane back at [`STATE_LOW`].
     pub(crate) fn finish(&self, lanes: usize) -> Result<(), String> {
-        if self.overrun {
-            return Err("the coded data ends early".into());
+        if self.pos > self.words.len() {
+            return Err("the coded words end early".into());
         }
-        if self.pos != self.data.len() {
+        if self.pos < self.words.len() {
             return Err(format!(
-                "{} bytes after the coded data",
-                self.data.len() - self.pos
+                "{} words after the coded values",
+                self.words.len() - self.pos
             ));
+        }
+        let have = self.raw.len() as u64 * 8;
+        let read = self.raw_pos as u64 * 8 - self.acc_bits as u64;
+        if read > have {
+            return Err("the raw bits end early".into());
+        }
+        if read.div_ceil(8) != self.raw.len() as u64 {
+            return Err(format!(
+                "{} bytes of raw bits after the coded values",
+                self.raw.len() as u64 - read.div_ceil(8)
+            ));
+        }
+        let pad = (have - read) as u32;
+        if pad > 0 && self.raw[self.raw.len() - 1] & ((1u8 << pad) - 1) != 0 {
+            return Err("raw padding bits set".into());
         }
         if let Some(l) = (0..lanes).find(|&l| self.x[l] != STATE_LOW) {
             return Err(format!("lane {l} ends in state {:#x}", self.x[l]));
@@ -534,35 +591,47 @@ mod tests {
 
     #[test]
     fn lanes_round_trip() {
-        let d = Dist::from_counts(&[50, 30, 10, 5, 3, 1, 1]);
+        let counts: Vec<u64> = (0..TOKENS as u64).map(|t| 1 + 1000 / (1 + t * t)).collect();
+        let d = Dist::from_counts(&counts);
         let starts = d.starts();
         let (toks, fs) = d.tables();
+        let tables = Tables { toks, fs };
         let mut seed = 12345u32;
         let mut rnd = || {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
             seed >> 8
         };
         let mut steps = Vec::new();
+        let mut raw = BitWriter::default();
         let mut expect = Vec::new();
         for _ in 0..5000 {
             let lane = (rnd() % 3) as u8;
-            let t = (rnd() % 7) as usize;
+            let v = match rnd() % 4 {
+                0 => rnd() % 16,
+                1 => rnd() % 70_000,
+                2 => (rnd() << 8) | (rnd() % 256),
+                _ => rnd() % 300,
+            };
+            let (t, bits, n) = tokenize(v);
             steps.push(Step {
                 lane,
-                start: starts[t],
-                freq: d.freq[t],
+                start: starts[t as usize],
+                freq: d.freq[t as usize],
             });
-            let nbits = rnd() % 20;
-            let raw = rnd() & ((1 << nbits) - 1);
-            raw_steps(lane, raw, nbits, &mut steps);
-            expect.push((lane, t as u32, nbits, raw));
+            if n > 0 {
+                raw.put_long(bits, n);
+            }
+            expect.push((lane, v));
         }
-        let bytes = encode(&steps, 3);
+        let bytes = encode(&steps, 3, raw);
         let mut dec = Decoder::new(&bytes, 3).unwrap();
-        for (lane, t, nbits, raw) in expect {
-            assert_eq!(dec.token(lane as usize, &toks, &fs), t);
-            assert_eq!(dec.raw(lane as usize, nbits), raw);
+        for (lane, v) in expect {
+            assert_eq!(dec.value(lane as usize, &tables), v);
         }
         dec.finish(3).unwrap();
+        // A byte more or less anywhere is an error.
+        let mut longer = bytes.clone();
+        longer.push(0);
+        assert!(Decoder::new(&longer, 3).is_err());
     }
 }

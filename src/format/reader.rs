@@ -29,6 +29,10 @@ pub const MAX_EXPANSION: u64 = 32_768;
 /// costs at least one bit of the file), so a file's size bounds the Gaussians it can declare.
 pub const MAX_GAUSSIANS_PER_BYTE: u64 = 8;
 
+/// §6: a context-coded tile with Gaussians has at most this many cells per byte of its coded
+/// data, so a file's size bounds the cells its reader walks.
+pub const MAX_CELLS_PER_BYTE: u64 = 256;
+
 /// Most Gaussians decoded in one batch of tiles by [`Decoder::decode_tiles`] (a batch's
 /// payloads and per-tile buffers are the decode's only memory beside its result).
 const BATCH_GAUSSIANS: u64 = 1 << 20;
@@ -322,7 +326,8 @@ impl<S: Source> Decoder<S> {
     pub fn decode_tile(&self, t: u32) -> Result<Vec<Gaussian>> {
         let payload = self.read_tile_payload(t)?;
         let gs = self.decode_tile_codes(t, &payload)?;
-        check_reach(&self.index[t as usize], t, gs)
+        check_reach(&self.index[t as usize], t, &gs)?;
+        Ok(gs)
     }
 
     /// The stored records of tile `t` (§7), in file order.
@@ -437,8 +442,9 @@ impl<S: Source> Decoder<S> {
         );
         let decode = |(t, p): &(u32, Vec<u8>)| {
             let qs = tile_records(h, model, index, *t, p)?;
-            let gs = qs.iter().map(|q| dq.apply(q)).collect();
-            check_reach(&index[*t as usize], *t, gs)
+            let gs: Vec<Gaussian> = qs.iter().map(|q| dq.apply(q)).collect();
+            check_reach(&index[*t as usize], *t, &gs)?;
+            Ok::<_, Error>(gs)
         };
         let mut rest = tiles;
         while !rest.is_empty() {
@@ -466,20 +472,27 @@ impl<S: Source> Decoder<S> {
                 .map(|&t| Ok((t, self.read_tile_payload(t)?)))
                 .collect::<Result<Vec<_>>>()?;
             // Tiles are decoded in parallel when there are several (small files: one thread).
-            let decoded = if payloads.len() > 1 && h.gaussian_count > 1 << 15 {
-                payloads
+            if payloads.len() > 1 && h.gaussian_count > 1 << 15 {
+                let decoded = payloads
                     .par_iter()
                     .map(decode)
-                    .collect::<Result<Vec<_>>>()?
+                    .collect::<Result<Vec<_>>>()?;
+                for d in decoded {
+                    gaussians.extend_from_slice(&d);
+                }
             } else {
-                payloads.iter().map(decode).collect::<Result<Vec<_>>>()?
-            };
-            for d in decoded {
-                gaussians.extend_from_slice(&d);
+                // One thread: each tile's Gaussians go straight into the result.
+                for (t, p) in &payloads {
+                    let qs = tile_records(h, model, index, *t, p)?;
+                    let start = gaussians.len();
+                    gaussians.extend(qs.iter().map(|q| dq.apply(q)));
+                    check_reach(&index[*t as usize], *t, &gaussians[start..])?;
+                }
             }
         }
         let h = &self.header;
-        SplatImage::new(h.width, h.height, h.layout, gaussians)
+        // Dequantized Gaussians are finite with positive scales (§5).
+        Ok(SplatImage::from_valid(h.width, h.height, h.layout, gaussians))
     }
 
     /// The tiles whose Gaussians can reach `viewport`'s region (§6), in file order.
@@ -679,6 +692,21 @@ fn parse_index(
                     format!("{} (context-coded tiles have 0)", entry.raw_len),
                 ));
             }
+            // §6: at most MAX_CELLS_PER_BYTE cells a byte of a tile with Gaussians, so that
+            // the walk over its cells' quadrants is bounded by the file's size.
+            if entry.count > 0
+                && cells.count() > MAX_CELLS_PER_BYTE * (entry.payload_len as u64 - 4)
+            {
+                return Err(bad(
+                    Some(t32),
+                    "payload length",
+                    format!(
+                        "{} bytes for {} cells (at most {MAX_CELLS_PER_BYTE} cells a byte)",
+                        entry.payload_len - 4,
+                        cells.count()
+                    ),
+                ));
+            }
             if (entry.count == 0) != (entry.payload_len == 4) {
                 return Err(bad(
                     Some(t32),
@@ -754,9 +782,8 @@ fn tile_records(
     }
     let cells = TileCells::of(h, t as u64);
     if let Some(model) = model {
-        let mut qs = Vec::with_capacity(e.count as usize);
         if e.count == 0 {
-            return Ok(qs);
+            return Ok(Vec::new());
         }
         let bad = |reason: String| {
             err(
@@ -768,11 +795,16 @@ fn tile_records(
             )
         };
         let lanes = context::lanes(h.channels.len());
-        let dec = rans::Decoder::new(&payload[4..], lanes)
-            .ok_or_else(|| bad("shorter than its coder states".into()))?;
+        let dec = rans::Decoder::new(&payload[4..], lanes).map_err(bad)?;
+        let blank = Quantized {
+            cell_y: 0,
+            cell_x: 0,
+            codes: [0; 9],
+        };
+        let mut qs = vec![blank; e.count as usize];
         let mut r = context::Reader { dec, model };
-        context::walk(h, &cells, e.count as u64, &mut qs, &mut r, model.flags).map_err(bad)?;
-        r.dec.finish(lanes).map_err(bad)?;
+        context::walk(h, &cells, &mut qs, &mut r).map_err(bad)?;
+        r.finish(lanes).map_err(bad)?;
         return Ok(qs);
     }
     let raw = zstd::bulk::decompress(&payload[4..], e.raw_len as usize)
@@ -791,7 +823,7 @@ fn tile_records(
 }
 
 /// §6: every Gaussian of tile `t` must stay within the tile's reach.
-fn check_reach(e: &TileEntry, t: u32, gs: Vec<Gaussian>) -> Result<Vec<Gaussian>> {
+fn check_reach(e: &TileEntry, t: u32, gs: &[Gaussian]) -> Result<()> {
     // The cheap bound settles almost every Gaussian; the exact reach only the rest.
     let limit = e.reach as f64;
     if e.reach != REACH_UNBOUNDED
@@ -814,7 +846,7 @@ fn check_reach(e: &TileEntry, t: u32, gs: Vec<Gaussian>) -> Result<Vec<Gaussian>
             },
         ));
     }
-    Ok(gs)
+    Ok(())
 }
 
 /// Human-readable tag, for reports.

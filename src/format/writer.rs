@@ -282,21 +282,23 @@ fn plan_header_with(image: &SplatImage, opts: &WriteOptions, packing: Packing) -
 }
 
 /// Quantizes `image` under `header` and groups its records by tile, in the canonical order of
-/// §7.3. Returns one sorted list per tile.
+/// §7.3 (by cell, then quadrant of the cell, then codes). Returns one sorted list per tile.
 pub(crate) fn quantize_tiles(image: &SplatImage, header: &Header) -> Vec<Vec<Quantized>> {
     let (tiles_x, _) = header.tiles();
     let tc = header.tile_cells as u64;
-    let mut qs: Vec<(u64, Quantized)> = image
+    let pb = header.position.bits;
+    let mut qs: Vec<(u64, u32, u32, usize, Quantized)> = image
         .gaussians()
         .par_iter()
         .map(|g| {
             let q = quantize(header, g);
-            ((q.cell_y as u64 / tc) * tiles_x + q.cell_x as u64 / tc, q)
+            let t = (q.cell_y as u64 / tc) * tiles_x + q.cell_x as u64 / tc;
+            (t, q.cell_y, q.cell_x, context::quadrant(&q, pb), q)
         })
         .collect();
     qs.par_sort_unstable();
     let mut tiles = vec![Vec::new(); header.tile_count() as usize];
-    for (t, q) in qs {
+    for (t, _, _, _, q) in qs {
         tiles[t as usize].push(q);
     }
     tiles
@@ -387,8 +389,8 @@ impl Done {
 /// Per tile, the values it codes (§7.4) as (lane, distribution, value), in coding order.
 pub(crate) type Recorded = Vec<Vec<(u8, u8, u32)>>;
 
-/// The values each tile codes (§7.4), in coding order, under the model flags `flags`.
-pub(crate) fn record_tiles(header: &Header, tiles: &[Vec<Quantized>], flags: u8) -> Recorded {
+/// The values each tile codes (§7.4), in coding order.
+pub(crate) fn record_tiles(header: &Header, tiles: &[Vec<Quantized>]) -> Recorded {
     tiles
         .par_iter()
         .enumerate()
@@ -396,8 +398,8 @@ pub(crate) fn record_tiles(header: &Header, tiles: &[Vec<Quantized>], flags: u8)
             let cells = TileCells::of(header, t as u64);
             let mut rec = context::Recorder::default();
             let mut gs = qs.clone();
-            context::walk(header, &cells, qs.len() as u64, &mut gs, &mut rec, flags)
-                .expect("recording cannot fail");
+            context::walk(header, &cells, &mut gs, &mut rec).expect("recording cannot fail");
+            debug_assert_eq!(&gs, qs, "the walk changes no record it codes");
             rec.syms
         })
         .collect()
@@ -407,7 +409,7 @@ pub(crate) fn record_tiles(header: &Header, tiles: &[Vec<Quantized>], flags: u8)
 /// contexts whose own distribution does not pay for its storage stored as copies of an earlier
 /// one they are merged with (greedily, in order). Returns the model and its estimated size in
 /// bits (storage and coded values).
-pub(crate) fn fit_model(flags: u8, recorded: &[Vec<(u8, u8, u32)>]) -> (Model, f64) {
+pub(crate) fn fit_model(recorded: &[Vec<(u8, u8, u32)>]) -> (Model, f64) {
     let mut counts = vec![[0u64; TOKENS]; DISTS];
     let mut raw_bits = 0f64;
     for syms in recorded {
@@ -466,22 +468,7 @@ pub(crate) fn fit_model(flags: u8, recorded: &[Vec<(u8, u8, u32)>]) -> (Model, f
             total += 15.0;
         }
     }
-    (Model::new(flags, dists, copy_of), total)
-}
-
-/// The records of each tile and the model that codes them best, over the eight settings of the
-/// flags of §7.6 (rotations, channels and σ₁ predicted or coded as values).
-pub(crate) fn choose_model(header: &Header, tiles: &[Vec<Quantized>]) -> (Model, Recorded) {
-    let mut best: Option<(Model, Recorded, f64)> = None;
-    for flags in 0..8 {
-        let recorded = record_tiles(header, tiles, flags);
-        let (model, bits) = fit_model(flags, &recorded);
-        if best.as_ref().is_none_or(|b| bits < b.2) {
-            best = Some((model, recorded, bits));
-        }
-    }
-    let (model, recorded, _) = best.expect("eight candidates");
-    (model, recorded)
+    (Model::new(dists, copy_of), total)
 }
 
 /// Writes version 1.1 (context-coded tiles), or `None` when a tile would take less than one bit
@@ -492,7 +479,8 @@ fn write_context(
     header: Header,
 ) -> Result<Option<Encoded>> {
     let tiles = quantize_tiles(image, &header);
-    let (model, recorded) = choose_model(&header, &tiles);
+    let recorded = record_tiles(&header, &tiles);
+    let (model, _) = fit_model(&recorded);
     let lanes = context::lanes(header.channels.len());
     let done: Vec<Done> = tiles
         .par_iter()
