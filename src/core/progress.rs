@@ -41,11 +41,6 @@ impl Meter {
         }
     }
 
-    /// A meter that reports to nobody.
-    pub fn silent() -> Meter {
-        Meter::new(None, 1)
-    }
-
     /// The next `units` units of the total, for one stage.
     pub fn part(&self, units: usize) -> Part<'_> {
         let start = self.reserved.fetch_add(units, Ordering::Relaxed);
@@ -94,11 +89,13 @@ impl Part<'_> {
     }
 
     /// The units of this part.
+    #[cfg(test)]
     pub fn units(&self) -> usize {
         self.units
     }
 
     /// A part of this part: its units from `offset` to `offset + units`.
+    #[cfg(test)]
     pub fn sub(&self, offset: usize, units: usize) -> Part<'_> {
         self.within(offset, units, self.units)
     }

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::core::frame::Pixels;
 use crate::core::geometry::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
-use crate::core::progress::{Meter, Part};
+use crate::core::progress::Part;
 use crate::core::splat::Gaussian;
 pub use crate::cuda::lr_factor;
 pub use crate::format::QuantGrid;
@@ -316,6 +316,7 @@ fn prep_with_cutoff(g: &Gaussian, qmax: f32) -> Prep {
 /// Per-Gaussian gradient with respect to: mx, my, A, B, C (conic), amp, channels.
 type Grad = [f64; 10];
 
+#[cfg(any(test, feature = "unstable"))] // tools and tests: the encoders pass progress
 /// Refines `gaussians` in place against `target`, leaving the best parameters of all steps (the
 /// lowest error seen), on the device `opts.device` asks for.
 ///
@@ -330,8 +331,8 @@ pub fn refine(
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
 ) -> crate::Result<RefineOutcome> {
-    let meter = Meter::silent();
-    refine_with_progress(target, gaussians, opts, &meter.part(refine_units(opts)))
+    let units = refine_units(opts);
+    refine_with_progress(target, gaussians, opts, &crate::core::progress::Meter::new(None, units).part(units))
 }
 
 /// Progress units (`gsimg::ProgressSink`) of a move and the colour fit after it, in a
@@ -402,6 +403,7 @@ pub fn refine_with_progress(
     Ok(engine.outcome(first, last, fallback))
 }
 
+#[cfg(any(test, feature = "unstable"))] // tools and tests: the encoders pass progress
 /// Quantization-aware steps: `steps` Adam steps (at `opts`' step sizes and schedule, on
 /// `opts.device`) whose renders use the Gaussians snapped to `grid`, leaving in `gaussians` the
 /// snapped parameters of the best step. Run after [`refine`], with the grid of the header the
@@ -413,7 +415,7 @@ pub fn refine_quantized(
     grid: &QuantGrid,
     steps: usize,
 ) -> crate::Result<RefineOutcome> {
-    let meter = Meter::silent();
+    let meter = crate::core::progress::Meter::new(None, steps);
     refine_quantized_with_progress(target, gaussians, opts, grid, steps, &meter.part(steps))
 }
 
