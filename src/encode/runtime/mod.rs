@@ -7,6 +7,23 @@ pub(crate) mod onnx;
 pub(crate) mod onnx;
 pub mod ort_lib;
 
+/// Declared type and shape of a model input or output (`-1` for a dynamic dimension).
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct TensorDecl {
+    pub name: String,
+    /// `None` when the value is not a tensor; `Some(true)` when it holds float32.
+    pub is_f32: Option<bool>,
+    pub shape: Vec<i64>,
+}
+
+/// What a model file declares, read before anything runs.
+#[derive(Debug, Clone)]
+pub(crate) struct ModelDecl {
+    pub inputs: Vec<TensorDecl>,
+    pub outputs: Vec<TensorDecl>,
+    pub metadata: std::collections::BTreeMap<String, String>,
+}
+
 /// Which device runs the network.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum Device {

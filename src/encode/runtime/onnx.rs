@@ -25,6 +25,7 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::ort_lib::{self, FoundLibrary, LibrarySearch};
+pub(crate) use super::{ModelDecl, TensorDecl};
 use super::{Device, Provider};
 use crate::core::error::Cause;
 use crate::{Error, Result};
@@ -73,23 +74,6 @@ fn runtime(search: &LibrarySearch, say: &dyn Fn(&str)) -> Result<Arc<Runtime>> {
     let rt = Arc::new(Runtime { library, env });
     *guard = Some(rt.clone());
     Ok(rt)
-}
-
-/// Declared type and shape of a model input or output (`-1` for a dynamic dimension).
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct TensorDecl {
-    pub name: String,
-    /// `None` when the value is not a tensor; `Some(true)` when it holds float32.
-    pub is_f32: Option<bool>,
-    pub shape: Vec<i64>,
-}
-
-/// What a model file declares, read before anything runs.
-#[derive(Debug, Clone)]
-pub(crate) struct ModelDecl {
-    pub inputs: Vec<TensorDecl>,
-    pub outputs: Vec<TensorDecl>,
-    pub metadata: BTreeMap<String, String>,
 }
 
 /// An open model session.

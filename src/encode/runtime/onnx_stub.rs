@@ -1,28 +1,12 @@
 //! Stand-in for `onnx.rs` when gsimg is built without the `onnx` feature: the same items, every
 //! attempt to open a model an [`Error::Model`].
 
-use std::collections::BTreeMap;
 use std::path::Path;
 
 use super::ort_lib::{FoundLibrary, LibrarySearch};
+pub(crate) use super::{ModelDecl, TensorDecl};
 use super::{Device, Provider};
 use crate::{Error, Result};
-
-/// Declared type and shape of a model input or output.
-#[derive(Debug, Clone, PartialEq)]
-pub(crate) struct TensorDecl {
-    pub name: String,
-    pub is_f32: Option<bool>,
-    pub shape: Vec<i64>,
-}
-
-/// What a model file declares.
-#[derive(Debug, Clone)]
-pub(crate) struct ModelDecl {
-    pub inputs: Vec<TensorDecl>,
-    pub outputs: Vec<TensorDecl>,
-    pub metadata: BTreeMap<String, String>,
-}
 
 pub(crate) type OutputSink<'a> = &'a mut dyn FnMut(&[i64], &[f32]) -> Result<()>;
 
