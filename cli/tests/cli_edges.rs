@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use crate::cli::{TempDir, dims, gsimg, stderr, write_png};
 use gsimg::ChannelLayout;
 
-fn gsimg_env(args: &[&str], env: &[(&str, &str)]) -> Output {
+pub(crate) fn gsimg_env(args: &[&str], env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(env!("CARGO_BIN_EXE_gsimg"));
     c.args(args);
     for (k, v) in env {

@@ -6,9 +6,11 @@
 //! variable `GSIMG_REQUIRE_ORT` is set (as `.ci/run` does), in which case they fail.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::sync::{Arc, Mutex, OnceLock};
 
+use crate::cli::write_png;
+use crate::cli_edges::gsimg_env;
 use crate::common::{Rng, max_abs_diff, psnr, synthetic_pixels};
 use gsimg::Pixels;
 use gsimg::encode::Device;
@@ -561,7 +563,7 @@ fn library_lookup_order() {
     // The same through the command line, in fresh processes.
     let t = TempDir::new("lookup");
     let input = t.path("in.png");
-    write_png(&input, 20, 12);
+    write_png(&input, 20, 12, ChannelLayout::Rgb);
     let model = fixture("dummy_upscale.onnx");
     let base = [
         "upscale",
@@ -617,20 +619,6 @@ impl Drop for TempDir {
     }
 }
 
-fn write_png(path: &str, w: u32, h: u32) {
-    let px = synthetic_pixels(w, h, ChannelLayout::Rgb);
-    image::save_buffer(path, &px.to_u8(), w, h, image::ExtendedColorType::Rgb8).unwrap();
-}
-
-fn gsimg_env(args: &[&str], env: &[(&str, &str)]) -> Output {
-    let mut c = Command::new(env!("CARGO_BIN_EXE_gsimg"));
-    c.args(args);
-    for (k, v) in env {
-        c.env(k, v);
-    }
-    c.output().unwrap()
-}
-
 /// `--device cuda` with an ONNX Runtime that cannot run CUDA (PyPI's CPU build here): one line
 /// that says why and which options fix it, exit status 1, no output. (With a GPU build and a
 /// GPU, it runs.)
@@ -641,7 +629,7 @@ fn cli_network_on_cuda_without_the_provider_says_how_to_fix_it() {
     };
     let t = TempDir::new("cudaprov");
     let input = t.path("in.png");
-    write_png(&input, 20, 12);
+    write_png(&input, 20, 12, ChannelLayout::Rgb);
     let out = t.path("out.png");
     let model = fixture("dummy_upscale.onnx");
     let o = gsimg_env(
@@ -688,7 +676,7 @@ fn cli_upscale_by_a_non_integer_factor() {
     };
     let t = TempDir::new("upscale");
     let input = t.path("in.png");
-    write_png(&input, 37, 23);
+    write_png(&input, 37, 23, ChannelLayout::Rgb);
     let model = fixture("dummy_upscale.onnx");
     let lib = lib.to_string_lossy().into_owned();
     let run = |out: &str, size: &[&str]| {
@@ -746,7 +734,7 @@ fn cli_encode_with_a_model_and_decode() {
     };
     let t = TempDir::new("encode");
     let (input, gsi, back) = (t.path("in.png"), t.path("in.gsi"), t.path("back.png"));
-    write_png(&input, 64, 40);
+    write_png(&input, 64, 40, ChannelLayout::Rgb);
     let model = fixture("dummy_compact.onnx");
     let lib = lib.to_string_lossy().into_owned();
     let o = gsimg_env(
@@ -973,7 +961,7 @@ fn damaged_and_wrong_models_are_refused() {
     );
     // -v says which model and library ran, and that the model was checked.
     let (input, out) = (t.path("in.png"), t.path("out.gsi"));
-    write_png(&input, 48, 32);
+    write_png(&input, 48, 32, ChannelLayout::Rgb);
     let lib = lib.to_string_lossy().into_owned();
     let o = gsimg_env(
         &[
