@@ -12,6 +12,7 @@ mod fuzz_regressions;
 mod layers;
 mod malformed;
 mod onnx;
+mod rate;
 mod render;
 mod robustness;
 mod test_vector;

@@ -30,7 +30,7 @@ fn quiet() -> Option<MessageSink> {
 
 /// The ONNX Runtime library this process uses, or `None` (after printing why) when it cannot
 /// be had and `GSIMG_REQUIRE_ORT` is unset.
-fn ort_library() -> Option<PathBuf> {
+pub(crate) fn ort_library() -> Option<PathBuf> {
     static LIB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
     let r = LIB.get_or_init(|| {
         NetworkOptions::default()
