@@ -22,8 +22,8 @@ const ANALYTIC_PER_GAUSSIAN: u64 = 1152;
 /// smallest block is 2 × 2).
 const ANALYTIC_MIN_PIXELS_PER_GAUSSIAN: f64 = 4.0;
 /// Network encoder: bytes of ONNX Runtime's activations per pixel of a tile's window (measured
-/// about 350, in its arena's chunks).
-const NETWORK_PER_WINDOW_PIXEL: u64 = 384;
+/// 350 to 400, in its arena's chunks, for windows of 2 to 7 MP).
+const NETWORK_PER_WINDOW_PIXEL: u64 = 416;
 /// Network encoder: the smallest tile window [`network_window`] gives, the default of
 /// [`super::NetworkOptions::max_tile_pixels`]. Each window carries a margin of the model's
 /// receptive field on every side (352 pixels for the compact model), so the margins are most
@@ -167,13 +167,15 @@ mod tests {
                 "{kind:?} {w}x{h}: {e} for {peak}"
             );
         }
-        // tools/encode_memory.rs on a photo resized to 1, 4, 12 and 24 MP, in windows of at
-        // most 2^21 pixels (`TILE_PIXELS=2097152`) and of `network_window`'s size (the default).
+        // A photo resized to 1, 4, 12 and 24 MP (BENCHMARKS.md), in windows of at most 2^21
+        // pixels, then of `network_window`'s size under the default limit (`gsimg encode`).
         let network = [
             (1224, 816, NETWORK_MIN_WINDOW, 504 << 20),
             (2448, 1632, NETWORK_MIN_WINDOW, 830 << 20),
             (4240, 2832, NETWORK_MIN_WINDOW, 1337 << 20),
-            (6000, 4000, NETWORK_MIN_WINDOW, 1211 << 20),
+            (6000, 4000, NETWORK_MIN_WINDOW, 1220 << 20),
+            (2448, 1632, network_window(2448, 1632, 1 << 32), 1762 << 20),
+            (4240, 2832, network_window(4240, 2832, 1 << 32), 3101 << 20),
         ];
         for (w, h, window, peak) in network {
             let e = estimate_network(w, h, window);

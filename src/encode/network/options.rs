@@ -45,7 +45,7 @@ pub struct NetworkOptions {
     /// (unless [`NetworkOptions::memory_limit`] sets the windows).
     pub max_tile_pixels: u64,
     /// Compact models: tile windows as large as this peak memory (bytes) allows beside the
-    /// picture (`encode::memory::network_window`: 384 bytes per window pixel), in place of
+    /// picture (`encode::memory::network_window`: 416 bytes per window pixel), in place of
     /// [`NetworkOptions::max_tile_pixels`]. Every window repeats its margins (the model's
     /// receptive field) around its core, so fewer, larger windows encode large pictures
     /// several times faster (BENCHMARKS.md, "Encoder memory"). `None`, the default: windows of
