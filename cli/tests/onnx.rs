@@ -796,10 +796,13 @@ fn progress_and_messages() {
         o.with_tile_size(Some(32)).with_progress(Some(sink.clone()))
     });
     e.gaussians(&px).unwrap();
-    assert_eq!(
-        std::mem::take(&mut *seen.lock().unwrap()),
-        vec![(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
-    );
+    // Four tiles of one unit each, in thousandths (a run that takes long enough also reports
+    // within itself).
+    let tiles = std::mem::take(&mut *seen.lock().unwrap());
+    crate::common::check_progress(&tiles);
+    for k in 0..=4 {
+        assert!(tiles.contains(&(k * 1000, 4000)), "{tiles:?}");
+    }
     e.encode(&px).unwrap();
     let plain = crate::common::check_progress(&std::mem::take(&mut *seen.lock().unwrap()));
     // The four tiles, then the colour fit and the writing.

@@ -186,7 +186,7 @@ mod tests {
             let window = network_window(w, h, limits.max_memory_bytes);
             assert!((NETWORK_MIN_WINDOW..=NETWORK_MAX_WINDOW).contains(&window));
             assert!(estimate(EncoderKind::Network, w, h, &limits) <= limits.max_memory_bytes);
-            assert_eq!(network_window(w, h, 1 << 30), NETWORK_MIN_WINDOW);
+            assert_eq!(network_window(w, h, 768 << 20), NETWORK_MIN_WINDOW);
         }
         for kind in [EncoderKind::Analytic { density: q50 }, EncoderKind::Network] {
             let e = check(kind, 16000, 16000, &limits).unwrap_err().to_string();

@@ -181,7 +181,8 @@ impl NetworkEncoder {
     }
 
     fn gaussians_with(&self, pixels: &Pixels, cancel: Option<&AtomicBool>) -> Result<NetworkOutput> {
-        let units = self.field_units(pixels.width, pixels.height);
+        // In thousandths of the tiles' units, so that progress within a run shows finely.
+        let units = self.field_units(pixels.width, pixels.height) * 1000;
         let meter = Meter::new(self.opts.progress.as_ref(), units);
         let mut out = self.field(pixels, &meter.part(units), cancel)?;
         if pixels.layout.has_alpha() {
