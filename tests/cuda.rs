@@ -392,6 +392,64 @@ fn gpu_render_is_cancellable_between_batches_of_tiles() {
     );
 }
 
+/// The stages before rasterization (projection, prefix sum, pairs, radix sort) are cancellable
+/// too: many small Gaussians on a picture of one rasterization batch, so that nearly all the
+/// render's time is in those stages (before, a cancel there was not seen: the render ran to its
+/// end). Not cancelled, the render equals the one without a flag byte for byte.
+#[test]
+fn gpu_render_is_cancellable_during_projection_and_sort() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    let Some(gpu) = gpu() else { return };
+    let limits = Limits::default();
+    let mut rng = Rng::new(9);
+    let img = random_image(&mut rng, 256, 256, ChannelLayout::Rgb, 60_000, 0.3, 0.8);
+    let mut dev = gpu.upload(&img).unwrap();
+    let view = Viewport::full(256, 256);
+    let flag = AtomicBool::new(false);
+    let t = Instant::now();
+    let whole: Frame<u8> = dev.render(&view, &limits).unwrap();
+    let t_whole = t.elapsed();
+    let flagged: Frame<u8> = dev.render_cancellable(&view, &limits, &flag).unwrap();
+    assert!(whole.data == flagged.data, "render with a flag differs");
+    let (result, took) = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(t_whole / 5);
+            flag.store(true, Ordering::Relaxed);
+        });
+        let t = Instant::now();
+        let r = dev.render_cancellable::<u8>(&view, &limits, &flag);
+        (r, t.elapsed())
+    });
+    eprintln!(
+        "{} Gaussians on 256x256 (one batch): whole {:.1} ms, cancelled after {:.1} ms: {:.1} ms",
+        img.gaussian_count(),
+        t_whole.as_secs_f64() * 1e3,
+        t_whole.as_secs_f64() * 1e3 / 5.0,
+        took.as_secs_f64() * 1e3
+    );
+    if t_whole >= Duration::from_millis(50) {
+        assert!(
+            matches!(result, Err(Error::Cancelled)),
+            "not cancelled: {:?}",
+            result.map(|_| ())
+        );
+        assert!(
+            took < t_whole * 3 / 4,
+            "cancel took {took:?} of {t_whole:?}"
+        );
+    } else {
+        eprintln!("note: the whole render is too fast to time a cancel");
+        assert!(matches!(result, Ok(_) | Err(Error::Cancelled)));
+    }
+    flag.store(false, Ordering::Relaxed);
+    let again: Frame<u8> = dev.render_cancellable(&view, &limits, &flag).unwrap();
+    assert!(
+        again.data == whole.data,
+        "the render after a cancel differs"
+    );
+}
+
 #[test]
 fn gpu_decoder_renders_gsi_bytes() {
     let Some(gpu) = gpu() else { return };

@@ -203,7 +203,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         let analytic = EncoderKind::Analytic {
             density: AnalyticOptions::with_quality(args.quality)?.density,
         };
-        let need = gsimg::estimate_encode_memory(analytic, w, h);
+        let need = gsimg::estimate_encode_memory(analytic, w, h, limits);
         if method == Method::Network && need <= limits.max_memory_bytes {
             anyhow::bail!(
                 "{}: {e}; the analytic encoder (--method analytic) would need about {:.1} GiB",
@@ -226,7 +226,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
     let progress = Progress::percent("encoding");
     let network = match method {
         Method::Analytic => None,
-        Method::Network => match network_encoder(&args, &progress, refine) {
+        Method::Network => match network_encoder(&args, &progress, refine, limits) {
             Ok(e) => Some(e),
             // Nothing asked for the network: without ONNX Runtime, the analytic encoder.
             Err(e @ (gsimg::Error::RuntimeUnavailable(_) | gsimg::Error::NotBuiltWith { .. }))
@@ -374,12 +374,15 @@ fn network_encoder(
     args: &EncodeArgs,
     progress: &Progress,
     refine: RefineOptions,
+    limits: &gsimg::Limits,
 ) -> gsimg::Result<gsimg::NetworkEncoder> {
+    // Tile windows as large as the memory limit allows (checked above with the same estimate).
     let options = args
         .net
         .options(ModelKind::Compact, progress)
         .with_quality(args.quality)?
-        .with_refine_options(refine);
+        .with_refine_options(refine)
+        .with_memory_limit(Some(limits.max_memory_bytes));
     let options = if args.no_fit {
         options.with_color_fit(None)
     } else {

@@ -23,8 +23,9 @@ pub struct UpscaleOptions<'a> {
     pub on_pass: Option<&'a (dyn Fn(usize, usize) + Sync)>,
     /// Called for each fallback of the renderer from the GPU to the CPU.
     pub on_fallback: Option<&'a (dyn Fn(&Fallback) + Sync)>,
-    /// Set from another thread to stop between passes and during renders on the CPU
-    /// ([`Error::Cancelled`]).
+    /// Set from another thread to stop: between passes and the network's tiles, within a
+    /// network run (ONNX Runtime's terminate flag, between the graph's nodes), and during
+    /// renders ([`Error::Cancelled`]).
     pub cancel: Option<&'a AtomicBool>,
 }
 
@@ -103,7 +104,10 @@ pub fn upscale(
         if let Some(cb) = options.on_pass {
             cb(k, symmetries.len());
         }
-        let out = encoder.gaussians_under(pixels, sym)?;
+        let out = match options.cancel {
+            Some(c) => encoder.gaussians_cancellable(pixels, sym, c)?,
+            None => encoder.gaussians_under(pixels, sym)?,
+        };
         let r = result.get_or_insert(Upscaled {
             frame: Frame {
                 width: 0,

@@ -41,7 +41,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -79,6 +80,9 @@ pub struct NetworkEncoder {
     model: OnnxModel,
     info: ModelInfo,
     path: PathBuf,
+    /// Seconds per input pixel of the last network run (`f64` bits; 0: none yet): how long a
+    /// run is expected to take, for progress within it.
+    seconds_per_pixel: AtomicU64,
 }
 
 /// What one run of the network produced.
@@ -130,21 +134,64 @@ impl NetworkEncoder {
             height.div_ceil(m) * m,
             m,
             self.info.tile_margin(),
-            self.opts.max_tile_pixels,
+            self.max_window(width, height),
             self.opts.tile_size,
         )
     }
 
+    /// The largest tile window for a `width × height` picture: what
+    /// [`NetworkOptions::memory_limit`] allows a compact model, else
+    /// [`NetworkOptions::max_tile_pixels`].
+    pub fn max_window(&self, width: u32, height: u32) -> u64 {
+        match self.opts.memory_limit {
+            Some(bytes) if self.info.kind == ModelKind::Compact => {
+                crate::encode::memory::network_window(width, height, bytes)
+            }
+            _ => self.opts.max_tile_pixels,
+        }
+    }
+
     /// Runs the network over `pixels` and returns its Gaussians (not quantized), alpha fitted.
+    ///
+    /// Progress ([`NetworkOptions::progress`]) counts units of the network's work (each tile
+    /// in proportion to its window's pixels), also while one tile's network run goes on: the
+    /// share of the run expected done by then (`NetworkEncoder::watched_run`).
     pub fn gaussians(&self, pixels: &Pixels) -> Result<NetworkOutput> {
-        // Progress in tiles.
-        let tiles = self.tiles_for(pixels.width, pixels.height).len();
-        let meter = Meter::new(self.opts.progress.as_ref(), tiles);
-        let mut out = self.field(pixels, &meter.part(tiles))?;
+        self.gaussians_with(pixels, None)
+    }
+
+    /// [`NetworkEncoder::gaussians_under`], stopped when `cancel` is set: between tiles, and
+    /// within a network run through ONNX Runtime's terminate flag (between the graph's
+    /// nodes). Returns [`Error::Cancelled`] then.
+    pub fn gaussians_cancellable(
+        &self,
+        pixels: &Pixels,
+        symmetry: Symmetry,
+        cancel: &AtomicBool,
+    ) -> Result<NetworkOutput> {
+        if symmetry == Symmetry::IDENTITY {
+            return self.gaussians_with(pixels, Some(cancel));
+        }
+        pixels.validate()?;
+        let mut out = self.gaussians_with(&symmetry.apply_pixels(pixels), Some(cancel))?;
+        let mut gs = out.image.into_gaussians();
+        symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
+        out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+        Ok(out)
+    }
+
+    fn gaussians_with(&self, pixels: &Pixels, cancel: Option<&AtomicBool>) -> Result<NetworkOutput> {
+        // In thousandths of the tiles' units, so that progress within a run shows finely.
+        let units = self.field_units(pixels.width, pixels.height) * 1000;
+        let meter = Meter::new(self.opts.progress.as_ref(), units);
+        let mut out = self.field(pixels, &meter.part(units), cancel)?;
         if pixels.layout.has_alpha() {
             let mut gs = out.image.into_gaussians();
             fit_alpha(pixels, &mut gs, &self.opts.alpha_fit);
             out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+        }
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Cancelled);
         }
         Ok(out)
     }
@@ -201,6 +248,79 @@ impl NetworkEncoder {
         (((x1 - x0) as usize * (y1 - y0) as usize) >> 15).max(1)
     }
 
+    /// Runs the network on a tile's `input` (its window of `pixels`) and hands the output to
+    /// `f`. With a progress sink or a cancel flag a thread watches the run: it reports to
+    /// `part` the share of the run expected done (the time so far against the time per pixel
+    /// of the last run, at most 95 %; before the first run, of a run on a corner of the window
+    /// of a sixty-fourth of its pixels) and stops the run when `cancel` is set.
+    fn watched_run(
+        &self,
+        pixels: &Pixels,
+        tile: &Tile,
+        input: &[f32],
+        part: &Part,
+        cancel: Option<&AtomicBool>,
+        f: crate::encode::runtime::onnx::OutputSink<'_>,
+    ) -> Result<()> {
+        let [x0, y0, x1, y1] = tile.window;
+        let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
+        let start = Instant::now();
+        if self.opts.progress.is_none() && cancel.is_none() {
+            self.model.run(input, h, w, f, None)?;
+        } else {
+            let expected = match self.seconds_per_pixel() {
+                Some(s) => Some(s),
+                None => self.probe(pixels, tile.window, cancel)?,
+            }
+            .map(|s| s * (w * h) as f64);
+            let watch = |elapsed: Duration| {
+                if let Some(t) = expected.filter(|t| *t > 0.0) {
+                    let share = (elapsed.as_secs_f64() / t).min(RUN_SHARE_CAP);
+                    part.report((share * 1000.0) as usize, 1000);
+                }
+                cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+            };
+            self.model.run(input, h, w, f, Some(&watch))?;
+        }
+        let spp = start.elapsed().as_secs_f64() / (w * h).max(1) as f64;
+        self.seconds_per_pixel
+            .store(spp.to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Seconds per input pixel of the last network run, if there was one.
+    fn seconds_per_pixel(&self) -> Option<f64> {
+        let s = f64::from_bits(self.seconds_per_pixel.load(Ordering::Relaxed));
+        (s > 0.0).then_some(s)
+    }
+
+    /// Seconds per pixel of the network on the top left corner of `window`, a sixty-fourth of
+    /// its pixels (at least 64 × 64; `None` for a window under 16 times that, whose run is
+    /// short): how long the first run is expected to take. The output is not used.
+    fn probe(
+        &self,
+        pixels: &Pixels,
+        window: [u32; 4],
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Option<f64>> {
+        let [x0, y0, x1, y1] = window;
+        let px = (x1 - x0) as u64 * (y1 - y0) as u64;
+        let m = self.info.multiple.max(1);
+        let side = ((((px / 64) as f64).sqrt() as u32).max(64)).div_ceil(m) * m;
+        if px < 16 * side as u64 * side as u64 {
+            return Ok(None);
+        }
+        let (w, h) = (side.min(x1 - x0), side.min(y1 - y0));
+        let input = tile_input(pixels, [x0, y0, x0 + w, y0 + h]);
+        let watch = |_: Duration| cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+        let start = Instant::now();
+        self.model
+            .run(&input, h as usize, w as usize, &mut |_, _| Ok(()), Some(&watch))?;
+        Ok(Some(
+            start.elapsed().as_secs_f64() / (w as u64 * h as u64) as f64,
+        ))
+    }
+
     /// Progress units of [`NetworkEncoder::finish`] (colour fits, refinement, writing).
     fn finish_units(&self) -> usize {
         let fits = if self.opts.refine.iterations > 0 {
@@ -212,8 +332,15 @@ impl NetworkEncoder {
     }
 
     /// The network's Gaussians, alpha not yet fitted (the alpha channel holds the nearest
-    /// pixel's alpha); the tiles are reported to `progress`.
-    fn field(&self, pixels: &Pixels, progress: &Part) -> Result<NetworkOutput> {
+    /// pixel's alpha); the tiles are reported to `progress` (each in proportion to its
+    /// window's pixels, and within a run as [`NetworkEncoder::watched_run`] estimates), and
+    /// `cancel` stops the work.
+    fn field(
+        &self,
+        pixels: &Pixels,
+        progress: &Part,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<NetworkOutput> {
         pixels.validate()?;
         let start = Instant::now();
         let (w, h) = (pixels.width, pixels.height);
@@ -227,12 +354,16 @@ impl NetworkEncoder {
         let units: usize = tiles.iter().map(Self::tile_units).sum();
         let mut done = 0;
         for tile in &tiles {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(Error::Cancelled);
+            }
             let [wx0, wy0, wx1, wy1] = tile.window;
             let (ww, wh) = ((wx1 - wx0) as usize, (wy1 - wy0) as usize);
             let input = tile_input(pixels, tile.window);
             let (hc, wc) = (wh / c as usize, ww / c as usize);
+            let tile_part = progress.within(done, Self::tile_units(tile), units);
             let run_start = Instant::now();
-            self.model.run(&input, wh, ww, &mut |shape, data| {
+            self.watched_run(pixels, tile, &input, &tile_part, cancel, &mut |shape, data| {
                 let want = [1, k as i64, 9, hc as i64, wc as i64];
                 if shape != want || data.len() != k * 9 * hc * wc {
                     return Err(Error::Model(format!(
@@ -267,6 +398,7 @@ impl NetworkEncoder {
             done += Self::tile_units(tile);
             progress.report(done, units);
         }
+
         // No pixel left to no Gaussian (it would render black): see `coverage`.
         ensure_coverage(w, h, c, &mut gaussians, &spares);
         if gaussians.is_empty() {
@@ -378,7 +510,7 @@ impl NetworkEncoder {
         );
         let meter = Meter::new(self.opts.progress.as_ref(), field + finish);
         let gs = self
-            .field(pixels, &meter.part(field))?
+            .field(pixels, &meter.part(field), None)?
             .image
             .into_gaussians();
         let finishing = meter.part(finish);
@@ -405,7 +537,7 @@ impl NetworkEncoder {
         let finish = 4 * self.finish_units();
         let meter = Meter::new(self.opts.progress.as_ref(), field + finish);
         let gs = self
-            .field(pixels, &meter.part(field))?
+            .field(pixels, &meter.part(field), None)?
             .image
             .into_gaussians();
         let n = gs.len().max(1) as f64;
@@ -593,6 +725,10 @@ impl NetworkEncoder {
 /// Progress units of writing a file.
 const FINISH_WRITE_UNITS: usize = 2;
 
+/// Within a network run, progress shows at most this share of the run done until it ends (the
+/// time a run takes is estimated from the last one).
+const RUN_SHARE_CAP: f64 = 0.95;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -716,5 +852,28 @@ mod tests {
             assert!(covered.iter().all(|&c| c == 1), "{wp}x{hp}");
         }
         assert_eq!(plan_tiles(768, 512, 8, 56, 1 << 21, None).len(), 1);
+    }
+
+    /// The network's work is the window pixels in all: the grid with the fewest (edge windows
+    /// have no margin outside the picture), never more than square cores of the largest side.
+    #[test]
+    fn tiles_repeat_the_fewest_margin_pixels() {
+        let work = |t: &[Tile]| -> u64 {
+            t.iter()
+                .map(|t| (t.window[2] - t.window[0]) as u64 * (t.window[3] - t.window[1]) as u64)
+                .sum()
+        };
+        // The compact model: margins of 352 pixels, windows of at most 2^21 pixels.
+        let t = plan_tiles(2448, 1632, 16, 352, 1 << 21, None);
+        assert_eq!((t.len(), work(&t)), (4, 7_363_072));
+        let t = plan_tiles(6000, 4000, 16, 352, 1 << 21, None);
+        assert_eq!((t.len(), work(&t)), (45, 79_283_712));
+        // Windows as large as 4 GiB allow beside a 24 MP picture (`memory::network_window`).
+        let window = crate::encode::memory::network_window(6000, 4000, 1 << 32);
+        let t = plan_tiles(6000, 4000, 16, 352, window, None);
+        assert!(t.iter().all(|t| {
+            (t.window[2] - t.window[0]) as u64 * (t.window[3] - t.window[1]) as u64 <= window
+        }));
+        assert_eq!((t.len(), work(&t)), (6, 34_847_232));
     }
 }
