@@ -68,7 +68,7 @@ pub mod fuzzing;
 // The model, geometry, pixel buffers, limits and errors.
 pub use crate::core::error::{Cause, Error, Result};
 pub use crate::core::format_error::{FormatError, FormatErrorKind, Location};
-pub use crate::core::frame::{Frame, FrameMean, Pixels, Sample};
+pub use crate::core::frame::{Frame, FrameMean, Sample};
 pub use crate::core::geometry::{Region, Viewport};
 pub use crate::core::limits::Limits;
 pub use crate::core::progress::ProgressSink;

@@ -248,7 +248,7 @@ impl<T: GpuSample> DeviceFrame<T> {
         Ok(Frame {
             width: self.width,
             height: self.height,
-            channels: self.channels,
+            layout: ChannelLayout::from_channels(self.channels).expect("checked by alloc_frame"),
             data,
         })
     }
@@ -401,7 +401,11 @@ impl GpuImage {
             Frame {
                 width: r.width,
                 height: r.height,
-                channels: oc,
+                layout: if rgba {
+                    ChannelLayout::Rgba
+                } else {
+                    self.layout
+                },
                 data,
             },
             info,

@@ -367,7 +367,11 @@ pub fn orient_frame<T: Copy>(frame: Frame<T>, orientation: u8) -> Frame<T> {
     if !(2..=8).contains(&orientation) {
         return frame;
     }
-    let (w, h, c) = (frame.width as usize, frame.height as usize, frame.channels);
+    let (w, h, c) = (
+        frame.width as usize,
+        frame.height as usize,
+        frame.channels(),
+    );
     let (ow, oh) = oriented_size(frame.width, frame.height, orientation);
     let mut data = Vec::with_capacity(frame.data.len());
     // For each output pixel (x, y), the source pixel it shows.
@@ -392,7 +396,7 @@ pub fn orient_frame<T: Copy>(frame: Frame<T>, orientation: u8) -> Frame<T> {
     Frame {
         width: ow,
         height: oh,
-        channels: c,
+        layout: frame.layout,
         data,
     }
 }
@@ -437,7 +441,7 @@ mod tests {
             let frame = Frame {
                 width: w,
                 height: h,
-                channels: 3,
+                layout: crate::ChannelLayout::Rgb,
                 data: data.clone(),
             };
             let ours = orient_frame(frame, o);

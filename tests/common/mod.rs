@@ -58,7 +58,7 @@ pub fn random_image(
 }
 
 /// A smooth synthetic photo-like picture for encoder tests (gradients, edges, texture).
-pub fn synthetic_pixels(w: u32, h: u32, layout: ChannelLayout) -> gsimg::Pixels {
+pub fn synthetic_pixels(w: u32, h: u32, layout: ChannelLayout) -> gsimg::Frame<f32> {
     let nc = layout.channels();
     let mut data = Vec::with_capacity((w * h) as usize * nc);
     for y in 0..h {
@@ -77,7 +77,7 @@ pub fn synthetic_pixels(w: u32, h: u32, layout: ChannelLayout) -> gsimg::Pixels 
             push_pixel(&mut data, layout, [r, g, b, a]);
         }
     }
-    gsimg::Pixels {
+    gsimg::Frame {
         width: w,
         height: h,
         layout,

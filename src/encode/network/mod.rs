@@ -56,7 +56,7 @@ pub use options::*;
 pub use post::*;
 pub use tiling::*;
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::progress::{Meter, Part};
 use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
@@ -136,7 +136,7 @@ impl NetworkEncoder {
     }
 
     /// Runs the network over `pixels` and returns its Gaussians (not quantized), alpha fitted.
-    pub fn gaussians(&self, pixels: &Pixels) -> Result<NetworkOutput> {
+    pub fn gaussians(&self, pixels: &Frame<f32>) -> Result<NetworkOutput> {
         // Progress in tiles.
         let tiles = self.tiles_for(pixels.width, pixels.height).len();
         let meter = Meter::new(self.opts.progress.as_ref(), tiles);
@@ -157,15 +157,15 @@ impl NetworkEncoder {
     /// ```no_run
     /// use gsimg::encode::optim::symmetry::Symmetry;
     /// use gsimg::encode::{NetworkOptions, ModelKind};
-    /// use gsimg::{FrameMean, Pixels, render_cpu};
+    /// use gsimg::{FrameMean, render_cpu};
     /// use gsimg::{Frame, Limits, Viewport};
     ///
     /// # fn main() -> gsimg::Result<()> {
-    /// # let pixels: Pixels = todo!();
+    /// # let pixels: Frame<f32> = todo!();
     /// let encoder = NetworkOptions::default().with_kind(ModelKind::Upscale).with_installed().build()?;
     /// let (view, limits) = (Viewport::full(pixels.width * 3, pixels.height * 3), Limits::default());
     /// let r = view.region;
-    /// let mut mean = FrameMean::new(r.width, r.height, pixels.channels(), &limits)?;
+    /// let mut mean = FrameMean::new(r.width, r.height, pixels.layout, &limits)?;
     /// for s in Symmetry::ALL {
     ///     let field = encoder.gaussians_under(&pixels, s)?.image;
     ///     mean.add(&render_cpu::<f32>(&field, &view, &limits)?)?;
@@ -174,7 +174,7 @@ impl NetworkEncoder {
     /// # Ok(())
     /// # }
     /// ```
-    pub fn gaussians_under(&self, pixels: &Pixels, symmetry: Symmetry) -> Result<NetworkOutput> {
+    pub fn gaussians_under(&self, pixels: &Frame<f32>, symmetry: Symmetry) -> Result<NetworkOutput> {
         if symmetry == Symmetry::IDENTITY {
             return self.gaussians(pixels);
         }
@@ -213,7 +213,7 @@ impl NetworkEncoder {
 
     /// The network's Gaussians, alpha not yet fitted (the alpha channel holds the nearest
     /// pixel's alpha); the tiles are reported to `progress`.
-    fn field(&self, pixels: &Pixels, progress: &Part) -> Result<NetworkOutput> {
+    fn field(&self, pixels: &Frame<f32>, progress: &Part) -> Result<NetworkOutput> {
         pixels.validate()?;
         let start = Instant::now();
         let (w, h) = (pixels.width, pixels.height);
@@ -331,13 +331,13 @@ impl NetworkEncoder {
     }
 
     /// Encodes `pixels` into a `.gsi` file with [`NetworkEncoder::write_options`].
-    pub fn encode(&self, pixels: &Pixels) -> Result<Encoded> {
+    pub fn encode(&self, pixels: &Frame<f32>) -> Result<Encoded> {
         self.encode_with(pixels, &self.write_options(pixels.layout))
     }
 
     /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added).
     /// Alpha is fitted on the geometry as the file stores it.
-    pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
+    pub fn encode_with(&self, pixels: &Frame<f32>, opts: &WriteOptions) -> Result<Encoded> {
         // Progress: the network's tiles, then the fits, refinement and writing.
         let (field, finish) = (
             self.field_units(pixels.width, pixels.height),
@@ -371,7 +371,7 @@ impl NetworkEncoder {
     /// search fits the colours and writes again. The quality setting is not used.
     pub fn encode_to_rate(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         opts: &WriteOptions,
         target: RateTarget,
     ) -> Result<RateResult> {
@@ -407,7 +407,7 @@ impl NetworkEncoder {
     /// ([`NetworkEncoder::finish_units`] spread over it).
     fn finish(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         mut gs: Vec<Gaussian>,
         opts: &WriteOptions,
         progress: &Part,

@@ -22,7 +22,7 @@
 
 use rayon::prelude::*;
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::geometry::{MIN_WEIGHT_SUM, Projected, project, row_span, weight};
 use crate::core::splat::Gaussian;
 
@@ -77,7 +77,7 @@ fn value(num: f32, den: f32) -> f32 {
 /// Moves `round(fraction · n)` of `gaussians` from where they matter least to where the render
 /// of `gaussians` is furthest from `target` (see the module documentation). The count does not
 /// change. Returns how many were moved.
-pub fn reallocate(target: &Pixels, gaussians: &mut [Gaussian], fraction: f32) -> usize {
+pub fn reallocate(target: &Frame<f32>, gaussians: &mut [Gaussian], fraction: f32) -> usize {
     let n = gaussians.len();
     let m = ((fraction.clamp(0.0, 0.5) as f64 * n as f64).round() as usize).min(n);
     if m == 0 {
@@ -245,7 +245,7 @@ mod tests {
     use super::*;
     use crate::ChannelLayout;
 
-    fn mse(target: &Pixels, gs: &[Gaussian]) -> f64 {
+    fn mse(target: &Frame<f32>, gs: &[Gaussian]) -> f64 {
         let projected: Vec<Projected> = gs.iter().map(|g| project(g, 1.0, 1.0)).collect();
         let b = blend(target.width as usize, target.height as usize, &projected, 3);
         let mut e = 0f64;
@@ -271,7 +271,7 @@ mod tests {
                 }
             }
         }
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,
@@ -315,7 +315,7 @@ mod tests {
 
     #[test]
     fn nothing_to_move_is_a_no_op() {
-        let target = Pixels {
+        let target = Frame {
             width: 4,
             height: 4,
             layout: ChannelLayout::Rgb,

@@ -17,7 +17,7 @@
 
 use rayon::prelude::*;
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::geometry::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
 use crate::core::progress::Part;
 use crate::core::splat::Gaussian;
@@ -199,7 +199,7 @@ enum Engine {
 impl Engine {
     /// The engine for `steps` steps on `gaussians` (the CPU when there is nothing to do).
     fn for_work(
-        target: &Pixels,
+        target: &Frame<f32>,
         gaussians: &[Gaussian],
         steps: usize,
         device: RefineDevice,
@@ -224,7 +224,7 @@ impl Engine {
         }
     }
 
-    fn new(target: &Pixels, device: RefineDevice) -> crate::Result<(Engine, Option<String>)> {
+    fn new(target: &Frame<f32>, device: RefineDevice) -> crate::Result<(Engine, Option<String>)> {
         if device == RefineDevice::Cpu {
             return Ok((Engine::Cpu, None));
         }
@@ -247,7 +247,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn descend(
         &mut self,
-        target: &Pixels,
+        target: &Frame<f32>,
         gaussians: &mut [Gaussian],
         opts: &RefineOptions,
         iterations: usize,
@@ -327,7 +327,7 @@ type Grad = [f64; 10];
 ///
 /// Fails only when `opts.device` is [`RefineDevice::Cuda`] and no GPU can be used.
 pub fn refine(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
 ) -> crate::Result<RefineOutcome> {
@@ -352,7 +352,7 @@ pub fn refine_units(opts: &RefineOptions) -> usize {
 /// [`refine`], reporting its steps to `progress` ([`refine_units`] of them, spread over the
 /// part).
 pub fn refine_with_progress(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
     progress: &Part,
@@ -409,7 +409,7 @@ pub fn refine_with_progress(
 /// snapped parameters of the best step. Run after [`refine`], with the grid of the header the
 /// file will be written with.
 pub fn refine_quantized(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
     grid: &QuantGrid,
@@ -421,7 +421,7 @@ pub fn refine_quantized(
 
 /// [`refine_quantized`], reporting its steps to `progress` (a part of `steps` units).
 pub fn refine_quantized_with_progress(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
     grid: &QuantGrid,
@@ -449,7 +449,7 @@ pub fn refine_quantized_with_progress(
 /// Gaussian's (x, y, log2 σ1, log2 σ2, θ, channels 0..3): what one step of the CPU descent
 /// computes (the reference the GPU's gradients are checked against).
 #[cfg(feature = "unstable")]
-pub fn gradients(target: &Pixels, gaussians: &[Gaussian]) -> (f64, Vec<[f64; 9]>) {
+pub fn gradients(target: &Frame<f32>, gaussians: &[Gaussian]) -> (f64, Vec<[f64; 9]>) {
     let nc = target.channels();
     let (w, h) = (target.width as i64, target.height as i64);
     let preps: Vec<Prep> = gaussians.par_iter().map(prep).collect();
@@ -465,7 +465,7 @@ pub fn gradients(target: &Pixels, gaussians: &[Gaussian]) -> (f64, Vec<[f64; 9]>
 /// Summed squared error and per-Gaussian gradients w.r.t. (mx, my, conic, amp, channels) of the
 /// whole picture: tiles in parallel, partial sums added in a fixed order.
 fn loss_and_grads(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &[Gaussian],
     preps: &[Prep],
     w: i64,
@@ -518,7 +518,7 @@ fn loss_and_grads(
 
 /// `iterations` Adam steps from the current parameters; see [`refine`].
 fn descend(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
     iterations: usize,
@@ -618,7 +618,7 @@ fn descend(
 
 /// Loss and per-Gaussian gradients (w.r.t. mx, my, conic, amp, channels) of one tile.
 fn tile_gradient(
-    target: &Pixels,
+    target: &Frame<f32>,
     gs: &[Gaussian],
     preps: &[Prep],
     list: &[u32],
@@ -786,7 +786,7 @@ mod tests {
     /// (At 3σ a pixel reached by one Gaussian's tail alone jumps as the support moves.)
     const FAR: f32 = 1e4;
 
-    fn loss_of(target: &Pixels, gs: &[Gaussian]) -> f64 {
+    fn loss_of(target: &Frame<f32>, gs: &[Gaussian]) -> f64 {
         let preps: Vec<Prep> = gs.iter().map(|g| prep_with_cutoff(g, FAR)).collect();
         let list: Vec<u32> = (0..gs.len() as u32).collect();
         tile_gradient(target, gs, &preps, &list, 0, 0, target.channels()).0
@@ -814,7 +814,7 @@ mod tests {
             &crate::Limits::default(),
         )
         .unwrap();
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,
@@ -842,7 +842,7 @@ mod tests {
         let data: Vec<f32> = (0..w * h * 3)
             .map(|i| (i * 37 % 101) as f32 / 100.0)
             .collect();
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,
