@@ -11,7 +11,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pixels = gsimg::load_image(&std::fs::read(input)?, &limits)?.pixels;
 
     let encoder = gsimg::NetworkOptions::default()
-        .with_kind(gsimg::ModelKind::Upscale)
+        .with_kind(gsimg::network::ModelKind::Upscale)
         .with_model(model)
         .build()?;
     let field = encoder.gaussians(&pixels)?.image;

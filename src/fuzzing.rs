@@ -8,8 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::encode::ModelInfo;
 use crate::encode::analytic::{self, AnalyticOptions};
+use crate::encode::network::ModelInfo;
 use crate::encode::network::{Tile, decode_cells, plan_tiles, write_options_for};
 use crate::format::{self, Decoder, WriteOptions};
 use crate::render::render_cpu;

@@ -186,10 +186,17 @@ impl FrameMean {
     }
 }
 
-/// An output sample type: f32 in [0, 1] before clamping, or u8.
-pub trait Sample: Copy + Default + Send + Sync + 'static {
+/// A sample type of a [`Frame`]: `u8` (§3.5), or `f32` (in [0, 1] for pictures; renders before
+/// clamping). Sealed: the renderers, the GPU's included, write these two types only.
+pub trait Sample: Copy + Default + Send + Sync + 'static + sealed::Sealed {
     /// Converts a blended channel value (§3.4) to this type (§3.5 for 8-bit).
     fn from_value(v: f32) -> Self;
+}
+
+mod sealed {
+    pub trait Sealed {}
+    impl Sealed for u8 {}
+    impl Sealed for f32 {}
 }
 
 impl Sample for f32 {

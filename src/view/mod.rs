@@ -37,10 +37,10 @@ mod upscale;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::cuda::{CudaRenderer, GpuImage, GpuSample};
+use crate::cuda::{CudaRenderer, GpuImage};
 use crate::render::{self, RenderOptions};
 use crate::{Error, Limits, Result, SplatImage};
-use crate::{Frame, Region, Viewport};
+use crate::{Frame, Region, Sample, Viewport};
 
 pub use decoder::{Decoder, Info};
 pub use pixels::{PixelFormat, premultiply, required_len};
@@ -220,7 +220,7 @@ impl Renderer {
 
     /// Renders `view` of `image` in its own channels (1–4), as [`render::render_cpu`] does.
     /// On the GPU the picture is uploaded for this render only.
-    pub fn render<T: GpuSample>(
+    pub fn render<T: Sample>(
         &self,
         image: &SplatImage,
         view: &Viewport,
@@ -232,7 +232,7 @@ impl Renderer {
 
     /// [`Renderer::render`], keeping the GPU upload of `image` in `upload` for the next render
     /// of the same picture (the caller drops `upload` when the picture changes).
-    pub(crate) fn render_cached<T: GpuSample>(
+    pub(crate) fn render_cached<T: Sample>(
         &self,
         image: &SplatImage,
         upload: &mut Option<GpuImage>,

@@ -122,17 +122,19 @@ impl NetworkEncoder {
         &self.model.library
     }
 
-    /// The tiles a `width × height` picture is run in.
-    pub fn tiles_for(&self, width: u32, height: u32) -> Vec<Tile> {
-        let m = self.info.multiple;
-        plan_tiles(
-            width.div_ceil(m) * m,
-            height.div_ceil(m) * m,
-            m,
-            self.info.tile_margin(),
-            self.opts.max_tile_pixels,
-            self.opts.tile_size,
-        )
+    unstable_pub! {
+        /// The tiles a `width × height` picture is run in.
+        fn tiles_for(&self, width: u32, height: u32) -> Vec<Tile> {
+            let m = self.info.multiple;
+            plan_tiles(
+                width.div_ceil(m) * m,
+                height.div_ceil(m) * m,
+                m,
+                self.info.tile_margin(),
+                self.opts.max_tile_pixels,
+                self.opts.tile_size,
+            )
+        }
     }
 
     /// Runs the network over `pixels` and returns its Gaussians (not quantized), alpha fitted.
@@ -149,41 +151,27 @@ impl NetworkEncoder {
         Ok(out)
     }
 
-    /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
-    /// transformed picture and the Gaussians are mapped back to `pixels`' frame
-    /// (`Symmetry::unapply_gaussians`, exact). Averaging the renders of all 8 is the upscale
-    /// model's geometric self-ensemble (`gsimg upscale --ensemble`; BENCHMARKS.md):
-    ///
-    /// ```no_run
-    /// use gsimg::encode::optim::symmetry::Symmetry;
-    /// use gsimg::encode::{NetworkOptions, ModelKind};
-    /// use gsimg::{FrameMean, render_cpu};
-    /// use gsimg::{Frame, Limits, Viewport};
-    ///
-    /// # fn main() -> gsimg::Result<()> {
-    /// # let pixels: Frame<f32> = todo!();
-    /// let encoder = NetworkOptions::default().with_kind(ModelKind::Upscale).with_installed().build()?;
-    /// let (view, limits) = (Viewport::full(pixels.width * 3, pixels.height * 3), Limits::default());
-    /// let r = view.region;
-    /// let mut mean = FrameMean::new(r.width, r.height, pixels.layout, &limits)?;
-    /// for s in Symmetry::ALL {
-    ///     let field = encoder.gaussians_under(&pixels, s)?.image;
-    ///     mean.add(&render_cpu::<f32>(&field, &view, &limits)?)?;
-    /// }
-    /// let upscaled: Frame<u8> = mean.mean();
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn gaussians_under(&self, pixels: &Frame<f32>, symmetry: Symmetry) -> Result<NetworkOutput> {
-        if symmetry == Symmetry::IDENTITY {
-            return self.gaussians(pixels);
+    unstable_pub! {
+        /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
+        /// transformed picture and the Gaussians are mapped back to `pixels`' frame
+        /// (`Symmetry::unapply_gaussians`, exact). Averaging the renders of all 8 is the upscale
+        /// model's geometric self-ensemble
+        /// ([`UpscaleOptions::ensemble`](crate::view::UpscaleOptions::ensemble)).
+        fn gaussians_under(
+            &self,
+            pixels: &Frame<f32>,
+            symmetry: Symmetry,
+        ) -> Result<NetworkOutput> {
+            if symmetry == Symmetry::IDENTITY {
+                return self.gaussians(pixels);
+            }
+            pixels.validate()?;
+            let mut out = self.gaussians(&symmetry.apply_pixels(pixels))?;
+            let mut gs = out.image.into_gaussians();
+            symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
+            out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+            Ok(out)
         }
-        pixels.validate()?;
-        let mut out = self.gaussians(&symmetry.apply_pixels(pixels))?;
-        let mut gs = out.image.into_gaussians();
-        symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
-        out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
-        Ok(out)
     }
 
     /// Progress units of running the network over a `width × height` picture: about one per

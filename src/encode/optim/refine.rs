@@ -59,15 +59,17 @@ pub struct RefineOptions {
 }
 
 impl RefineOptions {
-    /// The step sizes and bounds, for a descent on the GPU (`crate::cuda::GpuRefiner`).
-    pub fn adam(&self) -> crate::cuda::AdamSettings {
-        crate::cuda::AdamSettings {
-            lr_position: self.lr_position,
-            lr_scale: self.lr_scale,
-            lr_rotation: self.lr_rotation,
-            lr_color: self.lr_color,
-            lr_final: self.lr_final,
-            scale_bounds: self.scale_bounds,
+    unstable_pub! {
+        /// The step sizes and bounds, for a descent on the GPU (`crate::cuda::GpuRefiner`).
+        fn adam(&self) -> crate::cuda::AdamSettings {
+            crate::cuda::AdamSettings {
+                lr_position: self.lr_position,
+                lr_scale: self.lr_scale,
+                lr_rotation: self.lr_rotation,
+                lr_color: self.lr_color,
+                lr_final: self.lr_final,
+                scale_bounds: self.scale_bounds,
+            }
         }
     }
 }

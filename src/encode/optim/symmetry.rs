@@ -104,6 +104,7 @@ impl Symmetry {
 
     /// Maps interleaved samples of the transformed picture (`self.size(width, height)`) back to
     /// the `width × height` picture's frame: the inverse of [`Symmetry::apply_samples`].
+    #[cfg(any(test, feature = "unstable"))]
     pub fn unapply_samples<T: Copy>(
         self,
         data: &[T],
