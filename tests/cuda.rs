@@ -189,8 +189,8 @@ fn gpu() -> Option<gsimg::cuda::CudaRenderer> {
 /// difference and the count over 1.
 fn check_u8(what: &str, gpu: &Frame<u8>, cpu: &Frame<u8>) {
     assert_eq!(
-        (gpu.width, gpu.height, gpu.channels, gpu.data.len()),
-        (cpu.width, cpu.height, cpu.channels, cpu.data.len()),
+        (gpu.width, gpu.height, gpu.layout, gpu.data.len()),
+        (cpu.width, cpu.height, cpu.layout, cpu.data.len()),
         "{what}"
     );
     let mut over1 = 0usize;
@@ -274,7 +274,7 @@ fn gpu_regions_rgba_device_frames_and_edge_cases() {
     // RGBA expansion: gray repeated, alpha 255.
     let rgba: Frame<u8> = dev.render_rgba(&view, &limits).unwrap();
     let gray: Frame<u8> = dev.render(&view, &limits).unwrap();
-    assert_eq!(rgba.channels, 4);
+    assert_eq!(rgba.channels(), 4);
     for (p, g) in rgba.data.chunks_exact(4).zip(&gray.data) {
         assert_eq!(p, &[*g, *g, *g, 255]);
     }
@@ -478,7 +478,7 @@ fn gpu_decoder_renders_gsi_bytes() {
             &Frame {
                 width: 40,
                 height: 30,
-                channels: 3,
+                layout: ChannelLayout::Rgb,
                 data: rgb,
             },
             &cpu,
@@ -527,7 +527,7 @@ fn gpu_three_radix_passes_and_three_scan_levels() {
 }
 
 /// A picture to refine against: another random scene rendered, plus a little noise.
-fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg::Pixels {
+fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg::Frame<f32> {
     let scene = random_image(rng, w, h, layout, 60, 1.0, 8.0);
     let frame: Frame<f32> = render_cpu(&scene, &Viewport::full(w, h), &Limits::default()).unwrap();
     let data = frame
@@ -535,7 +535,7 @@ fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg:
         .iter()
         .map(|v| v + rng.range(-0.02, 0.02) as f32)
         .collect();
-    gsimg::Pixels {
+    gsimg::Frame {
         width: w,
         height: h,
         layout,

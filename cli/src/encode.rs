@@ -12,9 +12,10 @@ use super::io::read_input;
 use super::output::{Output, Writes};
 use super::report::{self, Progress};
 use super::{Context as RunContext, parse, usage};
+use gsimg::network::{Device as NetworkDevice, LibrarySearch, ModelKind};
 use gsimg::{
-    AnalyticOptions, Effort, EncoderKind, LibrarySearch, ModelKind, NetworkDevice, NetworkOptions,
-    RateResult, RateTarget, RefineDevice, RefineOptions,
+    AnalyticOptions, Effort, EncoderKind, NetworkOptions, RateResult, RateTarget, RefineDevice,
+    RefineOptions,
 };
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
@@ -173,7 +174,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         Some(m) => m,
         None if args.net.model.is_some() => Method::Network,
         None if args.density.is_some() => Method::Analytic,
-        None => match gsimg::locate_model(ModelKind::Compact) {
+        None => match gsimg::network::locate_model(ModelKind::Compact) {
             Ok(_) => Method::Network,
             Err(e) => {
                 report::warn(&format!(
@@ -356,8 +357,9 @@ fn refine_options(args: &EncodeArgs, method: Method) -> RefineOptions {
         EffortArg::Max => Effort::Max,
     };
     // Refinement on the GPU when one can be used (a probe: the refinement opens it again).
-    let gpu =
-        device != RefineDevice::Cpu && effort != Effort::Fast && gsimg::CudaRenderer::new().is_ok();
+    let gpu = device != RefineDevice::Cpu
+        && effort != Effort::Fast
+        && gsimg::gpu::CudaRenderer::new().is_ok();
     let mut refine = RefineOptions::for_effort(effort, device, gpu);
     if method == Method::Analytic && effort == Effort::Default && !gpu {
         // Without refinement the analytic encoder's picture is poor: 40 steps on the CPU.

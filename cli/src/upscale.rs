@@ -16,8 +16,9 @@ use super::{Context as RunContext, usage};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use gsimg::ProgressSink;
+use gsimg::network::ModelKind;
 use gsimg::view::{self, Renderer, UpscaleOptions};
-use gsimg::{ModelKind, ProgressSink};
 
 /// Upscale a picture by any factor (e.g. 2.5) with the upscale network.
 ///

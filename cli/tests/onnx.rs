@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use crate::cli::write_png;
 use crate::cli_edges::gsimg_env;
 use crate::common::{Rng, max_abs_diff, psnr, synthetic_pixels};
-use gsimg::Pixels;
 use gsimg::encode::Device;
 use gsimg::encode::network::{
     MessageSink, ModelKind, NetworkEncoder, NetworkOptions, Provider, plan_tiles,
@@ -50,7 +49,7 @@ fn render_f32(image: &SplatImage, w: u32, h: u32) -> Frame<f32> {
 
 /// A 512×512 photo-like texture: smooth shading, hard edges, fine noise, stripes at several
 /// frequencies and orientations.
-fn textured(w: u32, h: u32, layout: ChannelLayout) -> Pixels {
+fn textured(w: u32, h: u32, layout: ChannelLayout) -> Frame<f32> {
     let mut rng = Rng::new(7);
     let nc = layout.channels();
     let mut data = Vec::with_capacity((w * h) as usize * nc);
@@ -68,7 +67,7 @@ fn textured(w: u32, h: u32, layout: ChannelLayout) -> Pixels {
             crate::common::push_pixel(&mut data, layout, [r, g, b, a]);
         }
     }
-    Pixels {
+    Frame {
         width: w,
         height: h,
         layout,
@@ -124,7 +123,7 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
     let px = synthetic_pixels(37, 23, ChannelLayout::Rgb);
     let (w, h) = (93, 58);
     let single = render_f32(&e.gaussians(&px).unwrap().image, w, h);
-    let mut mean = gsimg::FrameMean::new(w, h, 3, &Limits::default()).unwrap();
+    let mut mean = gsimg::FrameMean::new(w, h, ChannelLayout::Rgb, &Limits::default()).unwrap();
     for sym in Symmetry::ALL {
         let out = e.gaussians_under(&px, sym).unwrap();
         assert_eq!((out.image.width(), out.image.height()), (37, 23), "{sym:?}");
@@ -145,7 +144,7 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
         max_memory_bytes: 1000,
         ..Limits::default()
     };
-    assert!(gsimg::FrameMean::new(w, h, 3, &tight).is_err());
+    assert!(gsimg::FrameMean::new(w, h, ChannelLayout::Rgb, &tight).is_err());
 }
 
 /// `gsimg::view::upscale` (the CLI's upscale) is the network's Gaussians rendered at the size,
@@ -182,7 +181,7 @@ fn library_upscale_renders_the_network_fields() {
         ..Default::default()
     };
     let got = upscale(&e, &px, &view, &cpu, &Limits::default(), &ensemble).unwrap();
-    let mut mean = gsimg::FrameMean::new(93, 58, 3, &Limits::default()).unwrap();
+    let mut mean = gsimg::FrameMean::new(93, 58, ChannelLayout::Rgb, &Limits::default()).unwrap();
     for sym in Symmetry::ALL {
         let out = e.gaussians_under(&px, sym).unwrap();
         mean.add(&render_f32(&out.image, 93, 58)).unwrap();
@@ -377,7 +376,7 @@ fn gray_input_gives_gray_output() {
         let enc = e.encode(&px).unwrap();
         assert_eq!(enc.image.layout(), ChannelLayout::Gray);
         let f = render_f32(&enc.image, 48, 40);
-        assert_eq!(f.channels, 1);
+        assert_eq!(f.channels(), 1);
         let p = psnr(&f.data, &px.data);
         assert!(p > 22.0, "{model}: gray {p:.2} dB");
     }
@@ -913,7 +912,7 @@ fn tiled_vs_untiled_real_photo() {
         let row = ((y * full.width + x0) * 3) as usize;
         data.extend_from_slice(&full.data[row..row + (side * 3) as usize]);
     }
-    let px = Pixels {
+    let px = Frame {
         width: side,
         height: side,
         layout: ChannelLayout::Rgb,
@@ -1142,7 +1141,7 @@ fn gray_alpha_upscale_takes_about_the_memory_of_rgb() {
             ChannelLayout::Rgb => image::ExtendedColorType::Rgb8,
             _ => image::ExtendedColorType::La8,
         };
-        image::save_buffer(&input, &px.to_u8(), 256, 256, color).unwrap();
+        image::save_buffer(&input, &px.to_u8().data, 256, 256, color).unwrap();
         // GSIMG_MEASURE_BIN: another gsimg binary to measure the same way (BENCHMARKS.md).
         let bin = std::env::var("GSIMG_MEASURE_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_gsimg").to_string());

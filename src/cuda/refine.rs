@@ -122,11 +122,13 @@ impl GpuRefiner {
     }
 
     /// Width of the picture.
+    #[cfg(feature = "unstable")]
     pub fn width(&self) -> u32 {
         self.width
     }
 
     /// Height of the picture.
+    #[cfg(feature = "unstable")]
     pub fn height(&self) -> u32 {
         self.height
     }
@@ -470,6 +472,7 @@ impl GpuRefiner {
     /// The loss (mean squared error per channel value) of `gaussians` and the gradient of the
     /// summed squared error with respect to each Gaussian's (x, y, log2 σ1, log2 σ2, θ,
     /// channels 0..3), as `refine.rs` computes them on the CPU (for tests and checks).
+    #[cfg(feature = "unstable")]
     pub fn gradients(&mut self, gaussians: &[Gaussian]) -> Result<(f64, Vec<[f64; 9]>)> {
         if gaussians.is_empty() {
             return Ok((f64::NAN, Vec::new()));

@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Device, Fallback, Rendered, Renderer};
-use crate::core::frame::Pixels;
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::{NetworkEncoder, Provider};
 use crate::{Error, Limits, Result};
@@ -62,7 +61,7 @@ pub struct Upscaled {
 /// averaged in floats before the 8-bit rounding.
 pub fn upscale(
     encoder: &NetworkEncoder,
-    pixels: &Pixels,
+    pixels: &Frame<f32>,
     view: &Viewport,
     renderer: &Renderer,
     limits: &Limits,
@@ -77,12 +76,7 @@ pub fn upscale(
     let mut mean = None;
     if symmetries.len() > 1 {
         let r = view.region;
-        mean = Some(FrameMean::new(
-            r.width,
-            r.height,
-            pixels.layout.channels(),
-            limits,
-        )?);
+        mean = Some(FrameMean::new(r.width, r.height, pixels.layout, limits)?);
     }
     let cancelled = || options.cancel.is_some_and(|c| c.load(Ordering::Relaxed));
     let mut result: Option<Upscaled> = None;
@@ -112,7 +106,7 @@ pub fn upscale(
             frame: Frame {
                 width: 0,
                 height: 0,
-                channels: 0,
+                layout: pixels.layout,
                 data: Vec::new(),
             },
             gaussians: out.image.gaussian_count() as u64,

@@ -57,7 +57,7 @@ pub use options::*;
 pub use post::*;
 pub use tiling::*;
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::progress::{Meter, Part};
 use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
@@ -126,17 +126,19 @@ impl NetworkEncoder {
         &self.model.library
     }
 
-    /// The tiles a `width × height` picture is run in.
-    pub fn tiles_for(&self, width: u32, height: u32) -> Vec<Tile> {
-        let m = self.info.multiple;
-        plan_tiles(
-            width.div_ceil(m) * m,
-            height.div_ceil(m) * m,
-            m,
-            self.info.tile_margin(),
-            self.max_window(width, height),
-            self.opts.tile_size,
-        )
+    unstable_pub! {
+        /// The tiles a `width × height` picture is run in.
+        fn tiles_for(&self, width: u32, height: u32) -> Vec<Tile> {
+            let m = self.info.multiple;
+            plan_tiles(
+                width.div_ceil(m) * m,
+                height.div_ceil(m) * m,
+                m,
+                self.info.tile_margin(),
+                self.max_window(width, height),
+                self.opts.tile_size,
+            )
+        }
     }
 
     /// The largest tile window for a `width × height` picture: what
@@ -156,7 +158,7 @@ impl NetworkEncoder {
     /// Progress ([`NetworkOptions::progress`]) counts units of the network's work (each tile
     /// in proportion to its window's pixels), also while one tile's network run goes on: the
     /// share of the run expected done by then (`NetworkEncoder::watched_run`).
-    pub fn gaussians(&self, pixels: &Pixels) -> Result<NetworkOutput> {
+    pub fn gaussians(&self, pixels: &Frame<f32>) -> Result<NetworkOutput> {
         self.gaussians_with(pixels, None)
     }
 
@@ -165,7 +167,7 @@ impl NetworkEncoder {
     /// nodes). Returns [`Error::Cancelled`] then.
     pub fn gaussians_cancellable(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         symmetry: Symmetry,
         cancel: &AtomicBool,
     ) -> Result<NetworkOutput> {
@@ -180,7 +182,7 @@ impl NetworkEncoder {
         Ok(out)
     }
 
-    fn gaussians_with(&self, pixels: &Pixels, cancel: Option<&AtomicBool>) -> Result<NetworkOutput> {
+    fn gaussians_with(&self, pixels: &Frame<f32>, cancel: Option<&AtomicBool>) -> Result<NetworkOutput> {
         // In thousandths of the tiles' units, so that progress within a run shows finely.
         let units = self.field_units(pixels.width, pixels.height) * 1000;
         let meter = Meter::new(self.opts.progress.as_ref(), units);
@@ -196,41 +198,27 @@ impl NetworkEncoder {
         Ok(out)
     }
 
-    /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
-    /// transformed picture and the Gaussians are mapped back to `pixels`' frame
-    /// (`Symmetry::unapply_gaussians`, exact). Averaging the renders of all 8 is the upscale
-    /// model's geometric self-ensemble (`gsimg upscale --ensemble`; BENCHMARKS.md):
-    ///
-    /// ```no_run
-    /// use gsimg::encode::optim::symmetry::Symmetry;
-    /// use gsimg::encode::{NetworkOptions, ModelKind};
-    /// use gsimg::{FrameMean, Pixels, render_cpu};
-    /// use gsimg::{Frame, Limits, Viewport};
-    ///
-    /// # fn main() -> gsimg::Result<()> {
-    /// # let pixels: Pixels = todo!();
-    /// let encoder = NetworkOptions::default().with_kind(ModelKind::Upscale).with_installed().build()?;
-    /// let (view, limits) = (Viewport::full(pixels.width * 3, pixels.height * 3), Limits::default());
-    /// let r = view.region;
-    /// let mut mean = FrameMean::new(r.width, r.height, pixels.channels(), &limits)?;
-    /// for s in Symmetry::ALL {
-    ///     let field = encoder.gaussians_under(&pixels, s)?.image;
-    ///     mean.add(&render_cpu::<f32>(&field, &view, &limits)?)?;
-    /// }
-    /// let upscaled: Frame<u8> = mean.mean();
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn gaussians_under(&self, pixels: &Pixels, symmetry: Symmetry) -> Result<NetworkOutput> {
-        if symmetry == Symmetry::IDENTITY {
-            return self.gaussians(pixels);
+    unstable_pub! {
+        /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
+        /// transformed picture and the Gaussians are mapped back to `pixels`' frame
+        /// (`Symmetry::unapply_gaussians`, exact). Averaging the renders of all 8 is the upscale
+        /// model's geometric self-ensemble
+        /// ([`UpscaleOptions::ensemble`](crate::view::UpscaleOptions::ensemble)).
+        fn gaussians_under(
+            &self,
+            pixels: &Frame<f32>,
+            symmetry: Symmetry,
+        ) -> Result<NetworkOutput> {
+            if symmetry == Symmetry::IDENTITY {
+                return self.gaussians(pixels);
+            }
+            pixels.validate()?;
+            let mut out = self.gaussians(&symmetry.apply_pixels(pixels))?;
+            let mut gs = out.image.into_gaussians();
+            symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
+            out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+            Ok(out)
         }
-        pixels.validate()?;
-        let mut out = self.gaussians(&symmetry.apply_pixels(pixels))?;
-        let mut gs = out.image.into_gaussians();
-        symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
-        out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
-        Ok(out)
     }
 
     /// Progress units of running the network over a `width × height` picture: about one per
@@ -255,7 +243,7 @@ impl NetworkEncoder {
     /// of a sixty-fourth of its pixels) and stops the run when `cancel` is set.
     fn watched_run(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         tile: &Tile,
         input: &[f32],
         part: &Part,
@@ -299,7 +287,7 @@ impl NetworkEncoder {
     /// short): how long the first run is expected to take. The output is not used.
     fn probe(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         window: [u32; 4],
         cancel: Option<&AtomicBool>,
     ) -> Result<Option<f64>> {
@@ -337,7 +325,7 @@ impl NetworkEncoder {
     /// `cancel` stops the work.
     fn field(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         progress: &Part,
         cancel: Option<&AtomicBool>,
     ) -> Result<NetworkOutput> {
@@ -468,14 +456,14 @@ impl NetworkEncoder {
     }
 
     /// Encodes `pixels` into a `.gsi` file with [`NetworkEncoder::write_options`].
-    pub fn encode(&self, pixels: &Pixels) -> Result<Encoded> {
+    pub fn encode(&self, pixels: &Frame<f32>) -> Result<Encoded> {
         self.encode_with(pixels, &self.write_options(pixels.layout))
     }
 
     /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added),
     /// with the Gaussian count the quality asks for ([`NetworkEncoder::count_factor`]).
     /// Alpha is fitted on the geometry as the file stores it.
-    pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
+    pub fn encode_with(&self, pixels: &Frame<f32>, opts: &WriteOptions) -> Result<Encoded> {
         self.encode_at(pixels, opts, self.count_factor())
     }
 
@@ -502,7 +490,7 @@ impl NetworkEncoder {
     /// densifying where the error is); without refinement a share below 1 keeps the most
     /// valuable Gaussians (`rank_by_value`; the dropped ones serve as spares where a cell would
     /// be left uncovered), and a factor above 1 is taken as 1.
-    pub fn encode_at(&self, pixels: &Pixels, opts: &WriteOptions, factor: f64) -> Result<Encoded> {
+    pub fn encode_at(&self, pixels: &Frame<f32>, opts: &WriteOptions, factor: f64) -> Result<Encoded> {
         // Progress: the network's tiles, then the fits, refinement and writing.
         let (field, finish) = (
             self.field_units(pixels.width, pixels.height),
@@ -526,7 +514,7 @@ impl NetworkEncoder {
     /// writes again.
     pub fn encode_to_rate(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         opts: &WriteOptions,
         target: RateTarget,
     ) -> Result<RateResult> {
@@ -606,7 +594,7 @@ impl NetworkEncoder {
     /// not refining), reporting to `progress`.
     fn finish_at(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         gs: &[Gaussian],
         ranked: Option<&[usize]>,
         opts: &WriteOptions,
@@ -629,7 +617,7 @@ impl NetworkEncoder {
     /// rounds bring their count to `budget`.
     fn finish(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         mut gs: Vec<Gaussian>,
         opts: &WriteOptions,
         budget: usize,

@@ -96,7 +96,7 @@ pub fn plan_tiles(
 
 /// The network input for a window of the padded picture: planar RGB, the picture's last row
 /// and column repeated into the padding, gray replicated, alpha left out.
-pub(super) fn tile_input(p: &Pixels, window: [u32; 4]) -> Vec<f32> {
+pub(super) fn tile_input(p: &Frame<f32>, window: [u32; 4]) -> Vec<f32> {
     let [x0, y0, x1, y1] = window;
     let (ww, wh) = ((x1 - x0) as usize, (y1 - y0) as usize);
     let nc = p.channels();
