@@ -66,7 +66,7 @@ pub fn network_window(width: u32, height: u32, max_memory_bytes: u64) -> u64 {
 
 /// An upper estimate of the peak memory, in bytes, of encoding a `width × height` picture
 /// (from its file: decoding the file is included) under `limits` (which set the network
-/// encoder's tile window, [`network_window`]).
+/// encoder's tile window, `network_window`).
 pub fn estimate(kind: EncoderKind, width: u32, height: u32, limits: &Limits) -> u64 {
     let px = width as u64 * height as u64;
     match kind {

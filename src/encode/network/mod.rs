@@ -162,9 +162,10 @@ impl NetworkEncoder {
         self.gaussians_with(pixels, None)
     }
 
-    /// [`NetworkEncoder::gaussians_under`], stopped when `cancel` is set: between tiles, and
-    /// within a network run through ONNX Runtime's terminate flag (between the graph's
-    /// nodes). Returns [`Error::Cancelled`] then.
+    /// The Gaussians of `pixels` as the network sees them under `symmetry` (as the upscaler's
+    /// ensemble runs it), stopped when `cancel` is set: between tiles, and within a network run
+    /// through ONNX Runtime's terminate flag (between the graph's nodes). Returns
+    /// [`Error::Cancelled`] then.
     pub fn gaussians_cancellable(
         &self,
         pixels: &Frame<f32>,
