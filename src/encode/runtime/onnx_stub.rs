@@ -12,8 +12,6 @@ pub(crate) type OutputSink<'a> = &'a mut dyn FnMut(&[i64], &[f32]) -> Result<()>
 
 pub(crate) type Watch<'a> = &'a (dyn Fn(std::time::Duration) -> bool + Sync);
 
-pub(crate) const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
-
 pub(crate) type Validate<'a> = &'a dyn Fn(&ModelDecl) -> Result<(usize, usize)>;
 
 /// Never constructed without the `onnx` feature.
