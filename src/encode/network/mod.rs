@@ -162,25 +162,27 @@ impl NetworkEncoder {
         self.gaussians_with(pixels, None)
     }
 
-    /// The Gaussians of `pixels` as the network sees them under `symmetry` (as the upscaler's
-    /// ensemble runs it), stopped when `cancel` is set: between tiles, and within a network run
-    /// through ONNX Runtime's terminate flag (between the graph's nodes). Returns
-    /// [`Error::Cancelled`] then.
-    pub fn gaussians_cancellable(
-        &self,
-        pixels: &Frame<f32>,
-        symmetry: Symmetry,
-        cancel: &AtomicBool,
-    ) -> Result<NetworkOutput> {
-        if symmetry == Symmetry::IDENTITY {
-            return self.gaussians_with(pixels, Some(cancel));
+    unstable_pub! {
+        /// The Gaussians of `pixels` as the network sees them under `symmetry` (as the upscaler's
+        /// ensemble runs it), stopped when `cancel` is set: between tiles, and within a network run
+        /// through ONNX Runtime's terminate flag (between the graph's nodes). Returns
+        /// [`Error::Cancelled`] then.
+        fn gaussians_cancellable(
+            &self,
+            pixels: &Frame<f32>,
+            symmetry: Symmetry,
+            cancel: &AtomicBool,
+        ) -> Result<NetworkOutput> {
+            if symmetry == Symmetry::IDENTITY {
+                return self.gaussians_with(pixels, Some(cancel));
+            }
+            pixels.validate()?;
+            let mut out = self.gaussians_with(&symmetry.apply_pixels(pixels), Some(cancel))?;
+            let mut gs = out.image.into_gaussians();
+            symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
+            out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+            Ok(out)
         }
-        pixels.validate()?;
-        let mut out = self.gaussians_with(&symmetry.apply_pixels(pixels), Some(cancel))?;
-        let mut gs = out.image.into_gaussians();
-        symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
-        out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
-        Ok(out)
     }
 
     fn gaussians_with(&self, pixels: &Frame<f32>, cancel: Option<&AtomicBool>) -> Result<NetworkOutput> {
