@@ -15,9 +15,9 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use gsimg::Limits;
 use gsimg::encode::NetworkOptions;
 use gsimg::encode::optim::refine::RefineOptions;
-use gsimg::Limits;
 
 #[path = "psnr8.rs"]
 mod psnr8;
