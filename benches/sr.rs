@@ -16,8 +16,9 @@ mod kodak;
 
 use gsimg::encode::network::{Device, ModelKind, NetworkOptions};
 use gsimg::encode::optim::symmetry::Symmetry;
+use gsimg::frame::FrameMean;
+use gsimg::render_cpu;
 use gsimg::{Frame, Limits, Viewport};
-use gsimg::{FrameMean, render_cpu};
 use image::RgbImage;
 use image::imageops::{FilterType, resize};
 

@@ -7,16 +7,30 @@
 //! picture ──encode──▶ SplatImage ──write──▶ .gsi bytes ──read──▶ SplatImage ──render──▶ pixels
 //! ```
 //!
-//! The names a user needs are at the crate root: reading and writing files ([`read`],
-//! [`write()`], [`GsiFile`]), rendering ([`Viewport`], [`render_cpu`], the GPU's in [`gpu`]), encoding
-//! ([`load_image`], [`encode_analytic`], [`NetworkOptions`]), and the shared model, limits and
-//! errors ([`SplatImage`], [`Limits`], [`Error`]). ARCHITECTURE.md describes the layers behind
-//! them.
+//! The crate root holds the names a program works with, by job:
 //!
-//! The modules themselves (format internals, quantizers, the optimizer, ONNX Runtime plumbing)
-//! are an unstable interface for gsimg's benchmarks, tools, tests and fuzzing: they
-//! are public only with the `unstable` feature, hidden from the documentation, and may change in
-//! any release. The `gsimg` command (package `gsimg-cli`) is built on the public names alone.
+//! - the picture and its geometry: [`SplatImage`] of [`Gaussian`]s, the [`Viewport`] a render
+//!   shows and a [`Region`] of it;
+//! - pixels in memory: [`Frame`] with its [`ChannelLayout`] (sample types and averaging in
+//!   [`frame`]);
+//! - files: [`read`] into a [`GsiFile`], [`inspect`] without decoding the tiles (header,
+//!   metadata and coding details in [`info`]), [`write()`] with [`WriteOptions`];
+//! - rendering on the CPU: [`render_cpu`], and [`render_cpu_with`] with [`RenderOptions`] (a
+//!   cancel flag); the CUDA renderer is in [`gpu`], and [`view`] chooses between them;
+//! - encoding: [`load_image`] reads a picture, [`encode_analytic`] with [`AnalyticOptions`] or a
+//!   [`NetworkEncoder`] built from [`NetworkOptions`] turns it into a file; quality, rate
+//!   targets, refinement and memory estimates are in [`encode`], the network's model and
+//!   runtime in [`network`];
+//! - upscaling a raster picture: [`view::upscale`];
+//! - bounds, errors and progress: [`Limits`] on what an input may make the library do,
+//!   [`Error`] and [`Result`] (the details of a malformed file in [`error`]), and
+//!   [`ProgressSink`] for the long operations.
+//!
+//! ARCHITECTURE.md describes the layers behind them. The layer modules themselves (format
+//! internals, quantizers, the optimizer, ONNX Runtime plumbing) are an unstable interface for
+//! gsimg's benchmarks, tools, tests and fuzzing: they are public only with the `unstable`
+//! feature, hidden from the documentation, and may change in any release. The `gsimg` command
+//! (package `gsimg-cli`) is built on the public names alone.
 //!
 //! For viewers, [`view`] opens a file and renders any size or region into the caller's buffer
 //! in the pixel format it draws, on the CPU or a GPU; with the `image-hooks` feature,
@@ -53,8 +67,8 @@ macro_rules! unstable_pub {
     };
 }
 
-/// Declares the crate's layer modules: public but hidden from the documentation with the
-/// `unstable` feature, private without it.
+/// Declares the crate's layer modules (and the encode façade's parts): public but hidden from
+/// the documentation with the `unstable` feature, crate-private without it.
 macro_rules! layer {
     ($($(#[$m:meta])* $name:ident;)*) => {$(
         $(#[$m])*
@@ -63,17 +77,17 @@ macro_rules! layer {
         pub mod $name;
         $(#[$m])*
         #[cfg(not(feature = "unstable"))]
-        mod $name;
+        pub(crate) mod $name;
     )*};
 }
 
 layer! {
     core;
     cuda;
-    encode;
     format;
     render;
 }
+pub mod encode;
 
 /// The CUDA renderer: a GPU with gsimg's kernels ([`CudaRenderer`](gpu::CudaRenderer)), a
 /// picture uploaded once and rendered at any size or region ([`GpuImage`](gpu::GpuImage)) into
@@ -111,31 +125,51 @@ pub mod network {
 #[doc(hidden)]
 pub mod fuzzing;
 
-// The model, geometry, pixel buffers, limits and errors.
-pub use crate::core::error::{Cause, Error, Result};
-pub use crate::core::format_error::{FormatError, FormatErrorKind, Location};
-pub use crate::core::frame::{Frame, FrameMean, Sample};
+/// Errors: the crate's [`Error`] and [`Result`] (also at the crate root), what a malformed
+/// file's error says ([`FormatError`](error::FormatError): its
+/// [`FormatErrorKind`](error::FormatErrorKind) and [`Location`](error::Location) in the file),
+/// and the [`Cause`](error::Cause) that carries a message with the underlying error as its
+/// `source()`.
+pub mod error {
+    pub use crate::core::error::{Cause, Error, Result};
+    pub use crate::core::format_error::{FormatError, FormatErrorKind, Location};
+}
+
+/// Pixel buffers: [`Frame`] with its [`ChannelLayout`] (both also at the crate root), the
+/// sample types a frame holds ([`Sample`](frame::Sample): `u8` and `f32`), and the running
+/// mean of several frames ([`FrameMean`](frame::FrameMean)).
+pub mod frame {
+    pub use crate::core::frame::{Frame, FrameMean, Sample};
+    pub use crate::core::splat::ChannelLayout;
+}
+
+/// What a `.gsi` file holds beyond its picture: its [`Inspection`](info::Inspection) from
+/// [`inspect`] (also at the crate root), the [`Header`](info::Header) with the types of its
+/// fields ([`ColorModel`](info::ColorModel), [`Predictor`](info::Predictor),
+/// [`Packing`](info::Packing), [`AttrQuant`](info::AttrQuant)), the [`Metadata`](info::Metadata)
+/// (ICC profile, orientation), how the tiles are coded ([`Coding`](info::Coding)), where the
+/// bytes go ([`analyze`](info::analyze), [`Analysis`](info::Analysis)), and the
+/// [`SIGNATURE`](info::SIGNATURE) that starts every file. `format-spec.md` defines each field.
+pub mod info {
+    pub use crate::format::consts::SIGNATURE;
+    pub use crate::format::{
+        Analysis, AttrQuant, Coding, ColorModel, Header, Inspection, Metadata, Packing, Predictor,
+        analyze, inspect,
+    };
+}
+
+// The model, geometry, pixel buffers, limits, errors and progress.
+pub use crate::core::error::{Error, Result};
+pub use crate::core::frame::Frame;
 pub use crate::core::geometry::{Region, Viewport};
 pub use crate::core::limits::Limits;
 pub use crate::core::progress::ProgressSink;
 pub use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 // Files.
-pub use crate::format::consts::SIGNATURE;
-pub use crate::format::{
-    Analysis, AttrQuant, Coding, ColorModel, Encoded, GsiFile, Header, Inspection, Metadata,
-    Packing, Predictor, WriteOptions, analyze, inspect, read, write,
-};
+pub use crate::format::{GsiFile, WriteOptions, inspect, read, write};
 // Rendering (the GPU's in `gpu`).
 pub use crate::render::{RenderOptions, render_cpu, render_cpu_with};
-// Encoding: pictures in, the two encoders, their settings, rate control, memory.
-pub use crate::encode::analytic::{
-    AnalyticOptions, encode as encode_analytic, encode_to_rate as encode_analytic_to_rate,
-};
-pub use crate::encode::memory::{
-    EncoderKind, check as check_encode_memory, estimate as estimate_encode_memory, picture_size,
-};
-pub use crate::encode::optim::fit::FitOptions;
-pub use crate::encode::optim::refine::{Effort, RefineDevice, RefineOptions};
+// Encoding (the rest in `encode`).
 pub use crate::encode::{
-    LoadedImage, NetworkEncoder, NetworkOptions, Quality, RateResult, RateTarget, load_image,
+    AnalyticOptions, NetworkEncoder, NetworkOptions, encode_analytic, load_image,
 };

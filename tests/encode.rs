@@ -295,7 +295,7 @@ fn the_analytic_encoder_reports_rising_progress_through_its_refinement() {
     let (sink, seen) = progress_recorder();
     opts.progress = Some(sink);
     opts.refine.iterations = 0;
-    let r = analytic::encode_to_rate(&px, &opts, gsimg::RateTarget::Bpp(1.5)).unwrap();
+    let r = analytic::encode_to_rate(&px, &opts, gsimg::encode::RateTarget::Bpp(1.5)).unwrap();
     assert!(r.rounds >= 1);
     let fractions = check_progress(&seen.lock().unwrap());
     assert!(fractions.len() >= 3, "{fractions:?}");

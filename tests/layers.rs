@@ -42,8 +42,8 @@ const RULES: &[(&str, &[&str])] = &[
         "encode::memory",
         &["core", "encode::analytic", "encode::input"],
     ),
-    // The façade of the encode layer re-exports its parts.
-    ("encode", &["*encode"]),
+    // The façade of the encode layer re-exports its parts, and the file type they return.
+    ("encode", &["core", "format", "*encode"]),
     // The viewer's API: decoding, rendering on either backend, and the upscaler's network
     // (its ensemble maps the picture through the optimizer's symmetries).
     (

@@ -18,8 +18,9 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use gsimg::cuda::{CudaRenderer, GpuImage};
+use gsimg::frame::Sample;
+use gsimg::render_cpu;
 use gsimg::{ChannelLayout, Frame, Gaussian, Limits, Region, SplatImage, Viewport, format};
-use gsimg::{Sample, render_cpu};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

@@ -12,11 +12,9 @@ use super::io::read_input;
 use super::output::{Output, Writes};
 use super::report::{self, Progress};
 use super::{Context as RunContext, parse, usage};
+use gsimg::encode::{Effort, EncoderKind, RateResult, RateTarget, RefineDevice, RefineOptions};
 use gsimg::network::{Device as NetworkDevice, LibrarySearch, ModelKind};
-use gsimg::{
-    AnalyticOptions, Effort, EncoderKind, NetworkOptions, RateResult, RateTarget, RefineDevice,
-    RefineOptions,
-};
+use gsimg::{AnalyticOptions, NetworkOptions};
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
 ///
@@ -169,7 +167,8 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
     // fails here, with one line, before any note about models; a picture too large for the
     // encoder's memory is refused before it is decoded.
     let bytes = read_input(&args.input)?;
-    let (w, h) = gsimg::picture_size(&bytes).with_context(|| args.input.display().to_string())?;
+    let (w, h) =
+        gsimg::encode::picture_size(&bytes).with_context(|| args.input.display().to_string())?;
     let method = match args.method {
         Some(m) => m,
         None if args.net.model.is_some() => Method::Network,
@@ -200,11 +199,11 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         },
         Method::Network => EncoderKind::Network,
     };
-    if let Err(e) = gsimg::check_encode_memory(kind, w, h, limits) {
+    if let Err(e) = gsimg::encode::check_memory(kind, w, h, limits) {
         let analytic = EncoderKind::Analytic {
             density: AnalyticOptions::with_quality(args.quality)?.density,
         };
-        let need = gsimg::estimate_encode_memory(analytic, w, h, limits);
+        let need = gsimg::encode::estimate_memory(analytic, w, h, limits);
         if method == Method::Network && need <= limits.max_memory_bytes {
             anyhow::bail!(
                 "{}: {e}; the analytic encoder (--method analytic) would need about {:.1} GiB",
@@ -272,7 +271,9 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
             opts.write.metadata.icc_profile = loaded.icc_profile;
             opts.progress = Some(progress.sink());
             let encoded = match target {
-                Some(t) => gsimg::encode_analytic_to_rate(&loaded.pixels, &opts, t).map(off_target),
+                Some(t) => {
+                    gsimg::encode::encode_analytic_to_rate(&loaded.pixels, &opts, t).map(off_target)
+                }
                 None => gsimg::encode_analytic(&loaded.pixels, &opts),
             };
             progress.finish();

@@ -8,7 +8,8 @@ use anyhow::{Context, Result};
 use clap::Args;
 
 use super::io::read_input;
-use gsimg::{Coding, Limits};
+use gsimg::Limits;
+use gsimg::info::Coding;
 
 /// Describe a .gsi file: size, channels, Gaussians, bytes per section (and per attribute).
 #[derive(Args)]
@@ -26,7 +27,7 @@ pub fn run(args: InfoArgs, limits: &Limits) -> Result<()> {
     let name = || args.input.display().to_string();
     let d = gsimg::inspect(&bytes, limits).with_context(name)?;
     let analysis = if args.streams {
-        Some(gsimg::analyze(&bytes, limits, 19).with_context(name)?)
+        Some(gsimg::info::analyze(&bytes, limits, 19).with_context(name)?)
     } else {
         None
     };

@@ -297,7 +297,7 @@ fn foreign_content(path: &Path, writes: Writes) -> Option<String> {
         return None;
     }
     let head = &head[..n];
-    let gsi = head.starts_with(&gsimg::SIGNATURE);
+    let gsi = head.starts_with(&gsimg::info::SIGNATURE);
     let picture = image::guess_format(head).ok();
     match (writes, gsi, picture) {
         (Writes::Gsi, true, _) => None,

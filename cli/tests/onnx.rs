@@ -123,7 +123,8 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
     let px = synthetic_pixels(37, 23, ChannelLayout::Rgb);
     let (w, h) = (93, 58);
     let single = render_f32(&e.gaussians(&px).unwrap().image, w, h);
-    let mut mean = gsimg::FrameMean::new(w, h, ChannelLayout::Rgb, &Limits::default()).unwrap();
+    let mut mean =
+        gsimg::frame::FrameMean::new(w, h, ChannelLayout::Rgb, &Limits::default()).unwrap();
     for sym in Symmetry::ALL {
         let out = e.gaussians_under(&px, sym).unwrap();
         assert_eq!((out.image.width(), out.image.height()), (37, 23), "{sym:?}");
@@ -144,7 +145,7 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
         max_memory_bytes: 1000,
         ..Limits::default()
     };
-    assert!(gsimg::FrameMean::new(w, h, ChannelLayout::Rgb, &tight).is_err());
+    assert!(gsimg::frame::FrameMean::new(w, h, ChannelLayout::Rgb, &tight).is_err());
 }
 
 /// `gsimg::view::upscale` (the CLI's upscale) is the network's Gaussians rendered at the size,
@@ -181,7 +182,8 @@ fn library_upscale_renders_the_network_fields() {
         ..Default::default()
     };
     let got = upscale(&e, &px, &view, &cpu, &Limits::default(), &ensemble).unwrap();
-    let mut mean = gsimg::FrameMean::new(93, 58, ChannelLayout::Rgb, &Limits::default()).unwrap();
+    let mut mean =
+        gsimg::frame::FrameMean::new(93, 58, ChannelLayout::Rgb, &Limits::default()).unwrap();
     for sym in Symmetry::ALL {
         let out = e.gaussians_under(&px, sym).unwrap();
         mean.add(&render_f32(&out.image, 93, 58)).unwrap();
@@ -792,7 +794,7 @@ fn progress_and_messages() {
     let refined = encoder("dummy_compact.onnx", |o| {
         o.with_tile_size(Some(32))
             .with_progress(Some(sink.clone()))
-            .with_refine_options(gsimg::RefineOptions {
+            .with_refine_options(gsimg::encode::RefineOptions {
                 iterations: 12,
                 quantized_steps: 4,
                 ..NetworkOptions::default().refine

@@ -33,8 +33,8 @@ pub struct Limits {
     pub max_render_work_per_pixel: u64,
     /// Maximum bytes of memory one decode or render may allocate for Gaussians, their
     /// projections and per-tile lists; also the most an encode may need by its estimate
-    /// ([`estimate_encode_memory`](crate::estimate_encode_memory), checked by `gsimg encode` before decoding the picture).
-    /// Default: 2^32 (4 GiB).
+    /// ([`encode::estimate_memory`](crate::encode::estimate_memory), checked by `gsimg encode`
+    /// before decoding the picture). Default: 2^32 (4 GiB).
     pub max_memory_bytes: u64,
 }
 

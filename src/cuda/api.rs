@@ -10,7 +10,8 @@ use super::launch::GaussianIn;
 use super::pipeline::{Plan, Target, Workspace};
 use super::runtime::{Runtime, driver_err};
 use super::{GpuSample, HostFrame, RenderInfo};
-use crate::{ChannelLayout, Error, Frame, Limits, Result, Sample, SplatImage, Viewport};
+use crate::core::frame::Sample;
+use crate::{ChannelLayout, Error, Frame, Limits, Result, SplatImage, Viewport};
 
 /// Number of CUDA devices; 0 without an NVIDIA driver.
 #[cfg(feature = "unstable")]

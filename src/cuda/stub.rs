@@ -5,7 +5,8 @@ use std::convert::Infallible;
 use std::marker::PhantomData;
 
 use super::{HostFrame, RenderInfo};
-use crate::{ChannelLayout, Error, Frame, Limits, Result, Sample, SplatImage, Viewport};
+use crate::core::frame::Sample;
+use crate::{ChannelLayout, Error, Frame, Limits, Result, SplatImage, Viewport};
 
 fn unsupported<T>() -> Result<T> {
     Err(Error::NoGpu("built without CUDA support".into()))

@@ -5,9 +5,9 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
+use crate::core::error::Cause;
 use crate::core::frame::Frame;
 use crate::core::splat::ChannelLayout;
-use crate::core::error::Cause;
 use crate::{Error, Limits, Result};
 
 /// The error of a file that is no picture gsimg reads.
@@ -64,8 +64,8 @@ pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
     if icc_dropped.is_some() {
         icc_profile = None;
     }
-    let mut img =
-        DynamicImage::from_decoder(decoder).map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))?;
+    let mut img = DynamicImage::from_decoder(decoder)
+        .map_err(|e| Error::InputImage(Cause::with_source(e.to_string(), e)))?;
     img.apply_orientation(orientation);
     Ok(LoadedImage {
         pixels: from_dynamic(&img),

@@ -5,9 +5,10 @@ use std::path::Path;
 
 use super::pixels::{self, PixelFormat};
 use super::{Backend, CancelHandle, Device, Fallback, FallbackCallback, Rendered, Renderer};
+use crate::core::frame::Sample;
 use crate::cuda::GpuImage;
 use crate::format::{self, FileSource, Source};
-use crate::{Frame, Region, Sample, Viewport};
+use crate::{Frame, Region, Viewport};
 use crate::{Limits, Result, SplatImage};
 
 /// The bytes of an opened file: in memory, or read on demand from a file.

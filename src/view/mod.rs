@@ -37,10 +37,11 @@ mod upscale;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
+use crate::core::frame::Sample;
 use crate::cuda::{CudaRenderer, GpuImage};
 use crate::render::{self, RenderOptions};
 use crate::{Error, Limits, Result, SplatImage};
-use crate::{Frame, Region, Sample, Viewport};
+use crate::{Frame, Region, Viewport};
 
 pub use decoder::{Decoder, Info};
 pub use pixels::{PixelFormat, premultiply, required_len};

@@ -3,10 +3,11 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Device, Fallback, Rendered, Renderer};
+use crate::core::frame::FrameMean;
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::{NetworkEncoder, Provider};
 use crate::{Error, Limits, Result};
-use crate::{Frame, FrameMean, Viewport};
+use crate::{Frame, Viewport};
 
 /// Network passes of an ensemble upscale ([`UpscaleOptions::ensemble`]): the picture in each
 /// of its 8 orientations (the 4 rotations, mirrored or not).

@@ -1,8 +1,8 @@
 //! The 8 symmetries of the square (flips and transposition) on pictures and on Gaussians, for
 //! the upscale network's geometric self-ensemble: the network sees the picture in each of the 8
 //! orientations, each field is mapped back to the picture's own frame, and the renders are
-//! averaged ([`crate::FrameMean`]). The maps are exact: a field mapped back renders the
-//! same pixels as the transformed picture's render, transformed back.
+//! averaged ([`FrameMean`](crate::frame::FrameMean)). The maps are exact: a field mapped back
+//! renders the same pixels as the transformed picture's render, transformed back.
 
 use crate::core::splat::Gaussian;
 
