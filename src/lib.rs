@@ -128,7 +128,8 @@ pub mod fuzzing;
 /// Errors: the crate's [`Error`] and [`Result`] (also at the crate root), what a malformed
 /// file's error says ([`FormatError`](error::FormatError): its
 /// [`FormatErrorKind`](error::FormatErrorKind) and [`Location`](error::Location) in the file),
-/// and the [`Cause`](error::Cause) that carries a message with the underlying error as its
+/// and the [`Cause`](error::Cause) of a fault outside gsimg's own checks (a picture decoder, a
+/// model file, ONNX Runtime, the CUDA driver): a message, and the error it comes from as its
 /// `source()`.
 pub mod error {
     pub use crate::core::error::{Cause, Error, Result};
