@@ -67,27 +67,30 @@ macro_rules! unstable_pub {
     };
 }
 
-/// Declares the crate's layer modules (and the encode façade's parts): public but hidden from
-/// the documentation with the `unstable` feature, crate-private without it.
-macro_rules! layer {
-    ($($(#[$m:meta])* $name:ident;)*) => {$(
-        $(#[$m])*
-        #[cfg(feature = "unstable")]
-        #[doc(hidden)]
-        pub mod $name;
-        $(#[$m])*
-        #[cfg(not(feature = "unstable"))]
-        pub(crate) mod $name;
-    )*};
-}
-
-layer! {
-    core;
-    cuda;
-    format;
-    render;
-}
+// The layer modules (and the encode façade's parts, in encode/mod.rs) are public but hidden
+// from the documentation with the `unstable` feature, crate-private without it. Written as
+// plain `mod` items (not through a macro) so that rustfmt reaches their files.
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod core;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod core;
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod cuda;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod cuda;
 pub mod encode;
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod format;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod format;
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod render;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod render;
 
 /// The CUDA renderer: a GPU with gsimg's kernels ([`CudaRenderer`](gpu::CudaRenderer)), a
 /// picture uploaded once and rendered at any size or region ([`GpuImage`](gpu::GpuImage)) into

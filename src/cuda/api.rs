@@ -344,11 +344,7 @@ impl GpuImage {
 
     /// Renders `viewport` into a host frame with the image's channels, like
     /// [`render_cpu`](crate::render::render_cpu).
-    pub fn render<T: Sample>(
-        &mut self,
-        viewport: &Viewport,
-        limits: &Limits,
-    ) -> Result<Frame<T>> {
+    pub fn render<T: Sample>(&mut self, viewport: &Viewport, limits: &Limits) -> Result<Frame<T>> {
         self.render_host(viewport, limits, false, None)
             .map(|(f, _)| f)
     }

@@ -118,18 +118,18 @@ const _: () = {
 
 fn need(what: &'static str, have: usize, want: u64) -> Result<()> {
     if (have as u64) < want {
-        return Err(Error::Cuda(format!(
-            "internal error: {what} holds {have} elements, the launch needs {want}"
-        ).into()));
+        return Err(Error::Cuda(
+            format!("internal error: {what} holds {have} elements, the launch needs {want}").into(),
+        ));
     }
     Ok(())
 }
 
 fn grid(blocks: u64, threads: u32) -> Result<LaunchConfig> {
     if blocks == 0 || blocks > MAX_GRID_X {
-        return Err(Error::Cuda(format!(
-            "internal error: grid of {blocks} blocks"
-        ).into()));
+        return Err(Error::Cuda(
+            format!("internal error: grid of {blocks} blocks").into(),
+        ));
     }
     Ok(LaunchConfig {
         grid_dim: (blocks as u32, 1, 1),
@@ -390,14 +390,16 @@ pub(crate) fn rasterize(
     batch: std::ops::Range<u64>,
 ) -> Result<()> {
     if !(1..=4).contains(&channels) {
-        return Err(Error::Cuda(format!("internal error: {channels} channels").into()));
+        return Err(Error::Cuda(
+            format!("internal error: {channels} channels").into(),
+        ));
     }
     let tiles = p.tiles_x as u64 * p.tiles_y as u64;
     need("tile ranges", ranges.len(), tiles)?;
     if batch.start >= batch.end || batch.end > tiles || batch.end > u32::MAX as u64 {
-        return Err(Error::Cuda(format!(
-            "internal error: tiles {batch:?} of {tiles}"
-        ).into()));
+        return Err(Error::Cuda(
+            format!("internal error: tiles {batch:?} of {tiles}").into(),
+        ));
     }
     need("stats", stats.len(), STATS_WORDS as u64)?;
     if p.region_w <= 0
@@ -411,10 +413,13 @@ pub(crate) fn rasterize(
     let out_channels = if p.expand_rgba != 0 { 4 } else { channels } as u64;
     let row_bytes = p.region_w as u64 * out_channels * kind.size() as u64;
     if p.out_pitch < row_bytes || !p.out_pitch.is_multiple_of(kind.size() as u64) {
-        return Err(Error::Cuda(format!(
-            "internal error: pitch {} for rows of {row_bytes} bytes",
-            p.out_pitch
-        ).into()));
+        return Err(Error::Cuda(
+            format!(
+                "internal error: pitch {} for rows of {row_bytes} bytes",
+                p.out_pitch
+            )
+            .into(),
+        ));
     }
     need(
         "output",

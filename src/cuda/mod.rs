@@ -50,16 +50,16 @@ mod runtime;
 #[cfg(not(feature = "cuda"))]
 mod stub;
 
-#[cfg(feature = "cuda")]
-pub use api::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage};
 #[cfg(all(feature = "cuda", feature = "unstable"))]
 pub use api::device_count;
 #[cfg(feature = "cuda")]
+pub use api::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage};
+#[cfg(feature = "cuda")]
 pub use refine::GpuRefiner;
-#[cfg(not(feature = "cuda"))]
-pub use stub::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, GpuRefiner};
 #[cfg(all(not(feature = "cuda"), feature = "unstable"))]
 pub use stub::device_count;
+#[cfg(not(feature = "cuda"))]
+pub use stub::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, GpuRefiner};
 
 /// Step sizes and bounds of a descent (the Adam settings of
 /// [`RefineOptions`](crate::encode::optim::refine::RefineOptions)).

@@ -332,9 +332,10 @@ impl Workspace {
                     self.capacity = cap;
                 }
                 Outcome::Grow(needed) => {
-                    return Err(Error::Cuda(format!(
-                        "internal error: tile lists of {needed} entries overflowed twice"
-                    ).into()));
+                    return Err(Error::Cuda(
+                        format!("internal error: tile lists of {needed} entries overflowed twice")
+                            .into(),
+                    ));
                 }
             }
         }
@@ -377,10 +378,13 @@ impl Workspace {
         };
         let out_len = (target.pitch * plan.project.region_h as u64) as usize;
         if target.buf.len() < out_len {
-            return Err(Error::Cuda(format!(
-                "internal error: output buffer of {} bytes, {out_len} needed",
-                target.buf.len()
-            ).into()));
+            return Err(Error::Cuda(
+                format!(
+                    "internal error: output buffer of {} bytes, {out_len} needed",
+                    target.buf.len()
+                )
+                .into(),
+            ));
         }
         let mut out = target.buf.slice_mut(..out_len);
         let tiles = plan.tiles() as u64;
@@ -675,12 +679,11 @@ fn wait_unless_cancelled(
 ) -> Result<()> {
     loop {
         if cancel.load(Ordering::Relaxed) {
-            stream
-                .synchronize()
-                .map_err(driver_err("GPU render"))?;
+            stream.synchronize().map_err(driver_err("GPU render"))?;
             return Err(Error::Cancelled);
         }
-        if event.map_or(Ok(true), |e| e.try_is_complete())
+        if event
+            .map_or(Ok(true), |e| e.try_is_complete())
             .map_err(driver_err("GPU render"))?
         {
             return Ok(());

@@ -258,7 +258,9 @@ impl GpuRefiner {
         let p = self.params(plan);
         let values = (self.width as f64 * self.height as f64 * self.channels as f64) as f32;
         let b = self.bufs.as_mut().expect("started");
-        let cur = self.ws.enqueue_bins(&rt, &b.params, plan, None, &mut None)?;
+        let cur = self
+            .ws
+            .enqueue_bins(&rt, &b.params, plan, None, &mut None)?;
         let bins = self
             .ws
             .bins(cur)
@@ -423,7 +425,8 @@ impl GpuRefiner {
         self.reserve(plan, 0)?;
         let rt = self.rt.clone();
         let b = self.bufs.as_ref().expect("started");
-        self.ws.enqueue_bins(&rt, &b.params, plan, None, &mut None)?;
+        self.ws
+            .enqueue_bins(&rt, &b.params, plan, None, &mut None)?;
         let stats = self
             .stream
             .clone_dtoh(self.ws.bins(0).map(|b| b.stats).expect("binned"))

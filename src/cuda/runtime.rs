@@ -117,10 +117,9 @@ impl Runtime {
             Some(module) => module,
             None => {
                 let (file, ptx) = PTX_FILES[m];
-                let module = self
-                    .ctx
-                    .load_module(Ptx::from_src(ptx))
-                    .map_err(|e| Error::Cuda(format!("cannot load kernels/ptx/{file}: {e}").into()))?;
+                let module = self.ctx.load_module(Ptx::from_src(ptx)).map_err(|e| {
+                    Error::Cuda(format!("cannot load kernels/ptx/{file}: {e}").into())
+                })?;
                 // Another thread may have loaded it meanwhile: either copy is fine.
                 let _ = self.modules[m].set(module);
                 self.modules[m].get().expect("just set")

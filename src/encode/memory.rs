@@ -75,13 +75,11 @@ pub fn estimate(kind: EncoderKind, width: u32, height: u32, limits: &Limits) -> 
                 .ceil() as u64;
             BASE + ANALYTIC_PER_PIXEL * px + ANALYTIC_PER_GAUSSIAN * gaussians
         }
-        EncoderKind::Network => {
-            estimate_network(
-                width,
-                height,
-                network_window(width, height, limits.max_memory_bytes),
-            )
-        }
+        EncoderKind::Network => estimate_network(
+            width,
+            height,
+            network_window(width, height, limits.max_memory_bytes),
+        ),
     }
 }
 
@@ -179,7 +177,10 @@ mod tests {
         ];
         for (w, h, window, peak) in network {
             let e = estimate_network(w, h, window);
-            assert!(e >= peak && e < peak * 2, "{w}x{h} in {window}: {e} for {peak}");
+            assert!(
+                e >= peak && e < peak * 2,
+                "{w}x{h} in {window}: {e} for {peak}"
+            );
         }
         // The windows grow with the limit, and keep the estimate within it.
         for (w, h) in [(1224, 816), (2448, 1632), (4240, 2832), (6000, 4000)] {

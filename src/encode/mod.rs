@@ -19,16 +19,38 @@
 //! The network's model files and ONNX Runtime are described in [`network`](crate::network).
 #![forbid(unsafe_code)]
 
-layer! {
-    analytic;
-    memory;
-    network;
-    optim;
-    rate;
-    runtime;
-}
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod analytic;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod analytic;
 mod digest;
 mod input;
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod memory;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod memory;
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod network;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod network;
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod optim;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod optim;
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod rate;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod rate;
+#[cfg(feature = "unstable")]
+#[doc(hidden)]
+pub mod runtime;
+#[cfg(not(feature = "unstable"))]
+pub(crate) mod runtime;
 
 pub use crate::format::Encoded;
 pub use analytic::{

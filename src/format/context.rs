@@ -257,7 +257,11 @@ pub(crate) fn stream_of(d: usize) -> usize {
 fn zigzag_mod(code: u32, p: u32, bits: u8) -> u32 {
     let m = 1u32 << bits;
     let r = code.wrapping_sub(p) & (m - 1);
-    let s = if r >= m / 2 { r as i32 - m as i32 } else { r as i32 };
+    let s = if r >= m / 2 {
+        r as i32 - m as i32
+    } else {
+        r as i32
+    };
     ((s << 1) ^ (s >> 31)) as u32
 }
 
@@ -544,8 +548,14 @@ pub(crate) fn walk<C: Coder>(
                         let mut q = *g;
                         // Position (§7.4.1), as offsets in the quadrant.
                         if pb > 0 {
-                            let (yl, xl) = (q.codes[CODE_Y] as u32 & hmask, q.codes[CODE_X] as u32 & hmask);
-                            let (py, px) = (prev.codes[CODE_Y] as u32 & hmask, prev.codes[CODE_X] as u32 & hmask);
+                            let (yl, xl) = (
+                                q.codes[CODE_Y] as u32 & hmask,
+                                q.codes[CODE_X] as u32 & hmask,
+                            );
+                            let (py, px) = (
+                                prev.codes[CODE_Y] as u32 & hmask,
+                                prev.codes[CODE_X] as u32 & hmask,
+                            );
                             let (y, x) = if first {
                                 let y = c.code(LANE_Y, D_Y_FIRST + mm - 1, yl);
                                 let x = c.code(LANE_X, D_X_FIRST + mm - 1, xl);
@@ -623,8 +633,15 @@ pub(crate) fn walk<C: Coder>(
                             let p = predict(first, nch, prev.codes[CODE_CH + ch]);
                             let (base, mul, with_rc) = ch_dist[ch];
                             let dist = base + mul * nch.act + with_rc * rc;
-                            let (code, v) =
-                                code_predicted(c, LANE_CH + ch, dist, p, b, q.codes[CODE_CH + ch], &mut bad);
+                            let (code, v) = code_predicted(
+                                c,
+                                LANE_CH + ch,
+                                dist,
+                                p,
+                                b,
+                                q.codes[CODE_CH + ch],
+                                &mut bad,
+                            );
                             q.codes[CODE_CH + ch] = code;
                             rc = if p.0 { residual_class(v, b) } else { 3 };
                         }

@@ -31,7 +31,9 @@ pub use metadata::MAX_ICC_BYTES;
 #[cfg(feature = "unstable")]
 pub use quant::{Quantized, rgb_to_ycbcr, ycbcr_to_rgb};
 #[cfg(feature = "unstable")]
-pub use reader::{MAX_CELLS_PER_BYTE, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, TileEntry};
+pub use reader::{
+    MAX_CELLS_PER_BYTE, MAX_EXPANSION, MAX_GAUSSIANS_PER_BYTE, SectionInfo, SeekSource, TileEntry,
+};
 #[cfg(feature = "unstable")]
 pub use writer::AUTO_PACKING_MAX;
 

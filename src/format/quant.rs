@@ -134,7 +134,13 @@ impl Dequantizer {
                 None => ranged(cq, code),
             };
         }
-        finish(h, q, [scale(q.codes[CODE_S1]), scale(q.codes[CODE_S2])], rot, ch)
+        finish(
+            h,
+            q,
+            [scale(q.codes[CODE_S1]), scale(q.codes[CODE_S2])],
+            rot,
+            ch,
+        )
     }
 }
 
@@ -174,7 +180,13 @@ fn dequantize_with(h: &Header, q: &Quantized, scale: impl Fn(u16) -> f32) -> Gau
         ch[i] = ranged(cq, q.codes[CODE_CH + i]);
     }
     let rot = rotation(h, q.codes[CODE_ROT]) as f32;
-    finish(h, q, [scale(q.codes[CODE_S1]), scale(q.codes[CODE_S2])], rot, ch)
+    finish(
+        h,
+        q,
+        [scale(q.codes[CODE_S1]), scale(q.codes[CODE_S2])],
+        rot,
+        ch,
+    )
 }
 
 /// §5: the nearest stored record for a Gaussian (positions clamped into the cell grid, values

@@ -492,7 +492,9 @@ impl<S: Source> Decoder<S> {
         }
         let h = &self.header;
         // Dequantized Gaussians are finite with positive scales (§5).
-        Ok(SplatImage::from_valid(h.width, h.height, h.layout, gaussians))
+        Ok(SplatImage::from_valid(
+            h.width, h.height, h.layout, gaussians,
+        ))
     }
 
     /// The tiles whose Gaussians can reach `viewport`'s region (§6), in file order.

@@ -10,8 +10,8 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use rayon::prelude::*;
 
-use super::fastexp::exp_neg_half;
 use super::RenderOptions;
+use super::fastexp::exp_neg_half;
 use crate::core::frame::{Frame, Sample};
 use crate::core::geometry::{CUTOFF_Q, MIN_WEIGHT_SUM, Projected, Viewport, project, row_span};
 use crate::core::splat::SplatImage;

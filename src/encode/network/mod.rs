@@ -63,8 +63,8 @@ use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use crate::encode::optim::fit::{FitOptions, fit_colors};
 use crate::encode::optim::refine::{
-    QuantGrid, ROUND_START_UNITS, RefineOptions, refine_quantized_with_progress, refine_units,
-    refine_to_with_progress,
+    QuantGrid, ROUND_START_UNITS, RefineOptions, refine_quantized_with_progress,
+    refine_to_with_progress, refine_units,
 };
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::rate::{self, RateResult, RateTarget};
@@ -185,7 +185,11 @@ impl NetworkEncoder {
         }
     }
 
-    fn gaussians_with(&self, pixels: &Frame<f32>, cancel: Option<&AtomicBool>) -> Result<NetworkOutput> {
+    fn gaussians_with(
+        &self,
+        pixels: &Frame<f32>,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<NetworkOutput> {
         // In thousandths of the tiles' units, so that progress within a run shows finely.
         let units = self.field_units(pixels.width, pixels.height) * 1000;
         let meter = Meter::new(self.opts.progress.as_ref(), units);
@@ -305,8 +309,13 @@ impl NetworkEncoder {
         let input = tile_input(pixels, [x0, y0, x0 + w, y0 + h]);
         let watch = |_: Duration| cancel.is_some_and(|c| c.load(Ordering::Relaxed));
         let start = Instant::now();
-        self.model
-            .run(&input, h as usize, w as usize, &mut |_, _| Ok(()), Some(&watch))?;
+        self.model.run(
+            &input,
+            h as usize,
+            w as usize,
+            &mut |_, _| Ok(()),
+            Some(&watch),
+        )?;
         Ok(Some(
             start.elapsed().as_secs_f64() / (w as u64 * h as u64) as f64,
         ))
@@ -315,7 +324,9 @@ impl NetworkEncoder {
     /// Progress units of [`NetworkEncoder::finish`] (colour fits, refinement, writing).
     fn finish_units(&self) -> usize {
         let fits = if self.opts.refine.iterations > 0 {
-            2 * ROUND_START_UNITS + refine_units(&self.opts.refine) + self.opts.refine.quantized_steps
+            2 * ROUND_START_UNITS
+                + refine_units(&self.opts.refine)
+                + self.opts.refine.quantized_steps
         } else {
             ROUND_START_UNITS
         };
@@ -354,38 +365,48 @@ impl NetworkEncoder {
             let (hc, wc) = (wh / c as usize, ww / c as usize);
             let tile_part = progress.within(done, Self::tile_units(tile), units);
             let run_start = Instant::now();
-            self.watched_run(pixels, tile, &input, &tile_part, cancel, &mut |shape, data| {
-                let want = [1, k as i64, 9, hc as i64, wc as i64];
-                if shape != want || data.len() != k * 9 * hc * wc {
-                    return Err(Error::Model(format!(
+            self.watched_run(
+                pixels,
+                tile,
+                &input,
+                &tile_part,
+                cancel,
+                &mut |shape, data| {
+                    let want = [1, k as i64, 9, hc as i64, wc as i64];
+                    if shape != want || data.len() != k * 9 * hc * wc {
+                        return Err(Error::Model(format!(
                         "model {}: output `gaussians` has shape {shape:?} for a {ww}x{wh} input; \
                          the contract (gsimg.cell = {c}, gsimg.per_cell = {k}) needs {want:?}",
                         self.path.display()
                     ).into()));
-                }
-                network_seconds += run_start.elapsed().as_secs_f64();
-                // A sound model never produces NaN or infinity; damaged weights do (and would
-                // otherwise drop every Gaussian, or draw garbage).
-                let bad = data.iter().filter(|v| !v.is_finite()).count();
-                if bad > 0 {
-                    return Err(Error::Model(format!(
-                        "model {}: the network produced {bad} non-finite values (NaN or \
+                    }
+                    network_seconds += run_start.elapsed().as_secs_f64();
+                    // A sound model never produces NaN or infinity; damaged weights do (and would
+                    // otherwise drop every Gaussian, or draw garbage).
+                    let bad = data.iter().filter(|v| !v.is_finite()).count();
+                    if bad > 0 {
+                        return Err(Error::Model(
+                            format!(
+                                "model {}: the network produced {bad} non-finite values (NaN or \
                          infinity) of {}; the model file is probably damaged",
-                        self.path.display(),
-                        data.len()
-                    ).into()));
-                }
-                decode_cells(
-                    pixels,
-                    data,
-                    (hc, wc),
-                    tile,
-                    info,
-                    threshold,
-                    &mut gaussians,
-                    &mut spares,
-                )
-            })?;
+                                self.path.display(),
+                                data.len()
+                            )
+                            .into(),
+                        ));
+                    }
+                    decode_cells(
+                        pixels,
+                        data,
+                        (hc, wc),
+                        tile,
+                        info,
+                        threshold,
+                        &mut gaussians,
+                        &mut spares,
+                    )
+                },
+            )?;
             done += Self::tile_units(tile);
             progress.report(done, units);
         }
@@ -393,10 +414,13 @@ impl NetworkEncoder {
         // No pixel left to no Gaussian (it would render black): see `coverage`.
         ensure_coverage(w, h, c, &mut gaussians, &spares);
         if gaussians.is_empty() {
-            return Err(Error::Model(format!(
-                "model {}: the network produced no Gaussians for a {w}x{h} picture",
-                self.path.display()
-            ).into()));
+            return Err(Error::Model(
+                format!(
+                    "model {}: the network produced no Gaussians for a {w}x{h} picture",
+                    self.path.display()
+                )
+                .into(),
+            ));
         }
         let image = SplatImage::new(w, h, pixels.layout, gaussians)?;
         Ok(NetworkOutput {
@@ -476,7 +500,12 @@ impl NetworkEncoder {
     /// densifying where the error is); without refinement a share below 1 keeps the most
     /// valuable Gaussians (`rank_by_value`; the dropped ones serve as spares where a cell would
     /// be left uncovered), and a factor above 1 is taken as 1.
-    pub fn encode_at(&self, pixels: &Frame<f32>, opts: &WriteOptions, factor: f64) -> Result<Encoded> {
+    pub fn encode_at(
+        &self,
+        pixels: &Frame<f32>,
+        opts: &WriteOptions,
+        factor: f64,
+    ) -> Result<Encoded> {
         // Progress: the network's tiles, then the fits, refinement and writing.
         let (field, finish) = (
             self.field_units(pixels.width, pixels.height),
@@ -551,7 +580,10 @@ impl NetworkEncoder {
             .find(|&q| at(q).0 >= guess)
             .map_or(own, |q| at(q).1);
         let mut wo = opts.clone();
-        shift_bits(&mut wo, std::array::from_fn(|i| wanted[i] as i16 - own[i] as i16));
+        shift_bits(
+            &mut wo,
+            std::array::from_fn(|i| wanted[i] as i16 - own[i] as i16),
+        );
         let hi = if self.refining() {
             rate::MAX_COUNT_FACTOR
         } else {

@@ -277,10 +277,13 @@ pub(super) fn check_io(decl: &ModelDecl, info: &ModelInfo) -> Result<()> {
             .join(", ")
     };
     let [input] = &decl.inputs[..] else {
-        return Err(Error::Model(format!(
-            "expected one input `image` [1, 3, H, W], the model has {}",
-            describe(&decl.inputs)
-        ).into()));
+        return Err(Error::Model(
+            format!(
+                "expected one input `image` [1, 3, H, W], the model has {}",
+                describe(&decl.inputs)
+            )
+            .into(),
+        ));
     };
     let dim_ok = |d: i64, want: i64| d == want || d < 0;
     if input.name != "image"
@@ -289,16 +292,22 @@ pub(super) fn check_io(decl: &ModelDecl, info: &ModelInfo) -> Result<()> {
         || !dim_ok(input.shape[0], 1)
         || !dim_ok(input.shape[1], 3)
     {
-        return Err(Error::Model(format!(
-            "expected one float32 input `image` [1, 3, H, W], the model has {}",
-            describe(&decl.inputs)
-        ).into()));
+        return Err(Error::Model(
+            format!(
+                "expected one float32 input `image` [1, 3, H, W], the model has {}",
+                describe(&decl.inputs)
+            )
+            .into(),
+        ));
     }
     let Some(out) = decl.outputs.iter().find(|o| o.name == "gaussians") else {
-        return Err(Error::Model(format!(
-            "expected an output `gaussians` [1, K, 9, H/c, W/c], the model has {}",
-            describe(&decl.outputs)
-        ).into()));
+        return Err(Error::Model(
+            format!(
+                "expected an output `gaussians` [1, K, 9, H/c, W/c], the model has {}",
+                describe(&decl.outputs)
+            )
+            .into(),
+        ));
     };
     if out.is_f32 != Some(true)
         || out.shape.len() != 5
@@ -367,19 +376,29 @@ pub fn verify_model(path: &Path) -> Result<bool> {
         }
     };
     let want = crate::encode::digest::parse_sha256(&text).ok_or_else(|| {
-        Error::Model(format!(
-            "{}: not a SHA-256 checksum (expected 64 hex digits, as sha256sum writes)",
-            side.display()
-        ).into())
+        Error::Model(
+            format!(
+                "{}: not a SHA-256 checksum (expected 64 hex digits, as sha256sum writes)",
+                side.display()
+            )
+            .into(),
+        )
     })?;
-    let (_, got) = crate::encode::digest::file_sha256(path)
-        .map_err(|e| Error::Model(Cause::with_source(format!("model {}: {e}", path.display()), e)))?;
+    let (_, got) = crate::encode::digest::file_sha256(path).map_err(|e| {
+        Error::Model(Cause::with_source(
+            format!("model {}: {e}", path.display()),
+            e,
+        ))
+    })?;
     if got != want {
-        return Err(Error::Model(format!(
-            "model {} is damaged: its SHA-256 is {got}, {} records {want}",
-            path.display(),
-            side.display()
-        ).into()));
+        return Err(Error::Model(
+            format!(
+                "model {} is damaged: its SHA-256 is {got}, {} records {want}",
+                path.display(),
+                side.display()
+            )
+            .into(),
+        ));
     }
     Ok(true)
 }

@@ -205,51 +205,53 @@ pub(crate) fn decode_cells(
         })
     };
     type Row = (Vec<Gaussian>, Vec<Spare>);
-    let row = |gy: u32| -> Result<Row> {
-        let mut present = Vec::with_capacity((cells_x.saturating_sub(cx0)) as usize * k);
-        let mut spare = Vec::new();
-        for gx in cx0..cells_x {
-            let i = (gy - wy0) as usize * wc + (gx - wx0) as usize;
-            // The cell's most likely absent slots, best first (the lower slot among equals).
-            let mut absent: [Option<(f32, usize)>; SPARES_PER_CELL] = [None; SPARES_PER_CELL];
-            for kk in 0..k {
-                let presence = at(kk, 8, i);
-                // NaN presence drops the Gaussian (and makes it no spare).
-                if presence.is_nan() {
-                    continue;
-                }
-                if presence < threshold {
-                    let at_rank = absent
-                        .iter()
-                        .position(|a| a.is_none_or(|(best, _)| presence > best));
-                    if let Some(r) = at_rank {
-                        absent.copy_within(r..SPARES_PER_CELL - 1, r + 1);
-                        absent[r] = Some((presence, kk));
+    let row =
+        |gy: u32| -> Result<Row> {
+            let mut present = Vec::with_capacity((cells_x.saturating_sub(cx0)) as usize * k);
+            let mut spare = Vec::new();
+            for gx in cx0..cells_x {
+                let i = (gy - wy0) as usize * wc + (gx - wx0) as usize;
+                // The cell's most likely absent slots, best first (the lower slot among equals).
+                let mut absent: [Option<(f32, usize)>; SPARES_PER_CELL] = [None; SPARES_PER_CELL];
+                for kk in 0..k {
+                    let presence = at(kk, 8, i);
+                    // NaN presence drops the Gaussian (and makes it no spare).
+                    if presence.is_nan() {
+                        continue;
                     }
-                    continue;
-                }
-                let g = gaussian(kk, i, gx, gy).ok_or_else(|| {
-                    let v: [f32; 8] = std::array::from_fn(|q| at(kk, q, i));
-                    Error::Model(format!(
+                    if presence < threshold {
+                        let at_rank = absent
+                            .iter()
+                            .position(|a| a.is_none_or(|(best, _)| presence > best));
+                        if let Some(r) = at_rank {
+                            absent.copy_within(r..SPARES_PER_CELL - 1, r + 1);
+                            absent[r] = Some((presence, kk));
+                        }
+                        continue;
+                    }
+                    let g =
+                        gaussian(kk, i, gx, gy).ok_or_else(|| {
+                            let v: [f32; 8] = std::array::from_fn(|q| at(kk, q, i));
+                            Error::Model(format!(
                         "the network produced a non-finite value for Gaussian {kk} of cell \
                          ({gx}, {gy}): {v:?}"
                     ).into())
-                })?;
-                present.push(g);
-            }
-            let cell = gy as usize * all_x as usize + gx as usize;
-            for (rank, &(_, kk)) in absent.iter().flatten().enumerate() {
-                if let Some(g) = gaussian(kk, i, gx, gy) {
-                    spare.push(Spare {
-                        cell,
-                        rank,
-                        gaussian: g,
-                    });
+                        })?;
+                    present.push(g);
+                }
+                let cell = gy as usize * all_x as usize + gx as usize;
+                for (rank, &(_, kk)) in absent.iter().flatten().enumerate() {
+                    if let Some(g) = gaussian(kk, i, gx, gy) {
+                        spare.push(Spare {
+                            cell,
+                            rank,
+                            gaussian: g,
+                        });
+                    }
                 }
             }
-        }
-        Ok((present, spare))
-    };
+            Ok((present, spare))
+        };
     let rows: Vec<Row> = (cy0..cells_y.max(cy0))
         .into_par_iter()
         .map(row)

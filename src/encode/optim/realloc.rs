@@ -145,34 +145,34 @@ fn adapt_with(
         Vec::new()
     } else {
         projected
-        .par_iter()
-        .map(|p| {
-            let mut delta = 0f64;
-            for y in p.bbox[1].max(0)..=p.bbox[3].min(height as i64 - 1) {
-                let (lo, hi) = row_span(p, y);
-                for x in lo.max(0)..=hi.min(width as i64 - 1) {
-                    let w = weight(p, x, y);
-                    if w <= 0.0 {
-                        continue;
-                    }
-                    let i = y as usize * width + x as usize;
-                    let (num, den) = (b.num[i], b.den[i]);
-                    let rest = den - w;
-                    let t = pixel(x, y);
-                    for c in 0..nc {
-                        let now = value(num[c], den) - t[c];
-                        let after = if rest > 1e-6 * den {
-                            (num[c] - w * p.color[c]) / rest
-                        } else {
-                            0.0
-                        } - t[c];
-                        delta += (after * after - now * now) as f64;
+            .par_iter()
+            .map(|p| {
+                let mut delta = 0f64;
+                for y in p.bbox[1].max(0)..=p.bbox[3].min(height as i64 - 1) {
+                    let (lo, hi) = row_span(p, y);
+                    for x in lo.max(0)..=hi.min(width as i64 - 1) {
+                        let w = weight(p, x, y);
+                        if w <= 0.0 {
+                            continue;
+                        }
+                        let i = y as usize * width + x as usize;
+                        let (num, den) = (b.num[i], b.den[i]);
+                        let rest = den - w;
+                        let t = pixel(x, y);
+                        for c in 0..nc {
+                            let now = value(num[c], den) - t[c];
+                            let after = if rest > 1e-6 * den {
+                                (num[c] - w * p.color[c]) / rest
+                            } else {
+                                0.0
+                            } - t[c];
+                            delta += (after * after - now * now) as f64;
+                        }
                     }
                 }
-            }
-            delta
-        })
-        .collect()
+                delta
+            })
+            .collect()
     };
 
     // 2. Removal, cheapest first, not next to one already removed.
@@ -469,7 +469,10 @@ mod tests {
         assert_eq!((r, a, grown.len()), (0, 40, n + 40));
         assert_eq!(&grown[..n], &start[..], "additions are appended");
         // (the edge between the halves is detail too)
-        assert!(grown[n..].iter().all(|g| g.x >= 28.0), "additions where the detail is");
+        assert!(
+            grown[n..].iter().all(|g| g.x >= 28.0),
+            "additions where the detail is"
+        );
         crate::encode::optim::fit::fit_colors(&target, &mut grown, &fit);
         assert!(mse(&target, &grown) < mse(&target, &start));
         // A move keeps the count; prune and adapt never leave none.

@@ -445,9 +445,8 @@ pub fn refine_to_with_progress(
                 prune(target, gaussians, budget);
                 reallocate(target, gaussians, opts.reallocate);
             } else {
-                let moves = ((opts.reallocate.clamp(0.0, 0.5) as f64 * n as f64).round()
-                    as usize)
-                    .min(n);
+                let moves =
+                    ((opts.reallocate.clamp(0.0, 0.5) as f64 * n as f64).round() as usize).min(n);
                 let grow = (budget - n).div_ceil(rounds - r);
                 adapt(target, gaussians, moves, moves + grow);
             }

@@ -25,8 +25,8 @@ use ort::session::Session;
 use ort::value::TensorRef;
 
 use super::ort_lib::{self, FoundLibrary, LibrarySearch};
-pub(crate) use super::{ModelDecl, TensorDecl};
 use super::{Device, Provider};
+pub(crate) use super::{ModelDecl, TensorDecl};
 use crate::core::error::Cause;
 use crate::{Error, Result};
 
@@ -148,15 +148,18 @@ impl OnnxModel {
         say: &dyn Fn(&str),
     ) -> Result<OnnxModel> {
         if !model.is_file() {
-            return Err(Error::Model(format!(
-                "model {}: {}",
-                model.display(),
-                if model.exists() {
-                    "not a file"
-                } else {
-                    "no such file"
-                }
-            ).into()));
+            return Err(Error::Model(
+                format!(
+                    "model {}: {}",
+                    model.display(),
+                    if model.exists() {
+                        "not a file"
+                    } else {
+                        "no such file"
+                    }
+                )
+                .into(),
+            ));
         }
         let rt = runtime(search, say)?;
         let ctx = |what: &str| format!("model {}: {what}", model.display());

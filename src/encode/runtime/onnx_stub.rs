@@ -4,8 +4,8 @@
 use std::path::Path;
 
 use super::ort_lib::{FoundLibrary, LibrarySearch};
-pub(crate) use super::{ModelDecl, TensorDecl};
 use super::{Device, Provider};
+pub(crate) use super::{ModelDecl, TensorDecl};
 use crate::{Error, Result};
 
 pub(crate) type OutputSink<'a> = &'a mut dyn FnMut(&[i64], &[f32]) -> Result<()>;

@@ -423,13 +423,16 @@ pub fn locate(
             let p = absolute(p);
             return match check(&p, probe) {
                 Ok(m) => Ok(found(p, m, source)),
-                Err(why) => Err(Error::Model(format!(
-                    "cannot use the ONNX Runtime library given by {what}, {}: {why}; point \
+                Err(why) => Err(Error::Model(
+                    format!(
+                        "cannot use the ONNX Runtime library given by {what}, {}: {why}; point \
                      {what} at a libonnxruntime file of version 1.{MIN_MINOR} or newer (e.g. \
                      onnxruntime/capi/libonnxruntime.so.{PINNED_VERSION} from the onnxruntime \
                      wheel on PyPI), or unset it to let gsimg find or fetch one",
-                    p.display()
-                ).into())),
+                        p.display()
+                    )
+                    .into(),
+                )),
             };
         }
     }
