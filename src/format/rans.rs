@@ -494,8 +494,25 @@ impl<'a> Decoder<'a> {
         v
     }
 
-    #[inline(never)]
+    /// Fills `acc` with at least 57 bits: the next 8 bytes in one read where there are 8
+    /// (the bits of a byte only partly taken are ORed in again, the same, next time).
+    #[inline(always)]
     fn refill(&mut self) {
+        match self.raw.get(self.raw_pos..self.raw_pos + 8) {
+            Some(b) => {
+                self.acc |= u64::from_be_bytes(b.try_into().unwrap()) >> self.acc_bits;
+                let take = (64 - self.acc_bits) / 8;
+                self.raw_pos += take as usize;
+                self.acc_bits += 8 * take;
+            }
+            None => self.refill_end(),
+        }
+    }
+
+    /// [`Self::refill`] near the end of the raw bits, a byte at a time.
+    #[cold]
+    #[inline(never)]
+    fn refill_end(&mut self) {
         while self.acc_bits <= 56 {
             let b = self.raw.get(self.raw_pos).copied().unwrap_or(0);
             self.acc |= (b as u64) << (56 - self.acc_bits);

@@ -802,7 +802,7 @@ fn tile_records(
             codes: [0; 9],
         };
         let mut qs = vec![blank; e.count as usize];
-        let mut r = context::Reader { dec, model };
+        let mut r = context::Reader::new(dec, model);
         context::walk(h, &cells, &mut qs, &mut r).map_err(bad)?;
         r.finish(lanes).map_err(bad)?;
         return Ok(qs);
