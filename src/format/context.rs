@@ -611,27 +611,44 @@ fn gaussian<C: Coder, const NC: usize, const FIRST: bool>(
     q.codes[CODE_ROT] = rot as u16;
     prev.rot = rot;
     prev.d = d;
-    // Channels (§7.4.4).
-    let mut rc = 0usize;
-    for ch in 0..NC {
-        let b = p.ch_bits[ch];
-        if b == 0 {
-            q.codes[CODE_CH + ch] = 0;
-            prev.ch[ch] = 0;
-            rc = 0;
-            continue;
-        }
-        let nch = &qd.nch[ch];
-        let pr = predict::<FIRST>(nch, prev.ch[ch]);
-        let (base, mul, with_rc) = p.ch_dist[ch];
-        let dist = base + mul * nch.act + with_rc * rc;
-        let code = q.codes[CODE_CH + ch];
-        let (code, v) =
-            code_predicted(c, LANE_CH + ch, dist, pr, b, p.ch_mask[ch], code, bad);
-        q.codes[CODE_CH + ch] = code as u16;
-        prev.ch[ch] = code;
-        rc = if pr.0 { p.ch_res[ch].of(v) } else { 3 };
+    // Channels (§7.4.4), one call each so that each has its lane and tables fixed.
+    let rc = channel::<C, NC, FIRST, 0>(c, p, qd, q, prev, 0, bad);
+    let rc = channel::<C, NC, FIRST, 1>(c, p, qd, q, prev, rc, bad);
+    let rc = channel::<C, NC, FIRST, 2>(c, p, qd, q, prev, rc, bad);
+    channel::<C, NC, FIRST, 3>(c, p, qd, q, prev, rc, bad);
+}
+
+/// §7.4.4: codes channel `CH` (if below `NC`) of a Gaussian; `rc` is the residual class of
+/// the channel before it. Returns this one's.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn channel<C: Coder, const NC: usize, const FIRST: bool, const CH: usize>(
+    c: &mut C,
+    p: &Params,
+    qd: &Quad,
+    q: &mut Quantized,
+    prev: &mut Prev,
+    rc: usize,
+    bad: &mut bool,
+) -> usize {
+    if CH >= NC {
+        return 0;
     }
+    let b = p.ch_bits[CH];
+    if b == 0 {
+        q.codes[CODE_CH + CH] = 0;
+        prev.ch[CH] = 0;
+        return 0;
+    }
+    let nch = &qd.nch[CH];
+    let pr = predict::<FIRST>(nch, prev.ch[CH]);
+    let (base, mul, with_rc) = p.ch_dist[CH];
+    let dist = base + mul * nch.act + with_rc * rc;
+    let code = q.codes[CODE_CH + CH];
+    let (code, v) = code_predicted(c, LANE_CH + CH, dist, pr, b, p.ch_mask[CH], code, bad);
+    q.codes[CODE_CH + CH] = code as u16;
+    prev.ch[CH] = code;
+    if pr.0 { p.ch_res[CH].of(v) } else { 3 }
 }
 
 /// §7.4: walks tile `cells` of `h`: for each cell in raster order, each of its quadrants in
@@ -639,12 +656,14 @@ fn gaussian<C: Coder, const NC: usize, const FIRST: bool>(
 /// holds the tile's Gaussians in the order of §7.3 (by cell, quadrant, then codes; scales
 /// canonical, §5.2); decoding, `gs` holds as many records as the tile index counts, and
 /// receives them.
+/// The coder is taken and given back by value: a local of the walk, its state can live in
+/// registers.
 pub(crate) fn walk<C: Coder>(
     h: &Header,
     cells: &TileCells,
     gs: &mut [Quantized],
-    c: &mut C,
-) -> Result<(), String> {
+    c: C,
+) -> (C, Result<(), String>) {
     // One version of the walk per channel count, so that the channel loop unrolls.
     match h.channels.len() {
         1 => walk_n::<C, 1>(h, cells, gs, c),
@@ -655,6 +674,17 @@ pub(crate) fn walk<C: Coder>(
 }
 
 fn walk_n<C: Coder, const NC: usize>(
+    h: &Header,
+    cells: &TileCells,
+    gs: &mut [Quantized],
+    mut c: C,
+) -> (C, Result<(), String>) {
+    let r = walk_body::<C, NC>(h, cells, gs, &mut c);
+    (c, r)
+}
+
+#[inline(always)]
+fn walk_body<C: Coder, const NC: usize>(
     h: &Header,
     cells: &TileCells,
     gs: &mut [Quantized],
@@ -785,12 +815,14 @@ fn walk_n<C: Coder, const NC: usize>(
                             *s += *code as u64;
                         }
                     }
+                    // The rounded mean (the common counts divide by constants).
                     let mean = |s: u64| {
-                        if m == 1 {
-                            s as u16
-                        } else {
-                            ((2 * s + m as u64) / (2 * m as u64)) as u16
-                        }
+                        (match m {
+                            1 => s,
+                            2 => (s + 1) >> 1,
+                            3 => (2 * s + 3) / 6,
+                            _ => (2 * s + m as u64) / (2 * m as u64),
+                        }) as u16
                     };
                     Summary {
                         avail: true,

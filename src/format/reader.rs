@@ -802,8 +802,8 @@ fn tile_records(
             codes: [0; 9],
         };
         let mut qs = vec![blank; e.count as usize];
-        let mut r = context::Reader::new(dec, model);
-        context::walk(h, &cells, &mut qs, &mut r).map_err(bad)?;
+        let (r, walked) = context::walk(h, &cells, &mut qs, context::Reader::new(dec, model));
+        walked.map_err(bad)?;
         r.finish(lanes).map_err(bad)?;
         return Ok(qs);
     }
