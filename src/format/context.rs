@@ -63,8 +63,7 @@ impl Model {
         assert_eq!(dists.len(), DISTS);
         assert_eq!(copy_of.len(), DISTS);
         // Unused distributions share one table of invalid tokens, at index 0.
-        let (t0, f0) = Dist::default().tables();
-        let mut tables = vec![rans::Tables { toks: t0, fs: f0 }];
+        let mut tables = vec![Dist::default().tables()];
         let mut offsets = [0u8; DISTS];
         for i in 0..DISTS {
             let d = &dists[i];
@@ -73,8 +72,7 @@ impl Model {
             } else if !d.freq.is_empty() {
                 let o = &mut offsets[i];
                 *o = tables.len() as u8;
-                let (toks, fs) = d.tables();
-                tables.push(rans::Tables { toks, fs });
+                tables.push(d.tables());
             }
         }
         Model {

@@ -442,7 +442,8 @@ impl<S: Source> Decoder<S> {
         );
         let decode = |(t, p): &(u32, Vec<u8>)| {
             let qs = tile_records(h, model, index, *t, p)?;
-            let gs: Vec<Gaussian> = qs.iter().map(|q| dq.apply(q)).collect();
+            let mut gs = Vec::new();
+            dq.extend(&qs, &mut gs);
             check_reach(&index[*t as usize], *t, &gs)?;
             Ok::<_, Error>(gs)
         };
@@ -485,7 +486,7 @@ impl<S: Source> Decoder<S> {
                 for (t, p) in &payloads {
                     let qs = tile_records(h, model, index, *t, p)?;
                     let start = gaussians.len();
-                    gaussians.extend(qs.iter().map(|q| dq.apply(q)));
+                    dq.extend(&qs, &mut gaussians);
                     check_reach(&index[*t as usize], *t, &gaussians[start..])?;
                 }
             }
