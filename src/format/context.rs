@@ -829,7 +829,12 @@ fn walk_body<C: Coder, const NC: usize>(
                         s1: mean(sum_s1),
                         d: mean(sum_d),
                         rot: last_rot.unwrap_or(0),
-                        ch: sum_ch.map(mean),
+                        ch: [
+                            mean(sum_ch[0]),
+                            mean(sum_ch[1]),
+                            mean(sum_ch[2]),
+                            mean(sum_ch[3]),
+                        ],
                     }
                 };
                 k += m;
