@@ -63,8 +63,7 @@ impl Model {
         assert_eq!(dists.len(), DISTS);
         assert_eq!(copy_of.len(), DISTS);
         // Unused distributions share one table of invalid tokens, at index 0.
-        let (t0, f0) = Dist::default().tables();
-        let mut tables = vec![rans::Tables { toks: t0, fs: f0 }];
+        let mut tables = vec![Dist::default().tables()];
         let mut offsets = [0u8; DISTS];
         for i in 0..DISTS {
             let d = &dists[i];
@@ -73,8 +72,7 @@ impl Model {
             } else if !d.freq.is_empty() {
                 let o = &mut offsets[i];
                 *o = tables.len() as u8;
-                let (toks, fs) = d.tables();
-                tables.push(rans::Tables { toks, fs });
+                tables.push(d.tables());
             }
         }
         Model {
@@ -178,7 +176,9 @@ impl Coder for Recorder {
 /// The reader's side.
 pub(crate) struct Reader<'a> {
     pub dec: rans::Decoder<'a>,
-    pub model: &'a Model,
+    /// The decoding tables of each distribution (indices from [`DISTS`] on: the unused
+    /// distributions' table), looked up without a bounds check.
+    tables: [&'a rans::Tables; 128],
 }
 
 impl Coder for Reader<'_> {
@@ -187,12 +187,18 @@ impl Coder for Reader<'_> {
     fn code(&mut self, lane: usize, dist: usize, _v: u32) -> u32 {
         // An unused distribution decodes a value above every range (§7.4), which the walk
         // reports.
-        let t = &self.model.tables[self.model.offsets[dist] as usize];
-        self.dec.value(lane, t)
+        self.dec.value(lane, self.tables[dist & 127])
     }
 }
 
-impl Reader<'_> {
+impl<'a> Reader<'a> {
+    /// Decodes `dec` with the distributions of `model`.
+    pub(crate) fn new(dec: rans::Decoder<'a>, model: &'a Model) -> Self {
+        let tables =
+            std::array::from_fn(|d| &model.tables[model.offsets.get(d).map_or(0, |&o| o as usize)]);
+        Reader { dec, tables }
+    }
+
     /// §7.5: after the walk, the coded data must be used up exactly.
     pub(crate) fn finish(&self, lanes: usize) -> Result<(), String> {
         self.dec.finish(lanes)
@@ -250,7 +256,6 @@ pub(crate) fn stream_of(d: usize) -> usize {
         _ => 9,
     }
 }
-
 /// §7.4: the zig-zag of the residual `code − p` taken modulo `2^bits` into
 /// `−2^(bits−1) … 2^(bits−1) − 1`: a value below `2^bits`.
 #[inline(always)]
@@ -271,45 +276,60 @@ fn unzigzag(z: u32) -> u32 {
 }
 
 /// `v` of a `bits`-bit attribute on the scale of `to` bits (two shifts, one of them by 0).
-#[inline(always)]
+#[cfg(test)]
 fn rescale(v: u32, bits: u8, to: u8) -> u32 {
     let up = to.saturating_sub(bits) as u32;
     let down = bits.saturating_sub(to) as u32;
     (v << up) >> down
 }
 
-/// §7.4: the activity class 0–4 of two neighbours `spread` apart (on an 8-bit scale).
-#[inline]
-fn activity(spread: u32, bits: u8) -> usize {
-    match rescale(spread, bits, 8) {
-        0 => 0,
-        1..=3 => 1,
-        4..=11 => 2,
-        12..=31 => 3,
-        _ => 4,
+/// A class of §7.4 (activity, residual or difference class) for one attribute's width: the
+/// class of a value is the number of thresholds it exceeds. §7.4 states each class on a fixed
+/// scale (8 or 6 bits, [`rescale`]); the thresholds are those bounds taken back to the
+/// attribute's own scale once per file, so the walk compares instead of shifting and
+/// branching.
+#[derive(Debug, Clone, Copy)]
+struct Classes<const K: usize>([u32; K]);
+
+impl<const K: usize> Classes<K> {
+    /// Classes whose bounds on the `to`-bit scale are `edges` (the largest value of each
+    /// class but the last), for `bits`-bit values halved (rounding up) first when `halve`.
+    fn new(edges: [u32; K], bits: u8, to: u8, halve: bool) -> Self {
+        let down = bits.saturating_sub(to) as u32;
+        let up = to.saturating_sub(bits) as u32;
+        Classes(edges.map(|e| {
+            // The largest `w` with rescale(w) <= e.
+            let w = if up > 0 {
+                e >> up
+            } else {
+                (((e as u64 + 1) << down) - 1).min(u32::MAX as u64) as u32
+            };
+            // ceil(v / 2) <= w exactly when v <= 2w.
+            if halve { w.saturating_mul(2) } else { w }
+        }))
+    }
+
+    #[inline(always)]
+    fn of(&self, v: u32) -> usize {
+        self.0.iter().map(|&t| (v > t) as usize).sum()
     }
 }
 
-/// §7.4.4: the residual class 0–2 of a coded residual `v` (on an 8-bit scale).
-#[inline(always)]
-fn residual_class(v: u32, bits: u8) -> usize {
-    match rescale(v.div_ceil(2), bits, 8) {
-        0 => 0,
-        1..=4 => 1,
-        _ => 2,
-    }
+/// §7.4: the activity class 0–4 of two neighbours `spread` apart (on an 8-bit scale: 0,
+/// 1–3, 4–11, 12–31, more).
+fn activity_classes(bits: u8) -> Classes<4> {
+    Classes::new([0, 3, 11, 31], bits, 8, false)
+}
+
+/// §7.4.4: the residual class 0–2 of a coded residual `v` (`⌈v/2⌉` on an 8-bit scale: 0,
+/// 1–4, more).
+fn residual_classes(bits: u8) -> Classes<2> {
+    Classes::new([0, 4], bits, 8, true)
 }
 
 /// §7.4.2: the class of a scale difference (on a 6-bit scale): 0, 1, 2–3, 4–7, 8 and more.
-#[inline(always)]
-fn diff_class(d: u32, bits: u8) -> usize {
-    match rescale(d, bits, 6) {
-        0 => 0,
-        1 => 1,
-        2..=3 => 2,
-        4..=7 => 3,
-        _ => 4,
-    }
+fn diff_classes(bits: u8) -> Classes<4> {
+    Classes::new([0, 1, 3, 7], bits, 6, false)
 }
 
 /// §7.4.5: what a quadrant offers its neighbours' predictions.
@@ -327,31 +347,34 @@ struct Summary {
 /// §7.4: a quadrant's prediction of one attribute from its neighbours: the mean of two, the
 /// value of one, or none; and its activity class (0–4 by the spread of two, 4 for one, 5
 /// for none).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, Default)]
 struct Near {
     value: u32,
     has: bool,
     act: usize,
 }
 
+/// [`Near`] from the left (`l`, if `la`) and upper (`a`, if `aa`) neighbours' values.
 #[inline(always)]
-fn near(l: Option<u16>, a: Option<u16>, bits: u8) -> Near {
-    match (l, a) {
-        (Some(l), Some(a)) => Near {
+fn near(la: bool, l: u16, aa: bool, a: u16, act: &Classes<4>) -> Near {
+    if la && aa {
+        Near {
             value: (l as u32 + a as u32 + 1) >> 1,
             has: true,
-            act: activity(l.abs_diff(a) as u32, bits),
-        },
-        (Some(v), None) | (None, Some(v)) => Near {
-            value: v as u32,
+            act: act.of(l.abs_diff(a) as u32),
+        }
+    } else if la || aa {
+        Near {
+            value: if la { l } else { a } as u32,
             has: true,
             act: 4,
-        },
-        (None, None) => Near {
+        }
+    } else {
+        Near {
             value: 0,
             has: false,
             act: 5,
-        },
+        }
     }
 }
 
@@ -359,19 +382,19 @@ fn near(l: Option<u16>, a: Option<u16>, bits: u8) -> Near {
 /// neighbours' ([`Near`]); for the others, the rounded mean of that and the previous
 /// Gaussian's code, or the previous code alone. Returns (whether there is one, its value).
 #[inline(always)]
-fn predict(first: bool, n: &Near, prev: u16) -> (bool, u32) {
-    if first {
+fn predict<const FIRST: bool>(n: &Near, prev: u32) -> (bool, u32) {
+    if FIRST {
         (n.has, n.value)
-    } else if n.has {
-        (true, (prev as u32 + n.value + 1) >> 1)
     } else {
-        (true, prev as u32)
+        // Without a neighbour's value the mean is the previous code alone.
+        let v = if n.has { n.value } else { prev };
+        (true, (prev + v + 1) >> 1)
     }
 }
 
-/// Codes a predicted code of `bits` bits (§7.4): with a prediction `p` as
-/// [`zigzag_mod`]`(code, p)`, else as the code. Returns the code and the coded value;
-/// a value above `2^bits − 1` sets `bad`.
+/// Codes a predicted code (§7.4) of an attribute whose codes are below `mask + 1`: with a
+/// prediction `p` as [`zigzag_mod`]`(code, p)`, else as the code. Returns the code and the
+/// coded value; a value above `mask` sets `bad`.
 #[inline(always)]
 #[allow(clippy::too_many_arguments)]
 fn code_predicted<C: Coder>(
@@ -380,10 +403,10 @@ fn code_predicted<C: Coder>(
     dist: usize,
     (has, p): (bool, u32),
     bits: u8,
+    mask: u32,
     code: u16,
     bad: &mut bool,
-) -> (u16, u32) {
-    let mask = (1u32 << bits) - 1;
+) -> (u32, u32) {
     let enc = if C::DECODE {
         0
     } else if has {
@@ -393,12 +416,9 @@ fn code_predicted<C: Coder>(
     };
     let v = c.code(lane, dist, enc);
     *bad |= v > mask;
-    let q = if has {
-        p.wrapping_add(unzigzag(v)) & mask
-    } else {
-        v & mask
-    };
-    (q as u16, v)
+    // Without a prediction, p is 0 and the zig-zag is not undone.
+    let r = if has { unzigzag(v) } else { v };
+    (p.wrapping_add(r) & mask, v)
 }
 
 /// §7.4: the quadrant (0 top left, 1 top right, 2 bottom left, 3 bottom right) of a record's
@@ -412,42 +432,263 @@ pub(crate) fn quadrant(q: &Quantized, pb: u8) -> usize {
     (((q.codes[CODE_Y] >> half) << 1) | (q.codes[CODE_X] >> half)) as usize
 }
 
+/// What the walk needs of a header, worked out once per tile.
+struct Params {
+    pb: u8,
+    /// Mask of the position offsets within a quadrant.
+    hmask: u32,
+    sb: u8,
+    smask: u32,
+    rb: u8,
+    rmask: u32,
+    ch_bits: [u8; 4],
+    ch_mask: [u32; 4],
+    /// Per channel: its first distribution, the factor of its activity class, and whether
+    /// the residual class of the channel before it adds (§7.4.4).
+    ch_dist: [(usize, usize, usize); 4],
+    s_act: Classes<4>,
+    ch_act: [Classes<4>; 4],
+    ch_res: [Classes<2>; 4],
+    diff: Classes<4>,
+}
+
+impl Params {
+    fn new(h: &Header) -> Params {
+        let nc = h.channels.len();
+        let color = nc >= 3;
+        let alpha = if h.layout.has_alpha() { nc - 1 } else { 4 };
+        let ch_bits: [u8; 4] = std::array::from_fn(|c| h.channels.get(c).map_or(0, |q| q.bits));
+        let mask = |b: u8| (1u32 << b) - 1;
+        let mut ch_dist = [(D_CH0, 1usize, 0usize); 4];
+        for (ch, d) in ch_dist.iter_mut().enumerate().take(nc) {
+            *d = if ch == alpha {
+                (D_ALPHA, 1, 0)
+            } else if ch == 0 || !color {
+                (D_CH0, 1, 0)
+            } else if ch == 1 {
+                (D_CH1, 4, 1)
+            } else {
+                (D_CH2, 4, 1)
+            };
+        }
+        let pb = h.position.bits;
+        let (sb, rb) = (h.scale.bits, h.rotation.bits);
+        Params {
+            pb,
+            hmask: mask(pb.saturating_sub(1)),
+            sb,
+            smask: mask(sb),
+            rb,
+            rmask: mask(rb),
+            ch_bits,
+            ch_mask: ch_bits.map(mask),
+            ch_dist,
+            s_act: activity_classes(sb),
+            ch_act: ch_bits.map(activity_classes),
+            ch_res: ch_bits.map(residual_classes),
+            diff: diff_classes(sb),
+        }
+    }
+}
+
+/// What one quadrant with Gaussians offers the walk of its Gaussians (§7.4).
+struct Quad {
+    /// Its Gaussian count.
+    m: usize,
+    /// The high (quadrant) bits of its Gaussians' positions.
+    yhi: u32,
+    xhi: u32,
+    ns: Near,
+    /// The distribution of σ₁ − σ₂.
+    dctx: usize,
+    near_rot: Option<u16>,
+    nch: [Near; 4],
+}
+
+/// The codes of the previous Gaussian of the quadrant.
+#[derive(Default, Clone, Copy)]
+struct Prev {
+    y: u32,
+    x: u32,
+    s1: u32,
+    d: u32,
+    rot: u32,
+    ch: [u32; 4],
+}
+
+/// §7.4: codes the attributes of Gaussian `r` (the first when `FIRST`) of quadrant `qd`
+/// into `q` (encoding: from `q`). `prev` holds the previous Gaussian of the quadrant and
+/// receives this one; `last_rot` the quadrant's last coded rotation.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn gaussian<C: Coder, const NC: usize, const FIRST: bool>(
+    c: &mut C,
+    p: &Params,
+    qd: &Quad,
+    r: usize,
+    q: &mut Quantized,
+    prev: &mut Prev,
+    last_rot: &mut Option<u16>,
+    bad: &mut bool,
+) {
+    // Position (§7.4.1), as offsets in the quadrant.
+    if p.pb > 0 {
+        let hmask = p.hmask;
+        let (yl, xl) = (
+            q.codes[CODE_Y] as u32 & hmask,
+            q.codes[CODE_X] as u32 & hmask,
+        );
+        let (y, x) = if FIRST {
+            let mm = qd.m.min(3);
+            let y = c.code(LANE_Y, D_Y_FIRST + mm - 1, yl);
+            let x = c.code(LANE_X, D_X_FIRST + mm - 1, xl);
+            *bad |= (y | x) > hmask;
+            (y, x)
+        } else {
+            let (py, px) = (prev.y, prev.x);
+            let rank = if qd.m == 2 { 0 } else { r.min(3) };
+            let dy = c.code(LANE_Y, D_Y_NEXT + rank, yl.wrapping_sub(py));
+            *bad |= dy > hmask - py;
+            // The same row: x as an offset from the previous one's (chosen without a branch:
+            // the distribution, the value and its bound).
+            let (dist, enc, base, limit) = if dy == 0 {
+                (D_X_SAME, xl.wrapping_sub(px), px, hmask - px)
+            } else {
+                (D_X_NEXT + rank, xl, 0, hmask)
+            };
+            let v = c.code(LANE_X, dist, enc);
+            *bad |= v > limit;
+            (py.wrapping_add(dy), base.wrapping_add(v))
+        };
+        prev.y = y & hmask;
+        prev.x = x & hmask;
+        q.codes[CODE_Y] = (qd.yhi | prev.y) as u16;
+        q.codes[CODE_X] = (qd.xhi | prev.x) as u16;
+    } else {
+        q.codes[CODE_Y] = 0;
+        q.codes[CODE_X] = 0;
+    }
+    // Scales (§7.4.2): σ₁ predicted, then σ₁ − σ₂.
+    let mut d = 0u32;
+    if p.sb > 0 {
+        let pr = predict::<FIRST>(&qd.ns, prev.s1);
+        let ctx = D_SCALE + 2 * qd.ns.act + FIRST as usize;
+        let (s1, _) = code_predicted(c, LANE_S, ctx, pr, p.sb, p.smask, q.codes[CODE_S1], bad);
+        let v = c.code(
+            LANE_D,
+            qd.dctx,
+            s1.wrapping_sub(q.codes[CODE_S2] as u32) & p.smask,
+        );
+        *bad |= v > p.smask || (p.rb > 0 && v > s1);
+        d = v & p.smask;
+        prev.s1 = s1;
+        q.codes[CODE_S1] = s1 as u16;
+        q.codes[CODE_S2] = (s1.wrapping_sub(d) & p.smask) as u16;
+    } else {
+        q.codes[CODE_S1] = 0;
+        q.codes[CODE_S2] = 0;
+    }
+    // Rotation (§7.4.3): only for elongated Gaussians.
+    let mut rot = 0;
+    if p.rb > 0 && d > 0 {
+        let reference = if !FIRST && prev.d > 0 {
+            Some(prev.rot as u16)
+        } else {
+            qd.near_rot
+        };
+        let ctx = D_ROT + p.diff.of(d).max(1) - 1 + 4 * reference.is_none() as usize;
+        let pr = (reference.is_some(), reference.unwrap_or(0) as u32);
+        let code = q.codes[CODE_ROT];
+        (rot, _) = code_predicted(c, LANE_R, ctx, pr, p.rb, p.rmask, code, bad);
+        *last_rot = Some(rot as u16);
+    }
+    q.codes[CODE_ROT] = rot as u16;
+    prev.rot = rot;
+    prev.d = d;
+    // Channels (§7.4.4), one call each so that each has its lane and tables fixed.
+    let rc = channel::<C, NC, FIRST, 0>(c, p, qd, q, prev, 0, bad);
+    let rc = channel::<C, NC, FIRST, 1>(c, p, qd, q, prev, rc, bad);
+    let rc = channel::<C, NC, FIRST, 2>(c, p, qd, q, prev, rc, bad);
+    channel::<C, NC, FIRST, 3>(c, p, qd, q, prev, rc, bad);
+}
+
+/// §7.4.4: codes channel `CH` (if below `NC`) of a Gaussian; `rc` is the residual class of
+/// the channel before it. Returns this one's.
+#[inline(always)]
+#[allow(clippy::too_many_arguments)]
+fn channel<C: Coder, const NC: usize, const FIRST: bool, const CH: usize>(
+    c: &mut C,
+    p: &Params,
+    qd: &Quad,
+    q: &mut Quantized,
+    prev: &mut Prev,
+    rc: usize,
+    bad: &mut bool,
+) -> usize {
+    if CH >= NC {
+        return 0;
+    }
+    let b = p.ch_bits[CH];
+    if b == 0 {
+        q.codes[CODE_CH + CH] = 0;
+        prev.ch[CH] = 0;
+        return 0;
+    }
+    let nch = &qd.nch[CH];
+    let pr = predict::<FIRST>(nch, prev.ch[CH]);
+    let (base, mul, with_rc) = p.ch_dist[CH];
+    let dist = base + mul * nch.act + with_rc * rc;
+    let code = q.codes[CODE_CH + CH];
+    let (code, v) = code_predicted(c, LANE_CH + CH, dist, pr, b, p.ch_mask[CH], code, bad);
+    q.codes[CODE_CH + CH] = code as u16;
+    prev.ch[CH] = code;
+    if pr.0 { p.ch_res[CH].of(v) } else { 3 }
+}
+
 /// §7.4: walks tile `cells` of `h`: for each cell in raster order, each of its quadrants in
 /// order, codes the quadrant's count, then each of its Gaussians' attributes. Encoding, `gs`
 /// holds the tile's Gaussians in the order of §7.3 (by cell, quadrant, then codes; scales
 /// canonical, §5.2); decoding, `gs` holds as many records as the tile index counts, and
 /// receives them.
+/// The coder is taken and given back by value: a local of the walk, its state can live in
+/// registers.
 pub(crate) fn walk<C: Coder>(
+    h: &Header,
+    cells: &TileCells,
+    gs: &mut [Quantized],
+    c: C,
+) -> (C, Result<(), String>) {
+    // One version of the walk per channel count, so that the channel loop unrolls.
+    match h.channels.len() {
+        1 => walk_n::<C, 1>(h, cells, gs, c),
+        2 => walk_n::<C, 2>(h, cells, gs, c),
+        3 => walk_n::<C, 3>(h, cells, gs, c),
+        _ => walk_n::<C, 4>(h, cells, gs, c),
+    }
+}
+
+fn walk_n<C: Coder, const NC: usize>(
+    h: &Header,
+    cells: &TileCells,
+    gs: &mut [Quantized],
+    mut c: C,
+) -> (C, Result<(), String>) {
+    let r = walk_body::<C, NC>(h, cells, gs, &mut c);
+    (c, r)
+}
+
+#[inline(always)]
+fn walk_body<C: Coder, const NC: usize>(
     h: &Header,
     cells: &TileCells,
     gs: &mut [Quantized],
     c: &mut C,
 ) -> Result<(), String> {
+    debug_assert_eq!(h.channels.len(), NC);
     let n = gs.len();
-    let nc = h.channels.len();
-    let color = nc >= 3;
-    let pb = h.position.bits;
-    let sb = h.scale.bits;
-    let rb = h.rotation.bits;
+    let p = Params::new(h);
+    let pb = p.pb;
     let half = pb.saturating_sub(1);
-    let hmask = (1u32 << half) - 1;
-    let smask = (1u32 << sb) - 1;
-    let ch_bits: [u8; 4] = std::array::from_fn(|c| h.channels.get(c).map_or(0, |q| q.bits));
-    let alpha = if h.layout.has_alpha() { nc - 1 } else { 4 };
-    // Per channel: its first distribution, the factor of its activity class, and whether the
-    // residual class of the channel before it adds (§7.4.4).
-    let mut ch_dist = [(D_CH0, 1usize, 0usize); 4];
-    for (ch, d) in ch_dist.iter_mut().enumerate().take(nc) {
-        *d = if ch == alpha {
-            (D_ALPHA, 1, 0)
-        } else if ch == 0 || !color {
-            (D_CH0, 1, 0)
-        } else if ch == 1 {
-            (D_CH1, 4, 1)
-        } else {
-            (D_CH2, 4, 1)
-        };
-    }
     // The summaries of the quadrants of the current cell row: `top` the upper halves of
     // its cells, `bot` the lower halves (until they are replaced, the previous row's).
     let w2 = 2 * cells.cw as usize;
@@ -455,11 +696,6 @@ pub(crate) fn walk<C: Coder>(
     let mut bot = vec![Summary::default(); w2];
     let mut k = 0usize;
     let mut bad = false;
-    let mut prev = Quantized {
-        cell_y: 0,
-        cell_x: 0,
-        codes: [0; 9],
-    };
     for j in 0..cells.ch {
         let cy = cells.cy0 + j;
         for i in 0..cells.cw {
@@ -496,35 +732,26 @@ pub(crate) fn walk<C: Coder>(
                         "cell counts add up to more than the index's {n} Gaussians"
                     ));
                 }
+                let la = left_in && left.avail;
+                let aa = above_in && above.avail;
                 let summary = if m == 0 {
-                    let l = if left_in && left.avail {
-                        Some(left)
+                    let mut s = if la {
+                        left
+                    } else if aa {
+                        above
                     } else {
-                        None
+                        Summary::default()
                     };
-                    let a = if above_in && above.avail {
-                        Some(above)
-                    } else {
-                        None
-                    };
-                    let mut s = l.or(a).unwrap_or_default();
                     s.count = 0;
                     s
                 } else {
-                    let la = left_in && left.avail;
-                    let aa = above_in && above.avail;
-                    let nb = |f: fn(&Summary) -> u16, bits: u8| {
-                        near(la.then(|| f(&left)), aa.then(|| f(&above)), bits)
-                    };
-                    let ns = nb(|s| s.s1, sb);
-                    let nd = nb(|s| s.d, sb);
-                    let nch: [Near; 4] = [
-                        nb(|s| s.ch[0], ch_bits[0]),
-                        nb(|s| s.ch[1], ch_bits[1]),
-                        nb(|s| s.ch[2], ch_bits[2]),
-                        nb(|s| s.ch[3], ch_bits[3]),
-                    ];
-                    let dctx = D_DIFF + if nd.has { diff_class(nd.value, sb) } else { 5 };
+                    let nb = |l: u16, a: u16, act: &Classes<4>| near(la, l, aa, a, act);
+                    let ns = nb(left.s1, above.s1, &p.s_act);
+                    let nd = nb(left.d, above.d, &p.s_act);
+                    let mut nch = [Near::default(); 4];
+                    for (ch, v) in nch.iter_mut().enumerate().take(NC) {
+                        *v = nb(left.ch[ch], above.ch[ch], &p.ch_act[ch]);
+                    }
                     let near_rot = if la && left.rot_avail {
                         Some(left.rot)
                     } else if aa && above.rot_avail {
@@ -537,131 +764,59 @@ pub(crate) fn walk<C: Coder>(
                     } else {
                         (0, 0)
                     };
-                    let mm = m.min(3);
+                    let qd = Quad {
+                        m,
+                        yhi,
+                        xhi,
+                        ns,
+                        dctx: D_DIFF + if nd.has { p.diff.of(nd.value) } else { 5 },
+                        near_rot,
+                        nch,
+                    };
                     let (mut sum_s1, mut sum_d, mut sum_ch) = (0u64, 0u64, [0u64; 4]);
                     let mut last_rot: Option<u16> = None;
-                    // `prev` is read only after the quadrant's first Gaussian set it.
-                    let mut prev_d = 0u32;
-                    for r in 0..m {
-                        let g = &mut gs[k + r];
-                        let first = r == 0;
-                        let mut q = *g;
-                        // Position (§7.4.1), as offsets in the quadrant.
-                        if pb > 0 {
-                            let (yl, xl) = (
-                                q.codes[CODE_Y] as u32 & hmask,
-                                q.codes[CODE_X] as u32 & hmask,
-                            );
-                            let (py, px) = (
-                                prev.codes[CODE_Y] as u32 & hmask,
-                                prev.codes[CODE_X] as u32 & hmask,
-                            );
-                            let (y, x) = if first {
-                                let y = c.code(LANE_Y, D_Y_FIRST + mm - 1, yl);
-                                let x = c.code(LANE_X, D_X_FIRST + mm - 1, xl);
-                                bad |= (y | x) > hmask;
-                                (y, x)
-                            } else {
-                                let rank = if m == 2 { 0 } else { r.min(3) };
-                                let dy = c.code(LANE_Y, D_Y_NEXT + rank, yl.wrapping_sub(py));
-                                bad |= dy > hmask - py;
-                                let x = if dy == 0 {
-                                    let dx = c.code(LANE_X, D_X_SAME, xl.wrapping_sub(px));
-                                    bad |= dx > hmask - px;
-                                    px.wrapping_add(dx)
-                                } else {
-                                    let x = c.code(LANE_X, D_X_NEXT + rank, xl);
-                                    bad |= x > hmask;
-                                    x
-                                };
-                                (py.wrapping_add(dy), x)
-                            };
-                            q.codes[CODE_Y] = (yhi | (y & hmask)) as u16;
-                            q.codes[CODE_X] = (xhi | (x & hmask)) as u16;
-                        } else {
-                            q.codes[CODE_Y] = 0;
-                            q.codes[CODE_X] = 0;
-                        }
-                        // Scales (§7.4.2): σ₁ predicted, then σ₁ − σ₂.
-                        let mut d = 0u32;
-                        if sb > 0 {
-                            let p = predict(first, &ns, prev.codes[CODE_S1]);
-                            let ctx = D_SCALE + 2 * ns.act + first as usize;
-                            let (s1, _) =
-                                code_predicted(c, LANE_S, ctx, p, sb, q.codes[CODE_S1], &mut bad);
-                            let s1 = s1 as u32;
-                            let v = c.code(
-                                LANE_D,
-                                dctx,
-                                s1.wrapping_sub(q.codes[CODE_S2] as u32) & smask,
-                            );
-                            bad |= v > smask || (rb > 0 && v > s1);
-                            d = v & smask;
-                            q.codes[CODE_S1] = s1 as u16;
-                            q.codes[CODE_S2] = (s1.wrapping_sub(d) & smask) as u16;
-                        } else {
-                            q.codes[CODE_S1] = 0;
-                            q.codes[CODE_S2] = 0;
-                        }
-                        // Rotation (§7.4.3): only for elongated Gaussians.
-                        if rb > 0 && d > 0 {
-                            let reference = if !first && prev_d > 0 {
-                                Some(prev.codes[CODE_ROT])
-                            } else {
-                                near_rot
-                            };
-                            let ctx = D_ROT + diff_class(d, sb).max(1) - 1
-                                + 4 * reference.is_none() as usize;
-                            let p = (reference.is_some(), reference.unwrap_or(0) as u32);
-                            let (rot, _) =
-                                code_predicted(c, LANE_R, ctx, p, rb, q.codes[CODE_ROT], &mut bad);
-                            q.codes[CODE_ROT] = rot;
-                            last_rot = Some(rot);
-                        } else {
-                            q.codes[CODE_ROT] = 0;
-                        }
-                        // Channels (§7.4.4).
-                        let mut rc = 0usize;
-                        for ch in 0..nc {
-                            let b = ch_bits[ch];
-                            if b == 0 {
-                                q.codes[CODE_CH + ch] = 0;
-                                rc = 0;
-                                continue;
-                            }
-                            let nch = &nch[ch];
-                            let p = predict(first, nch, prev.codes[CODE_CH + ch]);
-                            let (base, mul, with_rc) = ch_dist[ch];
-                            let dist = base + mul * nch.act + with_rc * rc;
-                            let (code, v) = code_predicted(
+                    let mut prev = Prev::default();
+                    let quad_gs = &mut gs[k..k + m];
+                    for (r, q) in quad_gs.iter_mut().enumerate() {
+                        if r == 0 {
+                            gaussian::<C, NC, true>(
                                 c,
-                                LANE_CH + ch,
-                                dist,
-                                p,
-                                b,
-                                q.codes[CODE_CH + ch],
+                                &p,
+                                &qd,
+                                r,
+                                q,
+                                &mut prev,
+                                &mut last_rot,
                                 &mut bad,
                             );
-                            q.codes[CODE_CH + ch] = code;
-                            rc = if p.0 { residual_class(v, b) } else { 3 };
+                        } else {
+                            gaussian::<C, NC, false>(
+                                c,
+                                &p,
+                                &qd,
+                                r,
+                                q,
+                                &mut prev,
+                                &mut last_rot,
+                                &mut bad,
+                            );
                         }
                         q.cell_y = cy;
                         q.cell_x = cx;
-                        sum_s1 += q.codes[CODE_S1] as u64;
-                        sum_d += d as u64;
-                        for (s, code) in sum_ch.iter_mut().zip(&q.codes[CODE_CH..]) {
+                        sum_s1 += prev.s1 as u64;
+                        sum_d += prev.d as u64;
+                        for (s, code) in sum_ch.iter_mut().zip(&prev.ch).take(NC) {
                             *s += *code as u64;
                         }
-                        *g = q;
-                        prev = q;
-                        prev_d = d;
                     }
+                    // The rounded mean (the common counts divide by constants).
                     let mean = |s: u64| {
-                        if m == 1 {
-                            s as u16
-                        } else {
-                            ((2 * s + m as u64) / (2 * m as u64)) as u16
-                        }
+                        (match m {
+                            1 => s,
+                            2 => (s + 1) >> 1,
+                            3 => (2 * s + 3) / 6,
+                            _ => (2 * s + m as u64) / (2 * m as u64),
+                        }) as u16
                     };
                     Summary {
                         avail: true,
@@ -670,7 +825,12 @@ pub(crate) fn walk<C: Coder>(
                         s1: mean(sum_s1),
                         d: mean(sum_d),
                         rot: last_rot.unwrap_or(0),
-                        ch: sum_ch.map(mean),
+                        ch: [
+                            mean(sum_ch[0]),
+                            mean(sum_ch[1]),
+                            mean(sum_ch[2]),
+                            mean(sum_ch[3]),
+                        ],
                     }
                 };
                 k += m;
@@ -689,4 +849,37 @@ pub(crate) fn walk<C: Coder>(
         return Err("a coded value outside its range".into());
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// §7.4's classes as the spec states them: the value taken to the class's scale.
+    fn reference(v: u32, bits: u8, to: u8, halve: bool, edges: &[u32]) -> usize {
+        let w = if halve { v.div_ceil(2) } else { v };
+        let r = rescale(w, bits, to);
+        edges.iter().filter(|&&e| r > e).count()
+    }
+
+    #[test]
+    fn class_thresholds_match_the_scaled_classes() {
+        for bits in 1..=16u8 {
+            let (act, res, diff) = (
+                activity_classes(bits),
+                residual_classes(bits),
+                diff_classes(bits),
+            );
+            for v in 0..(1u32 << bits) {
+                assert_eq!(act.of(v), reference(v, bits, 8, false, &[0, 3, 11, 31]));
+                assert_eq!(diff.of(v), reference(v, bits, 6, false, &[0, 1, 3, 7]));
+                // Residuals go up to 2^bits − 1 (zig-zag of a bits-bit difference).
+                assert_eq!(
+                    res.of(v),
+                    reference(v, bits, 8, true, &[0, 4]),
+                    "{bits} {v}"
+                );
+            }
+        }
+    }
 }

@@ -144,6 +144,79 @@ impl Dequantizer {
     }
 }
 
+impl Dequantizer {
+    /// Appends the Gaussians of `qs` to `out` (the same as [`Self::apply`] on each): with
+    /// every attribute tabulated, one pass of table lookups and the colour conversion.
+    pub fn extend(&self, qs: &[Quantized], out: &mut Vec<Gaussian>) {
+        let h = &self.header;
+        let nc = h.channels.len();
+        let (Some(scales), Some(rotations)) = (&self.scales, &self.rotations) else {
+            return out.extend(qs.iter().map(|q| self.apply(q)));
+        };
+        let Some(channels) = self.channels[..nc]
+            .iter()
+            .map(|c| c.as_deref())
+            .collect::<Option<Vec<&[f64]>>>()
+        else {
+            return out.extend(qs.iter().map(|q| self.apply(q)));
+        };
+        let ycc = h.color_model == ColorModel::YCbCr;
+        // One loop per channel count and colour model, without branches inside.
+        let t = Tabulated {
+            header: h,
+            scales,
+            rotations,
+            channels: &channels,
+        };
+        match (nc, ycc) {
+            (1, _) => t.extend::<1, false>(qs, out),
+            (2, _) => t.extend::<2, false>(qs, out),
+            (3, false) => t.extend::<3, false>(qs, out),
+            (3, true) => t.extend::<3, true>(qs, out),
+            (_, false) => t.extend::<4, false>(qs, out),
+            (_, true) => t.extend::<4, true>(qs, out),
+        }
+    }
+}
+
+/// A [`Dequantizer`]'s tables, all present.
+struct Tabulated<'a> {
+    header: &'a Header,
+    scales: &'a [f32],
+    rotations: &'a [f32],
+    channels: &'a [&'a [f64]],
+}
+
+impl Tabulated<'_> {
+    fn extend<const NC: usize, const YCC: bool>(&self, qs: &[Quantized], out: &mut Vec<Gaussian>) {
+        let h = self.header;
+        let g = h.cell_size as f64;
+        let step = 1.0 / (1u32 << h.position.bits) as f64;
+        let pos = |cell: u32, code: u16| ((cell as f64 + (code as f64 + 0.5) * step) * g) as f32;
+        let channels: [&[f64]; NC] = std::array::from_fn(|i| self.channels[i]);
+        out.extend(qs.iter().map(|q| {
+            let mut ch = [0f64; 4];
+            for (i, t) in channels.iter().enumerate() {
+                ch[i] = t[q.codes[CODE_CH + i] as usize];
+            }
+            if YCC {
+                let rgb = ycbcr_to_rgb([ch[0], ch[1], ch[2]]);
+                ch[..3].copy_from_slice(&rgb);
+            }
+            Gaussian {
+                x: pos(q.cell_x, q.codes[CODE_X]),
+                y: pos(q.cell_y, q.codes[CODE_Y]),
+                scale: [
+                    self.scales[q.codes[CODE_S1] as usize],
+                    self.scales[q.codes[CODE_S2] as usize],
+                ],
+                rotation: self.rotations[q.codes[CODE_ROT] as usize],
+                color: ch.map(|v| v as f32),
+            }
+        }));
+    }
+}
+
 /// §5.3: the rotation of a code.
 fn rotation(h: &Header, code: u16) -> f64 {
     std::f64::consts::PI * code as f64 / (1u32 << h.rotation.bits) as f64

@@ -315,20 +315,25 @@ impl Dist {
         })
     }
 
-    /// The decoding tables of §7.5: the token of each slot, and per token its frequency (low
-    /// 16 bits) and cumulative frequency (high 16 bits). An unused distribution decodes every
-    /// slot to the invalid token [`TOKENS`], leaving the state as it is.
-    pub(crate) fn tables(&self) -> ([u8; PROB_SCALE as usize], [u32; 256]) {
-        let mut toks = [TOKENS as u8; PROB_SCALE as usize];
-        let mut fs = [0u32; 256];
-        fs[TOKENS] = PROB_SCALE;
+    /// The decoding table of §7.5: per slot, all that decoding it needs (see [`Tables`]). An
+    /// unused distribution decodes every slot to the invalid token [`TOKENS`], leaving the
+    /// state as it is.
+    pub(crate) fn tables(&self) -> Tables {
+        let mut slots = [0u32; PROB_SCALE as usize];
+        if self.freq.is_empty() {
+            for (s, e) in slots.iter_mut().enumerate() {
+                *e = Tables::entry(TOKENS as u32, PROB_SCALE, s as u32);
+            }
+        }
         let mut c = 0usize;
         for (t, &f) in self.freq.iter().enumerate() {
-            toks[c..c + f as usize].fill(t as u8);
-            fs[t] = f as u32 | ((c as u32) << 16);
+            let token = Tables::entry(t as u32, f as u32, 0);
+            for (b, e) in slots[c..c + f as usize].iter_mut().enumerate() {
+                *e = token | ((b as u32) << 10);
+            }
             c += f as usize;
         }
-        (toks, fs)
+        Tables { slots }
     }
 
     /// Cumulative frequency of each token (encoder).
@@ -348,26 +353,27 @@ impl Dist {
 /// The most lanes a tile has (§7.4: 6 + 4 channels).
 pub const MAX_LANES: usize = 10;
 
-/// §7.6: per token, its value without raw bits (low 32 bits) and its raw bit count (high 32
-/// bits); tokens 72 and above (never decoded from a valid distribution) have 0 and 0.
-const fn token_table() -> [u64; 256] {
-    let mut t = [0u64; 256];
+/// §7.6: the raw bit count of each token.
+const fn token_bits_of(t: u32) -> u32 {
+    if t < 16 { 0 } else { (t - 16) / 2 + 3 }
+}
+
+/// §7.6: per token, its value without raw bits; tokens 72 and above (never decoded from a
+/// valid distribution) decode to a value above every range.
+const fn token_base() -> [u32; 128] {
+    let mut t = [u32::MAX; 128];
     let mut i = 0;
     while i < TOKENS {
-        let (base, nbits) = if i < 16 {
-            (i as u64, 0u64)
+        t[i] = if i < 16 {
+            i as u32
         } else {
-            let n = (i as u64 - 16) / 2 + 4;
-            ((2 | ((i as u64 - 16) & 1)) << (n - 1), n - 1)
+            (2 | ((i as u32 - 16) & 1)) << token_bits_of(i as u32)
         };
-        t[i] = base | (nbits << 32);
         i += 1;
     }
-    // An invalid token (an unused distribution's) decodes to a value above every range.
-    t[TOKENS] = u32::MAX as u64;
     t
 }
-static TOKEN_TABLE: [u64; 256] = token_table();
+static TOKEN_BASE: [u32; 128] = token_base();
 
 /// One coded step for the writer: lane, start and frequency (in units of `2^-PROB_BITS`).
 #[derive(Debug, Clone, Copy)]
@@ -408,11 +414,27 @@ pub(crate) fn encode(steps: &[Step], lanes: usize, raw: BitWriter) -> Vec<u8> {
     out
 }
 
-/// The decoding tables of one distribution (see [`Dist::tables`]).
+/// The decoding table of one distribution (see [`Dist::tables`]): for each slot (the low
+/// [`PROB_BITS`] bits of a state) its token (bits 25–31), the token's raw bit count (bits
+/// 20–24), the slot's offset in the token's range (bits 10–19) and the token's frequency
+/// less one (bits 0–9). One load gives a decoding step all it needs.
 #[derive(Debug, Clone, PartialEq)]
 pub(crate) struct Tables {
-    pub toks: [u8; PROB_SCALE as usize],
-    pub fs: [u32; 256],
+    pub slots: [u32; PROB_SCALE as usize],
+}
+
+impl Tables {
+    /// The entry of a slot `offset` into the range of token `t` of frequency `f`.
+    fn entry(t: u32, f: u32, offset: u32) -> u32 {
+        debug_assert!((1..=PROB_SCALE).contains(&f) && offset < f && t < 128);
+        // The invalid token reads no raw bits.
+        let n = if t < TOKENS as u32 {
+            token_bits_of(t)
+        } else {
+            0
+        };
+        (t << 25) | (n << 20) | (offset << 10) | (f - 1)
+    }
 }
 
 /// §7.5: the reader's side. Reads past the end of the words or the raw bits give zeros;
@@ -469,17 +491,16 @@ impl<'a> Decoder<'a> {
     #[inline(always)]
     pub(crate) fn value(&mut self, lane: usize, t: &Tables) -> u32 {
         let x = self.x[lane];
-        let slot = x & (PROB_SCALE - 1);
-        let tok = t.toks[slot as usize];
-        let e = t.fs[tok as usize];
-        let x = (e & 0xffff) * (x >> PROB_BITS) + slot - (e >> 16);
+        let e = t.slots[(x & (PROB_SCALE - 1)) as usize];
+        // x' = f·⌊x / 2^PROB_BITS⌋ + (x mod 2^PROB_BITS) − start.
+        let x = ((e & 0x3ff) + 1) * (x >> PROB_BITS) + ((e >> 10) & 0x3ff);
         // Renormalization: a word when the state fell below STATE_LOW (past the end: 0).
         let need = x < STATE_LOW;
         let w = self.words.get(self.pos).copied().unwrap_or(0) as u32;
         self.pos += need as usize;
         self.x[lane] = if need { (x << 16) | w } else { x };
-        let tt = TOKEN_TABLE[tok as usize];
-        (tt as u32).wrapping_add(self.raw_bits((tt >> 32) as u32))
+        let base = TOKEN_BASE[(e >> 25) as usize];
+        base.wrapping_add(self.raw_bits((e >> 20) & 31))
     }
 
     /// `n` (at most 31) raw bits, most significant first.
@@ -494,8 +515,25 @@ impl<'a> Decoder<'a> {
         v
     }
 
-    #[inline(never)]
+    /// Fills `acc` with at least 57 bits: the next 8 bytes in one read where there are 8
+    /// (the bits of a byte only partly taken are ORed in again, the same, next time).
+    #[inline(always)]
     fn refill(&mut self) {
+        match self.raw.get(self.raw_pos..self.raw_pos + 8) {
+            Some(b) => {
+                self.acc |= u64::from_be_bytes(b.try_into().unwrap()) >> self.acc_bits;
+                let take = (64 - self.acc_bits) / 8;
+                self.raw_pos += take as usize;
+                self.acc_bits += 8 * take;
+            }
+            None => self.refill_end(),
+        }
+    }
+
+    /// [`Self::refill`] near the end of the raw bits, a byte at a time.
+    #[cold]
+    #[inline(never)]
+    fn refill_end(&mut self) {
         while self.acc_bits <= 56 {
             let b = self.raw.get(self.raw_pos).copied().unwrap_or(0);
             self.acc |= (b as u64) << (56 - self.acc_bits);
@@ -594,8 +632,7 @@ mod tests {
         let counts: Vec<u64> = (0..TOKENS as u64).map(|t| 1 + 1000 / (1 + t * t)).collect();
         let d = Dist::from_counts(&counts);
         let starts = d.starts();
-        let (toks, fs) = d.tables();
-        let tables = Tables { toks, fs };
+        let tables = d.tables();
         let mut seed = 12345u32;
         let mut rnd = || {
             seed = seed.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);

@@ -442,7 +442,8 @@ impl<S: Source> Decoder<S> {
         );
         let decode = |(t, p): &(u32, Vec<u8>)| {
             let qs = tile_records(h, model, index, *t, p)?;
-            let gs: Vec<Gaussian> = qs.iter().map(|q| dq.apply(q)).collect();
+            let mut gs = Vec::new();
+            dq.extend(&qs, &mut gs);
             check_reach(&index[*t as usize], *t, &gs)?;
             Ok::<_, Error>(gs)
         };
@@ -485,7 +486,7 @@ impl<S: Source> Decoder<S> {
                 for (t, p) in &payloads {
                     let qs = tile_records(h, model, index, *t, p)?;
                     let start = gaussians.len();
-                    gaussians.extend(qs.iter().map(|q| dq.apply(q)));
+                    dq.extend(&qs, &mut gaussians);
                     check_reach(&index[*t as usize], *t, &gaussians[start..])?;
                 }
             }
@@ -804,8 +805,8 @@ fn tile_records(
             codes: [0; 9],
         };
         let mut qs = vec![blank; e.count as usize];
-        let mut r = context::Reader { dec, model };
-        context::walk(h, &cells, &mut qs, &mut r).map_err(bad)?;
+        let (r, walked) = context::walk(h, &cells, &mut qs, context::Reader::new(dec, model));
+        walked.map_err(bad)?;
         r.finish(lanes).map_err(bad)?;
         return Ok(qs);
     }

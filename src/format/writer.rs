@@ -396,9 +396,9 @@ pub(crate) fn record_tiles(header: &Header, tiles: &[Vec<Quantized>]) -> Recorde
         .enumerate()
         .map(|(t, qs)| {
             let cells = TileCells::of(header, t as u64);
-            let mut rec = context::Recorder::default();
             let mut gs = qs.clone();
-            context::walk(header, &cells, &mut gs, &mut rec).expect("recording cannot fail");
+            let (rec, r) = context::walk(header, &cells, &mut gs, context::Recorder::default());
+            r.expect("recording cannot fail");
             debug_assert_eq!(&gs, qs, "the walk changes no record it codes");
             rec.syms
         })
