@@ -15,6 +15,13 @@
 //!                                   R rounds moving a fraction M, then Q quantization-aware
 //!                                   steps): means over the pictures;
 //!                                   --fine: near-lossless quantizers (what quantizing costs)
+//! refine_check effort PNG... --model ONNX --quality Q,.. --variants V,..
+//!                                   the network encoder at `--effort default` on the GPU and
+//!                                   variants of its refinement (V: default, max, or
+//!                                   I:R:M:Q:F = I steps in R rounds moving a fraction M, Q
+//!                                   quantization-aware steps, F 1/0: colour fit in each round):
+//!                                   mean bpp, mean PSNR, median encode seconds (network run
+//!                                   to file written, the GPU and the session already open)
 //! ```
 //! Exit status 1 when a check fails.
 
@@ -66,10 +73,29 @@ fn main() {
                 args.iter().any(|a| a == "--fine"),
             )
         }
+        Some("effort") if args.len() >= 2 => {
+            let pngs: Vec<&String> = args[1..]
+                .iter()
+                .take_while(|a| !a.starts_with("--"))
+                .collect();
+            let value = |name: &str| -> Option<String> {
+                args.iter()
+                    .position(|a| a == name)
+                    .and_then(|i| args.get(i + 1))
+                    .cloned()
+            };
+            effort(
+                &pngs,
+                value("--model").as_deref(),
+                value("--quality").as_deref().unwrap_or("50"),
+                value("--variants").as_deref().unwrap_or("default"),
+            )
+        }
         _ => {
             eprintln!(
                 "usage: refine_check grad | speed PNG... [--steps N] [--cpu-steps M] | \
-                 curve PNG... --density D,.. --sched I:F:R:M,.."
+                 curve PNG... --density D,.. --sched I:F:R:M,.. | \
+                 effort PNG... --model ONNX --quality Q,.. --variants V,.."
             );
             std::process::exit(2);
         }
@@ -329,6 +355,72 @@ fn curve(pngs: &[&String], densities: &[String], scheds: &[String], fine: bool) 
                 bpp / n,
                 db / n,
                 secs / n
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The refinement a variant names: `default`, `max`, or `I:R:M:Q:F`.
+fn variant(v: &str) -> Result<RefineOptions> {
+    use gsimg::encode::refine::{Effort, RefineDevice};
+    let dev = RefineDevice::Cuda;
+    Ok(match v {
+        "default" => RefineOptions::for_effort(Effort::Default, dev, true),
+        "max" => RefineOptions::for_effort(Effort::Max, dev, true),
+        _ => {
+            let f: Vec<&str> = v.split(':').collect();
+            if f.len() != 5 {
+                bail!("variant {v}: want default, max or I:R:M:Q:F");
+            }
+            RefineOptions {
+                iterations: f[0].parse()?,
+                rounds: f[1].parse()?,
+                reallocate: f[2].parse()?,
+                quantized_steps: f[3].parse()?,
+                refit_colors: f[4] == "1",
+                ..RefineOptions::for_effort(Effort::Default, dev, true)
+            }
+        }
+    })
+}
+
+fn effort(pngs: &[&String], model: Option<&str>, qualities: &str, variants: &str) -> Result<()> {
+    use gsimg::encode::NetworkOptions;
+    let gpu = CudaRenderer::new().context("no GPU")?;
+    println!("device: {}", gpu.device_name());
+    let pics: Vec<Pixels> = pngs.iter().map(|p| load(p)).collect::<Result<_>>()?;
+    println!("quality | variant | mean bpp | mean PSNR | median s | median stages");
+    for q in qualities.split(',') {
+        let q: u8 = q.parse().context("quality")?;
+        for v in variants.split(',') {
+            let mut opts = NetworkOptions::default()
+                .with_quality(q)?
+                .with_refine_options(variant(v)?);
+            if let Some(m) = model {
+                opts = opts.with_model(m);
+            }
+            let enc = opts.build()?;
+            // Warm-up: the session's first run and the kernels' first launches.
+            enc.encode(&pics[0])?;
+            let (mut bpp, mut db, mut secs) = (0.0, 0.0, Vec::new());
+            for px in &pics {
+                let t = Instant::now();
+                let e = enc.encode(px)?;
+                secs.push((
+                    t.elapsed().as_secs_f64(),
+                    e.notes.last().cloned().unwrap_or_default(),
+                ));
+                bpp += e.bytes.len() as f64 * 8.0 / (px.width as f64 * px.height as f64);
+                db += psnr8(px, &e.image)?;
+            }
+            secs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (median, median_stages) = secs[secs.len() / 2].clone();
+            let n = pics.len() as f64;
+            println!(
+                "{q} | {v} | {:.4} | {:.3} | {median:.3} | {median_stages}",
+                bpp / n,
+                db / n
             );
         }
     }

@@ -214,8 +214,10 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         }
         return Err(anyhow::Error::from(e).context(args.input.display().to_string()));
     }
+    let clock = std::time::Instant::now();
     let loaded = gsimg::encode::load_image(&bytes, limits)
         .with_context(|| args.input.display().to_string())?;
+    let picture_ms = clock.elapsed().as_secs_f64() * 1e3;
     if let Some(why) = &loaded.icc_dropped {
         report::warn(&format!(
             "{}: {why}; encoding without it",
@@ -223,8 +225,11 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         ));
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
+    let clock = std::time::Instant::now();
     let refine = refine_options(&args, method);
+    let gpu_ms = clock.elapsed().as_secs_f64() * 1e3;
     let progress = Progress::new("encoding");
+    let clock = std::time::Instant::now();
     let network = match method {
         Method::Analytic => None,
         Method::Network => match network_encoder(&args, &progress, refine) {
@@ -243,6 +248,11 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
             Err(e) => return Err(e.into()),
         },
     };
+    report::note(&format!(
+        "start: picture decoded in {picture_ms:.1} ms, GPU probed in {gpu_ms:.1} ms, \
+         encoder ready in {:.1} ms",
+        clock.elapsed().as_secs_f64() * 1e3
+    ));
     let target = match (args.target_bpp, args.target_size) {
         (Some(b), _) => Some(RateTarget::Bpp(b)),
         (None, Some(n)) => Some(RateTarget::Bytes(n)),

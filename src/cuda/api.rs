@@ -18,8 +18,9 @@ pub fn device_count() -> usize {
 
 /// A CUDA device with gsimg's kernels: the entry point of the GPU renderer.
 ///
-/// Creating one opens the device's primary context; the kernels are loaded (JIT-compiled by the
-/// driver, then cached by it on disk) on first use. Clones share the device.
+/// The first one created for a device opens its primary context, which then stays open for the
+/// process: later ones (and clones) share it and its loaded kernels. The kernels are loaded
+/// (JIT-compiled by the driver, then cached by it on disk) on first use.
 #[derive(Clone)]
 pub struct CudaRenderer {
     rt: Arc<Runtime>,
@@ -44,7 +45,7 @@ impl CudaRenderer {
     /// CUDA device `ordinal`.
     pub fn with_device(ordinal: usize) -> Result<Self> {
         Ok(CudaRenderer {
-            rt: Runtime::new(ordinal)?,
+            rt: Runtime::shared(ordinal)?,
         })
     }
 
@@ -413,10 +414,7 @@ impl GpuImage {
             ));
         }
         if !Arc::ptr_eq(&frame.rt, &self.rt) {
-            return Err(Error::invalid(
-                "device frame",
-                "allocated by another CudaRenderer",
-            ));
+            return Err(Error::invalid("device frame", "allocated on another GPU"));
         }
         let rgba = frame.channels == 4 && nc != 4;
         self.ws.render(

@@ -308,20 +308,22 @@ impl NetworkEncoder {
     /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added).
     /// Alpha is fitted on the geometry as the file stores it.
     pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
+        let mut stages = Stages::default();
+        let clock = Instant::now();
         let gs = self.field(pixels)?.image.into_gaussians();
+        stages.add("network", clock);
         let keep = match self.info.kind {
             ModelKind::Compact => self.opts.keep_fraction(),
             ModelKind::Upscale => 1.0,
         };
         if keep < 1.0 {
+            let clock = Instant::now();
             let ranked = rank_by_value(pixels, &gs, self.info.cell);
-            return self.finish(
-                pixels,
-                keep_share(pixels, &gs, &ranked, keep, self.info.cell),
-                opts,
-            );
+            let kept = keep_share(pixels, &gs, &ranked, keep, self.info.cell);
+            stages.add("ranking", clock);
+            return self.finish(pixels, kept, opts, &mut stages);
         }
-        self.finish(pixels, gs, opts)
+        self.finish(pixels, gs, opts, &mut stages)
     }
 
     /// Encodes `pixels` into a file of the size `target` asks for, by keeping the most
@@ -335,16 +337,20 @@ impl NetworkEncoder {
         target: RateTarget,
     ) -> Result<RateResult> {
         target.validate()?;
+        let mut stages = Stages::default();
+        let clock = Instant::now();
         let gs = self.field(pixels)?.image.into_gaussians();
+        stages.add("network", clock);
+        let clock = Instant::now();
         let ranked = rank_by_value(pixels, &gs, self.info.cell);
+        stages.add("ranking", clock);
         let n = gs.len().max(1) as f64;
         let px = pixels.width as f64 * pixels.height as f64;
         rate::search(target, px, (1.0 / n, 1.0), 1.0, |f| {
-            self.finish(
-                pixels,
-                keep_share(pixels, &gs, &ranked, f, self.info.cell),
-                opts,
-            )
+            let clock = Instant::now();
+            let kept = keep_share(pixels, &gs, &ranked, f, self.info.cell);
+            stages.add("ranking", clock);
+            self.finish(pixels, kept, opts, &mut stages)
         })
     }
 
@@ -354,12 +360,23 @@ impl NetworkEncoder {
         pixels: &Pixels,
         mut gs: Vec<Gaussian>,
         opts: &WriteOptions,
+        stages: &mut Stages,
     ) -> Result<Encoded> {
         let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
         let (mut notes, mut warnings) = (Vec::new(), Vec::new());
-        let mut record = |o: crate::encode::optim::refine::RefineOutcome| {
+        let mut record = |o: crate::encode::optim::refine::RefineOutcome,
+                          stages: &mut Stages,
+                          quantized: bool| {
             notes.extend(o.note());
             warnings.extend(o.warning());
+            let s = o.seconds;
+            if quantized {
+                stages.add_seconds("quantization-aware steps", s.descent);
+            } else {
+                stages.add_seconds("moves", s.moves);
+                stages.add_seconds("colour fits", s.colour_fits);
+                stages.add_seconds("descent", s.descent);
+            }
         };
         let color_fit = match self.opts.color_fit {
             Some(f) if self.info.quantizers.is_some() && !gs.is_empty() => Some(f),
@@ -371,7 +388,9 @@ impl NetworkEncoder {
             // file will, and fit every channel (alpha included) to what is stored.
             if refining {
                 // Edge-aligned shapes refine much further than the network's round ones.
+                let clock = Instant::now();
                 crate::encode::analytic::orient_by_structure(pixels, &mut gs);
+                stages.add("orientation", clock);
                 // The network's Gaussians are smaller than the quadtree's and refine further
                 // when enlarged (`REFINE_SIGMA_GROWTH`).
                 for g in gs.iter_mut() {
@@ -379,12 +398,14 @@ impl NetworkEncoder {
                 }
                 // The network's colours assume its quantizers' clamping: start the refinement
                 // from the least-squares colours of its geometry instead.
+                let clock = Instant::now();
                 fit_colors(pixels, &mut gs, &fit);
+                stages.add("colour fits", clock);
                 let mut ropts = self.opts.refine;
                 if let Some((lo, hi)) = opts.scale_range {
                     ropts.scale_bounds = (lo.exp2(), hi.exp2());
                 }
-                record(refine(pixels, &mut gs, &ropts)?);
+                record(refine(pixels, &mut gs, &ropts)?, stages, false);
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
@@ -392,14 +413,20 @@ impl NetworkEncoder {
             if refining && q_steps > 0 {
                 let grid = QuantGrid::of(&header);
                 let ropts = &self.opts.refine;
-                record(refine_quantized(pixels, &mut gs, ropts, &grid, q_steps)?);
+                record(
+                    refine_quantized(pixels, &mut gs, ropts, &grid, q_steps)?,
+                    stages,
+                    true,
+                );
             }
+            let clock = Instant::now();
             for g in gs.iter_mut() {
                 let color = g.color;
                 *g = format::dequantize(&header, &format::quantize(&header, g));
                 g.color = color;
             }
             fit_colors(pixels, &mut gs, &fit);
+            stages.add("colour fits", clock);
         } else if pixels.layout.has_alpha() {
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
@@ -418,11 +445,44 @@ impl NetworkEncoder {
                 g.color[a] = s.color[a];
             }
         }
+        let clock = Instant::now();
         let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         let mut encoded = format::write(&image, opts)?;
+        stages.add("writing", clock);
+        notes.push(stages.note());
         encoded.notes = notes;
         encoded.warnings = warnings;
         Ok(encoded)
+    }
+}
+
+/// Wall-clock seconds of an encode's stages, in the order they first ran (for `-v`).
+#[derive(Default)]
+struct Stages(Vec<(&'static str, f64)>);
+
+impl Stages {
+    fn add(&mut self, name: &'static str, since: Instant) {
+        self.add_seconds(name, since.elapsed().as_secs_f64());
+    }
+
+    fn add_seconds(&mut self, name: &'static str, seconds: f64) {
+        if seconds <= 0.0 {
+            return;
+        }
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, s)) => *s += seconds,
+            None => self.0.push((name, seconds)),
+        }
+    }
+
+    /// `stages: network 0.31 s, colour fits 0.12 s, …` (so far).
+    fn note(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(n, s)| format!("{n} {:.1} ms", s * 1e3))
+            .collect();
+        format!("stages: {}", parts.join(", "))
     }
 }
 

@@ -15,6 +15,8 @@
 //! and accumulates per-Gaussian gradients, in parallel; the partial sums are added in a fixed
 //! order, so the result does not depend on the thread count.
 
+use std::time::Instant;
+
 use rayon::prelude::*;
 
 use crate::core::frame::Pixels;
@@ -50,6 +52,9 @@ pub struct RefineOptions {
     /// Rounds of (move, colour fit, descent) the iterations are split into, when `reallocate`
     /// is above 0.
     pub rounds: usize,
+    /// Whether each round fits the colours by least squares after its move (on the CPU). Off,
+    /// the descent alone settles the moved Gaussians' colours from their first guess.
+    pub refit_colors: bool,
     /// Quantization-aware steps the encoders run after the rounds, once the file's quantizers
     /// are known ([`refine_quantized`]); 0: none.
     pub quantized_steps: usize,
@@ -150,6 +155,19 @@ pub struct RefineOutcome {
     pub gpu: Option<String>,
     /// Why the descent left the GPU for the CPU, when it did.
     pub fallback: Option<String>,
+    /// Where the time went.
+    pub seconds: RefineSeconds,
+}
+
+/// Wall-clock seconds of a refinement's stages.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RefineSeconds {
+    /// Moving Gaussians to where the error is ([`reallocate`](super::realloc::reallocate)).
+    pub moves: f64,
+    /// Colour fits before the rounds.
+    pub colour_fits: f64,
+    /// The gradient descent (on the GPU: the upload, the steps and the download).
+    pub descent: f64,
 }
 
 impl RefineOutcome {
@@ -182,6 +200,7 @@ impl Default for RefineOptions {
             scale_bounds: (0.2, 256.0),
             reallocate: 0.0,
             rounds: 1,
+            refit_colors: true,
             quantized_steps: 0,
             device: RefineDevice::Cpu,
         }
@@ -211,10 +230,17 @@ impl Engine {
     }
 
     /// What a refinement through this engine did.
-    fn outcome(self, first: f64, last: f64, fallback: Option<String>) -> RefineOutcome {
+    fn outcome(
+        self,
+        first: f64,
+        last: f64,
+        fallback: Option<String>,
+        seconds: RefineSeconds,
+    ) -> RefineOutcome {
         RefineOutcome {
             first,
             last,
+            seconds,
             gpu: match self {
                 Engine::Gpu(_, name) => Some(name),
                 Engine::Cpu => None,
@@ -314,7 +340,8 @@ type Grad = [f64; 10];
 /// lowest error seen), on the device `opts.device` asks for.
 ///
 /// With `opts.reallocate` above 0 the iterations are split into `opts.rounds` rounds, each
-/// starting with [`reallocate`](super::realloc::reallocate) and a colour fit: then each round
+/// starting with [`reallocate`](super::realloc::reallocate) and (with `opts.refit_colors`) a
+/// colour fit: then each round
 /// leaves the best parameters of its own steps, and the first error returned is the one after
 /// the first move.
 ///
@@ -324,17 +351,23 @@ pub fn refine(
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
 ) -> crate::Result<RefineOutcome> {
+    let mut seconds = RefineSeconds::default();
+    let clock = Instant::now();
     let (mut engine, mut fallback) =
         Engine::for_work(target, gaussians, opts.iterations, opts.device)?;
+    seconds.descent += clock.elapsed().as_secs_f64();
     let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
-        engine.descend(
+        let clock = Instant::now();
+        let r = engine.descend(
             target,
             gaussians,
             opts,
             opts.iterations,
             None,
             &mut fallback,
-        )
+        );
+        seconds.descent += clock.elapsed().as_secs_f64();
+        r
     } else {
         // Rounds: move some Gaussians, refit the colours (the moved ones start from a guess),
         // then descend with fresh Adam moments.
@@ -343,9 +376,17 @@ pub fn refine(
         let mut last = f64::NAN;
         for r in 0..rounds {
             let iterations = opts.iterations / rounds + usize::from(r < opts.iterations % rounds);
+            let clock = Instant::now();
             super::realloc::reallocate(target, gaussians, opts.reallocate);
-            super::fit::fit_colors(target, gaussians, &super::fit::FitOptions::default());
+            seconds.moves += clock.elapsed().as_secs_f64();
+            if opts.refit_colors {
+                let clock = Instant::now();
+                super::fit::fit_colors(target, gaussians, &super::fit::FitOptions::default());
+                seconds.colour_fits += clock.elapsed().as_secs_f64();
+            }
+            let clock = Instant::now();
             let (f, l) = engine.descend(target, gaussians, opts, iterations, None, &mut fallback);
+            seconds.descent += clock.elapsed().as_secs_f64();
             if r == 0 {
                 first = f;
             }
@@ -353,7 +394,7 @@ pub fn refine(
         }
         (first, last)
     };
-    Ok(engine.outcome(first, last, fallback))
+    Ok(engine.outcome(first, last, fallback, seconds))
 }
 
 /// Quantization-aware steps: `steps` Adam steps (at `opts`' step sizes and schedule, on
@@ -367,12 +408,17 @@ pub fn refine_quantized(
     grid: &QuantGrid,
     steps: usize,
 ) -> crate::Result<RefineOutcome> {
+    let clock = Instant::now();
     let (mut engine, mut fallback) = Engine::for_work(target, gaussians, steps, opts.device)?;
     let (first, last) = engine.descend(target, gaussians, opts, steps, Some(grid), &mut fallback);
     for g in gaussians.iter_mut() {
         *g = grid.snap(g);
     }
-    Ok(engine.outcome(first, last, fallback))
+    let seconds = RefineSeconds {
+        descent: clock.elapsed().as_secs_f64(),
+        ..RefineSeconds::default()
+    };
+    Ok(engine.outcome(first, last, fallback, seconds))
 }
 
 /// The loss of `gaussians` against `target` (mean squared error per channel value of the
