@@ -811,6 +811,54 @@ mod tests {
     }
 
     #[test]
+    fn rounds_fit_colours_only_when_asked() {
+        // A smooth picture, Gaussians with wrong colours: rounds of moves and steps reduce the
+        // error with or without the least-squares fit in each round, and only a refinement
+        // that asks for the fit spends time in it.
+        let (w, h) = (48u32, 32u32);
+        let data: Vec<f32> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+                [x, y, 0.5 * (x + y)]
+            })
+            .collect();
+        let target = Pixels {
+            width: w,
+            height: h,
+            layout: ChannelLayout::Rgb,
+            data,
+        };
+        let start: Vec<Gaussian> = (0..24)
+            .map(|k| Gaussian {
+                x: 4.0 + (k % 6) as f32 * 8.0,
+                y: 4.0 + (k / 6) as f32 * 8.0,
+                scale: [4.0, 4.0],
+                rotation: 0.0,
+                color: [0.5, 0.5, 0.5, 0.0],
+            })
+            .collect();
+        for refit in [true, false] {
+            let opts = RefineOptions {
+                iterations: 30,
+                rounds: 3,
+                reallocate: 0.2,
+                refit_colors: refit,
+                ..Default::default()
+            };
+            let mut gs = start.clone();
+            let out = refine(&target, &mut gs, &opts).unwrap();
+            assert!(
+                out.last <= out.first,
+                "{refit}: {} > {}",
+                out.last,
+                out.first
+            );
+            assert_eq!(out.seconds.colour_fits > 0.0, refit, "{:?}", out.seconds);
+            assert!(out.seconds.moves > 0.0 && out.seconds.descent > 0.0);
+        }
+    }
+
+    #[test]
     fn gradients_match_finite_differences() {
         let (w, h) = (24u32, 20u32);
         let data: Vec<f32> = (0..w * h * 3)
