@@ -64,8 +64,9 @@ pub(crate) struct Runtime {
     functions: [OnceLock<CudaFunction>; KERNEL_COUNT],
 }
 
-/// The runtimes opened so far, by device ordinal: one per device for the whole process.
-static SHARED: OnceLock<Mutex<Vec<(usize, Arc<Runtime>)>>> = OnceLock::new();
+/// The runtimes opened so far with their device ordinals: one per device for the process.
+type Opened = Mutex<Vec<(usize, Arc<Runtime>)>>;
+static SHARED: OnceLock<Opened> = OnceLock::new();
 
 impl Runtime {
     /// The process's runtime of device `ordinal`, opened on first use. Opening a device (its
