@@ -15,13 +15,14 @@
 //!                                   R rounds moving a fraction M, then Q quantization-aware
 //!                                   steps): means over the pictures;
 //!                                   --fine: near-lossless quantizers (what quantizing costs)
-//! refine_check effort PNG... --model ONNX --quality Q,.. --variants V,..
+//! refine_check effort PNG... --model ONNX --quality Q,.. --variants V,.. [--device cpu]
 //!                                   the network encoder at `--effort default` on the GPU and
 //!                                   variants of its refinement (V: default, max, or
 //!                                   I:R:M:Q:F = I steps in R rounds moving a fraction M, Q
 //!                                   quantization-aware steps, F 1/0: colour fit in each round):
 //!                                   mean bpp, mean PSNR, median encode seconds (network run
-//!                                   to file written, the GPU and the session already open)
+//!                                   to file written, the GPU and the session already open);
+//!                                   --device cpu: the same refinement on the CPU (slow)
 //! ```
 //! Exit status 1 when a check fails.
 
@@ -89,6 +90,7 @@ fn main() {
                 value("--model").as_deref(),
                 value("--quality").as_deref().unwrap_or("50"),
                 value("--variants").as_deref().unwrap_or("default"),
+                value("--device").as_deref() == Some("cpu"),
             )
         }
         _ => {
@@ -362,9 +364,13 @@ fn curve(pngs: &[&String], densities: &[String], scheds: &[String], fine: bool) 
 }
 
 /// The refinement a variant names: `default`, `max`, or `I:R:M:Q:F`.
-fn variant(v: &str) -> Result<RefineOptions> {
+fn variant(v: &str, cpu: bool) -> Result<RefineOptions> {
     use gsimg::encode::refine::{Effort, RefineDevice};
-    let dev = RefineDevice::Cuda;
+    let dev = if cpu {
+        RefineDevice::Cpu
+    } else {
+        RefineDevice::Cuda
+    };
     Ok(match v {
         "default" => RefineOptions::for_effort(Effort::Default, dev, true),
         "max" => RefineOptions::for_effort(Effort::Max, dev, true),
@@ -385,10 +391,20 @@ fn variant(v: &str) -> Result<RefineOptions> {
     })
 }
 
-fn effort(pngs: &[&String], model: Option<&str>, qualities: &str, variants: &str) -> Result<()> {
+fn effort(
+    pngs: &[&String],
+    model: Option<&str>,
+    qualities: &str,
+    variants: &str,
+    cpu: bool,
+) -> Result<()> {
     use gsimg::encode::NetworkOptions;
-    let gpu = CudaRenderer::new().context("no GPU")?;
-    println!("device: {}", gpu.device_name());
+    if cpu {
+        println!("device: CPU, {} threads", rayon::current_num_threads());
+    } else {
+        let gpu = CudaRenderer::new().context("no GPU")?;
+        println!("device: {}", gpu.device_name());
+    }
     let pics: Vec<Pixels> = pngs.iter().map(|p| load(p)).collect::<Result<_>>()?;
     println!("quality | variant | mean bpp | mean PSNR | median s | median stages");
     for q in qualities.split(',') {
@@ -396,13 +412,15 @@ fn effort(pngs: &[&String], model: Option<&str>, qualities: &str, variants: &str
         for v in variants.split(',') {
             let mut opts = NetworkOptions::default()
                 .with_quality(q)?
-                .with_refine_options(variant(v)?);
+                .with_refine_options(variant(v, cpu)?);
             if let Some(m) = model {
                 opts = opts.with_model(m);
             }
             let enc = opts.build()?;
             // Warm-up: the session's first run and the kernels' first launches.
-            enc.encode(&pics[0])?;
+            if !cpu {
+                enc.encode(&pics[0])?;
+            }
             let (mut bpp, mut db, mut secs) = (0.0, 0.0, Vec::new());
             for px in &pics {
                 let t = Instant::now();
