@@ -214,6 +214,9 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         }
         return Err(anyhow::Error::from(e).context(args.input.display().to_string()));
     }
+    // The GPU (its context and kernels) opens on a thread of its own while the picture is
+    // decoded and the network loaded: none of them waits for another.
+    let gpu_probe = gpu_probe(&args);
     let clock = std::time::Instant::now();
     let loaded = gsimg::encode::load_image(&bytes, limits)
         .with_context(|| args.input.display().to_string())?;
@@ -225,14 +228,11 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         ));
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
-    let clock = std::time::Instant::now();
-    let refine = refine_options(&args, method);
-    let gpu_ms = clock.elapsed().as_secs_f64() * 1e3;
     let progress = Progress::new("encoding");
     let clock = std::time::Instant::now();
     let network = match method {
         Method::Analytic => None,
-        Method::Network => match network_encoder(&args, &progress, refine) {
+        Method::Network => match network_encoder(&args, &progress) {
             Ok(e) => Some(e),
             // Nothing asked for the network: without ONNX Runtime, the analytic encoder.
             Err(e @ gsimg::Error::RuntimeUnavailable(_))
@@ -248,11 +248,17 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
             Err(e) => return Err(e.into()),
         },
     };
+    let encoder_ms = clock.elapsed().as_secs_f64() * 1e3;
+    let (gpu, gpu_ms) = gpu_probe.result();
     report::note(&format!(
-        "start: picture decoded in {picture_ms:.1} ms, GPU probed in {gpu_ms:.1} ms, \
-         encoder ready in {:.1} ms",
-        clock.elapsed().as_secs_f64() * 1e3
+        "start: picture decoded in {picture_ms:.1} ms, encoder ready in {encoder_ms:.1} ms, \
+         GPU opened in {gpu_ms:.1} ms (at the same time)"
     ));
+    let refine = refine_options(&args, method, gpu);
+    let mut network = network;
+    if let Some(encoder) = network.as_mut() {
+        encoder.set_refine_options(refine);
+    }
     let target = match (args.target_bpp, args.target_size) {
         (Some(b), _) => Some(RateTarget::Bpp(b)),
         (None, Some(n)) => Some(RateTarget::Bytes(n)),
@@ -277,7 +283,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
             opts.refine = if method == Method::Analytic {
                 refine
             } else {
-                refine_options(&args, Method::Analytic)
+                refine_options(&args, Method::Analytic, gpu)
             };
             opts.write.metadata.icc_profile = loaded.icc_profile;
             let encoded = match target {
@@ -357,18 +363,60 @@ pub fn note_network(encoder: &gsimg::encode::NetworkEncoder) {
     ));
 }
 
-/// The refinement `--effort`, `--refine` and `--device` ask for.
-fn refine_options(args: &EncodeArgs, method: Method) -> RefineOptions {
-    let device = args.net.refine_device();
-    let effort = match args.effort {
+fn effort(args: &EncodeArgs) -> Effort {
+    match args.effort {
         EffortArg::Fast => Effort::Fast,
         EffortArg::Default => Effort::Default,
         EffortArg::Max => Effort::Max,
-    };
-    // Refinement on the GPU when one can be used (a probe: the refinement opens it again).
-    let gpu = device != RefineDevice::Cpu
-        && effort != Effort::Fast
-        && gsimg::cuda::CudaRenderer::new().is_ok();
+    }
+}
+
+/// Whether a refinement can run on the GPU, found out on a thread of its own: opening the
+/// device and loading the kernels (which the refinement then shares) takes a good part of a
+/// second, which the picture's decoding and the network's loading can hide.
+struct GpuProbe(Option<std::thread::JoinHandle<(gsimg::Result<()>, f64)>>);
+
+impl GpuProbe {
+    /// (usable, milliseconds the probe took); false when no probe was started. A GPU that is
+    /// there but fails (out of memory, a fault) is worth a warning; no GPU at all is not.
+    fn result(self) -> (bool, f64) {
+        let Some(h) = self.0 else {
+            return (false, 0.0);
+        };
+        match h.join() {
+            Ok((Ok(()), ms)) => (true, ms),
+            Ok((Err(e @ gsimg::Error::Cuda(_)), ms)) => {
+                report::warn(&format!(
+                    "the GPU cannot be used ({e}); encoding as on a machine without one"
+                ));
+                (false, ms)
+            }
+            Ok((Err(_), ms)) => (false, ms),
+            Err(_) => (false, 0.0),
+        }
+    }
+}
+
+/// Starts the GPU probe when the refinement may use a GPU.
+fn gpu_probe(args: &EncodeArgs) -> GpuProbe {
+    if args.net.refine_device() == RefineDevice::Cpu
+        || (effort(args) == Effort::Fast && args.refine.is_none_or(|n| n == 0))
+    {
+        return GpuProbe(None);
+    }
+    GpuProbe(Some(std::thread::spawn(|| {
+        let clock = std::time::Instant::now();
+        let r = gsimg::cuda::CudaRenderer::new().and_then(|r| r.preload());
+        (r, clock.elapsed().as_secs_f64() * 1e3)
+    })))
+}
+
+/// The refinement `--effort`, `--refine` and `--device` ask for; `gpu`: whether the GPU
+/// probe found a usable GPU.
+fn refine_options(args: &EncodeArgs, method: Method, gpu: bool) -> RefineOptions {
+    let device = args.net.refine_device();
+    let effort = effort(args);
+    let gpu = gpu && device != RefineDevice::Cpu && effort != Effort::Fast;
     let mut refine = RefineOptions::for_effort(effort, device, gpu);
     if method == Method::Analytic && effort == Effort::Default && !gpu {
         // Without refinement the analytic encoder's picture is poor: 40 steps on the CPU.
@@ -384,13 +432,11 @@ fn refine_options(args: &EncodeArgs, method: Method) -> RefineOptions {
 fn network_encoder(
     args: &EncodeArgs,
     progress: &Progress,
-    refine: RefineOptions,
 ) -> gsimg::Result<gsimg::encode::NetworkEncoder> {
     let options = args
         .net
         .options(ModelKind::Compact, progress)
-        .with_quality(args.quality)?
-        .with_refine_options(refine);
+        .with_quality(args.quality)?;
     let options = if args.no_fit {
         options.with_color_fit(None)
     } else {

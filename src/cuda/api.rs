@@ -87,13 +87,14 @@ impl CudaRenderer {
         Ok(2.0 * bytes as f64 * reps as f64 / (ms * 1e-3) / 1e9)
     }
 
-    /// Loads every kernel now rather than on the first render (the driver compiles the PTX for
-    /// this GPU on first load).
+    /// Loads every kernel module (the renderer's and the refinement's) now rather than on first
+    /// use: the driver compiles the PTX for this GPU when a module loads.
     pub fn preload(&self) -> Result<()> {
         for k in [
             super::kernels::Kernel::ProjectGaussians,
             super::kernels::Kernel::ScanBlocks,
             super::kernels::Kernel::Rasterize(0),
+            super::kernels::Kernel::RefineForward(0),
         ] {
             self.rt.function(k)?;
         }

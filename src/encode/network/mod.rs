@@ -60,7 +60,9 @@ use crate::core::frame::Pixels;
 use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use crate::encode::optim::fit::{FitOptions, fit_colors};
-use crate::encode::optim::refine::{QuantGrid, RefineOptions, refine, refine_quantized};
+use crate::encode::optim::refine::{
+    QuantGrid, RefineDevice, RefineOptions, fit_colors_on, refine, refine_quantized,
+};
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::rate::{self, RateResult, RateTarget};
 use crate::encode::runtime::onnx::{ModelDecl, OnnxModel, TensorDecl};
@@ -96,6 +98,12 @@ impl NetworkEncoder {
     /// The model's metadata.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// Replaces the refinement setting the encoder was built with (e.g. once it is known
+    /// whether a GPU can run it, which can be found out while the model loads).
+    pub fn set_refine_options(&mut self, refine: RefineOptions) {
+        self.opts.refine = refine;
     }
 
     /// The model file.
@@ -383,6 +391,9 @@ impl NetworkEncoder {
             _ if refining => Some(FitOptions::default()),
             _ => None,
         };
+        // Where the refinement's fits and steps run: after a GPU error, the CPU for the rest.
+        let mut device = self.opts.refine.device;
+        let mut gpu_fallback = None;
         if let Some(fit) = color_fit {
             // Refine (when asked) within the file's scale range, quantize the geometry as the
             // file will, and fit every channel (alpha included) to what is stored.
@@ -399,25 +410,37 @@ impl NetworkEncoder {
                 // The network's colours assume its quantizers' clamping: start the refinement
                 // from the least-squares colours of its geometry instead.
                 let clock = Instant::now();
-                fit_colors(pixels, &mut gs, &fit);
+                gpu_fallback = fit_colors_on(pixels, &mut gs, &fit, device)?;
                 stages.add("colour fits", clock);
                 let mut ropts = self.opts.refine;
                 if let Some((lo, hi)) = opts.scale_range {
                     ropts.scale_bounds = (lo.exp2(), hi.exp2());
                 }
-                record(refine(pixels, &mut gs, &ropts)?, stages, false);
+                // After a GPU error, the CPU for the rest (one warning).
+                if gpu_fallback.is_some() {
+                    device = RefineDevice::Cpu;
+                }
+                ropts.device = device;
+                let outcome = refine(pixels, &mut gs, &ropts)?;
+                if outcome.fallback.is_some() {
+                    device = RefineDevice::Cpu;
+                }
+                record(outcome, stages, false);
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
             let q_steps = self.opts.refine.quantized_steps;
             if refining && q_steps > 0 {
                 let grid = QuantGrid::of(&header);
-                let ropts = &self.opts.refine;
-                record(
-                    refine_quantized(pixels, &mut gs, ropts, &grid, q_steps)?,
-                    stages,
-                    true,
-                );
+                let ropts = RefineOptions {
+                    device,
+                    ..self.opts.refine
+                };
+                let outcome = refine_quantized(pixels, &mut gs, &ropts, &grid, q_steps)?;
+                if outcome.fallback.is_some() {
+                    device = RefineDevice::Cpu;
+                }
+                record(outcome, stages, true);
             }
             let clock = Instant::now();
             for g in gs.iter_mut() {
@@ -425,7 +448,12 @@ impl NetworkEncoder {
                 *g = format::dequantize(&header, &format::quantize(&header, g));
                 g.color = color;
             }
-            fit_colors(pixels, &mut gs, &fit);
+            if refining {
+                let w = fit_colors_on(pixels, &mut gs, &fit, device)?;
+                gpu_fallback = gpu_fallback.or(w);
+            } else {
+                fit_colors(pixels, &mut gs, &fit);
+            }
             stages.add("colour fits", clock);
         } else if pixels.layout.has_alpha() {
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
@@ -452,6 +480,10 @@ impl NetworkEncoder {
         notes.push(stages.note());
         encoded.notes = notes;
         encoded.warnings = warnings;
+        // One line for a GPU error, whichever stage met it first.
+        if encoded.warnings.is_empty() {
+            encoded.warnings.extend(gpu_fallback);
+        }
         Ok(encoded)
     }
 }

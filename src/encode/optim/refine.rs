@@ -128,8 +128,8 @@ impl RefineOptions {
     }
 }
 
-/// Where a refinement's gradient descent runs. The GPU runs the same algorithm as the CPU
-/// (`kernels/refine.cu`); the moves and colour fits between rounds run on the CPU either way.
+/// Where a refinement's gradient descent and colour fits run. The GPU runs the same algorithm
+/// as the CPU (`kernels/refine.cu`); the moves between rounds run on the CPU either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RefineDevice {
     /// The CPU (the reference).
@@ -269,6 +269,32 @@ impl Engine {
         }
     }
 
+    /// The least-squares colour fit ([`fit_colors`](super::fit::fit_colors)'s problem): on
+    /// the GPU when the engine is there (the whole picture at once), on the CPU otherwise or
+    /// after a GPU error (which, as in the descent, leaves the engine on the CPU).
+    fn fit_colors(
+        &mut self,
+        target: &Pixels,
+        gaussians: &mut [Gaussian],
+        fit: &super::fit::FitOptions,
+        fallback: &mut Option<String>,
+    ) {
+        if let Engine::Gpu(g, _) = self {
+            let colors: Vec<[f32; 4]> = gaussians.iter().map(|g| g.color).collect();
+            match g.fit_colors(gaussians, fit.iterations, fit.clamp) {
+                Ok(()) => return,
+                Err(e) => {
+                    *fallback = Some(format!("refining on the CPU after a GPU error: {e}"));
+                    for (g, c) in gaussians.iter_mut().zip(colors) {
+                        g.color = c;
+                    }
+                    *self = Engine::Cpu;
+                }
+            }
+        }
+        super::fit::fit_colors(target, gaussians, fit);
+    }
+
     fn descend(
         &mut self,
         target: &Pixels,
@@ -381,7 +407,8 @@ pub fn refine(
             seconds.moves += clock.elapsed().as_secs_f64();
             if opts.refit_colors {
                 let clock = Instant::now();
-                super::fit::fit_colors(target, gaussians, &super::fit::FitOptions::default());
+                let fit = super::fit::FitOptions::default();
+                engine.fit_colors(target, gaussians, &fit, &mut fallback);
                 seconds.colour_fits += clock.elapsed().as_secs_f64();
             }
             let clock = Instant::now();
@@ -395,6 +422,23 @@ pub fn refine(
         (first, last)
     };
     Ok(engine.outcome(first, last, fallback, seconds))
+}
+
+/// Fits the colours of `gaussians` (the geometry fixed) to `target` by least squares, on the
+/// device `device` asks for: the problem of [`fit_colors`](super::fit::fit_colors), which is
+/// also what runs on the CPU. On a GPU it is solved on the whole picture at once (the CPU
+/// solves it in spatial chunks, in sweeps). Returns the warning to show when a GPU error sent
+/// the fit to the CPU; fails only when `device` is [`RefineDevice::Cuda`] and no GPU can be
+/// used.
+pub fn fit_colors_on(
+    target: &Pixels,
+    gaussians: &mut [Gaussian],
+    fit: &super::fit::FitOptions,
+    device: RefineDevice,
+) -> crate::Result<Option<String>> {
+    let (mut engine, mut fallback) = Engine::for_work(target, gaussians, 1, device)?;
+    engine.fit_colors(target, gaussians, fit, &mut fallback);
+    Ok(fallback)
 }
 
 /// Quantization-aware steps: `steps` Adam steps (at `opts`' step sizes and schedule, on
