@@ -249,10 +249,15 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         },
     };
     let encoder_ms = clock.elapsed().as_secs_f64() * 1e3;
+    let probed = gpu_probe.0.is_some();
     let (gpu, gpu_ms) = gpu_probe.result();
     report::note(&format!(
-        "start: picture decoded in {picture_ms:.1} ms, encoder ready in {encoder_ms:.1} ms, \
-         GPU opened in {gpu_ms:.1} ms (at the same time)"
+        "start: picture decoded in {picture_ms:.1} ms, encoder ready in {encoder_ms:.1} ms{}",
+        match (probed, gpu) {
+            (false, _) => String::new(),
+            (true, true) => format!(", GPU ready in {gpu_ms:.1} ms (at the same time)"),
+            (true, false) => format!(", no usable GPU (probed in {gpu_ms:.1} ms)"),
+        }
     ));
     let refine = refine_options(&args, method, gpu);
     let mut network = network;
