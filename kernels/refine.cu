@@ -554,19 +554,20 @@ __device__ __forceinline__ Dbl4 fit_mul(Dbl4 a, Dbl4 b) {
     return dbl4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w);
 }
 
-// Start: x = the current colours, r = A^T (t - A x) (the gradient of the render against the
-// picture), p = r; the colours rendered next are p. Partial sums of r.r.
+// Start: x = the current colours (also kept in `start`), r = A^T (t - A x) (the gradient of the
+// render against the picture), p = r; the colours rendered next are p. Partial sums of r.r.
 extern "C" __global__ void __launch_bounds__(FIT_THREADS)
 fit_start(GaussianIn* __restrict__ params, const unsigned int* __restrict__ counts,
           const unsigned int* __restrict__ offsets, const float* __restrict__ grad_slots,
-          Dbl4* __restrict__ x, Dbl4* __restrict__ r, Dbl4* __restrict__ p,
-          Dbl4* __restrict__ partial, const unsigned int n, const int nc,
+          Dbl4* __restrict__ x, Dbl4* __restrict__ start, Dbl4* __restrict__ r,
+          Dbl4* __restrict__ p, Dbl4* __restrict__ partial, const unsigned int n, const int nc,
           const RefineState* state) {
     const unsigned int i = blockIdx.x * FIT_THREADS + threadIdx.x;
     Dbl4 rr = dbl4(0.0, 0.0, 0.0, 0.0);
     if (i < n) {
         GaussianIn g = params[i];
         x[i] = dbl4(g.color[0], g.color[1], g.color[2], g.color[3]);
+        start[i] = x[i];
         const Dbl4 q = fit_gather(i, counts, offsets, grad_slots, nc, state);
         const Dbl4 ri = dbl4(-q.x, -q.y, -q.z, -q.w);
         r[i] = ri;
@@ -626,19 +627,32 @@ fit_reduce(const Dbl4* __restrict__ partial, const unsigned int blocks,
     if (tid == 0) scalars[slot] = s[0];
 }
 
-// alpha = r.r / p.q per channel (0 where p.q is not positive: that channel has converged);
+// Scalar slots: r.r of the current and the next residual (alternating), p.q, r.r at the start.
+#define FIT_PQ 2
+#define FIT_RR0 3
+// A channel stops once r.r has fallen by this factor from the start (or was zero): the products
+// are float sums, whose round-off is near this level, and past it CG's step sizes are ratios of
+// round-off (fit.rs stops at 1e-16 with double products).
+#define FIT_STOP 1e-12
+
+__device__ __forceinline__ bool fit_live(double rr, double rr0) {
+    return rr0 > 0.0 && rr > FIT_STOP * rr0 && isfinite(rr);
+}
+
+// alpha = r.r / p.q per live channel (0 where p.q is not positive or the channel has stopped);
 // x += alpha p, r -= alpha q. Partial sums of the new r.r.
 extern "C" __global__ void __launch_bounds__(FIT_THREADS)
 fit_step(Dbl4* __restrict__ x, Dbl4* __restrict__ r, const Dbl4* __restrict__ p,
          const Dbl4* __restrict__ q, const Dbl4* __restrict__ scalars,
-         const unsigned int rr_slot, const unsigned int pq_slot, Dbl4* __restrict__ partial,
-         const unsigned int n) {
+         const unsigned int rr_slot, Dbl4* __restrict__ partial, const unsigned int n) {
     const unsigned int i = blockIdx.x * FIT_THREADS + threadIdx.x;
     Dbl4 rr = dbl4(0.0, 0.0, 0.0, 0.0);
     if (i < n) {
-        const Dbl4 a = scalars[rr_slot], b = scalars[pq_slot];
-        const double al[4] = {b.x > 0.0 ? a.x / b.x : 0.0, b.y > 0.0 ? a.y / b.y : 0.0,
-                              b.z > 0.0 ? a.z / b.z : 0.0, b.w > 0.0 ? a.w / b.w : 0.0};
+        const Dbl4 a = scalars[rr_slot], b = scalars[FIT_PQ], z = scalars[FIT_RR0];
+        const double al[4] = {fit_live(a.x, z.x) && b.x > 0.0 ? a.x / b.x : 0.0,
+                              fit_live(a.y, z.y) && b.y > 0.0 ? a.y / b.y : 0.0,
+                              fit_live(a.z, z.z) && b.z > 0.0 ? a.z / b.z : 0.0,
+                              fit_live(a.w, z.w) && b.w > 0.0 ? a.w / b.w : 0.0};
         Dbl4 xi = x[i], ri = r[i];
         const Dbl4 pi = p[i], qi = q[i];
         xi.x += al[0] * pi.x; xi.y += al[1] * pi.y; xi.z += al[2] * pi.z; xi.w += al[3] * pi.w;
@@ -650,7 +664,8 @@ fit_step(Dbl4* __restrict__ x, Dbl4* __restrict__ r, const Dbl4* __restrict__ p,
     fit_block_sum(rr, partial);
 }
 
-// beta = (new r.r) / (old r.r) per channel; p = r + beta p; the colours rendered next are p.
+// beta = (new r.r) / (old r.r) per live channel; p = r + beta p; the colours rendered next are
+// p. (A stopped channel's r no longer changes: its steps are 0 from then on.)
 extern "C" __global__ void __launch_bounds__(FIT_THREADS)
 fit_direction(GaussianIn* __restrict__ params, const Dbl4* __restrict__ r,
               Dbl4* __restrict__ p, const Dbl4* __restrict__ scalars,
@@ -658,8 +673,10 @@ fit_direction(GaussianIn* __restrict__ params, const Dbl4* __restrict__ r,
     const unsigned int i = blockIdx.x * FIT_THREADS + threadIdx.x;
     if (i >= n) return;
     const Dbl4 a = scalars[new_slot], b = scalars[old_slot];
-    const double be[4] = {b.x > 0.0 ? a.x / b.x : 0.0, b.y > 0.0 ? a.y / b.y : 0.0,
-                          b.z > 0.0 ? a.z / b.z : 0.0, b.w > 0.0 ? a.w / b.w : 0.0};
+    const double be[4] = {b.x > 0.0 && isfinite(a.x) ? a.x / b.x : 0.0,
+                          b.y > 0.0 && isfinite(a.y) ? a.y / b.y : 0.0,
+                          b.z > 0.0 && isfinite(a.z) ? a.z / b.z : 0.0,
+                          b.w > 0.0 && isfinite(a.w) ? a.w / b.w : 0.0};
     const Dbl4 ri = r[i];
     Dbl4 pi = p[i];
     pi.x = ri.x + be[0] * pi.x;
@@ -675,16 +692,21 @@ fit_direction(GaussianIn* __restrict__ params, const Dbl4* __restrict__ r,
     params[i] = g;
 }
 
-// The fitted colours, clamped into [lo, hi] (channels past nc stay 0), into params.
+// The fitted colours, clamped into [lo, hi], into params (channels past nc are 0; a
+// non-finite result, which the stopping rule should prevent, keeps the colour it started from).
 extern "C" __global__ void __launch_bounds__(FIT_THREADS)
-fit_finish(GaussianIn* __restrict__ params, const Dbl4* __restrict__ x, const unsigned int n,
-           const int nc, const float lo, const float hi) {
+fit_finish(GaussianIn* __restrict__ params, const Dbl4* __restrict__ x,
+           const Dbl4* __restrict__ start, const unsigned int n, const int nc, const float lo,
+           const float hi) {
     const unsigned int i = blockIdx.x * FIT_THREADS + threadIdx.x;
     if (i >= n) return;
-    const Dbl4 xi = x[i];
+    const Dbl4 xi = x[i], si = start[i];
     const double v[4] = {xi.x, xi.y, xi.z, xi.w};
+    const double s0[4] = {si.x, si.y, si.z, si.w};
     GaussianIn g = params[i];
-    for (int k = 0; k < 4; ++k)
-        g.color[k] = k < nc ? fminf(fmaxf((float)v[k], lo), hi) : 0.0f;
+    for (int k = 0; k < 4; ++k) {
+        const float c = isfinite(v[k]) ? (float)v[k] : (float)s0[k];
+        g.color[k] = k < nc ? fminf(fmaxf(c, lo), hi) : 0.0f;
+    }
     params[i] = g;
 }

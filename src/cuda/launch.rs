@@ -736,10 +736,12 @@ pub(crate) fn fit_blocks(n: u64) -> u64 {
     blocks_for(n.max(1), FIT_THREADS)
 }
 
-/// The fit's vectors: colours `x`, residual `r`, direction `p`, product `q` (n entries each),
-/// the per-block partial sums and the scalars (dot products by slot).
+/// The fit's vectors: colours `x` (and where they started), residual `r`, direction `p`,
+/// product `q` (n entries each), the per-block partial sums and the scalars (dot products by
+/// slot: `r·r` of the current and the next residual, alternating, `p·q`, `r·r` at the start).
 pub(crate) struct FitVectors<'a> {
     pub x: &'a mut CudaSlice<[f64; 4]>,
+    pub start: &'a mut CudaSlice<[f64; 4]>,
     pub r: &'a mut CudaSlice<[f64; 4]>,
     pub p: &'a mut CudaSlice<[f64; 4]>,
     pub q: &'a mut CudaSlice<[f64; 4]>,
@@ -748,7 +750,11 @@ pub(crate) struct FitVectors<'a> {
 }
 
 /// Slots of `FitVectors::scalars`.
-pub(crate) const FIT_SCALARS: usize = 3;
+pub(crate) const FIT_SCALARS: usize = 4;
+/// The slot of `p·q` (`FIT_PQ` in refine.cu).
+pub(crate) const FIT_PQ: u32 = 2;
+/// The slot of the start's `r·r` (`FIT_RR0` in refine.cu).
+pub(crate) const FIT_RR0: u32 = 3;
 
 fn check_fit(
     n: u64,
@@ -756,6 +762,7 @@ fn check_fit(
     bins: Option<(&super::pipeline::Bins<'_>, &CudaSlice<f32>, u32)>,
 ) -> Result<()> {
     need("fit x", v.x.len(), n)?;
+    need("fit start", v.start.len(), n)?;
     need("fit r", v.r.len(), n)?;
     need("fit p", v.p.len(), n)?;
     need("fit q", v.q.len(), n)?;
@@ -793,6 +800,7 @@ pub(crate) fn fit_start(
         .arg(bins.offsets)
         .arg(grad_slots)
         .arg(&mut *v.x)
+        .arg(&mut *v.start)
         .arg(&mut *v.r)
         .arg(&mut *v.p)
         .arg(&mut *v.partial)
@@ -800,7 +808,7 @@ pub(crate) fn fit_start(
         .arg(&p.channels)
         .arg(state);
     // SAFETY: matches fit_start(GaussianIn*, const unsigned*, const unsigned*, const float*,
-    // Dbl4*, Dbl4*, Dbl4*, Dbl4*, unsigned, int, const RefineState*). Thread i < n touches index
+    // Dbl4*, Dbl4*, Dbl4*, Dbl4*, Dbl4*, unsigned, int, const RefineState*). Thread i < n touches index
     // i of the per-Gaussian arrays (lengths checked; [f64; 4] has Dbl4's layout) and, unless the
     // lists overflowed (then it reads none), the slots offsets[i] .. offsets[i] + counts[i],
     // below the entry total <= capacity; block b writes partial[b], b < fit_blocks(n).
@@ -871,10 +879,9 @@ pub(crate) fn fit_step(
     v: &mut FitVectors<'_>,
     n: u32,
     rr_slot: u32,
-    pq_slot: u32,
 ) -> Result<()> {
     check_fit(n as u64, v, None)?;
-    if rr_slot.max(pq_slot) as usize >= FIT_SCALARS {
+    if rr_slot as usize >= FIT_SCALARS {
         return Err(Error::Cuda("internal error: no such fit scalar".into()));
     }
     let cfg = grid(fit_blocks(n as u64), FIT_THREADS)?;
@@ -886,12 +893,11 @@ pub(crate) fn fit_step(
         .arg(&*v.q)
         .arg(&*v.scalars)
         .arg(&rr_slot)
-        .arg(&pq_slot)
         .arg(&mut *v.partial)
         .arg(&n);
     // SAFETY: matches fit_step(Dbl4*, Dbl4*, const Dbl4*, const Dbl4*, const Dbl4*, unsigned,
-    // unsigned, Dbl4*, unsigned): thread i < n touches index i of x, r, p, q; scalars at two
-    // checked slots; block b writes partial[b] (lengths checked).
+    // Dbl4*, unsigned): thread i < n touches index i of x, r, p, q; scalars at slots below
+    // FIT_SCALARS (checked); block b writes partial[b] (lengths checked).
     unsafe { b.launch(cfg) }.map_err(driver_err("fit_step launch"))?;
     Ok(())
 }
@@ -929,28 +935,32 @@ pub(crate) fn fit_direction(
 }
 
 /// `fit_finish`: one thread per Gaussian.
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn fit_finish(
     rt: &Runtime,
     stream: &CudaStream,
     params: &mut CudaSlice<GaussianIn>,
     x: &CudaSlice<[f64; 4]>,
+    start: &CudaSlice<[f64; 4]>,
     n: u32,
     channels: i32,
     clamp: (f32, f32),
 ) -> Result<()> {
     need("parameters", params.len(), n as u64)?;
     need("fit x", x.len(), n as u64)?;
+    need("fit start", start.len(), n as u64)?;
     let cfg = grid(fit_blocks(n as u64), FIT_THREADS)?;
     let f = rt.function(Kernel::FitFinish)?;
     let mut b = stream.launch_builder(f);
     b.arg(params)
         .arg(x)
+        .arg(start)
         .arg(&n)
         .arg(&channels)
         .arg(&clamp.0)
         .arg(&clamp.1);
-    // SAFETY: matches fit_finish(GaussianIn*, const Dbl4*, unsigned, int, float, float): thread
-    // i < n touches index i of params and x (lengths checked).
+    // SAFETY: matches fit_finish(GaussianIn*, const Dbl4*, const Dbl4*, unsigned, int, float,
+    // float): thread i < n touches index i of params, x and start (lengths checked).
     unsafe { b.launch(cfg) }.map_err(driver_err("fit_finish launch"))?;
     Ok(())
 }

@@ -557,7 +557,8 @@ impl GpuRefiner {
 
     /// Fits the colours of `gaussians` (the geometry fixed) to the picture by least squares:
     /// `iterations` conjugate-gradient steps on the normal equations of the whole picture,
-    /// started from their colours, each channel on its own, the result clamped into `clamp` —
+    /// started from their colours, each channel on its own until its residual has fallen by
+    /// 1e-6, the result clamped into `clamp` —
     /// the problem [`fit_colors`](crate::encode::optim::fit::fit_colors) solves on the CPU in
     /// spatial chunks. Everything stays on the device until the colours are read back.
     pub fn fit_colors(
@@ -579,11 +580,13 @@ impl GpuRefiner {
             s.alloc_zeros::<[f64; 4]>(len)
                 .map_err(driver_err("GPU memory allocation"))
         };
-        let (mut x, mut r, mut pv, mut q) = (alloc(n)?, alloc(n)?, alloc(n)?, alloc(n)?);
+        let (mut x, mut x0, mut r) = (alloc(n)?, alloc(n)?, alloc(n)?);
+        let (mut pv, mut q) = (alloc(n)?, alloc(n)?);
         let mut partial = alloc(launch::fit_blocks(n as u64) as usize)?;
         let mut scalars = alloc(launch::FIT_SCALARS)?;
         let mut v = launch::FitVectors {
             x: &mut x,
+            start: &mut x0,
             r: &mut r,
             p: &mut pv,
             q: &mut q,
@@ -592,8 +595,6 @@ impl GpuRefiner {
         };
         let prm = self.params(&plan);
         let n32 = n as u32;
-        // Slots of the scalars: r·r of the current and of the next residual, and p·q.
-        const PQ: u32 = 2;
         let cur = self.enqueue_colour_gradient(&plan, false)?;
         {
             let b = self.bufs.as_mut().expect("started");
@@ -604,6 +605,8 @@ impl GpuRefiner {
             launch::fit_start(&rt, &s, &mut b.params, &bins, &b.grad_slots, &mut v, &prm, &self.state)?;
         }
         launch::fit_reduce(&rt, &s, &mut v, n32, 0)?;
+        launch::fit_reduce(&rt, &s, &mut v, n32, launch::FIT_RR0)?;
+        // r·r of the current residual is in slot `rr`, of the next in `1 - rr`.
         let mut rr = 0u32;
         for _ in 0..iterations {
             let cur = self.enqueue_colour_gradient(&plan, true)?;
@@ -615,15 +618,15 @@ impl GpuRefiner {
                     .ok_or_else(|| Error::Cuda("internal error: no tile lists".into()))?;
                 launch::fit_product(&rt, &s, &bins, &b.grad_slots, &mut v, &prm, &self.state)?;
             }
-            launch::fit_reduce(&rt, &s, &mut v, n32, PQ)?;
-            launch::fit_step(&rt, &s, &mut v, n32, rr, PQ)?;
+            launch::fit_reduce(&rt, &s, &mut v, n32, launch::FIT_PQ)?;
+            launch::fit_step(&rt, &s, &mut v, n32, rr)?;
             launch::fit_reduce(&rt, &s, &mut v, n32, 1 - rr)?;
             let b = self.bufs.as_mut().expect("started");
             launch::fit_direction(&rt, &s, &mut b.params, &mut v, n32, 1 - rr, rr)?;
             rr = 1 - rr;
         }
         let b = self.bufs.as_mut().expect("started");
-        launch::fit_finish(&rt, &s, &mut b.params, &x, n32, self.channels as i32, clamp)?;
+        launch::fit_finish(&rt, &s, &mut b.params, &x, &x0, n32, self.channels as i32, clamp)?;
         let st = self.read_state()?;
         if st.overflow != 0 {
             return Err(Error::Cuda(
