@@ -212,8 +212,13 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         }
         return Err(anyhow::Error::from(e).context(args.input.display().to_string()));
     }
+    // The GPU (its context and kernels) opens on a thread of its own while the picture is
+    // decoded and the network loaded: none of them waits for another.
+    let gpu_probe = gpu_probe(&args);
+    let clock = std::time::Instant::now();
     let loaded =
         gsimg::load_image(&bytes, limits).with_context(|| args.input.display().to_string())?;
+    let picture_ms = clock.elapsed().as_secs_f64() * 1e3;
     if let Some(why) = &loaded.icc_dropped {
         report::warn(&format!(
             "{}: {why}; encoding without it",
@@ -221,11 +226,11 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         ));
     }
     let px = loaded.pixels.width as f64 * loaded.pixels.height as f64;
-    let refine = refine_options(&args, method);
     let progress = Progress::percent("encoding");
+    let clock = std::time::Instant::now();
     let network = match method {
         Method::Analytic => None,
-        Method::Network => match network_encoder(&args, &progress, refine) {
+        Method::Network => match network_encoder(&args, &progress) {
             Ok(e) => Some(e),
             // Nothing asked for the network: without ONNX Runtime, the analytic encoder.
             Err(e @ (gsimg::Error::RuntimeUnavailable(_) | gsimg::Error::NotBuiltWith { .. }))
@@ -241,6 +246,22 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
             Err(e) => return Err(e.into()),
         },
     };
+    let encoder_ms = clock.elapsed().as_secs_f64() * 1e3;
+    let probed = gpu_probe.0.is_some();
+    let (gpu, gpu_ms) = gpu_probe.result();
+    report::note(&format!(
+        "start: picture decoded in {picture_ms:.1} ms, encoder ready in {encoder_ms:.1} ms{}",
+        match (probed, gpu) {
+            (false, _) => String::new(),
+            (true, true) => format!(", GPU ready in {gpu_ms:.1} ms (at the same time)"),
+            (true, false) => format!(", no usable GPU (probed in {gpu_ms:.1} ms)"),
+        }
+    ));
+    let refine = refine_options(&args, method, gpu);
+    let mut network = network;
+    if let Some(encoder) = network.as_mut() {
+        encoder.set_refine_options(refine);
+    }
     let target = match (args.target_bpp, args.target_size) {
         (Some(b), _) => Some(RateTarget::Bpp(b)),
         (None, Some(n)) => Some(RateTarget::Bytes(n)),
@@ -265,7 +286,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
             opts.refine = if method == Method::Analytic {
                 refine
             } else {
-                refine_options(&args, Method::Analytic)
+                refine_options(&args, Method::Analytic, gpu)
             };
             opts.write.metadata.icc_profile = loaded.icc_profile;
             opts.progress = Some(progress.sink());
@@ -346,17 +367,60 @@ pub fn note_network(encoder: &gsimg::NetworkEncoder) {
     ));
 }
 
-/// The refinement `--effort`, `--refine` and `--device` ask for.
-fn refine_options(args: &EncodeArgs, method: Method) -> RefineOptions {
-    let device = args.net.refine_device();
-    let effort = match args.effort {
+fn effort(args: &EncodeArgs) -> Effort {
+    match args.effort {
         EffortArg::Fast => Effort::Fast,
         EffortArg::Default => Effort::Default,
         EffortArg::Max => Effort::Max,
-    };
-    // Refinement on the GPU when one can be used (a probe: the refinement opens it again).
-    let gpu =
-        device != RefineDevice::Cpu && effort != Effort::Fast && gsimg::CudaRenderer::new().is_ok();
+    }
+}
+
+/// Whether a refinement can run on the GPU, found out on a thread of its own: opening the
+/// device and loading the kernels (which the refinement then shares) takes a good part of a
+/// second, which the picture's decoding and the network's loading can hide.
+struct GpuProbe(Option<std::thread::JoinHandle<(gsimg::Result<()>, f64)>>);
+
+impl GpuProbe {
+    /// (usable, milliseconds the probe took); false when no probe was started. A GPU that is
+    /// there but fails (out of memory, a fault) is worth a warning; no GPU at all is not.
+    fn result(self) -> (bool, f64) {
+        let Some(h) = self.0 else {
+            return (false, 0.0);
+        };
+        match h.join() {
+            Ok((Ok(()), ms)) => (true, ms),
+            Ok((Err(e @ gsimg::Error::Cuda(_)), ms)) => {
+                report::warn(&format!(
+                    "the GPU cannot be used ({e}); encoding as on a machine without one"
+                ));
+                (false, ms)
+            }
+            Ok((Err(_), ms)) => (false, ms),
+            Err(_) => (false, 0.0),
+        }
+    }
+}
+
+/// Starts the GPU probe when the refinement may use a GPU.
+fn gpu_probe(args: &EncodeArgs) -> GpuProbe {
+    if args.net.refine_device() == RefineDevice::Cpu
+        || (effort(args) == Effort::Fast && args.refine.is_none_or(|n| n == 0))
+    {
+        return GpuProbe(None);
+    }
+    GpuProbe(Some(std::thread::spawn(|| {
+        let clock = std::time::Instant::now();
+        let r = gsimg::CudaRenderer::new().and_then(|r| r.preload());
+        (r, clock.elapsed().as_secs_f64() * 1e3)
+    })))
+}
+
+/// The refinement `--effort`, `--refine` and `--device` ask for; `gpu`: whether the GPU
+/// probe found a usable GPU.
+fn refine_options(args: &EncodeArgs, method: Method, gpu: bool) -> RefineOptions {
+    let device = args.net.refine_device();
+    let effort = effort(args);
+    let gpu = gpu && device != RefineDevice::Cpu && effort != Effort::Fast;
     let mut refine = RefineOptions::for_effort(effort, device, gpu);
     if method == Method::Analytic && effort == Effort::Default && !gpu {
         // Without refinement the analytic encoder's picture is poor: 40 steps on the CPU.
@@ -369,16 +433,11 @@ fn refine_options(args: &EncodeArgs, method: Method) -> RefineOptions {
 }
 
 /// The compact network encoder the options ask for; an upscale model is refused.
-fn network_encoder(
-    args: &EncodeArgs,
-    progress: &Progress,
-    refine: RefineOptions,
-) -> gsimg::Result<gsimg::NetworkEncoder> {
+fn network_encoder(args: &EncodeArgs, progress: &Progress) -> gsimg::Result<gsimg::NetworkEncoder> {
     let options = args
         .net
         .options(ModelKind::Compact, progress)
-        .with_quality(args.quality)?
-        .with_refine_options(refine);
+        .with_quality(args.quality)?;
     let options = if args.no_fit {
         options.with_color_fit(None)
     } else {

@@ -114,6 +114,7 @@ std::map<std::string, Function>& registry() {
         K(rasterize_f32_c3), K(rasterize_f32_c4), K(refine_forward_c1), K(refine_forward_c2),
         K(refine_forward_c3), K(refine_forward_c4), K(refine_loss), K(refine_backward_c1),
         K(refine_backward_c2), K(refine_backward_c3), K(refine_backward_c4), K(refine_update),
+        K(fit_start), K(fit_product), K(fit_reduce), K(fit_step), K(fit_direction), K(fit_finish),
 #undef K
     };
     return *r;

@@ -255,4 +255,14 @@ impl GpuRefiner {
     ) -> Result<(f64, Vec<[f64; 9]>)> {
         match self.never {}
     }
+
+    /// Unreachable.
+    pub fn fit_colors(
+        &mut self,
+        _gaussians: &mut [crate::core::splat::Gaussian],
+        _iterations: usize,
+        _clamp: (f32, f32),
+    ) -> Result<()> {
+        match self.never {}
+    }
 }

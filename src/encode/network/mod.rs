@@ -62,8 +62,8 @@ use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use crate::encode::optim::fit::{FitOptions, fit_colors};
 use crate::encode::optim::refine::{
-    QuantGrid, ROUND_START_UNITS, RefineOptions, refine_quantized_with_progress, refine_units,
-    refine_with_progress,
+    QuantGrid, ROUND_START_UNITS, RefineDevice, RefineOptions, fit_colors_on,
+    refine_quantized_with_progress, refine_units, refine_with_progress,
 };
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::rate::{self, RateResult, RateTarget};
@@ -100,6 +100,12 @@ impl NetworkEncoder {
     /// The model's metadata.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// Replaces the refinement setting the encoder was built with (e.g. once it is known
+    /// whether a GPU can run it, which can be found out while the model loads).
+    pub fn set_refine_options(&mut self, refine: RefineOptions) {
+        self.opts.refine = refine;
     }
 
     /// The model file.
@@ -344,25 +350,26 @@ impl NetworkEncoder {
             self.finish_units(),
         );
         let meter = Meter::new(self.opts.progress.as_ref(), field + finish);
+        let mut stages = Stages::default();
+        let clock = Instant::now();
         let gs = self
             .field(pixels, &meter.part(field))?
             .image
             .into_gaussians();
+        stages.add("network", clock);
         let finishing = meter.part(finish);
         let keep = match self.info.kind {
             ModelKind::Compact => self.opts.keep_fraction(),
             ModelKind::Upscale => 1.0,
         };
         if keep < 1.0 {
+            let clock = Instant::now();
             let ranked = rank_by_value(pixels, &gs, self.info.cell);
-            return self.finish(
-                pixels,
-                keep_share(pixels, &gs, &ranked, keep, self.info.cell),
-                opts,
-                &finishing,
-            );
+            let kept = keep_share(pixels, &gs, &ranked, keep, self.info.cell);
+            stages.add("ranking", clock);
+            return self.finish(pixels, kept, opts, &finishing, &mut stages);
         }
-        self.finish(pixels, gs, opts, &finishing)
+        self.finish(pixels, gs, opts, &finishing, &mut stages)
     }
 
     /// Encodes `pixels` into a file of the size `target` asks for, by keeping the most
@@ -381,23 +388,26 @@ impl NetworkEncoder {
         let field = self.field_units(pixels.width, pixels.height);
         let finish = 4 * self.finish_units();
         let meter = Meter::new(self.opts.progress.as_ref(), field + finish);
+        let mut stages = Stages::default();
+        let clock = Instant::now();
         let gs = self
             .field(pixels, &meter.part(field))?
             .image
             .into_gaussians();
+        stages.add("network", clock);
+        let clock = Instant::now();
         let ranked = rank_by_value(pixels, &gs, self.info.cell);
+        stages.add("ranking", clock);
         let n = gs.len().max(1) as f64;
         let px = pixels.width as f64 * pixels.height as f64;
         let mut left = finish;
         let result = rate::search(target, px, (1.0 / n, 1.0), 1.0, |f| {
             let part = meter.part(left / 2);
             left -= left / 2;
-            self.finish(
-                pixels,
-                keep_share(pixels, &gs, &ranked, f, self.info.cell),
-                opts,
-                &part,
-            )
+            let clock = Instant::now();
+            let kept = keep_share(pixels, &gs, &ranked, f, self.info.cell);
+            stages.add("ranking", clock);
+            self.finish(pixels, kept, opts, &part, &mut stages)
         });
         meter.finish();
         result
@@ -411,6 +421,7 @@ impl NetworkEncoder {
         mut gs: Vec<Gaussian>,
         opts: &WriteOptions,
         progress: &Part,
+        stages: &mut Stages,
     ) -> Result<Encoded> {
         let units = self.finish_units();
         let mut at = 0;
@@ -421,21 +432,36 @@ impl NetworkEncoder {
         };
         let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
         let (mut notes, mut warnings) = (Vec::new(), Vec::new());
-        let mut record = |o: crate::encode::optim::refine::RefineOutcome| {
+        let mut record = |o: crate::encode::optim::refine::RefineOutcome,
+                          stages: &mut Stages,
+                          quantized: bool| {
             notes.extend(o.note());
             warnings.extend(o.warning());
+            let s = o.seconds;
+            if quantized {
+                stages.add_seconds("quantization-aware steps", s.descent);
+            } else {
+                stages.add_seconds("moves", s.moves);
+                stages.add_seconds("colour fits", s.colour_fits);
+                stages.add_seconds("descent", s.descent);
+            }
         };
         let color_fit = match self.opts.color_fit {
             Some(f) if self.info.quantizers.is_some() && !gs.is_empty() => Some(f),
             _ if refining => Some(FitOptions::default()),
             _ => None,
         };
+        // Where the refinement's fits and steps run: after a GPU error, the CPU for the rest.
+        let mut device = self.opts.refine.device;
+        let mut gpu_fallback = None;
         if let Some(fit) = color_fit {
             // Refine (when asked) within the file's scale range, quantize the geometry as the
             // file will, and fit every channel (alpha included) to what is stored.
             if refining {
                 // Edge-aligned shapes refine much further than the network's round ones.
+                let clock = Instant::now();
                 crate::encode::analytic::orient_by_structure(pixels, &mut gs);
+                stages.add("orientation", clock);
                 // The network's Gaussians are smaller than the quadtree's and refine further
                 // when enlarged (`REFINE_SIGMA_GROWTH`).
                 for g in gs.iter_mut() {
@@ -443,32 +469,57 @@ impl NetworkEncoder {
                 }
                 // The network's colours assume its quantizers' clamping: start the refinement
                 // from the least-squares colours of its geometry instead.
-                fit_colors(pixels, &mut gs, &fit);
+                let clock = Instant::now();
+                gpu_fallback = fit_colors_on(pixels, &mut gs, &fit, device)?;
+                stages.add("colour fits", clock);
                 stage(ROUND_START_UNITS).finish();
                 let mut ropts = self.opts.refine;
                 if let Some((lo, hi)) = opts.scale_range {
                     ropts.scale_bounds = (lo.exp2(), hi.exp2());
                 }
+                // After a GPU error, the CPU for the rest (one warning).
+                if gpu_fallback.is_some() {
+                    device = RefineDevice::Cpu;
+                }
+                ropts.device = device;
                 let part = stage(refine_units(&ropts));
-                record(refine_with_progress(pixels, &mut gs, &ropts, &part)?);
+                let outcome = refine_with_progress(pixels, &mut gs, &ropts, &part)?;
+                if outcome.fallback.is_some() {
+                    device = RefineDevice::Cpu;
+                }
+                record(outcome, stages, false);
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
             let q_steps = self.opts.refine.quantized_steps;
             if refining && q_steps > 0 {
                 let grid = QuantGrid::of(&header);
-                let ropts = &self.opts.refine;
+                let ropts = RefineOptions {
+                    device,
+                    ..self.opts.refine
+                };
                 let part = stage(q_steps);
-                record(refine_quantized_with_progress(
-                    pixels, &mut gs, ropts, &grid, q_steps, &part,
-                )?);
+                let outcome = refine_quantized_with_progress(
+                    pixels, &mut gs, &ropts, &grid, q_steps, &part,
+                )?;
+                if outcome.fallback.is_some() {
+                    device = RefineDevice::Cpu;
+                }
+                record(outcome, stages, true);
             }
+            let clock = Instant::now();
             for g in gs.iter_mut() {
                 let color = g.color;
                 *g = format::dequantize(&header, &format::quantize(&header, g));
                 g.color = color;
             }
-            fit_colors(pixels, &mut gs, &fit);
+            if refining {
+                let w = fit_colors_on(pixels, &mut gs, &fit, device)?;
+                gpu_fallback = gpu_fallback.or(w);
+            } else {
+                fit_colors(pixels, &mut gs, &fit);
+            }
+            stages.add("colour fits", clock);
         } else if pixels.layout.has_alpha() {
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
@@ -488,17 +539,54 @@ impl NetworkEncoder {
             }
         }
         stage(ROUND_START_UNITS).finish();
+        let clock = Instant::now();
         let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         let mut encoded = format::write(&image, opts)?;
+        stages.add("writing", clock);
+        notes.push(stages.note());
         progress.finish();
         encoded.notes = notes;
         encoded.warnings = warnings;
+        // One line for a GPU error, whichever stage met it first.
+        if encoded.warnings.is_empty() {
+            encoded.warnings.extend(gpu_fallback);
+        }
         Ok(encoded)
     }
 }
 
 /// Progress units of writing a file.
 const FINISH_WRITE_UNITS: usize = 2;
+
+/// Wall-clock seconds of an encode's stages, in the order they first ran (for `-v`).
+#[derive(Default)]
+struct Stages(Vec<(&'static str, f64)>);
+
+impl Stages {
+    fn add(&mut self, name: &'static str, since: Instant) {
+        self.add_seconds(name, since.elapsed().as_secs_f64());
+    }
+
+    fn add_seconds(&mut self, name: &'static str, seconds: f64) {
+        if seconds <= 0.0 {
+            return;
+        }
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, s)) => *s += seconds,
+            None => self.0.push((name, seconds)),
+        }
+    }
+
+    /// `stages: network 310.0 ms, colour fits 120.0 ms, …` (so far).
+    fn note(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(n, s)| format!("{n} {:.1} ms", s * 1e3))
+            .collect();
+        format!("stages: {}", parts.join(", "))
+    }
+}
 
 #[cfg(test)]
 mod tests {

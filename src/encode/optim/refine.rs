@@ -15,6 +15,8 @@
 //! and accumulates per-Gaussian gradients, in parallel; the partial sums are added in a fixed
 //! order, so the result does not depend on the thread count.
 
+use std::time::Instant;
+
 use rayon::prelude::*;
 
 use crate::core::frame::Pixels;
@@ -51,6 +53,9 @@ pub struct RefineOptions {
     /// Rounds of (move, colour fit, descent) the iterations are split into, when `reallocate`
     /// is above 0.
     pub rounds: usize,
+    /// Whether each round fits the colours by least squares after its move (on `device`). Off,
+    /// the descent alone settles the moved Gaussians' colours from their first guess.
+    pub refit_colors: bool,
     /// Quantization-aware steps the encoders run after the rounds, once the file's quantizers
     /// are known (`refine_quantized`); 0: none.
     pub quantized_steps: usize,
@@ -124,8 +129,8 @@ impl RefineOptions {
     }
 }
 
-/// Where a refinement's gradient descent runs. The GPU runs the same algorithm as the CPU
-/// (`kernels/refine.cu`); the moves and colour fits between rounds run on the CPU either way.
+/// Where a refinement's gradient descent and colour fits run. The GPU runs the same algorithm
+/// as the CPU (`kernels/refine.cu`); the moves between rounds run on the CPU either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RefineDevice {
     /// The CPU (the reference).
@@ -151,6 +156,19 @@ pub struct RefineOutcome {
     pub gpu: Option<String>,
     /// Why the descent left the GPU for the CPU, when it did.
     pub fallback: Option<String>,
+    /// Where the time went.
+    pub seconds: RefineSeconds,
+}
+
+/// Wall-clock seconds of a refinement's stages.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RefineSeconds {
+    /// Moving Gaussians to where the error is ([`reallocate`](super::realloc::reallocate)).
+    pub moves: f64,
+    /// Colour fits before the rounds.
+    pub colour_fits: f64,
+    /// The gradient descent (on the GPU: the upload, the steps and the download).
+    pub descent: f64,
 }
 
 impl RefineOutcome {
@@ -183,6 +201,7 @@ impl Default for RefineOptions {
             scale_bounds: (0.2, 256.0),
             reallocate: 0.0,
             rounds: 1,
+            refit_colors: true,
             quantized_steps: 0,
             device: RefineDevice::Cpu,
         }
@@ -212,10 +231,17 @@ impl Engine {
     }
 
     /// What a refinement through this engine did.
-    fn outcome(self, first: f64, last: f64, fallback: Option<String>) -> RefineOutcome {
+    fn outcome(
+        self,
+        first: f64,
+        last: f64,
+        fallback: Option<String>,
+        seconds: RefineSeconds,
+    ) -> RefineOutcome {
         RefineOutcome {
             first,
             last,
+            seconds,
             gpu: match self {
                 Engine::Gpu(_, name) => Some(name),
                 Engine::Cpu => None,
@@ -242,6 +268,32 @@ impl Engine {
                 Some(format!("refining on the CPU after a GPU error: {e}")),
             )),
         }
+    }
+
+    /// The least-squares colour fit ([`fit_colors`](super::fit::fit_colors)'s problem): on
+    /// the GPU when the engine is there (the whole picture at once), on the CPU otherwise or
+    /// after a GPU error (which, as in the descent, leaves the engine on the CPU).
+    fn fit_colors(
+        &mut self,
+        target: &Pixels,
+        gaussians: &mut [Gaussian],
+        fit: &super::fit::FitOptions,
+        fallback: &mut Option<String>,
+    ) {
+        if let Engine::Gpu(g, _) = self {
+            let colors: Vec<[f32; 4]> = gaussians.iter().map(|g| g.color).collect();
+            match g.fit_colors(gaussians, fit.iterations, fit.clamp) {
+                Ok(()) => return,
+                Err(e) => {
+                    *fallback = Some(format!("refining on the CPU after a GPU error: {e}"));
+                    for (g, c) in gaussians.iter_mut().zip(colors) {
+                        g.color = c;
+                    }
+                    *self = Engine::Cpu;
+                }
+            }
+        }
+        super::fit::fit_colors(target, gaussians, fit);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -321,7 +373,8 @@ type Grad = [f64; 10];
 /// lowest error seen), on the device `opts.device` asks for.
 ///
 /// With `opts.reallocate` above 0 the iterations are split into `opts.rounds` rounds, each
-/// starting with [`reallocate`](super::realloc::reallocate) and a colour fit: then each round
+/// starting with [`reallocate`](super::realloc::reallocate) and (with `opts.refit_colors`) a
+/// colour fit: then each round
 /// leaves the best parameters of its own steps, and the first error returned is the one after
 /// the first move.
 ///
@@ -357,10 +410,14 @@ pub fn refine_with_progress(
     opts: &RefineOptions,
     progress: &Part,
 ) -> crate::Result<RefineOutcome> {
+    let mut seconds = RefineSeconds::default();
+    let clock = Instant::now();
     let (mut engine, mut fallback) =
         Engine::for_work(target, gaussians, opts.iterations, opts.device)?;
+    seconds.descent += clock.elapsed().as_secs_f64();
     let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
-        engine.descend(
+        let clock = Instant::now();
+        let r = engine.descend(
             target,
             gaussians,
             opts,
@@ -368,7 +425,9 @@ pub fn refine_with_progress(
             None,
             &mut fallback,
             progress,
-        )
+        );
+        seconds.descent += clock.elapsed().as_secs_f64();
+        r
     } else {
         // Rounds: move some Gaussians, refit the colours (the moved ones start from a guess),
         // then descend with fresh Adam moments.
@@ -378,12 +437,20 @@ pub fn refine_with_progress(
         let mut at = 0;
         for r in 0..rounds {
             let iterations = opts.iterations / rounds + usize::from(r < opts.iterations % rounds);
+            let clock = Instant::now();
             super::realloc::reallocate(target, gaussians, opts.reallocate);
-            super::fit::fit_colors(target, gaussians, &super::fit::FitOptions::default());
+            seconds.moves += clock.elapsed().as_secs_f64();
+            if opts.refit_colors {
+                let clock = Instant::now();
+                let fit = super::fit::FitOptions::default();
+                engine.fit_colors(target, gaussians, &fit, &mut fallback);
+                seconds.colour_fits += clock.elapsed().as_secs_f64();
+            }
             let units = refine_units(opts);
             progress.within(at, ROUND_START_UNITS, units).finish();
             let steps = progress.within(at + ROUND_START_UNITS, iterations, units);
             at += ROUND_START_UNITS + iterations;
+            let clock = Instant::now();
             let (f, l) = engine.descend(
                 target,
                 gaussians,
@@ -393,6 +460,7 @@ pub fn refine_with_progress(
                 &mut fallback,
                 &steps,
             );
+            seconds.descent += clock.elapsed().as_secs_f64();
             if r == 0 {
                 first = f;
             }
@@ -400,7 +468,24 @@ pub fn refine_with_progress(
         }
         (first, last)
     };
-    Ok(engine.outcome(first, last, fallback))
+    Ok(engine.outcome(first, last, fallback, seconds))
+}
+
+/// Fits the colours of `gaussians` (the geometry fixed) to `target` by least squares, on the
+/// device `device` asks for: the problem of [`fit_colors`](super::fit::fit_colors), which is
+/// also what runs on the CPU. On a GPU it is solved on the whole picture at once (the CPU
+/// solves it in spatial chunks, in sweeps). Returns the warning to show when a GPU error sent
+/// the fit to the CPU; fails only when `device` is [`RefineDevice::Cuda`] and no GPU can be
+/// used.
+pub fn fit_colors_on(
+    target: &Pixels,
+    gaussians: &mut [Gaussian],
+    fit: &super::fit::FitOptions,
+    device: RefineDevice,
+) -> crate::Result<Option<String>> {
+    let (mut engine, mut fallback) = Engine::for_work(target, gaussians, 1, device)?;
+    engine.fit_colors(target, gaussians, fit, &mut fallback);
+    Ok(fallback)
 }
 
 #[cfg(any(test, feature = "unstable"))] // tools and tests: the encoders pass progress
@@ -428,6 +513,7 @@ pub fn refine_quantized_with_progress(
     steps: usize,
     progress: &Part,
 ) -> crate::Result<RefineOutcome> {
+    let clock = Instant::now();
     let (mut engine, mut fallback) = Engine::for_work(target, gaussians, steps, opts.device)?;
     let (first, last) = engine.descend(
         target,
@@ -441,7 +527,11 @@ pub fn refine_quantized_with_progress(
     for g in gaussians.iter_mut() {
         *g = grid.snap(g);
     }
-    Ok(engine.outcome(first, last, fallback))
+    let seconds = RefineSeconds {
+        descent: clock.elapsed().as_secs_f64(),
+        ..RefineSeconds::default()
+    };
+    Ok(engine.outcome(first, last, fallback, seconds))
 }
 
 /// The loss of `gaussians` against `target` (mean squared error per channel value of the
@@ -834,6 +924,54 @@ mod tests {
         assert!(first < 1e-9, "the start renders the picture: {first}");
         assert!(last <= first, "{last} > {first}");
         assert_eq!(gs, start, "the best parameters seen are the start");
+    }
+
+    #[test]
+    fn rounds_fit_colours_only_when_asked() {
+        // A smooth picture, Gaussians with wrong colours: rounds of moves and steps reduce the
+        // error with or without the least-squares fit in each round, and only a refinement
+        // that asks for the fit spends time in it.
+        let (w, h) = (48u32, 32u32);
+        let data: Vec<f32> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+                [x, y, 0.5 * (x + y)]
+            })
+            .collect();
+        let target = Pixels {
+            width: w,
+            height: h,
+            layout: ChannelLayout::Rgb,
+            data,
+        };
+        let start: Vec<Gaussian> = (0..24)
+            .map(|k| Gaussian {
+                x: 4.0 + (k % 6) as f32 * 8.0,
+                y: 4.0 + (k / 6) as f32 * 8.0,
+                scale: [4.0, 4.0],
+                rotation: 0.0,
+                color: [0.5, 0.5, 0.5, 0.0],
+            })
+            .collect();
+        for refit in [true, false] {
+            let opts = RefineOptions {
+                iterations: 30,
+                rounds: 3,
+                reallocate: 0.2,
+                refit_colors: refit,
+                ..Default::default()
+            };
+            let mut gs = start.clone();
+            let out = refine(&target, &mut gs, &opts).unwrap();
+            assert!(
+                out.last <= out.first,
+                "{refit}: {} > {}",
+                out.last,
+                out.first
+            );
+            assert_eq!(out.seconds.colour_fits > 0.0, refit, "{:?}", out.seconds);
+            assert!(out.seconds.moves > 0.0 && out.seconds.descent > 0.0);
+        }
     }
 
     #[test]
