@@ -293,6 +293,7 @@ fn gpu_regions_rgba_device_frames_and_edge_cases() {
     // Limits are enforced: the render work of a big zoom.
     let tight = Limits {
         max_render_work: 1000,
+        max_render_work_per_pixel: 0,
         ..Limits::default()
     };
     assert!(matches!(

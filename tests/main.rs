@@ -8,6 +8,7 @@ mod format;
 mod fuzz_regressions;
 mod layers;
 mod malformed;
+mod rate;
 mod render;
 mod robustness;
 mod test_vector;

@@ -35,7 +35,9 @@ pub struct EncodeArgs {
     ///
     /// Analytic encoder: sets how many Gaussians are placed. Network: below 50 it keeps the
     /// most valuable share of the model's Gaussians (5 % at 1) with fewer bits each; above 50
-    /// it keeps Gaussians the model rated less likely, with more bits each.
+    /// it keeps Gaussians the model rated less likely, with more bits each. Network with
+    /// refinement (--effort default on a GPU, max): the refinement prunes or densifies to
+    /// 0.12 to 5 times the model's number of Gaussians, coarser below 30.
     #[arg(long, default_value_t = 50, allow_negative_numbers = true,
           value_parser = parse::quality)]
     quality: u8,
@@ -43,8 +45,7 @@ pub struct EncodeArgs {
     #[arg(long, allow_negative_numbers = true, value_parser = parse::positive)]
     density: Option<f64>,
     /// Aim for this many bits per native pixel (within 3 %), in place of --quality: the
-    /// analytic encoder searches its density, the network encoder the share of its Gaussians
-    /// it keeps (it cannot go above the rate of all of them).
+    /// analytic encoder searches its density, the network encoder its number of Gaussians.
     #[arg(long, value_name = "BPP", conflicts_with_all = ["target_size", "density"])]
     target_bpp: Option<f64>,
     /// A file of at most this many bytes (and within 3 % of it when the encoder can reach

@@ -7,7 +7,7 @@
 
 use std::path::{Path, PathBuf};
 use std::process::Command;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 
 use crate::cli::write_png;
 use crate::cli_edges::gsimg_env;
@@ -32,24 +32,7 @@ fn quiet() -> Option<MessageSink> {
 /// The ONNX Runtime library this process uses, or `None` (after printing why) when it cannot
 /// be had and `GSIMG_REQUIRE_ORT` is unset.
 fn ort_library() -> Option<PathBuf> {
-    static LIB: OnceLock<Result<PathBuf, String>> = OnceLock::new();
-    let r = LIB.get_or_init(|| {
-        NetworkOptions::default()
-            .with_installed()
-            .with_model(fixture("dummy_upscale.onnx"))
-            .with_device(Device::Cpu)
-            .build()
-            .map(|e| e.library().path.clone())
-            .map_err(|e| e.to_string())
-    });
-    match r {
-        Ok(p) => Some(p.clone()),
-        Err(e) if std::env::var_os("GSIMG_REQUIRE_ORT").is_none() => {
-            eprintln!("SKIPPED (ONNX Runtime unavailable; set GSIMG_REQUIRE_ORT to fail): {e}");
-            None
-        }
-        Err(e) => panic!("ONNX Runtime is required (GSIMG_REQUIRE_ORT is set): {e}"),
-    }
+    crate::common::ort_library(&fixture("dummy_upscale.onnx"))
 }
 
 fn encoder(model: &str, f: impl FnOnce(NetworkOptions) -> NetworkOptions) -> NetworkEncoder {

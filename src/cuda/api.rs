@@ -272,6 +272,39 @@ fn download_into<T: GpuSample>(
         .map_err(driver_err("device-to-host copy"))
 }
 
+/// Bytes per piece of a cancellable render's download: a 16384² RGB frame (768 MiB) takes a
+/// few hundred milliseconds to copy to pageable host memory, longer than its rasterization, so
+/// the flag is checked between pieces of 32 MiB (about 10 ms each).
+const CANCEL_DOWNLOAD_BYTES: usize = 32 << 20;
+
+/// [`download_into`] in pieces of [`CANCEL_DOWNLOAD_BYTES`], returning [`Error::Cancelled`]
+/// between two pieces once `cancel` is set (after the stream has finished the piece in flight).
+fn download_into_cancellable<T: GpuSample>(
+    stream: &Arc<CudaStream>,
+    buf: &CudaSlice<u8>,
+    data: &mut [T],
+    cancel: &AtomicBool,
+) -> Result<()> {
+    let bytes = std::mem::size_of_val(data);
+    // SAFETY: as in `download_into`.
+    let dst = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, bytes) };
+    let mut start = 0;
+    while start < bytes {
+        let end = (start + CANCEL_DOWNLOAD_BYTES).min(bytes);
+        stream
+            .memcpy_dtoh(&buf.slice(start..end), &mut dst[start..end])
+            .map_err(driver_err("device-to-host copy"))?;
+        stream
+            .synchronize()
+            .map_err(driver_err("device-to-host copy"))?;
+        start = end;
+        if start < bytes && cancel.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(Error::Cancelled);
+        }
+    }
+    Ok(())
+}
+
 /// A [`SplatImage`] on the device, rendered at any size, zoom or region without re-uploading.
 ///
 /// Renders run on the image's own stream and return when finished; the lists, counters and
@@ -397,7 +430,10 @@ impl GpuImage {
                 expand_rgba: rgba,
             },
             cancel,
-            |s, buf| download_into(s, buf, &mut data),
+            |s, buf| match cancel {
+                Some(flag) => download_into_cancellable(s, buf, &mut data, flag),
+                None => download_into(s, buf, &mut data),
+            },
         )?;
         Ok((
             Frame {

@@ -12,7 +12,9 @@
 //! most two batches queued on the device: before queueing the next one the host waits for the
 //! one before it, checking the flag meanwhile. A cancel then returns after at most the two
 //! batches in flight (and the stages before rasterization, which are bounded by the
-//! Gaussians' count), not after the whole picture.
+//! Gaussians' count), not after the whole picture. A host render's download, which for a large
+//! frame takes longer than its rasterization, is then copied in pieces with the flag checked
+//! between them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};

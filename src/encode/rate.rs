@@ -1,6 +1,6 @@
 //! Rate control: a file of a requested size, for any encoder with a knob that moves its size
-//! monotonically (the analytic encoder's Gaussian density, the network encoder's share of
-//! Gaussians kept).
+//! monotonically (the analytic encoder's Gaussian density, the network encoder's Gaussian
+//! count).
 //!
 //! The search evaluates the encoder at a knob value, then moves the knob by the ratio of the
 //! target to the size it got (sizes are nearly proportional to the Gaussian count; after two
@@ -17,14 +17,24 @@ use crate::{Error, Result};
 ///
 /// - the analytic encoder: the Gaussian density, geometrically from 1/400 per pixel at 1 to
 ///   1/5 at 100 ([`Quality::analytic_density`]);
-/// - the network encoder, whose model has one trained rate at 50: below 50 a share of its
-///   Gaussians ([`Quality::network_keep_fraction`]) and fewer bits, above 50 a lower presence
-///   threshold ([`Quality::network_presence_threshold`]) and more bits
-///   ([`Quality::network_precision`]).
+/// - the network encoder, whose model has one trained rate at 50: without refinement, below
+///   50 a share of its Gaussians ([`Quality::network_keep_fraction`]) and fewer bits, above 50
+///   a lower presence threshold ([`Quality::network_presence_threshold`]) and more bits
+///   ([`Quality::network_precision`]); with refinement, whose rounds prune and densify toward
+///   a count, from 0.12 to 5 times the model's own count
+///   ([`Quality::refined_count_factor`]) at the precision of [`Quality::refined_precision`].
 ///
-/// Rate targets ([`RateTarget`]) search the same settings for a size instead.
+/// Rate targets ([`RateTarget`]) search the same counts for a size instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct Quality(u8);
+
+/// The most Gaussians a refined network quality asks for, as a multiple of the model's own
+/// count (at 100; also the top of a refined rate search's range).
+pub const MAX_COUNT_FACTOR: f64 = 5.0;
+
+/// The fewest Gaussians a refined network quality keeps (at 1), as a multiple of the model's
+/// own count.
+pub const MIN_REFINED_FACTOR: f64 = 0.12;
 
 /// The lowest presence threshold a network quality reaches (at 95 and above). Below it are the
 /// slots the model rated absent, whose parameters training never rendered: lower thresholds
@@ -58,14 +68,40 @@ impl Quality {
         (1.0f64 / 400.0) * (80.0f64).powf(t)
     }
 
-    /// The share of the network's Gaussians kept: all from 50 up; below, from 5 % at 1
-    /// geometrically up to all at 50, the least valuable dropped first.
+    /// The share of the network's Gaussians kept without refinement: all from 50 up; below,
+    /// from 5 % at 1 geometrically up to all at 50, the least valuable dropped first.
     pub fn network_keep_fraction(self) -> f64 {
         if self.0 >= 50 {
             1.0
         } else {
             0.05f64.powf((50 - self.0) as f64 / 49.0)
         }
+    }
+
+    /// The refined network encoder's Gaussian budget, as a multiple of the model's own count:
+    /// geometrically from `MIN_REFINED_FACTOR` at 1 to `MAX_COUNT_FACTOR` at 100 (0.77 at
+    /// 50: pruning the network's least valuable Gaussians and refining the rest gives a
+    /// better picture for its bits than refining all of them).
+    pub fn refined_count_factor(self) -> f64 {
+        let t = (self.0 as f64 - 1.0) / 99.0;
+        MIN_REFINED_FACTOR * (MAX_COUNT_FACTOR / MIN_REFINED_FACTOR).powf(t)
+    }
+
+    /// Bits added to (positive) or removed from (negative) the refined network encoder's
+    /// precision of positions, scales, rotations, luma and chroma (the analytic encoder's
+    /// quantizers, [`WriteOptions::default`](crate::format::WriteOptions)): one fewer each below
+    /// 30, two fewer below 10, none from 30 up. At low rates more Gaussians with coarser
+    /// values give the better picture, from about 0.8 bpp up the default precision does (on
+    /// held-out pictures, refined: at 0.12 bpp 2 bits fewer and twice the Gaussians gave
+    /// +9 dB; at 0.8 bpp one fewer and 1.3 times as many ±0.0 dB, one more −0.4 dB; at 2.1
+    /// bpp one fewer −0.5 dB, one more −0.4 dB; BENCHMARKS.md).
+    pub fn refined_precision(self) -> [i8; 5] {
+        let drop = match self.0 {
+            0..10 => 2,
+            10..30 => 1,
+            _ => 0,
+        };
+        [-drop; 5]
     }
 
     /// The network's presence threshold for a model whose trained threshold is `trained`: that

@@ -162,3 +162,29 @@ pub fn check_progress(seen: &[(usize, usize)]) -> Vec<f64> {
     assert_eq!(seen.last().unwrap().0, total, "{seen:?}");
     seen.iter().map(|&(d, t)| d as f64 / t as f64).collect()
 }
+
+/// The ONNX Runtime library this process uses, found or fetched as gsimg does it for users,
+/// by building a CPU encoder of `model`; `None` (after printing why) when it cannot be had and
+/// `GSIMG_REQUIRE_ORT` is unset (with it set, as `.ci/run` does, the test fails instead).
+pub fn ort_library(model: &std::path::Path) -> Option<std::path::PathBuf> {
+    use gsimg::{NetworkDevice, NetworkOptions};
+    use std::sync::OnceLock;
+    static LIB: OnceLock<Result<std::path::PathBuf, String>> = OnceLock::new();
+    let r = LIB.get_or_init(|| {
+        NetworkOptions::default()
+            .with_installed()
+            .with_model(model)
+            .with_device(NetworkDevice::Cpu)
+            .build()
+            .map(|e| e.library().path.clone())
+            .map_err(|e| e.to_string())
+    });
+    match r {
+        Ok(p) => Some(p.clone()),
+        Err(e) if std::env::var_os("GSIMG_REQUIRE_ORT").is_none() => {
+            eprintln!("SKIPPED (ONNX Runtime unavailable; set GSIMG_REQUIRE_ORT to fail): {e}");
+            None
+        }
+        Err(e) => panic!("ONNX Runtime is required (GSIMG_REQUIRE_ORT is set): {e}"),
+    }
+}

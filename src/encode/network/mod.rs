@@ -63,7 +63,7 @@ use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use crate::encode::optim::fit::{FitOptions, fit_colors};
 use crate::encode::optim::refine::{
     QuantGrid, ROUND_START_UNITS, RefineDevice, RefineOptions, fit_colors_on,
-    refine_quantized_with_progress, refine_units, refine_with_progress,
+    refine_quantized_with_progress, refine_units, refine_to_with_progress,
 };
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::rate::{self, RateResult, RateTarget};
@@ -298,24 +298,29 @@ impl NetworkEncoder {
     /// whose Gaussians are refined per picture ([`NetworkOptions::with_refine`]) writes with the
     /// analytic encoder's quantizers instead ([`WriteOptions::default`]: ranges from the data,
     /// 6-bit scales and rotations): refined Gaussians are off the grid the model was trained
-    /// on, and the finer steps pay for their bits. Positions then keep the analytic encoder's step of a quarter
-    /// pixel or finer whatever the model's cell size (6 bits in a 16-pixel cell). Without
-    /// refinement a compact model's bits follow the quality: up to 3 fewer per attribute at 1,
-    /// the model's own at 50, 2 more at 100 (positions from 76 and 96, scales 80 and 97,
-    /// rotations 84 and 98, luma 88 and 99, chroma 92 and 100).
+    /// on, and the finer steps pay for their bits. Positions then keep the analytic encoder's
+    /// step of a quarter pixel or finer whatever the model's cell size (6 bits in a 16-pixel
+    /// cell), and the quality adjusts the bits ([`rate::Quality::refined_precision`]). Without
+    /// refinement a compact model's bits follow the quality below 50, up to 3 fewer per
+    /// attribute at 1 ([`rate::Quality::network_precision`]), and are the model's own from 50.
     pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
-        if self.opts.refine.iterations > 0 && self.info.quantizers.is_some() {
-            return WriteOptions {
+        let quality = rate::Quality::new(self.opts.quality).unwrap_or_default();
+        let (mut wo, precision) = if self.refining() && self.info.quantizers.is_some() {
+            let wo = WriteOptions {
                 cell_size: self.info.cell as u16,
                 position_bits: refined_position_bits(self.info.cell),
                 ..WriteOptions::default()
             };
-        }
-        let mut wo = write_options_for(&self.info, layout);
+            (wo, quality.refined_precision())
+        } else {
+            (
+                write_options_for(&self.info, layout),
+                quality.network_precision(),
+            )
+        };
         if self.info.kind == ModelKind::Compact {
-            // The quality's precision (rate::Quality::network_precision); at least 3 bits (or
-            // the model's own when fewer), at most 16.
-            let quality = rate::Quality::new(self.opts.quality).unwrap_or_default();
+            // The quality's precision; at least 3 bits (or the set's own when fewer), at
+            // most 16.
             for (b, delta) in [
                 &mut wo.position_bits,
                 &mut wo.scale_bits,
@@ -324,7 +329,7 @@ impl NetworkEncoder {
                 &mut wo.chroma_bits,
             ]
             .into_iter()
-            .zip(quality.network_precision())
+            .zip(precision)
             {
                 *b = if delta < 0 {
                     b.saturating_sub(delta.unsigned_abs()).max((*b).min(3))
@@ -341,9 +346,37 @@ impl NetworkEncoder {
         self.encode_with(pixels, &self.write_options(pixels.layout))
     }
 
-    /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added).
+    /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added),
+    /// with the Gaussian count the quality asks for ([`NetworkEncoder::count_factor`]).
     /// Alpha is fitted on the geometry as the file stores it.
     pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
+        self.encode_at(pixels, opts, self.count_factor())
+    }
+
+    /// The Gaussian count the quality asks for, as a multiple of the network's own count (at
+    /// its presence threshold): when refining, the budget the refinement prunes or densifies
+    /// to (`rate::Quality::refined_count_factor`); without refinement the share kept
+    /// (`rate::Quality::network_keep_fraction`). An upscale model keeps all.
+    pub fn count_factor(&self) -> f64 {
+        let q = rate::Quality::new(self.opts.quality).unwrap_or_default();
+        match self.info.kind {
+            ModelKind::Upscale => 1.0,
+            ModelKind::Compact if self.refining() => q.refined_count_factor(),
+            ModelKind::Compact => q.network_keep_fraction(),
+        }
+    }
+
+    fn refining(&self) -> bool {
+        self.opts.refine.iterations > 0
+    }
+
+    /// Encodes `pixels` with `factor` times the network's Gaussian count (see
+    /// [`NetworkEncoder::count_factor`]; the knob of [`NetworkEncoder::encode_to_rate`]). When
+    /// refining, the refinement's rounds bring the count there (pruning what pays least, or
+    /// densifying where the error is); without refinement a share below 1 keeps the most
+    /// valuable Gaussians (`rank_by_value`; the dropped ones serve as spares where a cell would
+    /// be left uncovered), and a factor above 1 is taken as 1.
+    pub fn encode_at(&self, pixels: &Pixels, opts: &WriteOptions, factor: f64) -> Result<Encoded> {
         // Progress: the network's tiles, then the fits, refinement and writing.
         let (field, finish) = (
             self.field_units(pixels.width, pixels.height),
@@ -358,24 +391,29 @@ impl NetworkEncoder {
             .into_gaussians();
         stages.add("network", clock);
         let finishing = meter.part(finish);
-        let keep = match self.info.kind {
-            ModelKind::Compact => self.opts.keep_fraction(),
-            ModelKind::Upscale => 1.0,
-        };
-        if keep < 1.0 {
-            let clock = Instant::now();
-            let ranked = rank_by_value(pixels, &gs, self.info.cell);
-            let kept = keep_share(pixels, &gs, &ranked, keep, self.info.cell);
-            stages.add("ranking", clock);
-            return self.finish(pixels, kept, opts, &finishing, &mut stages);
-        }
-        self.finish(pixels, gs, opts, &finishing, &mut stages)
+        let ranked = (factor < 1.0 && !self.refining() && self.info.kind == ModelKind::Compact)
+            .then(|| {
+                let clock = Instant::now();
+                let r = rank_by_value(pixels, &gs, self.info.cell);
+                stages.add("ranking", clock);
+                r
+            });
+        self.finish_at(
+            pixels,
+            &gs,
+            ranked.as_deref(),
+            opts,
+            factor,
+            &finishing,
+            &mut stages,
+        )
     }
 
-    /// Encodes `pixels` into a file of the size `target` asks for, by keeping the most
-    /// valuable share of the network's Gaussians (`rank_by_value`; the dropped ones serve as
-    /// spares where a cell would be left uncovered). The network runs once; each round of the
-    /// search fits the colours and writes again. The quality setting is not used.
+    /// Encodes `pixels` into a file of the size `target` asks for, by searching the Gaussian
+    /// count ([`NetworkEncoder::encode_at`]). The precision is that of `opts`, adjusted to the
+    /// quality whose count the target needs (fewer bits for small files, as the quality
+    /// mapping does). The network runs once; each round of the search fits (and refines) and
+    /// writes again.
     pub fn encode_to_rate(
         &self,
         pixels: &Pixels,
@@ -395,31 +433,111 @@ impl NetworkEncoder {
             .image
             .into_gaussians();
         stages.add("network", clock);
-        let clock = Instant::now();
-        let ranked = rank_by_value(pixels, &gs, self.info.cell);
-        stages.add("ranking", clock);
         let n = gs.len().max(1) as f64;
         let px = pixels.width as f64 * pixels.height as f64;
-        let mut left = finish;
-        let result = rate::search(target, px, (1.0 / n, 1.0), 1.0, |f| {
-            let part = meter.part(left / 2);
-            left -= left / 2;
+        let compact = self.info.kind == ModelKind::Compact;
+        let ranked = (compact && !self.refining()).then(|| {
             let clock = Instant::now();
-            let kept = keep_share(pixels, &gs, &ranked, f, self.info.cell);
+            let r = rank_by_value(pixels, &gs, self.info.cell);
             stages.add("ranking", clock);
-            self.finish(pixels, kept, opts, &part, &mut stages)
+            r
+        });
+        let left = std::cell::Cell::new(finish);
+        let round = || {
+            let part = meter.part(left.get() / 2);
+            left.set(left.get() - left.get() / 2);
+            part
+        };
+        if !compact {
+            let result = rate::search(target, px, (1.0 / n, 1.0), 1.0, |f| {
+                let part = round();
+                self.finish_at(pixels, &gs, ranked.as_deref(), opts, f, &part, &mut stages)
+            });
+            meter.finish();
+            return result;
+        }
+        // The count the target needs, from the size of the network's Gaussians written as they
+        // are; the quality with that count gives the precision (coarser values for small
+        // files), relative to the precision `opts` has at this encoder's quality.
+        let clock = Instant::now();
+        let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
+        let plain = format::write(&image, opts)?.bytes.len().max(1) as f64;
+        stages.add("writing", clock);
+        let guess = (target.bytes(px) / plain).clamp(1.0 / n, rate::MAX_COUNT_FACTOR);
+        let at = |q: rate::Quality| {
+            if self.refining() {
+                (q.refined_count_factor(), q.refined_precision())
+            } else {
+                (q.network_keep_fraction(), q.network_precision())
+            }
+        };
+        let own = at(rate::Quality::new(self.opts.quality).unwrap_or_default()).1;
+        let wanted = (1..=100u8)
+            .filter_map(|q| rate::Quality::new(q).ok())
+            .find(|&q| at(q).0 >= guess)
+            .map_or(own, |q| at(q).1);
+        let mut wo = opts.clone();
+        for ((b, w), o) in [
+            &mut wo.position_bits,
+            &mut wo.scale_bits,
+            &mut wo.rotation_bits,
+            &mut wo.luma_bits,
+            &mut wo.chroma_bits,
+        ]
+        .into_iter()
+        .zip(wanted)
+        .zip(own)
+        {
+            *b = (*b as i16 + w as i16 - o as i16).clamp((*b).min(3) as i16, 16) as u8;
+        }
+        let hi = if self.refining() {
+            rate::MAX_COUNT_FACTOR
+        } else {
+            1.0
+        };
+        let result = rate::search(target, px, (1.0 / n, hi), guess.min(hi), |f| {
+            let part = round();
+            self.finish_at(pixels, &gs, ranked.as_deref(), &wo, f, &part, &mut stages)
         });
         meter.finish();
         result
     }
 
+    /// [`NetworkEncoder::finish`] at `factor` times the count of `gs` (ranked by value when
+    /// not refining), reporting to `progress` and timing its stages in `stages`.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_at(
+        &self,
+        pixels: &Pixels,
+        gs: &[Gaussian],
+        ranked: Option<&[usize]>,
+        opts: &WriteOptions,
+        factor: f64,
+        progress: &Part,
+        stages: &mut Stages,
+    ) -> Result<Encoded> {
+        let budget = ((gs.len() as f64 * factor).round() as usize).max(1);
+        match ranked {
+            Some(r) if factor < 1.0 => {
+                let clock = Instant::now();
+                let kept = keep_share(pixels, gs, r, factor, self.info.cell);
+                stages.add("ranking", clock);
+                let n = kept.len();
+                self.finish(pixels, kept, opts, n, progress, stages)
+            }
+            _ => self.finish(pixels, gs.to_vec(), opts, budget, progress, stages),
+        }
+    }
+
     /// Fits, quantizes and writes the network's (kept) Gaussians, reporting to `progress`
-    /// ([`NetworkEncoder::finish_units`] spread over it).
+    /// ([`NetworkEncoder::finish_units`] spread over it) and timing its stages in `stages`;
+    /// when refining, the refinement's rounds bring their count to `budget`.
     fn finish(
         &self,
         pixels: &Pixels,
         mut gs: Vec<Gaussian>,
         opts: &WriteOptions,
+        budget: usize,
         progress: &Part,
         stages: &mut Stages,
     ) -> Result<Encoded> {
@@ -430,7 +548,7 @@ impl NetworkEncoder {
             at += n;
             p
         };
-        let refining = self.opts.refine.iterations > 0 && !gs.is_empty();
+        let refining = self.refining() && !gs.is_empty();
         let (mut notes, mut warnings) = (Vec::new(), Vec::new());
         let mut record = |o: crate::encode::optim::refine::RefineOutcome,
                           stages: &mut Stages,
@@ -483,7 +601,7 @@ impl NetworkEncoder {
                 }
                 ropts.device = device;
                 let part = stage(refine_units(&ropts));
-                let outcome = refine_with_progress(pixels, &mut gs, &ropts, &part)?;
+                let outcome = refine_to_with_progress(pixels, &mut gs, &ropts, budget, &part)?;
                 if outcome.fallback.is_some() {
                     device = RefineDevice::Cpu;
                 }

@@ -35,8 +35,8 @@ pub struct NetworkOptions {
     /// [`NetworkOptions::installed`], else [`LibrarySearch::default`], the system loader only).
     pub library_search: Option<LibrarySearch>,
     /// Gaussians whose presence is below this are dropped; `None`: the model's operating
-    /// threshold ([`ModelInfo::presence_threshold`]), lowered by `quality` above 50
-    /// ([`NetworkOptions::presence_threshold_for`]).
+    /// threshold ([`ModelInfo::presence_threshold`]), lowered by `quality` above 50 without
+    /// refinement ([`NetworkOptions::presence_threshold_for`]).
     pub presence_threshold: Option<f32>,
     /// Quality 1 to 100 of a compact model ([`NetworkOptions::with_quality`]).
     pub quality: u8,
@@ -188,13 +188,14 @@ impl NetworkOptions {
         self
     }
     /// Quality 1 to 100 for a compact model. The model has one trained rate (its operating
-    /// threshold, [`ModelInfo::presence_threshold`], 0.5 unless the model says otherwise);
-    /// quality above 50 lowers the presence threshold to `1 − quality/100` when that is lower,
-    /// but never below `QUALITY_THRESHOLD_FLOOR` (so 95 to 100 give the same file), keeping
-    /// Gaussians the model rated less likely (somewhat larger files, a little higher PSNR).
-    /// Quality 50 is the trained point; below it the encoder keeps a share of
-    /// the Gaussians ([`NetworkOptions::keep_fraction`]) and writes them with up to 3 bits
-    /// less precision, above it with up to 2 bits more ([`NetworkEncoder::write_options`]).
+    /// threshold, [`ModelInfo::presence_threshold`], 0.5 unless the model says otherwise),
+    /// quality 50. Without refinement, below 50 the encoder keeps a share of the Gaussians
+    /// ([`NetworkOptions::keep_fraction`]) and writes them with up to 3 bits less precision;
+    /// above 50 it lowers the presence threshold to `1 − quality/100` when that is lower, but
+    /// never below `QUALITY_THRESHOLD_FLOOR`, keeping Gaussians the model rated less likely,
+    /// with up to 2 bits more precision ([`NetworkEncoder::write_options`]). With refinement
+    /// the quality sets the Gaussian count the refinement prunes or densifies to
+    /// ([`NetworkEncoder::count_factor`]) and the precision.
     pub fn with_quality(mut self, quality: u8) -> Result<Self> {
         self.quality = rate::Quality::new(quality)?.get();
         Ok(self)
@@ -210,11 +211,13 @@ impl NetworkOptions {
 
     /// The presence threshold these options give a model whose operating threshold is
     /// `info.presence_threshold`: the explicit one, else the model's, lowered to
-    /// `1 − quality/100` (at least `QUALITY_THRESHOLD_FLOOR`) when the quality is above 50
-    /// and that is lower.
+    /// `1 − quality/100` (at least `QUALITY_THRESHOLD_FLOOR`) when the quality is above 50,
+    /// that is lower, and the Gaussians are not refined (a refined quality adds Gaussians
+    /// where the error is instead: slots the model rated absent cost bits for little).
     pub fn presence_threshold_for(&self, info: &ModelInfo) -> f32 {
         match self.presence_threshold {
             Some(t) => t,
+            None if self.refine.iterations > 0 => info.presence_threshold,
             None => rate::Quality::new(self.quality)
                 .unwrap_or_default()
                 .network_presence_threshold(info.presence_threshold),

@@ -53,8 +53,9 @@ pub struct RefineOptions {
     /// Rounds of (move, colour fit, descent) the iterations are split into, when `reallocate`
     /// is above 0.
     pub rounds: usize,
-    /// Whether each round fits the colours by least squares after its move (on `device`). Off,
-    /// the descent alone settles the moved Gaussians' colours from their first guess.
+    /// Whether each round fits the colours by least squares after its count change and moves
+    /// (on `device`). Off, the descent alone settles the new and moved Gaussians' colours from
+    /// their first guess.
     pub refit_colors: bool,
     /// Quantization-aware steps the encoders run after the rounds, once the file's quantizers
     /// are known (`refine_quantized`); 0: none.
@@ -163,9 +164,11 @@ pub struct RefineOutcome {
 /// Wall-clock seconds of a refinement's stages.
 #[derive(Debug, Clone, Copy, PartialEq, Default)]
 pub struct RefineSeconds {
-    /// Moving Gaussians to where the error is ([`reallocate`](super::realloc::reallocate)).
+    /// Count changes and moves of Gaussians to where the error is
+    /// ([`prune`](super::realloc::prune), [`adapt`](super::realloc::adapt),
+    /// [`reallocate`](super::realloc::reallocate)).
     pub moves: f64,
-    /// Colour fits before the rounds.
+    /// Colour fits after the count changes and moves, before each round's descent.
     pub colour_fits: f64,
     /// The gradient descent (on the GPU: the upload, the steps and the download).
     pub descent: f64,
@@ -370,30 +373,39 @@ type Grad = [f64; 10];
 
 #[cfg(any(test, feature = "unstable"))] // tools and tests: the encoders pass progress
 /// Refines `gaussians` in place against `target`, leaving the best parameters of all steps (the
-/// lowest error seen), on the device `opts.device` asks for.
-///
-/// With `opts.reallocate` above 0 the iterations are split into `opts.rounds` rounds, each
-/// starting with [`reallocate`](super::realloc::reallocate) and (with `opts.refit_colors`) a
-/// colour fit: then each round
-/// leaves the best parameters of its own steps, and the first error returned is the one after
-/// the first move.
+/// lowest error seen), on the device `opts.device` asks for; the count is kept
+/// ([`refine_to`] with the current count as the budget).
 ///
 /// Fails only when `opts.device` is [`RefineDevice::Cuda`] and no GPU can be used.
 pub fn refine(
     target: &Pixels,
-    gaussians: &mut [Gaussian],
+    gaussians: &mut Vec<Gaussian>,
     opts: &RefineOptions,
 ) -> crate::Result<RefineOutcome> {
+    let budget = gaussians.len();
+    refine_to(target, gaussians, opts, budget)
+}
+
+#[cfg(any(test, feature = "unstable"))] // tools and tests: the encoders pass progress
+/// Refines `gaussians` against `target` as [`refine`] does, bringing their count to `budget`
+/// on the way ([`refine_to_with_progress`] without progress).
+pub fn refine_to(
+    target: &Pixels,
+    gaussians: &mut Vec<Gaussian>,
+    opts: &RefineOptions,
+    budget: usize,
+) -> crate::Result<RefineOutcome> {
     let units = refine_units(opts);
-    refine_with_progress(target, gaussians, opts, &crate::core::progress::Meter::new(None, units).part(units))
+    let meter = crate::core::progress::Meter::new(None, units);
+    refine_to_with_progress(target, gaussians, opts, budget, &meter.part(units))
 }
 
 /// Progress units (`gsimg::ProgressSink`) of a move and the colour fit after it, in a
 /// refinement's rounds: about the time of this many descent steps.
 pub const ROUND_START_UNITS: usize = 6;
 
-/// The progress units [`refine`] reports for `opts`: one per step, plus
-/// [`ROUND_START_UNITS`] per round of moves.
+/// The progress units [`refine_with_progress`] and [`refine_to_with_progress`] report for
+/// `opts`: one per step, plus [`ROUND_START_UNITS`] per round of moves.
 pub fn refine_units(opts: &RefineOptions) -> usize {
     if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
         opts.iterations
@@ -402,20 +414,73 @@ pub fn refine_units(opts: &RefineOptions) -> usize {
     }
 }
 
-/// [`refine`], reporting its steps to `progress` ([`refine_units`] of them, spread over the
-/// part).
+/// Refines `gaussians` as [`refine_to_with_progress`] does, keeping their count.
 pub fn refine_with_progress(
     target: &Pixels,
-    gaussians: &mut [Gaussian],
+    gaussians: &mut Vec<Gaussian>,
     opts: &RefineOptions,
     progress: &Part,
 ) -> crate::Result<RefineOutcome> {
+    let budget = gaussians.len();
+    refine_to_with_progress(target, gaussians, opts, budget, progress)
+}
+
+/// Refines `gaussians` in place against `target`, leaving the best parameters of all steps (the
+/// lowest error seen), on the device `opts.device` asks for, bringing their count to `budget`
+/// (at least one) on the way: adaptive counts toward a rate. The steps are reported to
+/// `progress` ([`refine_units`] of them, spread over the part); the outcome says where the time
+/// went ([`RefineSeconds`]).
+///
+/// With `opts.reallocate` above 0 the iterations are split into `opts.rounds` rounds, each
+/// starting with a pass of [`adapt`](super::realloc::adapt) and (with `opts.refit_colors`) a
+/// colour fit on the refinement's device, then a descent that leaves the best parameters of its
+/// own steps:
+///
+/// - **pruning** (a budget below the count): the first round removes what does not pay, the
+///   Gaussians whose removal costs least ([`prune`](super::realloc::prune)), so the descents
+///   that follow repair what the removals cost;
+/// - **densification** (a budget above the count): each round adds an equal share of the
+///   missing Gaussians at the largest errors of the current render, so the later ones go where
+///   the earlier rounds left error;
+/// - every round also moves `opts.reallocate` of the Gaussians (removes that many, adds as many).
+///
+/// Without rounds (or without iterations) the count changes once, before the descent (or
+/// alone), followed by a colour fit when `opts.refit_colors` asks. The count decisions run on
+/// the host between descents, so the CPU and the GPU run the same algorithm. The first error
+/// returned is the one after the first round's changes. A GPU error sends the rest of the
+/// refinement to the CPU; the outcome's [`warning`](RefineOutcome::warning) then says why.
+///
+/// Fails only when `opts.device` is [`RefineDevice::Cuda`] and no GPU can be used.
+pub fn refine_to_with_progress(
+    target: &Pixels,
+    gaussians: &mut Vec<Gaussian>,
+    opts: &RefineOptions,
+    budget: usize,
+    progress: &Part,
+) -> crate::Result<RefineOutcome> {
+    use super::realloc::{adapt, prune, reallocate};
+    let budget = budget.max(1);
     let mut seconds = RefineSeconds::default();
     let clock = Instant::now();
     let (mut engine, mut fallback) =
         Engine::for_work(target, gaussians, opts.iterations, opts.device)?;
     seconds.descent += clock.elapsed().as_secs_f64();
+    let fit = super::fit::FitOptions::default();
     let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
+        // The count changes in one step: pruning, or additions at the error.
+        let clock = Instant::now();
+        let n = gaussians.len();
+        if budget < n {
+            prune(target, gaussians, budget);
+        } else if budget > n {
+            adapt(target, gaussians, 0, budget - n);
+        }
+        seconds.moves += clock.elapsed().as_secs_f64();
+        if n != gaussians.len() && opts.refit_colors {
+            let clock = Instant::now();
+            engine.fit_colors(target, gaussians, &fit, &mut fallback);
+            seconds.colour_fits += clock.elapsed().as_secs_f64();
+        }
         let clock = Instant::now();
         let r = engine.descend(
             target,
@@ -429,8 +494,9 @@ pub fn refine_with_progress(
         seconds.descent += clock.elapsed().as_secs_f64();
         r
     } else {
-        // Rounds: move some Gaussians, refit the colours (the moved ones start from a guess),
-        // then descend with fresh Adam moments.
+        // Rounds: prune (first round) or add a share of the missing Gaussians, move some,
+        // refit the colours (the new ones start from a guess), then descend with fresh Adam
+        // moments.
         let rounds = opts.rounds.min(opts.iterations);
         let mut first = f64::NAN;
         let mut last = f64::NAN;
@@ -438,11 +504,20 @@ pub fn refine_with_progress(
         for r in 0..rounds {
             let iterations = opts.iterations / rounds + usize::from(r < opts.iterations % rounds);
             let clock = Instant::now();
-            super::realloc::reallocate(target, gaussians, opts.reallocate);
+            let n = gaussians.len();
+            if budget < n {
+                prune(target, gaussians, budget);
+                reallocate(target, gaussians, opts.reallocate);
+            } else {
+                let moves = ((opts.reallocate.clamp(0.0, 0.5) as f64 * n as f64).round()
+                    as usize)
+                    .min(n);
+                let grow = (budget - n).div_ceil(rounds - r);
+                adapt(target, gaussians, moves, moves + grow);
+            }
             seconds.moves += clock.elapsed().as_secs_f64();
             if opts.refit_colors {
                 let clock = Instant::now();
-                let fit = super::fit::FitOptions::default();
                 engine.fit_colors(target, gaussians, &fit, &mut fallback);
                 seconds.colour_fits += clock.elapsed().as_secs_f64();
             }

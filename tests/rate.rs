@@ -1,0 +1,150 @@
+//! Rate control of the network encoder (the real compact model, feed-forward and refined on the
+//! CPU) and adaptive Gaussian counts, on small pictures: `--quality` moves rate and PSNR up
+//! together, rate targets land within 3 %, size caps hold. The full Kodak sweep is
+//! `benches/rd.py`'s (BENCHMARKS.md).
+
+use crate::common::psnr;
+use crate::encode::rate_pictures;
+use gsimg::Pixels;
+use gsimg::encode::analytic::{self, AnalyticOptions};
+use gsimg::encode::network::{NetworkEncoder, NetworkOptions};
+use gsimg::encode::optim::refine::{RefineOptions, refine_to};
+use gsimg::encode::{Device, RateTarget};
+use gsimg::render::render_cpu;
+use gsimg::{Frame, Limits, Viewport, format};
+
+fn compact(refine_steps: usize, quality: u8) -> Option<NetworkEncoder> {
+    let model = concat!(env!("CARGO_MANIFEST_DIR"), "/models/compact.onnx");
+    crate::common::ort_library(std::path::Path::new(model))?;
+    let refine = RefineOptions {
+        iterations: refine_steps,
+        reallocate: 0.1,
+        rounds: 4,
+        ..RefineOptions::default()
+    };
+    Some(
+        NetworkOptions::default()
+            .with_installed()
+            .with_model(model)
+            .with_device(Device::Cpu)
+            .with_refine_options(refine)
+            .with_quality(quality)
+            .unwrap()
+            .build()
+            .unwrap(),
+    )
+}
+
+fn bpp_psnr(px: &Pixels, enc: &format::Encoded) -> (f64, f64) {
+    let f: Frame<f32> = render_cpu(
+        &enc.image,
+        &Viewport::full(px.width, px.height),
+        &Limits::default(),
+    )
+    .unwrap();
+    (
+        enc.bytes.len() as f64 * 8.0 / (px.width as f64 * px.height as f64),
+        psnr(&f.data, &px.data),
+    )
+}
+
+/// Both rate and PSNR rise with the quality on every picture with refinement, up to above
+/// 2 bpp (the refinement prunes and densifies to the quality's count).
+#[test]
+fn network_quality_is_monotone_in_rate_and_psnr() {
+    for steps in [12] {
+        let mut encoders = Vec::new();
+        for q in [1u8, 20, 40, 50, 60, 80, 100] {
+            let Some(e) = compact(steps, q) else { return };
+            encoders.push((q, e));
+        }
+        for (i, px) in rate_pictures().iter().enumerate() {
+            let mut last = (0.0, 0.0);
+            for (q, e) in &encoders {
+                let (bpp, p) = bpp_psnr(px, &e.encode(px).unwrap());
+                assert!(
+                    bpp > last.0 && p > last.1,
+                    "{steps} steps, picture {i}, quality {q}: {bpp:.3} bpp {p:.2} dB after \
+                     {:.3} bpp {:.2} dB",
+                    last.0,
+                    last.1
+                );
+                last = (bpp, p);
+            }
+            assert!(
+                last.0 >= 2.0,
+                "{steps} steps, picture {i}: {:.3} bpp at 100",
+                last.0
+            );
+        }
+    }
+}
+
+/// `--target-bpp` lands within 3 % and `--target-size` never exceeds its cap, feed-forward
+/// and refined, below and above the model's own rate.
+#[test]
+fn network_rate_targets_are_met() {
+    for steps in [0, 12] {
+        let Some(e) = compact(steps, 50) else { return };
+        for (i, px) in rate_pictures().iter().enumerate().take(3) {
+            let wo = e.write_options(px.layout);
+            let px_n = px.width as f64 * px.height as f64;
+            // Feed-forward, the network's own count is the most.
+            let top: &[f64] = if steps == 0 { &[] } else { &[1.6, 2.2] };
+            for &bpp in [0.8].iter().chain(top) {
+                let r = e.encode_to_rate(px, &wo, RateTarget::Bpp(bpp)).unwrap();
+                let got = r.encoded.bytes.len() as f64 * 8.0 / px_n;
+                assert!(
+                    r.on_target && (got / bpp - 1.0).abs() <= 0.03,
+                    "{steps} steps, picture {i}: {got:.3} bpp for {bpp} ({} rounds)",
+                    r.rounds
+                );
+            }
+            // Feed-forward: under the size of the network's own count (the most it writes).
+            let cap = if steps == 0 {
+                (0.85 * e.encode(px).unwrap().bytes.len() as f64) as u64
+            } else {
+                (px_n / 8.0) as u64
+            };
+            let r = e.encode_to_rate(px, &wo, RateTarget::Bytes(cap)).unwrap();
+            let got = r.encoded.bytes.len() as u64;
+            assert!(
+                got <= cap && r.on_target,
+                "{steps} steps, picture {i}: {got} bytes for a cap of {cap}"
+            );
+        }
+    }
+}
+
+/// The refinement's rounds bring the count to the budget from either side (pruning or
+/// densifying), and more Gaussians refine to a better picture.
+#[test]
+fn refinement_reaches_its_budget_both_ways() {
+    let px = &rate_pictures()[1];
+    let mut start_opts = AnalyticOptions::with_quality(40).unwrap();
+    start_opts.refine.iterations = 0;
+    let start = analytic::encode(px, &start_opts)
+        .unwrap()
+        .image
+        .into_gaussians();
+    let n = start.len();
+    let opts = RefineOptions {
+        iterations: 12,
+        reallocate: 0.1,
+        rounds: 4,
+        ..RefineOptions::default()
+    };
+    let mut errors = Vec::new();
+    for budget in [n / 3, n, 2 * n] {
+        for rounds in [4, 0] {
+            let mut gs = start.clone();
+            let o = RefineOptions { rounds, ..opts };
+            let out = refine_to(px, &mut gs, &o, budget).unwrap();
+            assert_eq!(gs.len(), budget, "rounds {rounds}");
+            if rounds == 4 {
+                errors.push(out.last);
+            }
+        }
+    }
+    assert!(errors[0] > errors[1] && errors[1] > errors[2], "{errors:?}");
+}
