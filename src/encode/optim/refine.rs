@@ -1046,6 +1046,25 @@ mod tests {
             );
             assert_eq!(out.seconds.colour_fits > 0.0, refit, "{:?}", out.seconds);
             assert!(out.seconds.moves > 0.0 && out.seconds.descent > 0.0);
+            // A count change (fewer or more Gaussians), in rounds or in one step before the
+            // descent: the fit after it follows the same setting.
+            for (budget, reallocate) in [(16, 0.2), (36, 0.2), (16, 0.0), (36, 0.0)] {
+                let opts = RefineOptions {
+                    reallocate,
+                    ..opts
+                };
+                let mut gs = start.clone();
+                let out = refine_to(&target, &mut gs, &opts, budget).unwrap();
+                assert_ne!(gs.len(), start.len(), "{refit} {budget} {reallocate}");
+                assert!(out.last <= out.first, "{refit} {budget} {reallocate}");
+                assert_eq!(
+                    out.seconds.colour_fits > 0.0,
+                    refit,
+                    "{refit} {budget} {reallocate}: {:?}",
+                    out.seconds
+                );
+                assert!(out.seconds.moves > 0.0 && out.seconds.descent > 0.0);
+            }
         }
     }
 
