@@ -106,7 +106,7 @@ fn main() {
         "{:<22} {:>10} {:>10} {:>9} {:>12}",
         "encoder", "Gaussians", "bpp", "PSNR", "encode s/img"
     );
-    let report = |name: &str, encode: &dyn Fn(&gsimg::Pixels) -> format::Encoded| {
+    let report = |name: &str, encode: &dyn Fn(&gsimg::Frame<f32>) -> format::Encoded| {
         let (mut bpp, mut psnr, mut gauss, mut secs) = (0.0, 0.0, 0.0, 0.0);
         for px in &images {
             let t = Instant::now();
@@ -116,7 +116,7 @@ fn main() {
             let frame: Frame<u8> =
                 render_cpu(&file.image, &Viewport::full(px.width, px.height), &limits).unwrap();
             bpp += enc.bytes.len() as f64 * 8.0 / (px.width as f64 * px.height as f64);
-            psnr += psnr_u8(&frame.data, &px.to_u8());
+            psnr += psnr_u8(&frame.data, &px.to_u8().data);
             gauss += file.image.gaussian_count() as f64;
         }
         let n = images.len() as f64;

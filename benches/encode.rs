@@ -23,7 +23,6 @@ mod kodak;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use gsimg::Pixels;
 use gsimg::encode::Device;
 use gsimg::encode::network::{ModelKind, NetworkEncoder, NetworkOptions};
 use gsimg::encode::optim::fit::{FitOptions, fit_colors};
@@ -48,11 +47,11 @@ fn stats(mut t: Vec<f64>) -> (f64, f64) {
     (t[t.len() / 2], t[0])
 }
 
-fn resize(p: &Pixels, w: u32, h: u32, filter: image::imageops::FilterType) -> Pixels {
+fn resize(p: &Frame<f32>, w: u32, h: u32, filter: image::imageops::FilterType) -> Frame<f32> {
     assert_eq!(p.layout, ChannelLayout::Rgb);
     let img = image::Rgb32FImage::from_raw(p.width, p.height, p.data.clone()).unwrap();
     let r = image::imageops::resize(&img, w, h, filter);
-    Pixels {
+    Frame {
         width: w,
         height: h,
         layout: ChannelLayout::Rgb,
@@ -267,14 +266,14 @@ fn main() {
 
 /// PSNR against the original of upscales rendered from the field directly and from the field
 /// written with the fine quantizers and read back.
-fn quantization_cost(enc: &NetworkEncoder, hr: &Pixels, label: &str) {
+fn quantization_cost(enc: &NetworkEncoder, hr: &Frame<f32>, label: &str) {
     println!("\nquantization cost of writing the {label} field (fine quantizers), Kodak image:");
     println!("| scale | PSNR field | PSNR file | cost | file bytes |");
     println!("|---|---|---|---|---|");
     let limits = Limits::default();
     for s in [2u32, 3, 4] {
         let (w, h) = (hr.width / s * s, hr.height / s * s);
-        let crop = Pixels {
+        let crop = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,

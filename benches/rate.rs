@@ -13,14 +13,13 @@
 #[path = "kodak.rs"]
 mod kodak;
 
-use gsimg::Pixels;
 use gsimg::encode::RateTarget;
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{Device, ModelKind, NetworkOptions};
 use gsimg::render::render_cpu;
 use gsimg::{Frame, Limits, Viewport, format};
 
-fn psnr(px: &Pixels, enc: &format::Encoded) -> f64 {
+fn psnr(px: &Frame<f32>, enc: &format::Encoded) -> f64 {
     let img = &enc.image;
     let f: Frame<u8> = render_cpu(
         img,

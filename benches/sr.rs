@@ -14,7 +14,6 @@
 
 mod kodak;
 
-use gsimg::Pixels;
 use gsimg::encode::network::{Device, ModelKind, NetworkOptions};
 use gsimg::encode::optim::symmetry::Symmetry;
 use gsimg::{Frame, Limits, Viewport};
@@ -87,7 +86,7 @@ fn main() {
                 let (w, h) = ((hr.width() / s) * s, (hr.height() / s) * s);
                 let hr = image::imageops::crop_imm(&hr, 0, 0, w, h).to_image();
                 let lr = resize(&hr, w / s, h / s, FilterType::CatmullRom);
-                let px = Pixels::from_u8(
+                let px = Frame::from_u8(
                     lr.width(),
                     lr.height(),
                     gsimg::ChannelLayout::Rgb,
@@ -98,7 +97,8 @@ fn main() {
                 let frame: Frame<u8> = render_cpu(&field, &Viewport::full(w, h), &limits).unwrap();
                 let up = RgbImage::from_raw(w, h, frame.data).unwrap();
                 if ensemble {
-                    let mut mean = FrameMean::new(w, h, 3, &limits).unwrap();
+                    let mut mean =
+                        FrameMean::new(w, h, gsimg::ChannelLayout::Rgb, &limits).unwrap();
                     for sym in Symmetry::ALL {
                         let field = enc.gaussians_under(&px, sym).unwrap().image;
                         let f: Frame<f32> =

@@ -26,12 +26,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut buffer = vec![0u8; stride * region.height as usize];
     for (y, row) in frame
         .data
-        .chunks_exact(frame.width as usize * frame.channels)
+        .chunks_exact(frame.width as usize * frame.channels())
         .enumerate()
     {
         let out = &mut buffer[y * stride..][..frame.width as usize * 4];
         for (px, o) in row
-            .chunks_exact(frame.channels)
+            .chunks_exact(frame.channels())
             .zip(out.chunks_exact_mut(4))
         {
             let (rgb, a) = match *px {

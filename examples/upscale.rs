@@ -11,18 +11,18 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let pixels = gsimg::load_image(&std::fs::read(input)?, &limits)?.pixels;
 
     let encoder = gsimg::NetworkOptions::default()
-        .with_kind(gsimg::ModelKind::Upscale)
+        .with_kind(gsimg::network::ModelKind::Upscale)
         .with_model(model)
         .build()?;
     let field = encoder.gaussians(&pixels)?.image;
 
     let view = gsimg::Viewport::scaled(pixels.width, pixels.height, scale.parse()?)?;
     let frame: gsimg::Frame<u8> = gsimg::render_cpu(&field, &view, &limits)?;
-    let color = match frame.channels {
-        1 => image::ExtendedColorType::L8,
-        2 => image::ExtendedColorType::La8,
-        3 => image::ExtendedColorType::Rgb8,
-        _ => image::ExtendedColorType::Rgba8,
+    let color = match frame.layout {
+        gsimg::ChannelLayout::Gray => image::ExtendedColorType::L8,
+        gsimg::ChannelLayout::GrayAlpha => image::ExtendedColorType::La8,
+        gsimg::ChannelLayout::Rgb => image::ExtendedColorType::Rgb8,
+        gsimg::ChannelLayout::Rgba => image::ExtendedColorType::Rgba8,
     };
     image::save_buffer(output, &frame.data, frame.width, frame.height, color)?;
     println!(

@@ -8,9 +8,8 @@
 
 use std::collections::BTreeMap;
 
-use crate::core::frame::Pixels;
-use crate::encode::ModelInfo;
 use crate::encode::analytic::{self, AnalyticOptions};
+use crate::encode::network::ModelInfo;
 use crate::encode::network::{Tile, decode_cells, plan_tiles, write_options_for};
 use crate::format::{self, Decoder, WriteOptions};
 use crate::render::render_cpu;
@@ -98,7 +97,7 @@ pub fn region(data: &[u8]) {
     ) else {
         return;
     };
-    let nc = a.channels;
+    let nc = a.channels();
     for row in 0..r.height {
         for col in 0..r.width {
             for c in 0..nc {
@@ -178,7 +177,7 @@ pub fn encode_pixels(data: &[u8]) {
     let samples: Vec<u8> = (0..n)
         .map(|i| data.get(4 + i).copied().unwrap_or(0))
         .collect();
-    let pixels = Pixels::from_u8(w, h, layout, &samples).expect("sizes match");
+    let pixels = Frame::from_u8(w, h, layout, &samples).expect("sizes match");
     // Three refinement steps and a short colour fit exercise the same code as the defaults,
     // at fuzzing speed.
     let mut opts = AnalyticOptions {
@@ -261,7 +260,7 @@ pub fn network_output(data: &[u8]) {
     };
     let layout = ChannelLayout::from_channels(1 + byte(10) as usize % 4).expect("1 to 4");
     let (w, h) = (1 + byte(11) as u32 % 40, 1 + (byte(11) / 8) as u32 % 40);
-    let pixels = Pixels::from_u8(
+    let pixels = Frame::from_u8(
         w,
         h,
         layout,

@@ -113,7 +113,7 @@ impl GsiDecoder {
 
     fn render(&mut self, view: &Viewport, buf: &mut [u8], row_pitch: usize) -> ImageResult<()> {
         let (frame, _) = self.dec.render_frame::<u8>(view).map_err(image_error)?;
-        let row = frame.width as usize * frame.channels;
+        let row = frame.width as usize * frame.channels();
         let need = row_pitch
             .checked_mul(frame.height.saturating_sub(1) as usize)
             .and_then(|n| n.checked_add(row));

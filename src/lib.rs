@@ -8,7 +8,7 @@
 //! ```
 //!
 //! The names a user needs are at the crate root: reading and writing files ([`read`],
-//! [`write()`], [`GsiFile`]), rendering ([`Viewport`], [`render_cpu`], [`CudaRenderer`]), encoding
+//! [`write()`], [`GsiFile`]), rendering ([`Viewport`], [`render_cpu`], the GPU's in [`gpu`]), encoding
 //! ([`load_image`], [`encode_analytic`], [`NetworkOptions`]), and the shared model, limits and
 //! errors ([`SplatImage`], [`Limits`], [`Error`]). ARCHITECTURE.md describes the layers behind
 //! them.
@@ -38,6 +38,21 @@
 pub mod image_hooks;
 pub mod view;
 
+/// Declares functions or methods that the tools, tests and benchmarks call but a program
+/// cannot use without the unstable modules' types: public and hidden from the documentation with
+/// the `unstable` feature, crate-private without it.
+macro_rules! unstable_pub {
+    ($(#[$m:meta])* fn $($rest:tt)*) => {
+        $(#[$m])*
+        #[cfg(feature = "unstable")]
+        #[doc(hidden)]
+        pub fn $($rest)*
+        $(#[$m])*
+        #[cfg(not(feature = "unstable"))]
+        pub(crate) fn $($rest)*
+    };
+}
+
 /// Declares the crate's layer modules: public but hidden from the documentation with the
 /// `unstable` feature, private without it.
 macro_rules! layer {
@@ -60,6 +75,37 @@ layer! {
     render;
 }
 
+/// The CUDA renderer: a GPU with gsimg's kernels ([`CudaRenderer`](gpu::CudaRenderer)), a
+/// picture uploaded once and rendered at any size or region ([`GpuImage`](gpu::GpuImage)) into
+/// a host [`Frame`] or a [`DeviceFrame`](gpu::DeviceFrame) that stays on the GPU, and an
+/// end-to-end decoder of `.gsi` bytes to RGBA8 ([`CudaDecoder`](gpu::CudaDecoder)).
+///
+/// libcuda is loaded at run time: without a driver or a GPU (or built without the `cuda`
+/// feature) [`CudaRenderer::new`](gpu::CudaRenderer::new) returns [`Error::NoGpu`], and a
+/// program renders with [`render_cpu`] instead; [`view`] makes this choice, and falls back to
+/// the CPU, for viewers.
+pub mod gpu {
+    pub use crate::cuda::{
+        CudaDecoder, CudaRenderer, DeviceFrame, GpuImage, HostFrame, RenderInfo,
+    };
+}
+
+/// The network encoder's model and runtime, beyond [`NetworkOptions`] and [`NetworkEncoder`]:
+/// what a model file declares ([`ModelInfo`](network::ModelInfo),
+/// [`ModelKind`](network::ModelKind), [`Quantizers`](network::Quantizers)), where gsimg installs
+/// models ([`locate_model`](network::locate_model)), how ONNX Runtime is found
+/// ([`LibrarySearch`](network::LibrarySearch)), where the network runs
+/// ([`Device`](network::Device), [`Provider`](network::Provider)), status messages
+/// ([`MessageSink`](network::MessageSink)) and one run's output
+/// ([`NetworkOutput`](network::NetworkOutput)).
+pub mod network {
+    pub use crate::encode::network::{
+        MessageSink, ModelInfo, ModelKind, NetworkOutput, Quantizers, locate_model,
+    };
+    pub use crate::encode::runtime::ort_lib::{FoundLibrary, LibrarySearch, LibrarySource};
+    pub use crate::encode::runtime::{Device, Provider};
+}
+
 /// The bodies of the fuzz targets (`fuzz/`), replayed by the tests.
 #[cfg(feature = "unstable")]
 #[doc(hidden)]
@@ -68,7 +114,7 @@ pub mod fuzzing;
 // The model, geometry, pixel buffers, limits and errors.
 pub use crate::core::error::{Cause, Error, Result};
 pub use crate::core::format_error::{FormatError, FormatErrorKind, Location};
-pub use crate::core::frame::{Frame, FrameMean, Pixels, Sample};
+pub use crate::core::frame::{Frame, FrameMean, Sample};
 pub use crate::core::geometry::{Region, Viewport};
 pub use crate::core::limits::Limits;
 pub use crate::core::progress::ProgressSink;
@@ -79,8 +125,7 @@ pub use crate::format::{
     Analysis, AttrQuant, Coding, ColorModel, Encoded, GsiFile, Header, Inspection, Metadata,
     Packing, Predictor, WriteOptions, analyze, inspect, read, write,
 };
-// Rendering.
-pub use crate::cuda::{CudaDecoder, CudaRenderer, DeviceFrame, GpuImage};
+// Rendering (the GPU's in `gpu`).
 pub use crate::render::{RenderOptions, render_cpu, render_cpu_with};
 // Encoding: pictures in, the two encoders, their settings, rate control, memory.
 pub use crate::encode::analytic::{
@@ -92,10 +137,5 @@ pub use crate::encode::memory::{
 pub use crate::encode::optim::fit::FitOptions;
 pub use crate::encode::optim::refine::{Effort, RefineDevice, RefineOptions};
 pub use crate::encode::{
-    LoadedImage, ModelInfo, ModelKind, NetworkEncoder, NetworkOptions, Quality, RateResult,
-    RateTarget, load_image,
+    LoadedImage, NetworkEncoder, NetworkOptions, Quality, RateResult, RateTarget, load_image,
 };
-// The network encoder's model and ONNX Runtime.
-pub use crate::encode::network::{MessageSink, Quantizers, locate_model};
-pub use crate::encode::runtime::ort_lib::{FoundLibrary, LibrarySearch, LibrarySource};
-pub use crate::encode::runtime::{Device as NetworkDevice, Provider};

@@ -189,8 +189,8 @@ fn gpu() -> Option<gsimg::cuda::CudaRenderer> {
 /// difference and the count over 1.
 fn check_u8(what: &str, gpu: &Frame<u8>, cpu: &Frame<u8>) {
     assert_eq!(
-        (gpu.width, gpu.height, gpu.channels, gpu.data.len()),
-        (cpu.width, cpu.height, cpu.channels, cpu.data.len()),
+        (gpu.width, gpu.height, gpu.layout, gpu.data.len()),
+        (cpu.width, cpu.height, cpu.layout, cpu.data.len()),
         "{what}"
     );
     let mut over1 = 0usize;
@@ -274,7 +274,7 @@ fn gpu_regions_rgba_device_frames_and_edge_cases() {
     // RGBA expansion: gray repeated, alpha 255.
     let rgba: Frame<u8> = dev.render_rgba(&view, &limits).unwrap();
     let gray: Frame<u8> = dev.render(&view, &limits).unwrap();
-    assert_eq!(rgba.channels, 4);
+    assert_eq!(rgba.channels(), 4);
     for (p, g) in rgba.data.chunks_exact(4).zip(&gray.data) {
         assert_eq!(p, &[*g, *g, *g, 255]);
     }
@@ -336,8 +336,8 @@ fn gpu_tile_lists_grow_past_their_first_capacity() {
 /// `scripts/gpu-check.sh` times a 16384² render in the default batches on a GPU.
 #[test]
 fn gpu_render_is_cancellable_between_batches_of_tiles() {
-    use std::sync::atomic::{AtomicBool, Ordering};
-    use std::time::{Duration, Instant};
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
     let Some(gpu) = gpu() else { return };
     let limits = Limits::default();
     let mut rng = Rng::new(5);
@@ -352,20 +352,61 @@ fn gpu_render_is_cancellable_between_batches_of_tiles() {
     let t_whole = t.elapsed();
     let batched: Frame<u8> = dev.render_cancellable(&view, &limits, &flag).unwrap();
     assert!(whole.data == batched.data, "batched render differs");
-    // Cancelled after a fifth of the whole render's time.
+    let label = format!("{}x{} render", view.region.width, view.region.height);
+    check_cancel(&mut dev, &view, &limits, &flag, &whole, t_whole, &label);
+}
+
+/// The stages before rasterization (projection, prefix sum, pairs, radix sort) are cancellable
+/// too: many small Gaussians on a picture of one rasterization batch, so that nearly all the
+/// render's time is in those stages (before, a cancel there was not seen: the render ran to its
+/// end). Not cancelled, the render equals the one without a flag byte for byte.
+#[test]
+fn gpu_render_is_cancellable_during_projection_and_sort() {
+    use std::sync::atomic::AtomicBool;
+    use std::time::Instant;
+    let Some(gpu) = gpu() else { return };
+    let limits = Limits::default();
+    let mut rng = Rng::new(9);
+    let img = random_image(&mut rng, 256, 256, ChannelLayout::Rgb, 60_000, 0.3, 0.8);
+    let mut dev = gpu.upload(&img).unwrap();
+    let view = Viewport::full(256, 256);
+    let flag = AtomicBool::new(false);
+    let t = Instant::now();
+    let whole: Frame<u8> = dev.render(&view, &limits).unwrap();
+    let t_whole = t.elapsed();
+    let flagged: Frame<u8> = dev.render_cancellable(&view, &limits, &flag).unwrap();
+    assert!(whole.data == flagged.data, "render with a flag differs");
+    let label = format!("{} Gaussians on 256x256 (one batch)", img.gaussian_count());
+    check_cancel(&mut dev, &view, &limits, &flag, &whole, t_whole, &label);
+}
+
+/// Renders `view` cancellably with `flag` set from another thread after a fifth of `t_whole`
+/// (the time of the whole render `whole`): when the whole render takes long enough to tell, it
+/// must return `Error::Cancelled` within three quarters of `t_whole`. Then, not cancelled, the
+/// render must equal `whole` again.
+#[allow(clippy::too_many_arguments)]
+fn check_cancel(
+    dev: &mut gsimg::gpu::GpuImage,
+    view: &Viewport,
+    limits: &Limits,
+    flag: &std::sync::atomic::AtomicBool,
+    whole: &Frame<u8>,
+    t_whole: std::time::Duration,
+    label: &str,
+) {
+    use std::sync::atomic::Ordering;
+    use std::time::{Duration, Instant};
     let (result, took) = std::thread::scope(|s| {
         s.spawn(|| {
             std::thread::sleep(t_whole / 5);
             flag.store(true, Ordering::Relaxed);
         });
         let t = Instant::now();
-        let r = dev.render_cancellable::<u8>(&view, &limits, &flag);
+        let r = dev.render_cancellable::<u8>(view, limits, flag);
         (r, t.elapsed())
     });
     eprintln!(
-        "{}x{} render: whole {:.1} ms, cancelled after {:.1} ms: {:.1} ms",
-        view.region.width,
-        view.region.height,
+        "{label}: whole {:.1} ms, cancelled after {:.1} ms: {:.1} ms",
         t_whole.as_secs_f64() * 1e3,
         t_whole.as_secs_f64() * 1e3 / 5.0,
         took.as_secs_f64() * 1e3
@@ -385,7 +426,7 @@ fn gpu_render_is_cancellable_between_batches_of_tiles() {
         assert!(matches!(result, Ok(_) | Err(Error::Cancelled)));
     }
     flag.store(false, Ordering::Relaxed);
-    let again: Frame<u8> = dev.render_cancellable(&view, &limits, &flag).unwrap();
+    let again: Frame<u8> = dev.render_cancellable(view, limits, flag).unwrap();
     assert!(
         again.data == whole.data,
         "the render after a cancel differs"
@@ -420,7 +461,7 @@ fn gpu_decoder_renders_gsi_bytes() {
             &Frame {
                 width: 40,
                 height: 30,
-                channels: 3,
+                layout: ChannelLayout::Rgb,
                 data: rgb,
             },
             &cpu,
@@ -469,7 +510,7 @@ fn gpu_three_radix_passes_and_three_scan_levels() {
 }
 
 /// A picture to refine against: another random scene rendered, plus a little noise.
-fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg::Pixels {
+fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg::Frame<f32> {
     let scene = random_image(rng, w, h, layout, 60, 1.0, 8.0);
     let frame: Frame<f32> = render_cpu(&scene, &Viewport::full(w, h), &Limits::default()).unwrap();
     let data = frame
@@ -477,7 +518,7 @@ fn refine_target(rng: &mut Rng, w: u32, h: u32, layout: ChannelLayout) -> gsimg:
         .iter()
         .map(|v| v + rng.range(-0.02, 0.02) as f32)
         .collect();
-    gsimg::Pixels {
+    gsimg::Frame {
         width: w,
         height: h,
         layout,

@@ -166,7 +166,7 @@ fn efforts_order_the_work() {
 
 /// Small pictures for the rate-control tests: the synthetic picture and three crops of the
 /// example photo.
-pub(crate) fn rate_pictures() -> Vec<gsimg::Pixels> {
+pub(crate) fn rate_pictures() -> Vec<gsimg::Frame<f32>> {
     let mut v = vec![synthetic_pixels(96, 64, ChannelLayout::Rgb)];
     let path = concat!(env!("CARGO_MANIFEST_DIR"), "/examples/images/example.png");
     let photo = gsimg::encode::load_image(&std::fs::read(path).unwrap(), &Limits::default())
@@ -180,7 +180,7 @@ pub(crate) fn rate_pictures() -> Vec<gsimg::Pixels> {
             let row = (y * photo.width + x0) as usize * nc;
             data.extend_from_slice(&photo.data[row..row + w as usize * nc]);
         }
-        v.push(gsimg::Pixels {
+        v.push(gsimg::Frame {
             width: w,
             height: h,
             layout: photo.layout,

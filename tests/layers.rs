@@ -32,6 +32,7 @@ const RULES: &[(&str, &[&str])] = &[
             "cuda",
             "encode::analytic",
             "encode::digest",
+            "encode::memory",
             "encode::optim",
             "encode::rate",
             "encode::runtime",

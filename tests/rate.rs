@@ -5,7 +5,6 @@
 
 use crate::common::psnr;
 use crate::encode::rate_pictures;
-use gsimg::Pixels;
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::encode::network::{NetworkEncoder, NetworkOptions};
 use gsimg::encode::optim::refine::{RefineOptions, refine_to};
@@ -35,7 +34,7 @@ fn compact(refine_steps: usize, quality: u8) -> Option<NetworkEncoder> {
     )
 }
 
-fn bpp_psnr(px: &Pixels, enc: &format::Encoded) -> (f64, f64) {
+fn bpp_psnr(px: &Frame<f32>, enc: &format::Encoded) -> (f64, f64) {
     let f: Frame<f32> = render_cpu(
         &enc.image,
         &Viewport::full(px.width, px.height),

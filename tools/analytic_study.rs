@@ -18,7 +18,7 @@ fn main() -> Result<()> {
     );
     let px = gsimg::encode::load_image(&std::fs::read(&a[0])?, &Limits::default())?.pixels;
     let density: f64 = a[1].parse()?;
-    let truth = px.to_u8();
+    let truth = px.to_u8().data;
     println!("{} ({}x{}), density {density}", a[0], px.width, px.height);
     println!("{:>6} {:>9} {:>8} {:>8}", "iters", "bpp", "PSNR", "secs");
     for it in a[2].split(',') {

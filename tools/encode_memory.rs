@@ -9,13 +9,15 @@
 //! cargo run --release --example encode_memory -- analytic PICTURE.png [QUALITY]
 //! ```
 //! Run one encode per process (the peak is the process's). ONNX Runtime is found as the
-//! command line finds it (`ORT_DYLIB_PATH`, the cache, …). `TILE_PIXELS` sets the network's
-//! largest tile (`NetworkOptions::max_tile_pixels`).
+//! command line finds it (`ORT_DYLIB_PATH`, the cache, …). The network's tile windows are those
+//! `gsimg encode` uses (as large as the default memory limit allows,
+//! `NetworkOptions::memory_limit`); `TILE_PIXELS` sets their largest size instead
+//! (`NetworkOptions::max_tile_pixels`, e.g. 2097152).
 
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use gsimg::encode::memory::{EncoderKind, estimate};
+use gsimg::encode::memory::{EncoderKind, estimate, estimate_network};
 use gsimg::encode::network::NetworkOptions;
 use gsimg::encode::{Device, load_image};
 use gsimg::{AnalyticOptions, Limits};
@@ -51,28 +53,43 @@ fn main() -> Result<()> {
     let pixels = load_image(&bytes, &limits)?.pixels;
     drop(bytes);
     let (w, h) = (pixels.width, pixels.height);
-    let (kind, encoded) = match method.as_str() {
+    let (kind, encoded, network_estimate) = match method.as_str() {
         "network" => {
             let mut opts = NetworkOptions::default()
                 .with_installed()
                 .with_device(Device::Cpu)
                 .with_quality(quality)?;
-            if let Some(t) = std::env::var("TILE_PIXELS")
+            // Windows as `gsimg encode` sizes them (the default memory limit), or TILE_PIXELS.
+            match std::env::var("TILE_PIXELS")
                 .ok()
                 .and_then(|v| v.parse().ok())
             {
-                opts.max_tile_pixels = t;
+                Some(t) => opts.max_tile_pixels = t,
+                None => opts.memory_limit = Some(Limits::default().max_memory_bytes),
             }
             let encoder = opts.build()?;
-            eprintln!("{} network tiles", encoder.tiles_for(w, h).len());
-            (EncoderKind::Network, encoder.encode(&pixels)?)
+            let tiles = encoder.tiles_for(w, h);
+            let work: u64 = tiles
+                .iter()
+                .map(|t| (t.window[2] - t.window[0]) as u64 * (t.window[3] - t.window[1]) as u64)
+                .sum();
+            let window = encoder.max_window(w, h);
+            eprintln!(
+                "{} network tiles, windows of at most {window} pixels, {work} window pixels in all",
+                tiles.len()
+            );
+            (
+                EncoderKind::Network,
+                encoder.encode(&pixels)?,
+                Some(estimate_network(w, h, window)),
+            )
         }
         "analytic" => {
             let opts = AnalyticOptions::with_quality(quality)?;
             let kind = EncoderKind::Analytic {
                 density: opts.density,
             };
-            (kind, gsimg::encode_analytic(&pixels, &opts)?)
+            (kind, gsimg::encode_analytic(&pixels, &opts)?, None)
         }
         _ => bail!("{usage}"),
     };
@@ -88,7 +105,7 @@ fn main() -> Result<()> {
         encoded.bytes.len(),
         mib(peak),
         peak as f64 / (w as f64 * h as f64),
-        mib(estimate(kind, w, h)),
+        mib(network_estimate.unwrap_or_else(|| estimate(kind, w, h, &Limits::default()))),
     );
     Ok(())
 }

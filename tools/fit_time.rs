@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result};
-use gsimg::Pixels;
+use gsimg::Frame;
 use gsimg::encode::network::NetworkOptions;
 use gsimg::encode::optim::fit::fit_colors;
 use gsimg::encode::{Device, load_image};
@@ -29,7 +29,7 @@ fn main() -> Result<()> {
     let img = image::Rgb32FImage::from_raw(kodak.width, kodak.height, kodak.data.clone())
         .context("picture buffer")?;
     let hd = image::imageops::resize(&img, 1920, 1080, image::imageops::FilterType::CatmullRom);
-    let hd = Pixels {
+    let hd = Frame {
         width: 1920,
         height: 1080,
         layout: ChannelLayout::Rgb,

@@ -319,7 +319,7 @@ fn check(dir: &Path) -> Result<()> {
         let bytes = std::fs::read(&path)?;
         let mut dec = gpu.decoder(limits)?;
         let decoded = dec.decode_rgba8(&bytes, None)?.data.to_vec();
-        let nc = cpu.channels;
+        let nc = cpu.channels();
         let mut worst = 0u8;
         for ((c, r), d) in cpu
             .data

@@ -3,12 +3,12 @@
 //! `cargo run --release --example make_fuzz_seeds`
 
 use anyhow::Result;
-use gsimg::Pixels;
+use gsimg::Frame;
 use gsimg::encode::analytic::{self, AnalyticOptions};
 use gsimg::format::{self, Metadata, Packing, WriteOptions};
 use gsimg::{ChannelLayout, SplatImage};
 
-fn picture(w: u32, h: u32, layout: ChannelLayout, seed: u32) -> Pixels {
+fn picture(w: u32, h: u32, layout: ChannelLayout, seed: u32) -> Frame<f32> {
     let nc = layout.channels();
     let mut s = seed;
     let data = (0..w * h)
@@ -25,7 +25,7 @@ fn picture(w: u32, h: u32, layout: ChannelLayout, seed: u32) -> Pixels {
             v.into_iter().take(nc).collect::<Vec<_>>()
         })
         .collect();
-    Pixels {
+    Frame {
         width: w,
         height: h,
         layout,

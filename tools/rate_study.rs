@@ -15,7 +15,6 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use gsimg::Pixels;
 use gsimg::encode::NetworkOptions;
 use gsimg::encode::optim::refine::RefineOptions;
 use gsimg::render::render_cpu;
@@ -105,7 +104,7 @@ fn run() -> Result<()> {
 }
 
 /// 8-bit RGB PSNR of a file's native render against the picture.
-fn psnr8(px: &Pixels, image: &SplatImage) -> Result<f64> {
+fn psnr8(px: &Frame<f32>, image: &SplatImage) -> Result<f64> {
     let frame: Frame<u8> = render_cpu(
         image,
         &Viewport::full(px.width, px.height),

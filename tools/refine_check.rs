@@ -33,7 +33,6 @@ use std::path::Path;
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
-use gsimg::Pixels;
 use gsimg::cuda::CudaRenderer;
 use gsimg::encode::optim::refine::{RefineOptions, gradients, refine};
 use gsimg::render::render_cpu;
@@ -177,7 +176,7 @@ fn grad() -> Result<()> {
             random_gaussians(&mut rng, w, h, nc, n / 2 + 10, 8.0),
         )?;
         let frame: Frame<f32> = render_cpu(&scene, &Viewport::full(w, h), &Limits::default())?;
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout,
@@ -236,7 +235,7 @@ fn fit(pngs: &[&String]) -> Result<()> {
             })
             .collect()
     };
-    let mut cases: Vec<(String, Pixels, Vec<Gaussian>, bool)> = Vec::new();
+    let mut cases: Vec<(String, Frame<f32>, Vec<Gaussian>, bool)> = Vec::new();
     for (layout, w, h, n) in [
         (ChannelLayout::Rgb, 45u32, 38u32, 120usize),
         (ChannelLayout::Rgba, 33, 20, 60),
@@ -247,7 +246,7 @@ fn fit(pngs: &[&String]) -> Result<()> {
         let nc = layout.channels();
         let scene = SplatImage::new(w, h, layout, random_gaussians(&mut rng, w, h, nc, n, 6.0))?;
         let frame: Frame<f32> = render_cpu(&scene, &Viewport::full(w, h), &Limits::default())?;
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout,
@@ -345,14 +344,14 @@ fn sanitize() -> Result<()> {
     Ok(())
 }
 
-fn load(path: &str) -> Result<Pixels> {
+fn load(path: &str) -> Result<Frame<f32>> {
     let bytes = std::fs::read(path).with_context(|| path.to_string())?;
     Ok(gsimg::encode::load_image(&bytes, &Limits::default())?.pixels)
 }
 
 /// The analytic encoder's start (quadtree placement, colours fitted) at a density near the
 /// network's Gaussian count, for speed measurements without ONNX Runtime.
-fn start_of(p: &Pixels) -> Result<Vec<Gaussian>> {
+fn start_of(p: &Frame<f32>) -> Result<Vec<Gaussian>> {
     let mut opts = gsimg::encode::analytic::AnalyticOptions::default();
     opts.refine.iterations = 0;
     opts.density = 1.0 / 30.0;
@@ -415,7 +414,7 @@ fn speed(pngs: &[&String], steps: usize, cpu_steps: usize) -> Result<()> {
 
 /// 8-bit RGB PSNR of a file's native render against the picture (the codec-anchors protocol:
 /// per-picture MSE of the 8-bit samples).
-fn psnr8(px: &Pixels, image: &SplatImage) -> Result<f64> {
+fn psnr8(px: &Frame<f32>, image: &SplatImage) -> Result<f64> {
     let frame: Frame<u8> = render_cpu(
         image,
         &Viewport::full(px.width, px.height),
@@ -432,7 +431,7 @@ fn psnr8(px: &Pixels, image: &SplatImage) -> Result<f64> {
 fn curve(pngs: &[&String], densities: &[String], scheds: &[String], fine: bool) -> Result<()> {
     let gpu = CudaRenderer::new().context("no GPU")?;
     println!("device: {}", gpu.device_name());
-    let pics: Vec<Pixels> = pngs.iter().map(|p| load(p)).collect::<Result<_>>()?;
+    let pics: Vec<Frame<f32>> = pngs.iter().map(|p| load(p)).collect::<Result<_>>()?;
     println!("density | schedule | mean bpp | mean PSNR | mean seconds");
     for d in densities {
         let density: f64 = d.parse().context("density")?;
@@ -522,7 +521,7 @@ fn effort(
         let gpu = CudaRenderer::new().context("no GPU")?;
         println!("device: {}", gpu.device_name());
     }
-    let pics: Vec<Pixels> = pngs.iter().map(|p| load(p)).collect::<Result<_>>()?;
+    let pics: Vec<Frame<f32>> = pngs.iter().map(|p| load(p)).collect::<Result<_>>()?;
     println!("quality | variant | mean bpp | mean PSNR | median s | median stages");
     for q in qualities.split(',') {
         let q: u8 = q.parse().context("quality")?;

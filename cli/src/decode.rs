@@ -204,12 +204,12 @@ fn render_in_strips(
         match frame.as_mut() {
             None => {
                 let mut data =
-                    Vec::with_capacity(r.width as usize * r.height as usize * part.channels);
+                    Vec::with_capacity(r.width as usize * r.height as usize * part.channels());
                 data.extend_from_slice(&part.data);
                 frame = Some(Frame {
                     width: r.width,
                     height: part.height,
-                    channels: part.channels,
+                    layout: part.layout,
                     data,
                 });
             }
@@ -231,5 +231,5 @@ pub fn write_frame(
     icc: Option<&[u8]>,
 ) -> Result<Vec<u8>> {
     let f = view::orient_frame(frame, orientation);
-    encode_image(fmt, f.width, f.height, f.channels, &f.data, icc)
+    encode_image(fmt, f.width, f.height, f.channels(), &f.data, icc)
 }

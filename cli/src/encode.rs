@@ -12,9 +12,10 @@ use super::io::read_input;
 use super::output::{Output, Writes};
 use super::report::{self, Progress};
 use super::{Context as RunContext, parse, usage};
+use gsimg::network::{Device as NetworkDevice, LibrarySearch, ModelKind};
 use gsimg::{
-    AnalyticOptions, Effort, EncoderKind, LibrarySearch, ModelKind, NetworkDevice, NetworkOptions,
-    RateResult, RateTarget, RefineDevice, RefineOptions,
+    AnalyticOptions, Effort, EncoderKind, NetworkOptions, RateResult, RateTarget, RefineDevice,
+    RefineOptions,
 };
 
 /// Encode a picture (PNG, JPEG, WebP, TIFF, BMP, GIF) into a .gsi file.
@@ -173,7 +174,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         Some(m) => m,
         None if args.net.model.is_some() => Method::Network,
         None if args.density.is_some() => Method::Analytic,
-        None => match gsimg::locate_model(ModelKind::Compact) {
+        None => match gsimg::network::locate_model(ModelKind::Compact) {
             Ok(_) => Method::Network,
             Err(e) => {
                 report::warn(&format!(
@@ -203,7 +204,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
         let analytic = EncoderKind::Analytic {
             density: AnalyticOptions::with_quality(args.quality)?.density,
         };
-        let need = gsimg::estimate_encode_memory(analytic, w, h);
+        let need = gsimg::estimate_encode_memory(analytic, w, h, limits);
         if method == Method::Network && need <= limits.max_memory_bytes {
             anyhow::bail!(
                 "{}: {e}; the analytic encoder (--method analytic) would need about {:.1} GiB",
@@ -231,7 +232,7 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
     let clock = std::time::Instant::now();
     let network = match method {
         Method::Analytic => None,
-        Method::Network => match network_encoder(&args, &progress) {
+        Method::Network => match network_encoder(&args, &progress, limits) {
             Ok(e) => Some(e),
             // Nothing asked for the network: without ONNX Runtime, the analytic encoder.
             Err(e @ (gsimg::Error::RuntimeUnavailable(_) | gsimg::Error::NotBuiltWith { .. }))
@@ -411,7 +412,7 @@ fn gpu_probe(args: &EncodeArgs) -> GpuProbe {
     }
     GpuProbe(Some(std::thread::spawn(|| {
         let clock = std::time::Instant::now();
-        let r = gsimg::CudaRenderer::new().and_then(|r| r.preload());
+        let r = gsimg::gpu::CudaRenderer::new().and_then(|r| r.preload());
         (r, clock.elapsed().as_secs_f64() * 1e3)
     })))
 }
@@ -434,11 +435,18 @@ fn refine_options(args: &EncodeArgs, method: Method, gpu: bool) -> RefineOptions
 }
 
 /// The compact network encoder the options ask for; an upscale model is refused.
-fn network_encoder(args: &EncodeArgs, progress: &Progress) -> gsimg::Result<gsimg::NetworkEncoder> {
+fn network_encoder(
+    args: &EncodeArgs,
+    progress: &Progress,
+    limits: &gsimg::Limits,
+) -> gsimg::Result<gsimg::NetworkEncoder> {
+    // Tile windows as large as the memory limit allows (checked above with the same estimate).
+    // The refinement is set once the GPU probe has answered (`set_refine_options`).
     let options = args
         .net
         .options(ModelKind::Compact, progress)
-        .with_quality(args.quality)?;
+        .with_quality(args.quality)?
+        .with_memory_limit(Some(limits.max_memory_bytes));
     let options = if args.no_fit {
         options.with_color_fit(None)
     } else {

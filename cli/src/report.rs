@@ -79,11 +79,6 @@ struct Inner {
 }
 
 impl Progress {
-    /// Progress of `label` (e.g. "upscaling"), counted in tiles.
-    pub fn new(label: &str) -> Progress {
-        Progress::counting(label, "tile")
-    }
-
     /// The same, counting `unit`s (singular; an "s" is added).
     pub fn counting(label: &str, unit: &'static str) -> Progress {
         Progress::with_unit(label, Some(unit))

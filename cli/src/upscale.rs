@@ -16,8 +16,9 @@ use super::{Context as RunContext, usage};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
+use gsimg::ProgressSink;
+use gsimg::network::ModelKind;
 use gsimg::view::{self, Renderer, UpscaleOptions};
-use gsimg::{ModelKind, ProgressSink};
 
 /// Upscale a picture by any factor (e.g. 2.5) with the upscale network.
 ///
@@ -64,18 +65,15 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
         DeviceArg::Cpu => RenderDevice::Cpu,
         DeviceArg::Cuda => RenderDevice::Cuda,
     };
-    let progress = if args.ensemble {
-        // 8 passes of the tiles: count the network runs
-        Progress::counting("upscaling", "network run")
-    } else {
-        Progress::new("upscaling")
-    };
+    // A percentage: the network reports its work in units (tiles weighted by their size),
+    // also within one tile's run.
+    let progress = Progress::percent("upscaling");
     let passes = if args.ensemble {
         view::ENSEMBLE_PASSES
     } else {
         1
     };
-    // The progress of all passes as one: pass k of n reports its tiles as (k·t + d) / (n·t).
+    // The progress of all passes as one: pass k of n reports its units as (k·t + d) / (n·t).
     let pass = Arc::new(AtomicUsize::new(0));
     let sink: ProgressSink = {
         let (progress, pass, n) = (progress.clone(), pass.clone(), passes);

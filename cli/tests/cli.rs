@@ -45,7 +45,7 @@ impl Drop for TempDir {
 
 pub(crate) fn write_png(path: &str, w: u32, h: u32, layout: ChannelLayout) {
     let px = synthetic_pixels(w, h, layout);
-    let bytes = px.to_u8();
+    let bytes = px.to_u8().data;
     let color = match layout {
         ChannelLayout::Gray => image::ExtendedColorType::L8,
         ChannelLayout::GrayAlpha => image::ExtendedColorType::La8,

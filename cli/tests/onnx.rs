@@ -12,7 +12,6 @@ use std::sync::{Arc, Mutex};
 use crate::cli::write_png;
 use crate::cli_edges::gsimg_env;
 use crate::common::{Rng, max_abs_diff, psnr, synthetic_pixels};
-use gsimg::Pixels;
 use gsimg::encode::Device;
 use gsimg::encode::network::{
     MessageSink, ModelKind, NetworkEncoder, NetworkOptions, Provider, plan_tiles,
@@ -50,7 +49,7 @@ fn render_f32(image: &SplatImage, w: u32, h: u32) -> Frame<f32> {
 
 /// A 512×512 photo-like texture: smooth shading, hard edges, fine noise, stripes at several
 /// frequencies and orientations.
-fn textured(w: u32, h: u32, layout: ChannelLayout) -> Pixels {
+fn textured(w: u32, h: u32, layout: ChannelLayout) -> Frame<f32> {
     let mut rng = Rng::new(7);
     let nc = layout.channels();
     let mut data = Vec::with_capacity((w * h) as usize * nc);
@@ -68,7 +67,7 @@ fn textured(w: u32, h: u32, layout: ChannelLayout) -> Pixels {
             crate::common::push_pixel(&mut data, layout, [r, g, b, a]);
         }
     }
-    Pixels {
+    Frame {
         width: w,
         height: h,
         layout,
@@ -124,7 +123,7 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
     let px = synthetic_pixels(37, 23, ChannelLayout::Rgb);
     let (w, h) = (93, 58);
     let single = render_f32(&e.gaussians(&px).unwrap().image, w, h);
-    let mut mean = gsimg::FrameMean::new(w, h, 3, &Limits::default()).unwrap();
+    let mut mean = gsimg::FrameMean::new(w, h, ChannelLayout::Rgb, &Limits::default()).unwrap();
     for sym in Symmetry::ALL {
         let out = e.gaussians_under(&px, sym).unwrap();
         assert_eq!((out.image.width(), out.image.height()), (37, 23), "{sym:?}");
@@ -145,7 +144,7 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
         max_memory_bytes: 1000,
         ..Limits::default()
     };
-    assert!(gsimg::FrameMean::new(w, h, 3, &tight).is_err());
+    assert!(gsimg::FrameMean::new(w, h, ChannelLayout::Rgb, &tight).is_err());
 }
 
 /// `gsimg::view::upscale` (the CLI's upscale) is the network's Gaussians rendered at the size,
@@ -182,7 +181,7 @@ fn library_upscale_renders_the_network_fields() {
         ..Default::default()
     };
     let got = upscale(&e, &px, &view, &cpu, &Limits::default(), &ensemble).unwrap();
-    let mut mean = gsimg::FrameMean::new(93, 58, 3, &Limits::default()).unwrap();
+    let mut mean = gsimg::FrameMean::new(93, 58, ChannelLayout::Rgb, &Limits::default()).unwrap();
     for sym in Symmetry::ALL {
         let out = e.gaussians_under(&px, sym).unwrap();
         mean.add(&render_f32(&out.image, 93, 58)).unwrap();
@@ -377,7 +376,7 @@ fn gray_input_gives_gray_output() {
         let enc = e.encode(&px).unwrap();
         assert_eq!(enc.image.layout(), ChannelLayout::Gray);
         let f = render_f32(&enc.image, 48, 40);
-        assert_eq!(f.channels, 1);
+        assert_eq!(f.channels(), 1);
         let p = psnr(&f.data, &px.data);
         assert!(p > 22.0, "{model}: gray {p:.2} dB");
     }
@@ -813,10 +812,13 @@ fn progress_and_messages() {
         o.with_tile_size(Some(32)).with_progress(Some(sink.clone()))
     });
     e.gaussians(&px).unwrap();
-    assert_eq!(
-        std::mem::take(&mut *seen.lock().unwrap()),
-        vec![(0, 4), (1, 4), (2, 4), (3, 4), (4, 4)]
-    );
+    // Four tiles of one unit each, in thousandths (a run that takes long enough also reports
+    // within itself).
+    let tiles = std::mem::take(&mut *seen.lock().unwrap());
+    crate::common::check_progress(&tiles);
+    for k in 0..=4 {
+        assert!(tiles.contains(&(k * 1000, 4000)), "{tiles:?}");
+    }
     e.encode(&px).unwrap();
     let plain = crate::common::check_progress(&std::mem::take(&mut *seen.lock().unwrap()));
     // The four tiles, then the colour fit and the writing.
@@ -833,6 +835,85 @@ fn progress_and_messages() {
     refined.encode(&px).unwrap();
     let fractions = crate::common::check_progress(&seen.lock().unwrap());
     assert!(fractions.len() > 4 + 12 + 4, "{fractions:?}");
+}
+
+/// Within one network run (a whole upscale of a picture up to 2 MP is one run): progress moves
+/// while the run goes on (estimated from a run on a corner of the window first), and a cancel
+/// stops the run itself through ONNX Runtime's terminate flag, long before it would end. The
+/// shipped upscale model on a 288×288 picture (a run of seconds on a CPU).
+#[test]
+fn progress_and_cancel_within_one_network_run() {
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use std::time::{Duration, Instant};
+    if ort_library().is_none() {
+        return;
+    }
+    let seen = Arc::new(Mutex::new(Vec::new()));
+    let s2 = seen.clone();
+    let start = Instant::now();
+    let sink: gsimg::ProgressSink =
+        Arc::new(move |d, t| s2.lock().unwrap().push((start.elapsed(), d, t)));
+    let e = NetworkOptions::default()
+        .with_kind(ModelKind::Upscale)
+        .with_installed()
+        .with_device(Device::Cpu)
+        .with_messages(quiet())
+        .with_progress(Some(sink))
+        .build()
+        .unwrap();
+    let px = textured(288, 288, ChannelLayout::Rgb);
+    assert_eq!(e.tiles_for(288, 288).len(), 1);
+    let t = Instant::now();
+    e.gaussians(&px).unwrap();
+    let t_whole = t.elapsed();
+    let reports = std::mem::take(&mut *seen.lock().unwrap());
+    let counts: Vec<(usize, usize)> = reports.iter().map(|&(_, d, t)| (d, t)).collect();
+    crate::common::check_progress(&counts);
+    let total = counts[0].1;
+    let within: Vec<_> = reports
+        .iter()
+        .filter(|&&(_, d, _)| d > 0 && d < total)
+        .collect();
+    eprintln!(
+        "one run of 288x288: {:.2} s, {} reports within it: {within:?}",
+        t_whole.as_secs_f64(),
+        within.len()
+    );
+    if t_whole >= Duration::from_millis(500) {
+        assert!(
+            !within.is_empty(),
+            "no progress within the run: {reports:?}"
+        );
+    }
+    // Cancelled after a fifth of the run's time: the run stops (a second run needs no probe).
+    let flag = AtomicBool::new(false);
+    let (result, took) = std::thread::scope(|s| {
+        s.spawn(|| {
+            std::thread::sleep(t_whole / 5);
+            flag.store(true, Ordering::Relaxed);
+        });
+        let t = Instant::now();
+        let r = e.gaussians_cancellable(&px, Symmetry::IDENTITY, &flag);
+        (r, t.elapsed())
+    });
+    eprintln!("cancelled after {:?}: returned after {took:?}", t_whole / 5);
+    if t_whole >= Duration::from_millis(500) {
+        assert!(
+            matches!(result, Err(gsimg::Error::Cancelled)),
+            "not cancelled: {:?}",
+            result.map(|_| ())
+        );
+        assert!(
+            took < t_whole * 3 / 4,
+            "cancel took {took:?} of {t_whole:?}"
+        );
+    }
+    // The encoder runs whole again after a cancel.
+    flag.store(false, Ordering::Relaxed);
+    let again = e
+        .gaussians_cancellable(&px, Symmetry::IDENTITY, &flag)
+        .unwrap();
+    assert!(again.image.gaussian_count() > 0);
 }
 
 /// Tiled vs untiled on a real photo with a real model (slow; not run by default):
@@ -865,7 +946,7 @@ fn tiled_vs_untiled_real_photo() {
         let row = ((y * full.width + x0) * 3) as usize;
         data.extend_from_slice(&full.data[row..row + (side * 3) as usize]);
     }
-    let px = Pixels {
+    let px = Frame {
         width: side,
         height: side,
         layout: ChannelLayout::Rgb,
@@ -1094,7 +1175,7 @@ fn gray_alpha_upscale_takes_about_the_memory_of_rgb() {
             ChannelLayout::Rgb => image::ExtendedColorType::Rgb8,
             _ => image::ExtendedColorType::La8,
         };
-        image::save_buffer(&input, &px.to_u8(), 256, 256, color).unwrap();
+        image::save_buffer(&input, &px.to_u8().data, 256, 256, color).unwrap();
         // GSIMG_MEASURE_BIN: another gsimg binary to measure the same way (BENCHMARKS.md).
         let bin = std::env::var("GSIMG_MEASURE_BIN")
             .unwrap_or_else(|_| env!("CARGO_BIN_EXE_gsimg").to_string());

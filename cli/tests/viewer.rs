@@ -115,7 +115,7 @@ fn renders_equal_gsimg_decode_in_every_format() {
                 gsimg::Frame {
                     width: cw,
                     height: ch,
-                    channels: layout.channels(),
+                    layout,
                     data: native,
                 },
                 3,
@@ -299,7 +299,7 @@ fn image_crate_opens_gsi_files() {
             gsimg::Frame {
                 width: w,
                 height: h,
-                channels: 4,
+                layout: gsimg::ChannelLayout::Rgba,
                 data,
             },
             8,

@@ -55,9 +55,10 @@ pub enum Error {
     #[error("{0}")]
     RuntimeUnavailable(#[source] Cause),
 
-    /// The network was asked to run on a GPU only ([`NetworkDevice::Cuda`](crate::NetworkDevice))
-    /// and ONNX Runtime's CUDA execution provider cannot run. Not a fault of any file: the
-    /// caller may ask for the CPU instead.
+    /// The network was asked to run on a GPU only
+    /// ([`network::Device::Cuda`](crate::network::Device::Cuda)) and ONNX Runtime's CUDA
+    /// execution provider cannot run. Not a fault of any file: the caller may ask for the CPU
+    /// instead.
     #[error(
         "the CUDA execution provider cannot run: {reason} (ONNX Runtime 1.{runtime_minor} from \
          {}); {}",

@@ -10,7 +10,7 @@ use super::launch::GaussianIn;
 use super::pipeline::{Plan, Target, Workspace};
 use super::runtime::{Runtime, driver_err};
 use super::{GpuSample, HostFrame, RenderInfo};
-use crate::{ChannelLayout, Error, Frame, Limits, Result, SplatImage, Viewport};
+use crate::{ChannelLayout, Error, Frame, Limits, Result, Sample, SplatImage, Viewport};
 
 /// Number of CUDA devices; 0 without an NVIDIA driver.
 #[cfg(feature = "unstable")]
@@ -103,17 +103,19 @@ impl CudaRenderer {
         Ok(())
     }
 
-    /// Uploads a picture (`width × height`, `channels` values per pixel, rows top to bottom,
-    /// values as the renderer produces them) for refinement on the device
-    /// (`GpuRefiner::descend`).
-    pub fn refiner(
-        &self,
-        width: u32,
-        height: u32,
-        channels: usize,
-        target: &[f32],
-    ) -> Result<super::GpuRefiner> {
-        super::GpuRefiner::new(self.rt.clone(), width, height, channels, target)
+    unstable_pub! {
+        /// Uploads a picture (`width × height`, `channels` values per pixel, rows top to bottom,
+        /// values as the renderer produces them) for refinement on the device
+        /// (`GpuRefiner::descend`).
+        fn refiner(
+            &self,
+            width: u32,
+            height: u32,
+            channels: usize,
+            target: &[f32],
+        ) -> Result<super::GpuRefiner> {
+            super::GpuRefiner::new(self.rt.clone(), width, height, channels, target)
+        }
     }
 
     /// Copies `image`'s Gaussians to the device, once, for any number of renders.
@@ -142,7 +144,7 @@ impl CudaRenderer {
 
     /// A `width × height` picture of `channels` samples per pixel on the device, for
     /// [`GpuImage::render_into`].
-    pub fn alloc_frame<T: GpuSample>(
+    pub fn alloc_frame<T: Sample>(
         &self,
         width: u32,
         height: u32,
@@ -199,7 +201,7 @@ impl CudaRenderer {
 
 /// A picture on the device, written by [`GpuImage::render_into`]: rows of `pitch_bytes()`
 /// bytes, `channels` interleaved samples per pixel.
-pub struct DeviceFrame<T: GpuSample> {
+pub struct DeviceFrame<T: Sample> {
     buf: CudaSlice<u8>,
     width: u32,
     height: u32,
@@ -209,7 +211,7 @@ pub struct DeviceFrame<T: GpuSample> {
     _sample: PhantomData<T>,
 }
 
-impl<T: GpuSample> DeviceFrame<T> {
+impl<T: Sample> DeviceFrame<T> {
     /// Width in pixels.
     pub fn width(&self) -> u32 {
         self.width
@@ -250,7 +252,7 @@ impl<T: GpuSample> DeviceFrame<T> {
         Ok(Frame {
             width: self.width,
             height: self.height,
-            channels: self.channels,
+            layout: ChannelLayout::from_channels(self.channels).expect("checked by alloc_frame"),
             data,
         })
     }
@@ -263,7 +265,7 @@ fn download_into<T: GpuSample>(
     data: &mut [T],
 ) -> Result<()> {
     let bytes = std::mem::size_of_val(data);
-    // SAFETY: T is u8 or f32 (GpuSample is sealed): every byte pattern is a valid value, the
+    // SAFETY: T is u8 or f32 (`Sample` is sealed): every byte pattern is a valid value, the
     // alignment of u8 is 1, and the byte view covers exactly `data`'s memory while `data` is
     // mutably borrowed.
     let dst = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, bytes) };
@@ -349,7 +351,7 @@ impl GpuImage {
 
     /// Renders `viewport` into a host frame with the image's channels, like
     /// [`render_cpu`](crate::render::render_cpu).
-    pub fn render<T: GpuSample>(
+    pub fn render<T: Sample>(
         &mut self,
         viewport: &Viewport,
         limits: &Limits,
@@ -361,7 +363,7 @@ impl GpuImage {
     /// [`GpuImage::render`], stopped with [`Error::Cancelled`] soon after `cancel` is set from
     /// another thread: the tiles are rasterized in batches of about a megapixel, and the flag is
     /// checked between them.
-    pub fn render_cancellable<T: GpuSample>(
+    pub fn render_cancellable<T: Sample>(
         &mut self,
         viewport: &Viewport,
         limits: &Limits,
@@ -380,7 +382,7 @@ impl GpuImage {
 
     /// Renders `viewport` into a 4-channel host frame: gray is repeated into red, green and
     /// blue, and a missing alpha is 1.
-    pub fn render_rgba<T: GpuSample>(
+    pub fn render_rgba<T: Sample>(
         &mut self,
         viewport: &Viewport,
         limits: &Limits,
@@ -390,7 +392,7 @@ impl GpuImage {
     }
 
     /// [`GpuImage::render`], also returning what the render did.
-    pub fn render_with_info<T: GpuSample>(
+    pub fn render_with_info<T: Sample>(
         &mut self,
         viewport: &Viewport,
         limits: &Limits,
@@ -439,7 +441,11 @@ impl GpuImage {
             Frame {
                 width: r.width,
                 height: r.height,
-                channels: oc,
+                layout: if rgba {
+                    ChannelLayout::Rgba
+                } else {
+                    self.layout
+                },
                 data,
             },
             info,
@@ -449,7 +455,7 @@ impl GpuImage {
     /// Renders `viewport` into `frame`, which stays on the device. The frame must be the size of
     /// the viewport's region, with the image's channel count or 4 (RGBA, as
     /// [`GpuImage::render_rgba`]).
-    pub fn render_into<T: GpuSample>(
+    pub fn render_into<T: Sample>(
         &mut self,
         viewport: &Viewport,
         limits: &Limits,

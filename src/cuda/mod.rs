@@ -32,6 +32,7 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "cuda")]
 use crate::core::frame::Sample;
 
 #[cfg(feature = "cuda")]
@@ -96,28 +97,25 @@ pub const BUILT_WITH_CUDA: bool = cfg!(feature = "cuda");
 #[cfg(all(feature = "cuda", feature = "unstable"))]
 pub use kernels::PTX_FILES;
 
-/// Sample types the GPU renderer writes: `u8` (§3.5) and `f32` (unclamped values, for tests).
-pub trait GpuSample: Sample + sealed::Sealed {
-    /// Which kernel family writes this type.
-    #[doc(hidden)]
+/// Which kernel family writes a sample type. [`Sample`] is sealed to `u8` (§3.5) and `f32`
+/// (unclamped values), so the size tells them apart.
+#[cfg(feature = "cuda")]
+pub(crate) trait GpuSample: Sample {
+    /// The kernel family.
     const KIND: SampleKind;
 }
 
-impl GpuSample for u8 {
-    const KIND: SampleKind = SampleKind::U8;
-}
-
-impl GpuSample for f32 {
-    const KIND: SampleKind = SampleKind::F32;
-}
-
-mod sealed {
-    pub trait Sealed {}
-    impl Sealed for u8 {}
-    impl Sealed for f32 {}
+#[cfg(feature = "cuda")]
+impl<T: Sample> GpuSample for T {
+    const KIND: SampleKind = if size_of::<T>() == 1 {
+        SampleKind::U8
+    } else {
+        SampleKind::F32
+    };
 }
 
 /// The output sample type of a kernel.
+#[cfg(feature = "cuda")]
 #[doc(hidden)]
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SampleKind {
@@ -127,6 +125,7 @@ pub enum SampleKind {
     F32,
 }
 
+#[cfg(feature = "cuda")]
 impl SampleKind {
     /// Bytes per sample.
     pub fn size(self) -> usize {

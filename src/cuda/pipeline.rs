@@ -10,11 +10,12 @@
 //!
 //! A render given a cancel flag rasterizes in batches of [`CANCEL_BATCH_TILES`] tiles, with at
 //! most two batches queued on the device: before queueing the next one the host waits for the
-//! one before it, checking the flag meanwhile. A cancel then returns after at most the two
-//! batches in flight (and the stages before rasterization, which are bounded by the
-//! Gaussians' count), not after the whole picture. A host render's download, which for a large
-//! frame takes longer than its rasterization, is then copied in pieces with the flag checked
-//! between them.
+//! one before it, checking the flag meanwhile. The stages before rasterization are queued the
+//! same way, one ahead: projection, prefix sum and pairs, then each pass of the radix sort,
+//! the host waiting for the stage before the one it has just queued. A cancel then returns
+//! after at most the two stages or batches in flight, not after the whole picture. A host
+//! render's download, which for a large frame takes longer than its rasterization, is copied in
+//! pieces with the flag checked between them.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -355,7 +356,9 @@ impl Workspace {
         let n = plan.n;
         let cap = self.capacity;
         self.mark(0)?;
-        let cur = self.enqueue_bins(rt, gaussians, plan)?;
+        // The event after the stage or batch before the last one queued (cancellable renders).
+        let mut queued: Option<CudaEvent> = None;
+        let cur = self.enqueue_bins(rt, gaussians, plan, cancel, &mut queued)?;
         self.mark(2)?;
         let vals = self.vals[cur].as_ref().expect("allocated by enqueue_bins");
         let splats = ensure(&stream, &mut self.splats, n as u64, false)?;
@@ -386,8 +389,6 @@ impl Workspace {
         } else {
             tiles
         };
-        // The event after the batch before the last one queued (cancellable renders only).
-        let mut queued: Option<CudaEvent> = None;
         let mut start = 0;
         while start < tiles {
             let end = (start + batch).min(tiles);
@@ -405,13 +406,8 @@ impl Workspace {
                 start..end,
             )?;
             start = end;
-            if let Some(flag) = cancel
-                && start < tiles
-            {
-                let done = stream
-                    .record_event(None)
-                    .map_err(driver_err("event record"))?;
-                wait_unless_cancelled(&stream, queued.replace(done).as_ref(), flag)?;
+            if start < tiles {
+                checkpoint(&stream, cancel, &mut queued)?;
             }
         }
         self.mark(3)?;
@@ -424,12 +420,15 @@ impl Workspace {
     /// Enqueues the stages before rasterization: zeroed counters, projection, prefix sum,
     /// pairs, radix sort and tile ranges, with the lists at the current capacity. Returns which
     /// of the two list buffers holds the sorted lists ([`Bins`]). Timing event 1 is recorded
-    /// after the projection.
+    /// after the projection. With `cancel`, a [`checkpoint`] follows the projection,
+    /// the pairs and each radix pass (`queued`: the event it waits for next).
     pub(crate) fn enqueue_bins(
         &mut self,
         rt: &Runtime,
         gaussians: &CudaSlice<GaussianIn>,
         plan: &Plan,
+        cancel: Option<&AtomicBool>,
+        queued: &mut Option<CudaEvent>,
     ) -> Result<usize> {
         let stream = self.stream.clone();
         let s = &*stream;
@@ -459,6 +458,7 @@ impl Workspace {
                 &mut self.stats,
             )?;
             self.mark(1)?;
+            checkpoint(&stream, cancel, queued)?;
             self.scan(rt, plan)?;
             let (k0, _) = self.keys.split_at_mut(1);
             let (v0, _) = self.vals.split_at_mut(1);
@@ -474,6 +474,7 @@ impl Workspace {
                 k0[0].as_mut().expect("allocated above"),
                 v0[0].as_mut().expect("allocated above"),
             )?;
+            checkpoint(&stream, cancel, queued)?;
             let hist_len = launch::RADIX_BUCKETS as u64 * radix_blocks as u64;
             ensure(&stream, &mut self.hist, hist_len, false)?;
             for &shift in &plan.radix_shifts {
@@ -508,6 +509,7 @@ impl Workspace {
                     hist,
                 )?;
                 cur ^= 1;
+                checkpoint(&stream, cancel, queued)?;
             }
         }
         let ranges = ensure(&stream, &mut self.ranges, tiles as u64, true)?;
@@ -645,6 +647,22 @@ impl Workspace {
             stage_ms,
         }))
     }
+}
+
+/// In a cancellable render (`cancel` given), records an event on `stream` after the work queued
+/// so far and waits for the one recorded at the checkpoint before (`queued`), polling the flag:
+/// the device keeps one stage queued ahead while the host can still stop the render
+/// ([`Error::Cancelled`], once the queued work is done).
+fn checkpoint(
+    stream: &CudaStream,
+    cancel: Option<&AtomicBool>,
+    queued: &mut Option<CudaEvent>,
+) -> Result<()> {
+    let Some(flag) = cancel else { return Ok(()) };
+    let done = stream
+        .record_event(None)
+        .map_err(driver_err("event record"))?;
+    wait_unless_cancelled(stream, queued.replace(done).as_ref(), flag)
 }
 
 /// Waits until the device has passed `event` (if any), polling `cancel`: when it is set, waits

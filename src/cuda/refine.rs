@@ -125,11 +125,13 @@ impl GpuRefiner {
     }
 
     /// Width of the picture.
+    #[cfg(feature = "unstable")]
     pub fn width(&self) -> u32 {
         self.width
     }
 
     /// Height of the picture.
+    #[cfg(feature = "unstable")]
     pub fn height(&self) -> u32 {
         self.height
     }
@@ -259,7 +261,7 @@ impl GpuRefiner {
         let p = self.params(plan);
         let values = (self.width as f64 * self.height as f64 * self.channels as f64) as f32;
         let b = self.bufs.as_mut().expect("started");
-        let cur = self.ws.enqueue_bins(&rt, &b.params, plan)?;
+        let cur = self.ws.enqueue_bins(&rt, &b.params, plan, None, &mut None)?;
         let bins = self
             .ws
             .bins(cur)
@@ -424,7 +426,7 @@ impl GpuRefiner {
         self.reserve(plan, 0)?;
         let rt = self.rt.clone();
         let b = self.bufs.as_ref().expect("started");
-        self.ws.enqueue_bins(&rt, &b.params, plan)?;
+        self.ws.enqueue_bins(&rt, &b.params, plan, None, &mut None)?;
         let stats = self
             .stream
             .clone_dtoh(self.ws.bins(0).map(|b| b.stats).expect("binned"))
@@ -473,6 +475,7 @@ impl GpuRefiner {
     /// The loss (mean squared error per channel value) of `gaussians` and the gradient of the
     /// summed squared error with respect to each Gaussian's (x, y, log2 σ1, log2 σ2, θ,
     /// channels 0..3), as `refine.rs` computes them on the CPU (for tests and checks).
+    #[cfg(feature = "unstable")]
     pub fn gradients(&mut self, gaussians: &[Gaussian]) -> Result<(f64, Vec<[f64; 9]>)> {
         if gaussians.is_empty() {
             return Ok((f64::NAN, Vec::new()));
@@ -525,7 +528,7 @@ impl GpuRefiner {
             _ => &self.target,
         };
         let b = self.bufs.as_mut().expect("started");
-        let cur = self.ws.enqueue_bins(&rt, &b.params, plan)?;
+        let cur = self.ws.enqueue_bins(&rt, &b.params, plan, None, &mut None)?;
         let bins = self
             .ws
             .bins(cur)

@@ -4,8 +4,8 @@
 use std::convert::Infallible;
 use std::marker::PhantomData;
 
-use super::{GpuSample, HostFrame, RenderInfo};
-use crate::{ChannelLayout, Error, Frame, Limits, Result, SplatImage, Viewport};
+use super::{HostFrame, RenderInfo};
+use crate::{ChannelLayout, Error, Frame, Limits, Result, Sample, SplatImage, Viewport};
 
 fn unsupported<T>() -> Result<T> {
     Err(Error::NoGpu("built without CUDA support".into()))
@@ -55,15 +55,17 @@ impl CudaRenderer {
         match self.never {}
     }
 
-    /// Unreachable.
-    pub fn refiner(
-        &self,
-        _width: u32,
-        _height: u32,
-        _channels: usize,
-        _target: &[f32],
-    ) -> Result<GpuRefiner> {
-        match self.never {}
+    unstable_pub! {
+        /// Unreachable.
+        fn refiner(
+            &self,
+            _width: u32,
+            _height: u32,
+            _channels: usize,
+            _target: &[f32],
+        ) -> Result<GpuRefiner> {
+            match self.never {}
+        }
     }
 
     /// Unreachable.
@@ -72,7 +74,7 @@ impl CudaRenderer {
     }
 
     /// Unreachable.
-    pub fn alloc_frame<T: GpuSample>(
+    pub fn alloc_frame<T: Sample>(
         &self,
         _width: u32,
         _height: u32,
@@ -88,12 +90,12 @@ impl CudaRenderer {
 }
 
 /// A picture on the device (unavailable).
-pub struct DeviceFrame<T: GpuSample> {
+pub struct DeviceFrame<T: Sample> {
     never: Infallible,
     _sample: PhantomData<T>,
 }
 
-impl<T: GpuSample> DeviceFrame<T> {
+impl<T: Sample> DeviceFrame<T> {
     /// Unreachable.
     pub fn width(&self) -> u32 {
         match self.never {}
@@ -157,7 +159,7 @@ impl GpuImage {
     }
 
     /// Unreachable.
-    pub fn render<T: GpuSample>(&mut self, _v: &Viewport, _l: &Limits) -> Result<Frame<T>> {
+    pub fn render<T: Sample>(&mut self, _v: &Viewport, _l: &Limits) -> Result<Frame<T>> {
         match self.never {}
     }
 
@@ -168,7 +170,7 @@ impl GpuImage {
     }
 
     /// Unreachable.
-    pub fn render_cancellable<T: GpuSample>(
+    pub fn render_cancellable<T: Sample>(
         &mut self,
         _v: &Viewport,
         _l: &Limits,
@@ -178,12 +180,12 @@ impl GpuImage {
     }
 
     /// Unreachable.
-    pub fn render_rgba<T: GpuSample>(&mut self, _v: &Viewport, _l: &Limits) -> Result<Frame<T>> {
+    pub fn render_rgba<T: Sample>(&mut self, _v: &Viewport, _l: &Limits) -> Result<Frame<T>> {
         match self.never {}
     }
 
     /// Unreachable.
-    pub fn render_with_info<T: GpuSample>(
+    pub fn render_with_info<T: Sample>(
         &mut self,
         _v: &Viewport,
         _l: &Limits,
@@ -193,7 +195,7 @@ impl GpuImage {
     }
 
     /// Unreachable.
-    pub fn render_into<T: GpuSample>(
+    pub fn render_into<T: Sample>(
         &mut self,
         _v: &Viewport,
         _l: &Limits,
@@ -228,11 +230,13 @@ pub struct GpuRefiner {
 
 impl GpuRefiner {
     /// Unreachable.
+    #[cfg(feature = "unstable")]
     pub fn width(&self) -> u32 {
         match self.never {}
     }
 
     /// Unreachable.
+    #[cfg(feature = "unstable")]
     pub fn height(&self) -> u32 {
         match self.never {}
     }
@@ -249,6 +253,7 @@ impl GpuRefiner {
     }
 
     /// Unreachable.
+    #[cfg(feature = "unstable")]
     pub fn gradients(
         &mut self,
         _gaussians: &[crate::core::splat::Gaussian],

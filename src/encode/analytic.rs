@@ -18,7 +18,7 @@ use super::optim::refine::{
     refine_with_progress,
 };
 use super::rate::{self, RateResult, RateTarget};
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::progress::{Meter, Part, ProgressSink};
 use crate::core::splat::{Gaussian, SplatImage};
 use crate::format::{self, Encoded, WriteOptions};
@@ -120,7 +120,7 @@ impl AnalyticOptions {
 /// Encodes `pixels` into a file of the size `target` asks for, searching the Gaussian density
 /// (the other settings of `opts` stay; each round is a full encode).
 pub fn encode_to_rate(
-    pixels: &Pixels,
+    pixels: &Frame<f32>,
     opts: &AnalyticOptions,
     target: RateTarget,
 ) -> Result<RateResult> {
@@ -157,7 +157,7 @@ struct Integral {
 }
 
 impl Integral {
-    fn new(p: &Pixels) -> Integral {
+    fn new(p: &Frame<f32>) -> Integral {
         let (w, h, nc) = (p.width as usize, p.height as usize, p.channels());
         let mut sum = vec![0f64; (w + 1) * (h + 1) * nc];
         let mut sq = vec![0f64; (w + 1) * (h + 1) * nc];
@@ -231,7 +231,7 @@ fn leaves(ii: &Integral, w: u32, h: u32, threshold: f64, out: &mut Vec<[u32; 4]>
 }
 
 /// Places Gaussians (geometry and mean colours) for about `target` leaves.
-pub fn place(p: &Pixels, target: usize, spread: f64) -> Vec<Gaussian> {
+pub fn place(p: &Frame<f32>, target: usize, spread: f64) -> Vec<Gaussian> {
     let ii = Integral::new(p);
     let (w, h) = (p.width, p.height);
     let mut blocks = Vec::new();
@@ -257,7 +257,7 @@ pub fn place(p: &Pixels, target: usize, spread: f64) -> Vec<Gaussian> {
         .collect()
 }
 
-fn luma_plane(p: &Pixels) -> Vec<f32> {
+fn luma_plane(p: &Frame<f32>) -> Vec<f32> {
     let nc = p.channels();
     p.data
         .chunks_exact(nc)
@@ -276,7 +276,7 @@ fn luma_plane(p: &Pixels) -> Vec<f32> {
 /// across them, as [`place`] shapes its own. Used on the compact network's Gaussians before
 /// refinement: they are nearly round (median σ1/σ2 of 1.26 on Kodak `kodim05`, against 2.26 for
 /// the quadtree's), and 40 refinement steps do not elongate and turn them far enough.
-pub(crate) fn orient_by_structure(p: &Pixels, gs: &mut [Gaussian]) {
+pub(crate) fn orient_by_structure(p: &Frame<f32>, gs: &mut [Gaussian]) {
     let luma = luma_plane(p);
     let (w, h) = (p.width as usize, p.height as usize);
     gs.par_iter_mut().for_each(|g| {
@@ -341,7 +341,7 @@ fn encode_units(opts: &AnalyticOptions) -> usize {
 }
 
 /// Encodes `pixels` into a `.gsi` file with the analytic method.
-pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
+pub fn encode(pixels: &Frame<f32>, opts: &AnalyticOptions) -> Result<Encoded> {
     let meter = Meter::new(opts.progress.as_ref(), encode_units(opts));
     let encoded = encode_part(pixels, opts, &meter.part(encode_units(opts)));
     meter.finish();
@@ -349,7 +349,7 @@ pub fn encode(pixels: &Pixels, opts: &AnalyticOptions) -> Result<Encoded> {
 }
 
 /// [`encode`], reporting to `progress`.
-fn encode_part(pixels: &Pixels, opts: &AnalyticOptions, progress: &Part) -> Result<Encoded> {
+fn encode_part(pixels: &Frame<f32>, opts: &AnalyticOptions, progress: &Part) -> Result<Encoded> {
     pixels.validate()?;
     if !(opts.density > 0.0 && opts.density <= 4.0) {
         return Err(Error::invalid(
@@ -443,7 +443,7 @@ mod tests {
     /// Out-of-range settings are errors that name the setting, not panics.
     #[test]
     fn bad_density_or_spread_is_a_clear_error() {
-        let px = Pixels::from_u8(8, 8, ChannelLayout::Gray, &[128; 64]).unwrap();
+        let px = Frame::from_u8(8, 8, ChannelLayout::Gray, &[128; 64]).unwrap();
         for (density, spread, name) in [
             (0.0, None, "density"),
             (f64::NAN, None, "density"),
@@ -477,7 +477,7 @@ mod tests {
                 data.extend([v, v, v]);
             }
         }
-        let p = Pixels {
+        let p = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,

@@ -5,7 +5,7 @@ use std::io::Cursor;
 
 use image::{DynamicImage, ImageDecoder, ImageReader};
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::splat::ChannelLayout;
 use crate::core::error::Cause;
 use crate::{Error, Limits, Result};
@@ -18,7 +18,7 @@ pub(crate) const UNRECOGNIZED: &str =
 #[derive(Debug, Clone)]
 pub struct LoadedImage {
     /// The pixels, EXIF orientation already applied.
-    pub pixels: Pixels,
+    pub pixels: Frame<f32>,
     /// The embedded ICC profile, if any.
     pub icc_profile: Option<Vec<u8>>,
     /// Why the file's ICC profile was dropped (too large, or not an ICC profile:
@@ -75,7 +75,7 @@ pub fn load_image(bytes: &[u8], limits: &Limits) -> Result<LoadedImage> {
 }
 
 /// Converts a decoded image to float pixels, dropping alpha that is fully opaque.
-pub fn from_dynamic(img: &DynamicImage) -> Pixels {
+pub fn from_dynamic(img: &DynamicImage) -> Frame<f32> {
     let (width, height) = (img.width(), img.height());
     let color = img.color();
     let has_alpha = color.has_alpha();
@@ -92,7 +92,7 @@ pub fn from_dynamic(img: &DynamicImage) -> Pixels {
         ChannelLayout::Rgb => img.to_rgb32f().into_raw(),
         ChannelLayout::Rgba => img.to_rgba32f().into_raw(),
     };
-    let mut p = Pixels {
+    let mut p = Frame {
         width,
         height,
         layout,

@@ -22,11 +22,17 @@ const ANALYTIC_PER_GAUSSIAN: u64 = 1152;
 /// smallest block is 2 × 2).
 const ANALYTIC_MIN_PIXELS_PER_GAUSSIAN: f64 = 4.0;
 /// Network encoder: bytes of ONNX Runtime's activations per pixel of a tile's window (measured
-/// about 350, in its arena's chunks).
-const NETWORK_PER_WINDOW_PIXEL: u64 = 384;
-/// Network encoder: the largest tile window, [`super::NetworkOptions::max_tile_pixels`]'s
-/// default.
-const NETWORK_MAX_WINDOW: u64 = 1 << 21;
+/// 350 to 400, in its arena's chunks, for windows of 2 to 7 MP).
+const NETWORK_PER_WINDOW_PIXEL: u64 = 416;
+/// Network encoder: the smallest tile window [`network_window`] gives, the default of
+/// [`super::NetworkOptions::max_tile_pixels`]. Each window carries a margin of the model's
+/// receptive field on every side (352 pixels for the compact model), so the margins are most
+/// of a small window's work: a 2^21-pixel window is about 1,450 pixels wide, its core 740.
+pub const NETWORK_MIN_WINDOW: u64 = 1 << 21;
+/// Network encoder: the largest tile window [`network_window`] gives (a 4,096-pixel square:
+/// with the compact model's margins, 1.45 times the work of its core; larger windows save
+/// little and take gigabytes more).
+pub const NETWORK_MAX_WINDOW: u64 = 1 << 24;
 /// Network encoder: bytes per pixel of the picture (the float picture and the decoded file,
 /// the Gaussians; measured 7 to 33 beyond the tile).
 const NETWORK_PER_PIXEL: u64 = 48;
@@ -45,9 +51,23 @@ pub enum EncoderKind {
     Network,
 }
 
+/// The largest tile window (network input pixels) for the network encoder on a
+/// `width × height` picture within `max_memory_bytes` of peak memory: as large as it allows beside
+/// the picture (the margins around each window's core are repeated work, so fewer, larger
+/// windows encode faster), within [`NETWORK_MIN_WINDOW`]..=[`NETWORK_MAX_WINDOW`].
+/// The encoder uses it with [`super::NetworkOptions::with_memory_limit`] (as `gsimg encode`
+/// does, with `Limits::max_memory_bytes`); [`estimate`] counts it.
+pub fn network_window(width: u32, height: u32, max_memory_bytes: u64) -> u64 {
+    let px = width as u64 * height as u64;
+    let fixed = NETWORK_BASE.saturating_add(NETWORK_PER_PIXEL.saturating_mul(px));
+    let room = max_memory_bytes.saturating_sub(fixed) / NETWORK_PER_WINDOW_PIXEL;
+    room.clamp(NETWORK_MIN_WINDOW, NETWORK_MAX_WINDOW)
+}
+
 /// An upper estimate of the peak memory, in bytes, of encoding a `width × height` picture
-/// (from its file: decoding the file is included).
-pub fn estimate(kind: EncoderKind, width: u32, height: u32) -> u64 {
+/// (from its file: decoding the file is included) under `limits` (which set the network
+/// encoder's tile window, `network_window`).
+pub fn estimate(kind: EncoderKind, width: u32, height: u32, limits: &Limits) -> u64 {
     let px = width as u64 * height as u64;
     match kind {
         EncoderKind::Analytic { density } => {
@@ -56,17 +76,28 @@ pub fn estimate(kind: EncoderKind, width: u32, height: u32) -> u64 {
             BASE + ANALYTIC_PER_PIXEL * px + ANALYTIC_PER_GAUSSIAN * gaussians
         }
         EncoderKind::Network => {
-            NETWORK_BASE
-                + NETWORK_PER_WINDOW_PIXEL * px.min(NETWORK_MAX_WINDOW)
-                + NETWORK_PER_PIXEL * px
+            estimate_network(
+                width,
+                height,
+                network_window(width, height, limits.max_memory_bytes),
+            )
         }
     }
+}
+
+/// An upper estimate of the peak memory, in bytes, of the network encoder on a
+/// `width × height` picture run in tile windows of at most `window` pixels.
+pub fn estimate_network(width: u32, height: u32, window: u64) -> u64 {
+    // The padded picture (to the compact model's multiple of 16) is what a window can hold.
+    let padded = width.div_ceil(16) as u64 * 16 * (height.div_ceil(16) as u64 * 16);
+    let px = width as u64 * height as u64;
+    NETWORK_BASE + NETWORK_PER_WINDOW_PIXEL * padded.min(window) + NETWORK_PER_PIXEL * px
 }
 
 /// Refuses, before the picture is decoded, an encode whose [`estimate`] is over
 /// `limits.max_memory_bytes`: the error gives the estimate and the limit.
 pub fn check(kind: EncoderKind, width: u32, height: u32, limits: &Limits) -> Result<()> {
-    let need = estimate(kind, width, height);
+    let need = estimate(kind, width, height, limits);
     if need > limits.max_memory_bytes {
         let name = match kind {
             EncoderKind::Analytic { .. } => "the analytic encoder",
@@ -127,20 +158,36 @@ mod tests {
                 512,
                 206_628 << 10,
             ),
-            // tools/encode_memory.rs on a photo resized to 1, 4, 12 and 24 MP.
-            (EncoderKind::Network, 1224, 816, 504 << 20),
-            (EncoderKind::Network, 2448, 1632, 830 << 20),
-            (EncoderKind::Network, 4240, 2832, 1337 << 20),
-            (EncoderKind::Network, 6000, 4000, 1211 << 20),
         ];
+        let limits = Limits::default();
         for (kind, w, h, peak) in measured {
-            let e = estimate(kind, w, h);
+            let e = estimate(kind, w, h, &limits);
             assert!(
                 e >= peak && e < peak * 2,
                 "{kind:?} {w}x{h}: {e} for {peak}"
             );
         }
-        let limits = Limits::default();
+        // A photo resized to 1, 4, 12 and 24 MP (BENCHMARKS.md), in windows of at most 2^21
+        // pixels, then of `network_window`'s size under the default limit (`gsimg encode`).
+        let network = [
+            (1224, 816, NETWORK_MIN_WINDOW, 504 << 20),
+            (2448, 1632, NETWORK_MIN_WINDOW, 830 << 20),
+            (4240, 2832, NETWORK_MIN_WINDOW, 1337 << 20),
+            (6000, 4000, NETWORK_MIN_WINDOW, 1220 << 20),
+            (2448, 1632, network_window(2448, 1632, 1 << 32), 1762 << 20),
+            (4240, 2832, network_window(4240, 2832, 1 << 32), 3101 << 20),
+        ];
+        for (w, h, window, peak) in network {
+            let e = estimate_network(w, h, window);
+            assert!(e >= peak && e < peak * 2, "{w}x{h} in {window}: {e} for {peak}");
+        }
+        // The windows grow with the limit, and keep the estimate within it.
+        for (w, h) in [(1224, 816), (2448, 1632), (4240, 2832), (6000, 4000)] {
+            let window = network_window(w, h, limits.max_memory_bytes);
+            assert!((NETWORK_MIN_WINDOW..=NETWORK_MAX_WINDOW).contains(&window));
+            assert!(estimate(EncoderKind::Network, w, h, &limits) <= limits.max_memory_bytes);
+            assert_eq!(network_window(w, h, 768 << 20), NETWORK_MIN_WINDOW);
+        }
         for kind in [EncoderKind::Analytic { density: q50 }, EncoderKind::Network] {
             let e = check(kind, 16000, 16000, &limits).unwrap_err().to_string();
             assert!(e.contains("max_memory_bytes") && e.contains("GiB"), "{e}");

@@ -11,7 +11,7 @@ pub mod rate;
 pub mod runtime;
 
 pub use input::{LoadedImage, load_image};
-pub use network::{ModelInfo, ModelKind, NetworkEncoder, NetworkOptions, Provider};
+pub use network::{NetworkEncoder, NetworkOptions, Provider};
 // For the tools, tests and benchmarks only.
 #[cfg(feature = "unstable")]
 pub use input::from_dynamic;

@@ -76,7 +76,7 @@ pub fn render_cpu_with<T: Sample>(
     Ok(Frame {
         width: r.width,
         height: r.height,
-        channels: nc,
+        layout: image.layout(),
         data,
     })
 }

@@ -5,9 +5,9 @@ use std::path::Path;
 
 use super::pixels::{self, PixelFormat};
 use super::{Backend, CancelHandle, Device, Fallback, FallbackCallback, Rendered, Renderer};
-use crate::cuda::{GpuImage, GpuSample};
+use crate::cuda::GpuImage;
 use crate::format::{self, FileSource, Source};
-use crate::{Frame, Region, Viewport};
+use crate::{Frame, Region, Sample, Viewport};
 use crate::{Limits, Result, SplatImage};
 
 /// The bytes of an opened file: in memory, or read on demand from a file.
@@ -259,7 +259,7 @@ impl Decoder {
 
     /// Renders `view` in the picture's own channels (1–4, [`Info::channels`]), 8-bit or float:
     /// the frame `gsimg decode` writes.
-    pub fn render_frame<T: GpuSample>(&mut self, view: &Viewport) -> Result<(Frame<T>, Rendered)> {
+    pub fn render_frame<T: Sample>(&mut self, view: &Viewport) -> Result<(Frame<T>, Rendered)> {
         self.cancel.clear();
         view.validate(&self.limits)?;
         if !self.decoded.as_ref().is_some_and(|d| d.covers(view)) {

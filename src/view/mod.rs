@@ -37,10 +37,10 @@ mod upscale;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use crate::cuda::{CudaRenderer, GpuImage, GpuSample};
+use crate::cuda::{CudaRenderer, GpuImage};
 use crate::render::{self, RenderOptions};
 use crate::{Error, Limits, Result, SplatImage};
-use crate::{Frame, Region, Viewport};
+use crate::{Frame, Region, Sample, Viewport};
 
 pub use decoder::{Decoder, Info};
 pub use pixels::{PixelFormat, premultiply, required_len};
@@ -220,7 +220,7 @@ impl Renderer {
 
     /// Renders `view` of `image` in its own channels (1–4), as [`render::render_cpu`] does.
     /// On the GPU the picture is uploaded for this render only.
-    pub fn render<T: GpuSample>(
+    pub fn render<T: Sample>(
         &self,
         image: &SplatImage,
         view: &Viewport,
@@ -232,7 +232,7 @@ impl Renderer {
 
     /// [`Renderer::render`], keeping the GPU upload of `image` in `upload` for the next render
     /// of the same picture (the caller drops `upload` when the picture changes).
-    pub(crate) fn render_cached<T: GpuSample>(
+    pub(crate) fn render_cached<T: Sample>(
         &self,
         image: &SplatImage,
         upload: &mut Option<GpuImage>,
@@ -367,7 +367,11 @@ pub fn orient_frame<T: Copy>(frame: Frame<T>, orientation: u8) -> Frame<T> {
     if !(2..=8).contains(&orientation) {
         return frame;
     }
-    let (w, h, c) = (frame.width as usize, frame.height as usize, frame.channels);
+    let (w, h, c) = (
+        frame.width as usize,
+        frame.height as usize,
+        frame.channels(),
+    );
     let (ow, oh) = oriented_size(frame.width, frame.height, orientation);
     let mut data = Vec::with_capacity(frame.data.len());
     // For each output pixel (x, y), the source pixel it shows.
@@ -392,7 +396,7 @@ pub fn orient_frame<T: Copy>(frame: Frame<T>, orientation: u8) -> Frame<T> {
     Frame {
         width: ow,
         height: oh,
-        channels: c,
+        layout: frame.layout,
         data,
     }
 }
@@ -437,7 +441,7 @@ mod tests {
             let frame = Frame {
                 width: w,
                 height: h,
-                channels: 3,
+                layout: crate::ChannelLayout::Rgb,
                 data: data.clone(),
             };
             let ours = orient_frame(frame, o);

@@ -106,7 +106,7 @@ pub fn premultiply(c: u8, a: u8) -> u8 {
 /// Writes an 8-bit render (1–4 channels) into `buf` as `fmt` (not [`PixelFormat::RgbaF32`]).
 /// The buffer was checked by [`check_buffer`].
 pub(crate) fn write_u8(frame: &Frame<u8>, fmt: PixelFormat, buf: &mut [u8], stride: usize) {
-    let (w, c) = (frame.width as usize, frame.channels);
+    let (w, c) = (frame.width as usize, frame.channels());
     if w == 0 {
         return;
     }
@@ -132,7 +132,7 @@ pub(crate) fn write_u8(frame: &Frame<u8>, fmt: PixelFormat, buf: &mut [u8], stri
 /// Writes a float render (1–4 channels) into `buf` as [`PixelFormat::RgbaF32`], clamped to
 /// [0, 1]. The buffer was checked by [`check_buffer`].
 pub(crate) fn write_f32(frame: &Frame<f32>, buf: &mut [u8], stride: usize) {
-    let (w, c) = (frame.width as usize, frame.channels);
+    let (w, c) = (frame.width as usize, frame.channels());
     if w == 0 {
         return;
     }
@@ -178,7 +178,7 @@ mod tests {
         Frame {
             width: 2,
             height: 1,
-            channels,
+            layout: crate::ChannelLayout::from_channels(channels).unwrap(),
             data,
         }
     }

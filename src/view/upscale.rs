@@ -3,7 +3,6 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use super::{Device, Fallback, Rendered, Renderer};
-use crate::core::frame::Pixels;
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::{NetworkEncoder, Provider};
 use crate::{Error, Limits, Result};
@@ -23,8 +22,9 @@ pub struct UpscaleOptions<'a> {
     pub on_pass: Option<&'a (dyn Fn(usize, usize) + Sync)>,
     /// Called for each fallback of the renderer from the GPU to the CPU.
     pub on_fallback: Option<&'a (dyn Fn(&Fallback) + Sync)>,
-    /// Set from another thread to stop between passes and during renders on the CPU
-    /// ([`Error::Cancelled`]).
+    /// Set from another thread to stop: between passes and the network's tiles, within a
+    /// network run (ONNX Runtime's terminate flag, between the graph's nodes), and during
+    /// renders ([`Error::Cancelled`]).
     pub cancel: Option<&'a AtomicBool>,
 }
 
@@ -61,7 +61,7 @@ pub struct Upscaled {
 /// averaged in floats before the 8-bit rounding.
 pub fn upscale(
     encoder: &NetworkEncoder,
-    pixels: &Pixels,
+    pixels: &Frame<f32>,
     view: &Viewport,
     renderer: &Renderer,
     limits: &Limits,
@@ -76,12 +76,7 @@ pub fn upscale(
     let mut mean = None;
     if symmetries.len() > 1 {
         let r = view.region;
-        mean = Some(FrameMean::new(
-            r.width,
-            r.height,
-            pixels.layout.channels(),
-            limits,
-        )?);
+        mean = Some(FrameMean::new(r.width, r.height, pixels.layout, limits)?);
     }
     let cancelled = || options.cancel.is_some_and(|c| c.load(Ordering::Relaxed));
     let mut result: Option<Upscaled> = None;
@@ -103,12 +98,15 @@ pub fn upscale(
         if let Some(cb) = options.on_pass {
             cb(k, symmetries.len());
         }
-        let out = encoder.gaussians_under(pixels, sym)?;
+        let out = match options.cancel {
+            Some(c) => encoder.gaussians_cancellable(pixels, sym, c)?,
+            None => encoder.gaussians_under(pixels, sym)?,
+        };
         let r = result.get_or_insert(Upscaled {
             frame: Frame {
                 width: 0,
                 height: 0,
-                channels: 0,
+                layout: pixels.layout,
                 data: Vec::new(),
             },
             gaussians: out.image.gaussian_count() as u64,

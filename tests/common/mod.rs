@@ -58,7 +58,7 @@ pub fn random_image(
 }
 
 /// A smooth synthetic photo-like picture for encoder tests (gradients, edges, texture).
-pub fn synthetic_pixels(w: u32, h: u32, layout: ChannelLayout) -> gsimg::Pixels {
+pub fn synthetic_pixels(w: u32, h: u32, layout: ChannelLayout) -> gsimg::Frame<f32> {
     let nc = layout.channels();
     let mut data = Vec::with_capacity((w * h) as usize * nc);
     for y in 0..h {
@@ -77,7 +77,7 @@ pub fn synthetic_pixels(w: u32, h: u32, layout: ChannelLayout) -> gsimg::Pixels 
             push_pixel(&mut data, layout, [r, g, b, a]);
         }
     }
-    gsimg::Pixels {
+    gsimg::Frame {
         width: w,
         height: h,
         layout,
@@ -167,14 +167,15 @@ pub fn check_progress(seen: &[(usize, usize)]) -> Vec<f64> {
 /// by building a CPU encoder of `model`; `None` (after printing why) when it cannot be had and
 /// `GSIMG_REQUIRE_ORT` is unset (with it set, as `.ci/run` does, the test fails instead).
 pub fn ort_library(model: &std::path::Path) -> Option<std::path::PathBuf> {
-    use gsimg::{NetworkDevice, NetworkOptions};
+    use gsimg::NetworkOptions;
+    use gsimg::network::Device;
     use std::sync::OnceLock;
     static LIB: OnceLock<Result<std::path::PathBuf, String>> = OnceLock::new();
     let r = LIB.get_or_init(|| {
         NetworkOptions::default()
             .with_installed()
             .with_model(model)
-            .with_device(NetworkDevice::Cpu)
+            .with_device(Device::Cpu)
             .build()
             .map(|e| e.library().path.clone())
             .map_err(|e| e.to_string())

@@ -18,7 +18,7 @@ use glycin_utils::{
     MemoryFormat, ProcessError,
 };
 use gsimg::view::{Backend, Decoder};
-use gsimg::{Limits, Region, Viewport};
+use gsimg::{ChannelLayout, Limits, Region, Viewport};
 use gufo_common::orientation::Orientation;
 
 /// The MIME type this loader is registered for (the shared-mime-info entry's).
@@ -102,17 +102,16 @@ impl GsiLoader {
         }
         // The file's own channels, as `gsimg decode` writes them.
         let (frame, _) = self.decoder.render_frame::<u8>(&view).map_err(expected)?;
-        let format = match frame.channels {
-            1 => MemoryFormat::G8,
-            2 => MemoryFormat::G8a8,
-            3 => MemoryFormat::R8g8b8,
-            4 => MemoryFormat::R8g8b8a8,
-            c => return Err(expected(format!("unsupported channel count {c}"))),
+        let format = match frame.layout {
+            ChannelLayout::Gray => MemoryFormat::G8,
+            ChannelLayout::GrayAlpha => MemoryFormat::G8a8,
+            ChannelLayout::Rgb => MemoryFormat::R8g8b8,
+            ChannelLayout::Rgba => MemoryFormat::R8g8b8a8,
         };
         let texture = B::try_from_vec(frame.data).map_err(|_| ProcessError::out_of_memory())?;
         let mut out = Frame::new(frame.width, frame.height, format, texture)?;
-        out.details.info_alpha_channel = Some(frame.channels % 2 == 0);
-        out.details.info_grayscale = Some(frame.channels <= 2);
+        out.details.info_alpha_channel = Some(frame.layout.has_alpha());
+        out.details.info_grayscale = Some(!frame.layout.is_color());
         out.details.info_bit_depth = Some(8);
         if let Some(icc) = self.decoder.icc_profile() {
             out.details.color_icc_profile =

@@ -41,7 +41,8 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
 
 use rayon::prelude::*;
 
@@ -56,7 +57,7 @@ pub use options::*;
 pub use post::*;
 pub use tiling::*;
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::progress::{Meter, Part};
 use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
@@ -79,6 +80,9 @@ pub struct NetworkEncoder {
     model: OnnxModel,
     info: ModelInfo,
     path: PathBuf,
+    /// Seconds per input pixel of the last network run (`f64` bits; 0: none yet): how long a
+    /// run is expected to take, for progress within it.
+    seconds_per_pixel: AtomicU64,
 }
 
 /// What one run of the network produced.
@@ -128,68 +132,100 @@ impl NetworkEncoder {
         &self.model.library
     }
 
-    /// The tiles a `width × height` picture is run in.
-    pub fn tiles_for(&self, width: u32, height: u32) -> Vec<Tile> {
-        let m = self.info.multiple;
-        plan_tiles(
-            width.div_ceil(m) * m,
-            height.div_ceil(m) * m,
-            m,
-            self.info.tile_margin(),
-            self.opts.max_tile_pixels,
-            self.opts.tile_size,
-        )
+    unstable_pub! {
+        /// The tiles a `width × height` picture is run in.
+        fn tiles_for(&self, width: u32, height: u32) -> Vec<Tile> {
+            let m = self.info.multiple;
+            plan_tiles(
+                width.div_ceil(m) * m,
+                height.div_ceil(m) * m,
+                m,
+                self.info.tile_margin(),
+                self.max_window(width, height),
+                self.opts.tile_size,
+            )
+        }
+    }
+
+    /// The largest tile window for a `width × height` picture: what
+    /// [`NetworkOptions::memory_limit`] allows a compact model, else
+    /// [`NetworkOptions::max_tile_pixels`].
+    pub fn max_window(&self, width: u32, height: u32) -> u64 {
+        match self.opts.memory_limit {
+            Some(bytes) if self.info.kind == ModelKind::Compact => {
+                crate::encode::memory::network_window(width, height, bytes)
+            }
+            _ => self.opts.max_tile_pixels,
+        }
     }
 
     /// Runs the network over `pixels` and returns its Gaussians (not quantized), alpha fitted.
-    pub fn gaussians(&self, pixels: &Pixels) -> Result<NetworkOutput> {
-        // Progress in tiles.
-        let tiles = self.tiles_for(pixels.width, pixels.height).len();
-        let meter = Meter::new(self.opts.progress.as_ref(), tiles);
-        let mut out = self.field(pixels, &meter.part(tiles))?;
+    ///
+    /// Progress ([`NetworkOptions::progress`]) counts units of the network's work (each tile
+    /// in proportion to its window's pixels), also while one tile's network run goes on: the
+    /// share of the run expected done by then (`NetworkEncoder::watched_run`).
+    pub fn gaussians(&self, pixels: &Frame<f32>) -> Result<NetworkOutput> {
+        self.gaussians_with(pixels, None)
+    }
+
+    /// The Gaussians of `pixels` as the network sees them under `symmetry` (as the upscaler's
+    /// ensemble runs it), stopped when `cancel` is set: between tiles, and within a network run
+    /// through ONNX Runtime's terminate flag (between the graph's nodes). Returns
+    /// [`Error::Cancelled`] then.
+    pub fn gaussians_cancellable(
+        &self,
+        pixels: &Frame<f32>,
+        symmetry: Symmetry,
+        cancel: &AtomicBool,
+    ) -> Result<NetworkOutput> {
+        if symmetry == Symmetry::IDENTITY {
+            return self.gaussians_with(pixels, Some(cancel));
+        }
+        pixels.validate()?;
+        let mut out = self.gaussians_with(&symmetry.apply_pixels(pixels), Some(cancel))?;
+        let mut gs = out.image.into_gaussians();
+        symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
+        out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+        Ok(out)
+    }
+
+    fn gaussians_with(&self, pixels: &Frame<f32>, cancel: Option<&AtomicBool>) -> Result<NetworkOutput> {
+        // In thousandths of the tiles' units, so that progress within a run shows finely.
+        let units = self.field_units(pixels.width, pixels.height) * 1000;
+        let meter = Meter::new(self.opts.progress.as_ref(), units);
+        let mut out = self.field(pixels, &meter.part(units), cancel)?;
         if pixels.layout.has_alpha() {
             let mut gs = out.image.into_gaussians();
             fit_alpha(pixels, &mut gs, &self.opts.alpha_fit);
             out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         }
+        if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+            return Err(Error::Cancelled);
+        }
         Ok(out)
     }
 
-    /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
-    /// transformed picture and the Gaussians are mapped back to `pixels`' frame
-    /// (`Symmetry::unapply_gaussians`, exact). Averaging the renders of all 8 is the upscale
-    /// model's geometric self-ensemble (`gsimg upscale --ensemble`; BENCHMARKS.md):
-    ///
-    /// ```no_run
-    /// use gsimg::encode::optim::symmetry::Symmetry;
-    /// use gsimg::encode::{NetworkOptions, ModelKind};
-    /// use gsimg::{FrameMean, Pixels, render_cpu};
-    /// use gsimg::{Frame, Limits, Viewport};
-    ///
-    /// # fn main() -> gsimg::Result<()> {
-    /// # let pixels: Pixels = todo!();
-    /// let encoder = NetworkOptions::default().with_kind(ModelKind::Upscale).with_installed().build()?;
-    /// let (view, limits) = (Viewport::full(pixels.width * 3, pixels.height * 3), Limits::default());
-    /// let r = view.region;
-    /// let mut mean = FrameMean::new(r.width, r.height, pixels.channels(), &limits)?;
-    /// for s in Symmetry::ALL {
-    ///     let field = encoder.gaussians_under(&pixels, s)?.image;
-    ///     mean.add(&render_cpu::<f32>(&field, &view, &limits)?)?;
-    /// }
-    /// let upscaled: Frame<u8> = mean.mean();
-    /// # Ok(())
-    /// # }
-    /// ```
-    pub fn gaussians_under(&self, pixels: &Pixels, symmetry: Symmetry) -> Result<NetworkOutput> {
-        if symmetry == Symmetry::IDENTITY {
-            return self.gaussians(pixels);
+    unstable_pub! {
+        /// The Gaussians of `pixels` as the network sees them under `symmetry`: it runs on the
+        /// transformed picture and the Gaussians are mapped back to `pixels`' frame
+        /// (`Symmetry::unapply_gaussians`, exact). Averaging the renders of all 8 is the upscale
+        /// model's geometric self-ensemble
+        /// ([`UpscaleOptions::ensemble`](crate::view::UpscaleOptions::ensemble)).
+        fn gaussians_under(
+            &self,
+            pixels: &Frame<f32>,
+            symmetry: Symmetry,
+        ) -> Result<NetworkOutput> {
+            if symmetry == Symmetry::IDENTITY {
+                return self.gaussians(pixels);
+            }
+            pixels.validate()?;
+            let mut out = self.gaussians(&symmetry.apply_pixels(pixels))?;
+            let mut gs = out.image.into_gaussians();
+            symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
+            out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+            Ok(out)
         }
-        pixels.validate()?;
-        let mut out = self.gaussians(&symmetry.apply_pixels(pixels))?;
-        let mut gs = out.image.into_gaussians();
-        symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
-        out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
-        Ok(out)
     }
 
     /// Progress units of running the network over a `width × height` picture: about one per
@@ -207,6 +243,79 @@ impl NetworkEncoder {
         (((x1 - x0) as usize * (y1 - y0) as usize) >> 15).max(1)
     }
 
+    /// Runs the network on a tile's `input` (its window of `pixels`) and hands the output to
+    /// `f`. With a progress sink or a cancel flag a thread watches the run: it reports to
+    /// `part` the share of the run expected done (the time so far against the time per pixel
+    /// of the last run, at most 95 %; before the first run, of a run on a corner of the window
+    /// of a sixty-fourth of its pixels) and stops the run when `cancel` is set.
+    fn watched_run(
+        &self,
+        pixels: &Frame<f32>,
+        tile: &Tile,
+        input: &[f32],
+        part: &Part,
+        cancel: Option<&AtomicBool>,
+        f: crate::encode::runtime::onnx::OutputSink<'_>,
+    ) -> Result<()> {
+        let [x0, y0, x1, y1] = tile.window;
+        let (w, h) = ((x1 - x0) as usize, (y1 - y0) as usize);
+        let start = Instant::now();
+        if self.opts.progress.is_none() && cancel.is_none() {
+            self.model.run(input, h, w, f, None)?;
+        } else {
+            let expected = match self.seconds_per_pixel() {
+                Some(s) => Some(s),
+                None => self.probe(pixels, tile.window, cancel)?,
+            }
+            .map(|s| s * (w * h) as f64);
+            let watch = |elapsed: Duration| {
+                if let Some(t) = expected.filter(|t| *t > 0.0) {
+                    let share = (elapsed.as_secs_f64() / t).min(RUN_SHARE_CAP);
+                    part.report((share * 1000.0) as usize, 1000);
+                }
+                cancel.is_some_and(|c| c.load(Ordering::Relaxed))
+            };
+            self.model.run(input, h, w, f, Some(&watch))?;
+        }
+        let spp = start.elapsed().as_secs_f64() / (w * h).max(1) as f64;
+        self.seconds_per_pixel
+            .store(spp.to_bits(), Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Seconds per input pixel of the last network run, if there was one.
+    fn seconds_per_pixel(&self) -> Option<f64> {
+        let s = f64::from_bits(self.seconds_per_pixel.load(Ordering::Relaxed));
+        (s > 0.0).then_some(s)
+    }
+
+    /// Seconds per pixel of the network on the top left corner of `window`, a sixty-fourth of
+    /// its pixels (at least 64 × 64; `None` for a window under 16 times that, whose run is
+    /// short): how long the first run is expected to take. The output is not used.
+    fn probe(
+        &self,
+        pixels: &Frame<f32>,
+        window: [u32; 4],
+        cancel: Option<&AtomicBool>,
+    ) -> Result<Option<f64>> {
+        let [x0, y0, x1, y1] = window;
+        let px = (x1 - x0) as u64 * (y1 - y0) as u64;
+        let m = self.info.multiple.max(1);
+        let side = ((((px / 64) as f64).sqrt() as u32).max(64)).div_ceil(m) * m;
+        if px < 16 * side as u64 * side as u64 {
+            return Ok(None);
+        }
+        let (w, h) = (side.min(x1 - x0), side.min(y1 - y0));
+        let input = tile_input(pixels, [x0, y0, x0 + w, y0 + h]);
+        let watch = |_: Duration| cancel.is_some_and(|c| c.load(Ordering::Relaxed));
+        let start = Instant::now();
+        self.model
+            .run(&input, h as usize, w as usize, &mut |_, _| Ok(()), Some(&watch))?;
+        Ok(Some(
+            start.elapsed().as_secs_f64() / (w as u64 * h as u64) as f64,
+        ))
+    }
+
     /// Progress units of [`NetworkEncoder::finish`] (colour fits, refinement, writing).
     fn finish_units(&self) -> usize {
         let fits = if self.opts.refine.iterations > 0 {
@@ -218,8 +327,15 @@ impl NetworkEncoder {
     }
 
     /// The network's Gaussians, alpha not yet fitted (the alpha channel holds the nearest
-    /// pixel's alpha); the tiles are reported to `progress`.
-    fn field(&self, pixels: &Pixels, progress: &Part) -> Result<NetworkOutput> {
+    /// pixel's alpha); the tiles are reported to `progress` (each in proportion to its
+    /// window's pixels, and within a run as [`NetworkEncoder::watched_run`] estimates), and
+    /// `cancel` stops the work.
+    fn field(
+        &self,
+        pixels: &Frame<f32>,
+        progress: &Part,
+        cancel: Option<&AtomicBool>,
+    ) -> Result<NetworkOutput> {
         pixels.validate()?;
         let start = Instant::now();
         let (w, h) = (pixels.width, pixels.height);
@@ -233,12 +349,16 @@ impl NetworkEncoder {
         let units: usize = tiles.iter().map(Self::tile_units).sum();
         let mut done = 0;
         for tile in &tiles {
+            if cancel.is_some_and(|c| c.load(Ordering::Relaxed)) {
+                return Err(Error::Cancelled);
+            }
             let [wx0, wy0, wx1, wy1] = tile.window;
             let (ww, wh) = ((wx1 - wx0) as usize, (wy1 - wy0) as usize);
             let input = tile_input(pixels, tile.window);
             let (hc, wc) = (wh / c as usize, ww / c as usize);
+            let tile_part = progress.within(done, Self::tile_units(tile), units);
             let run_start = Instant::now();
-            self.model.run(&input, wh, ww, &mut |shape, data| {
+            self.watched_run(pixels, tile, &input, &tile_part, cancel, &mut |shape, data| {
                 let want = [1, k as i64, 9, hc as i64, wc as i64];
                 if shape != want || data.len() != k * 9 * hc * wc {
                     return Err(Error::Model(format!(
@@ -273,6 +393,7 @@ impl NetworkEncoder {
             done += Self::tile_units(tile);
             progress.report(done, units);
         }
+
         // No pixel left to no Gaussian (it would render black): see `coverage`.
         ensure_coverage(w, h, c, &mut gaussians, &spares);
         if gaussians.is_empty() {
@@ -342,14 +463,14 @@ impl NetworkEncoder {
     }
 
     /// Encodes `pixels` into a `.gsi` file with [`NetworkEncoder::write_options`].
-    pub fn encode(&self, pixels: &Pixels) -> Result<Encoded> {
+    pub fn encode(&self, pixels: &Frame<f32>) -> Result<Encoded> {
         self.encode_with(pixels, &self.write_options(pixels.layout))
     }
 
     /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added),
     /// with the Gaussian count the quality asks for ([`NetworkEncoder::count_factor`]).
     /// Alpha is fitted on the geometry as the file stores it.
-    pub fn encode_with(&self, pixels: &Pixels, opts: &WriteOptions) -> Result<Encoded> {
+    pub fn encode_with(&self, pixels: &Frame<f32>, opts: &WriteOptions) -> Result<Encoded> {
         self.encode_at(pixels, opts, self.count_factor())
     }
 
@@ -376,7 +497,7 @@ impl NetworkEncoder {
     /// densifying where the error is); without refinement a share below 1 keeps the most
     /// valuable Gaussians (`rank_by_value`; the dropped ones serve as spares where a cell would
     /// be left uncovered), and a factor above 1 is taken as 1.
-    pub fn encode_at(&self, pixels: &Pixels, opts: &WriteOptions, factor: f64) -> Result<Encoded> {
+    pub fn encode_at(&self, pixels: &Frame<f32>, opts: &WriteOptions, factor: f64) -> Result<Encoded> {
         // Progress: the network's tiles, then the fits, refinement and writing.
         let (field, finish) = (
             self.field_units(pixels.width, pixels.height),
@@ -386,7 +507,7 @@ impl NetworkEncoder {
         let mut stages = Stages::default();
         let clock = Instant::now();
         let gs = self
-            .field(pixels, &meter.part(field))?
+            .field(pixels, &meter.part(field), None)?
             .image
             .into_gaussians();
         stages.add("network", clock);
@@ -416,7 +537,7 @@ impl NetworkEncoder {
     /// writes again.
     pub fn encode_to_rate(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         opts: &WriteOptions,
         target: RateTarget,
     ) -> Result<RateResult> {
@@ -429,7 +550,7 @@ impl NetworkEncoder {
         let mut stages = Stages::default();
         let clock = Instant::now();
         let gs = self
-            .field(pixels, &meter.part(field))?
+            .field(pixels, &meter.part(field), None)?
             .image
             .into_gaussians();
         stages.add("network", clock);
@@ -508,7 +629,7 @@ impl NetworkEncoder {
     #[allow(clippy::too_many_arguments)]
     fn finish_at(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         gs: &[Gaussian],
         ranked: Option<&[usize]>,
         opts: &WriteOptions,
@@ -534,7 +655,7 @@ impl NetworkEncoder {
     /// when refining, the refinement's rounds bring their count to `budget`.
     fn finish(
         &self,
-        pixels: &Pixels,
+        pixels: &Frame<f32>,
         mut gs: Vec<Gaussian>,
         opts: &WriteOptions,
         budget: usize,
@@ -706,6 +827,10 @@ impl Stages {
     }
 }
 
+/// Within a network run, progress shows at most this share of the run done until it ends (the
+/// time a run takes is estimated from the last one).
+const RUN_SHARE_CAP: f64 = 0.95;
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -829,5 +954,28 @@ mod tests {
             assert!(covered.iter().all(|&c| c == 1), "{wp}x{hp}");
         }
         assert_eq!(plan_tiles(768, 512, 8, 56, 1 << 21, None).len(), 1);
+    }
+
+    /// The network's work is the window pixels in all: the grid with the fewest (edge windows
+    /// have no margin outside the picture), never more than square cores of the largest side.
+    #[test]
+    fn tiles_repeat_the_fewest_margin_pixels() {
+        let work = |t: &[Tile]| -> u64 {
+            t.iter()
+                .map(|t| (t.window[2] - t.window[0]) as u64 * (t.window[3] - t.window[1]) as u64)
+                .sum()
+        };
+        // The compact model: margins of 352 pixels, windows of at most 2^21 pixels.
+        let t = plan_tiles(2448, 1632, 16, 352, 1 << 21, None);
+        assert_eq!((t.len(), work(&t)), (4, 7_363_072));
+        let t = plan_tiles(6000, 4000, 16, 352, 1 << 21, None);
+        assert_eq!((t.len(), work(&t)), (45, 79_283_712));
+        // Windows as large as 4 GiB allow beside a 24 MP picture (`memory::network_window`).
+        let window = crate::encode::memory::network_window(6000, 4000, 1 << 32);
+        let t = plan_tiles(6000, 4000, 16, 352, window, None);
+        assert!(t.iter().all(|t| {
+            (t.window[2] - t.window[0]) as u64 * (t.window[3] - t.window[1]) as u64 <= window
+        }));
+        assert_eq!((t.len(), work(&t)), (6, 34_847_232));
     }
 }

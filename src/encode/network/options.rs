@@ -1,6 +1,7 @@
 //! The encoder's settings.
 
 use super::*;
+use std::sync::atomic::AtomicU64;
 
 /// A sink for one-line status messages (fetching ONNX Runtime, the provider that ran).
 pub type MessageSink = Arc<dyn Fn(&str) + Send + Sync>;
@@ -40,8 +41,16 @@ pub struct NetworkOptions {
     pub presence_threshold: Option<f32>,
     /// Quality 1 to 100 of a compact model ([`NetworkOptions::with_quality`]).
     pub quality: u8,
-    /// Largest network input (padded pixels) run in one piece; larger pictures go in tiles.
+    /// Largest network input (padded pixels) run in one piece; larger pictures go in tiles
+    /// (unless [`NetworkOptions::memory_limit`] sets the windows).
     pub max_tile_pixels: u64,
+    /// Compact models: tile windows as large as this peak memory (bytes) allows beside the
+    /// picture (`encode::memory::network_window`: 416 bytes per window pixel), in place of
+    /// [`NetworkOptions::max_tile_pixels`]. Every window repeats its margins (the model's
+    /// receptive field) around its core, so fewer, larger windows encode large pictures
+    /// several times faster (BENCHMARKS.md, "Encoder memory"). `None`, the default: windows of
+    /// `max_tile_pixels`. `gsimg encode` sets `Limits::max_memory_bytes`.
+    pub memory_limit: Option<u64>,
     /// Force tiles with cores of this side (pixels, rounded up to the model's multiple).
     pub tile_size: Option<u32>,
     /// ONNX Runtime's intra-op threads on the CPU (0: its default, all cores).
@@ -49,9 +58,10 @@ pub struct NetworkOptions {
     /// Status messages (fetching ONNX Runtime, a CUDA fallback); `None`, the default: silent.
     /// The library prints nothing itself.
     pub messages: Option<MessageSink>,
-    /// Progress (`None`: none): [`NetworkEncoder::gaussians`] reports tiles done of the tiles
-    /// in all; an encode reports units of its whole work (the network's tiles weighted by their
-    /// size, then the colour fits, refinement steps and writing; `crate::core::progress`).
+    /// Progress (`None`: none): [`NetworkEncoder::gaussians`] reports units of the network's
+    /// work (its tiles weighted by their windows' pixels, also within a tile's run); an encode
+    /// reports units of its whole work (the network's, then the colour fits, refinement steps
+    /// and writing; `crate::core::progress`).
     pub progress: Option<ProgressSink>,
     /// The least-squares fit of alpha.
     pub alpha_fit: FitOptions,
@@ -75,6 +85,7 @@ impl std::fmt::Debug for NetworkOptions {
             .field("presence_threshold", &self.presence_threshold)
             .field("quality", &self.quality)
             .field("max_tile_pixels", &self.max_tile_pixels)
+            .field("memory_limit", &self.memory_limit)
             .field("tile_size", &self.tile_size)
             .field("threads", &self.threads)
             .finish_non_exhaustive()
@@ -92,7 +103,8 @@ impl Default for NetworkOptions {
             library_search: None,
             presence_threshold: None,
             quality: 50,
-            max_tile_pixels: 1 << 21,
+            max_tile_pixels: crate::encode::memory::NETWORK_MIN_WINDOW,
+            memory_limit: None,
             tile_size: None,
             threads: 0,
             messages: None,
@@ -228,6 +240,12 @@ impl NetworkOptions {
         self.max_tile_pixels = n;
         self
     }
+    /// Compact models: tile windows as large as `bytes` of peak memory allow
+    /// ([`NetworkOptions::memory_limit`]; `None`: windows of `max_tile_pixels`).
+    pub fn with_memory_limit(mut self, bytes: Option<u64>) -> Self {
+        self.memory_limit = bytes;
+        self
+    }
     /// Forces tiles with cores of this side.
     pub fn with_tile_size(mut self, side: Option<u32>) -> Self {
         self.tile_size = side;
@@ -316,6 +334,7 @@ impl NetworkOptions {
             model,
             info,
             path,
+            seconds_per_pixel: AtomicU64::new(0),
         })
     }
 }

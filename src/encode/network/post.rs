@@ -8,7 +8,7 @@ use super::*;
 /// Gaussians in the 3 × 3 cells around it (`cell` pixels a side). One whose colour its
 /// neighbours already give is the first to go: their normalized blend (format-spec.md §3.4)
 /// fills its place, and the colour fit that follows adjusts them.
-pub fn rank_by_value(pixels: &Pixels, gs: &[Gaussian], cell: u32) -> Vec<usize> {
+pub fn rank_by_value(pixels: &Frame<f32>, gs: &[Gaussian], cell: u32) -> Vec<usize> {
     let c = cell.max(1) as f32;
     let (cw, chh) = (
         pixels.width.div_ceil(cell.max(1)) as usize,
@@ -66,7 +66,7 @@ pub fn rank_by_value(pixels: &Pixels, gs: &[Gaussian], cell: u32) -> Vec<usize> 
 /// The most valuable `share` (0 to 1) of `gs` by `ranked`, in their original order, with
 /// dropped Gaussians turned back on where a cell would be left uncovered.
 pub(super) fn keep_share(
-    pixels: &Pixels,
+    pixels: &Frame<f32>,
     gs: &[Gaussian],
     ranked: &[usize],
     share: f64,
@@ -154,7 +154,7 @@ pub(crate) fn write_options_for(info: &ModelInfo, layout: ChannelLayout) -> Writ
 /// absent Gaussians of each cell go to `spares` (for [`ensure_coverage`]).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn decode_cells(
-    p: &Pixels,
+    p: &Frame<f32>,
     data: &[f32],
     (hc, wc): (usize, usize),
     tile: &Tile,
@@ -263,7 +263,7 @@ pub(crate) fn decode_cells(
 }
 
 /// Fits each Gaussian's alpha (the last channel) by least squares to the picture's alpha.
-pub(super) fn fit_alpha(p: &Pixels, gs: &mut [Gaussian], opts: &FitOptions) {
+pub(super) fn fit_alpha(p: &Frame<f32>, gs: &mut [Gaussian], opts: &FitOptions) {
     let nc = p.channels();
     let alpha: Vec<f32> = p.data.chunks_exact(nc).map(|px| px[nc - 1]).collect();
     let (lo, hi) = alpha

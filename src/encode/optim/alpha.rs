@@ -247,7 +247,7 @@ mod tests {
                 ..*g
             })
             .collect();
-        let px = crate::core::frame::Pixels {
+        let px = crate::core::frame::Frame {
             width: w,
             height: h,
             layout: crate::ChannelLayout::Gray,

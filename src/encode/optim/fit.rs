@@ -12,7 +12,7 @@
 
 use rayon::prelude::*;
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::geometry::{Projected, project, row_span, weight};
 use crate::core::splat::Gaussian;
 
@@ -322,7 +322,7 @@ fn add_in_order(partial: &[[f64; 4]]) -> [f64; 4] {
 }
 
 /// Fits the colours of `gaussians` (positions and shapes fixed) to `target`, in place.
-pub fn fit_colors(target: &Pixels, gaussians: &mut [Gaussian], opts: &FitOptions) {
+pub fn fit_colors(target: &Frame<f32>, gaussians: &mut [Gaussian], opts: &FitOptions) {
     let nc = target.channels();
     let projected: Vec<Projected> = gaussians.par_iter().map(|g| project(g, 1.0, 1.0)).collect();
     let (w, h) = (target.width as f64, target.height as f64);
@@ -382,7 +382,7 @@ struct System {
 }
 
 impl System {
-    fn new(target: &Pixels, projected: &[Projected], active: &[usize]) -> Option<System> {
+    fn new(target: &Frame<f32>, projected: &[Projected], active: &[usize]) -> Option<System> {
         if active.is_empty() {
             return None;
         }
@@ -616,7 +616,7 @@ mod tests {
 
     /// `gs` rendered by the rule the fit inverts, `Σ_k w_pk c_k / D_p` (0 where no Gaussian
     /// reaches), plus a smooth pattern when `pattern` (not representable, so residuals remain).
-    fn picture(w: u32, h: u32, gs: &[Gaussian], pattern: bool) -> Pixels {
+    fn picture(w: u32, h: u32, gs: &[Gaussian], pattern: bool) -> Frame<f32> {
         let mut num = vec![[0f64; 3]; (w * h) as usize];
         let mut den = vec![0f64; (w * h) as usize];
         for g in gs {
@@ -644,7 +644,7 @@ mod tests {
                 data.push((if *d > 0.0 { v / d } else { 0.0 } + extra) as f32);
             }
         }
-        Pixels {
+        Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,

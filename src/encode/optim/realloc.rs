@@ -30,7 +30,7 @@
 
 use rayon::prelude::*;
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::geometry::{MIN_WEIGHT_SUM, Projected, project, row_span, weight};
 use crate::core::splat::Gaussian;
 
@@ -85,7 +85,7 @@ fn value(num: f32, den: f32) -> f32 {
 /// Moves `round(fraction · n)` of `gaussians` from where they matter least to where the render
 /// of `gaussians` is furthest from `target` (see the module documentation). The count does not
 /// change. Returns how many were moved.
-pub fn reallocate(target: &Pixels, gaussians: &mut Vec<Gaussian>, fraction: f32) -> usize {
+pub fn reallocate(target: &Frame<f32>, gaussians: &mut Vec<Gaussian>, fraction: f32) -> usize {
     let n = gaussians.len();
     let m = ((fraction.clamp(0.0, 0.5) as f64 * n as f64).round() as usize).min(n);
     adapt(target, gaussians, m, m).0
@@ -98,7 +98,7 @@ pub fn reallocate(target: &Pixels, gaussians: &mut Vec<Gaussian>, fraction: f32)
 /// were removed and `add ≥ remove` (a move), the costliest removals are undone, so a move
 /// never lowers the count. Returns (removed, added).
 pub fn adapt(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut Vec<Gaussian>,
     remove: usize,
     add: usize,
@@ -120,7 +120,7 @@ const PRUNE_REACH: f32 = 3.0;
 
 /// [`adapt`] with removals at least `reach` times the larger σ apart.
 fn adapt_with(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut Vec<Gaussian>,
     remove: usize,
     add: usize,
@@ -318,7 +318,7 @@ fn adapt_with(
 /// Removes the Gaussians whose removal costs least until `budget` are left (at least one),
 /// in passes of at most a quarter of the count each, their costs measured again before each
 /// pass, and no two removed in one pass within 3σ of each other. Returns how many were removed (fewer when no pass finds one to remove).
-pub fn prune(target: &Pixels, gaussians: &mut Vec<Gaussian>, budget: usize) -> usize {
+pub fn prune(target: &Frame<f32>, gaussians: &mut Vec<Gaussian>, budget: usize) -> usize {
     let budget = budget.max(1);
     let mut removed = 0;
     while gaussians.len() > budget {
@@ -338,7 +338,7 @@ mod tests {
     use super::*;
     use crate::ChannelLayout;
 
-    fn mse(target: &Pixels, gs: &[Gaussian]) -> f64 {
+    fn mse(target: &Frame<f32>, gs: &[Gaussian]) -> f64 {
         let projected: Vec<Projected> = gs.iter().map(|g| project(g, 1.0, 1.0)).collect();
         let b = blend(target.width as usize, target.height as usize, &projected, 3);
         let mut e = 0f64;
@@ -364,7 +364,7 @@ mod tests {
                 }
             }
         }
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,
@@ -407,7 +407,7 @@ mod tests {
     }
 
     /// A picture with detail on one side and flat on the other, Gaussians on a grid.
-    fn half_detailed() -> (Pixels, Vec<Gaussian>) {
+    fn half_detailed() -> (Frame<f32>, Vec<Gaussian>) {
         let (w, h) = (64u32, 48u32);
         let mut data = Vec::with_capacity((w * h * 3) as usize);
         for y in 0..h {
@@ -420,7 +420,7 @@ mod tests {
                 data.extend([v, v * 0.9, 1.0 - v]);
             }
         }
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,
@@ -483,7 +483,7 @@ mod tests {
 
     #[test]
     fn nothing_to_move_is_a_no_op() {
-        let target = Pixels {
+        let target = Frame {
             width: 4,
             height: 4,
             layout: ChannelLayout::Rgb,

@@ -19,7 +19,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 use crate::core::geometry::{CUTOFF_Q, MIN_WEIGHT_SUM, PREFILTER_VARIANCE};
 use crate::core::progress::Part;
 use crate::core::splat::Gaussian;
@@ -65,15 +65,17 @@ pub struct RefineOptions {
 }
 
 impl RefineOptions {
-    /// The step sizes and bounds, for a descent on the GPU (`crate::cuda::GpuRefiner`).
-    pub fn adam(&self) -> crate::cuda::AdamSettings {
-        crate::cuda::AdamSettings {
-            lr_position: self.lr_position,
-            lr_scale: self.lr_scale,
-            lr_rotation: self.lr_rotation,
-            lr_color: self.lr_color,
-            lr_final: self.lr_final,
-            scale_bounds: self.scale_bounds,
+    unstable_pub! {
+        /// The step sizes and bounds, for a descent on the GPU (`crate::cuda::GpuRefiner`).
+        fn adam(&self) -> crate::cuda::AdamSettings {
+            crate::cuda::AdamSettings {
+                lr_position: self.lr_position,
+                lr_scale: self.lr_scale,
+                lr_rotation: self.lr_rotation,
+                lr_color: self.lr_color,
+                lr_final: self.lr_final,
+                scale_bounds: self.scale_bounds,
+            }
         }
     }
 }
@@ -221,7 +223,7 @@ enum Engine {
 impl Engine {
     /// The engine for `steps` steps on `gaussians` (the CPU when there is nothing to do).
     fn for_work(
-        target: &Pixels,
+        target: &Frame<f32>,
         gaussians: &[Gaussian],
         steps: usize,
         device: RefineDevice,
@@ -253,7 +255,7 @@ impl Engine {
         }
     }
 
-    fn new(target: &Pixels, device: RefineDevice) -> crate::Result<(Engine, Option<String>)> {
+    fn new(target: &Frame<f32>, device: RefineDevice) -> crate::Result<(Engine, Option<String>)> {
         if device == RefineDevice::Cpu {
             return Ok((Engine::Cpu, None));
         }
@@ -278,7 +280,7 @@ impl Engine {
     /// after a GPU error (which, as in the descent, leaves the engine on the CPU).
     fn fit_colors(
         &mut self,
-        target: &Pixels,
+        target: &Frame<f32>,
         gaussians: &mut [Gaussian],
         fit: &super::fit::FitOptions,
         fallback: &mut Option<String>,
@@ -302,7 +304,7 @@ impl Engine {
     #[allow(clippy::too_many_arguments)]
     fn descend(
         &mut self,
-        target: &Pixels,
+        target: &Frame<f32>,
         gaussians: &mut [Gaussian],
         opts: &RefineOptions,
         iterations: usize,
@@ -378,7 +380,7 @@ type Grad = [f64; 10];
 ///
 /// Fails only when `opts.device` is [`RefineDevice::Cuda`] and no GPU can be used.
 pub fn refine(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut Vec<Gaussian>,
     opts: &RefineOptions,
 ) -> crate::Result<RefineOutcome> {
@@ -390,7 +392,7 @@ pub fn refine(
 /// Refines `gaussians` against `target` as [`refine`] does, bringing their count to `budget`
 /// on the way ([`refine_to_with_progress`] without progress).
 pub fn refine_to(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut Vec<Gaussian>,
     opts: &RefineOptions,
     budget: usize,
@@ -416,7 +418,7 @@ pub fn refine_units(opts: &RefineOptions) -> usize {
 
 /// Refines `gaussians` as [`refine_to_with_progress`] does, keeping their count.
 pub fn refine_with_progress(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut Vec<Gaussian>,
     opts: &RefineOptions,
     progress: &Part,
@@ -452,7 +454,7 @@ pub fn refine_with_progress(
 ///
 /// Fails only when `opts.device` is [`RefineDevice::Cuda`] and no GPU can be used.
 pub fn refine_to_with_progress(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut Vec<Gaussian>,
     opts: &RefineOptions,
     budget: usize,
@@ -553,7 +555,7 @@ pub fn refine_to_with_progress(
 /// the fit to the CPU; fails only when `device` is [`RefineDevice::Cuda`] and no GPU can be
 /// used.
 pub fn fit_colors_on(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut [Gaussian],
     fit: &super::fit::FitOptions,
     device: RefineDevice,
@@ -569,7 +571,7 @@ pub fn fit_colors_on(
 /// snapped parameters of the best step. Run after [`refine`], with the grid of the header the
 /// file will be written with.
 pub fn refine_quantized(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
     grid: &QuantGrid,
@@ -581,7 +583,7 @@ pub fn refine_quantized(
 
 /// [`refine_quantized`], reporting its steps to `progress` (a part of `steps` units).
 pub fn refine_quantized_with_progress(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
     grid: &QuantGrid,
@@ -614,7 +616,7 @@ pub fn refine_quantized_with_progress(
 /// Gaussian's (x, y, log2 σ1, log2 σ2, θ, channels 0..3): what one step of the CPU descent
 /// computes (the reference the GPU's gradients are checked against).
 #[cfg(feature = "unstable")]
-pub fn gradients(target: &Pixels, gaussians: &[Gaussian]) -> (f64, Vec<[f64; 9]>) {
+pub fn gradients(target: &Frame<f32>, gaussians: &[Gaussian]) -> (f64, Vec<[f64; 9]>) {
     let nc = target.channels();
     let (w, h) = (target.width as i64, target.height as i64);
     let preps: Vec<Prep> = gaussians.par_iter().map(prep).collect();
@@ -630,7 +632,7 @@ pub fn gradients(target: &Pixels, gaussians: &[Gaussian]) -> (f64, Vec<[f64; 9]>
 /// Summed squared error and per-Gaussian gradients w.r.t. (mx, my, conic, amp, channels) of the
 /// whole picture: tiles in parallel, partial sums added in a fixed order.
 fn loss_and_grads(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &[Gaussian],
     preps: &[Prep],
     w: i64,
@@ -683,7 +685,7 @@ fn loss_and_grads(
 
 /// `iterations` Adam steps from the current parameters; see [`refine`].
 fn descend(
-    target: &Pixels,
+    target: &Frame<f32>,
     gaussians: &mut [Gaussian],
     opts: &RefineOptions,
     iterations: usize,
@@ -783,7 +785,7 @@ fn descend(
 
 /// Loss and per-Gaussian gradients (w.r.t. mx, my, conic, amp, channels) of one tile.
 fn tile_gradient(
-    target: &Pixels,
+    target: &Frame<f32>,
     gs: &[Gaussian],
     preps: &[Prep],
     list: &[u32],
@@ -951,7 +953,7 @@ mod tests {
     /// (At 3σ a pixel reached by one Gaussian's tail alone jumps as the support moves.)
     const FAR: f32 = 1e4;
 
-    fn loss_of(target: &Pixels, gs: &[Gaussian]) -> f64 {
+    fn loss_of(target: &Frame<f32>, gs: &[Gaussian]) -> f64 {
         let preps: Vec<Prep> = gs.iter().map(|g| prep_with_cutoff(g, FAR)).collect();
         let list: Vec<u32> = (0..gs.len() as u32).collect();
         tile_gradient(target, gs, &preps, &list, 0, 0, target.channels()).0
@@ -979,7 +981,7 @@ mod tests {
             &crate::Limits::default(),
         )
         .unwrap();
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,
@@ -1013,7 +1015,7 @@ mod tests {
                 [x, y, 0.5 * (x + y)]
             })
             .collect();
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,
@@ -1074,7 +1076,7 @@ mod tests {
         let data: Vec<f32> = (0..w * h * 3)
             .map(|i| (i * 37 % 101) as f32 / 100.0)
             .collect();
-        let target = Pixels {
+        let target = Frame {
             width: w,
             height: h,
             layout: ChannelLayout::Rgb,

@@ -6,7 +6,7 @@
 
 use crate::core::splat::Gaussian;
 
-use crate::core::frame::Pixels;
+use crate::core::frame::Frame;
 
 /// One of the 8 symmetries of the square: a horizontal flip, then a vertical flip, then a
 /// transposition (x ↔ y), each present or not.
@@ -104,6 +104,7 @@ impl Symmetry {
 
     /// Maps interleaved samples of the transformed picture (`self.size(width, height)`) back to
     /// the `width × height` picture's frame: the inverse of [`Symmetry::apply_samples`].
+    #[cfg(any(test, feature = "unstable"))]
     pub fn unapply_samples<T: Copy>(
         self,
         data: &[T],
@@ -116,9 +117,9 @@ impl Symmetry {
     }
 
     /// The picture under this symmetry.
-    pub fn apply_pixels(self, p: &Pixels) -> Pixels {
+    pub fn apply_pixels(self, p: &Frame<f32>) -> Frame<f32> {
         let (width, height) = self.size(p.width, p.height);
-        Pixels {
+        Frame {
             width,
             height,
             layout: p.layout,

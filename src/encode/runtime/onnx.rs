@@ -126,6 +126,13 @@ fn read_decl(session: &Session) -> Result<ModelDecl> {
 /// Receives the `gaussians` output: its shape and values.
 pub(crate) type OutputSink<'a> = &'a mut dyn FnMut(&[i64], &[f32]) -> Result<()>;
 
+/// Watches a network run from another thread: called about every [`WATCH_INTERVAL`] with the
+/// time the run has taken so far; returning `true` stops the run ([`Error::Cancelled`]).
+pub(crate) type Watch<'a> = &'a (dyn Fn(std::time::Duration) -> bool + Sync);
+
+/// How often a [`Watch`] is called during a run.
+pub(crate) const WATCH_INTERVAL: std::time::Duration = std::time::Duration::from_millis(100);
+
 /// What the caller checks before a session is used: the model's declaration, turned into the
 /// size of a warm-up input (height, width), or an error if the model is unusable.
 pub(crate) type Validate<'a> = &'a dyn Fn(&ModelDecl) -> Result<(usize, usize)>;
@@ -244,17 +251,61 @@ impl OnnxModel {
         let mut session = session;
         // cuDNN and the kernels load at the first run: warm up before trusting CUDA.
         let zeros = vec![0f32; 3 * h * w];
-        run_raw(&mut session, &zeros, h, w, &mut |_, _| Ok(())).map_err(|e| {
+        let options = run_options().map_err(CudaFailure::Model)?;
+        run_raw(&mut session, &zeros, h, w, &options, &mut |_, _| Ok(())).map_err(|e| {
             CudaFailure::Unavailable(format!("warm-up run failed: {}", Self::clean(&e)))
         })?;
         Ok(session)
     }
 
     /// Runs the network on one planar RGB image `[3, h, w]` and hands the `gaussians` output
-    /// (shape, values) to `f` without copying it.
-    pub fn run(&self, image: &[f32], h: usize, w: usize, f: OutputSink<'_>) -> Result<()> {
+    /// (shape, values) to `f` without copying it. With `watch`, a thread calls it while the
+    /// network runs (progress within one run) and stops the run when it returns `true`: ONNX
+    /// Runtime checks its terminate flag between the graph's nodes, so a cancel takes effect
+    /// within one node (a convolution), and the run returns [`Error::Cancelled`].
+    pub fn run(
+        &self,
+        image: &[f32],
+        h: usize,
+        w: usize,
+        f: OutputSink<'_>,
+        watch: Option<Watch<'_>>,
+    ) -> Result<()> {
         let mut session = self.session.lock().unwrap_or_else(|p| p.into_inner());
-        run_raw(&mut session, image, h, w, f)
+        let options = run_options()?;
+        let Some(watch) = watch else {
+            return run_raw(&mut session, image, h, w, &options, f);
+        };
+        let (done, stopped) = (Mutex::new(false), std::sync::atomic::AtomicBool::new(false));
+        let wake = std::sync::Condvar::new();
+        let (done, stopped, wake, opts) = (&done, &stopped, &wake, &options);
+        std::thread::scope(|scope| {
+            let start = std::time::Instant::now();
+            scope.spawn(move || {
+                let mut finished = done.lock().unwrap_or_else(|p| p.into_inner());
+                while !*finished {
+                    finished = wake
+                        .wait_timeout(finished, WATCH_INTERVAL)
+                        .unwrap_or_else(|p| p.into_inner())
+                        .0;
+                    if !*finished && watch(start.elapsed()) {
+                        stopped.store(true, std::sync::atomic::Ordering::Relaxed);
+                        // Only fails if the options are gone, which the scope prevents.
+                        let _ = opts.terminate();
+                        break;
+                    }
+                }
+            });
+            let r = run_raw(&mut session, image, h, w, &options, f);
+            *done.lock().unwrap_or_else(|p| p.into_inner()) = true;
+            wake.notify_all();
+            match r {
+                Err(_) if stopped.load(std::sync::atomic::Ordering::Relaxed) => {
+                    Err(Error::Cancelled)
+                }
+                r => r,
+            }
+        })
     }
 }
 
@@ -274,26 +325,31 @@ fn prefix(e: Error, p: &str) -> Error {
     }
 }
 
-fn run_raw(
-    session: &mut Session,
-    image: &[f32],
-    h: usize,
-    w: usize,
-    f: OutputSink<'_>,
-) -> Result<()> {
-    let input = TensorRef::from_array_view(([1usize, 3, h, w], image))
-        .map_err(|e| model_err("cannot build the input tensor", e))?;
-    // ONNX Runtime's CPU memory arena returns its memory after each run: a picture run in
-    // tiles otherwise kept the high-water mark of its largest tile's activations, grown in
-    // doubling chunks (1.8 GiB instead of 0.8 for a 4 MP picture in tiles of 2 MP), while the
-    // arena within a run keeps its speed (BENCHMARKS.md, "Encoder memory").
+/// The options of one run: ONNX Runtime's CPU memory arena returns its memory after the run.
+/// A picture run in tiles otherwise kept the high-water mark of its largest tile's
+/// activations, grown in doubling chunks (1.8 GiB instead of 0.8 for a 4 MP picture in tiles
+/// of 2 MP), while the arena within a run keeps its speed (BENCHMARKS.md, "Encoder memory").
+fn run_options() -> Result<ort::session::RunOptions> {
     let mut options = ort::session::RunOptions::new()
         .map_err(|e| model_err("cannot create the run options", e))?;
     options
         .set("memory.enable_memory_arena_shrinkage", "cpu:0")
         .map_err(|e| model_err("cannot set the run options", e))?;
+    Ok(options)
+}
+
+fn run_raw(
+    session: &mut Session,
+    image: &[f32],
+    h: usize,
+    w: usize,
+    options: &ort::session::RunOptions,
+    f: OutputSink<'_>,
+) -> Result<()> {
+    let input = TensorRef::from_array_view(([1usize, 3, h, w], image))
+        .map_err(|e| model_err("cannot build the input tensor", e))?;
     let outputs = session
-        .run_with_options(ort::inputs!["image" => input], &options)
+        .run_with_options(ort::inputs!["image" => input], options)
         .map_err(|e| model_err(&format!("the network failed on a {w}x{h} input"), e))?;
     let out = outputs
         .get("gaussians")

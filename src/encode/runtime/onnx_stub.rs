@@ -10,6 +10,8 @@ use crate::{Error, Result};
 
 pub(crate) type OutputSink<'a> = &'a mut dyn FnMut(&[i64], &[f32]) -> Result<()>;
 
+pub(crate) type Watch<'a> = &'a (dyn Fn(std::time::Duration) -> bool + Sync);
+
 pub(crate) type Validate<'a> = &'a dyn Fn(&ModelDecl) -> Result<(usize, usize)>;
 
 /// Never constructed without the `onnx` feature.
@@ -34,7 +36,14 @@ impl OnnxModel {
         })
     }
 
-    pub fn run(&self, _image: &[f32], _h: usize, _w: usize, _f: OutputSink<'_>) -> Result<()> {
+    pub fn run(
+        &self,
+        _image: &[f32],
+        _h: usize,
+        _w: usize,
+        _f: OutputSink<'_>,
+        _watch: Option<Watch<'_>>,
+    ) -> Result<()> {
         Err(Error::Model("built without the `onnx` feature".into()))
     }
 }
