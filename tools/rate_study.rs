@@ -15,10 +15,13 @@
 use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
+use gsimg::Limits;
 use gsimg::encode::NetworkOptions;
 use gsimg::encode::optim::refine::RefineOptions;
-use gsimg::render::render_cpu;
-use gsimg::{Frame, Limits, SplatImage, Viewport};
+
+#[path = "psnr8.rs"]
+mod psnr8;
+use psnr8::psnr8;
 
 fn main() {
     if let Err(e) = run() {
@@ -101,19 +104,4 @@ fn run() -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// 8-bit RGB PSNR of a file's native render against the picture.
-fn psnr8(px: &Frame<f32>, image: &SplatImage) -> Result<f64> {
-    let frame: Frame<u8> = render_cpu(
-        image,
-        &Viewport::full(px.width, px.height),
-        &Limits::default(),
-    )?;
-    let mut se = 0f64;
-    for (a, b) in frame.data.iter().zip(&px.data) {
-        let d = *a as f64 - (*b as f64 * 255.0).round();
-        se += d * d;
-    }
-    Ok(10.0 * (255.0f64 * 255.0 / (se / frame.data.len() as f64)).log10())
 }

@@ -38,6 +38,10 @@ use gsimg::encode::optim::refine::{RefineOptions, gradients, refine};
 use gsimg::render::render_cpu;
 use gsimg::{ChannelLayout, Frame, Gaussian, Limits, SplatImage, Viewport};
 
+#[path = "psnr8.rs"]
+mod psnr8;
+use psnr8::psnr8;
+
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
     let flag = |name: &str, default: usize| -> usize {
@@ -410,22 +414,6 @@ fn speed(pngs: &[&String], steps: usize, cpu_steps: usize) -> Result<()> {
         );
     }
     Ok(())
-}
-
-/// 8-bit RGB PSNR of a file's native render against the picture (the codec-anchors protocol:
-/// per-picture MSE of the 8-bit samples).
-fn psnr8(px: &Frame<f32>, image: &SplatImage) -> Result<f64> {
-    let frame: Frame<u8> = render_cpu(
-        image,
-        &Viewport::full(px.width, px.height),
-        &Limits::default(),
-    )?;
-    let mut se = 0f64;
-    for (a, b) in frame.data.iter().zip(&px.data) {
-        let d = *a as f64 - (*b as f64 * 255.0).round();
-        se += d * d;
-    }
-    Ok(10.0 * (255.0f64 * 255.0 / (se / frame.data.len() as f64)).log10())
 }
 
 fn curve(pngs: &[&String], densities: &[String], scheds: &[String], fine: bool) -> Result<()> {

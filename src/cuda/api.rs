@@ -244,7 +244,7 @@ impl<T: Sample> DeviceFrame<T> {
     pub fn download(&self) -> Result<Frame<T>> {
         let len = self.width as usize * self.height as usize * self.channels;
         let mut data = vec![T::default(); len];
-        download_into(&self.rt.stream, &self.buf, &mut data)?;
+        download_into(&self.rt.stream, &self.buf, &mut data, None)?;
         self.rt
             .stream
             .synchronize()
@@ -258,50 +258,44 @@ impl<T: Sample> DeviceFrame<T> {
     }
 }
 
-/// Enqueues a copy of the first `data.len()` samples of `buf` into `data`.
+/// Bytes per piece of a cancellable render's download: a 16384² RGB frame (768 MiB) takes a
+/// few hundred milliseconds to copy to pageable host memory, longer than its rasterization, so
+/// the flag is checked between pieces of 32 MiB (about 10 ms each).
+const CANCEL_DOWNLOAD_BYTES: usize = 32 << 20;
+
+/// Enqueues a copy of the first `data.len()` samples of `buf` into `data`. With `cancel`, copies
+/// in pieces of [`CANCEL_DOWNLOAD_BYTES`], each waited for, and returns [`Error::Cancelled`]
+/// between two pieces once the flag is set.
 fn download_into<T: GpuSample>(
     stream: &Arc<CudaStream>,
     buf: &CudaSlice<u8>,
     data: &mut [T],
+    cancel: Option<&AtomicBool>,
 ) -> Result<()> {
     let bytes = std::mem::size_of_val(data);
     // SAFETY: T is u8 or f32 (`Sample` is sealed): every byte pattern is a valid value, the
     // alignment of u8 is 1, and the byte view covers exactly `data`'s memory while `data` is
     // mutably borrowed.
     let dst = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, bytes) };
-    stream
-        .memcpy_dtoh(&buf.slice(..bytes), dst)
-        .map_err(driver_err("device-to-host copy"))
-}
-
-/// Bytes per piece of a cancellable render's download: a 16384² RGB frame (768 MiB) takes a
-/// few hundred milliseconds to copy to pageable host memory, longer than its rasterization, so
-/// the flag is checked between pieces of 32 MiB (about 10 ms each).
-const CANCEL_DOWNLOAD_BYTES: usize = 32 << 20;
-
-/// [`download_into`] in pieces of [`CANCEL_DOWNLOAD_BYTES`], returning [`Error::Cancelled`]
-/// between two pieces once `cancel` is set (after the stream has finished the piece in flight).
-fn download_into_cancellable<T: GpuSample>(
-    stream: &Arc<CudaStream>,
-    buf: &CudaSlice<u8>,
-    data: &mut [T],
-    cancel: &AtomicBool,
-) -> Result<()> {
-    let bytes = std::mem::size_of_val(data);
-    // SAFETY: as in `download_into`.
-    let dst = unsafe { std::slice::from_raw_parts_mut(data.as_mut_ptr() as *mut u8, bytes) };
+    let piece = if cancel.is_some() {
+        CANCEL_DOWNLOAD_BYTES
+    } else {
+        bytes
+    };
     let mut start = 0;
     while start < bytes {
-        let end = (start + CANCEL_DOWNLOAD_BYTES).min(bytes);
+        let end = (start + piece).min(bytes);
         stream
             .memcpy_dtoh(&buf.slice(start..end), &mut dst[start..end])
             .map_err(driver_err("device-to-host copy"))?;
-        stream
-            .synchronize()
-            .map_err(driver_err("device-to-host copy"))?;
         start = end;
-        if start < bytes && cancel.load(std::sync::atomic::Ordering::Relaxed) {
-            return Err(Error::Cancelled);
+        if let Some(flag) = cancel {
+            stream
+                .synchronize()
+                .map_err(driver_err("device-to-host copy"))?;
+            if start < bytes && flag.load(std::sync::atomic::Ordering::Relaxed) {
+                return Err(Error::Cancelled);
+            }
         }
     }
     Ok(())
@@ -432,10 +426,7 @@ impl GpuImage {
                 expand_rgba: rgba,
             },
             cancel,
-            |s, buf| match cancel {
-                Some(flag) => download_into_cancellable(s, buf, &mut data, flag),
-                None => download_into(s, buf, &mut data),
-            },
+            |s, buf| download_into(s, buf, &mut data, cancel),
         )?;
         Ok((
             Frame {

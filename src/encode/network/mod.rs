@@ -168,25 +168,27 @@ impl NetworkEncoder {
         self.gaussians_with(pixels, None)
     }
 
-    /// The Gaussians of `pixels` as the network sees them under `symmetry` (as the upscaler's
-    /// ensemble runs it), stopped when `cancel` is set: between tiles, and within a network run
-    /// through ONNX Runtime's terminate flag (between the graph's nodes). Returns
-    /// [`Error::Cancelled`] then.
-    pub fn gaussians_cancellable(
-        &self,
-        pixels: &Frame<f32>,
-        symmetry: Symmetry,
-        cancel: &AtomicBool,
-    ) -> Result<NetworkOutput> {
-        if symmetry == Symmetry::IDENTITY {
-            return self.gaussians_with(pixels, Some(cancel));
+    unstable_pub! {
+        /// The Gaussians of `pixels` as the network sees them under `symmetry` (as the upscaler's
+        /// ensemble runs it), stopped when `cancel` is set: between tiles, and within a network run
+        /// through ONNX Runtime's terminate flag (between the graph's nodes). Returns
+        /// [`Error::Cancelled`] then.
+        fn gaussians_cancellable(
+            &self,
+            pixels: &Frame<f32>,
+            symmetry: Symmetry,
+            cancel: &AtomicBool,
+        ) -> Result<NetworkOutput> {
+            if symmetry == Symmetry::IDENTITY {
+                return self.gaussians_with(pixels, Some(cancel));
+            }
+            pixels.validate()?;
+            let mut out = self.gaussians_with(&symmetry.apply_pixels(pixels), Some(cancel))?;
+            let mut gs = out.image.into_gaussians();
+            symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
+            out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
+            Ok(out)
         }
-        pixels.validate()?;
-        let mut out = self.gaussians_with(&symmetry.apply_pixels(pixels), Some(cancel))?;
-        let mut gs = out.image.into_gaussians();
-        symmetry.unapply_gaussians(&mut gs, pixels.width, pixels.height);
-        out.image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
-        Ok(out)
     }
 
     fn gaussians_with(&self, pixels: &Frame<f32>, cancel: Option<&AtomicBool>) -> Result<NetworkOutput> {
@@ -440,24 +442,7 @@ impl NetworkEncoder {
             )
         };
         if self.info.kind == ModelKind::Compact {
-            // The quality's precision; at least 3 bits (or the set's own when fewer), at
-            // most 16.
-            for (b, delta) in [
-                &mut wo.position_bits,
-                &mut wo.scale_bits,
-                &mut wo.rotation_bits,
-                &mut wo.luma_bits,
-                &mut wo.chroma_bits,
-            ]
-            .into_iter()
-            .zip(precision)
-            {
-                *b = if delta < 0 {
-                    b.saturating_sub(delta.unsigned_abs()).max((*b).min(3))
-                } else {
-                    (*b + delta as u8).min(16)
-                };
-            }
+            shift_bits(&mut wo, precision.map(i16::from));
         }
         wo
     }
@@ -598,19 +583,7 @@ impl NetworkEncoder {
             .find(|&q| at(q).0 >= guess)
             .map_or(own, |q| at(q).1);
         let mut wo = opts.clone();
-        for ((b, w), o) in [
-            &mut wo.position_bits,
-            &mut wo.scale_bits,
-            &mut wo.rotation_bits,
-            &mut wo.luma_bits,
-            &mut wo.chroma_bits,
-        ]
-        .into_iter()
-        .zip(wanted)
-        .zip(own)
-        {
-            *b = (*b as i16 + w as i16 - o as i16).clamp((*b).min(3) as i16, 16) as u8;
-        }
+        shift_bits(&mut wo, std::array::from_fn(|i| wanted[i] as i16 - own[i] as i16));
         let hi = if self.refining() {
             rate::MAX_COUNT_FACTOR
         } else {
@@ -791,6 +764,22 @@ impl NetworkEncoder {
             encoded.warnings.extend(gpu_fallback);
         }
         Ok(encoded)
+    }
+}
+
+/// Shifts the bits of the position, scale, rotation, luma and chroma quantizers by `delta`
+/// (a quality's precision), keeping each at least 3 (or its own count when fewer) and at most
+/// 16.
+fn shift_bits(wo: &mut WriteOptions, delta: [i16; 5]) {
+    let bits = [
+        &mut wo.position_bits,
+        &mut wo.scale_bits,
+        &mut wo.rotation_bits,
+        &mut wo.luma_bits,
+        &mut wo.chroma_bits,
+    ];
+    for (b, d) in bits.into_iter().zip(delta) {
+        *b = (*b as i16 + d).clamp((*b).min(3) as i16, 16) as u8;
     }
 }
 
