@@ -599,6 +599,78 @@ fn gpu_refinement_descends_as_the_cpu_does() {
 }
 
 #[test]
+fn gpu_refiner_serves_pictures_of_other_sizes() {
+    // An encoder of many pictures keeps one refiner and points it at each picture in turn
+    // (`set_target`): larger, smaller, other channel counts. Its descents and colour fits
+    // equal those of a refiner made for each picture.
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(31);
+    let opts = gsimg::encode::optim::refine::RefineOptions {
+        iterations: 12,
+        ..Default::default()
+    };
+    let (adam, fit) = (
+        opts.adam(),
+        gsimg::encode::optim::fit::FitOptions::default(),
+    );
+    let mut kept: Option<gsimg::cuda::GpuRefiner> = None;
+    for (layout, w, h, n) in [
+        (ChannelLayout::Rgb, 48u32, 40u32, 80usize),
+        (ChannelLayout::Gray, 20, 17, 30),
+        (ChannelLayout::Rgba, 70, 52, 150),
+        (ChannelLayout::GrayAlpha, 33, 90, 70),
+        (ChannelLayout::Rgb, 48, 40, 60),
+    ] {
+        let nc = layout.channels();
+        let target = refine_target(&mut rng, w, h, layout);
+        let start = random_image(&mut rng, w, h, layout, n, 1.0, 4.0).into_gaussians();
+        let mut fresh = gpu.refiner(w, h, nc, &target.data).unwrap();
+        let refiner = match kept.as_mut() {
+            Some(r) => {
+                r.set_target(w, h, nc, &target.data).unwrap();
+                r
+            }
+            None => kept.insert(gpu.refiner(w, h, nc, &target.data).unwrap()),
+        };
+        let same = |what: &str, a: &[gsimg::Gaussian], b: &[gsimg::Gaussian]| {
+            for (k, (a, b)) in a.iter().zip(b).enumerate() {
+                let d = [
+                    a.x - b.x,
+                    a.y - b.y,
+                    a.scale[0] - b.scale[0],
+                    a.scale[1] - b.scale[1],
+                ]
+                .into_iter()
+                .chain((0..nc).map(|c| a.color[c] - b.color[c]))
+                .fold(0f32, |m, v| m.max(v.abs()));
+                assert!(
+                    d <= 1e-5,
+                    "{layout:?} {w}x{h}, {what}: Gaussian {k} differs by {d}"
+                );
+            }
+        };
+        let (mut a, mut b) = (start.clone(), start.clone());
+        let ra = fresh.descend(&mut a, &adam, opts.iterations, None).unwrap();
+        let rb = refiner
+            .descend(&mut b, &adam, opts.iterations, None)
+            .unwrap();
+        for (x, y) in [(ra.0, rb.0), (ra.1, rb.1)] {
+            assert!(
+                (x - y).abs() <= 1e-6 * x,
+                "{layout:?} {w}x{h}: error {x} vs {y}"
+            );
+        }
+        assert!(rb.1 < rb.0, "{layout:?} {w}x{h}: no descent ({rb:?})");
+        same("descent", &a, &b);
+        fresh.fit_colors(&mut a, fit.iterations, fit.clamp).unwrap();
+        refiner
+            .fit_colors(&mut b, fit.iterations, fit.clamp)
+            .unwrap();
+        same("colour fit", &a, &b);
+    }
+}
+
+#[test]
 fn gpu_colour_fit_matches_cpu() {
     // The least-squares colour fit: on a picture that is one of the CPU's chunks both run the
     // same conjugate gradients on the same normal equations (the GPU's products in float, the

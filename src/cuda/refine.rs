@@ -45,6 +45,25 @@ pub struct GpuRefiner {
     zero: Option<CudaSlice<f32>>,
 }
 
+/// Checks a refinement picture's shape; returns its pixels and 16 × 16 tiles.
+fn check_picture(width: u32, height: u32, channels: usize, target: &[f32]) -> Result<(usize, usize)> {
+    let pixels = width as usize * height as usize;
+    if width == 0 || height == 0 || !(1..=4).contains(&channels) {
+        return Err(Error::invalid(
+            "refinement picture",
+            format!("{width}×{height} with {channels} channels"),
+        ));
+    }
+    if target.len() != pixels * channels {
+        return Err(Error::invalid(
+            "refinement picture",
+            format!("{} values for {width}×{height}×{channels}", target.len()),
+        ));
+    }
+    let tiles = width.div_ceil(TILE) as usize * height.div_ceil(TILE) as usize;
+    Ok((pixels, tiles))
+}
+
 /// Per-Gaussian buffers, reallocated when a descent has more Gaussians or list entries.
 struct GaussianBufs {
     n: usize,
@@ -77,21 +96,8 @@ impl GpuRefiner {
         channels: usize,
         target: &[f32],
     ) -> Result<GpuRefiner> {
-        let pixels = width as usize * height as usize;
-        if width == 0 || height == 0 || !(1..=4).contains(&channels) {
-            return Err(Error::invalid(
-                "refinement picture",
-                format!("{width}×{height} with {channels} channels"),
-            ));
-        }
-        if target.len() != pixels * channels {
-            return Err(Error::invalid(
-                "refinement picture",
-                format!("{} values for {width}×{height}×{channels}", target.len()),
-            ));
-        }
+        let (pixels, tiles) = check_picture(width, height, channels, target)?;
         let stream = rt.new_stream()?;
-        let tiles = width.div_ceil(TILE) as usize * height.div_ceil(TILE) as usize;
         let alloc_err = driver_err("GPU memory allocation");
         let target_dev = stream
             .clone_htod(target)
@@ -122,6 +128,49 @@ impl GpuRefiner {
             bufs: None,
             zero: None,
         })
+    }
+
+    unstable_pub! {
+        /// Makes `target` the picture that later descents and colour fits work against, as
+        /// [`new`](Self::new) would, keeping the stream, the tile lists and the per-Gaussian
+        /// buffers, and the picture's buffers where they are large enough (and not more than four
+        /// times so): one refiner serves every stage of an encode and the pictures after it.
+        fn set_target(
+            &mut self,
+            width: u32,
+            height: u32,
+            channels: usize,
+            target: &[f32],
+        ) -> Result<()> {
+            let (pixels, tiles) = check_picture(width, height, channels, target)?;
+            let fits = |have: usize, need: usize| have >= need && have / 4 <= need;
+            let s = self.stream.clone();
+            let alloc = || driver_err("GPU memory allocation");
+            if fits(self.target.len(), target.len()) {
+                s.memcpy_htod(target, &mut self.target.slice_mut(..target.len()))
+                    .map_err(driver_err("uploading the picture"))?;
+            } else {
+                self.target = s
+                    .clone_htod(target)
+                    .map_err(driver_err("uploading the picture"))?;
+            }
+            if !fits(self.pix_color.len(), pixels) {
+                self.pix_color = s.alloc_zeros(pixels).map_err(alloc())?;
+                self.pix_grad = s.alloc_zeros(pixels).map_err(alloc())?;
+            }
+            if !fits(self.tile_err.len(), tiles) {
+                self.tile_err = s.alloc_zeros(tiles).map_err(alloc())?;
+            }
+            if self
+                .zero
+                .as_ref()
+                .is_some_and(|z| !fits(z.len(), target.len()))
+            {
+                self.zero = None;
+            }
+            (self.width, self.height, self.channels) = (width, height, channels);
+            Ok(())
+        }
     }
 
     /// Width of the picture.

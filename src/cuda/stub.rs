@@ -229,6 +229,19 @@ pub struct GpuRefiner {
 }
 
 impl GpuRefiner {
+    unstable_pub! {
+        /// Unreachable.
+        fn set_target(
+            &mut self,
+            _width: u32,
+            _height: u32,
+            _channels: usize,
+            _target: &[f32],
+        ) -> Result<()> {
+            match self.never {}
+        }
+    }
+
     /// Unreachable.
     #[cfg(feature = "unstable")]
     pub fn width(&self) -> u32 {

@@ -63,8 +63,8 @@ use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use crate::encode::optim::fit::{FitOptions, fit_colors};
 use crate::encode::optim::refine::{
-    QuantGrid, ROUND_START_UNITS, RefineDevice, RefineOptions, fit_colors_on,
-    refine_quantized_with_progress, refine_units, refine_to_with_progress,
+    GpuWorkspace, QuantGrid, ROUND_START_UNITS, RefineDevice, RefineOptions, fit_colors_in,
+    refine_quantized_in, refine_to_in, refine_units,
 };
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::rate::{self, RateResult, RateTarget};
@@ -83,6 +83,9 @@ pub struct NetworkEncoder {
     /// Seconds per input pixel of the last network run (`f64` bits; 0: none yet): how long a
     /// run is expected to take, for progress within it.
     seconds_per_pixel: AtomicU64,
+    /// The GPU refinement's stream and buffers, kept from one refinement (and picture) to the
+    /// next.
+    gpu: GpuWorkspace,
 }
 
 /// What one run of the network produced.
@@ -682,7 +685,7 @@ impl NetworkEncoder {
                 // The network's colours assume its quantizers' clamping: start the refinement
                 // from the least-squares colours of its geometry instead.
                 let clock = Instant::now();
-                gpu_fallback = fit_colors_on(pixels, &mut gs, &fit, device)?;
+                gpu_fallback = fit_colors_in(pixels, &mut gs, &fit, device, Some(&self.gpu))?;
                 stages.add("colour fits", clock);
                 stage(ROUND_START_UNITS).finish();
                 let mut ropts = self.opts.refine;
@@ -695,7 +698,8 @@ impl NetworkEncoder {
                 }
                 ropts.device = device;
                 let part = stage(refine_units(&ropts));
-                let outcome = refine_to_with_progress(pixels, &mut gs, &ropts, budget, &part)?;
+                let outcome =
+                    refine_to_in(pixels, &mut gs, &ropts, budget, &part, Some(&self.gpu))?;
                 if outcome.fallback.is_some() {
                     device = RefineDevice::Cpu;
                 }
@@ -711,8 +715,14 @@ impl NetworkEncoder {
                     ..self.opts.refine
                 };
                 let part = stage(q_steps);
-                let outcome = refine_quantized_with_progress(
-                    pixels, &mut gs, &ropts, &grid, q_steps, &part,
+                let outcome = refine_quantized_in(
+                    pixels,
+                    &mut gs,
+                    &ropts,
+                    &grid,
+                    q_steps,
+                    &part,
+                    Some(&self.gpu),
                 )?;
                 if outcome.fallback.is_some() {
                     device = RefineDevice::Cpu;
@@ -726,7 +736,7 @@ impl NetworkEncoder {
                 g.color = color;
             }
             if refining {
-                let w = fit_colors_on(pixels, &mut gs, &fit, device)?;
+                let w = fit_colors_in(pixels, &mut gs, &fit, device, Some(&self.gpu))?;
                 gpu_fallback = gpu_fallback.or(w);
             } else {
                 fit_colors(pixels, &mut gs, &fit);
@@ -829,6 +839,14 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// An encoder is shared by threads (one encoding, others asking for its model and
+    /// library), the GPU refinement it keeps included.
+    #[test]
+    fn the_encoder_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<NetworkEncoder>();
     }
 
     #[test]

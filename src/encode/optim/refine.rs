@@ -213,6 +213,18 @@ impl Default for RefineOptions {
     }
 }
 
+/// A GPU refinement kept from one refinement to the next, of the same picture or of the next
+/// one: its stream, tile lists and buffers are reused rather than allocated again (an encoder
+/// that refines many pictures owns one). Holds device memory until dropped.
+#[derive(Default)]
+pub(crate) struct GpuWorkspace(std::sync::Mutex<Option<(Box<crate::cuda::GpuRefiner>, String)>>);
+
+impl GpuWorkspace {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Box<crate::cuda::GpuRefiner>, String)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
 /// The descent's engine: the CPU, or a picture uploaded to the GPU.
 enum Engine {
     Cpu,
@@ -222,42 +234,71 @@ enum Engine {
 
 impl Engine {
     /// The engine for `steps` steps on `gaussians` (the CPU when there is nothing to do).
+    /// (`keep`: where a GPU refinement kept from before is taken from.)
     fn for_work(
         target: &Frame<f32>,
         gaussians: &[Gaussian],
         steps: usize,
         device: RefineDevice,
+        keep: Option<&GpuWorkspace>,
     ) -> crate::Result<(Engine, Option<String>)> {
         if steps == 0 || gaussians.is_empty() {
             Ok((Engine::Cpu, None))
         } else {
-            Engine::new(target, device)
+            Engine::new(target, device, keep)
         }
     }
 
-    /// What a refinement through this engine did.
+    /// What a refinement through this engine did; the GPU refinement goes back to `keep`.
     fn outcome(
         self,
         first: f64,
         last: f64,
         fallback: Option<String>,
         seconds: RefineSeconds,
+        keep: Option<&GpuWorkspace>,
     ) -> RefineOutcome {
         RefineOutcome {
             first,
             last,
             seconds,
-            gpu: match self {
-                Engine::Gpu(_, name) => Some(name),
-                Engine::Cpu => None,
-            },
+            gpu: self.keep(keep),
             fallback,
         }
     }
 
-    fn new(target: &Frame<f32>, device: RefineDevice) -> crate::Result<(Engine, Option<String>)> {
+    /// Puts a GPU refinement back into `keep` (dropping it without one); returns the GPU's
+    /// name.
+    fn keep(self, keep: Option<&GpuWorkspace>) -> Option<String> {
+        match self {
+            Engine::Gpu(g, name) => {
+                if let Some(k) = keep {
+                    *k.slot() = Some((g, name.clone()));
+                }
+                Some(name)
+            }
+            Engine::Cpu => None,
+        }
+    }
+
+    fn new(
+        target: &Frame<f32>,
+        device: RefineDevice,
+        keep: Option<&GpuWorkspace>,
+    ) -> crate::Result<(Engine, Option<String>)> {
         if device == RefineDevice::Cpu {
             return Ok((Engine::Cpu, None));
+        }
+        let kept = keep.and_then(|k| k.slot().take());
+        if let Some((mut g, name)) = kept {
+            let (w, h, c) = (target.width, target.height, target.channels());
+            return Ok(match g.set_target(w, h, c, &target.data) {
+                Ok(()) => (Engine::Gpu(g, name), None),
+                Err(e) => (
+                    Engine::Cpu,
+                    Some(format!("refining on the CPU after a GPU error: {e}")),
+                ),
+            });
         }
         let gpu = crate::cuda::CudaRenderer::new().and_then(|r| {
             let name = r.device_name().to_string();
@@ -460,12 +501,24 @@ pub fn refine_to_with_progress(
     budget: usize,
     progress: &Part,
 ) -> crate::Result<RefineOutcome> {
+    refine_to_in(target, gaussians, opts, budget, progress, None)
+}
+
+/// [`refine_to_with_progress`] with the GPU refinement taken from `keep` and put back there.
+pub(crate) fn refine_to_in(
+    target: &Frame<f32>,
+    gaussians: &mut Vec<Gaussian>,
+    opts: &RefineOptions,
+    budget: usize,
+    progress: &Part,
+    keep: Option<&GpuWorkspace>,
+) -> crate::Result<RefineOutcome> {
     use super::realloc::{adapt, prune, reallocate};
     let budget = budget.max(1);
     let mut seconds = RefineSeconds::default();
     let clock = Instant::now();
     let (mut engine, mut fallback) =
-        Engine::for_work(target, gaussians, opts.iterations, opts.device)?;
+        Engine::for_work(target, gaussians, opts.iterations, opts.device, keep)?;
     seconds.descent += clock.elapsed().as_secs_f64();
     let fit = super::fit::FitOptions::default();
     let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
@@ -545,7 +598,7 @@ pub fn refine_to_with_progress(
         }
         (first, last)
     };
-    Ok(engine.outcome(first, last, fallback, seconds))
+    Ok(engine.outcome(first, last, fallback, seconds, keep))
 }
 
 /// Fits the colours of `gaussians` (the geometry fixed) to `target` by least squares, on the
@@ -560,8 +613,20 @@ pub fn fit_colors_on(
     fit: &super::fit::FitOptions,
     device: RefineDevice,
 ) -> crate::Result<Option<String>> {
-    let (mut engine, mut fallback) = Engine::for_work(target, gaussians, 1, device)?;
+    fit_colors_in(target, gaussians, fit, device, None)
+}
+
+/// [`fit_colors_on`] with the GPU refinement taken from `keep` and put back there.
+pub(crate) fn fit_colors_in(
+    target: &Frame<f32>,
+    gaussians: &mut [Gaussian],
+    fit: &super::fit::FitOptions,
+    device: RefineDevice,
+    keep: Option<&GpuWorkspace>,
+) -> crate::Result<Option<String>> {
+    let (mut engine, mut fallback) = Engine::for_work(target, gaussians, 1, device, keep)?;
     engine.fit_colors(target, gaussians, fit, &mut fallback);
+    engine.keep(keep);
     Ok(fallback)
 }
 
@@ -590,8 +655,23 @@ pub fn refine_quantized_with_progress(
     steps: usize,
     progress: &Part,
 ) -> crate::Result<RefineOutcome> {
+    refine_quantized_in(target, gaussians, opts, grid, steps, progress, None)
+}
+
+/// [`refine_quantized_with_progress`] with the GPU refinement taken from `keep` and put back
+/// there.
+pub(crate) fn refine_quantized_in(
+    target: &Frame<f32>,
+    gaussians: &mut [Gaussian],
+    opts: &RefineOptions,
+    grid: &QuantGrid,
+    steps: usize,
+    progress: &Part,
+    keep: Option<&GpuWorkspace>,
+) -> crate::Result<RefineOutcome> {
     let clock = Instant::now();
-    let (mut engine, mut fallback) = Engine::for_work(target, gaussians, steps, opts.device)?;
+    let (mut engine, mut fallback) =
+        Engine::for_work(target, gaussians, steps, opts.device, keep)?;
     let (first, last) = engine.descend(
         target,
         gaussians,
@@ -608,7 +688,7 @@ pub fn refine_quantized_with_progress(
         descent: clock.elapsed().as_secs_f64(),
         ..RefineSeconds::default()
     };
-    Ok(engine.outcome(first, last, fallback, seconds))
+    Ok(engine.outcome(first, last, fallback, seconds, keep))
 }
 
 /// The loss of `gaussians` against `target` (mean squared error per channel value of the
