@@ -374,6 +374,9 @@ pub fn run(args: EncodeArgs, ctx: &RunContext) -> Result<()> {
                     done.summary
                 ));
                 how.get_or_insert(done.how);
+                // A picture's time: from the end of the one before (or the encoder being
+                // ready) to its file written, what it adds to the run; its reading and
+                // decoding overlapped the picture before.
                 times.push(since.elapsed().as_secs_f64());
             }
             Err(e) => {
