@@ -606,17 +606,7 @@ pub(crate) fn refine_to_in(
 /// also what runs on the CPU. On a GPU it is solved on the whole picture at once (the CPU
 /// solves it in spatial chunks, in sweeps). Returns the warning to show when a GPU error sent
 /// the fit to the CPU; fails only when `device` is [`RefineDevice::Cuda`] and no GPU can be
-/// used.
-pub fn fit_colors_on(
-    target: &Frame<f32>,
-    gaussians: &mut [Gaussian],
-    fit: &super::fit::FitOptions,
-    device: RefineDevice,
-) -> crate::Result<Option<String>> {
-    fit_colors_in(target, gaussians, fit, device, None)
-}
-
-/// [`fit_colors_on`] with the GPU refinement taken from `keep` and put back there.
+/// used. A GPU refinement is taken from `keep` and put back there.
 pub(crate) fn fit_colors_in(
     target: &Frame<f32>,
     gaussians: &mut [Gaussian],
