@@ -488,3 +488,225 @@ DEFINE_REFINE(1)
 DEFINE_REFINE(2)
 DEFINE_REFINE(3)
 DEFINE_REFINE(4)
+
+// ---------------------------------------------------------------------------------------------
+// The least-squares colour fit (src/encode/optim/fit.rs) on the device: with the geometry fixed
+// a pixel is linear in the colours, C = A c with A[p][k] = w_pk / D_p, and the colours that
+// minimize ||A c - t||^2 solve the normal equations A^T A c = A^T t, by conjugate gradients
+// started from the current colours, each channel on its own (as fit.rs), on the whole picture
+// at once. The products with A^T A are the colour gradients of the kernels above: the backward
+// pass of a render of colours p against a zero picture gives 2 A^T A p per (tile, Gaussian)
+// slot, and against the picture itself (at the start) 2 A^T (A c - t). Vectors are double; the
+// dot products are summed per block, then over the blocks in order (no atomics): the result is
+// the same every time.
+#define FIT_THREADS 256
+
+// Four channels of a vector entry (32 bytes; mirrored as [f64; 4] in src/cuda/launch.rs).
+struct Dbl4 {
+    double x, y, z, w;
+};
+
+__device__ __forceinline__ Dbl4 dbl4(double x, double y, double z, double w) {
+    Dbl4 v;
+    v.x = x;
+    v.y = y;
+    v.z = z;
+    v.w = w;
+    return v;
+}
+
+// Per-block partial sums of a channel-wise dot product, reduced by one thread of each block.
+__device__ __forceinline__ void fit_block_sum(Dbl4 v, Dbl4* __restrict__ partial) {
+    __shared__ Dbl4 s[FIT_THREADS];
+    const int tid = threadIdx.x;
+    s[tid] = v;
+    __syncthreads();
+    for (int stride = FIT_THREADS / 2; stride > 0; stride >>= 1) {
+        if (tid < stride) {
+            s[tid].x += s[tid + stride].x;
+            s[tid].y += s[tid + stride].y;
+            s[tid].z += s[tid + stride].z;
+            s[tid].w += s[tid + stride].w;
+        }
+        __syncthreads();
+    }
+    if (tid == 0) partial[blockIdx.x] = s[0];
+}
+
+// Gaussian i's colour gradient, halved: its slots' channel entries summed in tile order.
+// Nothing when the tile lists overflowed (the slots are then not all written; the host sees the
+// overflow and does not use the result).
+__device__ __forceinline__ Dbl4 fit_gather(unsigned int i, const unsigned int* __restrict__ counts,
+                                           const unsigned int* __restrict__ offsets,
+                                           const float* __restrict__ grad_slots, int nc,
+                                           const RefineState* state) {
+    double g[4] = {0.0, 0.0, 0.0, 0.0};
+    if (state->overflow) return dbl4(0.0, 0.0, 0.0, 0.0);
+    const unsigned int n_slots = counts[i], first = offsets[i];
+    for (unsigned int s = 0; s < n_slots; ++s) {
+        const float* e = grad_slots + (unsigned long long)(first + s) * GRAD_N + 6;
+        for (int k = 0; k < nc; ++k) g[k] += (double)e[k];
+    }
+    return dbl4(0.5 * g[0], 0.5 * g[1], 0.5 * g[2], 0.5 * g[3]);
+}
+
+__device__ __forceinline__ Dbl4 fit_mul(Dbl4 a, Dbl4 b) {
+    return dbl4(a.x * b.x, a.y * b.y, a.z * b.z, a.w * b.w);
+}
+
+// Start: x = the current colours (also kept in `start`), r = A^T (t - A x) (the gradient of the
+// render against the picture), p = r; the colours rendered next are p. Partial sums of r.r.
+extern "C" __global__ void __launch_bounds__(FIT_THREADS)
+fit_start(GaussianIn* __restrict__ params, const unsigned int* __restrict__ counts,
+          const unsigned int* __restrict__ offsets, const float* __restrict__ grad_slots,
+          Dbl4* __restrict__ x, Dbl4* __restrict__ start, Dbl4* __restrict__ r,
+          Dbl4* __restrict__ p, Dbl4* __restrict__ partial, const unsigned int n, const int nc,
+          const RefineState* state) {
+    const unsigned int i = blockIdx.x * FIT_THREADS + threadIdx.x;
+    Dbl4 rr = dbl4(0.0, 0.0, 0.0, 0.0);
+    if (i < n) {
+        GaussianIn g = params[i];
+        x[i] = dbl4(g.color[0], g.color[1], g.color[2], g.color[3]);
+        start[i] = x[i];
+        const Dbl4 q = fit_gather(i, counts, offsets, grad_slots, nc, state);
+        const Dbl4 ri = dbl4(-q.x, -q.y, -q.z, -q.w);
+        r[i] = ri;
+        p[i] = ri;
+        g.color[0] = (float)ri.x;
+        g.color[1] = (float)ri.y;
+        g.color[2] = (float)ri.z;
+        g.color[3] = (float)ri.w;
+        params[i] = g;
+        rr = fit_mul(ri, ri);
+    }
+    fit_block_sum(rr, partial);
+}
+
+// q = A^T A p (the gradient of the render of p against a zero picture), kept for the update;
+// partial sums of p.q.
+extern "C" __global__ void __launch_bounds__(FIT_THREADS)
+fit_product(const unsigned int* __restrict__ counts, const unsigned int* __restrict__ offsets,
+            const float* __restrict__ grad_slots, const Dbl4* __restrict__ p,
+            Dbl4* __restrict__ q, Dbl4* __restrict__ partial, const unsigned int n,
+            const int nc, const RefineState* state) {
+    const unsigned int i = blockIdx.x * FIT_THREADS + threadIdx.x;
+    Dbl4 pq = dbl4(0.0, 0.0, 0.0, 0.0);
+    if (i < n) {
+        const Dbl4 qi = fit_gather(i, counts, offsets, grad_slots, nc, state);
+        q[i] = qi;
+        pq = fit_mul(p[i], qi);
+    }
+    fit_block_sum(pq, partial);
+}
+
+// One block: scalars[slot] = the sum of `blocks` partial sums, in order.
+extern "C" __global__ void __launch_bounds__(FIT_THREADS)
+fit_reduce(const Dbl4* __restrict__ partial, const unsigned int blocks,
+           Dbl4* __restrict__ scalars, const unsigned int slot) {
+    __shared__ Dbl4 s[FIT_THREADS];
+    const int tid = threadIdx.x;
+    Dbl4 v = dbl4(0.0, 0.0, 0.0, 0.0);
+    for (unsigned int b = tid; b < blocks; b += FIT_THREADS) {
+        const Dbl4 e = partial[b];
+        v.x += e.x;
+        v.y += e.y;
+        v.z += e.z;
+        v.w += e.w;
+    }
+    s[tid] = v;
+    __syncthreads();
+    for (int stride = FIT_THREADS / 2; stride > 0; stride >>= 1) {
+        if (tid < stride) {
+            s[tid].x += s[tid + stride].x;
+            s[tid].y += s[tid + stride].y;
+            s[tid].z += s[tid + stride].z;
+            s[tid].w += s[tid + stride].w;
+        }
+        __syncthreads();
+    }
+    if (tid == 0) scalars[slot] = s[0];
+}
+
+// Scalar slots: r.r of the current and the next residual (alternating), p.q, r.r at the start.
+#define FIT_PQ 2
+#define FIT_RR0 3
+// A channel stops once r.r has fallen by this factor from the start (or was zero): the products
+// are float sums, whose round-off is near this level, and past it CG's step sizes are ratios of
+// round-off (fit.rs stops at 1e-16 with double products).
+#define FIT_STOP 1e-12
+
+__device__ __forceinline__ bool fit_live(double rr, double rr0) {
+    return rr0 > 0.0 && rr > FIT_STOP * rr0 && isfinite(rr);
+}
+
+// alpha = r.r / p.q per live channel (0 where p.q is not positive or the channel has stopped);
+// x += alpha p, r -= alpha q. Partial sums of the new r.r.
+extern "C" __global__ void __launch_bounds__(FIT_THREADS)
+fit_step(Dbl4* __restrict__ x, Dbl4* __restrict__ r, const Dbl4* __restrict__ p,
+         const Dbl4* __restrict__ q, const Dbl4* __restrict__ scalars,
+         const unsigned int rr_slot, Dbl4* __restrict__ partial, const unsigned int n) {
+    const unsigned int i = blockIdx.x * FIT_THREADS + threadIdx.x;
+    Dbl4 rr = dbl4(0.0, 0.0, 0.0, 0.0);
+    if (i < n) {
+        const Dbl4 a = scalars[rr_slot], b = scalars[FIT_PQ], z = scalars[FIT_RR0];
+        const double al[4] = {fit_live(a.x, z.x) && b.x > 0.0 ? a.x / b.x : 0.0,
+                              fit_live(a.y, z.y) && b.y > 0.0 ? a.y / b.y : 0.0,
+                              fit_live(a.z, z.z) && b.z > 0.0 ? a.z / b.z : 0.0,
+                              fit_live(a.w, z.w) && b.w > 0.0 ? a.w / b.w : 0.0};
+        Dbl4 xi = x[i], ri = r[i];
+        const Dbl4 pi = p[i], qi = q[i];
+        xi.x += al[0] * pi.x; xi.y += al[1] * pi.y; xi.z += al[2] * pi.z; xi.w += al[3] * pi.w;
+        ri.x -= al[0] * qi.x; ri.y -= al[1] * qi.y; ri.z -= al[2] * qi.z; ri.w -= al[3] * qi.w;
+        x[i] = xi;
+        r[i] = ri;
+        rr = fit_mul(ri, ri);
+    }
+    fit_block_sum(rr, partial);
+}
+
+// beta = (new r.r) / (old r.r) per live channel; p = r + beta p; the colours rendered next are
+// p. (A stopped channel's r no longer changes: its steps are 0 from then on.)
+extern "C" __global__ void __launch_bounds__(FIT_THREADS)
+fit_direction(GaussianIn* __restrict__ params, const Dbl4* __restrict__ r,
+              Dbl4* __restrict__ p, const Dbl4* __restrict__ scalars,
+              const unsigned int new_slot, const unsigned int old_slot, const unsigned int n) {
+    const unsigned int i = blockIdx.x * FIT_THREADS + threadIdx.x;
+    if (i >= n) return;
+    const Dbl4 a = scalars[new_slot], b = scalars[old_slot];
+    const double be[4] = {b.x > 0.0 && isfinite(a.x) ? a.x / b.x : 0.0,
+                          b.y > 0.0 && isfinite(a.y) ? a.y / b.y : 0.0,
+                          b.z > 0.0 && isfinite(a.z) ? a.z / b.z : 0.0,
+                          b.w > 0.0 && isfinite(a.w) ? a.w / b.w : 0.0};
+    const Dbl4 ri = r[i];
+    Dbl4 pi = p[i];
+    pi.x = ri.x + be[0] * pi.x;
+    pi.y = ri.y + be[1] * pi.y;
+    pi.z = ri.z + be[2] * pi.z;
+    pi.w = ri.w + be[3] * pi.w;
+    p[i] = pi;
+    GaussianIn g = params[i];
+    g.color[0] = (float)pi.x;
+    g.color[1] = (float)pi.y;
+    g.color[2] = (float)pi.z;
+    g.color[3] = (float)pi.w;
+    params[i] = g;
+}
+
+// The fitted colours, clamped into [lo, hi], into params (channels past nc are 0; a
+// non-finite result, which the stopping rule should prevent, keeps the colour it started from).
+extern "C" __global__ void __launch_bounds__(FIT_THREADS)
+fit_finish(GaussianIn* __restrict__ params, const Dbl4* __restrict__ x,
+           const Dbl4* __restrict__ start, const unsigned int n, const int nc, const float lo,
+           const float hi) {
+    const unsigned int i = blockIdx.x * FIT_THREADS + threadIdx.x;
+    if (i >= n) return;
+    const Dbl4 xi = x[i], si = start[i];
+    const double v[4] = {xi.x, xi.y, xi.z, xi.w};
+    const double s0[4] = {si.x, si.y, si.z, si.w};
+    GaussianIn g = params[i];
+    for (int k = 0; k < 4; ++k) {
+        const float c = isfinite(v[k]) ? (float)v[k] : (float)s0[k];
+        g.color[k] = k < nc ? fminf(fmaxf(c, lo), hi) : 0.0f;
+    }
+    params[i] = g;
+}

@@ -21,12 +21,14 @@
 # `--device auto` (8 renders through one CUDA renderer) against `--device cpu`, the network on
 # the ONNX Runtime found (ORT_DYLIB_PATH, else the Python onnxruntime package's library) with
 # models/upscale.onnx (GPU_CHECK_UPSCALE_MODEL to change it); (7) the refinement on the GPU:
-# its gradients against the CPU refinement's on random scenes (1e-4 of the largest), the
-# compute-sanitizer tools on a small descent, an encode whose refinement meets a GPU out of
-# memory (falls back to the CPU with one note line and writes the file), and its speed on three
-# Kodak pictures (refine.txt); (8) a 16384 x 16384 render cancelled from another thread after a
-# fifth of its time returns within three quarters of it, and the same render in batches equals
-# the one in a single launch (cancel.txt).
+# its gradients against the CPU refinement's on random scenes (1e-4 of the largest), its colour
+# fit against the CPU's (random scenes: the same colours to 1e-3 and error to 1e-4; two Kodak
+# pictures: an error no more than 1e-3 above the CPU's), the compute-sanitizer tools on a
+# small descent and fit, encodes (analytic, and the network's `--effort default`) whose
+# refinement meets a GPU out of memory (falls back to the CPU with one warning line and writes
+# the file), and its speed on three Kodak pictures (refine.txt); (8) a 16384 x 16384 render
+# cancelled from another thread after a fifth of its time returns within three quarters of it,
+# and the same render in batches equals the one in a single launch (cancel.txt).
 # GPU_CHECK_STEPS="1 2 6" runs only those steps (default: all).
 # Exit status 1 when any step fails.
 set -uo pipefail
@@ -179,6 +181,7 @@ if want 7; then
     refine_checks() (
         ok=0
         "$RBIN" grad || ok=1
+        "$RBIN" fit "$DATA"/kodim01.png "$DATA"/kodim23.png || ok=1
         for tool in memcheck racecheck initcheck synccheck; do
             echo "---- compute-sanitizer $tool"
             timeout 240 "$SAN" --tool $tool --error-exitcode 7 "$RBIN" sanitize 2>&1 | tail -n 20
@@ -193,13 +196,29 @@ open('/tmp/hog.ready', 'w').close(); time.sleep(60)" & hog=$!
         "$CLI" encode "$DATA/kodim23.png" /tmp/r-oom.gsi --method analytic --refine 40 \
             --device auto 2>/tmp/r.err
         rc=$?; cat /tmp/r.err; echo "exit $rc"
-        [[ $rc == 0 && -s /tmp/r-oom.gsi ]] && grep -q "refining on the CPU after a GPU error" /tmp/r.err || ok=1
+        # (the GPU may already fail when encode opens it, before the refinement: another line)
+        [[ $rc == 0 && -s /tmp/r-oom.gsi && $(grep -c "warning" /tmp/r.err) == 1 ]] &&
+            grep -Eq "refining on the CPU after a GPU error|the GPU cannot be used" /tmp/r.err || ok=1
+        # the network encoder's refinement (colour fits, descent, quantization-aware steps):
+        # the file is written, with one warning line
+        MODEL=${GPU_CHECK_COMPACT_MODEL:-models/compact.onnx}
+        ORTLIB=${ORT_DYLIB_PATH:-$(python3 -c 'import glob, os, onnxruntime as o
+print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonnxruntime.so*")))[-1])' 2>/dev/null)}
+        if [[ -n $ORTLIB && -f $MODEL ]]; then
+            rm -f /tmp/r-oom-net.gsi
+            "$CLI" encode "$DATA/kodim23.png" /tmp/r-oom-net.gsi --effort default --model "$MODEL" \
+                --ort-lib "$ORTLIB" --device auto 2>/tmp/r.err
+            rc=$?; cat /tmp/r.err; echo "exit $rc (network)"
+            [[ $rc == 0 && -s /tmp/r-oom-net.gsi && $(grep -c "warning" /tmp/r.err) == 1 ]] || ok=1
+        else
+            echo "no ONNX Runtime library or no $MODEL: the network encoder's case not run"; ok=1
+        fi
         kill $hog 2>/dev/null; wait $hog 2>/dev/null
         echo "-- speed"
         "$RBIN" speed "$DATA"/kodim01.png "$DATA"/kodim05.png "$DATA"/kodim23.png --steps 1000 --cpu-steps 10 || ok=1
         exit $ok
     )
-    logged refine.txt "refinement: GPU gradients = CPU (1e-4), sanitizers clean, out-of-memory falls back to the CPU" refine_checks
+    logged refine.txt "refinement: GPU gradients = CPU (1e-4), colour fit = CPU, sanitizers clean, out-of-memory falls back to the CPU" refine_checks
 fi
 
 if want 8; then

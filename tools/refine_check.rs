@@ -4,8 +4,11 @@
 //! ```text
 //! refine_check grad                 GPU gradients against the CPU refinement's on random
 //!                                   scenes of every layout: PASS/FAIL (1e-4 of the largest)
-//! refine_check sanitize           a small descent, plain and quantization-aware (a case
-//!                                   for compute-sanitizer)
+//! refine_check sanitize           a small descent, plain and quantization-aware, and a
+//!                                   colour fit (a case for compute-sanitizer)
+//! refine_check fit [PNG...]         the colour fit on the GPU against the CPU's on random
+//!                                   scenes of every layout and on the pictures: PASS/FAIL
+//!                                   and the time of each
 //! refine_check speed PNG... [--steps N] [--cpu-steps M]
 //!                                   Adam steps per second on the GPU (and on the CPU for
 //!                                   M steps) from the analytic encoder's start
@@ -15,6 +18,14 @@
 //!                                   R rounds moving a fraction M, then Q quantization-aware
 //!                                   steps): means over the pictures;
 //!                                   --fine: near-lossless quantizers (what quantizing costs)
+//! refine_check effort PNG... --model ONNX --quality Q,.. --variants V,.. [--device cpu]
+//!                                   the network encoder at `--effort default` on the GPU and
+//!                                   variants of its refinement (V: default, max, or
+//!                                   I:R:M:Q:F = I steps in R rounds moving a fraction M, Q
+//!                                   quantization-aware steps, F 1/0: colour fit in each round):
+//!                                   mean bpp, mean PSNR, median encode seconds (network run
+//!                                   to file written, the GPU and the session already open);
+//!                                   --device cpu: the same refinement on the CPU (slow)
 //! ```
 //! Exit status 1 when a check fails.
 
@@ -43,6 +54,10 @@ fn main() {
     let r = match args.first().map(String::as_str) {
         Some("grad") => grad(),
         Some("sanitize") => sanitize(),
+        Some("fit") => {
+            let pngs: Vec<&String> = args[1..].iter().collect();
+            fit(&pngs)
+        }
         Some("speed") if args.len() >= 2 => {
             let pngs: Vec<&String> = args[1..]
                 .iter()
@@ -69,10 +84,30 @@ fn main() {
                 args.iter().any(|a| a == "--fine"),
             )
         }
+        Some("effort") if args.len() >= 2 => {
+            let pngs: Vec<&String> = args[1..]
+                .iter()
+                .take_while(|a| !a.starts_with("--"))
+                .collect();
+            let value = |name: &str| -> Option<String> {
+                args.iter()
+                    .position(|a| a == name)
+                    .and_then(|i| args.get(i + 1))
+                    .cloned()
+            };
+            effort(
+                &pngs,
+                value("--model").as_deref(),
+                value("--quality").as_deref().unwrap_or("50"),
+                value("--variants").as_deref().unwrap_or("default"),
+                value("--device").as_deref() == Some("cpu"),
+            )
+        }
         _ => {
             eprintln!(
-                "usage: refine_check grad | speed PNG... [--steps N] [--cpu-steps M] | \
-                 curve PNG... --density D,.. --sched I:F:R:M,.."
+                "usage: refine_check grad | sanitize | fit [PNG...] | speed PNG... [--steps N] [--cpu-steps M] | \
+                 curve PNG... --density D,.. --sched I:F:R:M,.. | \
+                 effort PNG... --model ONNX --quality Q,.. --variants V,.."
             );
             std::process::exit(2);
         }
@@ -180,6 +215,115 @@ fn grad() -> Result<()> {
     Ok(())
 }
 
+/// The colour fit on the GPU against the CPU's (`gsimg::encode::optim::fit::fit_colors`), from
+/// colours set to grey. Random scenes of every layout fit in one of the CPU's chunks, where
+/// both solve the same problem the same way: the same colours (1e-3 of the largest) and the same
+/// error (1e-4 relative). On pictures (many chunks, which the CPU solves one at a time in
+/// sweeps and the GPU all at once) the GPU's error must not be above the CPU's by more than
+/// 1e-3 relative. Prints the time of each.
+fn fit(pngs: &[&String]) -> Result<()> {
+    use gsimg::encode::optim::fit::{FitOptions, fit_colors};
+    let gpu = CudaRenderer::new().context("no GPU")?;
+    println!("device: {}", gpu.device_name());
+    let fit_opts = FitOptions::default();
+    let mut rng = Rng(1234);
+    let mut failed = 0;
+    let grey = |gs: &[Gaussian], nc: usize| -> Vec<Gaussian> {
+        gs.iter()
+            .map(|g| {
+                let mut g = *g;
+                for c in g.color.iter_mut().take(nc) {
+                    *c = 0.5;
+                }
+                g
+            })
+            .collect()
+    };
+    let mut cases: Vec<(String, Frame<f32>, Vec<Gaussian>, bool)> = Vec::new();
+    for (layout, w, h, n) in [
+        (ChannelLayout::Rgb, 45u32, 38u32, 120usize),
+        (ChannelLayout::Rgba, 33, 20, 60),
+        (ChannelLayout::Gray, 40, 21, 90),
+        (ChannelLayout::GrayAlpha, 19, 35, 300),
+        (ChannelLayout::Rgb, 300, 200, 2500),
+    ] {
+        let nc = layout.channels();
+        let scene = SplatImage::new(w, h, layout, random_gaussians(&mut rng, w, h, nc, n, 6.0))?;
+        let frame: Frame<f32> = render_cpu(&scene, &Viewport::full(w, h), &Limits::default())?;
+        let target = Frame {
+            width: w,
+            height: h,
+            layout,
+            data: frame
+                .data
+                .iter()
+                .map(|v| v + rng.range(-0.02, 0.02) as f32)
+                .collect(),
+        };
+        let mut gs = scene.into_gaussians();
+        for g in gs.iter_mut() {
+            g.x += rng.range(-1.0, 1.0) as f32;
+            g.y += rng.range(-1.0, 1.0) as f32;
+        }
+        cases.push((format!("{layout:?} {w}x{h} n={n}"), target, gs, true));
+    }
+    for path in pngs {
+        let px = load(path)?;
+        let gs = start_of(&px)?;
+        let name = Path::new(path)
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy()
+            .into_owned();
+        cases.push((format!("{name} n={}", gs.len()), px, gs, false));
+    }
+    for (name, target, gs, one_chunk) in &cases {
+        let nc = target.channels();
+        let start = grey(gs, nc);
+        let mut cpu = start.clone();
+        let t = Instant::now();
+        fit_colors(target, &mut cpu, &fit_opts);
+        let cpu_ms = t.elapsed().as_secs_f64() * 1e3;
+        let mut refiner = gpu.refiner(target.width, target.height, nc, &target.data)?;
+        // Warm-up (buffers, kernels), then the timed fit.
+        let mut dev = start.clone();
+        refiner.fit_colors(&mut dev, fit_opts.iterations, fit_opts.clamp)?;
+        let mut dev = start.clone();
+        let t = Instant::now();
+        refiner.fit_colors(&mut dev, fit_opts.iterations, fit_opts.clamp)?;
+        let gpu_ms = t.elapsed().as_secs_f64() * 1e3;
+        let (cpu_loss, _) = gradients(target, &cpu);
+        let (gpu_loss, _) = gradients(target, &dev);
+        let (start_loss, _) = gradients(target, &start);
+        let scale = cpu
+            .iter()
+            .flat_map(|g| g.color[..nc].iter())
+            .fold(0f32, |m, v| m.max(v.abs()));
+        let worst = cpu
+            .iter()
+            .zip(&dev)
+            .flat_map(|(c, d)| (0..nc).map(move |k| (c.color[k] - d.color[k]).abs()))
+            .fold(0f32, f32::max)
+            / scale.max(f32::MIN_POSITIVE);
+        let rel = (gpu_loss - cpu_loss) / cpu_loss;
+        let pass = if *one_chunk {
+            rel.abs() <= 1e-4 && worst <= 1e-3
+        } else {
+            rel <= 1e-3
+        };
+        failed += usize::from(!pass);
+        println!(
+            "{} {name}: error {start_loss:.3e} -> CPU {cpu_loss:.3e} ({cpu_ms:.1} ms), GPU \
+             {gpu_loss:.3e} ({gpu_ms:.1} ms): rel diff {rel:+.2e}, colours max rel diff {worst:.2e}",
+            if pass { "PASS" } else { "FAIL" }
+        );
+    }
+    if failed > 0 {
+        bail!("{failed} case(s) failed");
+    }
+    Ok(())
+}
+
 fn sanitize() -> Result<()> {
     let gpu = CudaRenderer::new().context("no GPU")?;
     let mut rng = Rng(7);
@@ -196,6 +340,7 @@ fn sanitize() -> Result<()> {
     )?;
     let grid = gsimg::encode::optim::refine::QuantGrid::of(&header);
     let (c, d) = refiner.descend(&mut gs, &adam, 5, Some(&grid))?;
+    refiner.fit_colors(&mut gs, 8, (-0.25, 1.25))?;
     println!("descent {a:.3e} -> {b:.3e}; quantization-aware {c:.3e} -> {d:.3e}");
     if !(b <= a && d <= c) {
         bail!("the descent did not keep its best step");
@@ -316,6 +461,88 @@ fn curve(pngs: &[&String], densities: &[String], scheds: &[String], fine: bool) 
                 bpp / n,
                 db / n,
                 secs / n
+            );
+        }
+    }
+    Ok(())
+}
+
+/// The refinement a variant names: `default`, `max`, or `I:R:M:Q:F`.
+fn variant(v: &str, cpu: bool) -> Result<RefineOptions> {
+    use gsimg::encode::optim::refine::{Effort, RefineDevice};
+    let dev = if cpu {
+        RefineDevice::Cpu
+    } else {
+        RefineDevice::Cuda
+    };
+    Ok(match v {
+        "default" => RefineOptions::for_effort(Effort::Default, dev, true),
+        "max" => RefineOptions::for_effort(Effort::Max, dev, true),
+        _ => {
+            let f: Vec<&str> = v.split(':').collect();
+            if f.len() != 5 {
+                bail!("variant {v}: want default, max or I:R:M:Q:F");
+            }
+            RefineOptions {
+                iterations: f[0].parse()?,
+                rounds: f[1].parse()?,
+                reallocate: f[2].parse()?,
+                quantized_steps: f[3].parse()?,
+                refit_colors: f[4] == "1",
+                ..RefineOptions::for_effort(Effort::Default, dev, true)
+            }
+        }
+    })
+}
+
+fn effort(
+    pngs: &[&String],
+    model: Option<&str>,
+    qualities: &str,
+    variants: &str,
+    cpu: bool,
+) -> Result<()> {
+    use gsimg::encode::NetworkOptions;
+    if cpu {
+        println!("device: CPU, {} threads", rayon::current_num_threads());
+    } else {
+        let gpu = CudaRenderer::new().context("no GPU")?;
+        println!("device: {}", gpu.device_name());
+    }
+    let pics: Vec<Frame<f32>> = pngs.iter().map(|p| load(p)).collect::<Result<_>>()?;
+    println!("quality | variant | mean bpp | mean PSNR | median s | median stages");
+    for q in qualities.split(',') {
+        let q: u8 = q.parse().context("quality")?;
+        for v in variants.split(',') {
+            let mut opts = NetworkOptions::default()
+                .with_quality(q)?
+                .with_refine_options(variant(v, cpu)?);
+            if let Some(m) = model {
+                opts = opts.with_model(m);
+            }
+            let enc = opts.build()?;
+            // Warm-up: the session's first run and the kernels' first launches.
+            if !cpu {
+                enc.encode(&pics[0])?;
+            }
+            let (mut bpp, mut db, mut secs) = (0.0, 0.0, Vec::new());
+            for px in &pics {
+                let t = Instant::now();
+                let e = enc.encode(px)?;
+                secs.push((
+                    t.elapsed().as_secs_f64(),
+                    e.notes.last().cloned().unwrap_or_default(),
+                ));
+                bpp += e.bytes.len() as f64 * 8.0 / (px.width as f64 * px.height as f64);
+                db += psnr8(px, &e.image)?;
+            }
+            secs.sort_by(|a, b| a.0.total_cmp(&b.0));
+            let (median, median_stages) = secs[secs.len() / 2].clone();
+            let n = pics.len() as f64;
+            println!(
+                "{q} | {v} | {:.4} | {:.3} | {median:.3} | {median_stages}",
+                bpp / n,
+                db / n
             );
         }
     }

@@ -119,22 +119,7 @@ fn main() -> ExitCode {
             ExitCode::SUCCESS
         }
         Err(e) => {
-            // The chain adds context layers (file names); a cause whose text its parent already
-            // shows (thiserror's `#[from]` wrappers) is not repeated. The library's errors are
-            // worded with the options that fix them.
-            let mut msg = String::new();
-            for cause in e.chain().map(|c| match c.downcast_ref::<gsimg::Error>() {
-                Some(g) => describe(g),
-                None => c.to_string(),
-            }) {
-                if !msg.contains(&cause) {
-                    if !msg.is_empty() {
-                        msg.push_str(": ");
-                    }
-                    msg.push_str(&cause);
-                }
-            }
-            eprintln!("gsimg: error: {msg}");
+            report::error(&error_line(&e));
             if e.downcast_ref::<UsageError>().is_some() {
                 ExitCode::from(2)
             } else {
@@ -142,6 +127,25 @@ fn main() -> ExitCode {
             }
         }
     }
+}
+
+/// An error as one line: the chain adds context layers (file names); a cause whose text its
+/// parent already shows (thiserror's `#[from]` wrappers) is not repeated. The library's errors
+/// are worded with the options that fix them.
+fn error_line(e: &anyhow::Error) -> String {
+    let mut msg = String::new();
+    for cause in e.chain().map(|c| match c.downcast_ref::<gsimg::Error>() {
+        Some(g) => describe(g),
+        None => c.to_string(),
+    }) {
+        if !msg.contains(&cause) {
+            if !msg.is_empty() {
+                msg.push_str(": ");
+            }
+            msg.push_str(&cause);
+        }
+    }
+    msg
 }
 
 fn run(command: Command, ctx: &Context) -> Result<()> {

@@ -44,6 +44,11 @@ pub fn warn(msg: &str) {
     }
 }
 
+/// An error: `gsimg: error: MSG`, shown even with `-q`.
+pub fn error(msg: &str) {
+    eprintln!("gsimg: error: {msg}");
+}
+
 /// A summary or status line. Hidden by `-q`.
 pub fn info(msg: &str) {
     if level() >= NORMAL {

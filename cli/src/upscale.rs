@@ -79,11 +79,7 @@ pub fn run(args: UpscaleArgs, ctx: &RunContext) -> Result<()> {
         let (progress, pass, n) = (progress.clone(), pass.clone(), passes);
         Arc::new(move |d, t| progress.update(pass.load(Ordering::Relaxed) * t + d, n * t))
     };
-    let encoder = args
-        .net
-        .options(ModelKind::Upscale, &progress)
-        .with_progress(Some(sink))
-        .build()?;
+    let encoder = args.net.options(ModelKind::Upscale, sink).build()?;
     super::encode::note_network(&encoder);
     let renderer = on_device(render_device, Renderer::new(render_device.into()))?;
     if let Some(f) = renderer.setup_fallback() {

@@ -6,6 +6,7 @@
 #[allow(dead_code)] // not every helper is used here
 mod common;
 
+mod batch;
 mod bounds;
 mod cli;
 mod cli_edges;

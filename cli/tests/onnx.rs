@@ -741,6 +741,40 @@ fn cli_encode_with_a_model_and_decode() {
         err.contains("network") && err.contains("CPUExecutionProvider"),
         "{err}"
     );
+    // -v: how long the start took, then each stage of the encode (a few refinement steps).
+    let o = gsimg_env(
+        &[
+            "encode",
+            &input,
+            &t.path("refined.gsi"),
+            "--model",
+            model.to_str().unwrap(),
+            "--ort-lib",
+            &lib,
+            "--device",
+            "cpu",
+            "--refine",
+            "4",
+            "-v",
+        ],
+        &[],
+    );
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(o.status.success(), "{err}");
+    let start = err
+        .lines()
+        .find(|l| l.contains("start: picture decoded in"));
+    assert!(
+        start.is_some_and(|l| l.contains("encoder ready in") && !l.contains("GPU")),
+        "{err}"
+    );
+    let stages = err.lines().find(|l| l.contains("stages: network"));
+    assert!(
+        stages.is_some_and(|l| ["colour fits", "descent", "writing"]
+            .iter()
+            .all(|s| l.contains(s))),
+        "{err}"
+    );
     let o = gsimg_env(&["decode", &gsi, &back], &[]);
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert_eq!(image::image_dimensions(&back).unwrap(), (64, 40));

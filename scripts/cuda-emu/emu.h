@@ -12,6 +12,9 @@
 #include <cstdint>
 #include <cstring>
 
+// CUDA's device math functions in the global namespace.
+using std::isfinite;
+
 #define __global__
 #define __device__
 #define __host__

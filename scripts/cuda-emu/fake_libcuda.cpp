@@ -114,6 +114,7 @@ std::map<std::string, Function>& registry() {
         K(rasterize_f32_c3), K(rasterize_f32_c4), K(refine_forward_c1), K(refine_forward_c2),
         K(refine_forward_c3), K(refine_forward_c4), K(refine_loss), K(refine_backward_c1),
         K(refine_backward_c2), K(refine_backward_c3), K(refine_backward_c4), K(refine_update),
+        K(fit_start), K(fit_product), K(fit_reduce), K(fit_step), K(fit_direction), K(fit_finish),
 #undef K
     };
     return *r;
@@ -239,6 +240,11 @@ int cuLaunchKernel(void* f, unsigned gx, unsigned gy, unsigned gz, unsigned bx, 
     if (extra) return 1;  // CUDA_ERROR_INVALID_VALUE
     if (gx == 0 || bx == 0) return 1;
     auto* fn = static_cast<Function*>(f);
+    // One launch at a time: the blocks share one thread pool and the kernels' __shared__
+    // variables are statics, so launches from several host threads (tests running in
+    // parallel) must not overlap.
+    static std::mutex launching;
+    std::lock_guard<std::mutex> lock(launching);
     if (std::getenv("FAKE_CUDA_TRACE"))
         std::fprintf(stderr, "fake libcuda: %s <<<%u, %u>>>\n", fn->name.c_str(), gx, bx);
     fn->launch(params, dim3{gx, gy, gz}, dim3{bx, by, bz});

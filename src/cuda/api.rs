@@ -21,8 +21,9 @@ pub fn device_count() -> usize {
 
 /// A CUDA device with gsimg's kernels: the entry point of the GPU renderer.
 ///
-/// Creating one opens the device's primary context; the kernels are loaded (JIT-compiled by the
-/// driver, then cached by it on disk) on first use. Clones share the device.
+/// The first one created for a device opens its primary context, which then stays open for the
+/// process: later ones (and clones) share it and its loaded kernels. The kernels are loaded
+/// (JIT-compiled by the driver, then cached by it on disk) on first use.
 #[derive(Clone)]
 pub struct CudaRenderer {
     rt: Arc<Runtime>,
@@ -47,7 +48,7 @@ impl CudaRenderer {
     /// CUDA device `ordinal`.
     pub fn with_device(ordinal: usize) -> Result<Self> {
         Ok(CudaRenderer {
-            rt: Runtime::new(ordinal)?,
+            rt: Runtime::shared(ordinal)?,
         })
     }
 
@@ -89,13 +90,14 @@ impl CudaRenderer {
         Ok(2.0 * bytes as f64 * reps as f64 / (ms * 1e-3) / 1e9)
     }
 
-    /// Loads every kernel now rather than on the first render (the driver compiles the PTX for
-    /// this GPU on first load).
+    /// Loads every kernel module (the renderer's and the refinement's) now rather than on first
+    /// use: the driver compiles the PTX for this GPU when a module loads.
     pub fn preload(&self) -> Result<()> {
         for k in [
             super::kernels::Kernel::ProjectGaussians,
             super::kernels::Kernel::ScanBlocks,
             super::kernels::Kernel::Rasterize(0),
+            super::kernels::Kernel::RefineForward(0),
         ] {
             self.rt.function(k)?;
         }
@@ -469,10 +471,7 @@ impl GpuImage {
             ));
         }
         if !Arc::ptr_eq(&frame.rt, &self.rt) {
-            return Err(Error::invalid(
-                "device frame",
-                "allocated by another CudaRenderer",
-            ));
+            return Err(Error::invalid("device frame", "allocated on another GPU"));
         }
         let rgba = frame.channels == 4 && nc != 4;
         self.ws.render(

@@ -46,9 +46,16 @@ pub(crate) enum Kernel {
     /// `refine_backward_c{1..4}`: index = channels - 1.
     RefineBackward(u8),
     RefineUpdate,
+    /// The colour fit's conjugate gradients (`fit_*` in refine.cu).
+    FitStart,
+    FitProduct,
+    FitReduce,
+    FitStep,
+    FitDirection,
+    FitFinish,
 }
 
-pub(crate) const KERNEL_COUNT: usize = 26;
+pub(crate) const KERNEL_COUNT: usize = 32;
 
 const REFINE_FORWARD_NAMES: [&str; 4] = [
     "refine_forward_c1",
@@ -92,6 +99,12 @@ impl Kernel {
             Kernel::RefineLoss => 20,
             Kernel::RefineBackward(i) => 21 + i as usize,
             Kernel::RefineUpdate => 25,
+            Kernel::FitStart => 26,
+            Kernel::FitProduct => 27,
+            Kernel::FitReduce => 28,
+            Kernel::FitStep => 29,
+            Kernel::FitDirection => 30,
+            Kernel::FitFinish => 31,
         }
     }
 
@@ -110,6 +123,12 @@ impl Kernel {
             Kernel::RefineLoss => "refine_loss",
             Kernel::RefineBackward(i) => REFINE_BACKWARD_NAMES[i as usize],
             Kernel::RefineUpdate => "refine_update",
+            Kernel::FitStart => "fit_start",
+            Kernel::FitProduct => "fit_product",
+            Kernel::FitReduce => "fit_reduce",
+            Kernel::FitStep => "fit_step",
+            Kernel::FitDirection => "fit_direction",
+            Kernel::FitFinish => "fit_finish",
         }
     }
 
@@ -120,7 +139,13 @@ impl Kernel {
             Kernel::RefineForward(_)
             | Kernel::RefineLoss
             | Kernel::RefineBackward(_)
-            | Kernel::RefineUpdate => Module::Refine,
+            | Kernel::RefineUpdate
+            | Kernel::FitStart
+            | Kernel::FitProduct
+            | Kernel::FitReduce
+            | Kernel::FitStep
+            | Kernel::FitDirection
+            | Kernel::FitFinish => Module::Refine,
             _ => Module::Bin,
         }
     }
@@ -143,6 +168,12 @@ mod tests {
             Kernel::TileRanges,
             Kernel::RefineLoss,
             Kernel::RefineUpdate,
+            Kernel::FitStart,
+            Kernel::FitProduct,
+            Kernel::FitReduce,
+            Kernel::FitStep,
+            Kernel::FitDirection,
+            Kernel::FitFinish,
         ]
         .into_iter()
         .chain((0..8).map(Kernel::Rasterize))

@@ -739,3 +739,245 @@ pub(crate) fn refine_update(
     unsafe { b.launch(cfg) }.map_err(driver_err("refine_update launch"))?;
     Ok(())
 }
+
+// ---- Colour fit (kernels/refine.cu, `fit_*`) ------------------------------------------------------
+
+pub(crate) const FIT_THREADS: u32 = 256;
+
+/// Blocks of the per-Gaussian fit kernels for `n` Gaussians (also the number of partial sums).
+pub(crate) fn fit_blocks(n: u64) -> u64 {
+    blocks_for(n.max(1), FIT_THREADS)
+}
+
+/// The fit's vectors: colours `x` (and where they started), residual `r`, direction `p`,
+/// product `q` (n entries each), the per-block partial sums and the scalars (dot products by
+/// slot: `r·r` of the current and the next residual, alternating, `p·q`, `r·r` at the start).
+pub(crate) struct FitVectors<'a> {
+    pub x: &'a mut CudaSlice<[f64; 4]>,
+    pub start: &'a mut CudaSlice<[f64; 4]>,
+    pub r: &'a mut CudaSlice<[f64; 4]>,
+    pub p: &'a mut CudaSlice<[f64; 4]>,
+    pub q: &'a mut CudaSlice<[f64; 4]>,
+    pub partial: &'a mut CudaSlice<[f64; 4]>,
+    pub scalars: &'a mut CudaSlice<[f64; 4]>,
+}
+
+/// Slots of `FitVectors::scalars`.
+pub(crate) const FIT_SCALARS: usize = 4;
+/// The slot of `p·q` (`FIT_PQ` in refine.cu).
+pub(crate) const FIT_PQ: u32 = 2;
+/// The slot of the start's `r·r` (`FIT_RR0` in refine.cu).
+pub(crate) const FIT_RR0: u32 = 3;
+
+fn check_fit(
+    n: u64,
+    v: &FitVectors<'_>,
+    bins: Option<(&super::pipeline::Bins<'_>, &CudaSlice<f32>, u32)>,
+) -> Result<()> {
+    need("fit x", v.x.len(), n)?;
+    need("fit start", v.start.len(), n)?;
+    need("fit r", v.r.len(), n)?;
+    need("fit p", v.p.len(), n)?;
+    need("fit q", v.q.len(), n)?;
+    need("fit partial sums", v.partial.len(), fit_blocks(n))?;
+    need("fit scalars", v.scalars.len(), FIT_SCALARS as u64)?;
+    if let Some((bins, slots, capacity)) = bins {
+        need("counts", bins.counts.len(), n)?;
+        need("offsets", bins.offsets.len(), n)?;
+        need(
+            "gradient slots",
+            slots.len(),
+            capacity as u64 * GRAD_N as u64,
+        )?;
+    }
+    Ok(())
+}
+
+/// `fit_start`: one thread per Gaussian.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_start(
+    rt: &Runtime,
+    stream: &CudaStream,
+    params: &mut CudaSlice<GaussianIn>,
+    bins: &super::pipeline::Bins<'_>,
+    grad_slots: &CudaSlice<f32>,
+    v: &mut FitVectors<'_>,
+    p: &RefineParams,
+    state: &CudaSlice<RefineState>,
+) -> Result<()> {
+    let n = p.n as u64;
+    need("parameters", params.len(), n)?;
+    need("state", state.len(), 1)?;
+    check_fit(n, v, Some((bins, grad_slots, p.capacity)))?;
+    let cfg = grid(fit_blocks(n), FIT_THREADS)?;
+    let f = rt.function(Kernel::FitStart)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(params)
+        .arg(bins.counts)
+        .arg(bins.offsets)
+        .arg(grad_slots)
+        .arg(&mut *v.x)
+        .arg(&mut *v.start)
+        .arg(&mut *v.r)
+        .arg(&mut *v.p)
+        .arg(&mut *v.partial)
+        .arg(&p.n)
+        .arg(&p.channels)
+        .arg(state);
+    // SAFETY: matches fit_start(GaussianIn*, const unsigned*, const unsigned*, const float*,
+    // Dbl4*, Dbl4*, Dbl4*, Dbl4*, Dbl4*, unsigned, int, const RefineState*). Thread i < n touches index
+    // i of the per-Gaussian arrays (lengths checked; [f64; 4] has Dbl4's layout) and, unless the
+    // lists overflowed (then it reads none), the slots offsets[i] .. offsets[i] + counts[i],
+    // below the entry total <= capacity; block b writes partial[b], b < fit_blocks(n).
+    unsafe { b.launch(cfg) }.map_err(driver_err("fit_start launch"))?;
+    Ok(())
+}
+
+/// `fit_product`: one thread per Gaussian.
+pub(crate) fn fit_product(
+    rt: &Runtime,
+    stream: &CudaStream,
+    bins: &super::pipeline::Bins<'_>,
+    grad_slots: &CudaSlice<f32>,
+    v: &mut FitVectors<'_>,
+    p: &RefineParams,
+    state: &CudaSlice<RefineState>,
+) -> Result<()> {
+    let n = p.n as u64;
+    need("state", state.len(), 1)?;
+    check_fit(n, v, Some((bins, grad_slots, p.capacity)))?;
+    let cfg = grid(fit_blocks(n), FIT_THREADS)?;
+    let f = rt.function(Kernel::FitProduct)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(bins.counts)
+        .arg(bins.offsets)
+        .arg(grad_slots)
+        .arg(&*v.p)
+        .arg(&mut *v.q)
+        .arg(&mut *v.partial)
+        .arg(&p.n)
+        .arg(&p.channels)
+        .arg(state);
+    // SAFETY: matches fit_product(const unsigned*, const unsigned*, const float*, const Dbl4*,
+    // Dbl4*, Dbl4*, unsigned, int, const RefineState*); bounds as fit_start.
+    unsafe { b.launch(cfg) }.map_err(driver_err("fit_product launch"))?;
+    Ok(())
+}
+
+/// `fit_reduce`: one block; the partial sums of `n` Gaussians' blocks into `scalars[slot]`.
+pub(crate) fn fit_reduce(
+    rt: &Runtime,
+    stream: &CudaStream,
+    v: &mut FitVectors<'_>,
+    n: u32,
+    slot: u32,
+) -> Result<()> {
+    check_fit(n as u64, v, None)?;
+    if slot as usize >= FIT_SCALARS {
+        return Err(Error::Cuda("internal error: no such fit scalar".into()));
+    }
+    let blocks = fit_blocks(n as u64) as u32;
+    let f = rt.function(Kernel::FitReduce)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(&*v.partial)
+        .arg(&blocks)
+        .arg(&mut *v.scalars)
+        .arg(&slot);
+    // SAFETY: matches fit_reduce(const Dbl4*, unsigned, Dbl4*, unsigned): reads partial[0 ..
+    // blocks) (length checked) and writes scalars[slot], slot < FIT_SCALARS (checked).
+    unsafe { b.launch(grid(1, FIT_THREADS)?) }.map_err(driver_err("fit_reduce launch"))?;
+    Ok(())
+}
+
+/// `fit_step`: one thread per Gaussian.
+pub(crate) fn fit_step(
+    rt: &Runtime,
+    stream: &CudaStream,
+    v: &mut FitVectors<'_>,
+    n: u32,
+    rr_slot: u32,
+) -> Result<()> {
+    check_fit(n as u64, v, None)?;
+    if rr_slot as usize >= FIT_SCALARS {
+        return Err(Error::Cuda("internal error: no such fit scalar".into()));
+    }
+    let cfg = grid(fit_blocks(n as u64), FIT_THREADS)?;
+    let f = rt.function(Kernel::FitStep)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(&mut *v.x)
+        .arg(&mut *v.r)
+        .arg(&*v.p)
+        .arg(&*v.q)
+        .arg(&*v.scalars)
+        .arg(&rr_slot)
+        .arg(&mut *v.partial)
+        .arg(&n);
+    // SAFETY: matches fit_step(Dbl4*, Dbl4*, const Dbl4*, const Dbl4*, const Dbl4*, unsigned,
+    // Dbl4*, unsigned): thread i < n touches index i of x, r, p, q; scalars at slots below
+    // FIT_SCALARS (checked); block b writes partial[b] (lengths checked).
+    unsafe { b.launch(cfg) }.map_err(driver_err("fit_step launch"))?;
+    Ok(())
+}
+
+/// `fit_direction`: one thread per Gaussian.
+pub(crate) fn fit_direction(
+    rt: &Runtime,
+    stream: &CudaStream,
+    params: &mut CudaSlice<GaussianIn>,
+    v: &mut FitVectors<'_>,
+    n: u32,
+    new_slot: u32,
+    old_slot: u32,
+) -> Result<()> {
+    need("parameters", params.len(), n as u64)?;
+    check_fit(n as u64, v, None)?;
+    if new_slot.max(old_slot) as usize >= FIT_SCALARS {
+        return Err(Error::Cuda("internal error: no such fit scalar".into()));
+    }
+    let cfg = grid(fit_blocks(n as u64), FIT_THREADS)?;
+    let f = rt.function(Kernel::FitDirection)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(params)
+        .arg(&*v.r)
+        .arg(&mut *v.p)
+        .arg(&*v.scalars)
+        .arg(&new_slot)
+        .arg(&old_slot)
+        .arg(&n);
+    // SAFETY: matches fit_direction(GaussianIn*, const Dbl4*, Dbl4*, const Dbl4*, unsigned,
+    // unsigned, unsigned): thread i < n touches index i of params, r and p (lengths checked);
+    // scalars at two checked slots.
+    unsafe { b.launch(cfg) }.map_err(driver_err("fit_direction launch"))?;
+    Ok(())
+}
+
+/// `fit_finish`: one thread per Gaussian.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn fit_finish(
+    rt: &Runtime,
+    stream: &CudaStream,
+    params: &mut CudaSlice<GaussianIn>,
+    x: &CudaSlice<[f64; 4]>,
+    start: &CudaSlice<[f64; 4]>,
+    n: u32,
+    channels: i32,
+    clamp: (f32, f32),
+) -> Result<()> {
+    need("parameters", params.len(), n as u64)?;
+    need("fit x", x.len(), n as u64)?;
+    need("fit start", start.len(), n as u64)?;
+    let cfg = grid(fit_blocks(n as u64), FIT_THREADS)?;
+    let f = rt.function(Kernel::FitFinish)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(params)
+        .arg(x)
+        .arg(start)
+        .arg(&n)
+        .arg(&channels)
+        .arg(&clamp.0)
+        .arg(&clamp.1);
+    // SAFETY: matches fit_finish(GaussianIn*, const Dbl4*, const Dbl4*, unsigned, int, float,
+    // float): thread i < n touches index i of params, x and start (lengths checked).
+    unsafe { b.launch(cfg) }.map_err(driver_err("fit_finish launch"))?;
+    Ok(())
+}

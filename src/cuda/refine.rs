@@ -41,6 +41,32 @@ pub struct GpuRefiner {
     tile_err: CudaSlice<f64>,
     state: CudaSlice<RefineState>,
     bufs: Option<GaussianBufs>,
+    /// A zero picture, for the colour fit's products (allocated on first use).
+    zero: Option<CudaSlice<f32>>,
+}
+
+/// Checks a refinement picture's shape; returns its pixels and 16 × 16 tiles.
+fn check_picture(
+    width: u32,
+    height: u32,
+    channels: usize,
+    target: &[f32],
+) -> Result<(usize, usize)> {
+    let pixels = width as usize * height as usize;
+    if width == 0 || height == 0 || !(1..=4).contains(&channels) {
+        return Err(Error::invalid(
+            "refinement picture",
+            format!("{width}×{height} with {channels} channels"),
+        ));
+    }
+    if target.len() != pixels * channels {
+        return Err(Error::invalid(
+            "refinement picture",
+            format!("{} values for {width}×{height}×{channels}", target.len()),
+        ));
+    }
+    let tiles = width.div_ceil(TILE) as usize * height.div_ceil(TILE) as usize;
+    Ok((pixels, tiles))
 }
 
 /// Per-Gaussian buffers, reallocated when a descent has more Gaussians or list entries.
@@ -75,21 +101,8 @@ impl GpuRefiner {
         channels: usize,
         target: &[f32],
     ) -> Result<GpuRefiner> {
-        let pixels = width as usize * height as usize;
-        if width == 0 || height == 0 || !(1..=4).contains(&channels) {
-            return Err(Error::invalid(
-                "refinement picture",
-                format!("{width}×{height} with {channels} channels"),
-            ));
-        }
-        if target.len() != pixels * channels {
-            return Err(Error::invalid(
-                "refinement picture",
-                format!("{} values for {width}×{height}×{channels}", target.len()),
-            ));
-        }
+        let (pixels, tiles) = check_picture(width, height, channels, target)?;
         let stream = rt.new_stream()?;
-        let tiles = width.div_ceil(TILE) as usize * height.div_ceil(TILE) as usize;
         let alloc_err = driver_err("GPU memory allocation");
         let target_dev = stream
             .clone_htod(target)
@@ -118,7 +131,51 @@ impl GpuRefiner {
             tile_err,
             state,
             bufs: None,
+            zero: None,
         })
+    }
+
+    unstable_pub! {
+        /// Makes `target` the picture that later descents and colour fits work against, as
+        /// [`new`](Self::new) would, keeping the stream, the tile lists and the per-Gaussian
+        /// buffers, and the picture's buffers where they are large enough (and not more than four
+        /// times so): one refiner serves every stage of an encode and the pictures after it.
+        fn set_target(
+            &mut self,
+            width: u32,
+            height: u32,
+            channels: usize,
+            target: &[f32],
+        ) -> Result<()> {
+            let (pixels, tiles) = check_picture(width, height, channels, target)?;
+            let fits = |have: usize, need: usize| have >= need && have / 4 <= need;
+            let s = self.stream.clone();
+            let alloc = || driver_err("GPU memory allocation");
+            if fits(self.target.len(), target.len()) {
+                s.memcpy_htod(target, &mut self.target.slice_mut(..target.len()))
+                    .map_err(driver_err("uploading the picture"))?;
+            } else {
+                self.target = s
+                    .clone_htod(target)
+                    .map_err(driver_err("uploading the picture"))?;
+            }
+            if !fits(self.pix_color.len(), pixels) {
+                self.pix_color = s.alloc_zeros(pixels).map_err(alloc())?;
+                self.pix_grad = s.alloc_zeros(pixels).map_err(alloc())?;
+            }
+            if !fits(self.tile_err.len(), tiles) {
+                self.tile_err = s.alloc_zeros(tiles).map_err(alloc())?;
+            }
+            if self
+                .zero
+                .as_ref()
+                .is_some_and(|z| !fits(z.len(), target.len()))
+            {
+                self.zero = None;
+            }
+            (self.width, self.height, self.channels) = (width, height, channels);
+            Ok(())
+        }
     }
 
     /// Width of the picture.
@@ -507,5 +564,163 @@ impl GpuRefiner {
             })
             .collect();
         Ok((st.last, grads))
+    }
+
+    /// A render of the current parameters and its backward pass against the picture, or
+    /// against a zero picture (`zero`): each (tile, Gaussian) slot then holds its part of
+    /// 2 Aᵀ(A c − t), or of 2 AᵀA c (the colour fit's products). Returns which tile lists hold
+    /// the result ([`Workspace::bins`]).
+    fn enqueue_colour_gradient(&mut self, plan: &Plan, zero: bool) -> Result<usize> {
+        let rt = self.rt.clone();
+        let s = self.stream.clone();
+        let p = self.params(plan);
+        if zero && self.zero.is_none() {
+            self.zero = Some(
+                s.alloc_zeros::<f32>(self.target.len())
+                    .map_err(driver_err("GPU memory allocation"))?,
+            );
+        }
+        let target = match (zero, &self.zero) {
+            (true, Some(z)) => z,
+            _ => &self.target,
+        };
+        let b = self.bufs.as_mut().expect("started");
+        let cur = self
+            .ws
+            .enqueue_bins(&rt, &b.params, plan, None, &mut None)?;
+        let bins = self
+            .ws
+            .bins(cur)
+            .ok_or_else(|| Error::Cuda("internal error: no tile lists".into()))?;
+        launch::refine_forward(
+            &rt,
+            &s,
+            &bins,
+            &p,
+            target,
+            &mut self.pix_color,
+            &mut self.pix_grad,
+            &mut self.tile_err,
+            &mut self.state,
+            0,
+        )?;
+        launch::refine_backward(
+            &rt,
+            &s,
+            &bins,
+            &p,
+            &self.pix_color,
+            &self.pix_grad,
+            &mut b.grad_slots,
+            &self.state,
+        )?;
+        Ok(cur)
+    }
+
+    /// Fits the colours of `gaussians` (the geometry fixed) to the picture by least squares:
+    /// `iterations` conjugate-gradient steps on the normal equations of the whole picture,
+    /// started from their colours, each channel on its own until its residual has fallen by
+    /// 1e-6, the result clamped into `clamp` —
+    /// the problem [`fit_colors`](crate::encode::optim::fit::fit_colors) solves on the CPU in
+    /// spatial chunks. Everything stays on the device until the colours are read back.
+    pub fn fit_colors(
+        &mut self,
+        gaussians: &mut [Gaussian],
+        iterations: usize,
+        clamp: (f32, f32),
+    ) -> Result<()> {
+        if gaussians.is_empty() {
+            return Ok(());
+        }
+        let n = gaussians.len();
+        let plan = self.plan(n)?;
+        self.start(gaussians, 1, None)?;
+        self.size_lists(&plan)?;
+        let s = self.stream.clone();
+        let rt = self.rt.clone();
+        let alloc = |len: usize| {
+            s.alloc_zeros::<[f64; 4]>(len)
+                .map_err(driver_err("GPU memory allocation"))
+        };
+        let (mut x, mut x0, mut r) = (alloc(n)?, alloc(n)?, alloc(n)?);
+        let (mut pv, mut q) = (alloc(n)?, alloc(n)?);
+        let mut partial = alloc(launch::fit_blocks(n as u64) as usize)?;
+        let mut scalars = alloc(launch::FIT_SCALARS)?;
+        let mut v = launch::FitVectors {
+            x: &mut x,
+            start: &mut x0,
+            r: &mut r,
+            p: &mut pv,
+            q: &mut q,
+            partial: &mut partial,
+            scalars: &mut scalars,
+        };
+        let prm = self.params(&plan);
+        let n32 = n as u32;
+        let cur = self.enqueue_colour_gradient(&plan, false)?;
+        {
+            let b = self.bufs.as_mut().expect("started");
+            let bins = self
+                .ws
+                .bins(cur)
+                .ok_or_else(|| Error::Cuda("internal error: no tile lists".into()))?;
+            launch::fit_start(
+                &rt,
+                &s,
+                &mut b.params,
+                &bins,
+                &b.grad_slots,
+                &mut v,
+                &prm,
+                &self.state,
+            )?;
+        }
+        launch::fit_reduce(&rt, &s, &mut v, n32, 0)?;
+        launch::fit_reduce(&rt, &s, &mut v, n32, launch::FIT_RR0)?;
+        // r·r of the current residual is in slot `rr`, of the next in `1 - rr`.
+        let mut rr = 0u32;
+        for _ in 0..iterations {
+            let cur = self.enqueue_colour_gradient(&plan, true)?;
+            {
+                let b = self.bufs.as_ref().expect("started");
+                let bins = self
+                    .ws
+                    .bins(cur)
+                    .ok_or_else(|| Error::Cuda("internal error: no tile lists".into()))?;
+                launch::fit_product(&rt, &s, &bins, &b.grad_slots, &mut v, &prm, &self.state)?;
+            }
+            launch::fit_reduce(&rt, &s, &mut v, n32, launch::FIT_PQ)?;
+            launch::fit_step(&rt, &s, &mut v, n32, rr)?;
+            launch::fit_reduce(&rt, &s, &mut v, n32, 1 - rr)?;
+            let b = self.bufs.as_mut().expect("started");
+            launch::fit_direction(&rt, &s, &mut b.params, &mut v, n32, 1 - rr, rr)?;
+            rr = 1 - rr;
+        }
+        let b = self.bufs.as_mut().expect("started");
+        launch::fit_finish(
+            &rt,
+            &s,
+            &mut b.params,
+            &x,
+            &x0,
+            n32,
+            self.channels as i32,
+            clamp,
+        )?;
+        let st = self.read_state()?;
+        if st.overflow != 0 {
+            return Err(Error::Cuda(
+                "internal error: the colour fit's tile lists overflowed".into(),
+            ));
+        }
+        let b = self.bufs.as_ref().expect("started");
+        let fitted = self
+            .stream
+            .clone_dtoh(&b.params)
+            .map_err(driver_err("GPU colour fit"))?;
+        for (g, d) in gaussians.iter_mut().zip(&fitted) {
+            g.color[..self.channels].copy_from_slice(&d.color[..self.channels]);
+        }
+        Ok(())
     }
 }

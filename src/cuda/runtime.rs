@@ -1,6 +1,6 @@
 //! The device: driver detection, the CUDA context, and the lazily loaded kernel modules.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use cudarc::driver::sys::CUdevice_attribute;
 use cudarc::driver::{CudaContext, CudaFunction, CudaModule, CudaStream, DriverError};
@@ -65,8 +65,30 @@ pub(crate) struct Runtime {
     functions: [OnceLock<CudaFunction>; KERNEL_COUNT],
 }
 
+/// The runtimes opened so far with their device ordinals: one per device for the process.
+type Opened = Mutex<Vec<(usize, Arc<Runtime>)>>;
+static SHARED: OnceLock<Opened> = OnceLock::new();
+
 impl Runtime {
-    pub(crate) fn new(ordinal: usize) -> Result<Arc<Runtime>> {
+    /// The process's runtime of device `ordinal`, opened on first use. Opening a device (its
+    /// primary context) and loading the kernels costs tens to hundreds of milliseconds, which
+    /// an encode that renders, refines and then refines again on the quantization grid would
+    /// otherwise pay each time; later callers share the context, the loaded kernels and the
+    /// device-frame stream, and each image or refiner still gets its own stream.
+    pub(crate) fn shared(ordinal: usize) -> Result<Arc<Runtime>> {
+        let mut open = SHARED
+            .get_or_init(Default::default)
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        if let Some((_, rt)) = open.iter().find(|(o, _)| *o == ordinal) {
+            return Ok(rt.clone());
+        }
+        let rt = Runtime::new(ordinal)?;
+        open.push((ordinal, rt.clone()));
+        Ok(rt)
+    }
+
+    fn new(ordinal: usize) -> Result<Arc<Runtime>> {
         if !driver_present() {
             return Err(Error::NoGpu(
                 "no NVIDIA driver found (libcuda.so could not be loaded)".into(),

@@ -230,6 +230,19 @@ pub struct GpuRefiner {
 }
 
 impl GpuRefiner {
+    unstable_pub! {
+        /// Unreachable.
+        fn set_target(
+            &mut self,
+            _width: u32,
+            _height: u32,
+            _channels: usize,
+            _target: &[f32],
+        ) -> Result<()> {
+            match self.never {}
+        }
+    }
+
     /// Unreachable.
     #[cfg(feature = "unstable")]
     pub fn width(&self) -> u32 {
@@ -259,6 +272,16 @@ impl GpuRefiner {
         &mut self,
         _gaussians: &[crate::core::splat::Gaussian],
     ) -> Result<(f64, Vec<[f64; 9]>)> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub fn fit_colors(
+        &mut self,
+        _gaussians: &mut [crate::core::splat::Gaussian],
+        _iterations: usize,
+        _clamp: (f32, f32),
+    ) -> Result<()> {
         match self.never {}
     }
 }

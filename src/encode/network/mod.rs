@@ -63,8 +63,8 @@ use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use crate::encode::optim::fit::{FitOptions, fit_colors};
 use crate::encode::optim::refine::{
-    QuantGrid, ROUND_START_UNITS, RefineOptions, refine_quantized_with_progress,
-    refine_to_with_progress, refine_units,
+    GpuWorkspace, QuantGrid, ROUND_START_UNITS, RefineDevice, RefineOptions, fit_colors_in,
+    refine_quantized_in, refine_to_in, refine_units,
 };
 use crate::encode::optim::symmetry::Symmetry;
 use crate::encode::rate::{self, RateResult, RateTarget};
@@ -83,6 +83,9 @@ pub struct NetworkEncoder {
     /// Seconds per input pixel of the last network run (`f64` bits; 0: none yet): how long a
     /// run is expected to take, for progress within it.
     seconds_per_pixel: AtomicU64,
+    /// The GPU refinement's stream and buffers, kept from one refinement (and picture) to the
+    /// next.
+    gpu: GpuWorkspace,
 }
 
 /// What one run of the network produced.
@@ -104,6 +107,12 @@ impl NetworkEncoder {
     /// The model's metadata.
     pub fn info(&self) -> &ModelInfo {
         &self.info
+    }
+
+    /// Replaces the refinement setting the encoder was built with (e.g. once it is known
+    /// whether a GPU can run it, which can be found out while the model loads).
+    pub fn set_refine_options(&mut self, refine: RefineOptions) {
+        self.opts.refine = refine;
     }
 
     /// The model file.
@@ -512,14 +521,30 @@ impl NetworkEncoder {
             self.finish_units(),
         );
         let meter = Meter::new(self.opts.progress.as_ref(), field + finish);
+        let mut stages = Stages::default();
+        let clock = Instant::now();
         let gs = self
             .field(pixels, &meter.part(field), None)?
             .image
             .into_gaussians();
+        stages.add("network", clock);
         let finishing = meter.part(finish);
         let ranked = (factor < 1.0 && !self.refining() && self.info.kind == ModelKind::Compact)
-            .then(|| rank_by_value(pixels, &gs, self.info.cell));
-        self.finish_at(pixels, &gs, ranked.as_deref(), opts, factor, &finishing)
+            .then(|| {
+                let clock = Instant::now();
+                let r = rank_by_value(pixels, &gs, self.info.cell);
+                stages.add("ranking", clock);
+                r
+            });
+        self.finish_at(
+            pixels,
+            &gs,
+            ranked.as_deref(),
+            opts,
+            factor,
+            &finishing,
+            &mut stages,
+        )
     }
 
     /// Encodes `pixels` into a file of the size `target` asks for, by searching the Gaussian
@@ -539,15 +564,22 @@ impl NetworkEncoder {
         let field = self.field_units(pixels.width, pixels.height);
         let finish = 4 * self.finish_units();
         let meter = Meter::new(self.opts.progress.as_ref(), field + finish);
+        let mut stages = Stages::default();
+        let clock = Instant::now();
         let gs = self
             .field(pixels, &meter.part(field), None)?
             .image
             .into_gaussians();
+        stages.add("network", clock);
         let n = gs.len().max(1) as f64;
         let px = pixels.width as f64 * pixels.height as f64;
         let compact = self.info.kind == ModelKind::Compact;
-        let ranked =
-            (compact && !self.refining()).then(|| rank_by_value(pixels, &gs, self.info.cell));
+        let ranked = (compact && !self.refining()).then(|| {
+            let clock = Instant::now();
+            let r = rank_by_value(pixels, &gs, self.info.cell);
+            stages.add("ranking", clock);
+            r
+        });
         let left = std::cell::Cell::new(finish);
         let round = || {
             let part = meter.part(left.get() / 2);
@@ -556,7 +588,8 @@ impl NetworkEncoder {
         };
         if !compact {
             let result = rate::search(target, px, (1.0 / n, 1.0), 1.0, |f| {
-                self.finish_at(pixels, &gs, ranked.as_deref(), opts, f, &round())
+                let part = round();
+                self.finish_at(pixels, &gs, ranked.as_deref(), opts, f, &part, &mut stages)
             });
             meter.finish();
             return result;
@@ -564,8 +597,10 @@ impl NetworkEncoder {
         // The count the target needs, from the size of the network's Gaussians written as they
         // are; the quality with that count gives the precision (coarser values for small
         // files), relative to the precision `opts` has at this encoder's quality.
+        let clock = Instant::now();
         let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
         let plain = format::write(&image, opts)?.bytes.len().max(1) as f64;
+        stages.add("writing", clock);
         let guess = (target.bytes(px) / plain).clamp(1.0 / n, rate::MAX_COUNT_FACTOR);
         let at = |q: rate::Quality| {
             if self.refining() {
@@ -590,14 +625,16 @@ impl NetworkEncoder {
             1.0
         };
         let result = rate::search(target, px, (1.0 / n, hi), guess.min(hi), |f| {
-            self.finish_at(pixels, &gs, ranked.as_deref(), &wo, f, &round())
+            let part = round();
+            self.finish_at(pixels, &gs, ranked.as_deref(), &wo, f, &part, &mut stages)
         });
         meter.finish();
         result
     }
 
     /// [`NetworkEncoder::finish`] at `factor` times the count of `gs` (ranked by value when
-    /// not refining), reporting to `progress`.
+    /// not refining), reporting to `progress` and timing its stages in `stages`.
+    #[allow(clippy::too_many_arguments)]
     fn finish_at(
         &self,
         pixels: &Frame<f32>,
@@ -606,21 +643,24 @@ impl NetworkEncoder {
         opts: &WriteOptions,
         factor: f64,
         progress: &Part,
+        stages: &mut Stages,
     ) -> Result<Encoded> {
         let budget = ((gs.len() as f64 * factor).round() as usize).max(1);
         match ranked {
             Some(r) if factor < 1.0 => {
+                let clock = Instant::now();
                 let kept = keep_share(pixels, gs, r, factor, self.info.cell);
+                stages.add("ranking", clock);
                 let n = kept.len();
-                self.finish(pixels, kept, opts, n, progress)
+                self.finish(pixels, kept, opts, n, progress, stages)
             }
-            _ => self.finish(pixels, gs.to_vec(), opts, budget, progress),
+            _ => self.finish(pixels, gs.to_vec(), opts, budget, progress, stages),
         }
     }
 
     /// Fits, quantizes and writes the network's (kept) Gaussians, reporting to `progress`
-    /// ([`NetworkEncoder::finish_units`] spread over it); when refining, the refinement's
-    /// rounds bring their count to `budget`.
+    /// ([`NetworkEncoder::finish_units`] spread over it) and timing its stages in `stages`;
+    /// when refining, the refinement's rounds bring their count to `budget`.
     fn finish(
         &self,
         pixels: &Frame<f32>,
@@ -628,6 +668,7 @@ impl NetworkEncoder {
         opts: &WriteOptions,
         budget: usize,
         progress: &Part,
+        stages: &mut Stages,
     ) -> Result<Encoded> {
         let units = self.finish_units();
         let mut at = 0;
@@ -638,21 +679,36 @@ impl NetworkEncoder {
         };
         let refining = self.refining() && !gs.is_empty();
         let (mut notes, mut warnings) = (Vec::new(), Vec::new());
-        let mut record = |o: crate::encode::optim::refine::RefineOutcome| {
+        let mut record = |o: crate::encode::optim::refine::RefineOutcome,
+                          stages: &mut Stages,
+                          quantized: bool| {
             notes.extend(o.note());
             warnings.extend(o.warning());
+            let s = o.seconds;
+            if quantized {
+                stages.add_seconds("quantization-aware steps", s.descent);
+            } else {
+                stages.add_seconds("moves", s.moves);
+                stages.add_seconds("colour fits", s.colour_fits);
+                stages.add_seconds("descent", s.descent);
+            }
         };
         let color_fit = match self.opts.color_fit {
             Some(f) if self.info.quantizers.is_some() && !gs.is_empty() => Some(f),
             _ if refining => Some(FitOptions::default()),
             _ => None,
         };
+        // Where the refinement's fits and steps run: after a GPU error, the CPU for the rest.
+        let mut device = self.opts.refine.device;
+        let mut gpu_fallback = None;
         if let Some(fit) = color_fit {
             // Refine (when asked) within the file's scale range, quantize the geometry as the
             // file will, and fit every channel (alpha included) to what is stored.
             if refining {
                 // Edge-aligned shapes refine much further than the network's round ones.
+                let clock = Instant::now();
                 crate::encode::analytic::orient_by_structure(pixels, &mut gs);
+                stages.add("orientation", clock);
                 // The network's Gaussians are smaller than the quadtree's and refine further
                 // when enlarged (`REFINE_SIGMA_GROWTH`).
                 for g in gs.iter_mut() {
@@ -660,34 +716,64 @@ impl NetworkEncoder {
                 }
                 // The network's colours assume its quantizers' clamping: start the refinement
                 // from the least-squares colours of its geometry instead.
-                fit_colors(pixels, &mut gs, &fit);
+                let clock = Instant::now();
+                gpu_fallback = fit_colors_in(pixels, &mut gs, &fit, device, Some(&self.gpu))?;
+                stages.add("colour fits", clock);
                 stage(ROUND_START_UNITS).finish();
                 let mut ropts = self.opts.refine;
                 if let Some((lo, hi)) = opts.scale_range {
                     ropts.scale_bounds = (lo.exp2(), hi.exp2());
                 }
+                // After a GPU error, the CPU for the rest (one warning).
+                if gpu_fallback.is_some() {
+                    device = RefineDevice::Cpu;
+                }
+                ropts.device = device;
                 let part = stage(refine_units(&ropts));
-                record(refine_to_with_progress(
-                    pixels, &mut gs, &ropts, budget, &part,
-                )?);
+                let outcome =
+                    refine_to_in(pixels, &mut gs, &ropts, budget, &part, Some(&self.gpu))?;
+                if outcome.fallback.is_some() {
+                    device = RefineDevice::Cpu;
+                }
+                record(outcome, stages, false);
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
             let q_steps = self.opts.refine.quantized_steps;
             if refining && q_steps > 0 {
                 let grid = QuantGrid::of(&header);
-                let ropts = &self.opts.refine;
+                let ropts = RefineOptions {
+                    device,
+                    ..self.opts.refine
+                };
                 let part = stage(q_steps);
-                record(refine_quantized_with_progress(
-                    pixels, &mut gs, ropts, &grid, q_steps, &part,
-                )?);
+                let outcome = refine_quantized_in(
+                    pixels,
+                    &mut gs,
+                    &ropts,
+                    &grid,
+                    q_steps,
+                    &part,
+                    Some(&self.gpu),
+                )?;
+                if outcome.fallback.is_some() {
+                    device = RefineDevice::Cpu;
+                }
+                record(outcome, stages, true);
             }
+            let clock = Instant::now();
             for g in gs.iter_mut() {
                 let color = g.color;
                 *g = format::dequantize(&header, &format::quantize(&header, g));
                 g.color = color;
             }
-            fit_colors(pixels, &mut gs, &fit);
+            if refining {
+                let w = fit_colors_in(pixels, &mut gs, &fit, device, Some(&self.gpu))?;
+                gpu_fallback = gpu_fallback.or(w);
+            } else {
+                fit_colors(pixels, &mut gs, &fit);
+            }
+            stages.add("colour fits", clock);
         } else if pixels.layout.has_alpha() {
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
@@ -707,11 +793,18 @@ impl NetworkEncoder {
             }
         }
         stage(ROUND_START_UNITS).finish();
+        let clock = Instant::now();
         let image = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs)?;
         let mut encoded = format::write(&image, opts)?;
+        stages.add("writing", clock);
+        notes.push(stages.note());
         progress.finish();
         encoded.notes = notes;
         encoded.warnings = warnings;
+        // One line for a GPU error, whichever stage met it first.
+        if encoded.warnings.is_empty() {
+            encoded.warnings.extend(gpu_fallback);
+        }
         Ok(encoded)
     }
 }
@@ -735,6 +828,36 @@ fn shift_bits(wo: &mut WriteOptions, delta: [i16; 5]) {
 /// Progress units of writing a file.
 const FINISH_WRITE_UNITS: usize = 2;
 
+/// Wall-clock seconds of an encode's stages, in the order they first ran (for `-v`).
+#[derive(Default)]
+struct Stages(Vec<(&'static str, f64)>);
+
+impl Stages {
+    fn add(&mut self, name: &'static str, since: Instant) {
+        self.add_seconds(name, since.elapsed().as_secs_f64());
+    }
+
+    fn add_seconds(&mut self, name: &'static str, seconds: f64) {
+        if seconds <= 0.0 {
+            return;
+        }
+        match self.0.iter_mut().find(|(n, _)| *n == name) {
+            Some((_, s)) => *s += seconds,
+            None => self.0.push((name, seconds)),
+        }
+    }
+
+    /// `stages: network 310.0 ms, colour fits 120.0 ms, …` (so far).
+    fn note(&self) -> String {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(n, s)| format!("{n} {:.1} ms", s * 1e3))
+            .collect();
+        format!("stages: {}", parts.join(", "))
+    }
+}
+
 /// Within a network run, progress shows at most this share of the run done until it ends (the
 /// time a run takes is estimated from the last one).
 const RUN_SHARE_CAP: f64 = 0.95;
@@ -748,6 +871,14 @@ mod tests {
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect()
+    }
+
+    /// An encoder is shared by threads (one encoding, others asking for its model and
+    /// library), the GPU refinement it keeps included.
+    #[test]
+    fn the_encoder_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<NetworkEncoder>();
     }
 
     #[test]

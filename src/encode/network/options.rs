@@ -335,6 +335,7 @@ impl NetworkOptions {
             info,
             path,
             seconds_per_pixel: AtomicU64::new(0),
+            gpu: Default::default(),
         })
     }
 }

@@ -15,6 +15,8 @@
 //! and accumulates per-Gaussian gradients, in parallel; the partial sums are added in a fixed
 //! order, so the result does not depend on the thread count.
 
+use std::time::Instant;
+
 use rayon::prelude::*;
 
 use crate::core::frame::Frame;
@@ -51,6 +53,10 @@ pub struct RefineOptions {
     /// Rounds of (move, colour fit, descent) the iterations are split into, when `reallocate`
     /// is above 0.
     pub rounds: usize,
+    /// Whether each round fits the colours by least squares after its count change and moves
+    /// (on `device`). Off, the descent alone settles the new and moved Gaussians' colours from
+    /// their first guess.
+    pub refit_colors: bool,
     /// Quantization-aware steps the encoders run after the rounds, once the file's quantizers
     /// are known (`refine_quantized`); 0: none.
     pub quantized_steps: usize,
@@ -126,8 +132,8 @@ impl RefineOptions {
     }
 }
 
-/// Where a refinement's gradient descent runs. The GPU runs the same algorithm as the CPU
-/// (`kernels/refine.cu`); the moves and colour fits between rounds run on the CPU either way.
+/// Where a refinement's gradient descent and colour fits run. The GPU runs the same algorithm
+/// as the CPU (`kernels/refine.cu`); the moves between rounds run on the CPU either way.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub enum RefineDevice {
     /// The CPU (the reference).
@@ -153,6 +159,21 @@ pub struct RefineOutcome {
     pub gpu: Option<String>,
     /// Why the descent left the GPU for the CPU, when it did.
     pub fallback: Option<String>,
+    /// Where the time went.
+    pub seconds: RefineSeconds,
+}
+
+/// Wall-clock seconds of a refinement's stages.
+#[derive(Debug, Clone, Copy, PartialEq, Default)]
+pub struct RefineSeconds {
+    /// Count changes and moves of Gaussians to where the error is
+    /// ([`prune`](super::realloc::prune), [`adapt`](super::realloc::adapt),
+    /// [`reallocate`](super::realloc::reallocate)).
+    pub moves: f64,
+    /// Colour fits after the count changes and moves, before each round's descent.
+    pub colour_fits: f64,
+    /// The gradient descent (on the GPU: the upload, the steps and the download).
+    pub descent: f64,
 }
 
 impl RefineOutcome {
@@ -185,9 +206,22 @@ impl Default for RefineOptions {
             scale_bounds: (0.2, 256.0),
             reallocate: 0.0,
             rounds: 1,
+            refit_colors: true,
             quantized_steps: 0,
             device: RefineDevice::Cpu,
         }
+    }
+}
+
+/// A GPU refinement kept from one refinement to the next, of the same picture or of the next
+/// one: its stream, tile lists and buffers are reused rather than allocated again (an encoder
+/// that refines many pictures owns one). Holds device memory until dropped.
+#[derive(Default)]
+pub(crate) struct GpuWorkspace(std::sync::Mutex<Option<(Box<crate::cuda::GpuRefiner>, String)>>);
+
+impl GpuWorkspace {
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<(Box<crate::cuda::GpuRefiner>, String)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -200,35 +234,71 @@ enum Engine {
 
 impl Engine {
     /// The engine for `steps` steps on `gaussians` (the CPU when there is nothing to do).
+    /// (`keep`: where a GPU refinement kept from before is taken from.)
     fn for_work(
         target: &Frame<f32>,
         gaussians: &[Gaussian],
         steps: usize,
         device: RefineDevice,
+        keep: Option<&GpuWorkspace>,
     ) -> crate::Result<(Engine, Option<String>)> {
         if steps == 0 || gaussians.is_empty() {
             Ok((Engine::Cpu, None))
         } else {
-            Engine::new(target, device)
+            Engine::new(target, device, keep)
         }
     }
 
-    /// What a refinement through this engine did.
-    fn outcome(self, first: f64, last: f64, fallback: Option<String>) -> RefineOutcome {
+    /// What a refinement through this engine did; the GPU refinement goes back to `keep`.
+    fn outcome(
+        self,
+        first: f64,
+        last: f64,
+        fallback: Option<String>,
+        seconds: RefineSeconds,
+        keep: Option<&GpuWorkspace>,
+    ) -> RefineOutcome {
         RefineOutcome {
             first,
             last,
-            gpu: match self {
-                Engine::Gpu(_, name) => Some(name),
-                Engine::Cpu => None,
-            },
+            seconds,
+            gpu: self.keep(keep),
             fallback,
         }
     }
 
-    fn new(target: &Frame<f32>, device: RefineDevice) -> crate::Result<(Engine, Option<String>)> {
+    /// Puts a GPU refinement back into `keep` (dropping it without one); returns the GPU's
+    /// name.
+    fn keep(self, keep: Option<&GpuWorkspace>) -> Option<String> {
+        match self {
+            Engine::Gpu(g, name) => {
+                if let Some(k) = keep {
+                    *k.slot() = Some((g, name.clone()));
+                }
+                Some(name)
+            }
+            Engine::Cpu => None,
+        }
+    }
+
+    fn new(
+        target: &Frame<f32>,
+        device: RefineDevice,
+        keep: Option<&GpuWorkspace>,
+    ) -> crate::Result<(Engine, Option<String>)> {
         if device == RefineDevice::Cpu {
             return Ok((Engine::Cpu, None));
+        }
+        let kept = keep.and_then(|k| k.slot().take());
+        if let Some((mut g, name)) = kept {
+            let (w, h, c) = (target.width, target.height, target.channels());
+            return Ok(match g.set_target(w, h, c, &target.data) {
+                Ok(()) => (Engine::Gpu(g, name), None),
+                Err(e) => (
+                    Engine::Cpu,
+                    Some(format!("refining on the CPU after a GPU error: {e}")),
+                ),
+            });
         }
         let gpu = crate::cuda::CudaRenderer::new().and_then(|r| {
             let name = r.device_name().to_string();
@@ -244,6 +314,32 @@ impl Engine {
                 Some(format!("refining on the CPU after a GPU error: {e}")),
             )),
         }
+    }
+
+    /// The least-squares colour fit ([`fit_colors`](super::fit::fit_colors)'s problem): on
+    /// the GPU when the engine is there (the whole picture at once), on the CPU otherwise or
+    /// after a GPU error (which, as in the descent, leaves the engine on the CPU).
+    fn fit_colors(
+        &mut self,
+        target: &Frame<f32>,
+        gaussians: &mut [Gaussian],
+        fit: &super::fit::FitOptions,
+        fallback: &mut Option<String>,
+    ) {
+        if let Engine::Gpu(g, _) = self {
+            let colors: Vec<[f32; 4]> = gaussians.iter().map(|g| g.color).collect();
+            match g.fit_colors(gaussians, fit.iterations, fit.clamp) {
+                Ok(()) => return,
+                Err(e) => {
+                    *fallback = Some(format!("refining on the CPU after a GPU error: {e}"));
+                    for (g, c) in gaussians.iter_mut().zip(colors) {
+                        g.color = c;
+                    }
+                    *self = Engine::Cpu;
+                }
+            }
+        }
+        super::fit::fit_colors(target, gaussians, fit);
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -375,11 +471,13 @@ pub fn refine_with_progress(
 /// Refines `gaussians` in place against `target`, leaving the best parameters of all steps (the
 /// lowest error seen), on the device `opts.device` asks for, bringing their count to `budget`
 /// (at least one) on the way: adaptive counts toward a rate. The steps are reported to
-/// `progress` ([`refine_units`] of them, spread over the part).
+/// `progress` ([`refine_units`] of them, spread over the part); the outcome says where the time
+/// went ([`RefineSeconds`]).
 ///
 /// With `opts.reallocate` above 0 the iterations are split into `opts.rounds` rounds, each
-/// starting with a pass of [`adapt`](super::realloc::adapt) and a colour fit, then a descent
-/// that leaves the best parameters of its own steps:
+/// starting with a pass of [`adapt`](super::realloc::adapt) and (with `opts.refit_colors`) a
+/// colour fit on the refinement's device, then a descent that leaves the best parameters of its
+/// own steps:
 ///
 /// - **pruning** (a budget below the count): the first round removes what does not pay, the
 ///   Gaussians whose removal costs least ([`prune`](super::realloc::prune)), so the descents
@@ -390,9 +488,10 @@ pub fn refine_with_progress(
 /// - every round also moves `opts.reallocate` of the Gaussians (removes that many, adds as many).
 ///
 /// Without rounds (or without iterations) the count changes once, before the descent (or
-/// alone, followed by a colour fit). The decisions run on the host between descents, so the
-/// CPU and the GPU run the same algorithm. The first error returned is the one after the first
-/// round's changes.
+/// alone), followed by a colour fit when `opts.refit_colors` asks. The count decisions run on
+/// the host between descents, so the CPU and the GPU run the same algorithm. The first error
+/// returned is the one after the first round's changes. A GPU error sends the rest of the
+/// refinement to the CPU; the outcome's [`warning`](RefineOutcome::warning) then says why.
 ///
 /// Fails only when `opts.device` is [`RefineDevice::Cuda`] and no GPU can be used.
 pub fn refine_to_with_progress(
@@ -402,26 +501,43 @@ pub fn refine_to_with_progress(
     budget: usize,
     progress: &Part,
 ) -> crate::Result<RefineOutcome> {
+    refine_to_in(target, gaussians, opts, budget, progress, None)
+}
+
+/// [`refine_to_with_progress`] with the GPU refinement taken from `keep` and put back there.
+pub(crate) fn refine_to_in(
+    target: &Frame<f32>,
+    gaussians: &mut Vec<Gaussian>,
+    opts: &RefineOptions,
+    budget: usize,
+    progress: &Part,
+    keep: Option<&GpuWorkspace>,
+) -> crate::Result<RefineOutcome> {
     use super::realloc::{adapt, prune, reallocate};
     let budget = budget.max(1);
+    let mut seconds = RefineSeconds::default();
+    let clock = Instant::now();
     let (mut engine, mut fallback) =
-        Engine::for_work(target, gaussians, opts.iterations, opts.device)?;
+        Engine::for_work(target, gaussians, opts.iterations, opts.device, keep)?;
+    seconds.descent += clock.elapsed().as_secs_f64();
     let fit = super::fit::FitOptions::default();
-    // Brings the count to the budget in one step: pruning, or additions at the error.
-    let resize = |gaussians: &mut Vec<Gaussian>| {
+    let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
+        // The count changes in one step: pruning, or additions at the error.
+        let clock = Instant::now();
         let n = gaussians.len();
         if budget < n {
             prune(target, gaussians, budget);
         } else if budget > n {
             adapt(target, gaussians, 0, budget - n);
         }
-        n != gaussians.len()
-    };
-    let (first, last) = if opts.reallocate <= 0.0 || opts.rounds == 0 || opts.iterations == 0 {
-        if resize(gaussians) {
-            super::fit::fit_colors(target, gaussians, &fit);
+        seconds.moves += clock.elapsed().as_secs_f64();
+        if n != gaussians.len() && opts.refit_colors {
+            let clock = Instant::now();
+            engine.fit_colors(target, gaussians, &fit, &mut fallback);
+            seconds.colour_fits += clock.elapsed().as_secs_f64();
         }
-        engine.descend(
+        let clock = Instant::now();
+        let r = engine.descend(
             target,
             gaussians,
             opts,
@@ -429,7 +545,9 @@ pub fn refine_to_with_progress(
             None,
             &mut fallback,
             progress,
-        )
+        );
+        seconds.descent += clock.elapsed().as_secs_f64();
+        r
     } else {
         // Rounds: prune (first round) or add a share of the missing Gaussians, move some,
         // refit the colours (the new ones start from a guess), then descend with fresh Adam
@@ -440,6 +558,7 @@ pub fn refine_to_with_progress(
         let mut at = 0;
         for r in 0..rounds {
             let iterations = opts.iterations / rounds + usize::from(r < opts.iterations % rounds);
+            let clock = Instant::now();
             let n = gaussians.len();
             if budget < n {
                 prune(target, gaussians, budget);
@@ -450,11 +569,17 @@ pub fn refine_to_with_progress(
                 let grow = (budget - n).div_ceil(rounds - r);
                 adapt(target, gaussians, moves, moves + grow);
             }
-            super::fit::fit_colors(target, gaussians, &fit);
+            seconds.moves += clock.elapsed().as_secs_f64();
+            if opts.refit_colors {
+                let clock = Instant::now();
+                engine.fit_colors(target, gaussians, &fit, &mut fallback);
+                seconds.colour_fits += clock.elapsed().as_secs_f64();
+            }
             let units = refine_units(opts);
             progress.within(at, ROUND_START_UNITS, units).finish();
             let steps = progress.within(at + ROUND_START_UNITS, iterations, units);
             at += ROUND_START_UNITS + iterations;
+            let clock = Instant::now();
             let (f, l) = engine.descend(
                 target,
                 gaussians,
@@ -464,6 +589,7 @@ pub fn refine_to_with_progress(
                 &mut fallback,
                 &steps,
             );
+            seconds.descent += clock.elapsed().as_secs_f64();
             if r == 0 {
                 first = f;
             }
@@ -471,7 +597,26 @@ pub fn refine_to_with_progress(
         }
         (first, last)
     };
-    Ok(engine.outcome(first, last, fallback))
+    Ok(engine.outcome(first, last, fallback, seconds, keep))
+}
+
+/// Fits the colours of `gaussians` (the geometry fixed) to `target` by least squares, on the
+/// device `device` asks for: the problem of [`fit_colors`](super::fit::fit_colors), which is
+/// also what runs on the CPU. On a GPU it is solved on the whole picture at once (the CPU
+/// solves it in spatial chunks, in sweeps). Returns the warning to show when a GPU error sent
+/// the fit to the CPU; fails only when `device` is [`RefineDevice::Cuda`] and no GPU can be
+/// used. A GPU refinement is taken from `keep` and put back there.
+pub(crate) fn fit_colors_in(
+    target: &Frame<f32>,
+    gaussians: &mut [Gaussian],
+    fit: &super::fit::FitOptions,
+    device: RefineDevice,
+    keep: Option<&GpuWorkspace>,
+) -> crate::Result<Option<String>> {
+    let (mut engine, mut fallback) = Engine::for_work(target, gaussians, 1, device, keep)?;
+    engine.fit_colors(target, gaussians, fit, &mut fallback);
+    engine.keep(keep);
+    Ok(fallback)
 }
 
 #[cfg(any(test, feature = "unstable"))] // tools and tests: the encoders pass progress
@@ -499,7 +644,22 @@ pub fn refine_quantized_with_progress(
     steps: usize,
     progress: &Part,
 ) -> crate::Result<RefineOutcome> {
-    let (mut engine, mut fallback) = Engine::for_work(target, gaussians, steps, opts.device)?;
+    refine_quantized_in(target, gaussians, opts, grid, steps, progress, None)
+}
+
+/// [`refine_quantized_with_progress`] with the GPU refinement taken from `keep` and put back
+/// there.
+pub(crate) fn refine_quantized_in(
+    target: &Frame<f32>,
+    gaussians: &mut [Gaussian],
+    opts: &RefineOptions,
+    grid: &QuantGrid,
+    steps: usize,
+    progress: &Part,
+    keep: Option<&GpuWorkspace>,
+) -> crate::Result<RefineOutcome> {
+    let clock = Instant::now();
+    let (mut engine, mut fallback) = Engine::for_work(target, gaussians, steps, opts.device, keep)?;
     let (first, last) = engine.descend(
         target,
         gaussians,
@@ -512,7 +672,11 @@ pub fn refine_quantized_with_progress(
     for g in gaussians.iter_mut() {
         *g = grid.snap(g);
     }
-    Ok(engine.outcome(first, last, fallback))
+    let seconds = RefineSeconds {
+        descent: clock.elapsed().as_secs_f64(),
+        ..RefineSeconds::default()
+    };
+    Ok(engine.outcome(first, last, fallback, seconds, keep))
 }
 
 /// The loss of `gaussians` against `target` (mean squared error per channel value of the
@@ -905,6 +1069,70 @@ mod tests {
         assert!(first < 1e-9, "the start renders the picture: {first}");
         assert!(last <= first, "{last} > {first}");
         assert_eq!(gs, start, "the best parameters seen are the start");
+    }
+
+    #[test]
+    fn rounds_fit_colours_only_when_asked() {
+        // A smooth picture, Gaussians with wrong colours: rounds of moves and steps reduce the
+        // error with or without the least-squares fit in each round, and only a refinement
+        // that asks for the fit spends time in it.
+        let (w, h) = (48u32, 32u32);
+        let data: Vec<f32> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+                [x, y, 0.5 * (x + y)]
+            })
+            .collect();
+        let target = Frame {
+            width: w,
+            height: h,
+            layout: ChannelLayout::Rgb,
+            data,
+        };
+        let start: Vec<Gaussian> = (0..24)
+            .map(|k| Gaussian {
+                x: 4.0 + (k % 6) as f32 * 8.0,
+                y: 4.0 + (k / 6) as f32 * 8.0,
+                scale: [4.0, 4.0],
+                rotation: 0.0,
+                color: [0.5, 0.5, 0.5, 0.0],
+            })
+            .collect();
+        for refit in [true, false] {
+            let opts = RefineOptions {
+                iterations: 30,
+                rounds: 3,
+                reallocate: 0.2,
+                refit_colors: refit,
+                ..Default::default()
+            };
+            let mut gs = start.clone();
+            let out = refine(&target, &mut gs, &opts).unwrap();
+            assert!(
+                out.last <= out.first,
+                "{refit}: {} > {}",
+                out.last,
+                out.first
+            );
+            assert_eq!(out.seconds.colour_fits > 0.0, refit, "{:?}", out.seconds);
+            assert!(out.seconds.moves > 0.0 && out.seconds.descent > 0.0);
+            // A count change (fewer or more Gaussians), in rounds or in one step before the
+            // descent: the fit after it follows the same setting.
+            for (budget, reallocate) in [(16, 0.2), (36, 0.2), (16, 0.0), (36, 0.0)] {
+                let opts = RefineOptions { reallocate, ..opts };
+                let mut gs = start.clone();
+                let out = refine_to(&target, &mut gs, &opts, budget).unwrap();
+                assert_ne!(gs.len(), start.len(), "{refit} {budget} {reallocate}");
+                assert!(out.last <= out.first, "{refit} {budget} {reallocate}");
+                assert_eq!(
+                    out.seconds.colour_fits > 0.0,
+                    refit,
+                    "{refit} {budget} {reallocate}: {:?}",
+                    out.seconds
+                );
+                assert!(out.seconds.moves > 0.0 && out.seconds.descent > 0.0);
+            }
+        }
     }
 
     #[test]
