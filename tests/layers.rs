@@ -384,28 +384,26 @@ fn the_checker_sees_violations() {
     assert_eq!(component(&sup), "encode::optim");
 }
 
-/// The modules lib.rs declares with `layer!` or behind `#[cfg(feature = "unstable")]`: public
-/// only with the `unstable` feature.
+/// The modules public only with the `unstable` feature: those lib.rs declares `pub mod` behind
+/// `#[cfg(feature = "unstable")]` (`core`, `format`, …), and likewise the parts of the `encode`
+/// façade in encode/mod.rs, as `encode::part`.
 fn unstable_modules() -> Vec<String> {
-    let lib =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/lib.rs")).unwrap();
-    let code = code_of(&lib);
-    let start = code
-        .find("layer! {")
-        .expect("lib.rs declares its layer modules with layer!");
-    let body = &code[start + "layer! {".len()..];
-    let body = &body[..body.find('}').unwrap()];
-    let mut names: Vec<String> = body
-        .split(';')
-        .map(|m| m.trim().to_string())
-        .filter(|m| !m.is_empty())
-        .collect();
-    let lines: Vec<&str> = code.lines().collect();
-    for (i, line) in lines.iter().enumerate() {
-        if let Some(name) = line.trim().strip_prefix("pub mod ") {
-            let attrs = &lines[i.saturating_sub(3)..i];
-            if attrs.iter().any(|a| a.contains("feature = \"unstable\"")) {
-                names.push(name.trim_end_matches(';').trim().to_string());
+    let root = Path::new(env!("CARGO_MANIFEST_DIR"));
+    let mut names = Vec::new();
+    for (file, prefix) in [("src/lib.rs", ""), ("src/encode/mod.rs", "encode::")] {
+        let code = code_of(&std::fs::read_to_string(root.join(file)).unwrap());
+        let lines: Vec<&str> = code.lines().collect();
+        for (i, line) in lines.iter().enumerate() {
+            if let Some(name) = line.trim().strip_prefix("pub mod ") {
+                // The item's own attributes: the lines right above it that start with `#[`.
+                let mut own = lines[..i]
+                    .iter()
+                    .rev()
+                    .take_while(|a| a.trim().starts_with("#["));
+                if own.any(|a| a.trim() == "#[cfg(feature = \"unstable\")]") {
+                    let name = name.trim_end_matches(';').trim();
+                    names.push(format!("{prefix}{name}"));
+                }
             }
         }
     }
@@ -455,6 +453,7 @@ fn the_command_line_uses_only_the_public_interface() {
     let hidden = unstable_modules();
     assert!(hidden.iter().any(|m| m == "format"), "{hidden:?}");
     assert!(hidden.iter().any(|m| m == "fuzzing"), "{hidden:?}");
+    assert!(hidden.iter().any(|m| m == "encode::optim"), "{hidden:?}");
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("cli/src");
     let mut files = Vec::new();
     rust_files(&src, &mut files);
@@ -465,6 +464,16 @@ fn the_command_line_uses_only_the_public_interface() {
         for name in gsimg_names(&code) {
             if hidden.contains(&name) {
                 bad.push(format!("{}: gsimg::{name}", file.display()));
+            }
+        }
+        for name in hidden.iter().filter(|m| m.contains("::")) {
+            let path = format!("gsimg::{name}");
+            let mut rest = code.as_str();
+            while let Some(at) = rest.find(&path) {
+                rest = &rest[at + path.len()..];
+                if !rest.starts_with(|c: char| c.is_alphanumeric() || c == '_') {
+                    bad.push(format!("{}: {path}", file.display()));
+                }
             }
         }
     }
