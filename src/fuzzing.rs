@@ -2,7 +2,7 @@
 //! `tests/fuzz_regressions.rs` replay crashes through exactly the same code.
 //!
 //! Each function takes arbitrary bytes and must never panic, hang or allocate beyond
-//! [`limits`]; where the input is valid, each checks an invariant and panics if it breaks.
+//! `limits()`; where the input is valid, each checks an invariant and panics if it breaks.
 #![doc(hidden)]
 #![forbid(unsafe_code)]
 
