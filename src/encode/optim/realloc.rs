@@ -353,9 +353,10 @@ pub fn prune(target: &Frame<f32>, gaussians: &mut Vec<Gaussian>, budget: usize) 
     removed
 }
 
-/// Adds Gaussians where the error is until `budget` are there, without refinement: in
-/// `rounds` rounds of equal shares, each placing its share at the largest errors of the render
-/// with least-squares colours (`fit`), then fitting the colours of all. Returns how many were
+/// Adds Gaussians where the error is until `budget` are there, for an encode without
+/// refinement: in `rounds` rounds of equal shares, each at the largest errors of the render as
+/// it stands (the first with the colours given, each later one after a least-squares fit of all
+/// colours, `fit`), σ half a pixel. The caller fits the colours after. Returns how many were
 /// added (fewer when the picture has fewer error peaks than asked).
 pub fn densify(
     target: &Frame<f32>,
@@ -530,6 +531,25 @@ mod tests {
         let mut one = start.clone();
         prune(&target, &mut one, 0);
         assert_eq!(one.len(), 1);
+    }
+
+    /// Densifying reaches its count, puts the new Gaussians on the detailed side and, with
+    /// the colours fitted, lowers the error.
+    #[test]
+    fn densifying_adds_where_the_error_is() {
+        let fit = crate::encode::optim::fit::FitOptions::default();
+        let (target, start) = half_detailed();
+        let n = start.len();
+        let mut grown = start.clone();
+        assert_eq!(densify(&target, &mut grown, 2 * n, 2, &fit), n);
+        assert_eq!(grown.len(), 2 * n);
+        let flat = grown[n..].iter().filter(|g| g.x < 28.0).count();
+        assert!(flat * 10 < n, "{flat} of {n} added on the flat side");
+        crate::encode::optim::fit::fit_colors(&target, &mut grown, &fit);
+        assert!(mse(&target, &grown) < 0.8 * mse(&target, &start));
+        let mut same = start.clone();
+        assert_eq!(densify(&target, &mut same, n, 2, &fit), 0);
+        assert_eq!(same, start);
     }
 
     #[test]
