@@ -134,7 +134,7 @@ impl Quality {
 
     /// The network's presence threshold for a model whose trained threshold is `trained`: that
     /// threshold up to 50; above, lowered to `1 − quality/100` when that is lower, but never
-    /// below `QUALITY_THRESHOLD_FLOOR` (so 95 to 100 keep the same Gaussians).
+    /// below `QUALITY_THRESHOLD_FLOOR` (so 95 to 100 keep the same Gaussians of the model's).
     pub fn network_presence_threshold(self, trained: f32) -> f32 {
         if self.0 > 50 {
             trained.min((1.0 - self.0 as f32 / 100.0).max(QUALITY_THRESHOLD_FLOOR))
