@@ -366,6 +366,9 @@ pub fn densify(
     fit: &FitOptions,
 ) -> usize {
     let want = budget.saturating_sub(gaussians.len());
+    if want == 0 {
+        return 0;
+    }
     let rounds = rounds.max(1);
     let mut added = 0;
     for r in 0..rounds {
