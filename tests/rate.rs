@@ -47,16 +47,25 @@ fn bpp_psnr(px: &Frame<f32>, enc: &format::Encoded) -> (f64, f64) {
     )
 }
 
-/// Both rate and PSNR rise with the quality on every picture with refinement, up to above
-/// 2 bpp (the refinement prunes and densifies to the quality's count).
+/// Both rate and PSNR rise with the quality on every picture, feed-forward (the CPU's
+/// default: a share of the network's Gaussians below 50, Gaussians added where the error is
+/// above 75) and with refinement (which prunes and densifies to the quality's count), up to
+/// above 2 bpp.
 #[test]
 fn network_quality_is_monotone_in_rate_and_psnr() {
-    for steps in [12] {
+    for steps in [0, 12] {
+        let qualities: &[u8] = if steps == 0 {
+            // (from 50 to 75 the threshold may keep the same Gaussians on a small picture)
+            &[1, 20, 40, 50, 76, 80, 90, 96, 98, 100]
+        } else {
+            &[1, 20, 40, 50, 60, 80, 100]
+        };
         let mut encoders = Vec::new();
-        for q in [1u8, 20, 40, 50, 60, 80, 100] {
+        for &q in qualities {
             let Some(e) = compact(steps, q) else { return };
             encoders.push((q, e));
         }
+        let mut tops = Vec::new();
         for (i, px) in rate_pictures().iter().enumerate() {
             let mut last = (0.0, 0.0);
             for (q, e) in &encoders {
@@ -70,12 +79,15 @@ fn network_quality_is_monotone_in_rate_and_psnr() {
                 );
                 last = (bpp, p);
             }
-            assert!(
-                last.0 >= 2.0,
-                "{steps} steps, picture {i}: {:.3} bpp at 100",
-                last.0
-            );
+            tops.push(last.0);
         }
+        // Refined, every picture reaches 2 bpp; feed-forward the mean does (as on Kodak,
+        // where smooth pictures stop lower).
+        let mean = tops.iter().sum::<f64>() / tops.len() as f64;
+        assert!(
+            tops.iter().all(|&b| b >= 2.0) || (steps == 0 && mean >= 2.0),
+            "{steps} steps: {tops:.3?} bpp at 100"
+        );
     }
 }
 
@@ -88,8 +100,9 @@ fn network_rate_targets_are_met() {
         for (i, px) in rate_pictures().iter().enumerate().take(3) {
             let wo = e.write_options(px.layout);
             let px_n = px.width as f64 * px.height as f64;
-            // Feed-forward, the network's own count is the most.
-            let top: &[f64] = if steps == 0 { &[] } else { &[1.6, 2.2] };
+            // Feed-forward, 3 times the network's count at most (smooth pictures stop below
+            // 2 bpp).
+            let top: &[f64] = if steps == 0 { &[1.6] } else { &[1.6, 2.2] };
             for &bpp in [0.8].iter().chain(top) {
                 let r = e.encode_to_rate(px, &wo, RateTarget::Bpp(bpp)).unwrap();
                 let got = r.encoded.bytes.len() as f64 * 8.0 / px_n;
@@ -99,7 +112,7 @@ fn network_rate_targets_are_met() {
                     r.rounds
                 );
             }
-            // Feed-forward: under the size of the network's own count (the most it writes).
+            // Feed-forward: under the size of the network's own count (a share of it kept).
             let cap = if steps == 0 {
                 (0.85 * e.encode(px).unwrap().bytes.len() as f64) as u64
             } else {

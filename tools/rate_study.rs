@@ -2,12 +2,13 @@
 //! network encoder at chosen Gaussian counts and precisions, means over pictures.
 //!
 //! ```text
-//! rate_study PNG... --model M [--refine N] [--rounds R] [--qat Q]
-//!            --points F:P,F:P,...
+//! rate_study PNG... --model M [--refine N] [--rounds R] [--qat Q] [--quality Q]
+//!            [--threshold T] --points F:P,F:P,...
 //! ```
 //! F: the Gaussian count as a multiple of the network's (`NetworkEncoder::encode_at`); P: bits
 //! added to (or, negative, removed from) every attribute's precision of the encoder's write
-//! options at the default quality. Prints, per point, the mean bpp, the mean 8-bit RGB PSNR of
+//! options at the quality (`--quality`, default 50, which also sets the presence threshold
+//! unless `--threshold` does). Prints, per point, the mean bpp, the mean 8-bit RGB PSNR of
 //! the native render and the mean seconds of the encode (the network's run included), then
 //! each picture's numbers. Measure on held-out or training pictures, never on the evaluation
 //! sets.
@@ -60,11 +61,15 @@ fn run() -> Result<()> {
         quantized_steps: number("--qat", 0)?,
         ..RefineOptions::default()
     };
-    let encoder = NetworkOptions::default()
+    let mut options = NetworkOptions::default()
         .with_model(model)
         .with_installed()
         .with_refine_options(refine)
-        .build()?;
+        .with_quality(number("--quality", 50)?.min(255) as u8)?;
+    if let Some(t) = value("--threshold") {
+        options = options.with_presence_threshold(t.parse().context("--threshold")?);
+    }
+    let encoder = options.build()?;
     let mut table = vec![Vec::new(); points.len()];
     for path in &pngs {
         let bytes = std::fs::read(path).with_context(|| path.to_string())?;

@@ -54,7 +54,8 @@ pub struct EncodeArgs {
     ///
     /// Analytic encoder: sets how many Gaussians are placed. Network: below 50 it keeps the
     /// most valuable share of the model's Gaussians (5 % at 1) with fewer bits each; above 50
-    /// it keeps Gaussians the model rated less likely, with more bits each. Network with
+    /// it keeps Gaussians the model rated less likely, and above 75 adds Gaussians where the
+    /// picture is least exact (up to 3 times the model's number at 100). Network with
     /// refinement (--effort default on a GPU, max): the refinement prunes or densifies to
     /// 0.12 to 5 times the model's number of Gaussians, coarser below 30.
     #[arg(long, default_value_t = 50, allow_negative_numbers = true,

@@ -62,6 +62,7 @@ use crate::core::progress::{Meter, Part};
 use crate::core::splat::{ChannelLayout, Gaussian, SplatImage};
 use crate::encode::optim::coverage::{SPARES_PER_CELL, Spare, ensure_coverage};
 use crate::encode::optim::fit::{FitOptions, fit_colors};
+use crate::encode::optim::realloc::densify;
 use crate::encode::optim::refine::{
     GpuWorkspace, QuantGrid, ROUND_START_UNITS, RefineDevice, RefineOptions, fit_colors_in,
     refine_quantized_in, refine_to_in, refine_units,
@@ -452,7 +453,8 @@ impl NetworkEncoder {
     /// step of a quarter pixel or finer whatever the model's cell size (6 bits in a 16-pixel
     /// cell), and the quality adjusts the bits ([`rate::Quality::refined_precision`]). Without
     /// refinement a compact model's bits follow the quality below 50, up to 3 fewer per
-    /// attribute at 1 ([`rate::Quality::network_precision`]), and are the model's own from 50.
+    /// attribute at 1 ([`rate::Quality::network_precision`]), are the model's own from 50, and
+    /// have one more bit of chroma from 80.
     pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
         let quality = rate::Quality::new(self.opts.quality).unwrap_or_default();
         let (mut wo, precision) = if self.refining() && self.info.quantizers.is_some() {
@@ -488,14 +490,15 @@ impl NetworkEncoder {
 
     /// The Gaussian count the quality asks for, as a multiple of the network's own count (at
     /// its presence threshold): when refining, the budget the refinement prunes or densifies
-    /// to (`rate::Quality::refined_count_factor`); without refinement the share kept
-    /// (`rate::Quality::network_keep_fraction`). An upscale model keeps all.
+    /// to (`rate::Quality::refined_count_factor`); without refinement the share kept below 1,
+    /// the count densified to above 1 (`rate::Quality::network_count_factor`). An upscale
+    /// model keeps all.
     pub fn count_factor(&self) -> f64 {
         let q = rate::Quality::new(self.opts.quality).unwrap_or_default();
         match self.info.kind {
             ModelKind::Upscale => 1.0,
             ModelKind::Compact if self.refining() => q.refined_count_factor(),
-            ModelKind::Compact => q.network_keep_fraction(),
+            ModelKind::Compact => q.network_count_factor(),
         }
     }
 
@@ -508,7 +511,10 @@ impl NetworkEncoder {
     /// refining, the refinement's rounds bring the count there (pruning what pays least, or
     /// densifying where the error is); without refinement a share below 1 keeps the most
     /// valuable Gaussians (`rank_by_value`; the dropped ones serve as spares where a cell would
-    /// be left uncovered), and a factor above 1 is taken as 1.
+    /// be left uncovered), and a factor above 1 adds Gaussians at the largest errors of the
+    /// render, small and round, in two rounds with their colours fitted (`realloc::densify`;
+    /// only with the colour fit, [`NetworkOptions::color_fit`]: without it a factor above 1 is
+    /// taken as 1).
     pub fn encode_at(
         &self,
         pixels: &Frame<f32>,
@@ -606,7 +612,7 @@ impl NetworkEncoder {
             if self.refining() {
                 (q.refined_count_factor(), q.refined_precision())
             } else {
-                (q.network_keep_fraction(), q.network_precision())
+                (q.network_count_factor(), q.network_precision())
             }
         };
         let own = at(rate::Quality::new(self.opts.quality).unwrap_or_default()).1;
@@ -622,7 +628,7 @@ impl NetworkEncoder {
         let hi = if self.refining() {
             rate::MAX_COUNT_FACTOR
         } else {
-            1.0
+            rate::MAX_NETWORK_FACTOR
         };
         let result = rate::search(target, px, (1.0 / n, hi), guess.min(hi), |f| {
             let part = round();
@@ -737,6 +743,10 @@ impl NetworkEncoder {
                 }
                 record(outcome, stages, false);
             }
+            if !refining && budget > gs.len() {
+                // Above the model's count (high qualities): Gaussians added where the error is.
+                densify(pixels, &mut gs, budget, DENSIFY_ROUNDS, &fit);
+            }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
             let q_steps = self.opts.refine.quantized_steps;
@@ -824,6 +834,11 @@ fn shift_bits(wo: &mut WriteOptions, delta: [i16; 5]) {
         *b = (*b as i16 + d).clamp((*b).min(3) as i16, 16) as u8;
     }
 }
+
+/// Rounds in which the network encoder without refinement adds Gaussians above the model's
+/// count (each placing its share at the largest errors after the colours of the last are
+/// fitted).
+const DENSIFY_ROUNDS: usize = 2;
 
 /// Progress units of writing a file.
 const FINISH_WRITE_UNITS: usize = 2;

@@ -204,8 +204,10 @@ impl NetworkOptions {
     /// quality 50. Without refinement, below 50 the encoder keeps a share of the Gaussians
     /// ([`NetworkOptions::keep_fraction`]) and writes them with up to 3 bits less precision;
     /// above 50 it lowers the presence threshold to `1 − quality/100` when that is lower, but
-    /// never below `QUALITY_THRESHOLD_FLOOR`, keeping Gaussians the model rated less likely,
-    /// with up to 2 bits more precision ([`NetworkEncoder::write_options`]). With refinement
+    /// never below `QUALITY_THRESHOLD_FLOOR`, keeping Gaussians the model rated less likely;
+    /// above 75 it also adds Gaussians where the error is, up to 3 times the model's count at
+    /// 100 ([`NetworkEncoder::count_factor`]), with one more bit of chroma from 80
+    /// ([`NetworkEncoder::write_options`]). With refinement
     /// the quality sets the Gaussian count the refinement prunes or densifies to
     /// ([`NetworkEncoder::count_factor`]) and the precision.
     pub fn with_quality(mut self, quality: u8) -> Result<Self> {

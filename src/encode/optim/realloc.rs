@@ -16,11 +16,13 @@
 //!    covers for the other). A pass removes at most what that rule allows; [`prune`] repeats
 //!    passes (costs measured again each time) down to a count.
 //! 3. **Addition.** On the error map of what is left, new Gaussians go to the pixels of largest
-//!    error (a greedy pick, at least `SPACING` px apart), small and round, with the colour that
+//!    error (a greedy pick, at least 2 px apart), small and round, with the colour that
 //!    would make their pixel exact if the blend were theirs alone: the least-squares colour fit
 //!    and refinement that follow settle them.
 //!
-//! [`reallocate`] removes and adds the same number (a move); the refinement's rounds
+//! [`densify`] only adds, in rounds with the colours fitted between them, for an encode
+//! without refinement (smaller Gaussians then, as nothing adapts their size). [`reallocate`]
+//! removes and adds the same number (a move); the refinement's rounds
 //! ([`refine_to_with_progress`](super::refine::refine_to_with_progress)) add or remove more
 //! to bring the count to a budget: densification where the error is, pruning of what does
 //! not pay.
@@ -33,12 +35,29 @@ use rayon::prelude::*;
 use crate::core::frame::Frame;
 use crate::core::geometry::{MIN_WEIGHT_SUM, Projected, project, row_span, weight};
 use crate::core::splat::Gaussian;
+use crate::encode::optim::fit::{FitOptions, fit_colors};
 
-/// Least distance between two added Gaussians, native pixels.
-const SPACING: f32 = 2.0;
+/// Where and how large Gaussians are added: at least `spacing` native pixels apart, round with
+/// σ = `sigma` native pixels.
+#[derive(Debug, Clone, Copy)]
+struct Added {
+    spacing: f32,
+    sigma: f32,
+}
 
-/// σ of an added Gaussian, native pixels (refinement adapts it).
-const NEW_SIGMA: f32 = 1.0;
+/// Gaussians added before refinement (which adapts their size): 2 px apart, σ 1 px.
+const REFINED_ADDED: Added = Added {
+    spacing: 2.0,
+    sigma: 1.0,
+};
+
+/// Gaussians added without refinement ([`densify`]): at the error's peaks and of about their
+/// size, σ half a pixel (on held-out pictures at 2.5 times the network's count, σ 1 px gave
+/// 32.05 dB, 0.7 px 33.07, 0.5 px 33.31, 0.35 px 32.89 at equal rate within 3 %).
+const UNREFINED_ADDED: Added = Added {
+    spacing: 2.0,
+    sigma: 0.5,
+};
 
 /// Per-pixel numerator (4 channels) and denominator of the blend at 1×.
 struct Blend {
@@ -103,7 +122,7 @@ pub fn adapt(
     remove: usize,
     add: usize,
 ) -> (usize, usize) {
-    adapt_with(target, gaussians, remove, add, MOVE_REACH)
+    adapt_with(target, gaussians, remove, add, MOVE_REACH, REFINED_ADDED)
 }
 
 /// How far (in its largest σ) a removed Gaussian keeps others from being removed in the same
@@ -118,13 +137,14 @@ const MOVE_REACH: f32 = 1.5;
 /// monotone: a refined quality 40 above 50 in PSNR on a small crop.)
 const PRUNE_REACH: f32 = 3.0;
 
-/// [`adapt`] with removals at least `reach` times the larger σ apart.
+/// [`adapt`] with removals at least `reach` times the larger σ apart, additions as `new` says.
 fn adapt_with(
     target: &Frame<f32>,
     gaussians: &mut Vec<Gaussian>,
     remove: usize,
     add: usize,
     reach: f32,
+    new: Added,
 ) -> (usize, usize) {
     let n = gaussians.len();
     let m = remove.min(n.saturating_sub(1));
@@ -252,13 +272,13 @@ fn adapt_with(
     let probe = Gaussian {
         x: 0.5,
         y: 0.5,
-        scale: [NEW_SIGMA, NEW_SIGMA],
+        scale: [new.sigma, new.sigma],
         rotation: 0.0,
         color: [0.0; 4],
     };
     let peak_weight = project(&probe, 1.0, 1.0).amp;
     let mut blocked = vec![false; width * height];
-    let s = SPACING.ceil() as i64;
+    let s = new.spacing.ceil() as i64;
     let mut added: Vec<Gaussian> = Vec::with_capacity(want_added);
     for &i in &peaks {
         if added.len() == want_added {
@@ -284,7 +304,7 @@ fn adapt_with(
         added.push(Gaussian {
             x: x as f32 + 0.5,
             y: y as f32 + 0.5,
-            scale: [NEW_SIGMA, NEW_SIGMA],
+            scale: [new.sigma, new.sigma],
             rotation: 0.0,
             color,
         });
@@ -324,13 +344,45 @@ pub fn prune(target: &Frame<f32>, gaussians: &mut Vec<Gaussian>, budget: usize) 
     while gaussians.len() > budget {
         let excess = gaussians.len() - budget;
         let pass = excess.min(gaussians.len().div_ceil(4));
-        let (r, _) = adapt_with(target, gaussians, pass, 0, PRUNE_REACH);
+        let (r, _) = adapt_with(target, gaussians, pass, 0, PRUNE_REACH, REFINED_ADDED);
         if r == 0 {
             break;
         }
         removed += r;
     }
     removed
+}
+
+/// Adds Gaussians where the error is until `budget` are there, for an encode without
+/// refinement: in `rounds` rounds of equal shares, each at the largest errors of the render as
+/// it stands (the first with the colours given, each later one after a least-squares fit of all
+/// colours, `fit`), σ half a pixel. The caller fits the colours after. Returns how many were
+/// added (fewer when the picture has fewer error peaks than asked).
+pub fn densify(
+    target: &Frame<f32>,
+    gaussians: &mut Vec<Gaussian>,
+    budget: usize,
+    rounds: usize,
+    fit: &FitOptions,
+) -> usize {
+    let want = budget.saturating_sub(gaussians.len());
+    if want == 0 {
+        return 0;
+    }
+    let rounds = rounds.max(1);
+    let mut added = 0;
+    for r in 0..rounds {
+        let share = want * (r + 1) / rounds - want * r / rounds;
+        if r > 0 {
+            fit_colors(target, gaussians, fit);
+        }
+        let (_, a) = adapt_with(target, gaussians, 0, share, MOVE_REACH, UNREFINED_ADDED);
+        added += a;
+        if a < share {
+            break;
+        }
+    }
+    added
 }
 
 #[cfg(test)]
@@ -482,6 +534,25 @@ mod tests {
         let mut one = start.clone();
         prune(&target, &mut one, 0);
         assert_eq!(one.len(), 1);
+    }
+
+    /// Densifying reaches its count, puts the new Gaussians on the detailed side and, with
+    /// the colours fitted, lowers the error.
+    #[test]
+    fn densifying_adds_where_the_error_is() {
+        let fit = crate::encode::optim::fit::FitOptions::default();
+        let (target, start) = half_detailed();
+        let n = start.len();
+        let mut grown = start.clone();
+        assert_eq!(densify(&target, &mut grown, 2 * n, 2, &fit), n);
+        assert_eq!(grown.len(), 2 * n);
+        let flat = grown[n..].iter().filter(|g| g.x < 28.0).count();
+        assert!(flat * 10 < n, "{flat} of {n} added on the flat side");
+        crate::encode::optim::fit::fit_colors(&target, &mut grown, &fit);
+        assert!(mse(&target, &grown) < 0.8 * mse(&target, &start));
+        let mut same = start.clone();
+        assert_eq!(densify(&target, &mut same, n, 2, &fit), 0);
+        assert_eq!(same, start);
     }
 
     #[test]
