@@ -108,7 +108,7 @@ impl Default for AnalyticOptions {
 impl AnalyticOptions {
     /// Options for a quality from 1 (smallest) to 100 (largest): the Gaussian density goes
     /// geometrically from 1/400 to 1/5 per pixel
-    /// ([`Quality::analytic_density`](crate::encode::rate::Quality::analytic_density)).
+    /// (`Quality::analytic_density`).
     pub fn with_quality(quality: u8) -> Result<Self> {
         Ok(AnalyticOptions {
             density: rate::Quality::new(quality)?.analytic_density(),

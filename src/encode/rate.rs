@@ -16,16 +16,16 @@ use crate::{Error, Result};
 /// and this type is the one place that maps it to each encoder's settings:
 ///
 /// - the analytic encoder: the Gaussian density, geometrically from 1/400 per pixel at 1 to
-///   1/5 at 100 ([`Quality::analytic_density`]);
+///   1/5 at 100 (`Quality::analytic_density`);
 /// - the network encoder, whose model has one trained rate at 50: without refinement (the
-///   default on a CPU), below 50 a share of its Gaussians ([`Quality::network_keep_fraction`])
+///   default on a CPU), below 50 a share of its Gaussians (`Quality::network_keep_fraction`)
 ///   and fewer bits; above 50 a lower presence threshold
-///   ([`Quality::network_presence_threshold`]); above 75 also Gaussians added where the
+///   (`Quality::network_presence_threshold`); above 75 also Gaussians added where the
 ///   render's error is largest, up to 3 times the model's count at 100
-///   ([`Quality::network_count_factor`]), then the colours fitted, with one more bit of chroma
-///   from 80 ([`Quality::network_precision`]); with refinement, whose rounds prune and densify toward
+///   (`Quality::network_count_factor`), then the colours fitted, with one more bit of chroma
+///   from 80 (`Quality::network_precision`); with refinement, whose rounds prune and densify toward
 ///   a count, from 0.12 to 5 times the model's own count
-///   ([`Quality::refined_count_factor`]) at the precision of [`Quality::refined_precision`].
+///   (`Quality::refined_count_factor`) at the precision of `Quality::refined_precision`.
 ///
 /// Rate targets ([`RateTarget`]) search the same counts for a size instead.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
@@ -40,7 +40,7 @@ pub const MAX_COUNT_FACTOR: f64 = 5.0;
 pub const MIN_REFINED_FACTOR: f64 = 0.12;
 
 /// The quality above which the network encoder without refinement adds Gaussians where the
-/// error is ([`Quality::network_count_factor`]).
+/// error is (`Quality::network_count_factor`).
 pub const NETWORK_DENSIFY_FROM: u8 = 75;
 
 /// The most Gaussians the network encoder without refinement writes (at quality 100), as a
@@ -75,14 +75,14 @@ impl Quality {
     }
 
     /// The analytic encoder's Gaussians per pixel: 1/400 at 1, geometrically up to 1/5 at 100.
-    pub fn analytic_density(self) -> f64 {
+    pub(crate) fn analytic_density(self) -> f64 {
         let t = (self.0 as f64 - 1.0) / 99.0;
         (1.0f64 / 400.0) * (80.0f64).powf(t)
     }
 
     /// The share of the network's Gaussians kept without refinement: all from 50 up; below,
     /// from 5 % at 1 geometrically up to all at 50, the least valuable dropped first.
-    pub fn network_keep_fraction(self) -> f64 {
+    pub(crate) fn network_keep_fraction(self) -> f64 {
         if self.0 >= 50 {
             1.0
         } else {
@@ -92,10 +92,10 @@ impl Quality {
 
     /// The network encoder's Gaussian count without refinement, as a multiple of the model's
     /// own count (at the quality's presence threshold): below 50 the share kept
-    /// ([`Quality::network_keep_fraction`]); from 50 to `NETWORK_DENSIFY_FROM` the model's
+    /// (`Quality::network_keep_fraction`); from 50 to `NETWORK_DENSIFY_FROM` the model's
     /// own; above, Gaussians added where the error is, geometrically up to
     /// `MAX_NETWORK_FACTOR` times the count at 100.
-    pub fn network_count_factor(self) -> f64 {
+    pub(crate) fn network_count_factor(self) -> f64 {
         if self.0 < 50 {
             self.network_keep_fraction()
         } else if self.0 <= NETWORK_DENSIFY_FROM {
@@ -110,7 +110,7 @@ impl Quality {
     /// geometrically from `MIN_REFINED_FACTOR` at 1 to `MAX_COUNT_FACTOR` at 100 (0.77 at
     /// 50: pruning the network's least valuable Gaussians and refining the rest gives a
     /// better picture for its bits than refining all of them).
-    pub fn refined_count_factor(self) -> f64 {
+    pub(crate) fn refined_count_factor(self) -> f64 {
         let t = (self.0 as f64 - 1.0) / 99.0;
         MIN_REFINED_FACTOR * (MAX_COUNT_FACTOR / MIN_REFINED_FACTOR).powf(t)
     }
@@ -123,7 +123,7 @@ impl Quality {
     /// held-out pictures, refined: at 0.12 bpp 2 bits fewer and twice the Gaussians gave
     /// +9 dB; at 0.8 bpp one fewer and 1.3 times as many ±0.0 dB, one more −0.4 dB; at 2.1
     /// bpp one fewer −0.5 dB, one more −0.4 dB; BENCHMARKS.md).
-    pub fn refined_precision(self) -> [i8; 5] {
+    pub(crate) fn refined_precision(self) -> [i8; 5] {
         let drop = match self.0 {
             0..10 => 2,
             10..30 => 1,
@@ -135,7 +135,7 @@ impl Quality {
     /// The network's presence threshold for a model whose trained threshold is `trained`: that
     /// threshold up to 50; above, lowered to `1 − quality/100` when that is lower, but never
     /// below `QUALITY_THRESHOLD_FLOOR` (so 95 to 100 keep the same Gaussians of the model's).
-    pub fn network_presence_threshold(self, trained: f32) -> f32 {
+    pub(crate) fn network_presence_threshold(self, trained: f32) -> f32 {
         if self.0 > 50 {
             trained.min((1.0 - self.0 as f32 / 100.0).max(QUALITY_THRESHOLD_FLOOR))
         } else {
@@ -150,7 +150,7 @@ impl Quality {
     /// pictures at twice the network's count, one more bit of chroma gave 2.1 dB per added bit
     /// per pixel, as many as more Gaussians there, of positions 0.9, of scales 0.5, of
     /// rotations and luma nothing.
-    pub fn network_precision(self) -> [i8; 5] {
+    pub(crate) fn network_precision(self) -> [i8; 5] {
         let q = self.0;
         if q < 50 {
             let drop = ((50 - q) as f64 / 49.0 * 3.0).round() as i8;

@@ -451,9 +451,9 @@ impl NetworkEncoder {
     /// 6-bit scales and rotations): refined Gaussians are off the grid the model was trained
     /// on, and the finer steps pay for their bits. Positions then keep the analytic encoder's
     /// step of a quarter pixel or finer whatever the model's cell size (6 bits in a 16-pixel
-    /// cell), and the quality adjusts the bits ([`rate::Quality::refined_precision`]). Without
+    /// cell), and the quality adjusts the bits (`rate::Quality::refined_precision`). Without
     /// refinement a compact model's bits follow the quality below 50, up to 3 fewer per
-    /// attribute at 1 ([`rate::Quality::network_precision`]), are the model's own from 50, and
+    /// attribute at 1 (`rate::Quality::network_precision`), are the model's own from 50, and
     /// have one more bit of chroma from 80.
     pub fn write_options(&self, layout: ChannelLayout) -> WriteOptions {
         let quality = rate::Quality::new(self.opts.quality).unwrap_or_default();
