@@ -24,7 +24,7 @@
 //!                                   I:R:M:Q:F = I steps in R rounds moving a fraction M, Q
 //!                                   quantization-aware steps, F 1/0: colour fit in each round):
 //!                                   mean bpp, mean PSNR, median encode seconds (network run
-//!                                   to file written, the GPU and the session already open);
+//!                                   to file written, the GPU and the ONNX Runtime model already open);
 //!                                   --device cpu: the same refinement on the CPU (slow)
 //! ```
 //! Exit status 1 when a check fails.
@@ -521,7 +521,7 @@ fn effort(
                 opts = opts.with_model(m);
             }
             let enc = opts.build()?;
-            // Warm-up: the session's first run and the kernels' first launches.
+            // Warm-up: the ONNX Runtime model's first run and the kernels' first launches.
             if !cpu {
                 enc.encode(&pics[0])?;
             }

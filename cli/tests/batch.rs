@@ -121,7 +121,7 @@ fn several_pictures_into_a_folder_are_the_single_encodes() {
 }
 
 #[test]
-fn several_pictures_through_one_network_session_are_the_single_encodes() {
+fn several_pictures_through_one_network_encoder_are_the_single_encodes() {
     let model = crate::repo_root().join("tests/fixtures/onnx/dummy_compact.onnx");
     let Some(lib) = crate::common::ort_library(&model) else {
         return;
