@@ -21,7 +21,7 @@
 //! - `GSIMG_NET_QUALITIES`: the network's `--quality` values (default `50,90`; empty: no network
 //!   rows);
 //! - `GSIMG_NET_THRESHOLD`: a presence threshold (0 to 1) for the network in place of the
-//!   quality's (`NetworkOptions::with_presence_threshold`).
+//!   quality's (`NetworkOptions::presence_threshold`).
 //! - `GSIMG_REALLOC`: `FRACTION,ROUNDS` of both encoders' refinement
 //!   (`RefineOptions::reallocate`, `rounds`; default: each encoder's own, for both 0.1 of the
 //!   Gaussians before each of 4 rounds, the analytic encoder only from 0.015 per pixel).
@@ -182,19 +182,22 @@ fn main() {
                 })
                 .collect();
             for q in qualities {
-                let mut o = NetworkOptions::default()
-                    .with_installed()
-                    .with_model(&model)
-                    .with_device(Device::Cpu)
-                    .with_refine(refine)
-                    .with_color_fit(net_fit());
+                let mut o = NetworkOptions {
+                    installed: true,
+                    model: Some(model.clone()),
+                    device: Device::Cpu,
+                    color_fit: net_fit(),
+                    quality: q,
+                    ..NetworkOptions::default()
+                };
+                o.refine.iterations = refine;
                 step_sizes("GSIMG_NET_REFINE_LR", &mut o.refine);
                 moves(&mut o.refine);
                 // GSIMG_NET_THRESHOLD: a presence threshold in place of the quality's
                 if let Ok(t) = std::env::var("GSIMG_NET_THRESHOLD") {
-                    o = o.with_presence_threshold(t.parse().expect("GSIMG_NET_THRESHOLD: 0 to 1"));
+                    o.presence_threshold = Some(t.parse().expect("GSIMG_NET_THRESHOLD: 0 to 1"));
                 }
-                let enc = o.with_quality(q).and_then(|o| o.build());
+                let enc = o.build();
                 match enc {
                     Ok(enc) => report(&format!("network q{q} refine {refine}{tag}"), &|px| {
                         if std::env::var_os("GSIMG_NET_DEFAULT_WRITE").is_some() {

@@ -147,11 +147,13 @@ fn main() {
         .flat_map(|(p, d)| fits.iter().map(move |f| (p, *d, f.as_str())))
         .collect();
     for (path, dummy, fit) in runs_of {
-        let mut opts = NetworkOptions::default()
-            .with_installed()
-            .with_model(path)
-            .with_device(device)
-            .with_threads(rayon::current_num_threads());
+        let mut opts = NetworkOptions {
+            installed: true,
+            model: Some(path.clone()),
+            device,
+            threads: rayon::current_num_threads(),
+            ..NetworkOptions::default()
+        };
         let default_fit = opts.color_fit;
         let (fit_label, color_fit) = match fit {
             "default" => ("colour fit".to_string(), default_fit),
@@ -168,7 +170,7 @@ fn main() {
                 (format!("colour fit {i} × {s} sweeps"), Some(f))
             }
         };
-        opts = opts.with_color_fit(color_fit);
+        opts.color_fit = color_fit;
         let enc: NetworkEncoder = opts
             .build()
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));

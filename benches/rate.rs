@@ -64,11 +64,11 @@ fn main() {
     let refine: usize = std::env::var("GSIMG_RATE_REFINE").map_or(40, |v| v.parse().unwrap());
     let save = std::env::var("GSIMG_RATE_SAVE").ok();
     for method in list("GSIMG_RATE_METHODS", "network,analytic") {
-        let net = (method == "network").then(|| {
-            NetworkOptions::default()
-                .with_installed()
-                .with_kind(ModelKind::Compact)
-                .with_device(Device::Cpu)
+        let net = (method == "network").then(|| NetworkOptions {
+            installed: true,
+            kind: ModelKind::Compact,
+            device: Device::Cpu,
+            ..NetworkOptions::default()
         });
         println!("\n{method}: quality sweep (bpp / PSNR dB), then targets (bpp reached)");
         let mut sum = vec![(0f64, 0f64); qualities.len()];
@@ -84,7 +84,11 @@ fn main() {
             for &q in &qualities {
                 let enc = match &net {
                     Some(o) => {
-                        let e = o.clone().with_quality(q).unwrap().build().unwrap();
+                        let o = NetworkOptions {
+                            quality: q,
+                            ..o.clone()
+                        };
+                        let e = o.build().unwrap();
                         e.encode(&px).unwrap()
                     }
                     None => {

@@ -46,13 +46,13 @@ fn main() {
         .split(',')
         .map(|s| s.trim().parse().expect("GSIMG_SR_SCALES: whole numbers"))
         .collect();
-    let mut opts = NetworkOptions::default()
-        .with_installed()
-        .with_kind(ModelKind::Upscale)
-        .with_device(Device::Cpu);
-    if let Ok(m) = std::env::var("GSIMG_SR_MODEL") {
-        opts = opts.with_model(m);
-    }
+    let opts = NetworkOptions {
+        installed: true,
+        kind: ModelKind::Upscale,
+        device: Device::Cpu,
+        model: std::env::var_os("GSIMG_SR_MODEL").map(Into::into),
+        ..NetworkOptions::default()
+    };
     let enc = opts
         .build()
         .unwrap_or_else(|e| panic!("upscale model: {e}"));

@@ -10,10 +10,12 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let limits = gsimg::Limits::default();
     let pixels = gsimg::load_image(&std::fs::read(input)?, &limits)?.pixels;
 
-    let encoder = gsimg::NetworkOptions::default()
-        .with_kind(gsimg::network::ModelKind::Upscale)
-        .with_model(model)
-        .build()?;
+    let encoder = gsimg::NetworkOptions {
+        model: Some(model.into()),
+        kind: gsimg::network::ModelKind::Upscale,
+        ..Default::default()
+    }
+    .build()?;
     let field = encoder.gaussians(&pixels)?.image;
 
     let view = gsimg::Viewport::scaled(pixels.width, pixels.height, scale.parse()?)?;

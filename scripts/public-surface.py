@@ -8,6 +8,11 @@ when the crate root has more than MAX_ROOT_NAMES names: the root holds what a pr
 new name goes into the module of its job unless most programs need it; raising the budget is a
 decision to make in review, not a side effect of adding an item.
 
+It also exits 1 when the stable surface has more than MAX_ITEMS items, counted without struct
+fields and enum variants (types, functions, methods, constants, modules): options are plain
+structs whose fields a program sets, not a setter per field, and what only gsimg's tools, tests
+and benchmarks call is public with the `unstable` feature alone (`unstable_pub!` in lib.rs).
+
     cargo +nightly rustdoc --lib -- -Z unstable-options --output-format json
     python3 scripts/public-surface.py target/doc/gsimg.json
 """
@@ -16,6 +21,7 @@ import sys
 from collections import Counter
 
 MAX_ROOT_NAMES = 32
+MAX_ITEMS = 230
 
 doc = json.load(open(sys.argv[1]))
 index = doc["index"]
@@ -32,6 +38,7 @@ def kind(x):
 named = {}  # item id -> its public path
 reach = set()  # every reachable item, members included
 root_names = []
+method_of = {}  # method id -> its type's public path
 
 
 def visit_module(mid, path, is_root=False):
@@ -77,6 +84,7 @@ def add(i, path, is_root):
             mm = item(m)
             if mm and mm["visibility"] == "public":
                 reach.add(m)
+                method_of[m] = named[i]
                 named.setdefault(m, named[i] + "::" + (mm["name"] or "?"))
     if k == "struct" and isinstance(inner["kind"], dict):
         sk = inner["kind"]
@@ -132,8 +140,12 @@ for i in reach:
         walk([inner.get("generics"), inner.get("type")], where)
 
 kinds = Counter(kind(item(i)) for i in reach)
+items = sum(n for k, n in kinds.items() if k not in ("struct_field", "variant"))
+methods = Counter(method_of.values())
 print(f"root names: {len(root_names)} (at most {MAX_ROOT_NAMES}): {', '.join(sorted(root_names))}")
 print(f"reachable items: {len(reach)} ({', '.join(f'{k} {n}' for k, n in kinds.most_common())})")
+print(f"items without fields and variants: {items} (at most {MAX_ITEMS}); most methods: "
+      + ", ".join(f"{t} {n}" for t, n in methods.most_common(5)))
 print("unnameable types in public signatures:" + ("" if unnamed else " none"))
 bad = 0
 for name in sorted(unnamed):
@@ -143,4 +155,7 @@ for name in sorted(unnamed):
 over = len(root_names) > MAX_ROOT_NAMES
 if over:
     print(f"the crate root has {len(root_names)} names, over the budget of {MAX_ROOT_NAMES}: move the new ones into their module")
-sys.exit(1 if bad or over else 0)
+too_many = items > MAX_ITEMS
+if too_many:
+    print(f"the public surface has {items} items, over the budget of {MAX_ITEMS}: make internal ones crate-private or `unstable_pub!`, options fields rather than setters")
+sys.exit(1 if bad or over or too_many else 0)

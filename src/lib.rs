@@ -52,9 +52,10 @@
 pub mod image_hooks;
 pub mod view;
 
-/// Declares functions or methods that the tools, tests and benchmarks call but a program
-/// cannot use without the unstable modules' types: public and hidden from the documentation with
-/// the `unstable` feature, crate-private without it.
+/// Declares functions or methods that only the tools, tests and benchmarks call (format
+/// internals, measurement switches, tuning knobs) or that a program cannot use without the
+/// unstable modules' types: public and hidden from the documentation with the `unstable`
+/// feature, crate-private without it (where the crate itself may not call them).
 macro_rules! unstable_pub {
     ($(#[$m:meta])* fn $($rest:tt)*) => {
         $(#[$m])*
@@ -63,6 +64,7 @@ macro_rules! unstable_pub {
         pub fn $($rest)*
         $(#[$m])*
         #[cfg(not(feature = "unstable"))]
+        #[allow(dead_code)]
         pub(crate) fn $($rest)*
     };
 }

@@ -22,15 +22,16 @@ fn compact(refine_steps: usize, quality: u8) -> Option<NetworkEncoder> {
         ..RefineOptions::default()
     };
     Some(
-        NetworkOptions::default()
-            .with_installed()
-            .with_model(model)
-            .with_device(Device::Cpu)
-            .with_refine_options(refine)
-            .with_quality(quality)
-            .unwrap()
-            .build()
-            .unwrap(),
+        NetworkOptions {
+            installed: true,
+            model: Some(model.into()),
+            device: Device::Cpu,
+            refine,
+            quality,
+            ..NetworkOptions::default()
+        }
+        .build()
+        .unwrap(),
     )
 }
 

@@ -55,10 +55,12 @@ fn main() -> Result<()> {
     let (w, h) = (pixels.width, pixels.height);
     let (kind, encoded, network_estimate) = match method.as_str() {
         "network" => {
-            let mut opts = NetworkOptions::default()
-                .with_installed()
-                .with_device(Device::Cpu)
-                .with_quality(quality)?;
+            let mut opts = NetworkOptions {
+                installed: true,
+                device: Device::Cpu,
+                quality,
+                ..NetworkOptions::default()
+            };
             // Windows as `gsimg encode` sizes them (the default memory limit), or TILE_PIXELS.
             match std::env::var("TILE_PIXELS")
                 .ok()

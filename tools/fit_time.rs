@@ -35,11 +35,16 @@ fn main() -> Result<()> {
         layout: ChannelLayout::Rgb,
         data: hd.into_raw(),
     };
-    let opts = NetworkOptions::default().with_installed();
+    let opts = NetworkOptions {
+        installed: true,
+        model: Some(model.clone().into()),
+        device: Device::Cpu,
+        ..NetworkOptions::default()
+    };
     let fit = opts
         .color_fit
         .context("the network encoder has no default colour fit")?;
-    let enc = opts.with_model(&model).with_device(Device::Cpu).build()?;
+    let enc = opts.build()?;
     println!(
         "fit_colors alone, {} × {} iterations, {} threads, median (min) of {reps} after 1 warm-up",
         fit.sweeps,

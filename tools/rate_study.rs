@@ -61,13 +61,15 @@ fn run() -> Result<()> {
         quantized_steps: number("--qat", 0)?,
         ..RefineOptions::default()
     };
-    let mut options = NetworkOptions::default()
-        .with_model(model)
-        .with_installed()
-        .with_refine_options(refine)
-        .with_quality(number("--quality", 50)?.min(255) as u8)?;
+    let mut options = NetworkOptions {
+        model: Some(model.into()),
+        installed: true,
+        refine,
+        quality: number("--quality", 50)?.min(255) as u8,
+        ..NetworkOptions::default()
+    };
     if let Some(t) = value("--threshold") {
-        options = options.with_presence_threshold(t.parse().context("--threshold")?);
+        options.presence_threshold = Some(t.parse().context("--threshold")?);
     }
     let encoder = options.build()?;
     let mut table = vec![Vec::new(); points.len()];

@@ -514,12 +514,12 @@ fn effort(
     for q in qualities.split(',') {
         let q: u8 = q.parse().context("quality")?;
         for v in variants.split(',') {
-            let mut opts = NetworkOptions::default()
-                .with_quality(q)?
-                .with_refine_options(variant(v, cpu)?);
-            if let Some(m) = model {
-                opts = opts.with_model(m);
-            }
+            let opts = NetworkOptions {
+                quality: q,
+                refine: variant(v, cpu)?,
+                model: model.map(Into::into),
+                ..NetworkOptions::default()
+            };
             let enc = opts.build()?;
             // Warm-up: the ONNX Runtime model's first run and the kernels' first launches.
             if !cpu {

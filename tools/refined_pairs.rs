@@ -23,13 +23,14 @@ fn main() -> Result<()> {
         .filter(|p| p.extension().is_some_and(|e| e == "png"))
         .collect();
     files.sort();
-    let network = NetworkOptions::default()
-        .with_installed()
-        .with_model(&model)
-        .with_device(Device::Cpu)
-        .with_refine(40)
-        .with_messages(None)
-        .build()?;
+    let mut network = NetworkOptions {
+        installed: true,
+        model: Some(model.clone().into()),
+        device: Device::Cpu,
+        ..NetworkOptions::default()
+    };
+    network.refine.iterations = 40;
+    let network = network.build()?;
     let limits = Limits::default();
     println!("| picture | Gaussians | network dB | bpp | analytic dB | bpp | network − analytic |");
     println!("|---|---:|---:|---:|---:|---:|---:|");

@@ -162,23 +162,22 @@ impl NetworkArgs {
             explicit_label: "--ort-lib".into(),
             ..LibrarySearch::from_env()
         };
-        let mut o = NetworkOptions::default()
-            .with_kind(kind)
-            .with_installed()
-            .with_library_search(search)
-            .with_device(match self.device {
+        NetworkOptions {
+            model: self.model.clone(),
+            kind,
+            installed: true,
+            library_search: Some(search),
+            device: match self.device {
                 DeviceArg::Auto => NetworkDevice::Auto,
                 DeviceArg::Cpu => NetworkDevice::Cpu,
                 DeviceArg::Cuda => NetworkDevice::Cuda,
-            })
-            .with_ort_library(self.ort_lib.clone())
-            .with_threads(rayon::current_num_threads())
-            .with_progress(Some(progress))
-            .with_messages(Some(Arc::new(|m: &str| report::info(m))));
-        if let Some(m) = &self.model {
-            o = o.with_model(m);
+            },
+            ort_library: self.ort_lib.clone(),
+            threads: rayon::current_num_threads(),
+            progress: Some(progress),
+            messages: Some(Arc::new(|m: &str| report::info(m))),
+            ..NetworkOptions::default()
         }
-        o
     }
 }
 
@@ -891,16 +890,14 @@ fn network_encoder(
 ) -> gsimg::Result<gsimg::NetworkEncoder> {
     // Tile windows as large as the memory limit allows (checked above with the same estimate).
     // The refinement is set once the GPU probe has answered (`set_refine_options`).
-    let options = args
-        .net
-        .options(ModelKind::Compact, progress)
-        .with_quality(args.quality)?
-        .with_memory_limit(Some(limits.max_memory_bytes));
-    let options = if args.no_fit {
-        options.with_color_fit(None)
-    } else {
-        options
+    let mut options = NetworkOptions {
+        quality: args.quality,
+        memory_limit: Some(limits.max_memory_bytes),
+        ..args.net.options(ModelKind::Compact, progress)
     };
+    if args.no_fit {
+        options.color_fit = None;
+    }
     let encoder = options.build()?;
     if encoder.info().kind != ModelKind::Compact {
         return Err(gsimg::Error::Model(

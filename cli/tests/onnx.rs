@@ -34,13 +34,17 @@ fn ort_library() -> Option<PathBuf> {
     crate::common::ort_library(&fixture("dummy_upscale.onnx"))
 }
 
-fn encoder(model: &str, f: impl FnOnce(NetworkOptions) -> NetworkOptions) -> NetworkEncoder {
-    let o = NetworkOptions::default()
-        .with_installed()
-        .with_model(fixture(model))
-        .with_device(Device::Cpu)
-        .with_messages(quiet());
-    f(o).build().unwrap()
+/// A CPU encoder of the fixture `model`, its options changed by `f`.
+fn encoder(model: &str, f: impl FnOnce(&mut NetworkOptions)) -> NetworkEncoder {
+    let mut o = NetworkOptions {
+        installed: true,
+        model: Some(fixture(model)),
+        device: Device::Cpu,
+        messages: quiet(),
+        ..NetworkOptions::default()
+    };
+    f(&mut o);
+    o.build().unwrap()
 }
 
 fn render_f32(image: &SplatImage, w: u32, h: u32) -> Frame<f32> {
@@ -84,7 +88,7 @@ fn dummy_upscale_field_renders_the_picture() {
     if ort_library().is_none() {
         return;
     }
-    let e = encoder("dummy_upscale.onnx", |o| o);
+    let e = encoder("dummy_upscale.onnx", |_| ());
     assert_eq!(e.provider(), Provider::Cpu);
     assert_eq!(e.info().kind, ModelKind::Upscale);
     assert_eq!(
@@ -119,7 +123,7 @@ fn upscale_self_ensemble_of_a_symmetric_model_is_its_single_pass() {
     if ort_library().is_none() {
         return;
     }
-    let e = encoder("dummy_upscale.onnx", |o| o);
+    let e = encoder("dummy_upscale.onnx", |_| ());
     let px = synthetic_pixels(37, 23, ChannelLayout::Rgb);
     let (w, h) = (93, 58);
     let single = render_f32(&e.gaussians(&px).unwrap().image, w, h);
@@ -156,7 +160,7 @@ fn library_upscale_renders_the_network_fields() {
     if ort_library().is_none() {
         return;
     }
-    let e = encoder("dummy_upscale.onnx", |o| o);
+    let e = encoder("dummy_upscale.onnx", |_| ());
     let px = synthetic_pixels(37, 23, ChannelLayout::Rgb);
     let view = Viewport::full(93, 58);
     let cpu = Renderer::new(Backend::Cpu).unwrap();
@@ -206,7 +210,7 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
     }
     let px = synthetic_pixels(100, 70, ChannelLayout::Rgb);
     let cells = 100usize.div_ceil(8) * 70usize.div_ceil(8);
-    let e = encoder("dummy_compact.onnx", |o| o);
+    let e = encoder("dummy_compact.onnx", |_| ());
     let enc = e.encode(&px).unwrap();
     let h = &enc.header;
     assert_eq!(h.cell_size, 8);
@@ -224,12 +228,12 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
     assert!(p > 22.0, "compact dummy: {p:.2} dB");
     // Threshold 0.75: two of four per cell. Quality never raises the threshold above 0.5
     // (holes), and lowers it above 50.
-    let e75 = encoder("dummy_compact.onnx", |o| o.with_presence_threshold(0.75));
+    let e75 = encoder("dummy_compact.onnx", |o| o.presence_threshold = Some(0.75));
     assert_eq!(e75.encode(&px).unwrap().image.gaussian_count(), 2 * cells);
     // Threshold 0.95: none present. Coverage turns back on each cell's most likely Gaussian
     // (presence 0.9; one σ = 2 px Gaussian does not reach its whole 8×8 cell, so the next one
     // too where needed): no pixel is left black.
-    let e95 = encoder("dummy_compact.onnx", |o| o.with_presence_threshold(0.95));
+    let e95 = encoder("dummy_compact.onnx", |o| o.presence_threshold = Some(0.95));
     let enc95 = e95.encode(&px).unwrap();
     let n = enc95.image.gaussian_count();
     assert!(
@@ -271,10 +275,10 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
         (99, 0.05),
         (100, 0.05),
     ] {
-        let o = NetworkOptions::default()
-            .with_installed()
-            .with_quality(q)
-            .unwrap();
+        let o = NetworkOptions {
+            quality: q,
+            ..NetworkOptions::default()
+        };
         assert!(
             (o.presence_threshold_for(&info) - t).abs() < 1e-6,
             "quality {q}"
@@ -283,25 +287,22 @@ fn dummy_compact_writes_its_quantizers_and_quality_sets_presence() {
     // A model whose operating threshold is 0.45: quality never raises it, lowers it above 55.
     info.presence_threshold = 0.45;
     for (q, t) in [(50, 0.45), (52, 0.45), (60, 0.4), (90, 0.1)] {
-        let o = NetworkOptions::default()
-            .with_installed()
-            .with_quality(q)
-            .unwrap();
+        let o = NetworkOptions {
+            quality: q,
+            ..NetworkOptions::default()
+        };
         assert!(
             (o.presence_threshold_for(&info) - t).abs() < 1e-6,
             "quality {q}"
         );
     }
     // An explicit threshold wins.
-    let o = NetworkOptions::default()
-        .with_installed()
-        .with_quality(90)
-        .unwrap();
-    assert_eq!(
-        o.with_presence_threshold(0.75)
-            .presence_threshold_for(&info),
-        0.75
-    );
+    let o = NetworkOptions {
+        quality: 90,
+        presence_threshold: Some(0.75),
+        ..NetworkOptions::default()
+    };
+    assert_eq!(o.presence_threshold_for(&info), 0.75);
     // Every centre clamped into the picture (the file then rounds it within its cell).
     assert!(
         e.gaussians(&px)
@@ -321,8 +322,8 @@ fn tiled_equals_untiled() {
     }
     let px = textured(512, 512, ChannelLayout::Rgb);
     for (model, tile) in [("dummy_upscale.onnx", 96), ("dummy_compact.onnx", 120)] {
-        let whole = encoder(model, |o| o.with_max_tile_pixels(1 << 24));
-        let tiled = encoder(model, |o| o.with_tile_size(Some(tile)));
+        let whole = encoder(model, |o| o.max_tile_pixels = 1 << 24);
+        let tiled = encoder(model, |o| o.tile_size = Some(tile));
         assert_eq!(whole.tiles_for(512, 512).len(), 1);
         assert!(tiled.tiles_for(512, 512).len() >= 16);
         let a = whole.gaussians(&px).unwrap();
@@ -374,7 +375,7 @@ fn gray_input_gives_gray_output() {
     }
     let px = synthetic_pixels(48, 40, ChannelLayout::Gray);
     for model in ["dummy_upscale.onnx", "dummy_compact.onnx"] {
-        let e = encoder(model, |o| o);
+        let e = encoder(model, |_| ());
         let enc = e.encode(&px).unwrap();
         assert_eq!(enc.image.layout(), ChannelLayout::Gray);
         let f = render_f32(&enc.image, 48, 40);
@@ -396,7 +397,7 @@ fn rgba_alpha_survives_the_round_trip() {
     ] {
         let px = textured(96, 80, layout);
         let nc = layout.channels();
-        let e = encoder(model, |o| o);
+        let e = encoder(model, |_| ());
         let enc = e.encode(&px).unwrap();
         let file = format::read(&enc.bytes, &Limits::default()).unwrap();
         assert_eq!(file.image.layout(), layout);
@@ -422,12 +423,14 @@ fn rgba_alpha_survives_the_round_trip() {
 }
 
 fn model_error(path: &Path) -> String {
-    match NetworkOptions::default()
-        .with_installed()
-        .with_model(path)
-        .with_device(Device::Cpu)
-        .with_messages(quiet())
-        .build()
+    match (NetworkOptions {
+        installed: true,
+        model: Some(path.into()),
+        device: Device::Cpu,
+        messages: quiet(),
+        ..NetworkOptions::default()
+    })
+    .build()
     {
         Ok(_) => panic!("{} was accepted", path.display()),
         Err(e) => e.to_string(),
@@ -467,26 +470,20 @@ fn bad_models_give_clear_errors() {
 
 #[test]
 fn options_are_validated() {
-    let e = NetworkOptions::default()
-        .with_installed()
-        .with_presence_threshold(1.5)
-        .build()
-        .err()
-        .unwrap();
-    assert!(e.to_string().contains("presence threshold"), "{e}");
-    assert!(
-        NetworkOptions::default()
-            .with_installed()
-            .with_quality(0)
-            .is_err()
-    );
-    let e = NetworkOptions::default()
-        .with_installed()
-        .with_tile_size(Some(0))
-        .build()
-        .err()
-        .unwrap();
-    assert!(e.to_string().contains("tile size"), "{e}");
+    let invalid = |f: fn(&mut NetworkOptions)| {
+        let mut o = NetworkOptions {
+            installed: true,
+            ..NetworkOptions::default()
+        };
+        f(&mut o);
+        o.build().err().unwrap().to_string()
+    };
+    let e = invalid(|o| o.presence_threshold = Some(1.5));
+    assert!(e.contains("presence threshold"), "{e}");
+    let e = invalid(|o| o.quality = 0);
+    assert!(e.contains("quality"), "{e}");
+    let e = invalid(|o| o.tile_size = Some(0));
+    assert!(e.contains("tile size"), "{e}");
 }
 
 #[test]
@@ -811,7 +808,8 @@ fn progress_and_messages() {
     let sink: gsimg::ProgressSink = Arc::new(move |d, t| s2.lock().unwrap().push((d, t)));
     let px = synthetic_pixels(64, 64, ChannelLayout::Rgb);
     let e = encoder("dummy_compact.onnx", |o| {
-        o.with_tile_size(Some(32)).with_progress(Some(sink.clone()))
+        o.tile_size = Some(32);
+        o.progress = Some(sink.clone());
     });
     e.gaussians(&px).unwrap();
     // Four tiles of one unit each, in thousandths (a run that takes long enough also reports
@@ -826,13 +824,10 @@ fn progress_and_messages() {
     // The four tiles, then the colour fit and the writing.
     assert!(plain.len() >= 6, "{plain:?}");
     let refined = encoder("dummy_compact.onnx", |o| {
-        o.with_tile_size(Some(32))
-            .with_progress(Some(sink.clone()))
-            .with_refine_options(gsimg::encode::RefineOptions {
-                iterations: 12,
-                quantized_steps: 4,
-                ..NetworkOptions::default().refine
-            })
+        o.tile_size = Some(32);
+        o.progress = Some(sink.clone());
+        o.refine.iterations = 12;
+        o.refine.quantized_steps = 4;
     });
     refined.encode(&px).unwrap();
     let fractions = crate::common::check_progress(&seen.lock().unwrap());
@@ -855,14 +850,16 @@ fn progress_and_cancel_within_one_network_run() {
     let start = Instant::now();
     let sink: gsimg::ProgressSink =
         Arc::new(move |d, t| s2.lock().unwrap().push((start.elapsed(), d, t)));
-    let e = NetworkOptions::default()
-        .with_kind(ModelKind::Upscale)
-        .with_installed()
-        .with_device(Device::Cpu)
-        .with_messages(quiet())
-        .with_progress(Some(sink))
-        .build()
-        .unwrap();
+    let e = NetworkOptions {
+        kind: ModelKind::Upscale,
+        installed: true,
+        device: Device::Cpu,
+        messages: quiet(),
+        progress: Some(sink),
+        ..NetworkOptions::default()
+    }
+    .build()
+    .unwrap();
     let px = textured(288, 288, ChannelLayout::Rgb);
     assert_eq!(e.tiles_for(288, 288).len(), 1);
     let t = Instant::now();
@@ -955,15 +952,17 @@ fn tiled_vs_untiled_real_photo() {
         data,
     };
     let build = |tile: Option<u32>| {
-        NetworkOptions::default()
-            .with_installed()
-            .with_model(&model)
-            .with_device(Device::Cpu)
-            .with_messages(quiet())
-            .with_max_tile_pixels(1 << 26)
-            .with_tile_size(tile)
-            .build()
-            .unwrap()
+        NetworkOptions {
+            installed: true,
+            model: Some(model.clone().into()),
+            device: Device::Cpu,
+            messages: quiet(),
+            max_tile_pixels: 1 << 26,
+            tile_size: tile,
+            ..NetworkOptions::default()
+        }
+        .build()
+        .unwrap()
     };
     let (whole, tiled) = (build(None), build(Some(256)));
     let a = whole.gaussians(&px).unwrap().image;
@@ -1093,13 +1092,15 @@ fn damaged_and_wrong_models_are_refused() {
     // NaN in the presence biases and the blur (no checksum to catch it).
     let nan = t.path("nan.onnx");
     with_nan_weights(&original, Path::new(&nan), &[0.9, 0.8, 0.7, 0.6]);
-    let e = NetworkOptions::default()
-        .with_installed()
-        .with_model(&nan)
-        .with_device(Device::Cpu)
-        .with_messages(quiet())
-        .build()
-        .unwrap();
+    let e = NetworkOptions {
+        installed: true,
+        model: Some(nan.clone().into()),
+        device: Device::Cpu,
+        messages: quiet(),
+        ..NetworkOptions::default()
+    }
+    .build()
+    .unwrap();
     let err = e
         .encode(&synthetic_pixels(48, 32, ChannelLayout::Rgb))
         .unwrap_err()

@@ -165,8 +165,9 @@ impl Cause {
         }
     }
 
-    /// The message with `prefix` in front, the source kept.
-    pub fn prefixed(self, prefix: &str) -> Self {
+    /// The message with `prefix` in front, the source kept (ONNX Runtime's errors).
+    #[cfg_attr(not(feature = "onnx"), allow(dead_code))]
+    pub(crate) fn prefixed(self, prefix: &str) -> Self {
         Cause {
             message: format!("{prefix}{}", self.message),
             source: self.source,

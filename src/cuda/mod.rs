@@ -149,8 +149,8 @@ pub struct RenderInfo {
     pub tiles: u64,
     /// 1, or 2 when the tile lists outgrew their buffers and the render ran again.
     pub attempts: u32,
-    /// Device time of the render's kernels in milliseconds, when timing is on
-    /// ([`GpuImage::set_timing`]).
+    /// Device time of the render's kernels in milliseconds, when timing is on (a measurement
+    /// switch of gsimg's own tools; `None` otherwise).
     pub gpu_ms: Option<f32>,
     /// The same split into projection, tile binning (prefix sum, pairs, radix sort, ranges) and
     /// rasterization, when timing is on.

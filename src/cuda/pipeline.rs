@@ -272,7 +272,9 @@ impl Workspace {
         })
     }
 
-    /// Turns per-render device timing (two events) on or off.
+    /// Turns per-render device timing (two events) on or off (`GpuImage::set_timing`, for the
+    /// tools).
+    #[cfg_attr(not(feature = "unstable"), allow(dead_code))]
     pub(crate) fn set_timing(&mut self, rt: &Runtime, on: bool) -> Result<()> {
         self.timing = if on {
             let ev = || {

@@ -154,9 +154,11 @@ impl GpuImage {
         match self.never {}
     }
 
+    unstable_pub! {
     /// Unreachable.
-    pub fn set_timing(&mut self, _on: bool) -> Result<()> {
+    fn set_timing(&mut self, _on: bool) -> Result<()> {
         match self.never {}
+    }
     }
 
     /// Unreachable.
@@ -185,14 +187,16 @@ impl GpuImage {
         match self.never {}
     }
 
+    unstable_pub! {
     /// Unreachable.
-    pub fn render_with_info<T: Sample>(
+    fn render_with_info<T: Sample>(
         &mut self,
         _v: &Viewport,
         _l: &Limits,
         _rgba: bool,
     ) -> Result<(Frame<T>, RenderInfo)> {
         match self.never {}
+    }
     }
 
     /// Unreachable.

@@ -55,7 +55,7 @@ pub enum EncoderKind {
 /// `width × height` picture within `max_memory_bytes` of peak memory: as large as it allows beside
 /// the picture (the margins around each window's core are repeated work, so fewer, larger
 /// windows encode faster), within [`NETWORK_MIN_WINDOW`]..=[`NETWORK_MAX_WINDOW`].
-/// The encoder uses it with [`super::NetworkOptions::with_memory_limit`] (as `gsimg encode`
+/// The encoder uses it with [`super::NetworkOptions::memory_limit`] (as `gsimg encode`
 /// does, with `Limits::max_memory_bytes`); [`estimate`] counts it.
 pub fn network_window(width: u32, height: u32, max_memory_bytes: u64) -> u64 {
     let px = width as u64 * height as u64;

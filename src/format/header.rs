@@ -50,8 +50,9 @@ pub struct AttrQuant {
 }
 
 impl AttrQuant {
+    unstable_pub! {
     /// A quantizer with no range (positions and rotations, whose ranges are fixed by §5).
-    pub fn fixed(bits: u8) -> Self {
+    fn fixed(bits: u8) -> Self {
         AttrQuant {
             bits,
             predictor: Predictor::None,
@@ -60,14 +61,17 @@ impl AttrQuant {
             max: 0.0,
         }
     }
+    }
 
+    unstable_pub! {
     /// Largest code, `2^bits - 1`.
-    pub fn max_code(&self) -> u32 {
+    fn max_code(&self) -> u32 {
         (1u32 << self.bits) - 1
+    }
     }
 
     /// Bytes a stream of `n` symbols takes (§7.2).
-    pub fn stream_len(&self, n: u64) -> u64 {
+    pub(crate) fn stream_len(&self, n: u64) -> u64 {
         match self.packing {
             Packing::Bits => (n * self.bits as u64).div_ceil(8),
             Packing::Bytes => n * (self.bits as u64).div_ceil(8),
@@ -105,13 +109,15 @@ pub struct Header {
 }
 
 impl Header {
+    unstable_pub! {
     /// Position cells across and down.
-    pub fn cells(&self) -> (u64, u64) {
+    fn cells(&self) -> (u64, u64) {
         let g = self.cell_size as u64;
         (
             (self.width as u64).div_ceil(g),
             (self.height as u64).div_ceil(g),
         )
+    }
     }
 
     /// Tiles across and down.
@@ -121,10 +127,12 @@ impl Header {
         (cx.div_ceil(t), cy.div_ceil(t))
     }
 
+    unstable_pub! {
     /// Number of tiles.
-    pub fn tile_count(&self) -> u64 {
+    fn tile_count(&self) -> u64 {
         let (tx, ty) = self.tiles();
         tx * ty
+    }
     }
 
     /// Side of a tile in native pixels.
@@ -151,12 +159,13 @@ impl Header {
     }
 
     /// Payload length of a version 1.0 header.
-    pub fn encoded_len(&self) -> usize {
+    pub(crate) fn encoded_len(&self) -> usize {
         HEAD_FIXED_LEN + QUANT_LEN * (3 + self.channels.len())
     }
 
+    unstable_pub! {
     /// Serializes the payload (§4).
-    pub fn to_bytes(&self) -> Vec<u8> {
+    fn to_bytes(&self) -> Vec<u8> {
         let mut b = vec![0u8; self.encoded_len()];
         b[0] = VERSION_MAJOR;
         b[1] = self.version_minor;
@@ -189,9 +198,11 @@ impl Header {
         }
         b
     }
+    }
 
+    unstable_pub! {
     /// Parses and validates a `HEAD` payload (§4) against the spec and `limits`.
-    pub fn parse(p: &[u8], limits: &Limits) -> Result<Header> {
+    fn parse(p: &[u8], limits: &Limits) -> Result<Header> {
         let loc = Location::Section {
             tag: TAG_HEAD,
             tile: None,
@@ -336,5 +347,6 @@ impl Header {
             limits.max_memory_bytes,
         )?;
         Ok(header)
+    }
     }
 }

@@ -50,8 +50,9 @@ impl Metadata {
         self.icc_profile.is_none() && self.orientation.is_none()
     }
 
+    unstable_pub! {
     /// Serializes the `meta` payload (§8).
-    pub fn to_bytes(&self) -> Vec<u8> {
+    fn to_bytes(&self) -> Vec<u8> {
         let mut out = Vec::new();
         let mut entry = |key: u8, value: &[u8]| {
             out.push(key);
@@ -70,10 +71,13 @@ impl Metadata {
         }
         out
     }
+    }
 
+    unstable_pub! {
     /// Parses a `meta` payload; unknown keys are skipped (§8).
-    pub fn parse(p: &[u8], limits: &Limits) -> Result<Metadata> {
+    fn parse(p: &[u8], limits: &Limits) -> Result<Metadata> {
         Self::parse_with_drops(p, limits).map(|(m, _)| m)
+    }
     }
 
     /// [`Self::parse`], also returning what was dropped and why (an ICC profile that is too

@@ -172,13 +172,15 @@ pub fn ort_library(model: &std::path::Path) -> Option<std::path::PathBuf> {
     use std::sync::OnceLock;
     static LIB: OnceLock<Result<std::path::PathBuf, String>> = OnceLock::new();
     let r = LIB.get_or_init(|| {
-        NetworkOptions::default()
-            .with_installed()
-            .with_model(model)
-            .with_device(Device::Cpu)
-            .build()
-            .map(|e| e.library().path.clone())
-            .map_err(|e| e.to_string())
+        NetworkOptions {
+            installed: true,
+            model: Some(model.into()),
+            device: Device::Cpu,
+            ..NetworkOptions::default()
+        }
+        .build()
+        .map(|e| e.library().path.clone())
+        .map_err(|e| e.to_string())
     });
     match r {
         Ok(p) => Some(p.clone()),

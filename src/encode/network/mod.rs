@@ -126,11 +126,6 @@ impl NetworkEncoder {
         self.model.provider
     }
 
-    /// Why CUDA was allowed but not used, if it was not.
-    pub fn cuda_fallback_reason(&self) -> Option<&str> {
-        self.model.fallback_reason.as_deref()
-    }
-
     /// The ONNX Runtime library in use.
     pub fn library(&self) -> &FoundLibrary {
         &self.model.library
@@ -151,16 +146,18 @@ impl NetworkEncoder {
         }
     }
 
+    unstable_pub! {
     /// The largest tile window for a `width × height` picture: what
     /// [`NetworkOptions::memory_limit`] allows a compact model, else
     /// [`NetworkOptions::max_tile_pixels`].
-    pub fn max_window(&self, width: u32, height: u32) -> u64 {
+    fn max_window(&self, width: u32, height: u32) -> u64 {
         match self.opts.memory_limit {
             Some(bytes) if self.info.kind == ModelKind::Compact => {
                 crate::encode::memory::network_window(width, height, bytes)
             }
             _ => self.opts.max_tile_pixels,
         }
+    }
     }
 
     /// Runs the network over `pixels` and returns its Gaussians (not quantized), alpha fitted.
@@ -446,7 +443,7 @@ impl NetworkEncoder {
     /// own (cell size c, its bits and ranges, YCbCr); for an upscale model a fine setting (cell
     /// 1 px, positions 6 bits, log2 σ 8 bits, rotation 8 bits, Y/Cb/Cr 10/8/8 bits, ranges from
     /// the data), which costs well under 0.05 dB on an upscale. A compact model
-    /// whose Gaussians are refined per picture ([`NetworkOptions::with_refine`]) writes with the
+    /// whose Gaussians are refined per picture ([`NetworkOptions::refine`]) writes with the
     /// analytic encoder's quantizers instead ([`WriteOptions::default`]: ranges from the data,
     /// 6-bit scales and rotations): refined Gaussians are off the grid the model was trained
     /// on, and the finer steps pay for their bits. Positions then keep the analytic encoder's
@@ -482,7 +479,7 @@ impl NetworkEncoder {
     }
 
     /// Encodes `pixels` into a `.gsi` file with the given options (e.g. with metadata added),
-    /// with the Gaussian count the quality asks for ([`NetworkEncoder::count_factor`]).
+    /// with the Gaussian count the quality asks for ([`NetworkOptions::quality`]).
     /// Alpha is fitted on the geometry as the file stores it.
     pub fn encode_with(&self, pixels: &Frame<f32>, opts: &WriteOptions) -> Result<Encoded> {
         self.encode_at(pixels, opts, self.count_factor())
@@ -493,7 +490,7 @@ impl NetworkEncoder {
     /// to (`rate::Quality::refined_count_factor`); without refinement the share kept below 1,
     /// the count densified to above 1 (`rate::Quality::network_count_factor`). An upscale
     /// model keeps all.
-    pub fn count_factor(&self) -> f64 {
+    pub(crate) fn count_factor(&self) -> f64 {
         let q = rate::Quality::new(self.opts.quality).unwrap_or_default();
         match self.info.kind {
             ModelKind::Upscale => 1.0,
@@ -506,8 +503,9 @@ impl NetworkEncoder {
         self.opts.refine.iterations > 0
     }
 
+    unstable_pub! {
     /// Encodes `pixels` with `factor` times the network's Gaussian count (see
-    /// [`NetworkEncoder::count_factor`]; the knob of [`NetworkEncoder::encode_to_rate`]). When
+    /// `NetworkEncoder::count_factor`; the knob of [`NetworkEncoder::encode_to_rate`]). When
     /// refining, the refinement's rounds bring the count there (pruning what pays least, or
     /// densifying where the error is); without refinement a share below 1 keeps the most
     /// valuable Gaussians (`rank_by_value`; the dropped ones serve as spares where a cell would
@@ -515,7 +513,7 @@ impl NetworkEncoder {
     /// render, small and round, in two rounds with their colours fitted (`realloc::densify`;
     /// only with the colour fit, [`NetworkOptions::color_fit`]: without it a factor above 1 is
     /// taken as 1).
-    pub fn encode_at(
+    fn encode_at(
         &self,
         pixels: &Frame<f32>,
         opts: &WriteOptions,
@@ -552,9 +550,10 @@ impl NetworkEncoder {
             &mut stages,
         )
     }
+    }
 
     /// Encodes `pixels` into a file of the size `target` asks for, by searching the Gaussian
-    /// count ([`NetworkEncoder::encode_at`]). The precision is that of `opts`, adjusted to the
+    /// count (`NetworkEncoder::encode_at`). The precision is that of `opts`, adjusted to the
     /// quality whose count the target needs (fewer bits for small files, as the quality
     /// mapping does). The network runs once; each round of the search fits (and refines) and
     /// writes again.

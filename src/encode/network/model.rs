@@ -80,7 +80,7 @@ pub(super) fn meta_err(key: &str, why: impl std::fmt::Display) -> Error {
 
 impl ModelInfo {
     /// Reads and checks the `gsimg.*` metadata.
-    pub fn from_metadata(meta: &BTreeMap<String, String>) -> Result<ModelInfo> {
+    pub(crate) fn from_metadata(meta: &BTreeMap<String, String>) -> Result<ModelInfo> {
         let get = |key: &str| -> Result<&str> {
             meta.get(key).map(|s| s.trim()).ok_or_else(|| {
                 let have: Vec<&str> = meta.keys().map(|k| k.as_str()).collect();
@@ -263,7 +263,7 @@ impl ModelInfo {
 
     /// The margin of a tile's window around its core: the receptive field, rounded up to a
     /// whole `multiple` so windows stay aligned with the cell grid.
-    pub fn tile_margin(&self) -> u32 {
+    pub(crate) fn tile_margin(&self) -> u32 {
         self.receptive_field.div_ceil(self.multiple) * self.multiple
     }
 }

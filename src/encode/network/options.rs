@@ -14,7 +14,20 @@ pub use crate::core::progress::ProgressSink;
 /// pictures of the training set (about +0.4 dB over none; larger factors lose again).
 pub const REFINE_SIGMA_GROWTH: f32 = 1.3;
 
-/// Settings of the network encoder. `Default` + `with_*`, checked by [`NetworkOptions::build`].
+/// Settings of the network encoder: a plain struct whose fields are set directly, starting
+/// from [`Default`], and checked by [`NetworkOptions::build`], which opens the model.
+///
+/// ```no_run
+/// # fn main() -> gsimg::Result<()> {
+/// let encoder = gsimg::NetworkOptions {
+///     model: Some("models/compact.onnx".into()),
+///     quality: 70,
+///     ..Default::default()
+/// }
+/// .build()?;
+/// # let _ = encoder;
+/// # Ok(()) }
+/// ```
 #[derive(Clone)]
 pub struct NetworkOptions {
     /// The model file. Without one, [`NetworkOptions::build`] fails with
@@ -37,9 +50,18 @@ pub struct NetworkOptions {
     pub library_search: Option<LibrarySearch>,
     /// Gaussians whose presence is below this are dropped; `None`: the model's operating
     /// threshold ([`ModelInfo::presence_threshold`]), lowered by `quality` above 50 without
-    /// refinement ([`NetworkOptions::presence_threshold_for`]).
+    /// refinement (see [`NetworkOptions::quality`]). An explicit threshold is 0 to 1.
     pub presence_threshold: Option<f32>,
-    /// Quality 1 to 100 of a compact model ([`NetworkOptions::with_quality`]).
+    /// Quality 1 to 100 of a compact model (default 50). The model has one trained rate (its
+    /// operating threshold, [`ModelInfo::presence_threshold`], 0.5 unless the model says
+    /// otherwise), quality 50. Without refinement, below 50 the encoder keeps a share of the
+    /// Gaussians (from 5 % at quality 1 geometrically up to all at 50, the least valuable
+    /// dropped first) and writes them with up to 3 bits less precision; above 50 it lowers the
+    /// presence threshold to `1 − quality/100` when that is lower, but never below
+    /// `QUALITY_THRESHOLD_FLOOR`, keeping Gaussians the model rated less likely; above 75 it
+    /// also adds Gaussians where the error is, up to 3 times the model's count at 100, with one
+    /// more bit of chroma from 80 ([`NetworkEncoder::write_options`]). With refinement the
+    /// quality sets the Gaussian count the refinement prunes or densifies to and the precision.
     pub quality: u8,
     /// Largest network input (padded pixels) run in one piece; larger pictures go in tiles
     /// (unless [`NetworkOptions::memory_limit`] sets the windows).
@@ -70,7 +92,10 @@ pub struct NetworkOptions {
     /// The analytic encoder ends with the same fit.
     pub color_fit: Option<FitOptions>,
     /// Per-image refinement of the network's Gaussians before writing (compact files; 0
-    /// iterations, the default: none). See `refine`.
+    /// iterations, the default: none): `iterations` gradient steps on the picture, then the
+    /// geometry quantized and the colours fitted to it by least squares; slower, better files.
+    /// [`RefineOptions::for_effort`] gives the presets; setting only `refine.iterations` keeps
+    /// the default's four rounds, each after moving a tenth of the Gaussians.
     pub refine: RefineOptions,
 }
 
@@ -121,7 +146,7 @@ impl Default for NetworkOptions {
                 sweeps: 1,
                 ..FitOptions::default()
             }),
-            // When refining (`with_refine`): four rounds, each after moving a tenth of the
+            // When refining (`refine.iterations` above 0): four rounds, each after moving a tenth of the
             // Gaussians to where the error is (more, smaller moves beat fewer, larger ones).
             refine: RefineOptions {
                 iterations: 0,
@@ -134,101 +159,13 @@ impl Default for NetworkOptions {
 }
 
 impl NetworkOptions {
-    /// Uses this model file.
-    pub fn with_model(mut self, path: impl Into<PathBuf>) -> Self {
-        self.model = Some(path.into());
-        self
-    }
-    /// Looks for the default model of this kind when no file is given.
-    pub fn with_kind(mut self, kind: ModelKind) -> Self {
-        self.kind = kind;
-        self
-    }
-    /// Looks for the model and ONNX Runtime where gsimg installs them when they are not given
-    /// ([`NetworkOptions::installed`]): what the `gsimg` command does.
-    pub fn with_installed(mut self) -> Self {
-        self.installed = true;
-        self
-    }
-    /// Runs on this device.
-    pub fn with_device(mut self, device: Device) -> Self {
-        self.device = device;
-        self
-    }
-    /// Tries this ONNX Runtime library first.
-    pub fn with_ort_library(mut self, path: Option<PathBuf>) -> Self {
-        self.ort_library = path;
-        self
-    }
-    /// Searches for ONNX Runtime this way instead of from the environment.
-    pub fn with_library_search(mut self, search: LibrarySearch) -> Self {
-        self.library_search = Some(search);
-        self
-    }
-    /// The whole refinement setting (steps, rounds, quantization-aware steps, device), e.g.
-    /// [`RefineOptions::for_effort`](crate::encode::optim::refine::RefineOptions::for_effort).
-    pub fn with_refine_options(mut self, refine: RefineOptions) -> Self {
-        self.refine = refine;
-        self
-    }
-
-    /// Where the refinement ([`NetworkOptions::with_refine`]) runs (default: the CPU).
-    pub fn with_refine_device(
-        mut self,
-        device: crate::encode::optim::refine::RefineDevice,
-    ) -> Self {
-        self.refine.device = device;
-        self
-    }
-
-    /// Refines the network's Gaussians by `iterations` gradient steps on the picture before
-    /// writing (then quantizes the geometry and fits the colours to it by least squares):
-    /// slower, better files.
-    pub fn with_refine(mut self, iterations: usize) -> Self {
-        self.refine.iterations = iterations;
-        self
-    }
-    /// Compact models: refit the colours by least squares before writing (the default), or
-    /// write the network's colours as they are (`None`).
-    pub fn with_color_fit(mut self, fit: Option<FitOptions>) -> Self {
-        self.color_fit = fit;
-        self
-    }
-    /// Sets the presence threshold (0 to 1) in place of the model's and the quality's.
-    pub fn with_presence_threshold(mut self, t: f32) -> Self {
-        self.presence_threshold = Some(t);
-        self
-    }
-    /// Quality 1 to 100 for a compact model. The model has one trained rate (its operating
-    /// threshold, [`ModelInfo::presence_threshold`], 0.5 unless the model says otherwise),
-    /// quality 50. Without refinement, below 50 the encoder keeps a share of the Gaussians
-    /// ([`NetworkOptions::keep_fraction`]) and writes them with up to 3 bits less precision;
-    /// above 50 it lowers the presence threshold to `1 − quality/100` when that is lower, but
-    /// never below `QUALITY_THRESHOLD_FLOOR`, keeping Gaussians the model rated less likely;
-    /// above 75 it also adds Gaussians where the error is, up to 3 times the model's count at
-    /// 100 ([`NetworkEncoder::count_factor`]), with one more bit of chroma from 80
-    /// ([`NetworkEncoder::write_options`]). With refinement
-    /// the quality sets the Gaussian count the refinement prunes or densifies to
-    /// ([`NetworkEncoder::count_factor`]) and the precision.
-    pub fn with_quality(mut self, quality: u8) -> Result<Self> {
-        self.quality = rate::Quality::new(quality)?.get();
-        Ok(self)
-    }
-    /// The share of the network's Gaussians a quality keeps: all from 50 up; below, from 5 %
-    /// at quality 1 geometrically up to all at 50, the least valuable dropped first
-    /// (`rank_by_value`).
-    pub fn keep_fraction(&self) -> f64 {
-        rate::Quality::new(self.quality)
-            .unwrap_or_default()
-            .network_keep_fraction()
-    }
-
+    unstable_pub! {
     /// The presence threshold these options give a model whose operating threshold is
     /// `info.presence_threshold`: the explicit one, else the model's, lowered to
     /// `1 − quality/100` (at least `QUALITY_THRESHOLD_FLOOR`) when the quality is above 50,
     /// that is lower, and the Gaussians are not refined (a refined quality adds Gaussians
     /// where the error is instead: slots the model rated absent cost bits for little).
-    pub fn presence_threshold_for(&self, info: &ModelInfo) -> f32 {
+    fn presence_threshold_for(&self, info: &ModelInfo) -> f32 {
         match self.presence_threshold {
             Some(t) => t,
             None if self.refine.iterations > 0 => info.presence_threshold,
@@ -237,36 +174,6 @@ impl NetworkOptions {
                 .network_presence_threshold(info.presence_threshold),
         }
     }
-    /// Runs inputs up to this many (padded) pixels in one piece.
-    pub fn with_max_tile_pixels(mut self, n: u64) -> Self {
-        self.max_tile_pixels = n;
-        self
-    }
-    /// Compact models: tile windows as large as `bytes` of peak memory allow
-    /// ([`NetworkOptions::memory_limit`]; `None`: windows of `max_tile_pixels`).
-    pub fn with_memory_limit(mut self, bytes: Option<u64>) -> Self {
-        self.memory_limit = bytes;
-        self
-    }
-    /// Forces tiles with cores of this side.
-    pub fn with_tile_size(mut self, side: Option<u32>) -> Self {
-        self.tile_size = side;
-        self
-    }
-    /// ONNX Runtime's CPU threads (0: all cores).
-    pub fn with_threads(mut self, n: usize) -> Self {
-        self.threads = n;
-        self
-    }
-    /// Where status messages go (`None`: nowhere).
-    pub fn with_messages(mut self, sink: Option<MessageSink>) -> Self {
-        self.messages = sink;
-        self
-    }
-    /// Where progress goes.
-    pub fn with_progress(mut self, sink: Option<ProgressSink>) -> Self {
-        self.progress = sink;
-        self
     }
 
     /// Checks the options, finds the model and ONNX Runtime, opens the model on the device and

@@ -148,13 +148,13 @@ impl LibrarySearch {
     }
 
     /// The same search with an explicit library path tried first.
-    pub fn with_explicit(mut self, path: Option<PathBuf>) -> Self {
+    pub(crate) fn with_explicit(mut self, path: Option<PathBuf>) -> Self {
         self.explicit = path;
         self
     }
 
     /// The folder this search's cache keeps the pinned version in.
-    pub fn pinned_cache_dir(&self) -> Option<PathBuf> {
+    pub(crate) fn pinned_cache_dir(&self) -> Option<PathBuf> {
         self.cache_dir
             .as_ref()
             .map(|c| c.join(format!("onnxruntime-{PINNED_VERSION}")))
