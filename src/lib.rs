@@ -52,10 +52,11 @@
 pub mod image_hooks;
 pub mod view;
 
-/// Declares functions or methods that only the tools, tests and benchmarks call (format
-/// internals, measurement switches, tuning knobs) or that a program cannot use without the
-/// unstable modules' types: public and hidden from the documentation with the `unstable`
-/// feature, crate-private without it (where the crate itself may not call them).
+/// Declares functions or methods that the crate calls itself but that only the tools, tests and
+/// benchmarks call from outside (format internals, tuning knobs), or that a program cannot use
+/// without the unstable modules' types: public and hidden from the documentation with the
+/// `unstable` feature, crate-private without it. (What the crate never calls itself is
+/// `#[cfg(feature = "unstable")]` instead.)
 macro_rules! unstable_pub {
     ($(#[$m:meta])* fn $($rest:tt)*) => {
         $(#[$m])*
@@ -64,7 +65,6 @@ macro_rules! unstable_pub {
         pub fn $($rest)*
         $(#[$m])*
         #[cfg(not(feature = "unstable"))]
-        #[allow(dead_code)]
         pub(crate) fn $($rest)*
     };
 }

@@ -166,7 +166,7 @@ impl Cause {
     }
 
     /// The message with `prefix` in front, the source kept (ONNX Runtime's errors).
-    #[cfg_attr(not(feature = "onnx"), allow(dead_code))]
+    #[cfg(feature = "onnx")]
     pub(crate) fn prefixed(self, prefix: &str) -> Self {
         Cause {
             message: format!("{prefix}{}", self.message),

@@ -339,11 +339,11 @@ impl GpuImage {
         self.n
     }
 
-    unstable_pub! {
     /// Measures each render's device time into `RenderInfo::gpu_ms` (two CUDA events).
-    fn set_timing(&mut self, on: bool) -> Result<()> {
+    #[cfg(feature = "unstable")]
+    #[doc(hidden)]
+    pub fn set_timing(&mut self, on: bool) -> Result<()> {
         self.ws.set_timing(&self.rt, on)
-    }
     }
 
     /// Renders `viewport` into a host frame with the image's channels, like
@@ -384,16 +384,16 @@ impl GpuImage {
             .map(|(f, _)| f)
     }
 
-    unstable_pub! {
     /// [`GpuImage::render`], also returning what the render did.
-    fn render_with_info<T: Sample>(
+    #[cfg(feature = "unstable")]
+    #[doc(hidden)]
+    pub fn render_with_info<T: Sample>(
         &mut self,
         viewport: &Viewport,
         limits: &Limits,
         rgba: bool,
     ) -> Result<(Frame<T>, RenderInfo)> {
         self.render_host(viewport, limits, rgba, None)
-    }
     }
 
     fn render_host<T: GpuSample>(

@@ -20,7 +20,6 @@
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 
-use cudarc::driver::sys::CUevent_flags;
 use cudarc::driver::{CudaEvent, CudaSlice, CudaStream, DeviceRepr, PinnedHostSlice};
 
 use super::launch::{self, GaussianIn, ProjectParams, RasterParams, Splat};
@@ -274,12 +273,12 @@ impl Workspace {
 
     /// Turns per-render device timing (two events) on or off (`GpuImage::set_timing`, for the
     /// tools).
-    #[cfg_attr(not(feature = "unstable"), allow(dead_code))]
+    #[cfg(feature = "unstable")]
     pub(crate) fn set_timing(&mut self, rt: &Runtime, on: bool) -> Result<()> {
         self.timing = if on {
             let ev = || {
                 rt.ctx
-                    .new_event(Some(CUevent_flags::CU_EVENT_DEFAULT))
+                    .new_event(Some(cudarc::driver::sys::CUevent_flags::CU_EVENT_DEFAULT))
                     .map_err(driver_err("cannot create an event"))
             };
             Some([ev()?, ev()?, ev()?, ev()?])

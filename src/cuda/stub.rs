@@ -154,11 +154,11 @@ impl GpuImage {
         match self.never {}
     }
 
-    unstable_pub! {
     /// Unreachable.
-    fn set_timing(&mut self, _on: bool) -> Result<()> {
+    #[cfg(feature = "unstable")]
+    #[doc(hidden)]
+    pub fn set_timing(&mut self, _on: bool) -> Result<()> {
         match self.never {}
-    }
     }
 
     /// Unreachable.
@@ -187,16 +187,16 @@ impl GpuImage {
         match self.never {}
     }
 
-    unstable_pub! {
     /// Unreachable.
-    fn render_with_info<T: Sample>(
+    #[cfg(feature = "unstable")]
+    #[doc(hidden)]
+    pub fn render_with_info<T: Sample>(
         &mut self,
         _v: &Viewport,
         _l: &Limits,
         _rgba: bool,
     ) -> Result<(Frame<T>, RenderInfo)> {
         match self.never {}
-    }
     }
 
     /// Unreachable.

@@ -73,11 +73,11 @@ impl Metadata {
     }
     }
 
-    unstable_pub! {
     /// Parses a `meta` payload; unknown keys are skipped (§8).
-    fn parse(p: &[u8], limits: &Limits) -> Result<Metadata> {
+    #[cfg(feature = "unstable")]
+    #[doc(hidden)]
+    pub fn parse(p: &[u8], limits: &Limits) -> Result<Metadata> {
         Self::parse_with_drops(p, limits).map(|(m, _)| m)
-    }
     }
 
     /// [`Self::parse`], also returning what was dropped and why (an ICC profile that is too
