@@ -772,9 +772,14 @@ def val_rows():
 
 
 def recipe_module():
-    sys.path.insert(0, str(REPO / "models" / "data"))
-    import build_dataset  # the recipe's own loader and resize: the same pixels as data/val
-    return build_dataset
+    """The dataset recipe (models/data/build_dataset.py), loaded from its file: its own loader
+    and resize give the same pixels as data/val."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("build_dataset", REPO / "models/data/build_dataset.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 def deb_for(pkg, data_dir):

@@ -23,8 +23,9 @@ released configurations). The images go to the parts in manifest order, each to 
 fits in. Writing a bundle removes the other .tar files in its folder, so the folder never mixes
 two bundles.
 
-Reading it needs only Python 3 + numpy + Pillow: see read_pack() below, e.g.
-    import sys; sys.path.insert(0, "models/data"); from pack import read_pack
+Reading it needs only Python 3 + numpy + Pillow: see read_pack() below, e.g. with
+PYTHONPATH=models/data:
+    from pack import read_pack
     train, val = read_pack("data/pack/gsimg-train.tar")   # lists of (name, HxWx3 uint8 array)
 """
 
