@@ -1,4 +1,4 @@
-//! Refinement on the device: the Adam descent of `src/encode/refine.rs` with the renderer's
+//! Refinement on the device: the Adam descent of `src/encode/optim/refine.rs` with the renderer's
 //! projection and tile binning, the forward blend, loss, backward pass and update of
 //! `kernels/refine.cu`, and every step's state (parameters, moments, best parameters, the best
 //! loss) on the device. The host enqueues the steps and waits once at the end.

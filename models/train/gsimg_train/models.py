@@ -370,8 +370,9 @@ class CompactNet(nn.Module):
         """What a few steps of per-picture refinement make of a (quantized) field, kept
         differentiable so that the network can be trained on it (`train.py --unroll`).
 
-        Like gsimg's refinement (`src/encode/refine.rs`: Adam on positions, log2σ, rotation and
-        colour against the picture's squared error), but with `steps` plain descent steps whose
+        Like gsimg's refinement (`src/encode/optim/refine.rs`: Adam on positions, log2σ,
+        rotation and colour against the picture's squared error), but with `steps` plain descent
+        steps whose
         size per group (`rates`: position px, log2σ, radians, colour) saturates smoothly:
         Δ = −rate·g / sqrt(g² + rms²), rms over the picture's values of the group, so a step is
         at most `rate` and scale-free like Adam's first steps. Offsets stay within their cell and

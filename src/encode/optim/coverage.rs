@@ -3,8 +3,8 @@
 //! Under the rendering rule (format-spec.md §3.4) a pixel that no Gaussian's 3σ ellipse reaches
 //! renders as 0 (black). A compact model decides per slot whether a Gaussian is present, and
 //! nothing in that decision guarantees coverage: a model whose presence logits sit at the
-//! threshold can leave whole regions empty on pictures unlike its training crops (measured:
-//! a candidate model lost 12 dB on Kodak this way, `models/README.md` §5). So after the
+//! threshold can leave whole regions empty on pictures unlike its training crops (a candidate
+//! model lost 12 dB on Kodak this way). So after the
 //! presence decision, every cell is checked pixel by pixel at native size, with a margin for
 //! the file's rounding ([`REACH_Q`]), and a cell with a pixel no present Gaussian reaches gets
 //! its most likely absent Gaussians back, best first, until it is covered or its
