@@ -954,7 +954,7 @@ fn tiled_vs_untiled_real_photo() {
     let build = |tile: Option<u32>| {
         NetworkOptions {
             installed: true,
-            model: Some(model.clone().into()),
+            model: Some(model.clone()),
             device: Device::Cpu,
             messages: quiet(),
             max_tile_pixels: 1 << 26,
