@@ -249,14 +249,24 @@ fn adapt_with(
         return (0, 0);
     }
 
-    // 3. Error map of what is left, then additions at its largest values.
-    let kept: Vec<Projected> = projected
-        .iter()
-        .zip(&removed)
-        .filter(|(_, r)| !**r)
-        .map(|(p, _)| *p)
-        .collect();
-    let left = blend(width, height, &kept, nc);
+    if want_added == 0 {
+        // Removals only (a pruning pass): no error map is needed.
+        return finish(gaussians, &taken, Vec::new(), n, remove, add);
+    }
+
+    // 3. Error map of what is left, then additions at its largest values. With nothing removed
+    // what is left is the blend already made.
+    let left = if taken.is_empty() {
+        b
+    } else {
+        let kept: Vec<Projected> = projected
+            .iter()
+            .zip(&removed)
+            .filter(|(_, r)| !**r)
+            .map(|(p, _)| *p)
+            .collect();
+        blend(width, height, &kept, nc)
+    };
     let err: Vec<f32> = (0..width * height)
         .into_par_iter()
         .map(|i| {
@@ -267,8 +277,7 @@ fn adapt_with(
                 .sum()
         })
         .collect();
-    let mut peaks: Vec<u32> = (0..(width * height) as u32).collect();
-    peaks.par_sort_by(|&a, &b| err[b as usize].total_cmp(&err[a as usize]).then(a.cmp(&b)));
+    let peaks = Peaks::new(&err, want_added);
     let probe = Gaussian {
         x: 0.5,
         y: 0.5,
@@ -280,11 +289,10 @@ fn adapt_with(
     let mut blocked = vec![false; width * height];
     let s = new.spacing.ceil() as i64;
     let mut added: Vec<Gaussian> = Vec::with_capacity(want_added);
-    for &i in &peaks {
+    for i in peaks {
         if added.len() == want_added {
             break;
         }
-        let i = i as usize;
         if blocked[i] {
             continue;
         }
@@ -309,9 +317,21 @@ fn adapt_with(
             color,
         });
     }
-    // The new ones take the removed ones' slots (the cheapest removals first), further ones
-    // are appended. Removed slots left over are deleted, except in a move (`add ≥ remove`),
-    // where fewer peaks than removals (a tiny picture) undo the costliest removals.
+    finish(gaussians, &taken, added, n, remove, add)
+}
+
+/// Puts `added` into the slots of the removed Gaussians `taken` (the cheapest removals first)
+/// and appends further ones. Removed slots left over are deleted, except in a move
+/// (`add ≥ remove`), where fewer peaks than removals (a tiny picture) undo the costliest
+/// removals. Returns (removed, added).
+fn finish(
+    gaussians: &mut Vec<Gaussian>,
+    taken: &[usize],
+    added: Vec<Gaussian>,
+    n: usize,
+    remove: usize,
+    add: usize,
+) -> (usize, usize) {
     let added_n = added.len();
     let mut added = added.into_iter();
     for (&k, g) in taken.iter().zip(added.by_ref()) {
@@ -333,6 +353,61 @@ fn adapt_with(
     };
     gaussians.extend(added);
     (removed_n, added_n)
+}
+
+/// The pixels in order of falling error (ties: lower index first), made lazily: only the head
+/// that additions use is usually needed, so the head is selected and sorted first and the rest
+/// only when the head runs out (the order is the same as one full sort's).
+struct Peaks<'a> {
+    err: &'a [f32],
+    order: Vec<u32>,
+    sorted: usize,
+    next: usize,
+}
+
+impl<'a> Peaks<'a> {
+    fn new(err: &'a [f32], want: usize) -> Peaks<'a> {
+        let mut peaks = Peaks {
+            err,
+            order: (0..err.len() as u32).collect(),
+            sorted: 0,
+            next: 0,
+        };
+        // Each addition blocks a few pixels around it, and the largest errors cluster: a head
+        // of 8 candidates per addition rarely runs out.
+        peaks.sort_up_to(want.saturating_mul(8).saturating_add(4096));
+        peaks
+    }
+
+    fn sort_up_to(&mut self, head: usize) {
+        let err = self.err;
+        let by_error =
+            |a: &u32, b: &u32| err[*b as usize].total_cmp(&err[*a as usize]).then(a.cmp(b));
+        let rest = &mut self.order[self.sorted..];
+        let head = head.saturating_sub(self.sorted).min(rest.len());
+        if head < rest.len() {
+            rest.select_nth_unstable_by(head, by_error);
+        }
+        rest[..head].par_sort_unstable_by(by_error);
+        self.sorted += head;
+    }
+}
+
+impl Iterator for Peaks<'_> {
+    type Item = usize;
+
+    fn next(&mut self) -> Option<usize> {
+        if self.next == self.order.len() {
+            return None;
+        }
+        if self.next == self.sorted {
+            // The head is used up: the rest in order.
+            let all = self.order.len();
+            self.sort_up_to(all);
+        }
+        self.next += 1;
+        Some(self.order[self.next - 1] as usize)
+    }
 }
 
 /// Removes the Gaussians whose removal costs least until `budget` are left (at least one),
@@ -553,6 +628,21 @@ mod tests {
         let mut same = start.clone();
         assert_eq!(densify(&target, &mut same, n, 2, &fit), 0);
         assert_eq!(same, start);
+    }
+
+    #[test]
+    fn peaks_come_in_the_order_of_one_full_sort() {
+        // Errors with many ties (a few levels), a head far shorter than the pixels, read past
+        // its end: the same order as sorting everything by falling error, then index.
+        let err: Vec<f32> = (0..20_000u32)
+            .map(|i| ((i.wrapping_mul(2_654_435_761) >> 7) % 37) as f32 * 0.25)
+            .collect();
+        let mut all: Vec<usize> = (0..err.len()).collect();
+        all.sort_by(|&a, &b| err[b].total_cmp(&err[a]).then(a.cmp(&b)));
+        for want in [0, 1, 100, 5_000] {
+            let got: Vec<usize> = Peaks::new(&err, want).collect();
+            assert_eq!(got, all, "want {want}");
+        }
     }
 
     #[test]
