@@ -745,7 +745,9 @@ impl NetworkEncoder {
             }
             if !refining && budget > gs.len() {
                 // Above the model's count (high qualities): Gaussians added where the error is.
+                let clock = Instant::now();
                 densify(pixels, &mut gs, budget, DENSIFY_ROUNDS, &fit);
+                stages.add("additions", clock);
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;
