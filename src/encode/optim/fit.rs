@@ -32,6 +32,11 @@ pub struct FitOptions {
     pub sweeps: usize,
     /// Fitted values are clamped into this range.
     pub clamp: (f32, f32),
+    /// Damping toward the current colours: each Gaussian's deviation from its colour before
+    /// the fit costs `damping` times its own diagonal entry of the normal matrix (its
+    /// `Σ_p A[p][k]²`), so a Gaussian the picture pins down little (small, or under large
+    /// neighbours) keeps its colour instead of taking an extreme one; 0: plain least squares.
+    pub damping: f64,
 }
 
 impl Default for FitOptions {
@@ -40,6 +45,7 @@ impl Default for FitOptions {
             iterations: 40,
             sweeps: 3,
             clamp: (-0.25, 1.25),
+            damping: 0.0,
         }
     }
 }
@@ -528,6 +534,23 @@ impl System {
                 si[c] = bi[c] - si[c] - ti[c];
             }
         }
+        // Damping: the system is (N + D) x = b + D x0 with D = damping · diag(N); its residual
+        // at x0 is the undamped one.
+        let damp: Vec<f64> = if opts.damping > 0.0 {
+            (0..na)
+                .map(|k| {
+                    let row = self.normal.start[k]..self.normal.start[k + 1];
+                    let d = row
+                        .map(|j| {
+                            (self.normal.col[j] as usize == k) as u8 as f64 * self.normal.val[j]
+                        })
+                        .sum::<f64>();
+                    opts.damping * d
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut gamma = norm(&s);
         let mut p = s.clone();
         // A channel stops once its normal-equation residual has fallen by 1e-8 (or was zero): past
@@ -538,8 +561,14 @@ impl System {
             if !live.iter().any(|&l| l) {
                 break;
             }
-            // pᵀNp = ||A p||².
-            let qq = self.normal.apply(&p, &p, &mut t);
+            // pᵀNp = ||A p||² (plus pᵀDp, and D p added to N p, when damped).
+            let mut qq = self.normal.apply(&p, &p, &mut t);
+            for ((ti, pi), &d) in t.iter_mut().zip(&p).zip(&damp) {
+                for c in 0..4 {
+                    ti[c] += d * pi[c];
+                    qq[c] += d * pi[c] * pi[c];
+                }
+            }
             let alpha: [f64; 4] = std::array::from_fn(|c| {
                 if live[c] && qq[c] > 0.0 {
                     gamma[c] / qq[c]
