@@ -700,6 +700,11 @@ impl NetworkEncoder {
             }
         };
         let color_fit = match self.opts.color_fit {
+            // Refinement's fits are undamped (as on the GPU, whose fit has no damping): the
+            // steps between them settle what the damping would.
+            Some(f) if refining && self.info.quantizers.is_some() => {
+                Some(FitOptions { damping: 0.0, ..f })
+            }
             Some(f) if self.info.quantizers.is_some() && !gs.is_empty() => Some(f),
             _ if refining => Some(FitOptions::default()),
             _ => None,

@@ -67,7 +67,9 @@ pub struct NetworkOptions {
     pub alpha_fit: FitOptions,
     /// Compact models: colours refitted by least squares to the picture, on the geometry as the
     /// file stores it, before writing (`None`: the network's colours are written as they are).
-    /// The analytic encoder ends with the same fit.
+    /// The analytic encoder ends with the same fit. Without refinement the default fit is
+    /// damped toward the colours it starts from ([`FitOptions::damping`]); with refinement the
+    /// fits are plain least squares (their damping is not used).
     pub color_fit: Option<FitOptions>,
     /// Per-image refinement of the network's Gaussians before writing (compact files; 0
     /// iterations, the default: none). See `refine`.

@@ -741,6 +741,76 @@ mod tests {
         assert!(mse < 1e-9, "mse {mse}");
     }
 
+    /// A damped fit solves `(N + μ·diag N) x = b + μ·diag N · x0` (x0 the colours before the
+    /// fit), and pulls the colours the picture pins down little less far than plain least
+    /// squares does.
+    #[test]
+    fn damped_fit_solves_the_damped_normal_equations() {
+        let (w, h) = (120, 90);
+        let mut gs = gaussians(w, h, 40);
+        // Small Gaussians under the large ones: the picture pins their colours down little.
+        for (i, g) in gaussians(w, h, 12).into_iter().enumerate() {
+            gs.push(Gaussian {
+                scale: [0.5, 0.5],
+                color: [0.2 + 0.05 * i as f32, 0.5, 0.4, 0.0],
+                ..g
+            });
+        }
+        let target = picture(w, h, &gaussians(w, h, 25), true);
+        let start: Vec<[f32; 4]> = gs.iter().map(|g| g.color).collect();
+        let opts = |damping| FitOptions {
+            iterations: 2000,
+            clamp: (-1e3, 1e3),
+            damping,
+            ..FitOptions::default()
+        };
+        let mu = 0.1;
+        let (mut damped, mut plain) = (gs.clone(), gs.clone());
+        fit_colors(&target, &mut damped, &opts(mu));
+        fit_colors(&target, &mut plain, &opts(0.0));
+        let projected: Vec<Projected> = gs.iter().map(|g| project(g, 1.0, 1.0)).collect();
+        let active: Vec<usize> = (0..gs.len()).collect();
+        let sys = System::new(&target, &projected, &active).unwrap();
+        let n = &sys.normal;
+        let diag = |k: usize| {
+            (n.start[k]..n.start[k + 1])
+                .find(|&j| n.col[j] as usize == k)
+                .map_or(0.0, |j| n.val[j])
+        };
+        for c in 0..3 {
+            let mut worst: f64 = 0.0;
+            let scale = sys.bt.iter().map(|b| b[c].abs()).fold(0.0, f64::max);
+            for k in 0..gs.len() {
+                let mut r =
+                    -sys.bt[k][c] + mu * diag(k) * (damped[k].color[c] as f64 - start[k][c] as f64);
+                for j in n.start[k]..n.start[k + 1] {
+                    r += n.val[j] * damped[n.col[j] as usize].color[c] as f64;
+                }
+                worst = worst.max(r.abs());
+            }
+            assert!(
+                worst < 1e-4 * scale,
+                "channel {c}: residual {worst} of {scale}"
+            );
+        }
+        // The small Gaussians move less from their start damped than undamped.
+        let moved = |fitted: &[Gaussian]| -> f64 {
+            (40..gs.len())
+                .map(|k| {
+                    (0..3)
+                        .map(|c| (fitted[k].color[c] - start[k][c]).abs() as f64)
+                        .sum::<f64>()
+                })
+                .sum()
+        };
+        assert!(
+            moved(&damped) < 0.95 * moved(&plain),
+            "damped {} undamped {}",
+            moved(&damped),
+            moved(&plain)
+        );
+    }
+
     #[test]
     fn system_is_the_normal_equations() {
         // N = AᵀA, M and b_t against a dense evaluation from the definitions, with passive
