@@ -54,8 +54,9 @@ pub struct EncodeArgs {
     ///
     /// Analytic encoder: sets how many Gaussians are placed. Network: below 50 it keeps the
     /// most valuable share of the model's Gaussians (5 % at 1) with fewer bits each; above 50
-    /// it keeps Gaussians the model rated less likely, and above 75 adds Gaussians where the
-    /// picture is least exact (up to 3 times the model's number at 100). Network with
+    /// it adds Gaussians where the picture is least exact (2 % more each step, 3 times the
+    /// model's number at 100) and keeps Gaussians the model rated less likely; on Kodak
+    /// pictures about 0.12 bpp at 1, 0.63 at 50, 2.2 at 100. Network with
     /// refinement (--effort default on a GPU, max): the refinement prunes or densifies to
     /// 0.12 to 5 times the model's number of Gaussians, coarser below 30.
     #[arg(long, default_value_t = 50, allow_negative_numbers = true,

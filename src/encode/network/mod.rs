@@ -699,6 +699,11 @@ impl NetworkEncoder {
             }
         };
         let color_fit = match self.opts.color_fit {
+            // Refinement's fits are undamped (as on the GPU, whose fit has no damping): the
+            // steps between them settle what the damping would.
+            Some(f) if refining && self.info.quantizers.is_some() => {
+                Some(FitOptions { damping: 0.0, ..f })
+            }
             Some(f) if self.info.quantizers.is_some() && !gs.is_empty() => Some(f),
             _ if refining => Some(FitOptions::default()),
             _ => None,
@@ -744,7 +749,9 @@ impl NetworkEncoder {
             }
             if !refining && budget > gs.len() {
                 // Above the model's count (high qualities): Gaussians added where the error is.
+                let clock = Instant::now();
                 densify(pixels, &mut gs, budget, DENSIFY_ROUNDS, &fit);
+                stages.add("additions", clock);
             }
             let draft = SplatImage::new(pixels.width, pixels.height, pixels.layout, gs.clone())?;
             let header = format::plan_header(&draft, opts)?;

@@ -32,6 +32,11 @@ pub struct FitOptions {
     pub sweeps: usize,
     /// Fitted values are clamped into this range.
     pub clamp: (f32, f32),
+    /// Damping toward the current colours: each Gaussian's deviation from its colour before
+    /// the fit costs `damping` times its own diagonal entry of the normal matrix (its
+    /// `Σ_p A[p][k]²`), so a Gaussian the picture pins down little (small, or under large
+    /// neighbours) keeps its colour instead of taking an extreme one; 0: plain least squares.
+    pub damping: f64,
 }
 
 impl Default for FitOptions {
@@ -40,6 +45,7 @@ impl Default for FitOptions {
             iterations: 40,
             sweeps: 3,
             clamp: (-0.25, 1.25),
+            damping: 0.0,
         }
     }
 }
@@ -528,6 +534,23 @@ impl System {
                 si[c] = bi[c] - si[c] - ti[c];
             }
         }
+        // Damping: the system is (N + D) x = b + D x0 with D = damping · diag(N); its residual
+        // at x0 is the undamped one.
+        let damp: Vec<f64> = if opts.damping > 0.0 {
+            (0..na)
+                .map(|k| {
+                    let row = self.normal.start[k]..self.normal.start[k + 1];
+                    let d = row
+                        .map(|j| {
+                            (self.normal.col[j] as usize == k) as u8 as f64 * self.normal.val[j]
+                        })
+                        .sum::<f64>();
+                    opts.damping * d
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
         let mut gamma = norm(&s);
         let mut p = s.clone();
         // A channel stops once its normal-equation residual has fallen by 1e-8 (or was zero): past
@@ -538,8 +561,14 @@ impl System {
             if !live.iter().any(|&l| l) {
                 break;
             }
-            // pᵀNp = ||A p||².
-            let qq = self.normal.apply(&p, &p, &mut t);
+            // pᵀNp = ||A p||² (plus pᵀDp, and D p added to N p, when damped).
+            let mut qq = self.normal.apply(&p, &p, &mut t);
+            for ((ti, pi), &d) in t.iter_mut().zip(&p).zip(&damp) {
+                for c in 0..4 {
+                    ti[c] += d * pi[c];
+                    qq[c] += d * pi[c] * pi[c];
+                }
+            }
             let alpha: [f64; 4] = std::array::from_fn(|c| {
                 if live[c] && qq[c] > 0.0 {
                     gamma[c] / qq[c]
@@ -710,6 +739,76 @@ mod tests {
             .sum::<f64>()
             / target.data.len() as f64;
         assert!(mse < 1e-9, "mse {mse}");
+    }
+
+    /// A damped fit solves `(N + μ·diag N) x = b + μ·diag N · x0` (x0 the colours before the
+    /// fit), and pulls the colours the picture pins down little less far than plain least
+    /// squares does.
+    #[test]
+    fn damped_fit_solves_the_damped_normal_equations() {
+        let (w, h) = (120, 90);
+        let mut gs = gaussians(w, h, 40);
+        // Small Gaussians under the large ones: the picture pins their colours down little.
+        for (i, g) in gaussians(w, h, 12).into_iter().enumerate() {
+            gs.push(Gaussian {
+                scale: [0.5, 0.5],
+                color: [0.2 + 0.05 * i as f32, 0.5, 0.4, 0.0],
+                ..g
+            });
+        }
+        let target = picture(w, h, &gaussians(w, h, 25), true);
+        let start: Vec<[f32; 4]> = gs.iter().map(|g| g.color).collect();
+        let opts = |damping| FitOptions {
+            iterations: 2000,
+            clamp: (-1e3, 1e3),
+            damping,
+            ..FitOptions::default()
+        };
+        let mu = 0.1;
+        let (mut damped, mut plain) = (gs.clone(), gs.clone());
+        fit_colors(&target, &mut damped, &opts(mu));
+        fit_colors(&target, &mut plain, &opts(0.0));
+        let projected: Vec<Projected> = gs.iter().map(|g| project(g, 1.0, 1.0)).collect();
+        let active: Vec<usize> = (0..gs.len()).collect();
+        let sys = System::new(&target, &projected, &active).unwrap();
+        let n = &sys.normal;
+        let diag = |k: usize| {
+            (n.start[k]..n.start[k + 1])
+                .find(|&j| n.col[j] as usize == k)
+                .map_or(0.0, |j| n.val[j])
+        };
+        for c in 0..3 {
+            let mut worst: f64 = 0.0;
+            let scale = sys.bt.iter().map(|b| b[c].abs()).fold(0.0, f64::max);
+            for k in 0..gs.len() {
+                let mut r =
+                    -sys.bt[k][c] + mu * diag(k) * (damped[k].color[c] as f64 - start[k][c] as f64);
+                for j in n.start[k]..n.start[k + 1] {
+                    r += n.val[j] * damped[n.col[j] as usize].color[c] as f64;
+                }
+                worst = worst.max(r.abs());
+            }
+            assert!(
+                worst < 1e-4 * scale,
+                "channel {c}: residual {worst} of {scale}"
+            );
+        }
+        // The small Gaussians move less from their start damped than undamped.
+        let moved = |fitted: &[Gaussian]| -> f64 {
+            (40..gs.len())
+                .map(|k| {
+                    (0..3)
+                        .map(|c| (fitted[k].color[c] - start[k][c]).abs() as f64)
+                        .sum::<f64>()
+                })
+                .sum()
+        };
+        assert!(
+            moved(&damped) < 0.95 * moved(&plain),
+            "damped {} undamped {}",
+            moved(&damped),
+            moved(&plain)
+        );
     }
 
     #[test]

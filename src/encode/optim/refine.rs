@@ -326,7 +326,8 @@ impl Engine {
         fit: &super::fit::FitOptions,
         fallback: &mut Option<String>,
     ) {
-        if let Engine::Gpu(g, _) = self {
+        // The GPU's fit is undamped least squares: a damped fit runs on the CPU.
+        if let (Engine::Gpu(g, _), 0.0) = (&mut *self, fit.damping) {
             let colors: Vec<[f32; 4]> = gaussians.iter().map(|g| g.color).collect();
             match g.fit_colors(gaussians, fit.iterations, fit.clamp) {
                 Ok(()) => return,
