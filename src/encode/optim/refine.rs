@@ -1256,6 +1256,56 @@ mod grid_tests {
     use crate::{ChannelLayout, SplatImage};
 
     #[test]
+    fn quantized_steps_scale_by_quantized_lr() {
+        // Grey Gaussians on a gradient: quantization-aware steps at a zero step-size factor
+        // leave the start on the grid; at a positive one they lower the error, by less in the
+        // first steps when the factor is smaller.
+        let (w, h) = (40u32, 24u32);
+        let data: Vec<f32> = (0..w * h)
+            .flat_map(|i| {
+                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+                [x, y, 0.5 * (x + y)]
+            })
+            .collect();
+        let target = Frame {
+            width: w,
+            height: h,
+            layout: ChannelLayout::Rgb,
+            data,
+        };
+        let start: Vec<Gaussian> = (0..15)
+            .map(|k| Gaussian {
+                x: 4.0 + (k % 5) as f32 * 8.0,
+                y: 4.0 + (k / 5) as f32 * 8.0,
+                scale: [4.0, 3.5],
+                rotation: 0.2,
+                color: [0.5, 0.5, 0.5, 0.0],
+            })
+            .collect();
+        let image = SplatImage::new(w, h, ChannelLayout::Rgb, start.clone()).unwrap();
+        let grid = QuantGrid::of(&plan_header(&image, &WriteOptions::default()).unwrap());
+        let run = |factor: f32| {
+            let opts = RefineOptions {
+                quantized_lr: factor,
+                ..Default::default()
+            };
+            let mut gs = start.clone();
+            let out = refine_quantized(&target, &mut gs, &opts, &grid, 3).unwrap();
+            (gs, out)
+        };
+        let (still, out) = run(0.0);
+        assert_eq!(out.last, out.first, "no step moves");
+        let snapped: Vec<Gaussian> = start.iter().map(|g| grid.snap(g)).collect();
+        assert_eq!(still, snapped);
+        let (_, small) = run(0.25);
+        let (_, full) = run(1.0);
+        assert!(small.last < small.first, "{small:?}");
+        assert!(full.last < small.last, "{full:?} {small:?}");
+        let note = full.psnr_note(true).unwrap();
+        assert!(note.contains(" dB to "), "{note}");
+    }
+
+    #[test]
     fn snap_is_what_the_file_stores() {
         // The grid's snap gives the geometry format::quantize → dequantize gives, for Gaussians
         // anywhere (outside the picture too) at any rotation.
