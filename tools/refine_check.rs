@@ -25,7 +25,11 @@
 //!                                   quantization-aware steps, F 1/0: colour fit in each round):
 //!                                   mean bpp, mean PSNR, median encode seconds (network run
 //!                                   to file written, the GPU and the ONNX Runtime model already open);
-//!                                   --device cpu: the same refinement on the CPU (slow)
+//!                                   --device cpu: the same refinement on the CPU (slow);
+//!                                   V+key=value..: a variant with fields replaced (lf, qlr,
+//!                                   lp, ls, lr, lc, it, ro, re, q: see `variant`); the
+//!                                   mean float PSNR after the rounds is the last column,
+//!                                   REFINE_CHECK_VERBOSE=1 prints each picture's
 //! ```
 //! Exit status 1 when a check fails.
 
@@ -479,15 +483,54 @@ fn curve(pngs: &[&String], densities: &[String], scheds: &[String], fine: bool) 
 
 /// The refinement a variant names: `default`, `max`, or `I:R:M:Q:F`.
 fn variant(v: &str, cpu: bool) -> Result<RefineOptions> {
-    use gsimg::encode::optim::refine::{Effort, RefineDevice};
+    use gsimg::encode::optim::refine::RefineDevice;
     let dev = if cpu {
         RefineDevice::Cpu
     } else {
         RefineDevice::Cuda
     };
+    // Overrides after the preset: `default+lf=0.1+qlr=0.3` (lf: lr_final, qlr: quantized_lr,
+    // lp / ls / lr / lc: step sizes of position, scale, rotation, colour).
+    let mut parts = v.split('+');
+    let mut o = variant_base(parts.next().unwrap_or(""), dev)?;
+    for kv in parts {
+        let (k, x) = kv.split_once('=').context("override: want key=value")?;
+        let x: f32 = x.parse().context("override value")?;
+        match k {
+            "lf" => o.lr_final = x,
+            "qlr" => o.quantized_lr = x,
+            "lp" => o.lr_position = x,
+            "ls" => o.lr_scale = x,
+            "lr" => o.lr_rotation = x,
+            "lc" => o.lr_color = x,
+            "it" => o.iterations = x as usize,
+            "ro" => o.rounds = x as usize,
+            "re" => o.reallocate = x,
+            "q" => o.quantized_steps = x as usize,
+            _ => bail!("override {k}: want lf, qlr, lp, ls, lr, lc, it, ro, re or q"),
+        }
+    }
+    Ok(o)
+}
+
+/// What `effort` does on a GPU, with the descent on `dev`.
+fn gpu_preset(
+    effort: gsimg::encode::optim::refine::Effort,
+    dev: gsimg::encode::optim::refine::RefineDevice,
+) -> RefineOptions {
+    use gsimg::encode::optim::refine::RefineDevice;
+    RefineOptions {
+        device: dev,
+        ..RefineOptions::for_effort(effort, RefineDevice::Cuda, true)
+    }
+}
+
+fn variant_base(v: &str, dev: gsimg::encode::optim::refine::RefineDevice) -> Result<RefineOptions> {
+    use gsimg::encode::optim::refine::Effort;
     Ok(match v {
-        "default" => RefineOptions::for_effort(Effort::Default, dev, true),
-        "max" => RefineOptions::for_effort(Effort::Max, dev, true),
+        // The GPU's presets, on `dev` (the CPU runs the same algorithm).
+        "default" => gpu_preset(Effort::Default, dev),
+        "max" => gpu_preset(Effort::Max, dev),
         _ => {
             let f: Vec<&str> = v.split(':').collect();
             if f.len() != 5 {
@@ -499,7 +542,7 @@ fn variant(v: &str, cpu: bool) -> Result<RefineOptions> {
                 reallocate: f[2].parse()?,
                 quantized_steps: f[3].parse()?,
                 refit_colors: f[4] == "1",
-                ..RefineOptions::for_effort(Effort::Default, dev, true)
+                ..gpu_preset(Effort::Default, dev)
             }
         }
     })
@@ -513,6 +556,7 @@ fn effort(
     cpu: bool,
 ) -> Result<()> {
     use gsimg::encode::NetworkOptions;
+    let verbose = std::env::var_os("REFINE_CHECK_VERBOSE").is_some();
     if cpu {
         println!("device: CPU, {} threads", rayon::current_num_threads());
     } else {
@@ -528,6 +572,7 @@ fn effort(
                 quality: q,
                 refine: variant(v, cpu)?,
                 model: model.map(Into::into),
+                library_search: Some(gsimg::network::LibrarySearch::from_env()),
                 ..NetworkOptions::default()
             };
             let enc = opts.build()?;
@@ -535,7 +580,7 @@ fn effort(
             if !cpu {
                 enc.encode(&pics[0])?;
             }
-            let (mut bpp, mut db, mut secs) = (0.0, 0.0, Vec::new());
+            let (mut bpp, mut db, mut secs, mut float_db) = (0.0, 0.0, Vec::new(), 0.0);
             for px in &pics {
                 let t = Instant::now();
                 let e = enc.encode(px)?;
@@ -543,6 +588,33 @@ fn effort(
                     t.elapsed().as_secs_f64(),
                     e.notes.last().cloned().unwrap_or_default(),
                 ));
+                // The float PSNR after the rounds and after the quantization-aware steps
+                // (the encoder's `-v` notes), next to the file's.
+                let ends: Vec<f64> = e
+                    .notes
+                    .iter()
+                    .filter(|n| n.contains(" dB to "))
+                    .filter_map(|n| {
+                        n.rsplit(" dB to ")
+                            .next()?
+                            .trim_end_matches(" dB")
+                            .parse()
+                            .ok()
+                    })
+                    .collect();
+                let file_db = psnr8(px, &e.image)?;
+                if verbose {
+                    println!(
+                        "  {} bpp {:.4} file {:.3} dB, float ends {:?}",
+                        e.image.gaussians().len(),
+                        e.bytes.len() as f64 * 8.0 / (px.width as f64 * px.height as f64),
+                        file_db,
+                        ends
+                    );
+                }
+                if let Some(f) = ends.first() {
+                    float_db += f;
+                }
                 bpp += e.bytes.len() as f64 * 8.0 / (px.width as f64 * px.height as f64);
                 db += psnr8(px, &e.image)?;
             }
@@ -550,9 +622,10 @@ fn effort(
             let (median, median_stages) = secs[secs.len() / 2].clone();
             let n = pics.len() as f64;
             println!(
-                "{q} | {v} | {:.4} | {:.3} | {median:.3} | {median_stages}",
+                "{q} | {v} | {:.4} | {:.3} | {median:.3} | {median_stages} | float {:.3}",
                 bpp / n,
-                db / n
+                db / n,
+                float_db / n
             );
         }
     }

@@ -688,6 +688,7 @@ impl NetworkEncoder {
                           stages: &mut Stages,
                           quantized: bool| {
             notes.extend(o.note());
+            notes.extend(o.psnr_note(quantized));
             warnings.extend(o.warning());
             let s = o.seconds;
             if quantized {
