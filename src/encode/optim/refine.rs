@@ -1124,28 +1124,8 @@ mod tests {
         // A smooth picture, Gaussians with wrong colours: rounds of moves and steps reduce the
         // error with or without the least-squares fit in each round, and only a refinement
         // that asks for the fit spends time in it.
-        let (w, h) = (48u32, 32u32);
-        let data: Vec<f32> = (0..w * h)
-            .flat_map(|i| {
-                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
-                [x, y, 0.5 * (x + y)]
-            })
-            .collect();
-        let target = Frame {
-            width: w,
-            height: h,
-            layout: ChannelLayout::Rgb,
-            data,
-        };
-        let start: Vec<Gaussian> = (0..24)
-            .map(|k| Gaussian {
-                x: 4.0 + (k % 6) as f32 * 8.0,
-                y: 4.0 + (k / 6) as f32 * 8.0,
-                scale: [4.0, 4.0],
-                rotation: 0.0,
-                color: [0.5, 0.5, 0.5, 0.0],
-            })
-            .collect();
+        let target = gradient(48, 32);
+        let start = grey_grid(6, 4, [4.0, 4.0], 0.0);
         for refit in [true, false] {
             let opts = RefineOptions {
                 iterations: 30,
@@ -1250,6 +1230,37 @@ mod tests {
     }
 }
 
+/// An RGB gradient picture: red across, green down, blue their mean.
+#[cfg(test)]
+fn gradient(w: u32, h: u32) -> Frame<f32> {
+    let data: Vec<f32> = (0..w * h)
+        .flat_map(|i| {
+            let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
+            [x, y, 0.5 * (x + y)]
+        })
+        .collect();
+    Frame {
+        width: w,
+        height: h,
+        layout: crate::ChannelLayout::Rgb,
+        data,
+    }
+}
+
+/// Grey Gaussians on a grid of `cols` × `rows` cells of 8 pixels, one at each cell's centre.
+#[cfg(test)]
+fn grey_grid(cols: usize, rows: usize, scale: [f32; 2], rotation: f32) -> Vec<Gaussian> {
+    (0..cols * rows)
+        .map(|k| Gaussian {
+            x: 4.0 + (k % cols) as f32 * 8.0,
+            y: 4.0 + (k / cols) as f32 * 8.0,
+            scale,
+            rotation,
+            color: [0.5, 0.5, 0.5, 0.0],
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod grid_tests {
     use super::*;
@@ -1262,27 +1273,8 @@ mod grid_tests {
         // leave the start on the grid; at a positive one they lower the error, by less in the
         // first steps when the factor is smaller.
         let (w, h) = (40u32, 24u32);
-        let data: Vec<f32> = (0..w * h)
-            .flat_map(|i| {
-                let (x, y) = ((i % w) as f32 / w as f32, (i / w) as f32 / h as f32);
-                [x, y, 0.5 * (x + y)]
-            })
-            .collect();
-        let target = Frame {
-            width: w,
-            height: h,
-            layout: ChannelLayout::Rgb,
-            data,
-        };
-        let start: Vec<Gaussian> = (0..15)
-            .map(|k| Gaussian {
-                x: 4.0 + (k % 5) as f32 * 8.0,
-                y: 4.0 + (k / 5) as f32 * 8.0,
-                scale: [4.0, 3.5],
-                rotation: 0.2,
-                color: [0.5, 0.5, 0.5, 0.0],
-            })
-            .collect();
+        let target = gradient(w, h);
+        let start = grey_grid(5, 3, [4.0, 3.5], 0.2);
         let image = SplatImage::new(w, h, ChannelLayout::Rgb, start.clone()).unwrap();
         let grid = QuantGrid::of(&plan_header(&image, &WriteOptions::default()).unwrap());
         let run = |factor: f32| {
