@@ -710,3 +710,198 @@ fit_finish(GaussianIn* __restrict__ params, const Dbl4* __restrict__ x,
     }
     params[i] = g;
 }
+
+// ---------------------------------------------------------------------------------------------
+// The moves between refinement rounds (src/encode/optim/realloc.rs adapt_with) on the device:
+// the blend's numerator and weight sum per pixel, each Gaussian's removal cost over its
+// footprint, and the error map of a render.
+//
+//   moves_blend_c{1..4}  one block per tile: per pixel the raw numerator N_p (float4, channels
+//                        past C are 0) and (D_p, the squared error of N_p / D_p against the
+//                        picture summed over the channels, 0, 0), with the blend of blend.cuh
+//   moves_cost_c{1..4}   one block per tile: for every (tile, Gaussian) entry, the sum over the
+//                        tile's pixels of ||C'_p - I_p||^2 - ||C_p - I_p||^2, with
+//                        C'_p = (N_p - w c_k) / (D_p - w) (0 where D_p - w <= 1e-6 D_p), each
+//                        pixel's term rounded to float per channel as realloc.rs does, summed
+//                        in double (warp shuffles, then the 8 warps in order), into the
+//                        entry's slot (the slot numbering of the backward pass)
+//   moves_gather         one thread per Gaussian: its slots summed in tile order (double)
+//
+// The host keeps the removal order, the neighbour test and the picks (realloc.rs).
+// ---------------------------------------------------------------------------------------------
+#define GATHER_THREADS 256
+
+template <int C>
+__device__ __forceinline__ void moves_blend_tile(const Splat* __restrict__ splats,
+                                                 const unsigned int* __restrict__ tile_vals,
+                                                 const uint2* __restrict__ ranges,
+                                                 const RenderStats* __restrict__ stats,
+                                                 const RefineParams& p,
+                                                 const float* __restrict__ target,
+                                                 float4* __restrict__ pix_num,
+                                                 float4* __restrict__ pix_den_err,
+                                                 RefineState* state) {
+    if (!lists_fit(stats, p, state, 0)) return;
+    const TilePixel t = tile_pixel(blockIdx.x, p.tiles_x);
+    const float fx = __fadd_rn((float)t.px, 0.5f);
+    const float fy = __fadd_rn((float)t.py, 0.5f);
+    float acc[C];
+    float den;
+    blend_pixel<C>(splats, tile_vals, ranges[blockIdx.x], t.px, t.py, t.wx0, t.wy0, t.wx1, t.wy1,
+                   fx, fy, acc, den);
+    if (t.px >= p.width || t.py >= p.height) return;
+    const unsigned long long i = (unsigned long long)t.py * p.width + t.px;
+    const float d = fmaxf(den, MIN_WEIGHT_SUM);
+    float num[4] = {0.0f, 0.0f, 0.0f, 0.0f};
+    float err = 0.0f;
+#pragma unroll
+    for (int k = 0; k < C; ++k) {
+        num[k] = acc[k];
+        const float e = __fsub_rn(__fdiv_rn(acc[k], d), target[i * C + k]);
+        err = __fadd_rn(err, __fmul_rn(e, e));
+    }
+    pix_num[i] = make_float4(num[0], num[1], num[2], num[3]);
+    pix_den_err[i] = make_float4(den, err, 0.0f, 0.0f);
+}
+
+template <int C>
+__device__ __forceinline__ void moves_cost_tile(const Splat* __restrict__ splats,
+                                                const unsigned int* __restrict__ tile_vals,
+                                                const uint2* __restrict__ ranges,
+                                                const unsigned int* __restrict__ offsets,
+                                                const RefineParams& p,
+                                                const float* __restrict__ target,
+                                                const float4* __restrict__ pix_num,
+                                                const float4* __restrict__ pix_den_err,
+                                                double* __restrict__ cost_slots,
+                                                const RefineState* state) {
+    __shared__ float4 s_geo[BWD_BATCH];
+    __shared__ float2 s_geo2[BWD_BATCH];
+    __shared__ int4 s_box[BWD_BATCH];
+    __shared__ float4 s_col[BWD_BATCH];
+    __shared__ unsigned int s_slot[BWD_BATCH];
+    __shared__ double s_part[RASTER_THREADS / 32][BWD_BATCH];
+    if (state->overflow) return;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int tile = blockIdx.x;
+    const TilePixel t = tile_pixel(tile, p.tiles_x);
+    const float fx = __fadd_rn((float)t.px, 0.5f);
+    const float fy = __fadd_rn((float)t.py, 0.5f);
+    const bool inside = t.px < p.width && t.py < p.height;
+    float num[4] = {0.0f, 0.0f, 0.0f, 0.0f}, tv[4] = {0.0f, 0.0f, 0.0f, 0.0f}, den = 0.0f;
+    float now2[4] = {0.0f, 0.0f, 0.0f, 0.0f};  // ||C_p - I_p||^2 per channel
+    if (inside) {
+        const unsigned long long i = (unsigned long long)t.py * p.width + t.px;
+        const float4 n4 = pix_num[i];
+        num[0] = n4.x; num[1] = n4.y; num[2] = n4.z; num[3] = n4.w;
+        den = pix_den_err[i].x;
+        const float d = fmaxf(den, MIN_WEIGHT_SUM);
+#pragma unroll
+        for (int k = 0; k < C; ++k) {
+            tv[k] = target[i * C + k];
+            const float e = __fsub_rn(__fdiv_rn(num[k], d), tv[k]);
+            now2[k] = __fmul_rn(e, e);
+        }
+    }
+    const uint2 range = ranges[tile];
+    for (unsigned int b = range.x; b < range.y; b += BWD_BATCH) {
+        const unsigned int count = min(range.y - b, (unsigned int)BWD_BATCH);
+        if ((unsigned int)tid < count) {
+            const unsigned int gi = tile_vals[b + tid];
+            const Splat s = splats[gi];
+            s_geo[tid] = s.geo;
+            s_geo2[tid] = make_float2(s.geo2.x, s.geo2.y);
+            s_box[tid] = s.box;
+            s_col[tid] = s.color;
+            const int tx0 = s.box.x / TILE_W, ty0 = s.box.y / TILE_H;
+            const int span_w = s.box.z / TILE_W - tx0 + 1;
+            s_slot[tid] = offsets[gi] + (unsigned int)((t.tile_y - ty0) * span_w + (t.tile_x - tx0));
+        }
+        __syncthreads();
+        for (unsigned int j = 0; j < count; ++j) {
+            const int4 box = s_box[j];
+            double v = 0.0;
+            const bool warp_hits =
+                !(box.x > t.wx1 || box.z < t.wx0 || box.y > t.wy1 || box.w < t.wy0);
+            if (warp_hits) {
+                bool hit = false;
+                if (inside && t.px >= box.x && t.px <= box.z && t.py >= box.y && t.py <= box.w) {
+                    const float4 g = s_geo[j];
+                    const float2 g2 = s_geo2[j];
+                    float dx, dy;
+                    const float q = splat_q(g, g2, fx, fy, dx, dy);
+                    if (q <= CUTOFF_Q) {
+                        const float w = splat_weight(g2, q);
+                        if (w > 0.0f) {
+                            hit = true;
+                            const float4 col = s_col[j];
+                            const float cv[4] = {col.x, col.y, col.z, col.w};
+                            const float rest = __fsub_rn(den, w);
+                            const bool left = rest > __fmul_rn(1e-6f, den);
+#pragma unroll
+                            for (int k = 0; k < C; ++k) {
+                                const float after =
+                                    __fsub_rn(left ? __fdiv_rn(__fsub_rn(num[k], __fmul_rn(w, cv[k])),
+                                                               rest)
+                                                   : 0.0f,
+                                              tv[k]);
+                                v += (double)__fsub_rn(__fmul_rn(after, after), now2[k]);
+                            }
+                        }
+                    }
+                }
+                if (__any_sync(FULL_MASK, hit)) {
+#pragma unroll
+                    for (int d = 16; d > 0; d >>= 1) v += __shfl_down_sync(FULL_MASK, v, d);
+                }
+            }
+            if (lane == 0) s_part[warp][j] = v;
+        }
+        __syncthreads();
+        if ((unsigned int)tid < count) {
+            double sum = 0.0;
+            for (int w = 0; w < RASTER_THREADS / 32; ++w) sum += s_part[w][tid];
+            cost_slots[s_slot[tid]] = sum;
+        }
+        __syncthreads();
+    }
+}
+
+#define DEFINE_MOVES(C)                                                                        \
+    extern "C" __global__ void __launch_bounds__(RASTER_THREADS) moves_blend_c##C(            \
+        const Splat* __restrict__ splats, const unsigned int* __restrict__ tile_vals,          \
+        const uint2* __restrict__ ranges, const RenderStats* __restrict__ stats,               \
+        const RefineParams p, const float* __restrict__ target, float4* __restrict__ pix_num,  \
+        float4* __restrict__ pix_den_err, RefineState* state) {                                \
+        moves_blend_tile<C>(splats, tile_vals, ranges, stats, p, target, pix_num, pix_den_err, \
+                            state);                                                            \
+    }                                                                                          \
+    extern "C" __global__ void __launch_bounds__(RASTER_THREADS) moves_cost_c##C(             \
+        const Splat* __restrict__ splats, const unsigned int* __restrict__ tile_vals,          \
+        const uint2* __restrict__ ranges, const unsigned int* __restrict__ offsets,            \
+        const RefineParams p, const float* __restrict__ target,                                \
+        const float4* __restrict__ pix_num, const float4* __restrict__ pix_den_err,            \
+        double* __restrict__ cost_slots, const RefineState* state) {                           \
+        moves_cost_tile<C>(splats, tile_vals, ranges, offsets, p, target, pix_num,             \
+                           pix_den_err, cost_slots, state);                                    \
+    }
+
+DEFINE_MOVES(1)
+DEFINE_MOVES(2)
+DEFINE_MOVES(3)
+DEFINE_MOVES(4)
+
+// Gaussian i's removal cost: its slots summed in tile order. Nothing after an overflow (the
+// host sees it and does not use the result).
+extern "C" __global__ void __launch_bounds__(GATHER_THREADS)
+moves_gather(const unsigned int* __restrict__ counts, const unsigned int* __restrict__ offsets,
+             const double* __restrict__ cost_slots, double* __restrict__ cost,
+             const unsigned int n, const RefineState* state) {
+    const unsigned int i = blockIdx.x * GATHER_THREADS + threadIdx.x;
+    if (i >= n || state->overflow) return;
+    const unsigned int n_slots = counts[i], first = offsets[i];
+    double sum = 0.0;
+    for (unsigned int s = 0; s < n_slots; ++s) sum += cost_slots[first + s];
+    cost[i] = sum;
+}

@@ -729,3 +729,126 @@ fn gpu_colour_fit_matches_cpu() {
         );
     }
 }
+
+#[test]
+fn gpu_removal_costs_match_cpu() {
+    // The moves' removal costs (realloc.rs: ΔE_k over each Gaussian's footprint) on random
+    // scenes of every layout: the GPU's within 1e-4 of the CPU's (relative, or of the largest
+    // for costs near 0), and the same ten cheapest in the same order.
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(41);
+    for (layout, w, h, n) in [
+        (ChannelLayout::Gray, 37u32, 29u32, 60usize),
+        (ChannelLayout::GrayAlpha, 30, 34, 50),
+        (ChannelLayout::Rgb, 48, 40, 90),
+        (ChannelLayout::Rgba, 35, 21, 70),
+    ] {
+        let nc = layout.channels();
+        let target = refine_target(&mut rng, w, h, layout);
+        let gs = random_image(&mut rng, w, h, layout, n, 0.6, 6.0).into_gaussians();
+        let cpu = gsimg::encode::optim::realloc::removal_costs(&target, &gs);
+        let mut refiner = gpu.refiner(w, h, nc, &target.data).unwrap();
+        let dev = refiner.removal_costs(&gs).unwrap();
+        assert_eq!(dev.len(), cpu.len());
+        let largest = cpu.iter().fold(0f64, |m, c| m.max(c.abs()));
+        let mut worst = 0f64;
+        for (k, (c, d)) in cpu.iter().zip(&dev).enumerate() {
+            let rel = (c - d).abs() / c.abs().max(1e-3 * largest);
+            worst = worst.max(rel);
+            assert!(rel <= 1e-4, "{layout:?}: Gaussian {k} costs {d} on the GPU, {c} on the CPU");
+        }
+        let cheapest = |v: &[f64]| {
+            let mut o: Vec<usize> = (0..v.len()).collect();
+            o.sort_by(|&a, &b| v[a].total_cmp(&v[b]).then(a.cmp(&b)));
+            o.truncate(10);
+            o
+        };
+        assert_eq!(cheapest(&dev), cheapest(&cpu), "{layout:?}: the cheapest differ");
+        eprintln!("{layout:?} {w}x{h} n={n}: costs within {worst:.1e} (largest {largest:.3e})");
+        // Again on the same refiner: the same costs.
+        assert_eq!(refiner.removal_costs(&gs).unwrap(), dev, "{layout:?}: not repeatable");
+    }
+}
+
+#[test]
+fn gpu_error_map_matches_cpu() {
+    // The moves' error map (the squared error per pixel of the render of what is kept): the
+    // GPU's within 1e-5 of the CPU's (of the pixel's value or, near 0, of the largest), for
+    // every Gaussian kept, every third removed, and none kept.
+    let Some(gpu) = gpu() else { return };
+    let mut rng = Rng::new(43);
+    for (layout, w, h, n) in [
+        (ChannelLayout::Gray, 37u32, 29u32, 60usize),
+        (ChannelLayout::GrayAlpha, 30, 34, 50),
+        (ChannelLayout::Rgb, 48, 40, 90),
+        (ChannelLayout::Rgba, 35, 21, 70),
+    ] {
+        let nc = layout.channels();
+        let target = refine_target(&mut rng, w, h, layout);
+        let gs = random_image(&mut rng, w, h, layout, n, 0.6, 6.0).into_gaussians();
+        let mut refiner = gpu.refiner(w, h, nc, &target.data).unwrap();
+        let thirds: Vec<bool> = (0..n).map(|k| k % 3 != 0).collect();
+        let none = vec![false; n];
+        for (what, keep) in [
+            ("all kept", None),
+            ("a third removed", Some(&thirds[..])),
+            ("none kept", Some(&none[..])),
+        ] {
+            let cpu = gsimg::encode::optim::realloc::error_map(&target, &gs, keep);
+            let dev = refiner.error_map(&gs, keep).unwrap();
+            assert_eq!(dev.len(), (w * h) as usize);
+            let largest = cpu.iter().fold(0f32, |m, c| m.max(c.abs()));
+            assert!(largest > 0.0, "{layout:?} {what}: a zero error map");
+            for (i, (c, d)) in cpu.iter().zip(&dev).enumerate() {
+                let rel = (c - d).abs() / c.abs().max(1e-3 * largest);
+                assert!(
+                    rel <= 1e-5,
+                    "{layout:?} {what}: pixel {i} has error {d} on the GPU, {c} on the CPU"
+                );
+            }
+        }
+        assert!(
+            refiner.error_map(&gs, Some(&none[1..])).is_err(),
+            "{layout:?}: keep flags of the wrong length are refused"
+        );
+    }
+}
+
+#[test]
+fn gpu_moves_refine_as_the_cpu_does() {
+    // A refinement in rounds with moves between them (growing to a budget, moving 10 % each
+    // round), all on the GPU (descents, colour fits, the moves' costs and error maps) and all
+    // on the CPU: the GPU's ends within 0.15 dB of the CPU's.
+    let Some(_gpu) = gpu() else { return };
+    use gsimg::encode::optim::refine::{RefineDevice, RefineOptions, refine_to};
+    let mut rng = Rng::new(47);
+    let (w, h, layout) = (48u32, 40u32, ChannelLayout::Rgb);
+    let target = refine_target(&mut rng, w, h, layout);
+    let start = random_image(&mut rng, w, h, layout, 60, 1.0, 4.0).into_gaussians();
+    let opts = RefineOptions {
+        iterations: 24,
+        rounds: 3,
+        reallocate: 0.1,
+        device: RefineDevice::Cuda,
+        ..Default::default()
+    };
+    let mut dev = start.clone();
+    let g = refine_to(&target, &mut dev, &opts, 90).unwrap();
+    assert!(g.gpu.is_some() && g.fallback.is_none(), "{g:?}");
+    let mut cpu = start.clone();
+    let on_cpu = RefineOptions {
+        device: RefineDevice::Cpu,
+        ..opts
+    };
+    let c = refine_to(&target, &mut cpu, &on_cpu, 90).unwrap();
+    assert!(c.gpu.is_none());
+    assert_eq!((dev.len(), cpu.len()), (90, 90));
+    let psnr = |gs: &[gsimg::Gaussian]| {
+        let mse = gsimg::encode::optim::refine::gradients(&target, gs).0;
+        -10.0 * mse.log10()
+    };
+    let (pg, pc) = (psnr(&dev), psnr(&cpu));
+    eprintln!("GPU moves {pg:.3} dB, CPU moves {pc:.3} dB ({:?} / {:?})", g.last, c.last);
+    assert!(pg > psnr(&start) + 3.0, "no refinement: {pg:.3} dB");
+    assert!((pg - pc).abs() <= 0.15, "GPU moves {pg:.3} dB, CPU moves {pc:.3} dB");
+}

@@ -115,6 +115,8 @@ std::map<std::string, Function>& registry() {
         K(refine_forward_c3), K(refine_forward_c4), K(refine_loss), K(refine_backward_c1),
         K(refine_backward_c2), K(refine_backward_c3), K(refine_backward_c4), K(refine_update),
         K(fit_start), K(fit_product), K(fit_reduce), K(fit_step), K(fit_direction), K(fit_finish),
+        K(moves_blend_c1), K(moves_blend_c2), K(moves_blend_c3), K(moves_blend_c4),
+        K(moves_cost_c1), K(moves_cost_c2), K(moves_cost_c3), K(moves_cost_c4), K(moves_gather),
 #undef K
     };
     return *r;

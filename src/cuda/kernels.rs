@@ -53,9 +53,28 @@ pub(crate) enum Kernel {
     FitStep,
     FitDirection,
     FitFinish,
+    /// `moves_blend_c{1..4}`: index = channels - 1.
+    MovesBlend(u8),
+    /// `moves_cost_c{1..4}`: index = channels - 1.
+    MovesCost(u8),
+    MovesGather,
 }
 
-pub(crate) const KERNEL_COUNT: usize = 32;
+pub(crate) const KERNEL_COUNT: usize = 41;
+
+const MOVES_BLEND_NAMES: [&str; 4] = [
+    "moves_blend_c1",
+    "moves_blend_c2",
+    "moves_blend_c3",
+    "moves_blend_c4",
+];
+
+const MOVES_COST_NAMES: [&str; 4] = [
+    "moves_cost_c1",
+    "moves_cost_c2",
+    "moves_cost_c3",
+    "moves_cost_c4",
+];
 
 const REFINE_FORWARD_NAMES: [&str; 4] = [
     "refine_forward_c1",
@@ -105,6 +124,9 @@ impl Kernel {
             Kernel::FitStep => 29,
             Kernel::FitDirection => 30,
             Kernel::FitFinish => 31,
+            Kernel::MovesBlend(i) => 32 + i as usize,
+            Kernel::MovesCost(i) => 36 + i as usize,
+            Kernel::MovesGather => 40,
         }
     }
 
@@ -129,6 +151,9 @@ impl Kernel {
             Kernel::FitStep => "fit_step",
             Kernel::FitDirection => "fit_direction",
             Kernel::FitFinish => "fit_finish",
+            Kernel::MovesBlend(i) => MOVES_BLEND_NAMES[i as usize],
+            Kernel::MovesCost(i) => MOVES_COST_NAMES[i as usize],
+            Kernel::MovesGather => "moves_gather",
         }
     }
 
@@ -145,7 +170,10 @@ impl Kernel {
             | Kernel::FitReduce
             | Kernel::FitStep
             | Kernel::FitDirection
-            | Kernel::FitFinish => Module::Refine,
+            | Kernel::FitFinish
+            | Kernel::MovesBlend(_)
+            | Kernel::MovesCost(_)
+            | Kernel::MovesGather => Module::Refine,
             _ => Module::Bin,
         }
     }
@@ -174,11 +202,14 @@ mod tests {
             Kernel::FitStep,
             Kernel::FitDirection,
             Kernel::FitFinish,
+            Kernel::MovesGather,
         ]
         .into_iter()
         .chain((0..8).map(Kernel::Rasterize))
         .chain((0..4).map(Kernel::RefineForward))
-        .chain((0..4).map(Kernel::RefineBackward));
+        .chain((0..4).map(Kernel::RefineBackward))
+        .chain((0..4).map(Kernel::MovesBlend))
+        .chain((0..4).map(Kernel::MovesCost));
         let mut seen = [false; KERNEL_COUNT];
         for k in all {
             assert!(!seen[k.index()], "{k:?}");

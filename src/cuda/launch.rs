@@ -981,3 +981,128 @@ pub(crate) fn fit_finish(
     unsafe { b.launch(cfg) }.map_err(driver_err("fit_finish launch"))?;
     Ok(())
 }
+
+/// Threads per block of `moves_gather` (`GATHER_THREADS` in refine.cu).
+pub(crate) const GATHER_THREADS: u32 = 256;
+
+/// `moves_blend_c{1..4}`: one block per tile; per pixel the blend's numerator and (weight sum,
+/// squared error, 0, 0).
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn moves_blend(
+    rt: &Runtime,
+    stream: &CudaStream,
+    bins: &super::pipeline::Bins<'_>,
+    p: &RefineParams,
+    target: &CudaSlice<f32>,
+    pix_num: &mut CudaSlice<[f32; 4]>,
+    pix_den_err: &mut CudaSlice<[f32; 4]>,
+    state: &mut CudaSlice<RefineState>,
+) -> Result<()> {
+    let tiles = check_refine_params(p)?;
+    let pixels = p.width as u64 * p.height as u64;
+    need("tile ranges", bins.ranges.len(), tiles)?;
+    need("stats", bins.stats.len(), STATS_WORDS as u64)?;
+    need("target", target.len(), pixels * p.channels as u64)?;
+    need("pixel numerators", pix_num.len(), pixels)?;
+    need("pixel weight sums", pix_den_err.len(), pixels)?;
+    need("state", state.len(), 1)?;
+    need("tile lists", bins.vals.len(), p.capacity as u64)?;
+    let cfg = grid(tiles, RASTER_THREADS)?;
+    let f = rt.function(Kernel::MovesBlend(p.channels as u8 - 1))?;
+    let mut b = stream.launch_builder(f);
+    b.arg(bins.splats)
+        .arg(bins.vals)
+        .arg(bins.ranges)
+        .arg(bins.stats)
+        .arg(p)
+        .arg(target)
+        .arg(pix_num)
+        .arg(pix_den_err)
+        .arg(state);
+    // SAFETY: matches moves_blend_c*(const Splat*, const unsigned*, const uint2*, const
+    // RenderStats*, RefineParams, const float*, float4*, float4*, RefineState*). One block per
+    // tile; the kernel returns when stats->pairs > p.capacity, otherwise ranges lie below
+    // pairs <= capacity <= vals.len() and every value is a Gaussian index < n. Pixels inside
+    // the picture only are read and written (checked lengths).
+    unsafe { b.launch(cfg) }.map_err(driver_err("moves_blend launch"))?;
+    Ok(())
+}
+
+/// `moves_cost_c{1..4}`: one block per tile, each entry's removal cost into its slot.
+#[allow(clippy::too_many_arguments)]
+pub(crate) fn moves_cost(
+    rt: &Runtime,
+    stream: &CudaStream,
+    bins: &super::pipeline::Bins<'_>,
+    p: &RefineParams,
+    target: &CudaSlice<f32>,
+    pix_num: &CudaSlice<[f32; 4]>,
+    pix_den_err: &CudaSlice<[f32; 4]>,
+    cost_slots: &mut CudaSlice<f64>,
+    state: &CudaSlice<RefineState>,
+) -> Result<()> {
+    let tiles = check_refine_params(p)?;
+    let pixels = p.width as u64 * p.height as u64;
+    need("tile ranges", bins.ranges.len(), tiles)?;
+    need("offsets", bins.offsets.len(), p.n as u64)?;
+    need("splats", bins.splats.len(), p.n as u64)?;
+    need("target", target.len(), pixels * p.channels as u64)?;
+    need("pixel numerators", pix_num.len(), pixels)?;
+    need("pixel weight sums", pix_den_err.len(), pixels)?;
+    need("cost slots", cost_slots.len(), p.capacity as u64)?;
+    need("tile lists", bins.vals.len(), p.capacity as u64)?;
+    need("state", state.len(), 1)?;
+    let cfg = grid(tiles, RASTER_THREADS)?;
+    let f = rt.function(Kernel::MovesCost(p.channels as u8 - 1))?;
+    let mut b = stream.launch_builder(f);
+    b.arg(bins.splats)
+        .arg(bins.vals)
+        .arg(bins.ranges)
+        .arg(bins.offsets)
+        .arg(p)
+        .arg(target)
+        .arg(pix_num)
+        .arg(pix_den_err)
+        .arg(cost_slots)
+        .arg(state);
+    // SAFETY: matches moves_cost_c*(const Splat*, const unsigned*, const uint2*, const
+    // unsigned*, RefineParams, const float*, const float4*, const float4*, double*, const
+    // RefineState*). The kernel returns after an overflow (moves_blend of the same lists
+    // records it first). Otherwise every entry's slot is offsets[g] + j with j below the
+    // Gaussian's tile count, so below the entry total <= capacity <= cost_slots.len().
+    unsafe { b.launch(cfg) }.map_err(driver_err("moves_cost launch"))?;
+    Ok(())
+}
+
+/// `moves_gather`: one thread per Gaussian, its slots' costs summed in tile order.
+pub(crate) fn moves_gather(
+    rt: &Runtime,
+    stream: &CudaStream,
+    bins: &super::pipeline::Bins<'_>,
+    p: &RefineParams,
+    cost_slots: &CudaSlice<f64>,
+    cost: &mut CudaSlice<f64>,
+    state: &CudaSlice<RefineState>,
+) -> Result<()> {
+    let n = p.n as u64;
+    need("counts", bins.counts.len(), n)?;
+    need("offsets", bins.offsets.len(), n)?;
+    need("cost slots", cost_slots.len(), p.capacity as u64)?;
+    need("costs", cost.len(), n)?;
+    need("state", state.len(), 1)?;
+    let cfg = grid(blocks_for(n, GATHER_THREADS), GATHER_THREADS)?;
+    let f = rt.function(Kernel::MovesGather)?;
+    let mut b = stream.launch_builder(f);
+    b.arg(bins.counts)
+        .arg(bins.offsets)
+        .arg(cost_slots)
+        .arg(cost)
+        .arg(&p.n)
+        .arg(state);
+    // SAFETY: matches moves_gather(const unsigned*, const unsigned*, const double*, double*,
+    // unsigned, const RefineState*): thread i < n reads counts[i], offsets[i] and, unless the
+    // lists overflowed (then it reads none), the slots offsets[i] .. offsets[i] + counts[i],
+    // below the entry total <= capacity; it writes cost[i] (lengths checked).
+    unsafe { b.launch(cfg) }.map_err(driver_err("moves_gather launch"))?;
+    Ok(())
+}

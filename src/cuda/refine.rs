@@ -43,6 +43,9 @@ pub struct GpuRefiner {
     bufs: Option<GaussianBufs>,
     /// A zero picture, for the colour fit's products (allocated on first use).
     zero: Option<CudaSlice<f32>>,
+    /// The removal costs' per-(tile, Gaussian) slots and per-Gaussian sums (first use).
+    cost_slots: Option<CudaSlice<f64>>,
+    costs: Option<CudaSlice<f64>>,
 }
 
 /// Checks a refinement picture's shape; returns its pixels and 16 × 16 tiles.
@@ -132,6 +135,8 @@ impl GpuRefiner {
             state,
             bufs: None,
             zero: None,
+            cost_slots: None,
+            costs: None,
         })
     }
 
@@ -722,5 +727,166 @@ impl GpuRefiner {
             g.color[..self.channels].copy_from_slice(&d.color[..self.channels]);
         }
         Ok(())
+    }
+
+    /// Bins `gaussians` and enqueues their blend (`moves_blend`): the pixel buffers then hold
+    /// each pixel's numerator (`pix_color`) and (weight sum, squared error, 0, 0)
+    /// (`pix_grad`). Returns the plan and which tile lists hold the binning.
+    fn enqueue_moves_blend(&mut self, gaussians: &[Gaussian]) -> Result<(Plan, usize)> {
+        let plan = self.plan(gaussians.len())?;
+        self.start(gaussians, 1, None)?;
+        self.size_lists(&plan)?;
+        let rt = self.rt.clone();
+        let s = self.stream.clone();
+        let p = self.params(&plan);
+        let b = self.bufs.as_ref().expect("started");
+        let cur = self
+            .ws
+            .enqueue_bins(&rt, &b.params, &plan, None, &mut None)?;
+        let bins = self
+            .ws
+            .bins(cur)
+            .ok_or_else(|| Error::Cuda("internal error: no tile lists".into()))?;
+        launch::moves_blend(
+            &rt,
+            &s,
+            &bins,
+            &p,
+            &self.target,
+            &mut self.pix_color,
+            &mut self.pix_grad,
+            &mut self.state,
+        )?;
+        Ok((plan, cur))
+    }
+
+    /// Fails when the lists of the latest pass overflowed (they are sized from a binning of the
+    /// same Gaussians, so they should not).
+    fn check_lists(&self, what: &str) -> Result<()> {
+        if self.read_state()?.overflow != 0 {
+            return Err(Error::Cuda(
+                format!("internal error: the {what}'s tile lists overflowed").into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// The cost of removing each of `gaussians` on its own: the sum over its footprint of
+    /// ‖C′_p − I_p‖² − ‖C_p − I_p‖², where C_p is the blend of all of them and C′_p the blend
+    /// without it (0 where nothing else is left), in squared channel values — what
+    /// [`adapt`](crate::encode::optim::realloc::adapt) computes on the CPU to choose which
+    /// Gaussians to remove. Each pixel's term is summed per tile and the tiles in order, in
+    /// double: the result is the same every time.
+    pub fn removal_costs(&mut self, gaussians: &[Gaussian]) -> Result<Vec<f64>> {
+        let n = gaussians.len();
+        if n == 0 {
+            return Ok(Vec::new());
+        }
+        let (plan, cur) = self.enqueue_moves_blend(gaussians)?;
+        let rt = self.rt.clone();
+        let s = self.stream.clone();
+        let p = self.params(&plan);
+        let alloc = driver_err("GPU memory allocation");
+        let cap = self.ws.capacity() as usize;
+        if self.cost_slots.as_ref().is_none_or(|c| c.len() < cap) {
+            self.cost_slots = None;
+            self.cost_slots = Some(s.alloc_zeros(cap).map_err(alloc)?);
+        }
+        if self.costs.as_ref().is_none_or(|c| c.len() < n) {
+            self.costs = None;
+            self.costs = Some(
+                s.alloc_zeros(n)
+                    .map_err(driver_err("GPU memory allocation"))?,
+            );
+        }
+        let (slots, costs) = match (&mut self.cost_slots, &mut self.costs) {
+            (Some(a), Some(b)) => (a, b),
+            _ => unreachable!("allocated above"),
+        };
+        let bins = self
+            .ws
+            .bins(cur)
+            .ok_or_else(|| Error::Cuda("internal error: no tile lists".into()))?;
+        launch::moves_cost(
+            &rt,
+            &s,
+            &bins,
+            &p,
+            &self.target,
+            &self.pix_color,
+            &self.pix_grad,
+            slots,
+            &self.state,
+        )?;
+        launch::moves_gather(&rt, &s, &bins, &p, slots, costs, &self.state)?;
+        let out = s
+            .clone_dtoh(&costs.slice(..n))
+            .map_err(driver_err("GPU removal costs"))?;
+        self.check_lists("removal costs")?;
+        Ok(out)
+    }
+
+    /// The render of `gaussians` (those whose `keep` entry is true, in their order; all
+    /// without `keep`) at 1× against the picture: per pixel the blend's numerator (4 channels,
+    /// those past the picture's 0) and (weight sum, squared error summed over the channels).
+    pub(crate) fn blend_maps(
+        &mut self,
+        gaussians: &[Gaussian],
+        keep: Option<&[bool]>,
+    ) -> Result<(Vec<[f32; 4]>, Vec<[f32; 4]>)> {
+        let kept: Vec<Gaussian>;
+        let gs = match keep {
+            Some(k) => {
+                if k.len() != gaussians.len() {
+                    return Err(Error::invalid(
+                        "error map",
+                        format!("{} keep flags for {} Gaussians", k.len(), gaussians.len()),
+                    ));
+                }
+                kept = gaussians
+                    .iter()
+                    .zip(k)
+                    .filter(|(_, k)| **k)
+                    .map(|(g, _)| *g)
+                    .collect();
+                &kept[..]
+            }
+            None => gaussians,
+        };
+        let pixels = self.width as usize * self.height as usize;
+        if gs.is_empty() {
+            let mut den_err = vec![[0f32; 4]; pixels];
+            let nc = self.channels;
+            let t = self
+                .stream
+                .clone_dtoh(&self.target.slice(..pixels * nc))
+                .map_err(driver_err("GPU error map"))?;
+            for (d, px) in den_err.iter_mut().zip(t.chunks_exact(nc)) {
+                d[1] = px.iter().fold(0f32, |a, &v| a + v * v);
+            }
+            return Ok((vec![[0f32; 4]; pixels], den_err));
+        }
+        self.enqueue_moves_blend(gs)?;
+        self.check_lists("error map")?;
+        let dl = driver_err("GPU error map");
+        let num = self
+            .stream
+            .clone_dtoh(&self.pix_color.slice(..pixels))
+            .map_err(dl)?;
+        let den_err = self
+            .stream
+            .clone_dtoh(&self.pix_grad.slice(..pixels))
+            .map_err(driver_err("GPU error map"))?;
+        Ok((num, den_err))
+    }
+
+    /// The squared error per pixel (summed over the channels, row-major) of the render at 1×
+    /// of `gaussians` against the picture — of those whose `keep` entry is true when `keep` is
+    /// given (in their order) — as [`adapt`](crate::encode::optim::realloc::adapt) computes it
+    /// on the CPU to place new Gaussians.
+    #[cfg(feature = "unstable")]
+    pub fn error_map(&mut self, gaussians: &[Gaussian], keep: Option<&[bool]>) -> Result<Vec<f32>> {
+        let (_, den_err) = self.blend_maps(gaussians, keep)?;
+        Ok(den_err.into_iter().map(|d| d[1]).collect())
     }
 }

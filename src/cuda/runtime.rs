@@ -123,7 +123,7 @@ impl Runtime {
             name,
             multiprocessors,
             modules: Default::default(),
-            functions: Default::default(),
+            functions: std::array::from_fn(|_| OnceLock::new()),
         }))
     }
 

@@ -288,4 +288,28 @@ impl GpuRefiner {
     ) -> Result<()> {
         match self.never {}
     }
+
+    /// Unreachable.
+    pub fn removal_costs(&mut self, _gaussians: &[crate::core::splat::Gaussian]) -> Result<Vec<f64>> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    pub(crate) fn blend_maps(
+        &mut self,
+        _gaussians: &[crate::core::splat::Gaussian],
+        _keep: Option<&[bool]>,
+    ) -> Result<(Vec<[f32; 4]>, Vec<[f32; 4]>)> {
+        match self.never {}
+    }
+
+    /// Unreachable.
+    #[cfg(feature = "unstable")]
+    pub fn error_map(
+        &mut self,
+        _gaussians: &[crate::core::splat::Gaussian],
+        _keep: Option<&[bool]>,
+    ) -> Result<Vec<f32>> {
+        match self.never {}
+    }
 }

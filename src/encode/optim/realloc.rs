@@ -35,6 +35,7 @@ use rayon::prelude::*;
 use crate::core::frame::Frame;
 use crate::core::geometry::{MIN_WEIGHT_SUM, Projected, project, row_span, weight};
 use crate::core::splat::Gaussian;
+use crate::cuda::GpuRefiner;
 use crate::encode::optim::fit::{FitOptions, fit_colors};
 
 /// Where and how large Gaussians are added: at least `spacing` native pixels apart, round with
@@ -104,10 +105,26 @@ fn value(num: f32, den: f32) -> f32 {
 /// Moves `round(fraction · n)` of `gaussians` from where they matter least to where the render
 /// of `gaussians` is furthest from `target` (see the module documentation). The count does not
 /// change. Returns how many were moved.
+#[cfg(any(test, feature = "unstable"))]
 pub fn reallocate(target: &Frame<f32>, gaussians: &mut Vec<Gaussian>, fraction: f32) -> usize {
+    on_cpu(reallocate_on(target, gaussians, fraction, None))
+}
+
+/// [`reallocate`] with the removal costs and the error map measured on `gpu` when given.
+pub(crate) fn reallocate_on(
+    target: &Frame<f32>,
+    gaussians: &mut Vec<Gaussian>,
+    fraction: f32,
+    gpu: Option<&mut GpuRefiner>,
+) -> crate::Result<usize> {
     let n = gaussians.len();
     let m = ((fraction.clamp(0.0, 0.5) as f64 * n as f64).round() as usize).min(n);
-    adapt(target, gaussians, m, m).0
+    Ok(adapt_on(target, gaussians, m, m, gpu)?.0)
+}
+
+/// What the CPU path returns (it has no error to return).
+fn on_cpu<T>(r: crate::Result<T>) -> T {
+    r.unwrap_or_else(|e| unreachable!("the moves on the CPU do not fail ({e})"))
 }
 
 /// Removes up to `remove` of `gaussians`, those whose removal costs least (at most one of any
@@ -116,13 +133,27 @@ pub fn reallocate(target: &Frame<f32>, gaussians: &mut Vec<Gaussian>, fraction: 
 /// (the cheapest removal's first), further ones are appended; when fewer could be added than
 /// were removed and `add ≥ remove` (a move), the costliest removals are undone, so a move
 /// never lowers the count. Returns (removed, added).
+#[cfg(any(test, feature = "unstable"))]
 pub fn adapt(
     target: &Frame<f32>,
     gaussians: &mut Vec<Gaussian>,
     remove: usize,
     add: usize,
 ) -> (usize, usize) {
-    adapt_with(target, gaussians, remove, add, MOVE_REACH, REFINED_ADDED)
+    on_cpu(adapt_on(target, gaussians, remove, add, None))
+}
+
+/// [`adapt`] with the removal costs and the error map measured on `gpu` when given (the same
+/// quantities, summed in another order: the choices can differ where two costs or errors are
+/// within round-off). A GPU error is returned before `gaussians` changes.
+pub(crate) fn adapt_on(
+    target: &Frame<f32>,
+    gaussians: &mut Vec<Gaussian>,
+    remove: usize,
+    add: usize,
+    gpu: Option<&mut GpuRefiner>,
+) -> crate::Result<(usize, usize)> {
+    adapt_with(target, gaussians, remove, add, MOVE_REACH, REFINED_ADDED, gpu)
 }
 
 /// How far (in its largest σ) a removed Gaussian keeps others from being removed in the same
@@ -137,7 +168,100 @@ const MOVE_REACH: f32 = 1.5;
 /// monotone: a refined quality 40 above 50 in PSNR on a small crop.)
 const PRUNE_REACH: f32 = 3.0;
 
-/// [`adapt`] with removals at least `reach` times the larger σ apart, additions as `new` says.
+/// Each Gaussian's removal cost on its own (the module documentation's ΔE_k) against the
+/// blend `b` of all of `projected`.
+fn costs_of(target: &Frame<f32>, projected: &[Projected], b: &Blend) -> Vec<f64> {
+    let nc = target.channels();
+    let (width, height) = (target.width as usize, target.height as usize);
+    let pixel = |x: i64, y: i64| {
+        let s = (y as usize * width + x as usize) * nc;
+        &target.data[s..s + nc]
+    };
+    projected
+        .par_iter()
+        .map(|p| {
+            let mut delta = 0f64;
+            for y in p.bbox[1].max(0)..=p.bbox[3].min(height as i64 - 1) {
+                let (lo, hi) = row_span(p, y);
+                for x in lo.max(0)..=hi.min(width as i64 - 1) {
+                    let w = weight(p, x, y);
+                    if w <= 0.0 {
+                        continue;
+                    }
+                    let i = y as usize * width + x as usize;
+                    let (num, den) = (b.num[i], b.den[i]);
+                    let rest = den - w;
+                    let t = pixel(x, y);
+                    for c in 0..nc {
+                        let now = value(num[c], den) - t[c];
+                        let after = if rest > 1e-6 * den {
+                            (num[c] - w * p.color[c]) / rest
+                        } else {
+                            0.0
+                        } - t[c];
+                        delta += (after * after - now * now) as f64;
+                    }
+                }
+            }
+            delta
+        })
+        .collect()
+}
+
+/// The squared error per pixel (summed over the channels) of the blend `b` against `target`.
+fn error_of(target: &Frame<f32>, b: &Blend) -> Vec<f32> {
+    let nc = target.channels();
+    let width = target.width as usize;
+    (0..width * target.height as usize)
+        .into_par_iter()
+        .map(|i| {
+            let s = i * nc;
+            let t = &target.data[s..s + nc];
+            (0..nc)
+                .map(|c| (value(b.num[i][c], b.den[i]) - t[c]).powi(2))
+                .sum()
+        })
+        .collect()
+}
+
+/// The cost of removing each of `gaussians` on its own (ΔE_k of the module documentation, in
+/// squared channel values), as [`adapt`] measures it on the CPU.
+#[cfg(any(test, feature = "unstable"))]
+pub fn removal_costs(target: &Frame<f32>, gaussians: &[Gaussian]) -> Vec<f64> {
+    let projected: Vec<Projected> = gaussians.par_iter().map(|g| project(g, 1.0, 1.0)).collect();
+    let b = blend(
+        target.width as usize,
+        target.height as usize,
+        &projected,
+        target.channels(),
+    );
+    costs_of(target, &projected, &b)
+}
+
+/// The squared error per pixel (summed over the channels, row-major) of the render at 1× of
+/// `gaussians` — of those whose `keep` entry is true when `keep` is given — against `target`,
+/// as [`adapt`] computes it on the CPU to place new Gaussians.
+#[cfg(any(test, feature = "unstable"))]
+pub fn error_map(target: &Frame<f32>, gaussians: &[Gaussian], keep: Option<&[bool]>) -> Vec<f32> {
+    let projected: Vec<Projected> = gaussians
+        .iter()
+        .enumerate()
+        .filter(|(k, _)| keep.is_none_or(|keep| keep.get(*k).copied().unwrap_or(false)))
+        .map(|(_, g)| project(g, 1.0, 1.0))
+        .collect();
+    let b = blend(
+        target.width as usize,
+        target.height as usize,
+        &projected,
+        target.channels(),
+    );
+    error_of(target, &b)
+}
+
+/// [`adapt`] with removals at least `reach` times the larger σ apart, additions as `new` says;
+/// the removal costs and the error map measured on `gpu` when given (the removal order, the
+/// neighbour test and the picks on the host either way). A GPU error is returned before
+/// `gaussians` changes.
 fn adapt_with(
     target: &Frame<f32>,
     gaussians: &mut Vec<Gaussian>,
@@ -145,16 +269,26 @@ fn adapt_with(
     add: usize,
     reach: f32,
     new: Added,
-) -> (usize, usize) {
+    mut gpu: Option<&mut GpuRefiner>,
+) -> crate::Result<(usize, usize)> {
     let n = gaussians.len();
     let m = remove.min(n.saturating_sub(1));
     if n == 0 || (m == 0 && add == 0) {
-        return (0, 0);
+        return Ok((0, 0));
     }
     let nc = target.channels();
     let (width, height) = (target.width as usize, target.height as usize);
-    let projected: Vec<Projected> = gaussians.par_iter().map(|g| project(g, 1.0, 1.0)).collect();
-    let b = blend(width, height, &projected, nc);
+    // On the CPU: the projections and the blend of all (reused for the error map when nothing
+    // is removed).
+    let cpu = match gpu {
+        Some(_) => None,
+        None => {
+            let projected: Vec<Projected> =
+                gaussians.par_iter().map(|g| project(g, 1.0, 1.0)).collect();
+            let b = blend(width, height, &projected, nc);
+            Some((projected, b))
+        }
+    };
     let pixel = |x: i64, y: i64| {
         let s = (y as usize * width + x as usize) * nc;
         &target.data[s..s + nc]
@@ -164,35 +298,11 @@ fn adapt_with(
     let cost: Vec<f64> = if m == 0 {
         Vec::new()
     } else {
-        projected
-            .par_iter()
-            .map(|p| {
-                let mut delta = 0f64;
-                for y in p.bbox[1].max(0)..=p.bbox[3].min(height as i64 - 1) {
-                    let (lo, hi) = row_span(p, y);
-                    for x in lo.max(0)..=hi.min(width as i64 - 1) {
-                        let w = weight(p, x, y);
-                        if w <= 0.0 {
-                            continue;
-                        }
-                        let i = y as usize * width + x as usize;
-                        let (num, den) = (b.num[i], b.den[i]);
-                        let rest = den - w;
-                        let t = pixel(x, y);
-                        for c in 0..nc {
-                            let now = value(num[c], den) - t[c];
-                            let after = if rest > 1e-6 * den {
-                                (num[c] - w * p.color[c]) / rest
-                            } else {
-                                0.0
-                            } - t[c];
-                            delta += (after * after - now * now) as f64;
-                        }
-                    }
-                }
-                delta
-            })
-            .collect()
+        match (&mut gpu, &cpu) {
+            (Some(g), _) => g.removal_costs(gaussians)?,
+            (None, Some((projected, b))) => costs_of(target, projected, b),
+            (None, None) => unreachable!("the CPU blend is made without a GPU"),
+        }
     };
 
     // 2. Removal, cheapest first, not next to one already removed.
@@ -246,37 +356,42 @@ fn adapt_with(
         add
     };
     if want_added == 0 && taken.is_empty() {
-        return (0, 0);
+        return Ok((0, 0));
     }
 
     if want_added == 0 {
         // Removals only (a pruning pass): no error map is needed.
-        return finish(gaussians, &taken, Vec::new(), n, remove, add);
+        return Ok(finish(gaussians, &taken, Vec::new(), n, remove, add));
     }
 
     // 3. Error map of what is left (the blend already made when nothing was removed), then
     // additions at its largest values.
-    let left = if taken.is_empty() {
-        b
-    } else {
-        let kept: Vec<Projected> = projected
-            .iter()
-            .zip(&removed)
-            .filter(|(_, r)| !**r)
-            .map(|(p, _)| *p)
-            .collect();
-        blend(width, height, &kept, nc)
+    let (left, err) = match (gpu, cpu) {
+        (Some(g), _) => {
+            let keep: Vec<bool> = removed.iter().map(|r| !r).collect();
+            let keep = (!taken.is_empty()).then_some(&keep[..]);
+            let (num, den_err) = g.blend_maps(gaussians, keep)?;
+            let err = den_err.iter().map(|d| d[1]).collect();
+            let den = den_err.iter().map(|d| d[0]).collect();
+            (Blend { num, den }, err)
+        }
+        (None, Some((projected, b))) => {
+            let left = if taken.is_empty() {
+                b
+            } else {
+                let kept: Vec<Projected> = projected
+                    .iter()
+                    .zip(&removed)
+                    .filter(|(_, r)| !**r)
+                    .map(|(p, _)| *p)
+                    .collect();
+                blend(width, height, &kept, nc)
+            };
+            let err = error_of(target, &left);
+            (left, err)
+        }
+        (None, None) => unreachable!("the CPU blend is made without a GPU"),
     };
-    let err: Vec<f32> = (0..width * height)
-        .into_par_iter()
-        .map(|i| {
-            let (x, y) = ((i % width) as i64, (i / width) as i64);
-            let t = pixel(x, y);
-            (0..nc)
-                .map(|c| (value(left.num[i][c], left.den[i]) - t[c]).powi(2))
-                .sum()
-        })
-        .collect();
     let probe = Gaussian {
         x: 0.5,
         y: 0.5,
@@ -306,7 +421,7 @@ fn adapt_with(
             }
         })
         .collect();
-    finish(gaussians, &taken, added, n, remove, add)
+    Ok(finish(gaussians, &taken, added, n, remove, add))
 }
 
 /// Puts `added` into the slots of the removed Gaussians `taken` (the cheapest removals first)
@@ -384,19 +499,32 @@ fn peaks(err: &[f32], width: usize, height: usize, spacing: i64, want: usize) ->
 /// Removes the Gaussians whose removal costs least until `budget` are left (at least one),
 /// in passes of at most a quarter of the count each, their costs measured again before each
 /// pass, and no two removed in one pass within 3σ of each other. Returns how many were removed (fewer when no pass finds one to remove).
+#[cfg(any(test, feature = "unstable"))]
 pub fn prune(target: &Frame<f32>, gaussians: &mut Vec<Gaussian>, budget: usize) -> usize {
+    on_cpu(prune_on(target, gaussians, budget, None))
+}
+
+/// [`prune`] with the removal costs measured on `gpu` when given. After a GPU error the passes
+/// already made stay made.
+pub(crate) fn prune_on(
+    target: &Frame<f32>,
+    gaussians: &mut Vec<Gaussian>,
+    budget: usize,
+    mut gpu: Option<&mut GpuRefiner>,
+) -> crate::Result<usize> {
     let budget = budget.max(1);
     let mut removed = 0;
     while gaussians.len() > budget {
         let excess = gaussians.len() - budget;
         let pass = excess.min(gaussians.len().div_ceil(4));
-        let (r, _) = adapt_with(target, gaussians, pass, 0, PRUNE_REACH, REFINED_ADDED);
+        let g = gpu.as_deref_mut();
+        let (r, _) = adapt_with(target, gaussians, pass, 0, PRUNE_REACH, REFINED_ADDED, g)?;
         if r == 0 {
             break;
         }
         removed += r;
     }
-    removed
+    Ok(removed)
 }
 
 /// Adds Gaussians where the error is until `budget` are there, for an encode without
@@ -422,7 +550,15 @@ pub fn densify(
         if r > 0 {
             fit_colors(target, gaussians, fit);
         }
-        let (_, a) = adapt_with(target, gaussians, 0, share, MOVE_REACH, UNREFINED_ADDED);
+        let (_, a) = on_cpu(adapt_with(
+            target,
+            gaussians,
+            0,
+            share,
+            MOVE_REACH,
+            UNREFINED_ADDED,
+            None,
+        ));
         added += a;
         if a < share {
             break;

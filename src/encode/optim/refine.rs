@@ -382,6 +382,27 @@ impl Engine {
         super::fit::fit_colors(target, gaussians, fit);
     }
 
+    /// Runs `f`, one of the moves between rounds ([`super::realloc`]), with the GPU
+    /// refinement measuring the removal costs and error maps when the engine is there; on the
+    /// CPU otherwise or after a GPU error (which, as in the descent, leaves the engine on the
+    /// CPU; the moves return their GPU errors before changing the Gaussians).
+    fn moves<T>(
+        &mut self,
+        fallback: &mut Option<String>,
+        mut f: impl FnMut(Option<&mut crate::cuda::GpuRefiner>) -> crate::Result<T>,
+    ) -> T {
+        if let Engine::Gpu(g, _) = self {
+            match f(Some(g)) {
+                Ok(r) => return r,
+                Err(e) => {
+                    *fallback = Some(format!("refining on the CPU after a GPU error: {e}"));
+                    *self = Engine::Cpu;
+                }
+            }
+        }
+        f(None).unwrap_or_else(|e| unreachable!("the moves on the CPU do not fail ({e})"))
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn descend(
         &mut self,
@@ -553,7 +574,7 @@ pub(crate) fn refine_to_in(
     progress: &Part,
     keep: Option<&GpuWorkspace>,
 ) -> crate::Result<RefineOutcome> {
-    use super::realloc::{adapt, prune, reallocate};
+    use super::realloc::{adapt_on, prune_on, reallocate_on};
     let budget = budget.max(1);
     let mut seconds = RefineSeconds::default();
     let clock = Instant::now();
@@ -566,9 +587,9 @@ pub(crate) fn refine_to_in(
         let clock = Instant::now();
         let n = gaussians.len();
         if budget < n {
-            prune(target, gaussians, budget);
+            engine.moves(&mut fallback, |g| prune_on(target, gaussians, budget, g));
         } else if budget > n {
-            adapt(target, gaussians, 0, budget - n);
+            engine.moves(&mut fallback, |g| adapt_on(target, gaussians, 0, budget - n, g));
         }
         seconds.moves += clock.elapsed().as_secs_f64();
         if n != gaussians.len() && opts.refit_colors {
@@ -601,13 +622,17 @@ pub(crate) fn refine_to_in(
             let clock = Instant::now();
             let n = gaussians.len();
             if budget < n {
-                prune(target, gaussians, budget);
-                reallocate(target, gaussians, opts.reallocate);
+                engine.moves(&mut fallback, |g| prune_on(target, gaussians, budget, g));
+                engine.moves(&mut fallback, |g| {
+                    reallocate_on(target, gaussians, opts.reallocate, g)
+                });
             } else {
                 let moves =
                     ((opts.reallocate.clamp(0.0, 0.5) as f64 * n as f64).round() as usize).min(n);
                 let grow = (budget - n).div_ceil(rounds - r);
-                adapt(target, gaussians, moves, moves + grow);
+                engine.moves(&mut fallback, |g| {
+                    adapt_on(target, gaussians, moves, moves + grow, g)
+                });
             }
             seconds.moves += clock.elapsed().as_secs_f64();
             if opts.refit_colors {
