@@ -755,7 +755,10 @@ fn gpu_removal_costs_match_cpu() {
         for (k, (c, d)) in cpu.iter().zip(&dev).enumerate() {
             let rel = (c - d).abs() / c.abs().max(1e-3 * largest);
             worst = worst.max(rel);
-            assert!(rel <= 1e-4, "{layout:?}: Gaussian {k} costs {d} on the GPU, {c} on the CPU");
+            assert!(
+                rel <= 1e-4,
+                "{layout:?}: Gaussian {k} costs {d} on the GPU, {c} on the CPU"
+            );
         }
         let cheapest = |v: &[f64]| {
             let mut o: Vec<usize> = (0..v.len()).collect();
@@ -763,10 +766,18 @@ fn gpu_removal_costs_match_cpu() {
             o.truncate(10);
             o
         };
-        assert_eq!(cheapest(&dev), cheapest(&cpu), "{layout:?}: the cheapest differ");
+        assert_eq!(
+            cheapest(&dev),
+            cheapest(&cpu),
+            "{layout:?}: the cheapest differ"
+        );
         eprintln!("{layout:?} {w}x{h} n={n}: costs within {worst:.1e} (largest {largest:.3e})");
         // Again on the same refiner: the same costs.
-        assert_eq!(refiner.removal_costs(&gs).unwrap(), dev, "{layout:?}: not repeatable");
+        assert_eq!(
+            refiner.removal_costs(&gs).unwrap(),
+            dev,
+            "{layout:?}: not repeatable"
+        );
     }
 }
 
@@ -817,38 +828,46 @@ fn gpu_error_map_matches_cpu() {
 #[test]
 fn gpu_moves_refine_as_the_cpu_does() {
     // A refinement in rounds with moves between them (growing to a budget, moving 10 % each
-    // round), all on the GPU (descents, colour fits, the moves' costs and error maps) and all
-    // on the CPU: the GPU's ends within 0.15 dB of the CPU's.
+    // round; no colour refits, to keep it short in the emulator), all on the GPU (descents,
+    // the moves' costs and error maps) and all on the CPU: the GPU's ends within 0.15 dB of
+    // the CPU's.
     let Some(_gpu) = gpu() else { return };
     use gsimg::encode::optim::refine::{RefineDevice, RefineOptions, refine_to};
     let mut rng = Rng::new(47);
-    let (w, h, layout) = (48u32, 40u32, ChannelLayout::Rgb);
+    let (w, h, layout) = (32u32, 24u32, ChannelLayout::Rgb);
     let target = refine_target(&mut rng, w, h, layout);
-    let start = random_image(&mut rng, w, h, layout, 60, 1.0, 4.0).into_gaussians();
+    let start = random_image(&mut rng, w, h, layout, 30, 1.0, 4.0).into_gaussians();
     let opts = RefineOptions {
-        iterations: 24,
+        iterations: 12,
         rounds: 3,
         reallocate: 0.1,
+        refit_colors: false,
         device: RefineDevice::Cuda,
         ..Default::default()
     };
     let mut dev = start.clone();
-    let g = refine_to(&target, &mut dev, &opts, 90).unwrap();
+    let g = refine_to(&target, &mut dev, &opts, 45).unwrap();
     assert!(g.gpu.is_some() && g.fallback.is_none(), "{g:?}");
     let mut cpu = start.clone();
     let on_cpu = RefineOptions {
         device: RefineDevice::Cpu,
         ..opts
     };
-    let c = refine_to(&target, &mut cpu, &on_cpu, 90).unwrap();
+    let c = refine_to(&target, &mut cpu, &on_cpu, 45).unwrap();
     assert!(c.gpu.is_none());
-    assert_eq!((dev.len(), cpu.len()), (90, 90));
+    assert_eq!((dev.len(), cpu.len()), (45, 45));
     let psnr = |gs: &[gsimg::Gaussian]| {
         let mse = gsimg::encode::optim::refine::gradients(&target, gs).0;
         -10.0 * mse.log10()
     };
     let (pg, pc) = (psnr(&dev), psnr(&cpu));
-    eprintln!("GPU moves {pg:.3} dB, CPU moves {pc:.3} dB ({:?} / {:?})", g.last, c.last);
+    eprintln!(
+        "GPU moves {pg:.3} dB, CPU moves {pc:.3} dB ({:?} / {:?})",
+        g.last, c.last
+    );
     assert!(pg > psnr(&start) + 3.0, "no refinement: {pg:.3} dB");
-    assert!((pg - pc).abs() <= 0.15, "GPU moves {pg:.3} dB, CPU moves {pc:.3} dB");
+    assert!(
+        (pg - pc).abs() <= 0.15,
+        "GPU moves {pg:.3} dB, CPU moves {pc:.3} dB"
+    );
 }

@@ -1,7 +1,9 @@
 //! Refinement on the device: the Adam descent of `src/encode/optim/refine.rs` with the renderer's
 //! projection and tile binning, the forward blend, loss, backward pass and update of
 //! `kernels/refine.cu`, and every step's state (parameters, moments, best parameters, the best
-//! loss) on the device. The host enqueues the steps and waits once at the end.
+//! loss) on the device. The host enqueues the steps and waits once at the end. The same refiner
+//! fits colours by least squares ([`GpuRefiner::fit_colors`]) and measures the moves between
+//! rounds ([`GpuRefiner::removal_costs`], `GpuRefiner::error_map`).
 //!
 //! Tile lists are sized from the start's entry count with room to grow; a step whose lists do
 //! not fit does nothing and makes every later step do nothing (a sticky flag on the device), so

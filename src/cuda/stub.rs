@@ -290,7 +290,10 @@ impl GpuRefiner {
     }
 
     /// Unreachable.
-    pub fn removal_costs(&mut self, _gaussians: &[crate::core::splat::Gaussian]) -> Result<Vec<f64>> {
+    pub fn removal_costs(
+        &mut self,
+        _gaussians: &[crate::core::splat::Gaussian],
+    ) -> Result<Vec<f64>> {
         match self.never {}
     }
 

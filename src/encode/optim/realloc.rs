@@ -29,6 +29,12 @@
 //!
 //! Everything runs at 1× with the spec's weights (`core::geometry`), in a fixed order, so the
 //! result does not depend on the thread count.
+//!
+//! A refinement on the GPU measures the removal costs and the error maps there
+//! (`GpuRefiner::removal_costs` and the forward blend of `kernels/refine.cu`): the same
+//! quantities summed in another fixed order, so its moves differ from the CPU's only where two
+//! costs or errors are within round-off. The order, the neighbour test and the picks run on the
+//! host either way.
 
 use rayon::prelude::*;
 
@@ -153,7 +159,15 @@ pub(crate) fn adapt_on(
     add: usize,
     gpu: Option<&mut GpuRefiner>,
 ) -> crate::Result<(usize, usize)> {
-    adapt_with(target, gaussians, remove, add, MOVE_REACH, REFINED_ADDED, gpu)
+    adapt_with(
+        target,
+        gaussians,
+        remove,
+        add,
+        MOVE_REACH,
+        REFINED_ADDED,
+        gpu,
+    )
 }
 
 /// How far (in its largest σ) a removed Gaussian keeps others from being removed in the same

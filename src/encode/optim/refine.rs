@@ -589,7 +589,9 @@ pub(crate) fn refine_to_in(
         if budget < n {
             engine.moves(&mut fallback, |g| prune_on(target, gaussians, budget, g));
         } else if budget > n {
-            engine.moves(&mut fallback, |g| adapt_on(target, gaussians, 0, budget - n, g));
+            engine.moves(&mut fallback, |g| {
+                adapt_on(target, gaussians, 0, budget - n, g)
+            });
         }
         seconds.moves += clock.elapsed().as_secs_f64();
         if n != gaussians.len() && opts.refit_colors {
