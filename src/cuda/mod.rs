@@ -89,6 +89,10 @@ pub fn lr_factor(lr_final: f32, step: usize, iterations: usize) -> f32 {
     lr_final.powf(step as f32 / (iterations - 1) as f32)
 }
 
+/// A render's per-pixel maps for the moves between refinement rounds (`GpuRefiner::blend_maps`):
+/// the blend's numerator (4 channels), and (weight sum, squared error, 0, 0).
+pub(crate) type BlendMaps = (Vec<[f32; 4]>, Vec<[f32; 4]>);
+
 /// Whether gsimg was built with the CUDA renderer (the `cuda` feature).
 #[cfg(feature = "unstable")]
 pub const BUILT_WITH_CUDA: bool = cfg!(feature = "cuda");

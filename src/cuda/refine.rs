@@ -835,7 +835,7 @@ impl GpuRefiner {
         &mut self,
         gaussians: &[Gaussian],
         keep: Option<&[bool]>,
-    ) -> Result<(Vec<[f32; 4]>, Vec<[f32; 4]>)> {
+    ) -> Result<super::BlendMaps> {
         let kept: Vec<Gaussian>;
         let gs = match keep {
             Some(k) => {

@@ -302,7 +302,7 @@ impl GpuRefiner {
         &mut self,
         _gaussians: &[crate::core::splat::Gaussian],
         _keep: Option<&[bool]>,
-    ) -> Result<(Vec<[f32; 4]>, Vec<[f32; 4]>)> {
+    ) -> Result<super::BlendMaps> {
         match self.never {}
     }
 
