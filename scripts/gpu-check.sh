@@ -214,6 +214,8 @@ print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonn
             echo "no ONNX Runtime library or no $MODEL: the network encoder's case not run"; ok=1
         fi
         kill $hog 2>/dev/null; wait $hog 2>/dev/null
+        echo "-- the moves between rounds (removal costs, error map) against the CPU's"
+        "$RBIN" moves "$DATA"/kodim01.png "$DATA"/kodim05.png "$DATA"/kodim23.png || ok=1
         echo "-- speed"
         "$RBIN" speed "$DATA"/kodim01.png "$DATA"/kodim05.png "$DATA"/kodim23.png --steps 1000 --cpu-steps 10 || ok=1
         exit $ok

@@ -12,6 +12,10 @@
 //! refine_check speed PNG... [--steps N] [--cpu-steps M]
 //!                                   Adam steps per second on the GPU (and on the CPU for
 //!                                   M steps) from the analytic encoder's start
+//! refine_check moves PNG...         the moves' removal costs and error map on the GPU
+//!                                   against the CPU's from the analytic encoder's start:
+//!                                   PASS/FAIL (1e-4, the same 100 cheapest) and the time of
+//!                                   each
 //! refine_check curve PNG... --density D,D.. --sched I:F:R:M[:Q],...
 //!                                   rate and PSNR of the analytic encoder refined on the GPU
 //!                                   with each schedule (I steps, final step-size factor F,
@@ -69,6 +73,10 @@ fn main() {
                 .collect();
             speed(&pngs, flag("--steps", 1000), flag("--cpu-steps", 10))
         }
+        Some("moves") if args.len() >= 2 => {
+            let pngs: Vec<&String> = args[1..].iter().collect();
+            moves(&pngs)
+        }
         Some("curve") if args.len() >= 2 => {
             let pngs: Vec<&String> = args[1..]
                 .iter()
@@ -109,7 +117,7 @@ fn main() {
         }
         _ => {
             eprintln!(
-                "usage: refine_check grad | sanitize | fit [PNG...] | speed PNG... [--steps N] [--cpu-steps M] | \
+                "usage: refine_check grad | sanitize | fit [PNG...] | speed PNG... [--steps N] [--cpu-steps M] | moves PNG... | \
                  curve PNG... --density D,.. --sched I:F:R:M,.. | \
                  effort PNG... --model ONNX --quality Q,.. --variants V,.."
             );
@@ -376,6 +384,80 @@ fn start_of(p: &Frame<f32>) -> Result<Vec<Gaussian>> {
     Ok(gsimg::encode::analytic::encode(p, &opts)?
         .image
         .into_gaussians())
+}
+
+/// The moves' measurements (removal costs, error map of what is left after removing every
+/// tenth Gaussian) on the GPU against the CPU's, on the analytic start of each picture: the
+/// same costs to 1e-4 (relative, or of the largest near 0), the same 100 cheapest, the same
+/// error map to 1e-4; and the time of each (GPU after a warm-up; the CPU on all its threads).
+fn moves(pngs: &[&String]) -> Result<()> {
+    use gsimg::encode::optim::realloc::{error_map, removal_costs};
+    let gpu = CudaRenderer::new().context("no GPU")?;
+    println!(
+        "device: {}; {} CPU threads",
+        gpu.device_name(),
+        rayon::current_num_threads()
+    );
+    println!(
+        "picture | Gaussians | costs ms GPU / CPU | error map ms GPU / CPU | worst cost diff | worst error diff"
+    );
+    let mut ok = true;
+    for path in pngs {
+        let px = load(path)?;
+        let gs = start_of(&px)?;
+        let keep: Vec<bool> = (0..gs.len()).map(|k| k % 10 != 0).collect();
+        let mut refiner = gpu.refiner(px.width, px.height, px.channels(), &px.data)?;
+        refiner.removal_costs(&gs)?;
+        refiner.error_map(&gs, Some(&keep))?;
+        let t = Instant::now();
+        let dev = refiner.removal_costs(&gs)?;
+        let cost_gpu = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let dev_err = refiner.error_map(&gs, Some(&keep))?;
+        let err_gpu = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let cpu = removal_costs(&px, &gs);
+        let cost_cpu = t.elapsed().as_secs_f64();
+        let t = Instant::now();
+        let cpu_err = error_map(&px, &gs, Some(&keep));
+        let err_cpu = t.elapsed().as_secs_f64();
+        let largest = cpu.iter().fold(0f64, |m, c| m.max(c.abs()));
+        let worst = cpu.iter().zip(&dev).fold(0f64, |m, (c, d)| {
+            m.max((c - d).abs() / c.abs().max(1e-3 * largest))
+        });
+        let peak = cpu_err.iter().fold(0f32, |m, c| m.max(*c));
+        let worst_err = cpu_err.iter().zip(&dev_err).fold(0f32, |m, (c, d)| {
+            m.max((c - d).abs() / c.abs().max(1e-3 * peak))
+        });
+        let cheapest = |v: &[f64]| {
+            let mut o: Vec<usize> = (0..v.len()).collect();
+            o.sort_by(|&a, &b| v[a].total_cmp(&v[b]).then(a.cmp(&b)));
+            o.truncate(100);
+            o.sort_unstable();
+            o
+        };
+        let same_cheapest = cheapest(&dev) == cheapest(&cpu);
+        let name = Path::new(path)
+            .file_name()
+            .unwrap_or_default()
+            .to_string_lossy();
+        println!(
+            "{name} | {} | {:.1} / {:.1} | {:.1} / {:.1} | {worst:.1e} | {worst_err:.1e}",
+            gs.len(),
+            cost_gpu * 1e3,
+            cost_cpu * 1e3,
+            err_gpu * 1e3,
+            err_cpu * 1e3,
+        );
+        if worst > 1e-4 || worst_err > 1e-4 || !same_cheapest {
+            println!("{name}: FAIL (the same 100 cheapest: {same_cheapest})");
+            ok = false;
+        }
+    }
+    if !ok {
+        bail!("the GPU's moves differ from the CPU's");
+    }
+    Ok(())
 }
 
 fn psnr(mse: f64) -> f64 {
