@@ -23,7 +23,9 @@
 # models/upscale.onnx (GPU_CHECK_UPSCALE_MODEL to change it); (7) the refinement on the GPU:
 # its gradients against the CPU refinement's on random scenes (1e-4 of the largest), its colour
 # fit against the CPU's (random scenes: the same colours to 1e-3 and error to 1e-4; two Kodak
-# pictures: an error no more than 1e-3 above the CPU's), the compute-sanitizer tools on a
+# pictures: an error no more than 1e-3 above the CPU's), the moves' removal costs and error map
+# against the CPU's on three Kodak pictures (1e-4, the same 100 cheapest; with their times),
+# the compute-sanitizer tools on a
 # small descent and fit, encodes (analytic, and the network's `--effort default`) whose
 # refinement meets a GPU out of memory (falls back to the CPU with one warning line and writes
 # the file), and its speed on three Kodak pictures (refine.txt); (8) a 16384 x 16384 render
@@ -220,7 +222,7 @@ print(sorted(glob.glob(os.path.join(os.path.dirname(o.__file__), "capi", "libonn
         "$RBIN" speed "$DATA"/kodim01.png "$DATA"/kodim05.png "$DATA"/kodim23.png --steps 1000 --cpu-steps 10 || ok=1
         exit $ok
     )
-    logged refine.txt "refinement: GPU gradients = CPU (1e-4), colour fit = CPU where it converges and as good elsewhere, sanitizers clean, out-of-memory falls back to the CPU" refine_checks
+    logged refine.txt "refinement: GPU gradients = CPU (1e-4), colour fit = CPU where it converges and as good elsewhere, moves = CPU (1e-4), sanitizers clean, out-of-memory falls back to the CPU" refine_checks
 fi
 
 if want 8; then
