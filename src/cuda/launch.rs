@@ -545,6 +545,21 @@ const _: () = {
     assert!(std::mem::size_of::<UpdateParams>() == 96);
 };
 
+/// The checks every per-tile refinement pass makes of its common inputs: the parameters, the
+/// tile ranges, the target picture and the tile lists. Returns (tiles, pixels).
+fn check_tile_pass(
+    bins: &super::pipeline::Bins<'_>,
+    p: &RefineParams,
+    target: &CudaSlice<f32>,
+) -> Result<(u64, u64)> {
+    let tiles = check_refine_params(p)?;
+    let pixels = p.width as u64 * p.height as u64;
+    need("tile ranges", bins.ranges.len(), tiles)?;
+    need("target", target.len(), pixels * p.channels as u64)?;
+    need("tile lists", bins.vals.len(), p.capacity as u64)?;
+    Ok((tiles, pixels))
+}
+
 fn check_refine_params(p: &RefineParams) -> Result<u64> {
     if p.width <= 0
         || p.height <= 0
@@ -571,16 +586,12 @@ pub(crate) fn refine_forward(
     state: &mut CudaSlice<RefineState>,
     step: u32,
 ) -> Result<()> {
-    let tiles = check_refine_params(p)?;
-    let pixels = p.width as u64 * p.height as u64;
-    need("tile ranges", bins.ranges.len(), tiles)?;
+    let (tiles, pixels) = check_tile_pass(bins, p, target)?;
     need("stats", bins.stats.len(), STATS_WORDS as u64)?;
-    need("target", target.len(), pixels * p.channels as u64)?;
     need("pixel colours", pix_color.len(), pixels)?;
     need("pixel gradients", pix_grad.len(), pixels)?;
     need("tile errors", tile_err.len(), tiles)?;
     need("state", state.len(), 1)?;
-    need("tile lists", bins.vals.len(), p.capacity as u64)?;
     let cfg = grid(tiles, RASTER_THREADS)?;
     let f = rt.function(Kernel::RefineForward(p.channels as u8 - 1))?;
     let mut b = stream.launch_builder(f);
@@ -998,15 +1009,11 @@ pub(crate) fn moves_blend(
     pix_den_err: &mut CudaSlice<[f32; 4]>,
     state: &mut CudaSlice<RefineState>,
 ) -> Result<()> {
-    let tiles = check_refine_params(p)?;
-    let pixels = p.width as u64 * p.height as u64;
-    need("tile ranges", bins.ranges.len(), tiles)?;
+    let (tiles, pixels) = check_tile_pass(bins, p, target)?;
     need("stats", bins.stats.len(), STATS_WORDS as u64)?;
-    need("target", target.len(), pixels * p.channels as u64)?;
     need("pixel numerators", pix_num.len(), pixels)?;
     need("pixel weight sums", pix_den_err.len(), pixels)?;
     need("state", state.len(), 1)?;
-    need("tile lists", bins.vals.len(), p.capacity as u64)?;
     let cfg = grid(tiles, RASTER_THREADS)?;
     let f = rt.function(Kernel::MovesBlend(p.channels as u8 - 1))?;
     let mut b = stream.launch_builder(f);
@@ -1041,16 +1048,12 @@ pub(crate) fn moves_cost(
     cost_slots: &mut CudaSlice<f64>,
     state: &CudaSlice<RefineState>,
 ) -> Result<()> {
-    let tiles = check_refine_params(p)?;
-    let pixels = p.width as u64 * p.height as u64;
-    need("tile ranges", bins.ranges.len(), tiles)?;
+    let (tiles, pixels) = check_tile_pass(bins, p, target)?;
     need("offsets", bins.offsets.len(), p.n as u64)?;
     need("splats", bins.splats.len(), p.n as u64)?;
-    need("target", target.len(), pixels * p.channels as u64)?;
     need("pixel numerators", pix_num.len(), pixels)?;
     need("pixel weight sums", pix_den_err.len(), pixels)?;
     need("cost slots", cost_slots.len(), p.capacity as u64)?;
-    need("tile lists", bins.vals.len(), p.capacity as u64)?;
     need("state", state.len(), 1)?;
     let cfg = grid(tiles, RASTER_THREADS)?;
     let f = rt.function(Kernel::MovesCost(p.channels as u8 - 1))?;
